@@ -1,0 +1,98 @@
+//! `kestrel-quantize`: the offline converter. Parses arguments, calls `kestrel_quantize`,
+//! prints. Exit codes: 0 success, 1 failure, 2 usage error or bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kestrel_quantize::load::InputShape;
+use kestrel_quantize::{convert, ConvertError, ConvertOptions};
+use kestrel_runtime::io::atomic::AtomicFile;
+
+/// Convert trained ONNX models into compact tract graphs for Kestrel.
+#[derive(Parser, Debug)]
+#[command(name = "kestrel-quantize", version, about, long_about = None)]
+struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Convert an ONNX model into a verified NNEF graph (.nnef.tgz or .nnef.tar).
+    Convert {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Output graph.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Shape of an input the model leaves open, e.g. x=1,3,224,224 (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=D0,D1,...")]
+        input_shapes: Vec<InputShape>,
+        /// Relative tolerance of the built-in verification.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// Write the conversion report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kestrel-quantize: error: {e:#}");
+            let bad_input = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<ConvertError>(),
+                    Some(
+                        ConvertError::NotFound { .. }
+                            | ConvertError::Load { .. }
+                            | ConvertError::InputShape { .. }
+                            | ConvertError::Output { .. }
+                    )
+                )
+            });
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert {
+            model,
+            output,
+            input_shapes,
+            tolerance,
+            report,
+        } => {
+            let options = ConvertOptions {
+                input_shapes,
+                tolerance,
+                ..ConvertOptions::default()
+            };
+            let result = convert(&model, &output, &options)?;
+            print!("{}", result.to_text());
+            if let Some(path) = report {
+                let mut file = AtomicFile::create(&path)?;
+                serde_json::to_writer_pretty(file.file_mut(), &result)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                file.commit()?;
+            }
+        }
+    }
+    Ok(())
+}

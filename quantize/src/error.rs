@@ -1,0 +1,63 @@
+//! Typed errors of the converter library; the binary adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+/// Everything a conversion can fail on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The ONNX file is missing.
+    #[error("{path}: no such file")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// tract-onnx could not read or analyse the model.
+    #[error("{path}: cannot load ONNX model: {reason}")]
+    Load {
+        /// The model.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An input shape that is missing, malformed or names no input.
+    #[error("{path}: {reason}")]
+    InputShape {
+        /// The model.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The graph could not be simplified or serialised.
+    #[error("{path}: {stage}: {reason}")]
+    Graph {
+        /// The model.
+        path: PathBuf,
+        /// Which step failed (declutter, write…).
+        stage: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// An output path the converter will not write.
+    #[error("{path}: {reason}")]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The written graph does not load in the runtime or does not match the source.
+    #[error("{path}: verification failed, nothing written: {reason}")]
+    Verify {
+        /// The output path that was not written.
+        path: PathBuf,
+        /// What differed.
+        reason: String,
+    },
+    /// A runtime-side failure (file I/O, loading).
+    #[error(transparent)]
+    Runtime(#[from] kestrel_runtime::RuntimeError),
+}
+
+pub(crate) fn chain(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}

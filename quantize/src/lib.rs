@@ -1,0 +1,23 @@
+//! # kestrel-quantize
+//!
+//! The offline half of Kestrel: turns trained ONNX models into compact tract graphs (NNEF
+//! tar) that the on-device runtime (`kestrel-runtime`) loads without an ONNX parser.
+//!
+//! ```text
+//! model.onnx ──load (tract-onnx)──► input facts fixed ──declutter──► typed graph
+//!     ──write──► temp file ──reload with the runtime's loader, compare outputs──► rename
+//! ```
+//!
+//! Map: [`load`] reads ONNX and fixes input shapes, [`convert`] runs the whole flow,
+//! [`verify`] compares the written graph with the source, [`summary`] counts ops and
+//! parameter bytes. Binary-layer recognition, MST reordering and int8 calibration plug in
+//! between declutter and write (their own modules, per their issues).
+
+pub mod convert;
+pub mod error;
+pub mod load;
+pub mod summary;
+pub mod verify;
+
+pub use convert::{convert, ConvertOptions, ConvertReport};
+pub use error::ConvertError;

@@ -1,0 +1,300 @@
+//! `kestrel bench`: the figures TFLite's `benchmark_model` and OpenVINO's `benchmark_app`
+//! give — load time, first run, latency percentiles over timed runs, peak RSS — plus a
+//! per-op profile from separate profiled runs (timing every node costs a little, so the
+//! latency figures come from un-instrumented runs).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tract_nnef::internal::*;
+
+use crate::error::RuntimeError;
+use crate::model::Model;
+
+/// How many runs of each kind.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Untimed runs after the first one, to warm caches and the allocator.
+    pub warmup: usize,
+    /// Timed runs.
+    pub runs: usize,
+    /// Runs with per-node timing, for the op profile (0 to skip it).
+    pub profile_runs: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            warmup: 10,
+            runs: 100,
+            profile_runs: 20,
+        }
+    }
+}
+
+/// Latency summary, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Latency {
+    /// Fastest run.
+    pub min: f64,
+    /// Median.
+    pub median: f64,
+    /// Mean.
+    pub mean: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest run.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Summarises durations (sorts them in place). `None` for an empty slice.
+    pub fn from_durations(samples: &mut [Duration]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let total: Duration = samples.iter().sum();
+        Some(Latency {
+            min: ms(samples[0]),
+            median: ms(percentile(samples, 50.0)),
+            mean: ms(total) / samples.len() as f64,
+            p90: ms(percentile(samples, 90.0)),
+            p99: ms(percentile(samples, 99.0)),
+            max: ms(samples[samples.len() - 1]),
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted, non-empty samples.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One line of the op profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpTime {
+    /// Node name in the optimised graph (or the op name, in the by-op table).
+    pub name: String,
+    /// The operator.
+    pub op: String,
+    /// Mean milliseconds per inference.
+    pub ms: f64,
+    /// Share of the profiled inference time, 0–1.
+    pub share: f64,
+}
+
+/// Everything `kestrel bench` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// The model's source.
+    pub model: String,
+    /// Executor threads.
+    pub threads: usize,
+    /// Load + optimise + plan, ms.
+    pub load_ms: f64,
+    /// The first inference, ms (includes lazy set-up in kernels).
+    pub first_run_ms: f64,
+    /// Warm-up runs done.
+    pub warmup: usize,
+    /// Timed runs done.
+    pub runs: usize,
+    /// Latency over the timed runs.
+    pub latency_ms: Latency,
+    /// Peak resident set size of the process, MiB (None where /proc is missing).
+    pub peak_rss_mib: Option<f64>,
+    /// Nodes by share of time, slowest first.
+    pub top_nodes: Vec<OpTime>,
+    /// Time by operator kind, slowest first.
+    pub by_op: Vec<OpTime>,
+}
+
+/// Benchmarks `model` on `inputs`.
+pub fn bench(
+    model: &Model,
+    inputs: &TVec<TValue>,
+    options: &BenchOptions,
+) -> Result<BenchReport, RuntimeError> {
+    let mut session = model.session()?;
+    let start = Instant::now();
+    session.run(inputs.clone())?;
+    let first_run = start.elapsed();
+    for _ in 0..options.warmup {
+        session.run(inputs.clone())?;
+    }
+    let mut samples = Vec::with_capacity(options.runs.max(1));
+    for _ in 0..options.runs.max(1) {
+        let start = Instant::now();
+        session.run(inputs.clone())?;
+        samples.push(start.elapsed());
+    }
+    let latency = Latency::from_durations(&mut samples).expect("at least one run");
+
+    let mut node_times = Vec::new();
+    for _ in 0..options.profile_runs {
+        session.run_timed(inputs.clone(), &mut node_times)?;
+    }
+    let (top_nodes, by_op) = profile(model, &node_times, options.profile_runs);
+    Ok(BenchReport {
+        model: model.source().to_string(),
+        threads: model.threads(),
+        load_ms: model.load_time().as_secs_f64() * 1e3,
+        first_run_ms: first_run.as_secs_f64() * 1e3,
+        warmup: options.warmup,
+        runs: options.runs.max(1),
+        latency_ms: latency,
+        peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        top_nodes,
+        by_op,
+    })
+}
+
+fn profile(model: &Model, node_times: &[Duration], runs: usize) -> (Vec<OpTime>, Vec<OpTime>) {
+    if runs == 0 {
+        return (vec![], vec![]);
+    }
+    let graph = model.optimized_graph();
+    let total: f64 = node_times
+        .iter()
+        .map(Duration::as_secs_f64)
+        .sum::<f64>()
+        .max(1e-12);
+    let mut nodes: Vec<OpTime> = node_times
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.is_zero())
+        .map(|(id, t)| {
+            let node = graph.node(id);
+            OpTime {
+                name: node.name.clone(),
+                op: node.op().name().to_string(),
+                ms: t.as_secs_f64() * 1e3 / runs as f64,
+                share: t.as_secs_f64() / total,
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    let mut kinds: HashMap<String, f64> = HashMap::new();
+    for n in &nodes {
+        *kinds.entry(n.op.clone()).or_default() += n.ms;
+    }
+    let per_run_total = total * 1e3 / runs as f64;
+    let mut by_op: Vec<OpTime> = kinds
+        .into_iter()
+        .map(|(op, ms)| OpTime {
+            name: op.clone(),
+            op,
+            ms,
+            share: ms / per_run_total,
+        })
+        .collect();
+    by_op.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    nodes.truncate(15);
+    (nodes, by_op)
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` in `/proc/self/status`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_kib("VmHWM:").map(|k| k * 1024)
+}
+
+/// Current resident set size of this process in bytes (`VmRSS`).
+pub fn current_rss_bytes() -> Option<u64> {
+    proc_status_kib("VmRSS:").map(|k| k * 1024)
+}
+
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl BenchReport {
+    /// The human-readable report.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let l = &self.latency_ms;
+        let _ = writeln!(s, "model        {}", self.model);
+        let _ = writeln!(s, "threads      {}", self.threads);
+        let _ = writeln!(s, "load         {:.2} ms", self.load_ms);
+        let _ = writeln!(s, "first run    {:.2} ms", self.first_run_ms);
+        let _ = writeln!(
+            s,
+            "runs         {} (after {} warm-up)",
+            self.runs, self.warmup
+        );
+        let _ = writeln!(
+            s,
+            "latency ms   min {:.3}  median {:.3}  mean {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+            l.min, l.median, l.mean, l.p90, l.p99, l.max
+        );
+        if let Some(rss) = self.peak_rss_mib {
+            let _ = writeln!(s, "peak RSS     {rss:.1} MiB");
+        }
+        if !self.by_op.is_empty() {
+            let _ = writeln!(s, "\nby op kind:");
+            for o in &self.by_op {
+                let _ = writeln!(s, "  {:>6.1}%  {:>9.3} ms  {}", o.share * 100.0, o.ms, o.op);
+            }
+            let _ = writeln!(s, "\ntop nodes:");
+            for o in &self.top_nodes {
+                let _ = writeln!(
+                    s,
+                    "  {:>6.1}%  {:>9.3} ms  {:<20} {}",
+                    o.share * 100.0,
+                    o.ms,
+                    o.op,
+                    o.name
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 90.0), 90);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[7u32], 99.0), 7);
+    }
+
+    #[test]
+    fn latency_summary() {
+        let mut d: Vec<Duration> = [4, 1, 3, 2]
+            .iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect();
+        let l = Latency::from_durations(&mut d).unwrap();
+        assert_eq!((l.min, l.median, l.max), (1.0, 2.0, 4.0));
+        assert!((l.mean - 2.5).abs() < 1e-9);
+        assert!(Latency::from_durations(&mut []).is_none());
+    }
+
+    #[test]
+    fn rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let peak = peak_rss_bytes().unwrap();
+            assert!(peak >= current_rss_bytes().unwrap() / 2 && peak > 0);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `kestrel`: the on-device command. Parses arguments, calls `kestrel_runtime`, prints.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input (missing or corrupt
+//! model, unreadable array, wrong input shape, bad source URI).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kestrel_runtime::bench::{self, BenchOptions};
+use kestrel_runtime::camera::{self, CameraError, SourceOptions};
+use kestrel_runtime::io::npy;
+use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
+use kestrel_runtime::pipeline::{Pipeline, PipelineError};
+use kestrel_runtime::{bundled, infer, random, LoadOptions, Model, RuntimeError};
+
+/// Kestrel: run compact tract graphs on edge boards.
+#[derive(Parser, Debug)]
+#[command(name = "kestrel", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for inference (default: every core).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    /// More diagnostics on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the model on every frame of a source, one JSON line per frame (the main job).
+    ///
+    /// With no arguments: the bundled model on the synthetic source, 100 frames.
+    Run {
+        /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Frame source URI: synthetic.
+        #[arg(long)]
+        source: Option<String>,
+        /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Frame size WxH requested from the source.
+        #[arg(long, default_value = "640x480", value_parser = parse_size)]
+        size: (usize, usize),
+        /// Frames per second requested from the source (0: as fast as possible).
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Classes reported per frame for classifiers.
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+        /// Per-channel mean for a --model (pixels scaled to 0..1), e.g. 0.485,0.456,0.406.
+        #[arg(long, value_parser = parse_triple)]
+        mean: Option<[f32; 3]>,
+        /// Per-channel std for a --model, e.g. 0.229,0.224,0.225.
+        #[arg(long, value_parser = parse_triple)]
+        std: Option<[f32; 3]>,
+    },
+    /// Run a model on arrays from a .npy/.npz file and write its outputs to a .npz.
+    Infer {
+        /// Model (.nnef.tgz, .nnef.tar or NNEF directory).
+        model: PathBuf,
+        /// Input arrays: a .npy for a one-input model, or a .npz keyed by input name.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output .npz (one array per model output, keyed by output name).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Measure load time, latency percentiles, peak RSS and a per-op profile.
+    Bench {
+        /// Model (default: the bundled model).
+        model: Option<PathBuf>,
+        /// Untimed runs before measuring.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Runs with per-op timing for the profile (0: no profile).
+        #[arg(long, default_value_t = 20)]
+        profile_runs: usize,
+        /// Print the figures as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's inputs and outputs.
+    Info {
+        /// Model (default: the bundled model).
+        model: Option<PathBuf>,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected WxH, e.g. 640x480")?;
+    let w = w.trim().parse().map_err(|_| format!("bad width '{w}'"))?;
+    let h = h.trim().parse().map_err(|_| format!("bad height '{h}'"))?;
+    Ok((w, h))
+}
+
+fn parse_triple(s: &str) -> Result<[f32; 3], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("bad number '{x}'"))
+        })
+        .collect::<Result<_, _>>()?;
+    match v.as_slice() {
+        [a] => Ok([*a; 3]),
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err("expected one or three comma-separated numbers".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kestrel: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for bad input (the user can fix the command or the file), 1 for everything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(r) = cause.downcast_ref::<RuntimeError>() {
+            return match r {
+                RuntimeError::Run(_) => 1,
+                RuntimeError::Io { .. } => 1,
+                _ => 2,
+            };
+        }
+        if let Some(p) = cause.downcast_ref::<PipelineError>() {
+            return match p {
+                PipelineError::Camera(CameraError::BadUri { .. })
+                | PipelineError::NotAnImage(_) => 2,
+                PipelineError::Runtime(RuntimeError::Run(_)) => 1,
+                PipelineError::Runtime(_) => 2,
+                _ => 1,
+            };
+        }
+        if let Some(CameraError::BadUri { .. }) = cause.downcast_ref::<CameraError>() {
+            return 2;
+        }
+    }
+    1
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let options = LoadOptions {
+        threads: cli.threads.map(usize::from),
+    };
+    match cli.command {
+        Command::Run {
+            model,
+            source,
+            frames,
+            size,
+            fps,
+            top_k,
+            mean,
+            std,
+        } => {
+            let default_run = model.is_none() && source.is_none();
+            let (model, normalize, task) = match &model {
+                None => (
+                    bundled::load(&options)?,
+                    bundled::normalize(),
+                    bundled::task(top_k),
+                ),
+                Some(path) => {
+                    let normalize = match (mean, std) {
+                        (None, None) => Normalize::unit(),
+                        (m, s) => {
+                            Normalize::from_mean_std(m.unwrap_or([0.0; 3]), s.unwrap_or([1.0; 3]))
+                        }
+                    };
+                    (
+                        load(path, &options)?,
+                        normalize,
+                        Task::classify(vec![], top_k),
+                    )
+                }
+            };
+            let uri = source.unwrap_or_else(|| "synthetic".into());
+            let frames = frames.or(default_run.then_some(100));
+            let source_options = SourceOptions {
+                width: size.0,
+                height: size.1,
+                fps,
+            };
+            let mut source = camera::open(&uri, &source_options)?;
+            let mut pipeline = Pipeline::new(&model, normalize, task)
+                .with_context(|| format!("model {}", model.source()))?;
+            let stdout = std::io::stdout();
+            let mut sink = JsonLines::new(stdout.lock());
+            let summary = pipeline::run(&mut pipeline, source.as_mut(), &mut sink, frames)?;
+            sink.summary(&summary, model.source(), source.uri())?;
+        }
+        Command::Infer {
+            model,
+            input,
+            output,
+        } => {
+            let model = load(&model, &options)?;
+            let arrays = npy::read_arrays(&input)?;
+            let inputs = infer::match_inputs(&model, arrays)
+                .with_context(|| format!("{} for model {}", input.display(), model.source()))?;
+            let outputs = infer::infer(&model, &inputs)
+                .with_context(|| format!("{} for model {}", input.display(), model.source()))?;
+            let named: Vec<(&str, &_)> = model
+                .outputs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .zip(outputs.iter())
+                .collect();
+            npy::write_arrays(&output, &named)?;
+            for (name, t) in &named {
+                eprintln!("{name}: {:?} {:?}", t.datum_type(), t.shape());
+            }
+            eprintln!("wrote {}", output.display());
+        }
+        Command::Bench {
+            model,
+            warmup,
+            runs,
+            profile_runs,
+            json,
+        } => {
+            let model = match &model {
+                None => bundled::load(&options)?,
+                Some(p) => load(p, &options)?,
+            };
+            let inputs = random::random_inputs(model.inputs(), 1)
+                .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
+            let report = bench::bench(
+                &model,
+                &inputs,
+                &BenchOptions {
+                    warmup,
+                    runs,
+                    profile_runs,
+                },
+            )?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", report.to_text())?;
+            }
+        }
+        Command::Info { model } => {
+            let model = match &model {
+                None => bundled::load(&options)?,
+                Some(p) => load(p, &options)?,
+            };
+            println!("model   {}", model.source());
+            for s in model.inputs() {
+                println!("input   {s}");
+            }
+            for s in model.outputs() {
+                println!("output  {s}");
+            }
+            println!("load    {:.2} ms", model.load_time().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(())
+}
+
+fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
+    Ok(Model::load(path, options)?)
+}

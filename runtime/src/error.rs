@@ -1,0 +1,75 @@
+//! Typed errors of the runtime library. The binaries add context with `anyhow`.
+
+use std::path::PathBuf;
+
+/// Everything the runtime library reports as a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A model path that does not exist.
+    #[error("model {path}: no such file or directory")]
+    ModelNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A model file that exists but could not be read as an NNEF graph.
+    #[error("model {path}: cannot load NNEF graph: {reason}")]
+    ModelLoad {
+        /// The path (or `<bundled>`).
+        path: String,
+        /// tract's explanation, with its cause chain.
+        reason: String,
+    },
+    /// A loaded graph the runtime cannot run as it is (symbolic shapes, exotic types…).
+    #[error("model {path}: {reason}")]
+    ModelUnsupported {
+        /// The path (or `<bundled>`).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An input tensor whose type or shape does not match the model's input fact.
+    #[error("input #{index} '{name}': expected {expected}, got {given}")]
+    InputMismatch {
+        /// Position of the input.
+        index: usize,
+        /// The model's name for it.
+        name: String,
+        /// The model's fact, e.g. `f32 1,3,224,224`.
+        expected: String,
+        /// What was given, e.g. `u8 1,224,224,3`.
+        given: String,
+    },
+    /// The wrong number of inputs.
+    #[error("model takes {expected} input(s), got {given}")]
+    InputCount {
+        /// How many the model takes.
+        expected: usize,
+        /// How many were given.
+        given: usize,
+    },
+    /// A failure while evaluating the graph.
+    #[error("inference failed: {0}")]
+    Run(String),
+    /// A bad array file (`.npy`/`.npz`).
+    #[error("{path}: {reason}")]
+    Array {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An I/O failure on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Formats an `anyhow`/tract error with its whole cause chain on one line.
+pub(crate) fn chain(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}

@@ -1,0 +1,38 @@
+//! # kestrel-runtime
+//!
+//! Kestrel's lean on-device runtime. It loads graphs written by `kestrel-quantize`
+//! (NNEF, as `.nnef.tgz`, `.nnef.tar` or a directory) with `tract-nnef` + `tract-core`
+//! and Kestrel's own NNEF extensions, and runs them — on arrays (`kestrel infer`),
+//! in a benchmark loop (`kestrel bench`) or on camera frames (`kestrel run`).
+//!
+//! What this crate is not: an ONNX importer. Nothing here may depend on `tract-onnx`,
+//! `tract-hir` or a protobuf crate; CI checks `cargo tree -p kestrel-runtime -e normal`.
+//! Conversion lives in `kestrel-quantize`, which depends on this crate, never the reverse.
+//!
+//! Map:
+//! - [`model`]: load a graph, its input/output facts, sessions that run it, thread count.
+//! - [`ops`]: Kestrel's NNEF extension registry (the binary operators live there).
+//! - [`io`]: `.npy`/`.npz` arrays and atomic file writes.
+//! - [`bench`]: latency statistics, per-op profile, peak RSS.
+//! - [`camera`]: the [`camera::FrameSource`] trait and its backends.
+//! - [`pipeline`]: frame → input tensor → model → task result → sink, the `kestrel run` loop.
+//! - [`bundled`]: the default model compiled into the binary.
+
+pub mod bench;
+pub mod bundled;
+pub mod camera;
+pub mod error;
+pub mod infer;
+pub mod io;
+pub mod model;
+pub mod ops;
+pub mod pipeline;
+pub mod random;
+
+pub use error::RuntimeError;
+pub use model::{LoadOptions, Model, Session, TensorSpec};
+
+/// The tract crates the runtime is built on, re-exported so that dependants
+/// (the converter, tests, benchmarks) use exactly the same version.
+pub use tract_nnef;
+pub use tract_nnef::tract_core;

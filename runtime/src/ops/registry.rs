@@ -1,0 +1,32 @@
+//! The NNEF dialect Kestrel reads and writes: tract-core's extensions, tract's ONNX op
+//! library (ops such as `Resize` that have no NNEF standard form) and Kestrel's own registry.
+//!
+//! Writer (`kestrel-quantize`) and reader (`kestrel`) both take their [`Nnef`] from
+//! [`nnef`], so a graph the converter writes is one the runtime can read.
+
+use tract_nnef::framework::Nnef;
+use tract_nnef::internal::*;
+use tract_onnx_opl::WithOnnx;
+
+/// Name of Kestrel's NNEF extension registry (`extension kestrel` in a graph's header).
+pub const REGISTRY_NAME: &str = "kestrel";
+
+/// Kestrel's own NNEF extension registry: the fragments, dumpers and loaders of Kestrel's
+/// operators. Empty until the binary operators are registered.
+pub fn kestrel_registry() -> Registry {
+    Registry::new(REGISTRY_NAME)
+}
+
+/// The NNEF framework with every registry Kestrel graphs may use (tract-core's extensions are
+/// on by default in tract-nnef's `nnef()`).
+///
+/// Extended identifiers (`i"any name"`) are on, so node and output names survive the round
+/// trip exactly (ONNX names such as `save_infer_model/scale_0.tmp_1` are not NNEF
+/// identifiers): `kestrel infer` keys its outputs by the source model's names.
+pub fn nnef() -> Nnef {
+    let mut nnef = tract_nnef::nnef()
+        .with_onnx()
+        .with_registry(kestrel_registry());
+    nnef.allow_extended_identifier_syntax(true);
+    nnef
+}

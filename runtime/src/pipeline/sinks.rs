@@ -1,0 +1,167 @@
+//! Where results go. [`JsonLines`]: one JSON object per frame and a summary object at the
+//! end, on any writer (stdout by default). The line is built in a buffer kept across frames,
+//! so a steady stream allocates nothing. MQTT comes with the camera issue.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::stats::Summary;
+use super::tasks::{Task, TaskResult, MAX_TOP_K};
+
+/// The per-frame facts a sink reports besides the task result.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    /// Source sequence number.
+    pub seq: u64,
+    /// Capture time since the source opened, ms.
+    pub t_capture_ms: f64,
+    /// Capture to result, ms.
+    pub latency_ms: f64,
+    /// Model run alone, ms.
+    pub infer_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Class<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<&'a str>,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct Raw {
+    min: f32,
+    max: f32,
+    mean: f32,
+}
+
+#[derive(Serialize)]
+struct FrameLine<'a> {
+    seq: u64,
+    t_capture_ms: f64,
+    latency_ms: f64,
+    infer_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top: Option<heapless::Vec<Class<'a>, MAX_TOP_K>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<Raw>,
+}
+
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    summary: &'a Summary,
+    model: &'a str,
+    source: &'a str,
+}
+
+/// JSON-lines output.
+#[derive(Debug)]
+pub struct JsonLines<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// A sink writing to `out`.
+    pub fn new(out: W) -> Self {
+        JsonLines {
+            out,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Writes one frame's line.
+    pub fn frame(&mut self, info: &FrameInfo, task: &Task, result: &TaskResult) -> io::Result<()> {
+        let mut line = FrameLine {
+            seq: info.seq,
+            t_capture_ms: info.t_capture_ms,
+            latency_ms: info.latency_ms,
+            infer_ms: info.infer_ms,
+            top: None,
+            raw: None,
+        };
+        match result {
+            TaskResult::Classes(classes) => {
+                line.top = Some(
+                    classes
+                        .iter()
+                        .map(|c| Class {
+                            index: c.index,
+                            label: task.label(c.index),
+                            score: c.score,
+                        })
+                        .collect(),
+                )
+            }
+            TaskResult::Raw { min, max, mean } => {
+                line.raw = Some(Raw {
+                    min: *min,
+                    max: *max,
+                    mean: *mean,
+                })
+            }
+            TaskResult::None => {}
+        }
+        self.emit(&line)
+    }
+
+    /// Writes the summary line.
+    pub fn summary(&mut self, summary: &Summary, model: &str, source: &str) -> io::Result<()> {
+        self.emit(&SummaryLine {
+            summary,
+            model,
+            source,
+        })
+    }
+
+    fn emit<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, value)?;
+        self.buf.push(b'\n');
+        self.out.write_all(&self.buf)?;
+        self.out.flush()
+    }
+
+    /// The writer back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::tasks::ClassScore;
+
+    #[test]
+    fn frame_line_is_json_with_labels() {
+        let task = Task::classify(vec!["cat".into()], 2);
+        let mut top = heapless::Vec::new();
+        top.push(ClassScore {
+            index: 0,
+            score: 0.75,
+        })
+        .unwrap();
+        top.push(ClassScore {
+            index: 4,
+            score: 0.25,
+        })
+        .unwrap();
+        let mut sink = JsonLines::new(Vec::new());
+        let info = FrameInfo {
+            seq: 3,
+            t_capture_ms: 1.5,
+            latency_ms: 2.0,
+            infer_ms: 1.0,
+        };
+        sink.frame(&info, &task, &TaskResult::Classes(top)).unwrap();
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["top"][0]["label"], "cat");
+        assert_eq!(v["top"][1]["index"], 4);
+        assert!(v["top"][1].get("label").is_none());
+    }
+}

