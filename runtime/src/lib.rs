@@ -24,6 +24,7 @@ pub mod camera;
 pub mod error;
 pub mod infer;
 pub mod io;
+pub mod kernels;
 pub mod logging;
 pub mod model;
 pub mod ops;
