@@ -1,7 +1,18 @@
 //! Kestrel's own operators and the NNEF dialect that names them.
 //!
-//! One file per operator (the binary operators: bitpack, binary conv2d, binary dense, binary
-//! max-pool and their MST variants), each with its NNEF dumper and loader registered in
-//! [`registry`]. Their inner loops live in `crate::kernels`, chosen once at load by CPU detection.
+//! The binary operators work on bit-packed data ([`packing`] describes the layout): one file
+//! per operator, each with its NNEF loader and dumper, registered in [`registry`]:
+//! [`bitpack`] (float → bits), [`bconv`] (binary conv2d), [`bdense`] (binary dense),
+//! [`bmaxpool`] (max-pool on bits). Conv and dense share the fused [`output_stage`]; their inner
+//! loop is the XOR-popcount kernel of `crate::kernels`, chosen once at load by CPU detection.
+//! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
+pub mod bconv;
+pub mod bdense;
+pub mod bitpack;
+pub mod bmaxpool;
+pub mod output_stage;
+pub mod packing;
+pub mod parallel;
+pub mod reference;
 pub mod registry;

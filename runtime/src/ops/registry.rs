@@ -11,10 +11,14 @@ use tract_onnx_opl::WithOnnx;
 /// Name of Kestrel's NNEF extension registry (`extension kestrel` in a graph's header).
 pub const REGISTRY_NAME: &str = "kestrel";
 
-/// Kestrel's own NNEF extension registry: the fragments, dumpers and loaders of Kestrel's
-/// operators. Empty until the binary operators are registered.
+/// Kestrel's own NNEF extension registry: the loaders and dumpers of Kestrel's operators.
 pub fn kestrel_registry() -> Registry {
-    Registry::new(REGISTRY_NAME)
+    let mut registry = Registry::new(REGISTRY_NAME);
+    super::bitpack::register(&mut registry);
+    super::bconv::register(&mut registry);
+    super::bdense::register(&mut registry);
+    super::bmaxpool::register(&mut registry);
+    registry
 }
 
 /// The NNEF framework with every registry Kestrel graphs may use (tract-core's extensions are

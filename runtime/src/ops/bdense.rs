@@ -1,0 +1,240 @@
+//! `kestrel_binary_dense`: a binary fully-connected layer on packed bits.
+//!
+//! Input: packed u64 `[N, …]`; everything after the batch axis is one row of words (a
+//! `[N, ⌈K/64⌉]` from `kestrel_bitpack`, or a packed feature map `[N, H, W, ⌈C/64⌉]`, whose rows
+//! then hold channel-padding bits between pixels: those are 0 in input and weights, so they
+//! never count). Weights: packed `[N_out, words]` u64, `k` real bits per row. Output: f32
+//! `[N, N_out]` or packed `[N, ⌈N_out/64⌉]`, through the fused output stage.
+//! `dot = k − 2·popcount(x XOR w)`; K need not be a multiple of 64.
+//!
+//! Note for converters: a float model flattens NCHW, the packed map is NHWC-with-words, so
+//! the weight columns of a dense layer after a conv are permuted accordingly when packed.
+
+use tract_nnef::internal::*;
+use tract_nnef::ser::{invocation, numeric, string};
+
+use super::output_stage::{affine, OutputKind, OutputStage};
+use super::packing::{words_for, WORD_BITS};
+use super::parallel::run_tasks;
+use crate::kernels;
+
+/// NNEF name.
+pub const NAME: &str = "kestrel_binary_dense";
+
+/// The binary dense operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinaryDense {
+    /// Real input bits per row.
+    pub k: usize,
+    /// Packed weights `[N_out, words]` u64.
+    pub weights: Arc<Tensor>,
+    /// Fused output stage.
+    pub output: OutputStage,
+}
+
+impl Eq for BinaryDense {}
+
+impl BinaryDense {
+    /// Builds the op, checking the parameters against each other.
+    pub fn new(
+        k: usize,
+        weights: Arc<Tensor>,
+        kind: OutputKind,
+        mul: Arc<Tensor>,
+        bias: Arc<Tensor>,
+    ) -> TractResult<BinaryDense> {
+        ensure!(
+            weights.datum_type() == u64::datum_type() && weights.rank() == 2,
+            "{NAME}: weights must be u64 [N_out, words], got {:?} {:?}",
+            weights.datum_type(),
+            weights.shape()
+        );
+        let (n_out, words) = (weights.shape()[0], weights.shape()[1]);
+        ensure!(
+            n_out > 0 && k > 0,
+            "{NAME}: zero-sized layer (k {k}, outputs {n_out})"
+        );
+        ensure!(
+            words_for(k) <= words,
+            "{NAME}: k = {k} bits do not fit rows of {words} words"
+        );
+        let view = weights.try_as_plain_ram()?;
+        let popcount: u64 = view
+            .as_slice::<u64>()?
+            .iter()
+            .map(|w| w.count_ones() as u64)
+            .sum();
+        ensure!(
+            popcount <= (n_out * k) as u64,
+            "{NAME}: weights have more set bits than k = {k} per row allows"
+        );
+        let output = OutputStage::new(kind, mul, bias, n_out, k)
+            .with_context(|| format!("{NAME}: output stage"))?;
+        Ok(BinaryDense { k, weights, output })
+    }
+
+    /// Output features.
+    pub fn n_out(&self) -> usize {
+        self.weights.shape()[0]
+    }
+
+    /// Words per row.
+    pub fn words(&self) -> usize {
+        self.weights.shape()[1]
+    }
+}
+
+impl Op for BinaryDense {
+    fn name(&self) -> StaticName {
+        "KestrelBinaryDense".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{}→{} → {}",
+            self.k,
+            self.n_out(),
+            self.output.kind.as_str()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for BinaryDense {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let (n_out, words) = (self.n_out(), self.words());
+        ensure!(
+            input.datum_type() == u64::datum_type() && input.rank() >= 2,
+            "{NAME}: input must be packed u64 [N, ...], got {:?} {:?}",
+            input.datum_type(),
+            input.shape()
+        );
+        let n = input.shape()[0];
+        ensure!(
+            input.len() == n * words,
+            "{NAME}: input rows hold {} words, weights {words}",
+            input.len() / n.max(1)
+        );
+        let view = input.try_as_plain_ram()?;
+        let x = view.as_slice::<u64>()?;
+        let wv = self.weights.try_as_plain_ram()?;
+        let w = wv.as_slice::<u64>()?;
+        let kernel = kernels::select();
+        let mut counts = vec![0u32; n * n_out];
+        // Batch 1 is the common case: split the output features, not the rows.
+        let per_task = 256usize;
+        let tasks: Vec<(usize, &mut [u32])> = counts
+            .chunks_mut(n_out)
+            .enumerate()
+            .flat_map(|(row, c)| {
+                c.chunks_mut(per_task)
+                    .enumerate()
+                    .map(move |(j, c)| (row * n_out + j * per_task, c))
+            })
+            .collect();
+        run_tasks(tasks, |(start, c)| {
+            let (row, col) = (start / n_out, start % n_out);
+            let rows = &w[col * words..(col + c.len()) * words];
+            kernel.xor_popcount(&x[row * words..(row + 1) * words], rows, words, c);
+        });
+        let k = self.k as i32;
+        let out = match self.output.kind {
+            OutputKind::Float => {
+                let (mul, bias) = (self.output.mul_slice(), self.output.bias_slice());
+                let y: Vec<f32> = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| {
+                        let c = i % n_out;
+                        affine(mul[c], bias[c], k - 2 * p as i32)
+                    })
+                    .collect();
+                Tensor::from_shape(&[n, n_out], &y)?
+            }
+            OutputKind::Packed => {
+                let ow = words_for(n_out);
+                let mut bits = vec![0u64; n * ow];
+                for (i, &p) in counts.iter().enumerate() {
+                    let (row, c) = (i / n_out, i % n_out);
+                    let b = self.output.thresholds[c].bit(k - 2 * p as i32) as u64;
+                    bits[row * ow + c / WORD_BITS] |= b << (c % WORD_BITS);
+                }
+                Tensor::from_shape(&[n, ow], &bits)?
+            }
+        };
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for BinaryDense {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let f = inputs[0];
+        ensure!(
+            f.datum_type == u64::datum_type() && f.rank() >= 2,
+            "{NAME}: input must be packed u64 [N, ...], got {f:?}"
+        );
+        let mut row = 1usize;
+        for d in f.shape.iter().skip(1) {
+            row *= d.to_usize()?;
+        }
+        ensure!(
+            row == self.words(),
+            "{NAME}: input rows hold {row} words, weights {}",
+            self.words()
+        );
+        let n = f.shape[0].clone();
+        Ok(tvec!(match self.output.kind {
+            OutputKind::Float => f32::fact(tvec![n, self.n_out().into()]),
+            OutputKind::Packed => u64::fact(tvec![n, words_for(self.n_out()).into()]),
+        }))
+    }
+
+    as_op!();
+}
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_primitive(
+        NAME,
+        &[
+            TypeName::Integer.tensor().named("input"),
+            TypeName::Integer.tensor().named("weights"),
+            TypeName::Scalar.tensor().named("mul"),
+            TypeName::Scalar.tensor().named("bias"),
+            TypeName::Integer.named("k"),
+            TypeName::String.named("output"),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        load,
+    );
+    registry.register_dumper(dump);
+}
+
+fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    let input = invocation.named_arg_as(builder, "input")?;
+    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
+    let mul: Arc<Tensor> = invocation.named_arg_as(builder, "mul")?;
+    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let k: usize = invocation.named_arg_as(builder, "k")?;
+    let kind = OutputKind::parse(&invocation.named_arg_as::<String>(builder, "output")?)?;
+    let op = BinaryDense::new(k, weights, kind, mul, bias)?;
+    builder.wire(op, &[input])
+}
+
+fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
+    let mul = ast.konst_variable(format!("{}_mul", node.name), &op.output.mul)?;
+    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.output.bias)?;
+    Ok(Some(invocation(
+        NAME,
+        &[input, weights, mul, bias],
+        &[
+            ("k", numeric(op.k)),
+            ("output", string(op.output.kind.as_str())),
+        ],
+    )))
+}
