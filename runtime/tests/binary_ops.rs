@@ -12,7 +12,9 @@ use kestrel_runtime::ops::bdense::BinaryDense;
 use kestrel_runtime::ops::bitpack::Bitpack;
 use kestrel_runtime::ops::bmaxpool::BinaryMaxPool;
 use kestrel_runtime::ops::output_stage::OutputKind;
-use kestrel_runtime::ops::packing::{bit, pack_conv_weights, pack_dense_weights, words_for};
+use kestrel_runtime::ops::packing::{
+    bit, is_minus_one, pack_conv_weights, pack_dense_weights, words_for,
+};
 use kestrel_runtime::ops::{reference, registry};
 use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::{LoadOptions, Model};
@@ -122,7 +124,7 @@ fn check_conv(
                 let row = &bits[(b * plane + p) * ow_words..][..ow_words];
                 assert_eq!(
                     bit(row, c),
-                    !(y >= 0.0),
+                    is_minus_one(y),
                     "packed bit c={c} p={p} y={y} {g:?}"
                 );
             }
@@ -130,21 +132,24 @@ fn check_conv(
     }
 }
 
+/// (n, c_in, c_out, h, w, kernel, stride, dilation, padding)
+type NamedConv = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 4],
+);
+
 #[test]
 fn binary_conv_equals_the_float_reference() {
     let mut rng = SmallRng::seed_from_u64(42);
     // Named shapes first: C_in not a multiple of 64, 1x1/3x3/5x5, strides, dilation, both paddings.
-    let named: &[(
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        [usize; 2],
-        [usize; 2],
-        [usize; 2],
-        [usize; 4],
-    )] = &[
+    let named: &[NamedConv] = &[
         (1, 3, 8, 7, 9, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         (2, 65, 5, 6, 5, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
         (1, 64, 70, 4, 4, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
@@ -237,7 +242,10 @@ fn binary_dense_equals_the_float_reference() {
         let ow = words_for(n_out);
         for b in 0..n {
             for o in 0..n_out {
-                assert_eq!(bit(&bits[b * ow..][..ow], o), !(want[b * n_out + o] >= 0.0));
+                assert_eq!(
+                    bit(&bits[b * ow..][..ow], o),
+                    is_minus_one(want[b * n_out + o])
+                );
             }
         }
     }

@@ -199,3 +199,33 @@ fn bench_json_has_the_figures() {
     assert!((shares - 1.0).abs() < 1e-6, "op shares sum to 1: {shares}");
     assert!(v["top_nodes"][0]["op"].as_str().is_some());
 }
+
+#[test]
+fn kernel_choice_can_be_forced_to_the_portable_one() {
+    let out = kestrel()
+        .arg("info")
+        .env("KESTREL_KERNELS", "generic")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("binary kernel generic"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = kestrel()
+        .arg("info")
+        .env_remove("KESTREL_KERNELS")
+        .output()
+        .unwrap();
+    let line = text(&out.stdout);
+    let auto = line
+        .lines()
+        .find(|l| l.starts_with("binary kernel"))
+        .unwrap()
+        .to_string();
+    if cfg!(target_arch = "aarch64") {
+        assert_eq!(auto, "binary kernel neon");
+    }
+    eprintln!("auto-selected: {auto}");
+}

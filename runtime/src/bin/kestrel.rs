@@ -276,6 +276,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                 println!("output  {s}");
             }
             println!("load    {:.2} ms", model.load_time().as_secs_f64() * 1e3);
+            println!("threads {}", model.threads());
+            println!(
+                "binary kernel {}",
+                kestrel_runtime::kernels::select().name()
+            );
         }
     }
     Ok(())

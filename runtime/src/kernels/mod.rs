@@ -17,6 +17,10 @@
 //! one (on aarch64 under qemu in CI).
 
 pub mod generic;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 use std::fmt::Debug;
 use std::sync::OnceLock;
@@ -47,9 +51,19 @@ pub fn generic() -> &'static dyn BinaryKernel {
     &generic::Generic
 }
 
-/// Every kernel this CPU can run, portable first (for tests and benchmarks).
+/// Every kernel this CPU can run, portable first and fastest last (for tests, benchmarks and
+/// [`select`]): `generic`, then `x86-popcnt`, `x86-avx2` on x86-64, or `neon` on aarch64.
 pub fn available() -> Vec<&'static dyn BinaryKernel> {
-    vec![generic()]
+    let mut kernels = vec![generic()];
+    #[cfg(target_arch = "x86_64")]
+    kernels.extend(
+        [x86::Popcnt::detect(), x86::Avx2::detect()]
+            .into_iter()
+            .flatten(),
+    );
+    #[cfg(target_arch = "aarch64")]
+    kernels.extend(neon::Neon::detect());
+    kernels
 }
 
 /// The kernel the ops use: the fastest available, unless `KESTREL_KERNELS=generic`.

@@ -451,7 +451,7 @@ fn dump(
     let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
     let mul = ast.konst_variable(format!("{}_mul", node.name), &op.output.mul)?;
     let bias = ast.konst_variable(format!("{}_bias", node.name), &op.output.bias)?;
-    let ints = |v: &[usize]| array(v.iter().map(|x| numeric(x)).collect::<Vec<_>>());
+    let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     Ok(Some(invocation(
         NAME,
         &[input, weights, mul, bias],

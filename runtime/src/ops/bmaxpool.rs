@@ -170,7 +170,7 @@ fn dump(
     op: &BinaryMaxPool,
 ) -> TractResult<Option<Arc<RValue>>> {
     let input = ast.mapping[&node.inputs[0]].clone();
-    let ints = |v: &[usize]| array(v.iter().map(|x| numeric(x)).collect::<Vec<_>>());
+    let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     Ok(Some(invocation(
         NAME,
         &[input],

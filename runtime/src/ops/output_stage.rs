@@ -180,6 +180,7 @@ impl OutputStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::packing::is_minus_one;
     use rand::rngs::SmallRng;
     use rand::{RngExt, SeedableRng};
 
@@ -188,7 +189,7 @@ mod tests {
         for d in -k..=k {
             assert_eq!(
                 t.bit(d),
-                !(affine(mul, bias, d) >= 0.0),
+                is_minus_one(affine(mul, bias, d)),
                 "mul {mul} bias {bias} dot {d}"
             );
         }

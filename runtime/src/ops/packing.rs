@@ -16,10 +16,20 @@ pub fn words_for(bits: usize) -> usize {
     bits.div_ceil(WORD_BITS)
 }
 
+/// True when `x` binarises to −1: `x < 0` or NaN (so that b(x) = +1 exactly when `x ≥ 0`,
+/// −0 included).
+#[inline]
+pub fn is_minus_one(x: f32) -> bool {
+    !matches!(
+        x.partial_cmp(&0.0),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
+}
+
 /// The packed bit of a float: 1 for −1 (x < 0 or NaN), 0 for +1 (x ≥ 0, including −0).
 #[inline]
 pub fn sign_bit_f32(x: f32) -> u64 {
-    (!(x >= 0.0)) as u64
+    is_minus_one(x) as u64
 }
 
 /// Packs `values` (one per bit, in order) into `out` (cleared first).

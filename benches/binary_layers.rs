@@ -1,0 +1,204 @@
+//! Binary layers against tract's own f32 layers of the same shape, one thread, side by side in
+//! one run: `cargo bench --bench binary_layers`.
+//!
+//! Each binary layer is the whole op (packed im2col, XOR-popcount kernel, fused float output
+//! stage) run through a planned graph; the f32 layer is tract-core's `Conv` (its im2col +
+//! packed matmul kernels; a dense layer is a 1×1 conv on a 1×1 map). After the criterion runs,
+//! a summary line per shape prints the medians, the binary bit-MAC/s, the f32 MAC/s and the
+//! speed ratio.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use kestrel_runtime::ops::bconv::{BinaryConv2d, ConvGeometry, PadMode};
+use kestrel_runtime::ops::bdense::BinaryDense;
+use kestrel_runtime::ops::output_stage::OutputKind;
+use kestrel_runtime::ops::packing::words_for;
+use kestrel_runtime::random::random_tensor;
+use kestrel_runtime::tract_core::internal::*;
+use kestrel_runtime::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+use kestrel_runtime::tract_core::ops::nn::DataFormat;
+use kestrel_runtime::{LoadOptions, Model};
+
+/// (name, c_in, c_out, kernel, spatial size); kernel 0 marks a dense layer (K = c_in).
+const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
+    ("conv3x3_64x64_56", 64, 64, 3, 56),
+    ("conv3x3_256x256_14", 256, 256, 3, 14),
+    ("conv1x1_512x512_7", 512, 512, 1, 7),
+    ("dense_784x64", 784, 64, 0, 1),
+    ("dense_4096x4096", 4096, 4096, 0, 1),
+];
+
+fn random_words(n: usize, seed: u64) -> Vec<u64> {
+    let t = random_tensor(DatumType::F32, &[n * 2], seed).unwrap();
+    let v = t.try_as_plain_ram().unwrap();
+    v.as_slice::<f32>()
+        .unwrap()
+        .chunks(2)
+        .map(|p| {
+            ((p[0].to_bits() as u64) << 32)
+                ^ (p[1].to_bits() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        })
+        .collect()
+}
+
+fn plan(label: &str, model: TypedModel) -> Model {
+    Model::from_typed(
+        label,
+        model,
+        &LoadOptions { threads: Some(1) },
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+/// The binary layer and its input.
+fn binary(c_in: usize, c_out: usize, k: usize, size: usize) -> (Model, TVec<TValue>) {
+    let mut m = TypedModel::default();
+    let ones = Arc::new(tensor1(&vec![1f32; c_out]));
+    let zeros = Arc::new(tensor1(&vec![0f32; c_out]));
+    let cw = words_for(c_in);
+    if k == 0 {
+        let x = m.add_source("x", u64::fact([1, cw])).unwrap();
+        let w = Tensor::from_shape(&[c_out, cw], &mask(random_words(c_out * cw, 1), c_in)).unwrap();
+        let op = BinaryDense::new(c_in, Arc::new(w), OutputKind::Float, ones, zeros).unwrap();
+        let y = m.wire_node("dense", op, &[x]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let input = Tensor::from_shape(&[1, cw], &mask(random_words(cw, 2), c_in)).unwrap();
+        (plan("binary", m), tvec!(input.into_tvalue()))
+    } else {
+        let g = ConvGeometry {
+            c_in,
+            c_out,
+            kernel: [k, k],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: [k / 2; 4],
+            pad_mode: PadMode::Zero,
+        };
+        let x = m.add_source("x", u64::fact([1, size, size, cw])).unwrap();
+        let w = Tensor::from_shape(
+            &[c_out, k, k, cw],
+            &mask(random_words(c_out * k * k * cw, 1), c_in),
+        )
+        .unwrap();
+        let op = BinaryConv2d::new(g, Arc::new(w), OutputKind::Float, ones, zeros).unwrap();
+        let y = m.wire_node("conv", op, &[x]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let input = Tensor::from_shape(
+            &[1, size, size, cw],
+            &mask(random_words(size * size * cw, 2), c_in),
+        )
+        .unwrap();
+        (plan("binary", m), tvec!(input.into_tvalue()))
+    }
+}
+
+/// Clears channel-padding bits (every row of `bits` real bits, packed in whole words).
+fn mask(mut words: Vec<u64>, bits: usize) -> Vec<u64> {
+    let cw = words_for(bits);
+    let rem = bits % 64;
+    if rem != 0 {
+        for row in words.chunks_mut(cw) {
+            row[cw - 1] &= (1u64 << rem) - 1;
+        }
+    }
+    words
+}
+
+/// tract's f32 conv of the same shape, and its input.
+fn float(c_in: usize, c_out: usize, k: usize, size: usize) -> (Model, TVec<TValue>) {
+    let (k, size) = if k == 0 { (1, 1) } else { (k, size) };
+    let mut m = TypedModel::default();
+    let x = m.add_source("x", f32::fact([1, c_in, size, size])).unwrap();
+    let w = m
+        .add_const(
+            "w",
+            random_tensor(DatumType::F32, &[c_out, c_in, k, k], 3).unwrap(),
+        )
+        .unwrap();
+    let b = m
+        .add_const("b", Tensor::zero::<f32>(&[c_out]).unwrap())
+        .unwrap();
+    let pool_spec = PoolSpec {
+        data_format: DataFormat::NCHW,
+        kernel_shape: tvec![k, k],
+        padding: PaddingSpec::Explicit(tvec![k / 2, k / 2], tvec![k / 2, k / 2]),
+        dilations: None,
+        strides: None,
+        input_channels: c_in,
+        output_channels: c_out,
+    };
+    let conv = Conv {
+        pool_spec,
+        kernel_fmt: KernelFormat::OIHW,
+        group: 1,
+        q_params: None,
+    };
+    let y = m.wire_node("conv", conv, &[x, w, b]).unwrap();
+    m.select_output_outlets(&y).unwrap();
+    let input = random_tensor(DatumType::F32, &[1, c_in, size, size], 4).unwrap();
+    (
+        plan("f32", m.into_decluttered().unwrap()),
+        tvec!(input.into_tvalue()),
+    )
+}
+
+fn median(model: &Model, inputs: &TVec<TValue>, runs: usize) -> Duration {
+    let mut s = model.session().unwrap();
+    for _ in 0..3 {
+        s.run(inputs.clone()).unwrap();
+    }
+    let mut t: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            s.run(inputs.clone()).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[runs / 2]
+}
+
+fn layers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("layer");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let mut summary = vec![];
+    for &(name, c_in, c_out, k, size) in SHAPES {
+        let (bm, bi) = binary(c_in, c_out, k, size);
+        let (fm, fi) = float(c_in, c_out, k, size);
+        let mut bs = bm.session().unwrap();
+        group.bench_function(format!("{name}/binary"), |b| {
+            b.iter(|| bs.run(bi.clone()).unwrap())
+        });
+        let mut fs = fm.session().unwrap();
+        group.bench_function(format!("{name}/f32"), |b| {
+            b.iter(|| fs.run(fi.clone()).unwrap())
+        });
+        // Side by side, interleaved, for the ratio.
+        let (tb, tf) = (median(&bm, &bi, 31), median(&fm, &fi, 31));
+        let kk = if k == 0 { 1 } else { k * k };
+        let macs = (c_in * c_out * kk * size * size) as f64;
+        summary.push(format!(
+            "{name:<22} binary {:>9.1} us  {:>7.1} Gbit-MAC/s | f32 {:>9.1} us {:>6.1} GMAC/s | binary {:>5.1}x faster",
+            tb.as_secs_f64() * 1e6,
+            macs / tb.as_secs_f64() / 1e9,
+            tf.as_secs_f64() * 1e6,
+            macs / tf.as_secs_f64() / 1e9,
+            tf.as_secs_f64() / tb.as_secs_f64()
+        ));
+    }
+    group.finish();
+    eprintln!(
+        "\nbinary vs f32, one thread, kernel {}:",
+        kestrel_runtime::kernels::select().name()
+    );
+    for line in summary {
+        eprintln!("  {line}");
+    }
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);
