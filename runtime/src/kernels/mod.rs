@@ -22,6 +22,9 @@ pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
