@@ -31,9 +31,11 @@
 //! the kernel's cache locality — a channel-major count layout was tried and lost on 3×3 64).
 
 use tract_nnef::internal::*;
-use tract_nnef::ser::{array, invocation, numeric, string};
+use tract_nnef::ser::{array, numeric, string};
 
-use super::output_stage::{affine, OutputKind, OutputStage};
+use super::output_stage::{
+    affine, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind, OutputStage,
+};
 use super::packing::{padding_is_clear, words_for, WORD_BITS};
 use super::parallel::run_tasks;
 use crate::kernels;
@@ -401,18 +403,13 @@ impl TypedOp for BinaryConv2d {
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
-        &[
-            TypeName::Integer.tensor().named("input"),
-            TypeName::Integer.tensor().named("weights"),
-            TypeName::Scalar.tensor().named("mul"),
-            TypeName::Scalar.tensor().named("bias"),
+        &layer_parameters(&[
             TypeName::Integer.named("c_in"),
             TypeName::Integer.array().named("stride"),
             TypeName::Integer.array().named("dilation"),
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("pad_mode"),
-            TypeName::String.named("output"),
-        ],
+        ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
@@ -420,10 +417,13 @@ pub(crate) fn register(registry: &mut Registry) {
 }
 
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
-    let input = invocation.named_arg_as(builder, "input")?;
-    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
-    let mul: Arc<Tensor> = invocation.named_arg_as(builder, "mul")?;
-    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let LayerArgs {
+        input,
+        weights,
+        mul,
+        bias,
+        kind,
+    } = load_layer(builder, invocation)?;
     let c_in: usize = invocation.named_arg_as(builder, "c_in")?;
     let pair = |name: &str, v: TVec<usize>| -> TractResult<[usize; 2]> {
         ensure!(v.len() == 2, "{NAME}: {name} needs 2 values, got {v:?}");
@@ -437,7 +437,6 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         "{NAME}: padding needs 4 values (t, l, b, r), got {padding:?}"
     );
     let pad_mode = PadMode::parse(&invocation.named_arg_as::<String>(builder, "pad_mode")?)?;
-    let kind = OutputKind::parse(&invocation.named_arg_as::<String>(builder, "output")?)?;
     ensure!(
         weights.rank() == 4,
         "{NAME}: weights must be rank 4, got {:?}",
@@ -461,22 +460,14 @@ fn dump(
     node: &TypedNode,
     op: &BinaryConv2d,
 ) -> TractResult<Option<Arc<RValue>>> {
-    let input = ast.mapping[&node.inputs[0]].clone();
     let g = &op.geometry;
-    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
-    let mul = ast.konst_variable(format!("{}_mul", node.name), &op.output.mul)?;
-    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.output.bias)?;
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
-    Ok(Some(invocation(
-        NAME,
-        &[input, weights, mul, bias],
-        &[
-            ("c_in", numeric(g.c_in)),
-            ("stride", ints(&g.stride)),
-            ("dilation", ints(&g.dilation)),
-            ("padding", ints(&g.padding)),
-            ("pad_mode", string(g.pad_mode.as_str())),
-            ("output", string(op.output.kind.as_str())),
-        ],
-    )))
+    let extra = vec![
+        ("c_in", numeric(g.c_in)),
+        ("stride", ints(&g.stride)),
+        ("dilation", ints(&g.dilation)),
+        ("padding", ints(&g.padding)),
+        ("pad_mode", string(g.pad_mode.as_str())),
+    ];
+    dump_layer(ast, node, NAME, &op.weights, &op.output, extra)
 }

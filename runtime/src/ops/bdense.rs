@@ -11,9 +11,11 @@
 //! the weight columns of a dense layer after a conv are permuted accordingly when packed.
 
 use tract_nnef::internal::*;
-use tract_nnef::ser::{invocation, numeric, string};
+use tract_nnef::ser::numeric;
 
-use super::output_stage::{affine, OutputKind, OutputStage};
+use super::output_stage::{
+    affine, dump_layer, layer_parameters, load_layer, OutputKind, OutputStage,
+};
 use super::packing::{words_for, WORD_BITS};
 use super::parallel::run_tasks;
 use crate::kernels;
@@ -199,14 +201,7 @@ impl TypedOp for BinaryDense {
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
-        &[
-            TypeName::Integer.tensor().named("input"),
-            TypeName::Integer.tensor().named("weights"),
-            TypeName::Scalar.tensor().named("mul"),
-            TypeName::Scalar.tensor().named("bias"),
-            TypeName::Integer.named("k"),
-            TypeName::String.named("output"),
-        ],
+        &layer_parameters(&[TypeName::Integer.named("k")]),
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
@@ -214,27 +209,19 @@ pub(crate) fn register(registry: &mut Registry) {
 }
 
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
-    let input = invocation.named_arg_as(builder, "input")?;
-    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
-    let mul: Arc<Tensor> = invocation.named_arg_as(builder, "mul")?;
-    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let args = load_layer(builder, invocation)?;
     let k: usize = invocation.named_arg_as(builder, "k")?;
-    let kind = OutputKind::parse(&invocation.named_arg_as::<String>(builder, "output")?)?;
-    let op = BinaryDense::new(k, weights, kind, mul, bias)?;
-    builder.wire(op, &[input])
+    let op = BinaryDense::new(k, args.weights, args.kind, args.mul, args.bias)?;
+    builder.wire(op, &[args.input])
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Option<Arc<RValue>>> {
-    let input = ast.mapping[&node.inputs[0]].clone();
-    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
-    let mul = ast.konst_variable(format!("{}_mul", node.name), &op.output.mul)?;
-    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.output.bias)?;
-    Ok(Some(invocation(
+    dump_layer(
+        ast,
+        node,
         NAME,
-        &[input, weights, mul, bias],
-        &[
-            ("k", numeric(op.k)),
-            ("output", string(op.output.kind.as_str())),
-        ],
-    )))
+        &op.weights,
+        &op.output,
+        vec![("k", numeric(op.k))],
+    )
 }

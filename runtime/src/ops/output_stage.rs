@@ -10,6 +10,7 @@
 //!   for `mul > 0` the bit is `dot < t`, for `mul < 0` it is `dot > t`, for `mul = 0` it is a
 //!   constant. Non-finite `mul` or `bias` is refused at load.
 
+use tract_nnef::ast::Parameter;
 use tract_nnef::internal::*;
 
 /// What a binary layer outputs.
@@ -175,6 +176,66 @@ impl OutputStage {
             .and_then(|v| v.as_slice::<f32>())
             .expect("checked f32")
     }
+}
+
+/// NNEF parameters of a weighted binary layer (conv, dense): `input`, `weights`, `mul`, `bias`,
+/// then the layer's own `extra` ones, then `output` ("float" or "packed").
+pub(crate) fn layer_parameters(extra: &[Parameter]) -> Vec<Parameter> {
+    let mut params = vec![
+        TypeName::Integer.tensor().named("input"),
+        TypeName::Integer.tensor().named("weights"),
+        TypeName::Scalar.tensor().named("mul"),
+        TypeName::Scalar.tensor().named("bias"),
+    ];
+    params.extend_from_slice(extra);
+    params.push(TypeName::String.named("output"));
+    params
+}
+
+/// What every weighted binary layer reads from its NNEF invocation.
+pub(crate) struct LayerArgs {
+    pub input: OutletId,
+    pub weights: Arc<Tensor>,
+    pub mul: Arc<Tensor>,
+    pub bias: Arc<Tensor>,
+    pub kind: OutputKind,
+}
+
+/// Reads the parameters of [`layer_parameters`] (not the extra ones).
+pub(crate) fn load_layer(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<LayerArgs> {
+    Ok(LayerArgs {
+        input: invocation.named_arg_as(builder, "input")?,
+        weights: invocation.named_arg_as(builder, "weights")?,
+        mul: invocation.named_arg_as(builder, "mul")?,
+        bias: invocation.named_arg_as(builder, "bias")?,
+        kind: OutputKind::parse(&invocation.named_arg_as::<String>(builder, "output")?)?,
+    })
+}
+
+/// Writes a weighted binary layer's invocation: its input, weights and stage tensors (as
+/// variables named after the node), its `extra` attributes and `output`.
+pub(crate) fn dump_layer(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    name: &str,
+    weights: &Arc<Tensor>,
+    stage: &OutputStage,
+    extra: Vec<(&'static str, RValue)>,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    let weights = ast.konst_variable(format!("{}_weights", node.name), weights)?;
+    let mul = ast.konst_variable(format!("{}_mul", node.name), &stage.mul)?;
+    let bias = ast.konst_variable(format!("{}_bias", node.name), &stage.bias)?;
+    let mut attributes = extra;
+    attributes.push(("output", tract_nnef::ser::string(stage.kind.as_str())));
+    Ok(Some(tract_nnef::ser::invocation(
+        name,
+        &[input, weights, mul, bias],
+        &attributes,
+    )))
 }
 
 #[cfg(test)]
