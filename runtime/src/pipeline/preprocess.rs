@@ -151,27 +151,34 @@ impl Preprocessor {
         let stride = frame.width * bpp;
         let plane = self.out_w * self.out_h;
         let n = self.normalize;
+        // Decided once per frame, not per pixel: which source byte feeds each model channel
+        // (gray frames feed every channel from luma; RGB frames feed a 1-channel model from
+        // their green, a cheap luma stand-in), and the strides of the output layout.
+        let mut source = [0usize; 3];
+        for (c, s) in source.iter_mut().enumerate().take(self.channels) {
+            *s = match (frame.format, self.channels) {
+                (PixelFormat::Gray8, _) => 0,
+                (PixelFormat::Rgb24, 1) => 1,
+                (PixelFormat::Rgb24, _) => c,
+            };
+        }
+        let (c_stride, px_stride) = match self.layout {
+            Layout::Nchw => (plane, 1),
+            Layout::Nhwc => (1, self.channels),
+        };
         for (oy, ty) in self.y_tab.iter().enumerate() {
             let r0 = &frame.data[ty.i0 * stride..][..stride];
             let r1 = &frame.data[ty.i1 * stride..][..stride];
             for (ox, tx) in self.x_tab.iter().enumerate() {
-                for c in 0..self.channels {
-                    // Gray frames feed every channel from luma; RGB frames feed a 1-channel
-                    // model from their green (a cheap luma stand-in).
-                    let sc = match (frame.format, self.channels) {
-                        (PixelFormat::Gray8, _) => 0,
-                        (PixelFormat::Rgb24, 1) => 1,
-                        (PixelFormat::Rgb24, _) => c,
-                    };
-                    let p = |row: &[u8], i: usize| row[i * bpp + sc] as f32;
-                    let top = p(r0, tx.i0) + (p(r0, tx.i1) - p(r0, tx.i0)) * tx.w1;
-                    let bottom = p(r1, tx.i0) + (p(r1, tx.i1) - p(r1, tx.i0)) * tx.w1;
+                let (x0, x1) = (tx.i0 * bpp, tx.i1 * bpp);
+                let pixel = (oy * self.out_w + ox) * px_stride;
+                for (c, &sc) in source.iter().enumerate().take(self.channels) {
+                    let (a, b) = (r0[x0 + sc] as f32, r0[x1 + sc] as f32);
+                    let (d, e) = (r1[x0 + sc] as f32, r1[x1 + sc] as f32);
+                    let top = a + (b - a) * tx.w1;
+                    let bottom = d + (e - d) * tx.w1;
                     let v = top + (bottom - top) * ty.w1;
-                    let idx = match self.layout {
-                        Layout::Nchw => c * plane + oy * self.out_w + ox,
-                        Layout::Nhwc => (oy * self.out_w + ox) * self.channels + c,
-                    };
-                    out[idx] = v * n.scale[c] + n.offset[c];
+                    out[c * c_stride + pixel] = v * n.scale[c] + n.offset[c];
                 }
             }
         }
