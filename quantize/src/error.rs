@@ -53,6 +53,14 @@ pub enum ConvertError {
         /// What differed.
         reason: String,
     },
+    /// The `--verify-data` file does not fit the model.
+    #[error("{path}: cannot verify on this data: {reason}")]
+    VerifyData {
+        /// The data file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A runtime-side failure (file I/O, loading).
     #[error(transparent)]
     Runtime(#[from] kestrel_runtime::RuntimeError),

@@ -61,7 +61,7 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
     // Shape annotations inside the file (value_info, output shapes) often carry the exporter's
     // symbolic batch (`DynamicDimension.0`), which then refuses to unify with the batch of 1
     // set below: analysis starts from the input facts alone.
-    let mut model = tract_onnx::onnx()
+    let mut model = crate::binary::bipolar::onnx()
         .with_ignore_value_info(true)
         .with_ignore_output_shapes(true)
         .model_for_path(path)

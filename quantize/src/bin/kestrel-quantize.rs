@@ -39,7 +39,21 @@ enum Command {
         /// Write the conversion report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Convert binarised layers (Sign, BipolarQuant, ±1 weights) into binary ops.
+        #[arg(long, value_enum, default_value_t = Switch::On)]
+        binary: Switch,
+        /// Also verify on these inputs (.npy/.npz, N samples): max abs diff and arg-max
+        /// agreement; more than 0.1% arg-max disagreement fails the conversion.
+        #[arg(long, value_name = "FILE")]
+        verify_data: Option<PathBuf>,
     },
+}
+
+/// An on/off flag value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Switch {
+    On,
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +71,7 @@ fn main() -> ExitCode {
                             | ConvertError::Load { .. }
                             | ConvertError::InputShape { .. }
                             | ConvertError::Output { .. }
+                            | ConvertError::VerifyData { .. }
                     )
                 )
             });
@@ -73,10 +88,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             input_shapes,
             tolerance,
             report,
+            binary,
+            verify_data,
         } => {
             let options = ConvertOptions {
                 input_shapes,
                 tolerance,
+                binary: binary == Switch::On,
+                verify_data,
                 ..ConvertOptions::default()
             };
             let result = convert(&model, &output, &options)?;
