@@ -63,3 +63,64 @@ impl Fixture {
         format!("{}={}", self.input_name, dims.join(","))
     }
 }
+
+/// The MNIST t10k test set committed in `tests/fixtures/mnist` (idx format, gzip; CC BY-SA 3.0,
+/// Yann LeCun and Corinna Cortes): images `[N, 1, 28, 28]` f32 normalised as Kestrel's MNIST
+/// models expect, `(pixel / 255 − 0.1307) / 0.3081`, and the labels.
+pub fn mnist_t10k() -> Result<(kestrel_runtime::tract_nnef::prelude::Tensor, Vec<u8>)> {
+    let dir = fixtures_dir().join("mnist");
+    let images = read_idx(&dir.join("t10k-images-idx3-ubyte.gz"))?;
+    let labels = read_idx(&dir.join("t10k-labels-idx1-ubyte.gz"))?;
+    let n = labels.len();
+    if images.len() != n * 28 * 28 {
+        bail!("MNIST t10k: {} image bytes for {n} labels", images.len());
+    }
+    let pixels: Vec<f32> = images
+        .iter()
+        .map(|p| (*p as f32 / 255.0 - 0.1307) / 0.3081)
+        .collect();
+    let tensor =
+        kestrel_runtime::tract_nnef::prelude::Tensor::from_shape(&[n, 1, 28, 28], &pixels)?;
+    Ok((tensor, labels))
+}
+
+/// The payload of a gzipped idx file (header checked and skipped).
+fn read_idx(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let mut data = vec![];
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut data)
+        .with_context(|| path.display().to_string())?;
+    if data.len() < 4 || data[0] != 0 || data[1] != 0 || data[2] != 8 {
+        bail!("{}: not an idx file of u8", path.display());
+    }
+    let header = 4 + 4 * data[3] as usize;
+    if data.len() < header {
+        bail!("{}: truncated header", path.display());
+    }
+    Ok(data.split_off(header))
+}
+
+/// How far `got` is from `want`: the largest absolute difference and the largest magnitude
+/// of `want` (compare the first with a tolerance times the second).
+pub fn max_abs_diff(got: &[f32], want: &[f32]) -> (f32, f32) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    (worst, scale)
+}
+
+/// Index of the largest value (the decision of a classifier).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}

@@ -49,12 +49,8 @@ fn roundtrip(name: &str) {
             want.try_as_plain_ram().unwrap(),
         );
         let (g, w) = (g.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
-        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        let worst = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let (worst, scale) = kestrel::max_abs_diff(g, w);
+        let scale = scale.max(1e-6);
         assert!(
             worst <= TOLERANCE * scale,
             "{name}: output '{}' max abs diff {worst} vs onnxruntime (scale {scale})",

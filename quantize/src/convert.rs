@@ -107,7 +107,8 @@ pub fn convert(
         .into_decluttered()
         .map_err(|e| graph_err("declutter", e))?;
     let (graph, binary) = if options.binary {
-        let (graph, report) = binarize(&decluttered).map_err(|e| graph_err("binary conversion", e))?;
+        let (graph, report) =
+            binarize(&decluttered).map_err(|e| graph_err("binary conversion", e))?;
         (graph, Some(report))
     } else {
         (decluttered, None)
@@ -300,8 +301,8 @@ fn verify(
             .collect()
     };
     for run in 0..options.verify_runs.max(1) {
-        let inputs = random_inputs(reference.inputs(), options.seed + 1000 * run as u64)
-            .map_err(run_err)?;
+        let inputs =
+            random_inputs(reference.inputs(), options.seed + 1000 * run as u64).map_err(run_err)?;
         let want: Vec<Tensor> = reference
             .run(inputs.clone())
             .map_err(|e| run_err(e.into()))?
@@ -331,10 +332,22 @@ fn verify(
         for i in 0..n {
             let pick = |ts: &[Tensor]| -> TractResult<Vec<Tensor>> {
                 ts.iter()
-                    .map(|t| if n == 1 { Ok(t.clone()) } else { t.slice(0, i, i + 1) })
+                    .map(|t| {
+                        if n == 1 {
+                            Ok(t.clone())
+                        } else {
+                            t.slice(0, i, i + 1)
+                        }
+                    })
                     .collect()
             };
-            outcome.add(diffs(&pick(&want).map_err(run_err)?, &pick(&got).map_err(run_err)?).map_err(run_err)?);
+            outcome.add(
+                diffs(
+                    &pick(&want).map_err(run_err)?,
+                    &pick(&got).map_err(run_err)?,
+                )
+                .map_err(run_err)?,
+            );
         }
     }
     Ok(outcome)

@@ -25,8 +25,6 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec,
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-
-
 use super::patterns::{
     binariser, konst, per_channel_affine, pm_alpha, positive_scalar_mul, Affine, Binariser,
     BinariserKind,
@@ -259,7 +257,14 @@ fn forward(model: &TypedModel, order: &[usize], plan: &mut Plan) -> TractResult<
         } else if let Some(pool) = binary_max_pool(model, node, bval)? {
             let (batch, layout) = Layout::of_fact(fact).context("max-pool output")?;
             plan.pass.insert(n, PassThrough::MaxPool(pool));
-            plan.bvals.insert(out, BVal { batch, layout, ..bval });
+            plan.bvals.insert(
+                out,
+                BVal {
+                    batch,
+                    layout,
+                    ..bval
+                },
+            );
         } else if let Some(op) = node.op_as::<AxisOp>() {
             let volume_kept = fact
                 .shape
@@ -312,8 +317,12 @@ fn binary_max_pool(
     // The op's own output size must be the graph's (ceil-mode pools differ: stay float).
     let want = node.outputs[0].fact.shape.as_concrete().map(|d| d.to_vec());
     let [pt, pl, pb, pr] = padding;
-    let oh = (h + pt + pb).checked_sub(spec.kernel_shape[0]).map(|r| r / strides[0] + 1);
-    let ow = (w + pl + pr).checked_sub(spec.kernel_shape[1]).map(|r| r / strides[1] + 1);
+    let oh = (h + pt + pb)
+        .checked_sub(spec.kernel_shape[0])
+        .map(|r| r / strides[0] + 1);
+    let ow = (w + pl + pr)
+        .checked_sub(spec.kernel_shape[1])
+        .map(|r| r / strides[1] + 1);
     match (want, oh, ow) {
         (Some(d), Some(oh), Some(ow)) if d[2] == oh && d[3] == ow => Ok(Some(pool)),
         _ => Ok(None),
@@ -326,7 +335,12 @@ fn explicit_padding(spec: &PoolSpec, h: usize, w: usize) -> Option<[usize; 4]> {
         return None;
     }
     let p = spec.computed_padding(&[h, w]);
-    Some([p[0].pad_before, p[1].pad_before, p[0].pad_after, p[1].pad_after])
+    Some([
+        p[0].pad_before,
+        p[1].pad_before,
+        p[0].pad_after,
+        p[1].pad_after,
+    ])
 }
 
 fn binary_layer(
@@ -345,7 +359,10 @@ fn binary_layer(
     let Some((kind, alpha, bias, channel_axis, bit_macs)) = made else {
         return Ok(None);
     };
-    let mut mul: Vec<f64> = alpha.iter().map(|a| *a as f64 * bval.scale as f64).collect();
+    let mut mul: Vec<f64> = alpha
+        .iter()
+        .map(|a| *a as f64 * bval.scale as f64)
+        .collect();
     let mut bias: Vec<f64> = bias.iter().map(|b| *b as f64).collect();
     // Fold the per-channel Mul/Add chain that follows.
     let channels = mul.len();
@@ -442,7 +459,13 @@ fn binary_conv(
         return Ok(None);
     }
     let bit_macs = (bval.batch * c_out * oh * ow * geometry.taps_bits()) as u64;
-    Ok(Some((LayerKind::Conv { geometry, kernel }, alpha, bias, 1, bit_macs)))
+    Ok(Some((
+        LayerKind::Conv { geometry, kernel },
+        alpha,
+        bias,
+        1,
+        bit_macs,
+    )))
 }
 
 /// A bias constant as one value per channel (a scalar is broadcast).
@@ -467,7 +490,11 @@ fn binary_dense(
     if op.q_params.is_some() || node.inputs.len() != 2 || op.operating_dt != f32::datum_type() {
         return Ok(None);
     }
-    let (ds, ws) = if node.inputs[0] == data { (0, 1) } else { (1, 0) };
+    let (ds, ws) = if node.inputs[0] == data {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     if node.inputs[ds] != data {
         return Ok(None);
     }
@@ -480,14 +507,22 @@ fn binary_dense(
             .map(|i| Ok(axes.axis((io, i))?.repr))
             .collect()
     };
-    let (dc, wc, oc) = (chars(InOut::In(ds))?, chars(InOut::In(ws))?, chars(InOut::Out(0))?);
+    let (dc, wc, oc) = (
+        chars(InOut::In(ds))?,
+        chars(InOut::In(ws))?,
+        chars(InOut::Out(0))?,
+    );
     let data_fact = model.outlet_fact(data)?;
     let Some(ddims) = data_fact.shape.as_concrete() else {
         return Ok(None);
     };
     // Batch axis: axis 0 of a rank ≥ 2 data tensor when the weights do not have it.
     let batch_axis = (dc.len() >= 2 && !wc.contains(&dc[0])).then_some(dc[0]);
-    let contracted: Vec<char> = dc.iter().copied().filter(|c| Some(*c) != batch_axis).collect();
+    let contracted: Vec<char> = dc
+        .iter()
+        .copied()
+        .filter(|c| Some(*c) != batch_axis)
+        .collect();
     let outs: Vec<char> = wc.iter().copied().filter(|c| !dc.contains(c)).collect();
     let [n_axis] = outs[..] else { return Ok(None) };
     let ok = contracted.iter().all(|c| wc.contains(c) && !oc.contains(c))
@@ -581,8 +616,8 @@ fn decide(model: &TypedModel, plan: &mut Plan) -> TractResult<()> {
         if !plan.needs_packed.contains(&OutletId::new(n, 0)) {
             continue;
         }
-        let absorbable = layer_by_out.contains_key(&b.input)
-            && !plan.needs_float.contains(&b.input);
+        let absorbable =
+            layer_by_out.contains_key(&b.input) && !plan.needs_float.contains(&b.input);
         if !absorbable {
             packs_floats.push(b.input);
         }
@@ -597,7 +632,9 @@ fn decide(model: &TypedModel, plan: &mut Plan) -> TractResult<()> {
             && !succ.is_empty()
             && succ.iter().all(|s| {
                 let b = binarising(s);
-                plan.binarisers.get(&b).is_some_and(|b| b.input == layer.out)
+                plan.binarisers
+                    .get(&b)
+                    .is_some_and(|b| b.input == layer.out)
                     && plan.needs_packed.contains(&OutletId::new(binarising(s), 0))
             });
         if !packed {

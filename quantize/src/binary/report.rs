@@ -102,7 +102,11 @@ pub fn report(model: &TypedModel, plan: &Plan) -> TractResult<BinaryReport> {
             Some(l) => {
                 let (after, became) = match &l.kind {
                     LayerKind::Conv { geometry, .. } => (
-                        geometry.c_out * geometry.kernel[0] * geometry.kernel[1] * geometry.in_words() * 8,
+                        geometry.c_out
+                            * geometry.kernel[0]
+                            * geometry.kernel[1]
+                            * geometry.in_words()
+                            * 8,
                         "binary conv2d",
                     ),
                     LayerKind::Dense { weights } => {
@@ -162,7 +166,10 @@ fn einsum_macs(model: &TypedModel, node: &TypedNode) -> Option<u64> {
             .enumerate()
             .find_map(|(slot, pos)| {
                 let p = *pos.first()?;
-                model.outlet_fact(node.inputs[slot]).ok()?.shape[p].to_i64().ok().map(|d| d as usize)
+                model.outlet_fact(node.inputs[slot]).ok()?.shape[p]
+                    .to_i64()
+                    .ok()
+                    .map(|d| d as usize)
             })
             .unwrap_or(1);
         total *= dim as u64;

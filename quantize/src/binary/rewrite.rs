@@ -13,8 +13,7 @@ use kestrel_runtime::ops::output_stage::OutputKind;
 use kestrel_runtime::ops::packing::{pack_conv_weights, sign_bit_f32};
 use tract_onnx::tract_core::internal::*;
 
-
-use super::plan::{Layout, LayerKind, LayerPlan, PassThrough, Plan};
+use super::plan::{LayerKind, LayerPlan, Layout, PassThrough, Plan};
 
 struct Translation<'a> {
     src: &'a TypedModel,
@@ -229,7 +228,10 @@ impl Translation<'_> {
                 let got = self.new.outlet_fact(wire)?.shape.to_tvec();
                 let want = out_fact.shape.to_tvec();
                 let wire = if !reshaped {
-                    ensure!(got == want, "binary layer gives {got:?}, the graph has {want:?}");
+                    ensure!(
+                        got == want,
+                        "binary layer gives {got:?}, the graph has {want:?}"
+                    );
                     wire
                 } else {
                     let name = self.new.unique_name(&out_name);

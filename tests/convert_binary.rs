@@ -1,0 +1,166 @@
+//! BNN conversion end to end: binarised ONNX graphs (PyTorch `Sign` style, QONNX
+//! `BipolarQuant` style) → `kestrel-quantize convert` → runtime → compared with references
+//! computed outside tract and Kestrel (onnxruntime for `bnn-sign`, a numpy forward pass for
+//! `bnn-qonnx`: onnxruntime cannot run `BipolarQuant`). Fixtures: `tests/fixtures/make_bnn_fixtures.py`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kestrel::{argmax, max_abs_diff, Fixture};
+use kestrel_quantize::{convert, ConvertOptions, ConvertReport};
+use kestrel_runtime::io::npy::read_arrays;
+use kestrel_runtime::{infer, LoadOptions, Model};
+
+fn convert_fixture(
+    name: &str,
+    binary: bool,
+) -> (tempfile::TempDir, std::path::PathBuf, ConvertReport) {
+    let fx = Fixture::load(name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(format!("{name}.nnef.tgz"));
+    let options = ConvertOptions {
+        binary,
+        verify_data: Some(fx.input.clone()),
+        ..ConvertOptions::default()
+    };
+    let report = convert(&fx.onnx, &out, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (dir, out, report)
+}
+
+fn ops(report: &ConvertReport) -> &BTreeMap<String, usize> {
+    &report.after.ops
+}
+
+/// Runs the converted graph on the fixture's inputs and compares with its reference outputs.
+fn matches_reference(name: &str, graph: &Path) {
+    let fx = Fixture::load(name).unwrap();
+    let model = Model::load(graph, &LoadOptions { threads: Some(2) }).unwrap();
+    let (_, input) = read_arrays(&fx.input).unwrap().remove(0);
+    let outputs = infer::infer(&model, &[input]).unwrap();
+    let expected = read_arrays(&fx.expected).unwrap();
+    for (spec, got) in model.outputs().iter().zip(&outputs) {
+        let (_, want) = expected.iter().find(|(k, _)| k == &spec.name).unwrap();
+        let (g, w) = (
+            got.try_as_plain_ram().unwrap(),
+            want.try_as_plain_ram().unwrap(),
+        );
+        let (g, w) = (g.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+        let (worst, scale) = max_abs_diff(g, w);
+        assert!(
+            worst <= 1e-4 * scale,
+            "{name}: max abs diff {worst} (scale {scale})"
+        );
+        for (gr, wr) in g.chunks(10).zip(w.chunks(10)) {
+            assert_eq!(argmax(gr), argmax(wr), "{name}: a decision differs");
+        }
+    }
+}
+
+#[test]
+fn sign_network_becomes_binary_and_matches_onnxruntime() {
+    let (_dir, out, report) = convert_fixture("bnn-sign", true);
+    let binary = report.binary.as_ref().unwrap();
+    let became: Vec<(&str, &str, Option<&str>)> = binary
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.became.as_str(), l.output.as_deref()))
+        .collect();
+    // conv1 has a float input, the classifier float weights: both stay float. conv2 (Sign(W))
+    // feeds Where → MaxPool → conv3 and conv3 feeds Sign → dense4: both output packed bits.
+    assert_eq!(
+        became,
+        vec![
+            ("conv1", "float", None),
+            ("conv2", "binary conv2d", Some("packed")),
+            ("conv3", "binary conv2d", Some("packed")),
+            ("dense4.ab", "binary dense", Some("float")),
+            ("classifier.ab", "float", None),
+        ]
+    );
+    assert_eq!(binary.binary_max_pools, 1);
+    assert_eq!(binary.bitpacks, 1, "one entry into the binary domain");
+    assert!(binary.weight_bytes_after * 10 < binary.weight_bytes_before);
+    assert_eq!(ops(&report).get("KestrelBinaryConv2d"), Some(&2));
+    assert_eq!(ops(&report).get("KestrelBinaryDense"), Some(&1));
+    assert_eq!(report.argmax_mismatches, 0);
+    assert!(report.verified_samples >= 4 + 2, "{report:?}");
+    assert!(binary.warnings.is_empty(), "{:?}", binary.warnings);
+    matches_reference("bnn-sign", &out);
+}
+
+#[test]
+fn qonnx_bipolar_network_becomes_binary_and_matches_numpy() {
+    let (_dir, out, report) = convert_fixture("bnn-qonnx", true);
+    let binary = report.binary.as_ref().unwrap();
+    let kinds: Vec<&str> = binary.layers.iter().map(|l| l.became.as_str()).collect();
+    assert_eq!(kinds, ["float", "binary conv2d", "binary dense", "float"]);
+    assert_eq!(binary.binary_max_pools, 2);
+    assert_eq!(ops(&report).get("KestrelBinaryMaxPool"), Some(&2));
+    matches_reference("bnn-qonnx", &out);
+}
+
+#[test]
+fn binary_off_keeps_a_float_graph_that_still_matches() {
+    let (_dir, out, report) = convert_fixture("bnn-sign", false);
+    assert!(report.binary.is_none());
+    assert!(
+        ops(&report).keys().all(|k| !k.starts_with("Kestrel")),
+        "{:?}",
+        ops(&report)
+    );
+    matches_reference("bnn-sign", &out);
+}
+
+#[test]
+fn a_float_model_converts_to_a_plain_float_graph() {
+    let fx = Fixture::load("tiny-fire").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny-fire.nnef.tgz");
+    let report = convert(&fx.onnx, &out, &ConvertOptions::default()).unwrap();
+    let binary = report.binary.as_ref().unwrap();
+    assert!(!binary.layers.is_empty());
+    assert!(binary
+        .layers
+        .iter()
+        .all(|l| l.became == "float" && l.bit_macs == 0));
+    assert!(ops(&report).keys().all(|k| !k.starts_with("Kestrel")));
+}
+
+#[test]
+fn bipolar_quant_without_scale_is_a_clear_error_and_writes_nothing() {
+    let onnx = kestrel::fixtures_dir()
+        .join("onnx")
+        .join("bnn-bad-bipolar.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bad.nnef.tgz");
+    let err = convert(&onnx, &out, &ConvertOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bnn-bad-bipolar.onnx"), "{err}");
+    assert!(
+        err.contains("bq_missing_scale") && err.contains("scale is missing"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a file was left behind"
+    );
+}
+
+#[test]
+fn verify_data_of_the_wrong_shape_is_refused() {
+    let fx = Fixture::load("bnn-sign").unwrap();
+    let other = Fixture::load("bnn-qonnx").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.nnef.tgz");
+    let options = ConvertOptions {
+        verify_data: Some(other.input.clone()),
+        ..ConvertOptions::default()
+    };
+    let err = convert(&fx.onnx, &out, &options).unwrap_err().to_string();
+    assert!(
+        err.contains("bnn-qonnx.input.npy") && err.contains("cannot verify"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
