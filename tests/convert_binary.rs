@@ -164,3 +164,18 @@ fn verify_data_of_the_wrong_shape_is_refused() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn sign_of_a_graph_input_converts_with_a_warning() {
+    let onnx = kestrel::fixtures_dir()
+        .join("onnx")
+        .join("bnn-sign-input.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.nnef.tgz");
+    let report = convert(&onnx, &out, &ConvertOptions::default()).unwrap();
+    let binary = report.binary.unwrap();
+    assert_eq!(binary.layers[0].became, "binary dense");
+    assert_eq!(binary.warnings.len(), 1, "{:?}", binary.warnings);
+    let w = &binary.warnings[0];
+    assert!(w.contains("sign_input") && w.contains("Sign(0) = 0"), "{w}");
+}

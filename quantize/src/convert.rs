@@ -23,6 +23,7 @@ use tract_onnx::prelude::*;
 use crate::binary::{binarize, BinaryReport};
 use crate::error::{chain, ConvertError};
 use crate::load::{load_onnx, InputShape};
+use crate::mst::{self, MstLayerReport, MstOptions};
 use crate::summary::{graph_stats, GraphStats};
 use crate::verify::{compare, OutputDiff};
 
@@ -41,6 +42,8 @@ pub struct ConvertOptions {
     pub binary: bool,
     /// Real inputs (`.npy`/`.npz`, N samples) the verification runs besides random ones.
     pub verify_data: Option<PathBuf>,
+    /// MST analysis of binary layers (`--mst on`, the default); `None` for `--mst off`.
+    pub mst: Option<MstOptions>,
 }
 
 impl Default for ConvertOptions {
@@ -52,6 +55,7 @@ impl Default for ConvertOptions {
             seed: 2026,
             binary: true,
             verify_data: None,
+            mst: Some(MstOptions::default()),
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct ConvertReport {
     pub argmax_mismatches: usize,
     /// What the binary conversion did (`None` with `--binary off`).
     pub binary: Option<BinaryReport>,
+    /// MST trees of the binary layers (empty with `--mst off` or no binary layer).
+    pub mst: Vec<MstLayerReport>,
     /// Wall time of the conversion, seconds.
     pub seconds: f64,
 }
@@ -117,6 +123,12 @@ pub fn convert(
         .as_ref()
         .is_some_and(|r| r.layers.iter().any(|l| l.bit_macs > 0));
     let after = graph_stats(&graph);
+    let mst = match &options.mst {
+        Some(o) if binary_layers => {
+            mst::analyse(&graph, o).map_err(|e| graph_err("MST analysis", e))?
+        }
+        _ => vec![],
+    };
 
     let mut file = AtomicFile::create(output)?;
     write_graph(&graph, file.file_mut(), gzip).map_err(|e| graph_err("write NNEF", e))?;
@@ -186,6 +198,7 @@ pub fn convert(
         verified_samples: outcome.samples,
         argmax_mismatches: outcome.argmax_mismatches,
         binary,
+        mst,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -418,6 +431,9 @@ impl ConvertReport {
         );
         if let Some(b) = &self.binary {
             s.push_str(&b.to_text());
+        }
+        if !self.mst.is_empty() {
+            s.push_str(&mst::to_text(&self.mst));
         }
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s

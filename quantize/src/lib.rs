@@ -17,6 +17,7 @@ pub mod binary;
 pub mod convert;
 pub mod error;
 pub mod load;
+pub mod mst;
 pub mod summary;
 pub mod verify;
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kestrel_quantize::load::InputShape;
+use kestrel_quantize::mst::MstOptions;
 use kestrel_quantize::{convert, ConvertError, ConvertOptions};
 use kestrel_runtime::io::atomic::AtomicFile;
 
@@ -46,6 +47,15 @@ enum Command {
         /// agreement; more than 0.1% arg-max disagreement fails the conversion.
         #[arg(long, value_name = "FILE")]
         verify_data: Option<PathBuf>,
+        /// MST channel trees of binary layers: analysis, report and cost-model choice.
+        #[arg(long, value_enum, default_value_t = Switch::On)]
+        mst: Switch,
+        /// Depth bound of the MST (children of the virtual root have depth 1).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+        mst_depth: u64,
+        /// Write each binary layer's MST as Graphviz DOT into this folder.
+        #[arg(long, value_name = "DIR")]
+        mst_dot: Option<PathBuf>,
     },
 }
 
@@ -90,12 +100,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             report,
             binary,
             verify_data,
+            mst,
+            mst_depth,
+            mst_dot,
         } => {
             let options = ConvertOptions {
                 input_shapes,
                 tolerance,
                 binary: binary == Switch::On,
                 verify_data,
+                mst: (mst == Switch::On).then(|| MstOptions {
+                    max_depth: mst_depth as usize,
+                    dot_dir: mst_dot,
+                    ..MstOptions::default()
+                }),
                 ..ConvertOptions::default()
             };
             let result = convert(&model, &output, &options)?;

@@ -179,7 +179,8 @@ impl Translation<'_> {
             && matches!(layer.kind, LayerKind::Dense { .. })
             && out_fact.rank() != 2;
         let op_name = if reshaped {
-            self.new.unique_name(format!("{out_name}.binary"))
+            self.new
+                .unique_name(format!("{}.binary", src.node(layer.node).name))
         } else {
             self.new.unique_name(&out_name)
         };

@@ -17,6 +17,7 @@
 //! one (on aarch64 under qemu in CI).
 
 pub mod generic;
+pub mod mst;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 #[cfg(target_arch = "x86_64")]

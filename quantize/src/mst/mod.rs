@@ -1,0 +1,183 @@
+//! MST channel ordering of binary layers (MST-compression, Vo et al., ICCV 2023), offline half.
+//!
+//! For every binary conv/dense op of a converted graph, [`tree::build`] computes a
+//! depth-bounded minimum spanning tree over the output channels whose edge cost is the runtime
+//! MST kernel's cost (differing *words*, see `kestrel_runtime::kernels::mst`), with a virtual
+//! root standing for "compute from scratch". The per-layer report gives the Hamming-distance sum
+//! vs dense bits, the word-ops the MST kernel executes vs dense, the bits the MST form stores vs
+//! dense (compression), the tree depth, and the kernel the cost model picks: `mst` only where
+//! the predicted cost is at most [`MstOptions::max_ratio`] of dense, so MST never makes a layer
+//! slower. `--mst-dot DIR` writes each layer's tree as Graphviz DOT.
+//!
+//! Status: the converter analyses and reports; the runtime's MST kernel exists and is
+//! bit-exact, but the binary ops do not carry the tree yet, so every layer still executes the
+//! dense kernel (the report says `dense` in `kernel` and gives the MST prediction beside it).
+
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use kestrel_runtime::ops::bconv::BinaryConv2d;
+use kestrel_runtime::ops::bdense::BinaryDense;
+use serde::Serialize;
+use tract_onnx::tract_core::internal::*;
+
+pub use tree::{build, CostModel, MstTree};
+
+/// Options of the MST analysis.
+#[derive(Debug, Clone)]
+pub struct MstOptions {
+    /// Depth bound of the tree (children of the virtual root have depth 1).
+    pub max_depth: usize,
+    /// Edge costs.
+    pub cost: CostModel,
+    /// MST is chosen only when its predicted cost is at most this fraction of dense.
+    pub max_ratio: f64,
+    /// Where to write one DOT file per layer.
+    pub dot_dir: Option<PathBuf>,
+}
+
+impl Default for MstOptions {
+    fn default() -> Self {
+        MstOptions {
+            max_depth: 16,
+            cost: CostModel::default(),
+            max_ratio: 0.8,
+            dot_dir: None,
+        }
+    }
+}
+
+/// One binary layer's tree.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MstLayerReport {
+    /// Node name.
+    pub name: String,
+    /// Output channels.
+    pub channels: usize,
+    /// Packed words per channel.
+    pub words: usize,
+    /// Channels computed from scratch.
+    pub roots: usize,
+    /// Deepest channel.
+    pub depth: usize,
+    /// Σ Hamming distance child–parent in the chosen (word-cost) tree, bits.
+    pub hamming_bits: usize,
+    /// The paper's bit-level MST weight (+ one root row), bits: what MST-compression stores.
+    pub bit_mst_bits: usize,
+    /// Real weight bits of the layer (channels × taps × input channels, no word padding).
+    pub dense_bits: usize,
+    /// Words the MST kernel reads per input row.
+    pub word_ops: usize,
+    /// Words the dense kernel reads per input row.
+    pub dense_word_ops: usize,
+    /// Bits of the MST form (roots in full, children as differing words + 16-bit indices);
+    /// the compression is `dense_word_ops × 64 / stored_bits`.
+    pub stored_bits: usize,
+    /// Predicted MST cost / dense cost.
+    pub predicted_ratio: f64,
+    /// What the cost model picks (`mst` or `dense`).
+    pub choice: String,
+    /// What the converted graph executes.
+    pub kernel: String,
+}
+
+/// Analyses every binary conv/dense node of `model`.
+pub fn analyse(model: &TypedModel, options: &MstOptions) -> TractResult<Vec<MstLayerReport>> {
+    let mut out = vec![];
+    for node in model.nodes() {
+        let (weights, channels, bits) = if let Some(op) = node.op_as::<BinaryConv2d>() {
+            (
+                op.weights.clone(),
+                op.geometry.c_out,
+                op.geometry.taps_bits(),
+            )
+        } else if let Some(op) = node.op_as::<BinaryDense>() {
+            (op.weights.clone(), op.n_out(), op.k)
+        } else {
+            continue;
+        };
+        let view = weights.try_as_plain_ram()?;
+        let w = view.as_slice::<u64>()?;
+        let words = w.len() / channels;
+        let t = build(w, words, options.max_depth, options.cost);
+        if let Some(dir) = &options.dot_dir {
+            write_dot(dir, &node.name, &t.to_dot(&node.name, w, words))?;
+        }
+        let ratio = t.cost / t.dense_cost;
+        out.push(MstLayerReport {
+            name: node.name.clone(),
+            channels,
+            words,
+            roots: t.roots(),
+            depth: t.max_depth(),
+            hamming_bits: t.hamming_bits,
+            bit_mst_bits: t.bit_mst_bits - words * 64 + bits,
+            // Real weight bits (word padding excluded), as the paper counts.
+            dense_bits: channels * bits,
+            word_ops: t.word_ops,
+            dense_word_ops: channels * words,
+            stored_bits: t.stored_bits,
+            predicted_ratio: ratio,
+            choice: if ratio <= options.max_ratio {
+                "mst"
+            } else {
+                "dense"
+            }
+            .into(),
+            kernel: "dense".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn write_dot(dir: &Path, name: &str, dot: &str) -> TractResult<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{file}.dot"));
+    std::fs::write(&path, dot).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The per-layer table.
+pub fn to_text(layers: &[MstLayerReport]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from("  mst:\n");
+    let _ = writeln!(
+        s,
+        "    {:<24} {:>8} {:>6} {:>6} {:>16} {:>16} {:>14} {:>7} {:>6}",
+        "layer",
+        "channels",
+        "roots",
+        "depth",
+        "bit-MST/dense b",
+        "word-ops/dense",
+        "compression",
+        "predict",
+        "choice"
+    );
+    for l in layers {
+        let _ = writeln!(
+            s,
+            "    {:<24} {:>8} {:>6} {:>6} {:>16} {:>16} {:>13.2}x {:>7.2} {:>6}",
+            l.name,
+            l.channels,
+            l.roots,
+            l.depth,
+            format!("{}/{}", l.bit_mst_bits, l.dense_bits),
+            format!("{}/{}", l.word_ops, l.dense_word_ops),
+            (l.dense_word_ops * 64) as f64 / l.stored_bits.max(1) as f64,
+            l.predicted_ratio,
+            l.choice
+        );
+    }
+    s
+}
