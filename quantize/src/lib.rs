@@ -15,6 +15,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod int8;
 pub mod load;
 pub mod summary;
 pub mod verify;
