@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(lo, 0.0);
         // The search starts at 255 of 2048 bins (the u8-like levels of a non-negative
         // tensor), so the smallest threshold is 100 · 255 / 2048.
-        assert!(hi >= 0.9 && hi <= 100.0 * 255.0 / 2048.0 + 1e-3, "{hi}");
+        assert!((0.9..=100.0 * 255.0 / 2048.0 + 1e-3).contains(&hi), "{hi}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct Int8Args {
     /// Write the int8 graph even below --sqnr-floor.
     #[arg(long)]
     pub force: bool,
+    /// Quantize depthwise convolutions too (default: float, tract has no fast int8 depthwise).
+    #[arg(long)]
+    pub int8_depthwise: bool,
     /// Write the per-layer SQNR chart (SVG) here.
     #[arg(long, value_name = "FILE.svg")]
     pub svg: Option<PathBuf>,
@@ -112,6 +115,7 @@ impl Int8Args {
         options.force = self.force;
         options.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         options.progress = true;
+        options.int8_depthwise = self.int8_depthwise;
         Ok(options)
     }
 }

@@ -19,9 +19,9 @@ use tract_onnx::tract_core::ops::konst::Const;
 #[derive(Debug, Clone)]
 pub enum LayerOp {
     /// A float convolution (OIHW kernel), quantized as tract's `Conv{q_params}`.
-    Conv(Conv),
+    Conv(Box<Conv>),
     /// A matrix product with a constant weight in slot 1, quantized as `EinSum{q_params}`.
-    EinSum(AxesMapping),
+    EinSum(Box<AxesMapping>),
 }
 
 /// One quantizable layer of a decluttered float graph.
@@ -51,6 +51,11 @@ impl Layer {
     /// Number of output channels.
     pub fn channels(&self) -> usize {
         self.bias.len()
+    }
+
+    /// A grouped convolution with one input channel per group (depthwise).
+    pub fn is_depthwise(&self) -> bool {
+        matches!(&self.op, LayerOp::Conv(c) if c.group > 1 && c.group == c.input_channels())
     }
 }
 
@@ -146,7 +151,7 @@ fn head(model: &TypedModel, node: &TypedNode) -> Option<(LayerOp, Tensor, usize,
             .ok()?
             .c_axis();
         let w = w.cast_to::<f32>().ok()?.into_owned();
-        return Some((LayerOp::Conv(conv.clone()), w, 0, bias, c_axis));
+        return Some((LayerOp::Conv(Box::new(conv.clone())), w, 0, bias, c_axis));
     }
     let einsum = node.op_as::<EinSum>()?;
     if einsum.q_params.is_some() || node.inputs.len() != 2 {
@@ -189,7 +194,13 @@ fn head(model: &TypedModel, node: &TypedNode) -> Option<(LayerOp, Tensor, usize,
     }
     let co = w.shape()[wa];
     let w = w.cast_to::<f32>().ok()?.into_owned();
-    Some((LayerOp::EinSum(axes.clone()), w, wa, vec![0.0; co], oa))
+    Some((
+        LayerOp::EinSum(Box::new(axes.clone())),
+        w,
+        wa,
+        vec![0.0; co],
+        oa,
+    ))
 }
 
 /// Finds every quantizable layer of a decluttered float graph, in evaluation order.

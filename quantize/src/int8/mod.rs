@@ -83,6 +83,10 @@ pub struct Int8Options {
     pub threads: usize,
     /// Show a progress bar.
     pub progress: bool,
+    /// Quantize depthwise convolutions too. Off by default: tract 0.23.9 has no int8
+    /// depthwise kernel (a quantized depthwise conv runs as im2col + one tiny matrix product
+    /// per channel, ~10x slower than its float `DepthWise` op), so they stay in float.
+    pub int8_depthwise: bool,
 }
 
 impl Int8Options {
@@ -98,6 +102,7 @@ impl Int8Options {
             force: false,
             threads: 1,
             progress: false,
+            int8_depthwise: false,
         }
     }
 }
@@ -180,6 +185,14 @@ pub fn convert_int8(
         KeepFloat::Names(n) => n.iter().cloned().collect(),
         _ => HashSet::new(),
     };
+    if !options.int8_depthwise {
+        keep.extend(
+            layers
+                .iter()
+                .filter(|l| l.is_depthwise())
+                .map(|l| l.name.clone()),
+        );
+    }
     let mut eval = evaluate(&float, &layers, &act, &keep, options, held, &reference)
         .map_err(graph_err("evaluation"))?;
     if let KeepFloat::Auto(db) = options.keep_float {
