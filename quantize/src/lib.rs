@@ -16,6 +16,7 @@
 pub mod binary;
 pub mod convert;
 pub mod error;
+pub mod int8;
 pub mod load;
 pub mod mst;
 pub mod summary;

@@ -56,6 +56,8 @@ enum Command {
         /// Write each binary layer's MST as Graphviz DOT into this folder.
         #[arg(long, value_name = "DIR")]
         mst_dot: Option<PathBuf>,
+        #[command(flatten)]
+        int8: kestrel_quantize::int8::cli::Int8Args,
     },
 }
 
@@ -73,18 +75,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kestrel-quantize: error: {e:#}");
-            let bad_input = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<ConvertError>(),
-                    Some(
-                        ConvertError::NotFound { .. }
-                            | ConvertError::Load { .. }
-                            | ConvertError::InputShape { .. }
-                            | ConvertError::Output { .. }
-                            | ConvertError::VerifyData { .. }
-                    )
-                )
+            let bad_int8 = e.chain().any(|c| {
+                c.downcast_ref::<kestrel_quantize::int8::Int8Error>()
+                    .is_some_and(|e| e.is_bad_input())
             });
+            let bad_input = bad_int8
+                || e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<ConvertError>(),
+                        Some(
+                            ConvertError::NotFound { .. }
+                                | ConvertError::Load { .. }
+                                | ConvertError::InputShape { .. }
+                                | ConvertError::Output { .. }
+                                | ConvertError::VerifyData { .. }
+                        )
+                    )
+                });
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
@@ -103,7 +110,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             mst,
             mst_depth,
             mst_dot,
+            int8,
         } => {
+            if int8.int8 {
+                return kestrel_quantize::int8::cli::run(
+                    &model,
+                    &output,
+                    report.as_deref(),
+                    input_shapes,
+                    &int8,
+                );
+            }
             let options = ConvertOptions {
                 input_shapes,
                 tolerance,

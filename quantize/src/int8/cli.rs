@@ -1,0 +1,167 @@
+//! The `--int8` flags of `kestrel-quantize convert` (a clap `Args` group flattened into the
+//! command) and the command's int8 branch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kestrel_runtime::io::atomic::AtomicFile;
+
+use super::calib::Method;
+use super::data::CalibSource;
+use super::images::{parse_floats, parse_size, Layout, Preprocess};
+use super::{convert_int8, Int8Options, KeepFloat};
+use crate::load::InputShape;
+
+/// int8 post-training quantization flags.
+#[derive(Args, Debug, Clone)]
+pub struct Int8Args {
+    /// Quantize to int8 (needs --calib).
+    #[arg(long)]
+    pub int8: bool,
+    /// Calibration samples: a folder of PNG/JPEG images, or a .npy/.npz array (N samples).
+    #[arg(long, value_name = "DIR|FILE.npy|FILE.npz", requires = "int8")]
+    pub calib: Option<PathBuf>,
+    /// Use at most N calibration samples (0 = all); a fifth are held out for the report.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub calib_count: usize,
+    /// Activation ranges: minmax, percentile[:P] (default P 99.99) or entropy (KL).
+    #[arg(long, default_value = "minmax", value_name = "METHOD")]
+    pub calib_method: Method,
+    /// One weight scale per tensor instead of per output channel (to compare).
+    #[arg(long)]
+    pub per_tensor: bool,
+    /// Images: resize to WxH (must match the model input).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(usize, usize)>,
+    /// Images: per-channel mean subtracted after --scale (one value or one per channel).
+    #[arg(long, default_value = "0", value_parser = parse_floats)]
+    pub mean: ::std::vec::Vec<f32>,
+    /// Images: per-channel std divided by (one value or one per channel).
+    #[arg(long, default_value = "1", value_parser = parse_floats)]
+    pub std: ::std::vec::Vec<f32>,
+    /// Images: model input layout.
+    #[arg(long, default_value = "nchw", value_name = "nchw|nhwc")]
+    pub layout: Layout,
+    /// Images: channel order fed to the model.
+    #[arg(long, default_value = "rgb", value_name = "rgb|bgr", value_parser = ["rgb", "bgr"])]
+    pub color: String,
+    /// Images: multiplier of the 0..255 pixel values before --mean/--std.
+    #[arg(long, default_value_t = 1.0 / 255.0)]
+    pub scale: f32,
+    /// Mixed precision: `auto` (layers below 20 dB SQNR), `auto:DB`, or layer names
+    /// (comma-separated) to leave in float.
+    #[arg(long, value_name = "auto[:DB]|NAMES")]
+    pub keep_float: Option<String>,
+    /// Refuse (write nothing) when the end-to-end SQNR is below this many dB.
+    #[arg(long, default_value_t = 20.0, value_name = "DB")]
+    pub sqnr_floor: f64,
+    /// Write the int8 graph even below --sqnr-floor.
+    #[arg(long)]
+    pub force: bool,
+    /// Quantize depthwise convolutions too (default: float, tract has no fast int8 depthwise).
+    #[arg(long)]
+    pub int8_depthwise: bool,
+    /// Write the per-layer SQNR chart (SVG) here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Parses `--keep-float`.
+pub fn parse_keep_float(s: Option<&str>) -> Result<KeepFloat, String> {
+    match s {
+        None => Ok(KeepFloat::None),
+        Some("auto") => Ok(KeepFloat::Auto(20.0)),
+        Some(s) => match s.strip_prefix("auto:") {
+            Some(db) => db
+                .parse()
+                .map(KeepFloat::Auto)
+                .map_err(|_| format!("--keep-float '{s}': expected auto:DB, e.g. auto:25")),
+            None => Ok(KeepFloat::Names(
+                s.split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+            )),
+        },
+    }
+}
+
+impl Int8Args {
+    /// The conversion options, given the command's input shapes.
+    pub fn options(&self, input_shapes: Vec<InputShape>) -> Result<Int8Options> {
+        let Some(calib) = &self.calib else {
+            bail!("--int8 needs --calib DIR|FILE.npy|FILE.npz (calibration samples)");
+        };
+        let source = CalibSource {
+            path: calib.clone(),
+            preprocess: Preprocess {
+                size: self.size,
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+                layout: self.layout,
+                bgr: self.color == "bgr",
+                scale: self.scale,
+            },
+            count: self.calib_count,
+        };
+        let mut options = Int8Options::new(source);
+        options.input_shapes = input_shapes;
+        options.method = self.calib_method;
+        options.per_channel = !self.per_tensor;
+        options.keep_float =
+            parse_keep_float(self.keep_float.as_deref()).map_err(anyhow::Error::msg)?;
+        options.sqnr_floor_db = self.sqnr_floor;
+        options.force = self.force;
+        options.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        options.progress = true;
+        options.int8_depthwise = self.int8_depthwise;
+        Ok(options)
+    }
+}
+
+/// `convert --int8`: converts, prints the table, writes `--report` JSON and `--svg`.
+pub fn run(
+    model: &Path,
+    output: &Path,
+    report: Option<&Path>,
+    input_shapes: Vec<InputShape>,
+    args: &Int8Args,
+) -> Result<()> {
+    let options = args.options(input_shapes)?;
+    let result = convert_int8(model, output, &options)?;
+    print!("{}", result.to_text());
+    if let Some(path) = report {
+        let mut file = AtomicFile::create(path)?;
+        serde_json::to_writer_pretty(file.file_mut(), &result)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.commit()?;
+    }
+    if let Some(path) = &args.svg {
+        let mut file = AtomicFile::create(path)?;
+        std::io::Write::write_all(file.file_mut(), result.to_svg().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_keep_float() {
+        assert_eq!(parse_keep_float(None), Ok(KeepFloat::None));
+        assert_eq!(parse_keep_float(Some("auto")), Ok(KeepFloat::Auto(20.0)));
+        assert_eq!(
+            parse_keep_float(Some("auto:25.5")),
+            Ok(KeepFloat::Auto(25.5))
+        );
+        assert!(parse_keep_float(Some("auto:x")).is_err());
+        assert_eq!(
+            parse_keep_float(Some("fc, conv1")),
+            Ok(KeepFloat::Names(vec!["fc".into(), "conv1".into()]))
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! int8 post-training quantization: `kestrel-quantize convert MODEL.onnx --int8 --calib SRC`.
+//!
+//! ```text
+//! ONNX ──load, declutter──► float graph ──find_layers──► Conv/EinSum (+BN, +ReLU) layers
+//!   ──calibrate (float runs on samples)──► activation ranges ──rewrite──► int8 graph
+//!   ──report (held-out samples: per-layer + end-to-end SQNR, top-1)──► keep-float? floor?
+//!   ──write NNEF to temp──► reload with the runtime loader, compare──► rename
+//! ```
+//!
+//! Map: [`layers`] finds the quantizable layers and folds batch-norm and ReLU into them,
+//! [`calib`] estimates activation ranges (min/max, percentile, KL entropy), [`qparams`] turns
+//! ranges and weights into int8 parameters, [`rewrite`] builds the tract graph with
+//! `Conv{q_params}` / `EinSum{q_params}`, [`observe`] runs graphs while watching intermediate
+//! tensors, [`metrics`] measures SQNR / cosine / top-1, [`report`] prints the table, JSON and
+//! SVG, [`data`] and [`images`] read the calibration samples, [`cli`] holds the flags.
+//!
+//! The "never collapse" guarantee: the end-to-end SQNR of the int8 graph against the float
+//! graph on held-out samples must reach a floor (default 20 dB) or the command fails and
+//! nothing is written (`--force` overrides, and says so).
+
+pub mod calib;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod images;
+pub mod layers;
+pub mod metrics;
+pub mod observe;
+pub mod qparams;
+pub mod report;
+pub mod rewrite;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use kestrel_runtime::io::atomic::AtomicFile;
+use kestrel_runtime::model::{LoadOptions, Model};
+use tract_onnx::prelude::*;
+
+use crate::convert::write_graph;
+use crate::load::{load_onnx, InputShape};
+use crate::verify::compare;
+use calib::{Method, Observer};
+use data::{load_samples, CalibSource};
+pub use error::Int8Error;
+use layers::{find_layers, Layer, LayerOp};
+use metrics::{argmax, ErrorSums};
+use observe::{values, Watcher};
+use qparams::ActQ;
+pub use report::{Int8Report, LayerReport, OutputReport};
+use rewrite::{build, RewriteOptions};
+
+/// Which layers stay in float.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeepFloat {
+    /// Quantize every layer.
+    None,
+    /// Keep layers whose SQNR falls below this many dB in float.
+    Auto(f64),
+    /// Keep these layers (by name) in float.
+    Names(Vec<String>),
+}
+
+/// Options of an int8 conversion.
+#[derive(Debug, Clone)]
+pub struct Int8Options {
+    /// Shapes for inputs the model leaves open.
+    pub input_shapes: Vec<InputShape>,
+    /// Calibration samples.
+    pub calib: CalibSource,
+    /// Range estimation.
+    pub method: Method,
+    /// Per-channel weight scales (default) or one per tensor.
+    pub per_channel: bool,
+    /// Mixed precision.
+    pub keep_float: KeepFloat,
+    /// Refuse a model whose end-to-end SQNR is below this (dB).
+    pub sqnr_floor_db: f64,
+    /// Write even below the floor.
+    pub force: bool,
+    /// Threads for the calibration and evaluation runs.
+    pub threads: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Quantize depthwise convolutions too. Off by default: tract 0.23.9 has no int8
+    /// depthwise kernel (a quantized depthwise conv runs as im2col + one tiny matrix product
+    /// per channel, ~10x slower than its float `DepthWise` op), so they stay in float.
+    pub int8_depthwise: bool,
+}
+
+impl Int8Options {
+    /// Defaults for `calib`: min/max, per-channel, no float layers, 20 dB floor.
+    pub fn new(calib: CalibSource) -> Int8Options {
+        Int8Options {
+            input_shapes: vec![],
+            calib,
+            method: Method::MinMax,
+            per_channel: true,
+            keep_float: KeepFloat::None,
+            sqnr_floor_db: 20.0,
+            force: false,
+            threads: 1,
+            progress: false,
+            int8_depthwise: false,
+        }
+    }
+}
+
+/// The float reference on the held-out samples.
+struct Reference {
+    outputs: Vec<Vec<Tensor>>,
+    layers: Vec<Vec<Tensor>>,
+}
+
+/// How far one int8 graph is from float.
+struct Evaluation {
+    layers: Vec<(f64, f64)>,
+    outputs: Vec<(String, f64, f64)>,
+    top1: f64,
+}
+
+impl Evaluation {
+    fn worst_sqnr(&self) -> f64 {
+        self.outputs
+            .iter()
+            .map(|o| o.1)
+            .fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Converts `source` into an int8 graph at `output`.
+pub fn convert_int8(
+    source: &Path,
+    output: &Path,
+    options: &Int8Options,
+) -> Result<Int8Report, Int8Error> {
+    let start = Instant::now();
+    let gzip = output_is_gzip(output)?;
+    let graph_err = |stage: &'static str| {
+        move |e: TractError| Int8Error::Graph {
+            path: source.to_path_buf(),
+            stage,
+            reason: format!("{e:#}"),
+        }
+    };
+    let typed = load_onnx(source, &options.input_shapes)?;
+    let float = typed.into_decluttered().map_err(graph_err("declutter"))?;
+    if float.inputs.len() != 1 {
+        return Err(Int8Error::Graph {
+            path: source.to_path_buf(),
+            stage: "calibration",
+            reason: format!(
+                "{} inputs: int8 calibration supports one",
+                float.inputs.len()
+            ),
+        });
+    }
+    let input_fact = float
+        .outlet_fact(float.inputs[0])
+        .map_err(graph_err("input"))?
+        .clone();
+    let samples = load_samples(&options.calib, &input_fact)?;
+    let held_count = if samples.len() >= 2 {
+        (samples.len() / 5).max(1)
+    } else {
+        0
+    };
+    let (calib, held) = samples.split_at(samples.len() - held_count);
+    let held = if held.is_empty() { calib } else { held };
+
+    let layers = find_layers(&float).map_err(graph_err("layer analysis"))?;
+    if layers.is_empty() {
+        return Err(Int8Error::Graph {
+            path: source.to_path_buf(),
+            stage: "layer analysis",
+            reason: "no Conv, Gemm or MatMul with constant weights to quantize".into(),
+        });
+    }
+    let act = calibrate(&float, &layers, calib, options).map_err(graph_err("calibration"))?;
+    let reference =
+        reference(&float, &layers, held, options.threads).map_err(graph_err("float reference"))?;
+
+    let mut keep: HashSet<String> = match &options.keep_float {
+        KeepFloat::Names(n) => n.iter().cloned().collect(),
+        _ => HashSet::new(),
+    };
+    if !options.int8_depthwise {
+        keep.extend(
+            layers
+                .iter()
+                .filter(|l| l.is_depthwise())
+                .map(|l| l.name.clone()),
+        );
+    }
+    let mut eval = evaluate(&float, &layers, &act, &keep, options, held, &reference)
+        .map_err(graph_err("evaluation"))?;
+    if let KeepFloat::Auto(db) = options.keep_float {
+        // Greedy, in graph order: the first quantized layer below the threshold goes back to
+        // float, then everything is measured again (downstream errors often recover).
+        while let Some(ix) = layers
+            .iter()
+            .zip(&eval.layers)
+            .position(|(l, (sqnr, _))| !keep.contains(&l.name) && *sqnr < db)
+        {
+            log::info!(
+                "keep-float: layer '{}' at {:.1} dB",
+                layers[ix].name,
+                eval.layers[ix].0
+            );
+            keep.insert(layers[ix].name.clone());
+            eval = evaluate(&float, &layers, &act, &keep, options, held, &reference)
+                .map_err(graph_err("evaluation"))?;
+        }
+    }
+    let worst = eval.worst_sqnr();
+    let forced = worst < options.sqnr_floor_db;
+    if forced && !options.force {
+        return Err(Int8Error::Collapse {
+            path: output.to_path_buf(),
+            sqnr_db: worst,
+            floor_db: options.sqnr_floor_db,
+            top1: eval.top1,
+        });
+    }
+
+    let rewrite = RewriteOptions {
+        per_channel: options.per_channel,
+        keep_float: keep.clone(),
+        expose_layers: false,
+    };
+    let int8 = build(&float, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
+    let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
+    write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
+        path: output.to_path_buf(),
+        stage: "NNEF serialisation (a quantized op tract cannot write?)",
+        reason: format!("{e:#}"),
+    })?;
+    let verify_err = |reason: String| {
+        Int8Error::from(crate::ConvertError::Verify {
+            path: output.to_path_buf(),
+            reason,
+        })
+    };
+    let one = LoadOptions { threads: Some(1) };
+    let reloaded = Model::load(file.temp_path(), &one)
+        .map_err(|e| verify_err(format!("the runtime cannot load the written graph: {e}")))?;
+    let in_memory = Model::from_typed("int8", int8.model.clone(), &one, Instant::now())
+        .map_err(|e| verify_err(e.to_string()))?;
+    let mut reload_diff = 0f64;
+    for sample in held {
+        let a = in_memory
+            .run(tvec!(sample.clone().into_tvalue()))
+            .map_err(|e| verify_err(e.to_string()))?;
+        let b = reloaded
+            .run(tvec!(sample.clone().into_tvalue()))
+            .map_err(|e| verify_err(e.to_string()))?;
+        for (ix, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+            let d = compare(&in_memory.outputs()[ix].name, x, y)
+                .map_err(|e| verify_err(format!("{e:#}")))?;
+            reload_diff = reload_diff.max(if d.relative.is_nan() {
+                f64::INFINITY
+            } else {
+                d.relative
+            });
+        }
+    }
+    if reload_diff > 1e-4 {
+        return Err(verify_err(format!(
+            "the reloaded int8 graph differs from the one built by {reload_diff:.3e} (relative)"
+        )));
+    }
+    let output_file_bytes = file.file_mut().metadata().map(|m| m.len()).unwrap_or(0);
+    file.commit().map_err(crate::ConvertError::from)?;
+
+    let layer_reports = layers
+        .iter()
+        .zip(&eval.layers)
+        .map(|(l, (sqnr, cos))| LayerReport {
+            name: l.name.clone(),
+            op: match l.op {
+                LayerOp::Conv(_) => "Conv".into(),
+                LayerOp::EinSum(_) => "EinSum".into(),
+            },
+            channels: l.channels(),
+            int8: !keep.contains(&l.name),
+            relu_fused: l.relu.is_some(),
+            sqnr_db: *sqnr,
+            cosine: *cos,
+            input: act[&l.input],
+            output: act[&l.output],
+        })
+        .collect();
+    let mut kept: Vec<String> = layers
+        .iter()
+        .filter(|l| keep.contains(&l.name))
+        .map(|l| l.name.clone())
+        .collect();
+    kept.dedup();
+    Ok(Int8Report {
+        source: source.to_path_buf(),
+        output: output.to_path_buf(),
+        source_file_bytes: std::fs::metadata(source).map(|m| m.len()).unwrap_or(0),
+        output_file_bytes,
+        method: options.method,
+        per_channel: options.per_channel,
+        calibration_samples: calib.len(),
+        heldout_samples: held_count,
+        layers: layer_reports,
+        outputs: eval
+            .outputs
+            .iter()
+            .map(|(name, sqnr, cos)| OutputReport {
+                name: name.clone(),
+                sqnr_db: *sqnr,
+                cosine: *cos,
+            })
+            .collect(),
+        top1_agreement: eval.top1,
+        sqnr_floor_db: options.sqnr_floor_db,
+        forced,
+        kept_float: kept,
+        reload_relative_diff: reload_diff,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn output_is_gzip(output: &Path) -> Result<bool, Int8Error> {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
+        Ok(true)
+    } else if name.ends_with(".tar") {
+        Ok(false)
+    } else {
+        Err(crate::ConvertError::Output {
+            path: output.to_path_buf(),
+            reason: "output must end in .nnef.tgz (gzipped) or .nnef.tar".into(),
+        }
+        .into())
+    }
+}
+
+fn progress(options: &Int8Options, total: usize, what: &str) -> indicatif::ProgressBar {
+    if !options.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>12} [{bar:32}] {pos}/{len} samples, ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Activation parameters of every layer input and output.
+fn calibrate(
+    float: &TypedModel,
+    layers: &[Layer],
+    samples: &[Tensor],
+    options: &Int8Options,
+) -> TractResult<HashMap<OutletId, ActQ>> {
+    let mut watched: Vec<OutletId> = vec![];
+    for l in layers {
+        for o in [l.input, l.output] {
+            if !watched.contains(&o) {
+                watched.push(o);
+            }
+        }
+    }
+    let watcher = Watcher::new(float, &watched, options.threads)?;
+    let mut observers = vec![Observer::default(); watched.len()];
+    let passes = if options.method.needs_histogram() {
+        2
+    } else {
+        1
+    };
+    let bar = progress(options, samples.len() * passes, "calibrating");
+    for pass in 0..passes {
+        for s in samples {
+            let (_, tensors) = watcher.run(s)?;
+            for (obs, t) in observers.iter_mut().zip(&tensors) {
+                if pass == 0 {
+                    obs.observe_range(values(t)?);
+                } else {
+                    obs.observe_histogram(values(t)?);
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(watched
+        .iter()
+        .zip(&observers)
+        .map(|(o, obs)| {
+            let (lo, hi) = obs.range(options.method);
+            (*o, ActQ::from_range(lo, hi))
+        })
+        .collect())
+}
+
+fn reference(
+    float: &TypedModel,
+    layers: &[Layer],
+    held: &[Tensor],
+    threads: usize,
+) -> TractResult<Reference> {
+    let watched: Vec<OutletId> = layers.iter().map(|l| l.output).collect();
+    let watcher = Watcher::new(float, &watched, threads)?;
+    let mut r = Reference {
+        outputs: vec![],
+        layers: vec![],
+    };
+    for s in held {
+        let (o, l) = watcher.run(s)?;
+        r.outputs.push(o);
+        r.layers.push(l);
+    }
+    Ok(r)
+}
+
+fn evaluate(
+    float: &TypedModel,
+    layers: &[Layer],
+    act: &HashMap<OutletId, ActQ>,
+    keep: &HashSet<String>,
+    options: &Int8Options,
+    held: &[Tensor],
+    reference: &Reference,
+) -> TractResult<Evaluation> {
+    let rewrite = RewriteOptions {
+        per_channel: options.per_channel,
+        keep_float: keep.clone(),
+        expose_layers: true,
+    };
+    let int8 = build(float, layers, act, &rewrite)?;
+    let n_outputs = float.outputs.len();
+    let watcher = Watcher::new(&int8.model, &[], options.threads)?;
+    let mut layer_sums = vec![ErrorSums::default(); layers.len()];
+    let mut output_sums = vec![ErrorSums::default(); n_outputs];
+    let mut agree = 0usize;
+    for (ix, s) in held.iter().enumerate() {
+        let (mut got, _) = watcher.run(s)?;
+        let got_layers = got.split_off(n_outputs);
+        for (sum, (r, g)) in layer_sums
+            .iter_mut()
+            .zip(reference.layers[ix].iter().zip(&got_layers))
+        {
+            sum.add(values(r)?, values(g)?);
+        }
+        for (sum, (r, g)) in output_sums
+            .iter_mut()
+            .zip(reference.outputs[ix].iter().zip(&got))
+        {
+            sum.add(values(r)?, values(g)?);
+        }
+        let (r, g) = (values(&reference.outputs[ix][0])?, values(&got[0])?);
+        if argmax(r) == argmax(g) {
+            agree += 1;
+        }
+    }
+    let names: Vec<String> = float
+        .outputs
+        .iter()
+        .map(|o| float.node(o.node).name.clone())
+        .collect();
+    Ok(Evaluation {
+        layers: layer_sums
+            .iter()
+            .map(|s| (s.sqnr_db(), s.cosine()))
+            .collect(),
+        outputs: names
+            .into_iter()
+            .zip(&output_sums)
+            .map(|(n, s)| (n, s.sqnr_db(), s.cosine()))
+            .collect(),
+        top1: 100.0 * agree as f64 / held.len().max(1) as f64,
+    })
+}

@@ -1,0 +1,148 @@
+//! Quantization parameters: asymmetric i8 activations, symmetric per-channel i8 weights, i32
+//! biases at scale `s_in · s_w`.
+//!
+//! Activations are signed 8-bit with a zero point (`real = (q − zp) · scale`, q ∈ [−128, 127]):
+//! tract's int8 matrix kernels multiply i8 × i8, so an i8 activation avoids the extra
+//! u8 → i8 offset pass tract inserts for u8 inputs. The range always contains 0 (so zero padding
+//! is exact) and a ReLU output gets `zp = −128`, which makes the output clamp do the ReLU.
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+/// Affine parameters of an int8 activation tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ActQ {
+    /// Zero point, in [−128, 127].
+    pub zero_point: i32,
+    /// Step between two codes.
+    pub scale: f32,
+}
+
+impl ActQ {
+    /// Parameters covering `[lo, hi]` (widened to contain 0).
+    pub fn from_range(lo: f32, hi: f32) -> ActQ {
+        let lo = lo.min(0.0);
+        let mut hi = hi.max(0.0);
+        if !(hi - lo).is_finite() || hi - lo < 1e-8 {
+            hi = lo + 1e-8;
+        }
+        let scale = (hi - lo) / 255.0;
+        let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
+        ActQ { zero_point, scale }
+    }
+
+    /// The tract datum type of a tensor with these parameters.
+    pub fn datum_type(&self) -> DatumType {
+        DatumType::QI8(QParams::ZpScale {
+            zero_point: self.zero_point,
+            scale: self.scale,
+        })
+    }
+
+    /// Quantizes then dequantizes one value (what int8 storage does to it).
+    pub fn fake(&self, x: f32) -> f32 {
+        let q = (x / self.scale).round() + self.zero_point as f32;
+        (q.clamp(-128.0, 127.0) - self.zero_point as f32) * self.scale
+    }
+}
+
+/// Weights quantized to i8, symmetric (zero point 0), one scale per output channel (or one
+/// for the whole tensor).
+#[derive(Debug, Clone)]
+pub struct QWeights {
+    /// i8 values, same shape as the float weights.
+    pub values: Tensor,
+    /// Scale per output channel (all equal when per-tensor).
+    pub scales: Vec<f32>,
+}
+
+/// Quantizes `weights` symmetrically to [−127, 127] along `axis` (output channels).
+pub fn quantize_weights(weights: &Tensor, axis: usize, per_channel: bool) -> TractResult<QWeights> {
+    let view = weights.to_plain_array_view::<f32>()?;
+    let channels = view.shape()[axis];
+    let mut max_abs: Vec<f32> = (0..channels)
+        .map(|o| {
+            view.index_axis(tract_ndarray::Axis(axis), o)
+                .iter()
+                .fold(0f32, |m, w| m.max(w.abs()))
+        })
+        .collect();
+    if !per_channel {
+        let all = max_abs.iter().copied().fold(0f32, f32::max);
+        max_abs.iter_mut().for_each(|m| *m = all);
+    }
+    let scales: Vec<f32> = max_abs
+        .iter()
+        .map(|m| if *m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
+    let mut q = tract_ndarray::ArrayD::<i8>::zeros(view.shape());
+    for (o, scale) in scales.iter().enumerate() {
+        let src = view.index_axis(tract_ndarray::Axis(axis), o);
+        let mut dst = q.index_axis_mut(tract_ndarray::Axis(axis), o);
+        dst.zip_mut_with(&src, |d, w| {
+            *d = (w / scale).round().clamp(-127.0, 127.0) as i8
+        });
+    }
+    Ok(QWeights {
+        values: q.into_tensor(),
+        scales,
+    })
+}
+
+/// The i32 bias of a layer: `round(b / (s_in · s_w[o]))`, saturated.
+pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    bias.iter()
+        .zip(weight_scales)
+        .map(|(b, sw)| {
+            let q = (*b as f64 / (input_scale as f64 * *sw as f64)).round();
+            q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu_range_puts_zero_at_the_bottom() {
+        let q = ActQ::from_range(0.0, 6.0);
+        assert_eq!(q.zero_point, -128);
+        assert!((q.scale - 6.0 / 255.0).abs() < 1e-7);
+        assert_eq!(q.fake(-1.0), 0.0);
+        assert!((q.fake(6.0) - 6.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn range_always_contains_zero_exactly() {
+        for (lo, hi) in [(-1.0, 1.0), (2.0, 3.0), (-5.0, -1.0), (-0.3, 7.1)] {
+            let q = ActQ::from_range(lo, hi);
+            assert_eq!(q.fake(0.0), 0.0, "{lo} {hi}");
+            assert!((-128..=127).contains(&q.zero_point));
+        }
+    }
+
+    #[test]
+    fn degenerate_range_is_finite() {
+        let q = ActQ::from_range(0.0, 0.0);
+        assert!(q.scale > 0.0 && q.scale.is_finite());
+    }
+
+    #[test]
+    fn weights_per_channel_use_the_full_range() {
+        let w = tensor2(&[[0.5f32, -1.0], [0.005, 0.02]]);
+        let q = quantize_weights(&w, 0, true).unwrap();
+        assert_eq!(q.values, tensor2(&[[64i8, -127], [32, 127]]));
+        let t = quantize_weights(&w, 0, false).unwrap();
+        assert_eq!(t.scales[0], t.scales[1]);
+        assert_eq!(t.values, tensor2(&[[64i8, -127], [1, 3]]));
+    }
+
+    #[test]
+    fn bias_at_input_times_weight_scale() {
+        assert_eq!(
+            quantize_bias(&[1.0, -0.5], 0.5, &[0.1, 0.01]),
+            vec![20, -100]
+        );
+    }
+}

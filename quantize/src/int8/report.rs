@@ -1,0 +1,300 @@
+//! What an int8 conversion did: the stdout table, the JSON report and the per-layer SQNR chart
+//! (SVG).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::calib::Method;
+use super::qparams::ActQ;
+
+/// One layer's int8 error on the held-out samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Head node name.
+    pub name: String,
+    /// `Conv` or `EinSum` (1×1 convolutions and Gemm/MatMul).
+    pub op: String,
+    /// Output channels.
+    pub channels: usize,
+    /// Quantized (false: kept in float).
+    pub int8: bool,
+    /// A ReLU/clip was folded into the int8 output stage.
+    pub relu_fused: bool,
+    /// SQNR of the layer's output in the int8 graph against the float graph, dB.
+    pub sqnr_db: f64,
+    /// Cosine similarity of the same.
+    pub cosine: f64,
+    /// Input activation parameters.
+    pub input: ActQ,
+    /// Output activation parameters.
+    pub output: ActQ,
+}
+
+/// End-to-end error of one model output.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    /// Output name.
+    pub name: String,
+    /// SQNR against float, dB.
+    pub sqnr_db: f64,
+    /// Cosine similarity against float.
+    pub cosine: f64,
+}
+
+/// The report of `convert --int8` (printed, and written as JSON by `--report`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Int8Report {
+    /// The ONNX model.
+    pub source: PathBuf,
+    /// The int8 graph written.
+    pub output: PathBuf,
+    /// Source file size.
+    pub source_file_bytes: u64,
+    /// Output file size.
+    pub output_file_bytes: u64,
+    /// Range estimation used.
+    pub method: Method,
+    /// Per-channel weight scales.
+    pub per_channel: bool,
+    /// Samples used to calibrate.
+    pub calibration_samples: usize,
+    /// Samples held out for the error measures (0: too few samples, measured on the
+    /// calibration set).
+    pub heldout_samples: usize,
+    /// Per layer, in graph order.
+    pub layers: Vec<LayerReport>,
+    /// Per model output.
+    pub outputs: Vec<OutputReport>,
+    /// Percentage of held-out samples whose arg-max of the first output agrees with float.
+    pub top1_agreement: f64,
+    /// The end-to-end SQNR floor.
+    pub sqnr_floor_db: f64,
+    /// Written below the floor because of `--force`.
+    pub forced: bool,
+    /// Layers left in float.
+    pub kept_float: Vec<String>,
+    /// Largest relative difference between the graph built and the graph reloaded from disk.
+    pub reload_relative_diff: f64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+impl Int8Report {
+    /// The human-readable summary with the per-layer table.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "int8 {} -> {} ({} B -> {} B)",
+            self.source.display(),
+            self.output.display(),
+            self.source_file_bytes,
+            self.output_file_bytes
+        );
+        let _ = writeln!(
+            s,
+            "  calibration {:?}, {} weights, {} samples, {} held out",
+            self.method,
+            if self.per_channel {
+                "per-channel"
+            } else {
+                "per-tensor"
+            },
+            self.calibration_samples,
+            self.heldout_samples
+        );
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>6} {:>5} {:>6} {:>9} {:>8}",
+            "layer", "op", "ch", "prec", "SQNR dB", "cosine"
+        );
+        for l in &self.layers {
+            let _ = writeln!(
+                s,
+                "  {:<40} {:>6} {:>5} {:>6} {:>9.1} {:>8.5}",
+                truncate(&l.name, 40),
+                l.op,
+                l.channels,
+                if l.int8 { "int8" } else { "float" },
+                l.sqnr_db,
+                l.cosine
+            );
+        }
+        for o in &self.outputs {
+            let _ = writeln!(
+                s,
+                "  output {}: SQNR {:.1} dB (floor {:.1}), cosine {:.5}",
+                o.name, o.sqnr_db, self.sqnr_floor_db, o.cosine
+            );
+        }
+        let _ = writeln!(s, "  top-1 agreement {:.1}%", self.top1_agreement);
+        if !self.kept_float.is_empty() {
+            let _ = writeln!(s, "  kept in float: {}", self.kept_float.join(", "));
+        }
+        if self.forced {
+            let _ = writeln!(
+                s,
+                "  WARNING: below the SQNR floor, written because of --force"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  reload  max relative diff {:.1e}; time {:.2} s",
+            self.reload_relative_diff, self.seconds
+        );
+        s
+    }
+
+    /// A horizontal bar chart of per-layer SQNR (SVG), with the floor marked; float layers
+    /// in grey.
+    pub fn to_svg(&self) -> String {
+        let row = 16.0;
+        let (left, width) = (260.0, 420.0);
+        let height = 40.0 + row * self.layers.len() as f64;
+        let max_db = self
+            .layers
+            .iter()
+            .map(|l| l.sqnr_db.min(80.0))
+            .fold(self.sqnr_floor_db + 10.0, f64::max);
+        let x = |db: f64| left + width * (db.clamp(0.0, max_db) / max_db);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+            left + width + 60.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="4" y="14" font-weight="bold">per-layer SQNR int8 vs float (dB), {}</text>"#,
+            xml(&self.source.display().to_string())
+        );
+        for (i, l) in self.layers.iter().enumerate() {
+            let y = 24.0 + row * i as f64;
+            let color = if !l.int8 {
+                "#999999"
+            } else if l.sqnr_db < self.sqnr_floor_db {
+                "#d62728"
+            } else {
+                "#1f77b4"
+            };
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{left}" y="{}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{}">{:.1}</text>"#,
+                left - 4.0,
+                y + 11.0,
+                xml(&truncate(&l.name, 40)),
+                y + 2.0,
+                x(l.sqnr_db) - left,
+                row - 4.0,
+                x(l.sqnr_db) + 3.0,
+                y + 11.0,
+                l.sqnr_db
+            );
+        }
+        let fx = x(self.sqnr_floor_db);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{fx:.1}" y1="20" x2="{fx:.1}" y2="{height}" stroke="black" stroke-dasharray="4,3"/><text x="{fx:.1}" y="{}" >floor {:.0} dB</text>"#,
+            height - 2.0,
+            self.sqnr_floor_db
+        );
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("…{tail}")
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Int8Report {
+        let q = ActQ::from_range(0.0, 1.0);
+        Int8Report {
+            source: "m<1>.onnx".into(),
+            output: "m.nnef.tgz".into(),
+            source_file_bytes: 10,
+            output_file_bytes: 5,
+            method: Method::MinMax,
+            per_channel: true,
+            calibration_samples: 4,
+            heldout_samples: 1,
+            layers: vec![
+                LayerReport {
+                    name: "conv1".into(),
+                    op: "Conv".into(),
+                    channels: 8,
+                    int8: true,
+                    relu_fused: true,
+                    sqnr_db: 35.0,
+                    cosine: 0.999,
+                    input: q,
+                    output: q,
+                },
+                LayerReport {
+                    name: "fc".into(),
+                    op: "EinSum".into(),
+                    channels: 10,
+                    int8: false,
+                    relu_fused: false,
+                    sqnr_db: 12.0,
+                    cosine: 0.9,
+                    input: q,
+                    output: q,
+                },
+            ],
+            outputs: vec![OutputReport {
+                name: "probs".into(),
+                sqnr_db: 30.0,
+                cosine: 0.99,
+            }],
+            top1_agreement: 100.0,
+            sqnr_floor_db: 20.0,
+            forced: false,
+            kept_float: vec!["fc".into()],
+            reload_relative_diff: 0.0,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn table_lists_layers_and_float_ones() {
+        let t = report().to_text();
+        assert!(t.contains("conv1") && t.contains("35.0") && t.contains("float"));
+        assert!(t.contains("kept in float: fc"));
+        assert!(t.contains("top-1 agreement 100.0%"));
+    }
+
+    #[test]
+    fn svg_has_one_bar_per_layer_and_escapes_names() {
+        let svg = report().to_svg();
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(svg.contains("m&lt;1&gt;.onnx"));
+        assert!(svg.contains("#999999"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+}

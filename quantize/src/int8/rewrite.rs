@@ -1,0 +1,257 @@
+//! Building the int8 graph: each quantized [`Layer`] becomes one tract `Conv{q_params}` or
+//! `EinSum{q_params}` with i8 output; everything else is copied in float.
+//!
+//! Between two quantized layers the activation stays int8 (an i8 tensor re-typed as
+//! `QI8(zp, scale)`); a float op reading it gets a dequantizing cast, and a quantized layer
+//! reading a float tensor gets a quantizing cast (`cast` to `QI8(zp, scale)`, which tract
+//! serialises as `tract_core_cast` + `graph.quant`). Per-channel weight scales are op inputs
+//! (`tract_core_qconv`, `tract_core_einsum_q`). Kernels are stored as `QI8(0, 1)`: tract's NNEF
+//! writer otherwise inserts a cast whose scale would have to be a scalar.
+
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cast::cast;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+
+use super::layers::{Layer, LayerOp};
+use super::qparams::{quantize_bias, quantize_weights, ActQ};
+
+/// How to build the int8 graph.
+#[derive(Debug, Clone)]
+pub struct RewriteOptions {
+    /// Per-channel weight scales (else one per tensor).
+    pub per_channel: bool,
+    /// Names of layers left in float (mixed precision).
+    pub keep_float: HashSet<String>,
+    /// Also make every layer's output (dequantized) a graph output, after the real outputs,
+    /// for the per-layer error report.
+    pub expose_layers: bool,
+}
+
+/// The int8 graph and, with `expose_layers`, the layers exposed (in output order after the
+/// model's own outputs).
+pub struct Int8Graph {
+    /// The graph.
+    pub model: TypedModel,
+    /// Names of the layers whose outputs follow the model outputs.
+    pub exposed: Vec<String>,
+    /// Number of layers quantized.
+    pub quantized: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Wire {
+    Float(OutletId),
+    Quant(OutletId, ActQ),
+}
+
+struct Builder<'a> {
+    src: &'a TypedModel,
+    dst: TypedModel,
+    map: HashMap<OutletId, Wire>,
+    floats: HashMap<OutletId, OutletId>,
+    quants: HashMap<OutletId, OutletId>,
+}
+
+impl Builder<'_> {
+    /// The float version of a source outlet (dequantized once if needed).
+    fn float(&mut self, o: OutletId) -> TractResult<OutletId> {
+        match self.map.get(&o).copied() {
+            Some(Wire::Float(f)) => Ok(f),
+            Some(Wire::Quant(q, _)) => {
+                if let Some(f) = self.floats.get(&o) {
+                    return Ok(*f);
+                }
+                let name = self.src.node(o.node).name.clone();
+                let name = self.dst.unique_name(name).to_string();
+                let f = self.dst.wire_node(name, cast(f32::datum_type()), &[q])?[0];
+                self.floats.insert(o, f);
+                Ok(f)
+            }
+            None => bail!("int8 rewrite: {o:?} used before it is computed"),
+        }
+    }
+
+    /// The int8 version of a source outlet with parameters `q`.
+    fn quant(&mut self, o: OutletId, q: ActQ) -> TractResult<OutletId> {
+        if let Some(Wire::Quant(w, have)) = self.map.get(&o).copied() {
+            if have == q {
+                return Ok(w);
+            }
+        }
+        if let Some(w) = self.quants.get(&o) {
+            return Ok(*w);
+        }
+        let input = match self.map.get(&o).copied() {
+            Some(Wire::Quant(w, _)) => w,
+            _ => self.float(o)?,
+        };
+        let name = format!("{}.quantize", self.src.node(o.node).name);
+        let name = self.dst.unique_name(name).to_string();
+        let w = self.dst.wire_node(name, cast(q.datum_type()), &[input])?[0];
+        self.quants.insert(o, w);
+        Ok(w)
+    }
+
+    fn konst(&mut self, name: String, t: Tensor) -> TractResult<OutletId> {
+        let name = self.dst.unique_name(name).to_string();
+        self.dst.add_const(name, t)
+    }
+
+    fn layer(
+        &mut self,
+        layer: &Layer,
+        act: &HashMap<OutletId, ActQ>,
+        per_channel: bool,
+    ) -> TractResult<()> {
+        let (qin, qout) = (act[&layer.input], act[&layer.output]);
+        let x = self.quant(layer.input, qin)?;
+        let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel)?;
+        let bias = quantize_bias(&layer.bias, qin.scale, &w.scales);
+        let kernel_dt = DatumType::QI8(QParams::ZpScale {
+            zero_point: 0,
+            scale: 1.0,
+        });
+        let name = &layer.name;
+        let kernel = self.konst(
+            format!("{name}.kernel_i8"),
+            w.values.cast_to_dt(kernel_dt)?.into_owned(),
+        )?;
+        let bias = self.konst(format!("{name}.bias_i32"), tensor1(&bias))?;
+        let x0 = self.konst(format!("{name}.x0"), tensor0(qin.zero_point))?;
+        let xs = self.konst(format!("{name}.x_scale"), tensor0(qin.scale))?;
+        let k0 = self.konst(format!("{name}.k0"), tensor0(0i32))?;
+        let ks = if per_channel {
+            tensor1(&w.scales)
+        } else {
+            tensor0(w.scales[0])
+        };
+        let ks = self.konst(format!("{name}.k_scale"), ks)?;
+        let y0 = self.konst(format!("{name}.y0"), tensor0(qout.zero_point))?;
+        let ys = self.konst(format!("{name}.y_scale"), tensor0(qout.scale))?;
+        let inputs = [x, kernel, bias, x0, xs, k0, ks, y0, ys];
+        let qname = self.dst.unique_name(format!("{name}.int8")).to_string();
+        let raw = match &layer.op {
+            LayerOp::Conv(conv) => {
+                let op = Conv {
+                    pool_spec: conv.pool_spec.clone(),
+                    kernel_fmt: KernelFormat::OIHW,
+                    group: conv.group,
+                    q_params: Some(i8::datum_type()),
+                };
+                self.dst.wire_node(qname, op, &inputs)?[0]
+            }
+            LayerOp::EinSum(axes) => {
+                let axes = einsum_q_axes(axes, layer, per_channel)?;
+                let op = EinSum::newq(axes, i32::datum_type(), i8::datum_type());
+                self.dst.wire_node(qname, op, &inputs)?[0]
+            }
+        };
+        let out_name = format!("{}.q", self.src.node(layer.output.node).name);
+        let out_name = self.dst.unique_name(out_name).to_string();
+        let out = self
+            .dst
+            .wire_node(out_name, cast(qout.datum_type()), &[raw])?[0];
+        self.map.insert(layer.output, Wire::Quant(out, qout));
+        Ok(())
+    }
+}
+
+/// The axes of the quantized EinSum: the float expression plus the bias and the seven
+/// quantization inputs; bias and (per-channel) weight scale follow the output channel axis.
+fn einsum_q_axes(axes: &AxesMapping, layer: &Layer, per_channel: bool) -> TractResult<AxesMapping> {
+    let expr = axes.to_string();
+    let (inputs, output) = expr
+        .split_once("->")
+        .context("einsum expression without output")?;
+    let ins: Vec<&str> = inputs.split(',').collect();
+    ensure!(ins.len() == 2, "einsum with {} inputs", ins.len());
+    let o = ins[1]
+        .chars()
+        .nth(layer.weight_out_axis)
+        .context("weight axis")?;
+    let ks = if per_channel {
+        o.to_string()
+    } else {
+        String::new()
+    };
+    format!("{},{},{o},,,,{ks},,->{output}", ins[0], ins[1]).parse()
+}
+
+/// Builds the int8 version of `src` (a decluttered float graph) quantizing `layers` with the
+/// activation parameters `act` (keyed by outlets of `src`).
+pub fn build(
+    src: &TypedModel,
+    layers: &[Layer],
+    act: &HashMap<OutletId, ActQ>,
+    options: &RewriteOptions,
+) -> TractResult<Int8Graph> {
+    let active: Vec<&Layer> = layers
+        .iter()
+        .filter(|l| !options.keep_float.contains(&l.name))
+        .collect();
+    let by_output: HashMap<usize, &Layer> = active.iter().map(|l| (l.output.node, *l)).collect();
+    let absorbed: HashSet<usize> = active
+        .iter()
+        .flat_map(|l| l.nodes.iter().copied().filter(|n| *n != l.output.node))
+        .collect();
+    let mut b = Builder {
+        src,
+        dst: TypedModel::default(),
+        map: HashMap::new(),
+        floats: HashMap::new(),
+        quants: HashMap::new(),
+    };
+    for id in src.eval_order()? {
+        let node = src.node(id);
+        if let Some(layer) = by_output.get(&id) {
+            b.layer(layer, act, options.per_channel)
+                .with_context(|| format!("quantizing layer '{}'", layer.name))?;
+            continue;
+        }
+        if absorbed.contains(&id) {
+            continue;
+        }
+        let outputs = if src.inputs.iter().any(|i| i.node == id) {
+            tvec!(b.dst.add_source(&node.name, node.outputs[0].fact.clone())?)
+        } else {
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|i| b.float(*i))
+                .collect::<TractResult<TVec<_>>>()?;
+            b.dst
+                .wire_node(&node.name, node.op.clone(), &inputs)
+                .with_context(|| format!("copying node '{}'", node.name))?
+        };
+        for (ix, o) in outputs.into_iter().enumerate() {
+            b.map.insert(OutletId::new(id, ix), Wire::Float(o));
+        }
+    }
+    let mut outputs = src
+        .outputs
+        .iter()
+        .map(|o| b.float(*o))
+        .collect::<TractResult<Vec<_>>>()?;
+    let mut exposed = vec![];
+    if options.expose_layers {
+        for l in layers {
+            outputs.push(b.float(l.output)?);
+            exposed.push(l.name.clone());
+        }
+    }
+    b.dst.select_output_outlets(&outputs)?;
+    b.dst.inputs = src
+        .inputs
+        .iter()
+        .map(|i| b.float(*i))
+        .collect::<TractResult<Vec<_>>>()?;
+    Ok(Int8Graph {
+        model: b.dst,
+        exposed,
+        quantized: active.len(),
+    })
+}
