@@ -179,3 +179,40 @@ fn sign_of_a_graph_input_converts_with_a_warning() {
     let w = &binary.warnings[0];
     assert!(w.contains("sign_input") && w.contains("Sign(0) = 0"), "{w}");
 }
+
+#[test]
+fn a_dense_layer_forced_onto_its_mst_stays_exact_through_nnef() {
+    // max_ratio = ∞ makes the cost model pick MST for every layer, even where it does not
+    // pay: the tree must still give the same outputs (the conversion reloads the written graph
+    // with the runtime and compares it with the source on random and reference inputs).
+    let fx = Fixture::load("bnn-sign").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mst.nnef.tgz");
+    let options = ConvertOptions {
+        verify_data: Some(fx.input.clone()),
+        mst: Some(kestrel_quantize::mst::MstOptions {
+            max_ratio: f64::INFINITY,
+            max_depth: 3,
+            // Children made cheap, so the tree has them although these random weights share
+            // no word.
+            cost: kestrel_quantize::mst::CostModel {
+                word_cost: 0.01,
+                child_cost: 0.0,
+            },
+            ..Default::default()
+        }),
+        ..ConvertOptions::default()
+    };
+    let report = convert(&fx.onnx, &out, &options).unwrap();
+    let kernels: Vec<&str> = report.mst.iter().map(|l| l.kernel.as_str()).collect();
+    assert_eq!(kernels.len(), 3, "{:?}", report.mst);
+    assert_eq!(kernels[2], "mst", "{:?}", report.mst);
+    assert!(
+        report.mst[2].roots < report.mst[2].channels / 4,
+        "{:?}",
+        report.mst[2]
+    );
+    assert!(report.mst.iter().all(|l| l.depth <= 3 && l.choice == "mst"));
+    assert_eq!(report.argmax_mismatches, 0);
+    matches_reference("bnn-sign", &out);
+}

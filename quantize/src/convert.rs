@@ -122,13 +122,14 @@ pub fn convert(
     let binary_layers = binary
         .as_ref()
         .is_some_and(|r| r.layers.iter().any(|l| l.bit_macs > 0));
-    let after = graph_stats(&graph);
+    let mut graph = graph;
     let mst = match &options.mst {
         Some(o) if binary_layers => {
-            mst::analyse(&graph, o).map_err(|e| graph_err("MST analysis", e))?
+            mst::apply(&mut graph, o).map_err(|e| graph_err("MST analysis", e))?
         }
         _ => vec![],
     };
+    let after = graph_stats(&graph);
 
     let mut file = AtomicFile::create(output)?;
     write_graph(&graph, file.file_mut(), gzip).map_err(|e| graph_err("write NNEF", e))?;

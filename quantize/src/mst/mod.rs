@@ -9,9 +9,9 @@
 //! the predicted cost is at most [`MstOptions::max_ratio`] of dense, so MST never makes a layer
 //! slower. `--mst-dot DIR` writes each layer's tree as Graphviz DOT.
 //!
-//! Status: the converter analyses and reports; the runtime's MST kernel exists and is
-//! bit-exact, but the binary ops do not carry the tree yet, so every layer still executes the
-//! dense kernel (the report says `dense` in `kernel` and gives the MST prediction beside it).
+//! Status: binary **dense** layers carry the tree (`mst_parents` in NNEF, executed by the
+//! runtime's bit-exact MST kernel) where the cost model picks it; binary **conv** layers are
+//! analysed and reported but still execute the dense kernel (the report's `kernel` says so).
 
 pub mod tree;
 
@@ -82,10 +82,12 @@ pub struct MstLayerReport {
     pub kernel: String,
 }
 
-/// Analyses every binary conv/dense node of `model`.
-pub fn analyse(model: &TypedModel, options: &MstOptions) -> TractResult<Vec<MstLayerReport>> {
+/// Analyses every binary conv/dense node of `model` and installs the tree in the dense layers
+/// where the cost model picks MST.
+pub fn apply(model: &mut TypedModel, options: &MstOptions) -> TractResult<Vec<MstLayerReport>> {
     let mut out = vec![];
-    for node in model.nodes() {
+    for id in 0..model.nodes().len() {
+        let node = &model.nodes()[id];
         let (weights, channels, bits) = if let Some(op) = node.op_as::<BinaryConv2d>() {
             (
                 op.weights.clone(),
@@ -105,6 +107,22 @@ pub fn analyse(model: &TypedModel, options: &MstOptions) -> TractResult<Vec<MstL
             write_dot(dir, &node.name, &t.to_dot(&node.name, w, words))?;
         }
         let ratio = t.cost / t.dense_cost;
+        let choice = if ratio <= options.max_ratio {
+            "mst"
+        } else {
+            "dense"
+        };
+        let mut kernel = "dense";
+        if choice == "mst" {
+            if let Some(op) = node.op_as::<BinaryDense>() {
+                let op = op.clone().with_mst(t.parents.clone())?;
+                model.node_mut(id).op = Box::new(op);
+                kernel = "mst";
+            } else {
+                kernel = "dense (MST conv not in the runtime yet)";
+            }
+        }
+        let node = &model.nodes()[id];
         out.push(MstLayerReport {
             name: node.name.clone(),
             channels,
@@ -119,13 +137,8 @@ pub fn analyse(model: &TypedModel, options: &MstOptions) -> TractResult<Vec<MstL
             dense_word_ops: channels * words,
             stored_bits: t.stored_bits,
             predicted_ratio: ratio,
-            choice: if ratio <= options.max_ratio {
-                "mst"
-            } else {
-                "dense"
-            }
-            .into(),
-            kernel: "dense".into(),
+            choice: choice.into(),
+            kernel: kernel.into(),
         });
     }
     Ok(out)

@@ -10,8 +10,9 @@
 //! Note for converters: a float model flattens NCHW, the packed map is NHWC-with-words, so
 //! the weight columns of a dense layer after a conv are permuted accordingly when packed.
 
+use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
-use tract_nnef::ser::numeric;
+use tract_nnef::ser::{array, numeric};
 
 use super::output_stage::{
     affine, dump_layer, layer_parameters, load_layer, OutputKind, OutputStage,
@@ -19,6 +20,7 @@ use super::output_stage::{
 use super::packing::{words_for, WORD_BITS};
 use super::parallel::run_tasks;
 use crate::kernels;
+use crate::kernels::mst::MstSchedule;
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_binary_dense";
@@ -32,6 +34,9 @@ pub struct BinaryDense {
     pub weights: Arc<Tensor>,
     /// Fused output stage.
     pub output: OutputStage,
+    /// MST order (see [`BinaryDense::with_mst`]): the parent of each output feature.
+    pub mst_parents: Option<Vec<Option<usize>>>,
+    mst: Option<Arc<MstSchedule>>,
 }
 
 impl Eq for BinaryDense {}
@@ -72,7 +77,32 @@ impl BinaryDense {
         );
         let output = OutputStage::new(kind, mul, bias, n_out, k)
             .with_context(|| format!("{NAME}: output stage"))?;
-        Ok(BinaryDense { k, weights, output })
+        Ok(BinaryDense {
+            k,
+            weights,
+            output,
+            mst_parents: None,
+            mst: None,
+        })
+    }
+
+    /// Computes output features in minimum-spanning-tree order, each from its parent
+    /// (`parents[c]`, `None` for a root) through [`MstSchedule`]: bit-exact with the dense
+    /// kernel, faster when features differ from their parents in few words. Rows are not split
+    /// across threads on this path (children depend on parents).
+    pub fn with_mst(mut self, parents: Vec<Option<usize>>) -> TractResult<BinaryDense> {
+        ensure!(
+            parents.len() == self.n_out(),
+            "{NAME}: {} MST parents for {} outputs",
+            parents.len(),
+            self.n_out()
+        );
+        let view = self.weights.try_as_plain_ram()?;
+        let schedule = MstSchedule::new(view.as_slice::<u64>()?, self.words(), &parents)
+            .map_err(|e| format_err!("{NAME}: MST parents: {e}"))?;
+        self.mst = Some(Arc::new(schedule));
+        self.mst_parents = Some(parents);
+        Ok(self)
     }
 
     /// Output features.
@@ -92,12 +122,21 @@ impl Op for BinaryDense {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
+        let mut info = vec![format!(
             "{}→{} → {}",
             self.k,
             self.n_out(),
             self.output.kind.as_str()
-        )])
+        )];
+        if let Some(m) = &self.mst {
+            info.push(format!(
+                "MST: {} roots, {} of {} word-ops",
+                m.roots(),
+                m.word_ops(),
+                m.dense_word_ops()
+            ));
+        }
+        Ok(info)
     }
 
     op_as_typed_op!();
@@ -127,6 +166,11 @@ impl EvalOp for BinaryDense {
         let w = wv.as_slice::<u64>()?;
         let kernel = kernels::select();
         let mut counts = vec![0u32; n * n_out];
+        if let Some(mst) = &self.mst {
+            let mut scratch = vec![];
+            mst.xor_popcount(kernel, x, &mut counts, &mut scratch);
+            return self.finish(counts, n);
+        }
         // Batch 1 is the common case: split the output features, not the rows.
         let per_task = 256usize;
         let tasks: Vec<(usize, &mut [u32])> = counts
@@ -143,6 +187,14 @@ impl EvalOp for BinaryDense {
             let rows = &w[col * words..(col + c.len()) * words];
             kernel.xor_popcount(&x[row * words..(row + 1) * words], rows, words, c);
         });
+        self.finish(counts, n)
+    }
+}
+
+impl BinaryDense {
+    /// The output stage on `n` rows of counts.
+    fn finish(&self, counts: Vec<u32>, n: usize) -> TractResult<TVec<TValue>> {
+        let n_out = self.n_out();
         let k = self.k as i32;
         let out = match self.output.kind {
             OutputKind::Float => {
@@ -201,7 +253,15 @@ impl TypedOp for BinaryDense {
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
-        &layer_parameters(&[TypeName::Integer.named("k")]),
+        &layer_parameters(&[
+            TypeName::Integer.named("k"),
+            // MST parent of each output feature, as parent + 1 (0: computed from scratch);
+            // empty: the dense kernel.
+            TypeName::Integer
+                .array()
+                .named("mst_parents")
+                .default(Literal::Array(vec![])),
+        ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
@@ -211,7 +271,11 @@ pub(crate) fn register(registry: &mut Registry) {
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
     let args = load_layer(builder, invocation)?;
     let k: usize = invocation.named_arg_as(builder, "k")?;
-    let op = BinaryDense::new(k, args.weights, args.kind, args.mul, args.bias)?;
+    let mut op = BinaryDense::new(k, args.weights, args.kind, args.mul, args.bias)?;
+    let parents: TVec<usize> = invocation.named_arg_as(builder, "mst_parents")?;
+    if !parents.is_empty() {
+        op = op.with_mst(parents.iter().map(|p| p.checked_sub(1)).collect())?;
+    }
     builder.wire(op, &[args.input])
 }
 
@@ -222,6 +286,20 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Op
         NAME,
         &op.weights,
         &op.output,
-        vec![("k", numeric(op.k))],
+        match &op.mst_parents {
+            None => vec![("k", numeric(op.k))],
+            Some(parents) => vec![
+                ("k", numeric(op.k)),
+                (
+                    "mst_parents",
+                    array(
+                        parents
+                            .iter()
+                            .map(|p| numeric(p.map_or(0, |p| p + 1)))
+                            .collect::<Vec<_>>(),
+                    ),
+                ),
+            ],
+        },
     )
 }
