@@ -129,6 +129,10 @@ impl FrameSource for FileSource {
         &self.uri
     }
 
+    fn lossless(&self) -> bool {
+        self.pacer.is_unpaced()
+    }
+
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CameraError> {
         self.pacer.wait();
         let mut rewound = false;

@@ -195,6 +195,12 @@ pub trait FrameSource: Send {
     fn uri(&self) -> &str;
     /// The next frame, waiting for it if needed; `None` at the end of a finite stream.
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CameraError>;
+    /// Whether frames must not be dropped: a source that is not live (an unpaced file or
+    /// synthetic source) waits for inference instead of being overtaken. Live sources
+    /// (cameras, pipes, paced sources) return `false`: the newest frame wins.
+    fn lossless(&self) -> bool {
+        false
+    }
     /// Reconnects and outages so far.
     fn counters(&self) -> SourceCounters {
         SourceCounters::default()

@@ -21,6 +21,11 @@ impl Pacer {
         }
     }
 
+    /// Whether frames are released at once (no rate).
+    pub fn is_unpaced(&self) -> bool {
+        self.period.is_none()
+    }
+
     /// Sleeps until the next frame is due (the first one is due at once).
     pub fn wait(&mut self) {
         let Some(period) = self.period else {

@@ -97,6 +97,10 @@ impl FrameSource for Synthetic {
         &self.uri
     }
 
+    fn lossless(&self) -> bool {
+        self.pacer.is_unpaced()
+    }
+
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CameraError> {
         self.pacer.wait();
         let captured = Instant::now();

@@ -3,6 +3,10 @@
 //! read drops frames in the driver, and latency grows); a frame still in the slot when the
 //! next one comes is dropped and counted.
 //!
+//! Sources that are not live (synthetic or file sources with `--fps 0`, see
+//! [`FrameSource::lossless`]) hand over losslessly instead: the capture thread waits for the
+//! slot to be free, so an offline clip is processed frame by frame.
+//!
 //! Three [`Slot`]s circulate (one being filled, one in the box, one being processed): posting
 //! and taking swap buffers, never copy them, and once each has grown to the frame size no
 //! frame allocates.
@@ -102,6 +106,7 @@ struct Inner {
 pub struct Mailbox {
     inner: Mutex<Inner>,
     cv: Condvar,
+    taken: Condvar,
 }
 
 impl Mailbox {
@@ -128,6 +133,20 @@ impl Mailbox {
         self.cv.notify_one();
     }
 
+    /// Waits until the slot is free (or `stop` is set), then posts.
+    pub fn post_when_free(&self, back: &mut Slot, counters: SourceCounters, stop: &AtomicBool) {
+        let mut inner = self.lock();
+        while inner.full && !stop.load(Ordering::Relaxed) {
+            inner = self
+                .taken
+                .wait_timeout(inner, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(inner);
+        self.post(back, counters);
+    }
+
     /// Marks the end of the stream; frames already posted are still taken first.
     pub fn close(&self, end: End, counters: SourceCounters) {
         let mut inner = self.lock();
@@ -147,6 +166,8 @@ impl Mailbox {
         if inner.full {
             std::mem::swap(&mut inner.slot, front);
             inner.full = false;
+            drop(inner);
+            self.taken.notify_one();
             Take::Frame
         } else if let Some(end) = inner.end.take() {
             // Leave a marker so later calls see the end too.
@@ -179,6 +200,7 @@ pub fn spawn_capture(
         .name("kestrel-capture".into())
         .spawn(move || {
             let mut back = Slot::default();
+            let lossless = source.lossless();
             let end = loop {
                 if stop.load(Ordering::Relaxed) {
                     break End::Finished;
@@ -188,7 +210,11 @@ pub fn spawn_capture(
                     Ok(None) => break End::Finished,
                     Err(e) => break End::Failed(e),
                 }
-                mailbox.post(&mut back, source.counters());
+                if lossless {
+                    mailbox.post_when_free(&mut back, source.counters(), &stop);
+                } else {
+                    mailbox.post(&mut back, source.counters());
+                }
             };
             mailbox.close(end, source.counters());
         })
@@ -243,14 +269,42 @@ mod tests {
             pixel_format: Some(PixelFormat::Rgb24),
             ..opts
         };
-        let source = crate::camera::pipe::Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &pixel).unwrap();
+        let lossy = crate::camera::pipe::Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &pixel).unwrap();
         let m = Arc::new(Mailbox::new());
-        let t = spawn_capture(Box::new(source), m.clone(), Arc::new(AtomicBool::new(false))).unwrap();
+        let t = spawn_capture(Box::new(lossy), m.clone(), Arc::new(AtomicBool::new(false))).unwrap();
         t.join().unwrap();
         let mut front = Slot::default();
         assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Frame));
         assert_eq!(front.frame().seq, 1);
         assert_eq!(m.dropped(), 1);
         assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Closed(End::Finished)));
+    }
+
+    #[test]
+    fn unpaced_files_are_handed_over_losslessly() {
+        let source = crate::camera::synthetic::Synthetic::new(
+            "synthetic",
+            &crate::camera::SourceOptions {
+                width: 8,
+                height: 8,
+                fps: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let m = Arc::new(Mailbox::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = spawn_capture(Box::new(source), m.clone(), stop.clone()).unwrap();
+        let mut front = Slot::default();
+        for seq in 0..20 {
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(matches!(m.take(&mut front, Duration::from_secs(5)), Take::Frame));
+            assert_eq!(front.frame().seq, seq);
+        }
+        assert_eq!(m.dropped(), 0);
+        stop.store(true, Ordering::Relaxed);
+        while !t.is_finished() {
+            m.take(&mut front, Duration::from_millis(10));
+        }
     }
 }
