@@ -130,22 +130,22 @@ impl FrameSource for CommandSource {
                     self.reap();
                     return Err(self.reader.size_error(&self.uri, n));
                 }
-                Ok(Step::Partial(n)) => format!("dropped a partial frame of {n} bytes"),
+                Ok(Step::Partial(n)) => format!(", dropped a partial frame of {n} bytes"),
                 Ok(Step::End) => String::new(),
-                Err(e) => format!("read error: {e}"),
+                Err(e) => format!(", read error: {e}"),
             };
             let status = self.reap();
             if self.exit_on_error {
                 return Err(CameraError::Capture {
                     uri: self.uri.clone(),
-                    reason: format!("command ended ({status}) {why}"),
+                    reason: format!("command ended ({status}){why}"),
                 });
             }
             self.outage_since.get_or_insert_with(Instant::now);
             self.counters.reconnects += 1;
             let delay = self.backoff.next_delay();
             log::warn!(
-                "source '{}': command ended ({status}) {why}; respawning in {} ms",
+                "source '{}': command ended ({status}){why}; respawning in {} ms",
                 self.uri,
                 delay.as_millis()
             );

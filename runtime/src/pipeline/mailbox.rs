@@ -133,7 +133,8 @@ impl Mailbox {
         self.cv.notify_one();
     }
 
-    /// Waits until the slot is free (or `stop` is set), then posts.
+    /// Waits until the slot is free, then posts; gives up (the frame is not posted) when
+    /// `stop` is set.
     pub fn post_when_free(&self, back: &mut Slot, counters: SourceCounters, stop: &AtomicBool) {
         let mut inner = self.lock();
         while inner.full && !stop.load(Ordering::Relaxed) {
@@ -143,8 +144,11 @@ impl Mailbox {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        let stopped = inner.full;
         drop(inner);
-        self.post(back, counters);
+        if !stopped {
+            self.post(back, counters);
+        }
     }
 
     /// Marks the end of the stream; frames already posted are still taken first.
