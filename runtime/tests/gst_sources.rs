@@ -67,7 +67,9 @@ fn gst(pattern: &str, caps: &str, encoder: Option<&str>, frames: usize) -> std::
 /// The reference: the same frame converted to RGB by GStreamer itself (`videoconvert`,
 /// after `jpegdec` for MJPEG).
 fn reference(pattern: &str, caps: &str, encoder: Option<&str>) -> Vec<u8> {
-    let mut chain = encoder.map(|e| format!("{e} ! jpegdec ! ")).unwrap_or_default();
+    let mut chain = encoder
+        .map(|e| format!("{e} ! jpegdec ! "))
+        .unwrap_or_default();
     chain += "videoconvert ! video/x-raw,format=RGB";
     let mut child = gst(pattern, caps, Some(&chain), 1);
     let mut rgb = Vec::new();
@@ -96,7 +98,13 @@ fn compare(got: &[u8], want: &[u8], tol: u8) -> (f64, u8, f64) {
 
 /// Reads 3 frames of `format` from GStreamer through a `Pipe`, converts each, and returns
 /// the error statistics of the first against the RGB reference.
-fn check(pattern: &str, gst_format: &str, encoder: Option<&str>, format: PixelFormat, tol: u8) -> (f64, u8, f64) {
+fn check(
+    pattern: &str,
+    gst_format: &str,
+    encoder: Option<&str>,
+    format: PixelFormat,
+    tol: u8,
+) -> (f64, u8, f64) {
     let caps = format!("video/x-raw,format={gst_format},width={W},height={H}");
     let mut child = gst(pattern, &caps, encoder, 3);
     let options = SourceOptions {
@@ -123,7 +131,10 @@ fn check(pattern: &str, gst_format: &str, encoder: Option<&str>, format: PixelFo
     assert!(child.wait().unwrap().success());
     assert_eq!(n, 3, "{gst_format}: frames read");
     let s = stats.unwrap();
-    eprintln!("{pattern} {gst_format}: mean {:.3}, max {}, within {tol}: {:.4}", s.0, s.1, s.2);
+    eprintln!(
+        "{pattern} {gst_format}: mean {:.3}, max {}, within {tol}: {:.4}",
+        s.0, s.1, s.2
+    );
     s
 }
 
@@ -140,10 +151,16 @@ fn raw_yuv_formats_match_gstreamers_rgb() {
         // Flat colours: no chroma edges.
         for pattern in ["white", "black", "red", "green", "blue"] {
             let (mean, max, _) = check(pattern, gst_format, None, format, 6);
-            assert!(mean <= 3.0 && max <= 6, "{pattern} {gst_format}: mean {mean}, max {max}");
+            assert!(
+                mean <= 3.0 && max <= 6,
+                "{pattern} {gst_format}: mean {mean}, max {max}"
+            );
         }
         let (mean, _, within) = check("smpte", gst_format, None, format, 6);
-        assert!(mean <= 3.5 && within >= 0.95, "smpte {gst_format}: mean {mean}, within {within}");
+        assert!(
+            mean <= 3.5 && within >= 0.95,
+            "smpte {gst_format}: mean {mean}, within {within}"
+        );
     }
 }
 
@@ -152,6 +169,15 @@ fn mjpeg_matches_gstreamers_rgb() {
     if !have_gst() {
         return;
     }
-    let (mean, _, within) = check("smpte", "I420", Some("jpegenc quality=100"), PixelFormat::Mjpeg, 12);
-    assert!(mean <= 4.0 && within >= 0.93, "mjpeg: mean {mean}, within {within}");
+    let (mean, _, within) = check(
+        "smpte",
+        "I420",
+        Some("jpegenc quality=100"),
+        PixelFormat::Mjpeg,
+        12,
+    );
+    assert!(
+        mean <= 4.0 && within >= 0.93,
+        "mjpeg: mean {mean}, within {within}"
+    );
 }

@@ -51,7 +51,10 @@ fn start_broker(port: u16) -> Broker {
         .expect("start mosquitto");
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not listen");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mosquitto did not listen"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Broker { child, _dir: dir }
@@ -87,7 +90,9 @@ fn subscribe(port: u16, topic: &str) -> mpsc::Receiver<Vec<u8>> {
             }
         }
     });
-    ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("subscribed");
     rx
 }
 
@@ -104,7 +109,11 @@ fn a_subscriber_receives_every_frame() {
         .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}/kestrel/test")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out.stdout);
     assert_eq!(lines[5]["summary"]["mqtt_dropped"], 0);
     let mut seqs = Vec::new();
@@ -125,8 +134,19 @@ fn publishing_survives_a_broker_restart() {
     let port = free_port();
     let broker = start_broker(port);
     let mut run = kestrel()
-        .args(["run", "--source", "synthetic", "--fps", "20", "--size", "64x48"])
-        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}/kestrel/restart")])
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--fps",
+            "20",
+            "--size",
+            "64x48",
+        ])
+        .args([
+            "--mqtt",
+            &format!("mqtt://127.0.0.1:{port}/kestrel/restart"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,7 +157,9 @@ fn publishing_survives_a_broker_restart() {
     };
     // Messages flow through the first broker...
     let rx = subscribe(port, "kestrel/restart");
-    let before = seq(rx.recv_timeout(Duration::from_secs(30)).expect("a first message"));
+    let before = seq(rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a first message"));
     drop(broker); // ...which is killed: the publisher loses its connection.
     std::thread::sleep(Duration::from_millis(500));
     let _broker = start_broker(port);
@@ -147,7 +169,9 @@ fn publishing_survives_a_broker_restart() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let got = seq(rx.recv_timeout(left).expect("newer messages after the restart"));
+        let got = seq(rx
+            .recv_timeout(left)
+            .expect("newer messages after the restart"));
         if got > before + 5 {
             break;
         }

@@ -24,7 +24,13 @@ fn gstreamer_yuyv_through_cmd() {
         "video/x-raw,format=YUY2,width=320,height=240,framerate=30/1",
     );
     let out = kestrel()
-        .args(["run", "--source", &format!("cmd:{cmd}"), "--pixel-format", "yuyv"])
+        .args([
+            "run",
+            "--source",
+            &format!("cmd:{cmd}"),
+            "--pixel-format",
+            "yuyv",
+        ])
         .args(["--size", "320x240", "--frames", "8"])
         .output()
         .unwrap();
@@ -35,7 +41,10 @@ fn gstreamer_yuyv_through_cmd() {
     assert_eq!(summary["frames"], 8);
     for stage in ["capture", "wait", "convert", "resize", "infer", "post"] {
         let p = &summary["stages_ms"][stage];
-        assert!(p["p99"].as_f64().unwrap() >= p["p50"].as_f64().unwrap(), "{stage}: {p}");
+        assert!(
+            p["p99"].as_f64().unwrap() >= p["p50"].as_f64().unwrap(),
+            "{stage}: {p}"
+        );
     }
     assert!(lines[0]["stages"]["convert_ms"].as_f64().unwrap() > 0.0);
 }
@@ -43,12 +52,22 @@ fn gstreamer_yuyv_through_cmd() {
 #[test]
 fn exit_on_source_error_ends_the_run_when_the_command_ends() {
     let out = kestrel()
-        .args(["run", "--source", "cmd:head -c 24 /dev/zero", "--pixel-format", "gray"])
+        .args([
+            "run",
+            "--source",
+            "cmd:head -c 24 /dev/zero",
+            "--pixel-format",
+            "gray",
+        ])
         .args(["--size", "4x2", "--exit-on-source-error"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("command ended"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("command ended"),
+        "{}",
+        text(&out.stderr)
+    );
     let lines = json_lines(&out.stdout);
     assert!(lines.last().unwrap().get("summary").is_some());
 }
@@ -65,25 +84,46 @@ fn a_producer_killed_mid_stream_is_respawned_and_seq_keeps_rising() {
     );
     let cmd = format!("{gst} & p=$!; sleep 0.4; kill -9 $p");
     let out = kestrel()
-        .args(["run", "--source", &format!("cmd:{cmd}"), "--pixel-format", "i420"])
+        .args([
+            "run",
+            "--source",
+            &format!("cmd:{cmd}"),
+            "--pixel-format",
+            "i420",
+        ])
         .args(["--size", "64x48", "--frames", "40"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 41);
-    let seqs: Vec<u64> = lines[..40].iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = lines[..40]
+        .iter()
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
     let summary = &lines[40]["summary"];
     assert!(summary["reconnects"].as_u64().unwrap() >= 1, "{summary}");
     assert!(summary["outage_s"].as_f64().unwrap() > 0.0, "{summary}");
-    assert!(text(&out.stderr).contains("respawning"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("respawning"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn a_pipe_with_the_wrong_frame_size_names_expected_and_received_bytes() {
     let mut child = kestrel()
-        .args(["run", "--source", "pipe:", "--pixel-format", "yuyv", "--size", "640x480"])
+        .args([
+            "run",
+            "--source",
+            "pipe:",
+            "--pixel-format",
+            "yuyv",
+            "--size",
+            "640x480",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,7 +158,12 @@ fn y4m_files_loop_and_unpaced_files_drop_nothing() {
     let path = dir.path().join("clip.y4m");
     let status = std::process::Command::new("gst-launch-1.0")
         .args(["-q", "videotestsrc", "num-buffers=5", "!"])
-        .args(["video/x-raw,format=I420,width=96,height=64", "!", "y4menc", "!"])
+        .args([
+            "video/x-raw,format=I420,width=96,height=64",
+            "!",
+            "y4menc",
+            "!",
+        ])
         .arg("filesink")
         .arg(format!("location={}", path.display()))
         .status()
@@ -131,7 +176,10 @@ fn y4m_files_loop_and_unpaced_files_drop_nothing() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines = json_lines(&out.stdout);
-    let seqs: Vec<u64> = lines[..12].iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = lines[..12]
+        .iter()
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, (0..12).collect::<Vec<_>>());
     assert_eq!(lines[12]["summary"]["dropped"], 0);
 }
@@ -148,7 +196,15 @@ fn the_sidecar_names_the_classes() {
     )
     .unwrap();
     let out = kestrel()
-        .args(["run", "--model", model.to_str().unwrap(), "--frames", "3", "--fps", "0"])
+        .args([
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--frames",
+            "3",
+            "--fps",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -163,7 +219,11 @@ fn the_sidecar_names_the_classes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cls.kestrel.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cls.kestrel.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -193,4 +253,29 @@ fn sigterm_finishes_the_frame_prints_the_summary_and_exits_0() {
     assert_eq!(status.code(), Some(0));
     let last = json_lines(rest.as_bytes()).pop().unwrap();
     assert!(last["summary"]["frames"].as_u64().unwrap() >= 3, "{last}");
+}
+
+#[test]
+fn snapshots_are_written_into_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snaps");
+    let out = kestrel()
+        .args(["run", "--frames", "3", "--fps", "0", "--size", "64x48"])
+        .args(["--snapshot", snaps.to_str().unwrap(), "--every", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "kestrel-00000000.jpg",
+            "kestrel-00000001.jpg",
+            "kestrel-00000002.jpg"
+        ]
+    );
 }

@@ -80,7 +80,12 @@ fn steady_state_frames_allocate_nothing_outside_the_model() {
     let mut stats = Box::new(Stats::new());
     let mailbox = Mailbox::new();
     let (mut back, mut front) = (Slot::default(), Slot::default());
-    for format in [PixelFormat::Yuyv, PixelFormat::Nv12, PixelFormat::I420, PixelFormat::Gray8] {
+    for format in [
+        PixelFormat::Yuyv,
+        PixelFormat::Nv12,
+        PixelFormat::I420,
+        PixelFormat::Gray8,
+    ] {
         let options = SourceOptions {
             width: 640,
             height: 480,
@@ -94,7 +99,10 @@ fn steady_state_frames_allocate_nothing_outside_the_model() {
             let frame = source.next_frame().unwrap().unwrap();
             back.fill(&frame);
             mailbox.post(&mut back, source.counters());
-            assert!(matches!(mailbox.take(&mut front, Duration::ZERO), Take::Frame));
+            assert!(matches!(
+                mailbox.take(&mut front, Duration::ZERO),
+                Take::Frame
+            ));
             let frame = front.frame();
             let (convert, resize) = pipeline.prepare(&frame).unwrap();
             let before_model = allocations();
@@ -113,7 +121,8 @@ fn steady_state_frames_allocate_nothing_outside_the_model() {
                 latency_ms: 1.0,
                 stages,
             };
-            sink.frame(&info, pipeline.task(), pipeline.result()).unwrap();
+            sink.frame(&info, pipeline.task(), pipeline.result())
+                .unwrap();
             stats.record(frame.captured.elapsed(), &stages);
             let end = allocations();
             // Ten frames of warm-up: buffers grow to the frame size, tables are built.
@@ -123,7 +132,13 @@ fn steady_state_frames_allocate_nothing_outside_the_model() {
             }
         }
         eprintln!("{format}: 50 frames, {ours} allocations on our path, {model_allocs} inside tract's run");
-        assert!(model_allocs > 0, "the counting allocator sees tract's allocations");
-        assert_eq!(ours, 0, "{format}: allocations per frame outside the model run");
+        assert!(
+            model_allocs > 0,
+            "the counting allocator sees tract's allocations"
+        );
+        assert_eq!(
+            ours, 0,
+            "{format}: allocations per frame outside the model run"
+        );
     }
 }

@@ -14,8 +14,9 @@ use kestrel_runtime::camera::{self, CameraError, PixelFormat, SourceOptions};
 use kestrel_runtime::io::npy;
 use kestrel_runtime::pipeline::mqtt::{MqttSink, MqttUrlError};
 use kestrel_runtime::pipeline::sidecar::{Sidecar, SidecarError};
+use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
-use kestrel_runtime::pipeline::{Pipeline, PipelineError, RunOptions};
+use kestrel_runtime::pipeline::{Outputs, Pipeline, PipelineError, RunOptions};
 use kestrel_runtime::{bundled, infer, random, LoadOptions, Model, RuntimeError};
 
 /// Kestrel: run compact tract graphs on edge boards.
@@ -79,6 +80,12 @@ enum Command {
         /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
         #[arg(long)]
         mqtt: Option<String>,
+        /// Write an annotated JPEG of the current frame into DIR every --every seconds.
+        #[arg(long, value_name = "DIR")]
+        snapshot: Option<PathBuf>,
+        /// Seconds between snapshots.
+        #[arg(long, default_value_t = 10.0, requires = "snapshot")]
+        every: f64,
     },
     /// Run a model on arrays from a .npy/.npz file and write its outputs to a .npz.
     Infer {
@@ -206,6 +213,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             mean,
             std,
             mqtt,
+            snapshot,
+            every,
         } => {
             let default_run = model.is_none() && source.is_none();
             let cli_normalize = match (mean, std) {
@@ -252,6 +261,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             let mut pipeline = Pipeline::new(&model, normalize, task)
                 .with_context(|| format!("model {}", model.source()))?;
             let mut mqtt = mqtt.as_deref().map(MqttSink::connect).transpose()?;
+            let mut snapshots = snapshot
+                .as_deref()
+                .map(|dir| Snapshots::new(dir, every))
+                .transpose()?;
             let source = camera::open(&uri, &source_options)?;
             let source_uri = source.uri().to_string();
             let run_options = RunOptions {
@@ -260,19 +273,22 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // A second signal while stopping ends the process at once.
-                signal_hook::flag::register_conditional_shutdown(signal, 130, run_options.stop.clone())
-                    .and_then(|_| signal_hook::flag::register(signal, run_options.stop.clone()))
-                    .context("installing signal handlers")?;
+                signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    130,
+                    run_options.stop.clone(),
+                )
+                .and_then(|_| signal_hook::flag::register(signal, run_options.stop.clone()))
+                .context("installing signal handlers")?;
             }
             let stdout = std::io::stdout();
             let mut sink = JsonLines::new(stdout.lock());
-            let mut report = pipeline::run(
-                &mut pipeline,
-                source,
-                &mut sink,
-                mqtt.as_mut(),
-                &run_options,
-            );
+            let outputs = Outputs {
+                json: &mut sink,
+                mqtt: mqtt.as_mut(),
+                snapshots: snapshots.as_mut(),
+            };
+            let mut report = pipeline::run(&mut pipeline, source, outputs, &run_options);
             if let Some(m) = mqtt.as_mut() {
                 m.finish(std::time::Duration::from_secs(3));
                 report.summary.mqtt_dropped = Some(m.dropped());

@@ -40,7 +40,11 @@ impl CommandSource {
         let command = command
             .strip_prefix('"')
             .and_then(|c| c.strip_suffix('"'))
-            .or_else(|| command.strip_prefix('\'').and_then(|c| c.strip_suffix('\'')))
+            .or_else(|| {
+                command
+                    .strip_prefix('\'')
+                    .and_then(|c| c.strip_suffix('\''))
+            })
             .unwrap_or(command);
         if command.trim().is_empty() {
             return Err(CameraError::BadUri {
@@ -209,7 +213,10 @@ mod tests {
     fn wrong_size_from_the_first_run_is_reported() {
         let mut s = CommandSource::spawn("cmd:x", "head -c 5 /dev/zero", &opts(false)).unwrap();
         let e = s.next_frame().err().unwrap().to_string();
-        assert!(e.contains("expected 12 bytes") && e.contains("received 5"), "{e}");
+        assert!(
+            e.contains("expected 12 bytes") && e.contains("received 5"),
+            "{e}"
+        );
         assert!(CommandSource::spawn("cmd:", " ", &opts(false)).is_err());
     }
 }

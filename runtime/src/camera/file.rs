@@ -37,7 +37,10 @@ impl FileSource {
             return Err(bad("file: needs a path, e.g. file:clip.y4m".into()));
         }
         let file = File::open(path).map_err(|e| bad(format!("{path}: {e}")))?;
-        let len = file.metadata().map_err(|e| bad(format!("{path}: {e}")))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| bad(format!("{path}: {e}")))?
+            .len();
         let mut input = BufReader::with_capacity(256 * 1024, file);
         let head = input.fill_buf().map_err(|e| bad(format!("{path}: {e}")))?;
         let (y4m, data_start, reader) = if head.starts_with(y4m::MAGIC) {
@@ -45,15 +48,27 @@ impl FileSource {
             input
                 .read_until(b'\n', &mut line)
                 .map_err(|e| bad(format!("{path}: {e}")))?;
-            let h = y4m::parse_header(line.trim_ascii_end()).map_err(|e| bad(format!("{path}: {e}")))?;
+            let h = y4m::parse_header(line.trim_ascii_end())
+                .map_err(|e| bad(format!("{path}: {e}")))?;
             if let Some(forced) = options.pixel_format {
                 if forced != h.format {
-                    log::warn!("{path}: Y4M header says {}, ignoring --pixel-format {forced}", h.format);
+                    log::warn!(
+                        "{path}: Y4M header says {}, ignoring --pixel-format {forced}",
+                        h.format
+                    );
                 }
             }
-            (true, line.len() as u64, FrameReader::new(h.format, h.width, h.height))
+            (
+                true,
+                line.len() as u64,
+                FrameReader::new(h.format, h.width, h.height),
+            )
         } else if head.starts_with(&[0xFF, 0xD8]) {
-            (false, 0, FrameReader::new(PixelFormat::Mjpeg, options.width, options.height))
+            (
+                false,
+                0,
+                FrameReader::new(PixelFormat::Mjpeg, options.width, options.height),
+            )
         } else {
             let reader = FrameReader::from_options(uri, options).map_err(|_| {
                 bad(format!(
@@ -181,7 +196,10 @@ mod tests {
         let path = write(&dir, "a.y4m", &bytes);
         let mut s = FileSource::open("file:", &path, &unpaced()).unwrap();
         let f = s.next_frame().unwrap().unwrap();
-        assert_eq!((f.width, f.height, f.format, f.data[0]), (4, 2, PixelFormat::I420, 10));
+        assert_eq!(
+            (f.width, f.height, f.format, f.data[0]),
+            (4, 2, PixelFormat::I420, 10)
+        );
         assert_eq!(s.next_frame().unwrap().unwrap().data[0], 20);
         assert!(s.next_frame().unwrap().is_none());
 
@@ -211,8 +229,14 @@ mod tests {
             pixel_format: Some(PixelFormat::Rgb24),
             ..unpaced()
         };
-        let e = FileSource::open("file:", &path, &rgb).err().unwrap().to_string();
-        assert!(e.contains("expected 12 bytes") && e.contains("30 bytes"), "{e}");
+        let e = FileSource::open("file:", &path, &rgb)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("expected 12 bytes") && e.contains("30 bytes"),
+            "{e}"
+        );
         let path = write(&dir, "b.raw", &[1u8; 24]);
         let mut s = FileSource::open("file:", &path, &rgb).unwrap();
         assert_eq!(s.next_frame().unwrap().unwrap().data.len(), 12);

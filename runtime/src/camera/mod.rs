@@ -275,8 +275,7 @@ impl Default for Backoff {
 
 /// Checks `--size` for the sources that take it.
 pub(crate) fn check_size(uri: &str, options: &SourceOptions) -> Result<(), CameraError> {
-    if options.width < 1 || options.height < 1 || options.width > 16384 || options.height > 16384
-    {
+    if options.width < 1 || options.height < 1 || options.width > 16384 || options.height > 16384 {
         return Err(CameraError::BadUri {
             uri: uri.into(),
             reason: format!(
@@ -341,7 +340,9 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_bad_uris() {
-        let e = open("v4l9:/dev/x", &SourceOptions::default()).err().unwrap();
+        let e = open("v4l9:/dev/x", &SourceOptions::default())
+            .err()
+            .unwrap();
         assert!(e.is_bad_input(), "{e}");
     }
 }

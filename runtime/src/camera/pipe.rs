@@ -87,11 +87,18 @@ mod tests {
     #[test]
     fn frames_then_end() {
         let data = vec![7u8; 4 * 2 * 2 * 3];
-        let mut p = Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &opts(PixelFormat::Yuyv))
-            .unwrap();
+        let mut p = Pipe::new(
+            "pipe:",
+            Box::new(std::io::Cursor::new(data)),
+            &opts(PixelFormat::Yuyv),
+        )
+        .unwrap();
         for seq in 0..3 {
             let f = p.next_frame().unwrap().unwrap();
-            assert_eq!((f.seq, f.data.len(), f.format), (seq, 16, PixelFormat::Yuyv));
+            assert_eq!(
+                (f.seq, f.data.len(), f.format),
+                (seq, 16, PixelFormat::Yuyv)
+            );
         }
         assert!(p.next_frame().unwrap().is_none());
     }
@@ -99,20 +106,28 @@ mod tests {
     #[test]
     fn a_short_frame_names_expected_and_received_bytes() {
         let data = vec![0u8; 12 + 5];
-        let mut p =
-            Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &opts(PixelFormat::I420))
-                .unwrap();
+        let mut p = Pipe::new(
+            "pipe:",
+            Box::new(std::io::Cursor::new(data)),
+            &opts(PixelFormat::I420),
+        )
+        .unwrap();
         assert!(p.next_frame().unwrap().is_some());
         let e = p.next_frame().err().unwrap();
         assert!(e.is_bad_input());
         let msg = e.to_string();
-        assert!(msg.contains("expected 12 bytes") && msg.contains("received 5 bytes"), "{msg}");
+        assert!(
+            msg.contains("expected 12 bytes") && msg.contains("received 5 bytes"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn a_pipe_needs_a_pixel_format() {
         let o = SourceOptions::default();
-        let e = Pipe::new("pipe:", Box::new(std::io::empty()), &o).err().unwrap();
+        let e = Pipe::new("pipe:", Box::new(std::io::empty()), &o)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("--pixel-format"), "{e}");
         assert!(Pipe::stdin("pipe:", "x", &opts(PixelFormat::Gray8)).is_err());
     }

@@ -126,7 +126,8 @@ impl FrameReader {
         let expected = self.frame_bytes().unwrap_or(0);
         let mut hint = format!("; the stream carried {} bytes in all", self.total);
         if let Some((w, h, f)) = guess_size(self.total, self.format) {
-            hint += &format!(", a whole number of {w}x{h} {f} frames: check --size and --pixel-format");
+            hint +=
+                &format!(", a whole number of {w}x{h} {f} frames: check --size and --pixel-format");
         }
         CameraError::FrameSize {
             uri: uri.into(),
@@ -143,7 +144,13 @@ impl FrameReader {
         let mut got = 0;
         while got < n {
             match input.read(&mut self.buf[got..n]) {
-                Ok(0) => return Ok(if got == 0 { Step::End } else { Step::Partial(got) }),
+                Ok(0) => {
+                    return Ok(if got == 0 {
+                        Step::End
+                    } else {
+                        Step::Partial(got)
+                    })
+                }
                 Ok(k) => {
                     if got == 0 {
                         self.captured = Instant::now();
@@ -203,7 +210,11 @@ impl FrameReader {
                 let left = self.end - self.start;
                 self.start = self.end;
                 self.frame = (self.end, self.end);
-                return Ok(if left == 0 { Step::End } else { Step::Partial(left) });
+                return Ok(if left == 0 {
+                    Step::End
+                } else {
+                    Step::Partial(left)
+                });
             }
             self.last_read = Instant::now();
             if first_read {
@@ -233,7 +244,8 @@ const COMMON_SIZES: [(usize, usize); 10] = [
 fn guess_size(total: u64, asked: PixelFormat) -> Option<(usize, usize, PixelFormat)> {
     // A wrong --size is likelier than a wrong --pixel-format: the asked format first, then
     // the others; the largest frame that divides the stream wins.
-    let formats = std::iter::once(asked).chain(PixelFormat::ALL.into_iter().filter(|&f| f != asked));
+    let formats =
+        std::iter::once(asked).chain(PixelFormat::ALL.into_iter().filter(|&f| f != asked));
     for f in formats {
         let fits = COMMON_SIZES.iter().rev().find(|&&(w, h)| {
             f.frame_bytes(w, h)
@@ -381,7 +393,10 @@ pub(crate) mod tests {
         assert_eq!(r.frame(1).data, &data[12..24]);
         assert_eq!(r.read_frame(&mut input).unwrap(), Step::Partial(6));
         let e = r.size_error("pipe:", 6).to_string();
-        assert!(e.contains("expected 12 bytes") && e.contains("received 6 bytes"), "{e}");
+        assert!(
+            e.contains("expected 12 bytes") && e.contains("received 6 bytes"),
+            "{e}"
+        );
         assert!(e.contains("30 bytes in all"), "{e}");
         let mut empty = Trickle { data: &[], step: 1 };
         assert_eq!(r.read_frame(&mut empty).unwrap(), Step::End);

@@ -99,7 +99,8 @@ pub fn negotiate(
             .iter()
             .min_by_key(|(w, h)| {
                 // Nearest by area difference, then by aspect difference.
-                let area = (u64::from(*w) * u64::from(*h)).abs_diff(u64::from(want.0) * u64::from(want.1));
+                let area =
+                    (u64::from(*w) * u64::from(*h)).abs_diff(u64::from(want.0) * u64::from(want.1));
                 (area, w.abs_diff(want.0) + h.abs_diff(want.1))
             })
             .ok_or("the device lists no frame size")?,
@@ -109,7 +110,10 @@ pub fn negotiate(
                 let st = st.max(1);
                 lo + (v - lo) / st * st
             };
-            (fit(want.0, min.0, max.0, step.0), fit(want.1, min.1, max.1, step.1))
+            (
+                fit(want.0, min.0, max.0, step.0),
+                fit(want.1, min.1, max.1, step.1),
+            )
         }
     };
     Ok((*format, size))
@@ -256,7 +260,13 @@ impl V4l2Source {
                 _ => w,
             };
             match packed {
-                Some(n) if stride > row && matches!(format, PixelFormat::Yuyv | PixelFormat::Rgb24 | PixelFormat::Gray8) => {
+                Some(n)
+                    if stride > row
+                        && matches!(
+                            format,
+                            PixelFormat::Yuyv | PixelFormat::Rgb24 | PixelFormat::Gray8
+                        ) =>
+                {
                     buf.resize(n, 0);
                     for (y, out) in buf.chunks_exact_mut(row).enumerate().take(h) {
                         let src = data.get(y * stride..y * stride + row).ok_or_else(short)?;
@@ -285,7 +295,10 @@ impl V4l2Source {
 }
 
 fn short() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "buffer shorter than the frame")
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "buffer shorter than the frame",
+    )
 }
 
 impl FrameSource for V4l2Source {
@@ -300,7 +313,11 @@ impl FrameSource for V4l2Source {
                     Ok(open) => self.open = Some(open),
                     Err(e) => {
                         let delay = self.backoff.next_delay();
-                        log::warn!("source '{}': {e}; retrying in {} ms", self.uri, delay.as_millis());
+                        log::warn!(
+                            "source '{}': {e}; retrying in {} ms",
+                            self.uri,
+                            delay.as_millis()
+                        );
                         std::thread::sleep(delay);
                         continue;
                     }
@@ -372,7 +389,10 @@ mod tests {
 
     #[test]
     fn nearest_size_discrete_and_stepwise() {
-        let offered = vec![(PixelFormat::Yuyv, discrete(&[(160, 120), (352, 288), (640, 480)]))];
+        let offered = vec![(
+            PixelFormat::Yuyv,
+            discrete(&[(160, 120), (352, 288), (640, 480)]),
+        )];
         assert_eq!(negotiate(&offered, None, (320, 240)).unwrap().1, (352, 288));
         let range = vec![(
             PixelFormat::Nv12,

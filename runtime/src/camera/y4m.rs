@@ -78,7 +78,9 @@ mod tests {
         assert!((h.fps.unwrap() - 29.97).abs() < 0.01);
         let m = parse_header(b"YUV4MPEG2 W8 H8 Cmono").unwrap();
         assert_eq!(m.format, PixelFormat::Gray8);
-        assert!(parse_header(b"YUV4MPEG2 W8 H8 C444").unwrap_err().contains("C444"));
+        assert!(parse_header(b"YUV4MPEG2 W8 H8 C444")
+            .unwrap_err()
+            .contains("C444"));
         assert!(parse_header(b"YUV4MPEG2 W8").is_err());
         assert!(parse_header(b"RIFF").is_err());
     }

@@ -125,7 +125,9 @@ impl Converter {
                 decoder
                     .decode_headers()
                     .map_err(|e| err(format!("JPEG: {e:?}")))?;
-                let (dw, dh) = decoder.dimensions().ok_or_else(|| err("JPEG: no size".into()))?;
+                let (dw, dh) = decoder
+                    .dimensions()
+                    .ok_or_else(|| err("JPEG: no size".into()))?;
                 let n = decoder
                     .output_buffer_size()
                     .ok_or_else(|| err("JPEG: no size".into()))?;
@@ -170,8 +172,11 @@ mod tests {
     #[test]
     fn yuv_formats_agree_on_known_colours() {
         let (w, h) = (4, 2);
-        let cases: [([u8; 3], [u8; 3]); 3] =
-            [([16, 128, 128], [0, 0, 0]), ([235, 128, 128], [255, 255, 255]), ([81, 90, 240], [255, 0, 0])];
+        let cases: [([u8; 3], [u8; 3]); 3] = [
+            ([16, 128, 128], [0, 0, 0]),
+            ([235, 128, 128], [255, 255, 255]),
+            ([81, 90, 240], [255, 0, 0]),
+        ];
         for ([y, u, v], rgb) in cases {
             let yuyv: Vec<u8> = [y, u, y, v].repeat(w * h / 2);
             let mut i420 = vec![y; w * h];
@@ -179,10 +184,17 @@ mod tests {
             i420.extend([v; 2]);
             let mut nv12 = vec![y; w * h];
             nv12.extend([u, v, u, v]);
-            for (data, f) in [(&yuyv, PixelFormat::Yuyv), (&i420, PixelFormat::I420), (&nv12, PixelFormat::Nv12)] {
+            for (data, f) in [
+                (&yuyv, PixelFormat::Yuyv),
+                (&i420, PixelFormat::I420),
+                (&nv12, PixelFormat::Nv12),
+            ] {
                 let mut c = Converter::new();
                 let out = c.convert(&frame(data, w, h, f)).unwrap();
-                assert_eq!((out.format, out.data.len()), (PixelFormat::Rgb24, w * h * 3));
+                assert_eq!(
+                    (out.format, out.data.len()),
+                    (PixelFormat::Rgb24, w * h * 3)
+                );
                 for px in out.data.chunks_exact(3) {
                     for k in 0..3 {
                         assert!(px[k].abs_diff(rgb[k]) <= 2, "{f}: {px:?} vs {rgb:?}");
@@ -198,7 +210,9 @@ mod tests {
         let mut c = Converter::new();
         let f = frame(&data, 1, 1, PixelFormat::Rgb24);
         assert_eq!(c.convert(&f).unwrap().data.as_ptr(), data.as_ptr());
-        let e = c.convert(&frame(&[0; 10], 4, 2, PixelFormat::Yuyv)).unwrap_err();
+        let e = c
+            .convert(&frame(&[0; 10], 4, 2, PixelFormat::Yuyv))
+            .unwrap_err();
         assert!(e.to_string().contains("expected 16"), "{e}");
         let e = c.convert(&frame(&[0xFF, 0xD8, 0xFF, 0xD9], 4, 2, PixelFormat::Mjpeg));
         assert!(e.is_err());

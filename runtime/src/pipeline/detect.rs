@@ -141,7 +141,10 @@ impl Detector {
     ) -> Result<(), String> {
         let c = &self.config;
         if boxes.len() % 4 != 0 {
-            return Err(format!("box output has {} values, not a multiple of 4", boxes.len()));
+            return Err(format!(
+                "box output has {} values, not a multiple of 4",
+                boxes.len()
+            ));
         }
         let n = boxes.len() / 4;
         if n == 0 || scores.len() % n != 0 {
@@ -308,7 +311,8 @@ mod tests {
         assert!((out[0].score - p).abs() < 1e-6);
         c.activation = Activation::Sigmoid;
         let mut d = Detector::new(c);
-        d.run(&[0.0, 0.0, 1.0, 1.0], &[5.0, -1.0], &mut out).unwrap();
+        d.run(&[0.0, 0.0, 1.0, 1.0], &[5.0, -1.0], &mut out)
+            .unwrap();
         assert!(out.is_empty(), "sigmoid(-1) is below 0.5: {out:?}");
     }
 }

@@ -251,13 +251,22 @@ mod tests {
         assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Frame));
         assert_eq!(front.frame().seq, 2);
         assert_eq!(m.dropped(), 2);
-        assert!(matches!(m.take(&mut front, Duration::from_millis(5)), Take::Timeout));
+        assert!(matches!(
+            m.take(&mut front, Duration::from_millis(5)),
+            Take::Timeout
+        ));
         back.fill(&frame(3, &[3; 4]));
         m.post(&mut back, SourceCounters::default());
         m.close(End::Finished, SourceCounters::default());
         assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Frame));
-        assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Closed(End::Finished)));
-        assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Closed(_)));
+        assert!(matches!(
+            m.take(&mut front, Duration::ZERO),
+            Take::Closed(End::Finished)
+        ));
+        assert!(matches!(
+            m.take(&mut front, Duration::ZERO),
+            Take::Closed(_)
+        ));
     }
 
     #[test]
@@ -273,15 +282,21 @@ mod tests {
             pixel_format: Some(PixelFormat::Rgb24),
             ..opts
         };
-        let lossy = crate::camera::pipe::Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &pixel).unwrap();
+        let lossy =
+            crate::camera::pipe::Pipe::new("pipe:", Box::new(std::io::Cursor::new(data)), &pixel)
+                .unwrap();
         let m = Arc::new(Mailbox::new());
-        let t = spawn_capture(Box::new(lossy), m.clone(), Arc::new(AtomicBool::new(false))).unwrap();
+        let t =
+            spawn_capture(Box::new(lossy), m.clone(), Arc::new(AtomicBool::new(false))).unwrap();
         t.join().unwrap();
         let mut front = Slot::default();
         assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Frame));
         assert_eq!(front.frame().seq, 1);
         assert_eq!(m.dropped(), 1);
-        assert!(matches!(m.take(&mut front, Duration::ZERO), Take::Closed(End::Finished)));
+        assert!(matches!(
+            m.take(&mut front, Duration::ZERO),
+            Take::Closed(End::Finished)
+        ));
     }
 
     #[test]
@@ -302,7 +317,10 @@ mod tests {
         let mut front = Slot::default();
         for seq in 0..20 {
             std::thread::sleep(Duration::from_millis(1));
-            assert!(matches!(m.take(&mut front, Duration::from_secs(5)), Take::Frame));
+            assert!(matches!(
+                m.take(&mut front, Duration::from_secs(5)),
+                Take::Frame
+            ));
             assert_eq!(front.frame().seq, seq);
         }
         assert_eq!(m.dropped(), 0);

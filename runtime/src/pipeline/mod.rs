@@ -25,6 +25,7 @@ pub mod mqtt;
 pub mod preprocess;
 pub mod sidecar;
 pub mod sinks;
+pub mod snapshot;
 pub mod stats;
 pub mod tasks;
 
@@ -201,16 +202,30 @@ pub struct RunReport {
     pub error: Option<PipelineError>,
 }
 
+/// Where results go: JSON lines always, MQTT and snapshots if asked for.
+pub struct Outputs<'a, W: Write> {
+    /// One line per frame.
+    pub json: &'a mut JsonLines<W>,
+    /// Each line published.
+    pub mqtt: Option<&'a mut mqtt::MqttSink>,
+    /// Annotated frames now and then.
+    pub snapshots: Option<&'a mut snapshot::Snapshots>,
+}
+
 /// Runs `pipeline` on frames from `source` (read on a capture thread) until the source ends,
-/// `options.frames` frames are processed, or `options.stop` is set. Writes one line per frame
-/// to `sink` and, if given, publishes it to `mqtt`.
+/// `options.frames` frames are processed, or `options.stop` is set, reporting each frame to
+/// `outputs`.
 pub fn run<W: Write>(
     pipeline: &mut Pipeline,
     source: Box<dyn FrameSource>,
-    sink: &mut JsonLines<W>,
-    mut mqtt: Option<&mut mqtt::MqttSink>,
+    outputs: Outputs<'_, W>,
     options: &RunOptions,
 ) -> RunReport {
+    let Outputs {
+        json: sink,
+        mut mqtt,
+        mut snapshots,
+    } = outputs;
     let mailbox = Arc::new(Mailbox::new());
     let capture_stop = Arc::new(AtomicBool::new(false));
     let mut stats = Box::new(Stats::new());
@@ -269,6 +284,9 @@ pub fn run<W: Write>(
         }
         if let Some(m) = mqtt.as_deref_mut() {
             m.publish(sink.last_line());
+        }
+        if let Some(s) = snapshots.as_deref_mut() {
+            s.offer(&frame, &pipeline.result);
         }
         stages.post_ms += ms(t.elapsed());
         stats.record(frame.captured.elapsed(), &stages);

@@ -135,7 +135,9 @@ impl MqttSink {
                     }
                 };
                 let Some(message) = message else { return };
-                if c.publish(topic.as_str(), QoS::AtLeastOnce, false, message).is_err() {
+                if c.publish(topic.as_str(), QoS::AtLeastOnce, false, message)
+                    .is_err()
+                {
                     return;
                 }
                 q.published.fetch_add(1, Ordering::Relaxed);
@@ -152,7 +154,11 @@ impl MqttSink {
 
     /// Queues one message; drops the oldest when the queue is full.
     pub fn publish(&mut self, payload: &[u8]) {
-        let mut m = self.queue.messages.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .queue
+            .messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if m.len() >= QUEUE {
             m.pop_front();
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
@@ -174,20 +180,29 @@ impl MqttSink {
         let q = &self.queue;
         let pending = || {
             let queued = q.messages.lock().map(|m| m.len()).unwrap_or(0) as u64;
-            queued + q.published.load(Ordering::Relaxed) - q.acked.load(Ordering::Relaxed).min(q.published.load(Ordering::Relaxed))
+            queued + q.published.load(Ordering::Relaxed)
+                - q.acked
+                    .load(Ordering::Relaxed)
+                    .min(q.published.load(Ordering::Relaxed))
         };
         while pending() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         let left = pending();
         if left > 0 {
-            log::warn!("mqtt {}: {left} message(s) not acknowledged at exit", self.url);
+            log::warn!(
+                "mqtt {}: {left} message(s) not acknowledged at exit",
+                self.url
+            );
             q.dropped.fetch_add(left, Ordering::Relaxed);
         }
         q.closed.store(true, Ordering::Relaxed);
         q.cv.notify_all();
         let _ = self.client.disconnect();
-        for handle in [self.publisher.take(), self.connection.take()].into_iter().flatten() {
+        for handle in [self.publisher.take(), self.connection.take()]
+            .into_iter()
+            .flatten()
+        {
             let until = Instant::now() + Duration::from_millis(500);
             while !handle.is_finished() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(10));
@@ -210,7 +225,14 @@ mod tests {
             ("127.0.0.1".into(), 1884, "kestrel/cam0".into())
         );
         assert_eq!(parse_url("mqtt://broker/t").unwrap().1, 1883);
-        for bad in ["http://x/t", "mqtt://x", "mqtt://x/", "mqtt://:1/t", "mqtt://x:port/t", "mqtt://x/a/#"] {
+        for bad in [
+            "http://x/t",
+            "mqtt://x",
+            "mqtt://x/",
+            "mqtt://:1/t",
+            "mqtt://x:port/t",
+            "mqtt://x/a/#",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

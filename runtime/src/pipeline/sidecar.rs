@@ -230,7 +230,9 @@ impl Sidecar {
                     ));
                 }
                 if d.boxes_output == d.scores_output {
-                    return Err(err("boxes_output and scores_output are the same output".into()));
+                    return Err(err(
+                        "boxes_output and scores_output are the same output".into()
+                    ));
                 }
                 if !(0.0..=1.0).contains(&d.iou_threshold) {
                     return Err(err("iou_threshold must be within 0..1".into()));
@@ -253,8 +255,9 @@ impl Sidecar {
     /// The normalisation it declares (`None` if it declares none).
     pub fn normalize(&self) -> Option<Normalize> {
         let p = &self.file.preprocess;
-        (p.mean.is_some() || p.std.is_some())
-            .then(|| Normalize::from_mean_std(p.mean.unwrap_or([0.0; 3]), p.std.unwrap_or([1.0; 3])))
+        (p.mean.is_some() || p.std.is_some()).then(|| {
+            Normalize::from_mean_std(p.mean.unwrap_or([0.0; 3]), p.std.unwrap_or([1.0; 3]))
+        })
     }
 
     /// Its classification `top_k`, if given.
@@ -318,7 +321,10 @@ mod tests {
             sidecar_path(Path::new("/m/yolo.nnef.tgz")),
             Path::new("/m/yolo.kestrel.toml")
         );
-        assert_eq!(sidecar_path(Path::new("m/net")), Path::new("m/net.kestrel.toml"));
+        assert_eq!(
+            sidecar_path(Path::new("m/net")),
+            Path::new("m/net.kestrel.toml")
+        );
     }
 
     #[test]
@@ -333,10 +339,18 @@ mod tests {
         );
         let s = Sidecar::find(&model).unwrap().unwrap();
         assert_eq!(s.top_k(), Some(1));
-        assert_eq!(s.normalize(), Some(Normalize::from_mean_std([0.5; 3], [0.5; 3])));
+        assert_eq!(
+            s.normalize(),
+            Some(Normalize::from_mean_std([0.5; 3], [0.5; 3]))
+        );
         let t = s.task(1);
-        assert_eq!((t.label(0), t.label(1), t.label(2)), (Some("cat"), Some("dog"), None));
-        assert!(Sidecar::find(&dir.path().join("other.nnef.tgz")).unwrap().is_none());
+        assert_eq!(
+            (t.label(0), t.label(1), t.label(2)),
+            (Some("cat"), Some("dog"), None)
+        );
+        assert!(Sidecar::find(&dir.path().join("other.nnef.tgz"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -369,7 +383,10 @@ mod tests {
         ] {
             let p = write(dir.path(), "x.kestrel.toml", text);
             let e = Sidecar::load(&p).unwrap_err().to_string();
-            assert!(e.contains("x.kestrel.toml") && e.contains(needle), "{text}: {e}");
+            assert!(
+                e.contains("x.kestrel.toml") && e.contains(needle),
+                "{text}: {e}"
+            );
         }
     }
 }

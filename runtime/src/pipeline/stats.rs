@@ -208,7 +208,10 @@ mod tests {
         let l = sum.latency_ms.unwrap();
         assert!((l.min - 0.010).abs() < 1e-9, "{l:?}");
         let infer = sum.stages_ms.unwrap().infer;
-        assert!((infer.p50 - (10.0 + WINDOW as f64 / 2.0)).abs() <= 1.0, "{infer:?}");
+        assert!(
+            (infer.p50 - (10.0 + WINDOW as f64 / 2.0)).abs() <= 1.0,
+            "{infer:?}"
+        );
         assert!(infer.p99 > infer.p50);
     }
 }

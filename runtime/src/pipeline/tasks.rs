@@ -96,12 +96,17 @@ impl Task {
     /// Computes the result of `outputs` into `result` (reusing its storage).
     pub fn apply(&mut self, outputs: &[TValue], result: &mut TaskResult) -> TractResult<()> {
         if let Task::Detect { detector, .. } = self {
-            let (b, s) = (detector.config().boxes_output, detector.config().scores_output);
+            let (b, s) = (
+                detector.config().boxes_output,
+                detector.config().scores_output,
+            );
             let output = |i: usize| outputs.get(i).with_context(|| format!("no output #{i}"));
             let boxes = output(b)?.try_as_plain_ram()?;
             let scores = output(s)?.try_as_plain_ram()?;
             let boxes = boxes.as_slice::<f32>().context("box output must be f32")?;
-            let scores = scores.as_slice::<f32>().context("score output must be f32")?;
+            let scores = scores
+                .as_slice::<f32>()
+                .context("score output must be f32")?;
             if !matches!(result, TaskResult::Detections(_)) {
                 *result = TaskResult::Detections(heapless::Vec::new());
             }

@@ -32,7 +32,11 @@ pub fn repo() -> PathBuf {
 /// caller skips, saying so.
 pub fn have(tool: &str, package: &str) -> bool {
     let ok = Command::new(tool)
-        .arg(if tool == "mosquitto" { "-h" } else { "--version" })
+        .arg(if tool == "mosquitto" {
+            "-h"
+        } else {
+            "--version"
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
