@@ -133,7 +133,7 @@ fn publishing_survives_a_broker_restart() {
     }
     let port = free_port();
     let broker = start_broker(port);
-    let mut run = kestrel()
+    let run = kestrel()
         .args([
             "run",
             "--source",

@@ -249,7 +249,7 @@ fn guess_size(total: u64, asked: PixelFormat) -> Option<(usize, usize, PixelForm
     for f in formats {
         let fits = COMMON_SIZES.iter().rev().find(|&&(w, h)| {
             f.frame_bytes(w, h)
-                .is_some_and(|n| total > 0 && total % n as u64 == 0)
+                .is_some_and(|n| total > 0 && total.is_multiple_of(n as u64))
         });
         if let Some(&(w, h)) = fits {
             return Some((w, h, f));

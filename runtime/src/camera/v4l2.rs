@@ -13,7 +13,8 @@
 //! interval nearest `--fps` is requested. Rows padded by the driver (`bytesperline`) are
 //! packed; MJPEG buffers are sliced to `bytesused`. Before each frame, buffers already
 //! filled are drained so the frame handed on is the newest (latency does not build up).
-//! Capture timestamps are taken when the buffer is dequeued (monotonic clock).
+//! Capture timestamps are taken when the filled buffer is dequeued (monotonic clock), so the
+//! capture stage is the copy out of the driver's buffer.
 //!
 //! A device that fails (unplugged) is reopened with backoff, its outage counted, unless
 //! `--exit-on-source-error`.
@@ -249,7 +250,9 @@ impl V4l2Source {
         }
         let (format, w, h, stride) = (open.format, open.width, open.height, open.stride);
         let buf = &mut self.buf;
+        let captured = &mut self.captured;
         let len = open.stream.dequeue(|view| {
+            *captured = Instant::now();
             let data: &[u8] = &view;
             let packed = format.frame_bytes(w, h);
             // Rows padded by the driver are packed (only the luma stride is reported; the
@@ -289,7 +292,6 @@ impl V4l2Source {
         })?;
         self.len = len;
         self.geometry = (w, h, format);
-        self.captured = Instant::now();
         Ok(())
     }
 }

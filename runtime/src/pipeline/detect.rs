@@ -79,10 +79,23 @@ pub struct DetectConfig {
     pub anchors: Vec<[f32; 4]>,
 }
 
-/// Anchor grid layers: `(feature map (h, w), box sizes (h, w))`.
-pub fn grid_anchors(layers: &[((usize, usize), Vec<[f32; 2]>)]) -> Vec<[f32; 4]> {
+/// One layer of an anchor grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnchorGrid {
+    /// Feature map rows and columns.
+    pub feature_map: (usize, usize),
+    /// Anchor `[height, width]`s at every cell, relative to the image.
+    pub sizes: Vec<[f32; 2]>,
+}
+
+/// The anchors `(cy, cx, h, w)` of grid layers, layer by layer, row-major, sizes innermost.
+pub fn grid_anchors(layers: &[AnchorGrid]) -> Vec<[f32; 4]> {
     let mut anchors = Vec::new();
-    for ((fh, fw), sizes) in layers {
+    for AnchorGrid {
+        feature_map: (fh, fw),
+        sizes,
+    } in layers
+    {
         for i in 0..*fh {
             for j in 0..*fw {
                 let cy = (i as f32 + 0.5) / *fh as f32;
@@ -140,14 +153,14 @@ impl Detector {
         out: &mut heapless::Vec<Detection, MAX_DETECTIONS>,
     ) -> Result<(), String> {
         let c = &self.config;
-        if boxes.len() % 4 != 0 {
+        if !boxes.len().is_multiple_of(4) {
             return Err(format!(
                 "box output has {} values, not a multiple of 4",
                 boxes.len()
             ));
         }
         let n = boxes.len() / 4;
-        if n == 0 || scores.len() % n != 0 {
+        if n == 0 || !scores.len().is_multiple_of(n) {
             return Err(format!("{n} boxes but {} scores", scores.len()));
         }
         let classes = scores.len() / n;
@@ -179,7 +192,7 @@ impl Detector {
                     (best_score - max).exp() / sum
                 }
             };
-            if !(score >= c.score_threshold) {
+            if score.is_nan() || score < c.score_threshold {
                 continue;
             }
             let r = &boxes[a * 4..a * 4 + 4];
@@ -246,7 +259,10 @@ mod tests {
 
     #[test]
     fn anchors_decode_like_the_ssd_box_coder() {
-        let anchors = grid_anchors(&[((2, 2), vec![[0.5, 0.5]])]);
+        let anchors = grid_anchors(&[AnchorGrid {
+            feature_map: (2, 2),
+            sizes: vec![[0.5, 0.5]],
+        }]);
         assert_eq!(anchors.len(), 4);
         assert_eq!(anchors[3], [0.75, 0.75, 0.5, 0.5]);
         let mut d = Detector::new(config(Encoding::AnchorsYxhw, anchors));
@@ -262,8 +278,8 @@ mod tests {
         let got = out[0];
         assert_eq!((got.class, got.score), (1, 0.9));
         let want = [0.0, 0.0, 0.5, 0.8]; // y: 0.3 ± 0.5 clamped; x: 0.25 ± 0.25
-        for k in 0..4 {
-            assert!((got.bbox[k] - want[k]).abs() < 1e-5, "{got:?}");
+        for (g, w) in got.bbox.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{got:?}");
         }
     }
 

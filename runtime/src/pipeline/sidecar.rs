@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::detect::{grid_anchors, Activation, DetectConfig, Detector, Encoding};
+use super::detect::{grid_anchors, Activation, AnchorGrid, DetectConfig, Detector, Encoding};
 use super::preprocess::Normalize;
 use super::tasks::Task;
 
@@ -213,7 +213,7 @@ impl Sidecar {
             (None, None) => Vec::new(),
         };
         if let Some(std) = file.preprocess.std {
-            if std.iter().any(|&s| !(s > 0.0)) {
+            if std.iter().any(|&s| s.is_nan() || s <= 0.0) {
                 return Err(err("preprocess.std must be positive".into()));
             }
         }
@@ -272,7 +272,10 @@ impl Sidecar {
                 let layers: Vec<_> = d
                     .anchor_layers
                     .iter()
-                    .map(|l| ((l.feature_map[0], l.feature_map[1]), l.sizes.clone()))
+                    .map(|l| AnchorGrid {
+                        feature_map: (l.feature_map[0], l.feature_map[1]),
+                        sizes: l.sizes.clone(),
+                    })
                     .collect();
                 let config = DetectConfig {
                     boxes_output: d.boxes_output,

@@ -120,7 +120,7 @@ fn annotate(rgb: &mut [u8], w: usize, h: usize, result: &TaskResult) {
     };
     match result {
         TaskResult::Detections(found) => {
-            for d in found {
+            for d in found.iter() {
                 let c = COLOURS[d.class as usize % COLOURS.len()];
                 let px = |v: f32, n: usize| (v.clamp(0.0, 1.0) * (n - 1) as f32) as usize;
                 let (x0, y0, x1, y1) = (
@@ -183,12 +183,13 @@ mod tests {
             })
             .unwrap();
         let path = s
-            .offer(&frame, &TaskResult::Detections(found.clone()))
+            .offer(&frame, &TaskResult::Detections(Box::new(found.clone())))
             .unwrap();
         assert!(path.ends_with("kestrel-00000007.jpg"));
         frame.seq = 8;
         assert!(
-            s.offer(&frame, &TaskResult::Detections(found)).is_none(),
+            s.offer(&frame, &TaskResult::Detections(Box::new(found)))
+                .is_none(),
             "within the period"
         );
         assert_eq!(s.written(), 1);

@@ -60,8 +60,9 @@ pub enum TaskResult {
     None,
     /// Best classes first.
     Classes(heapless::Vec<ClassScore, MAX_TOP_K>),
-    /// Detected objects, best first.
-    Detections(heapless::Vec<Detection, MAX_DETECTIONS>),
+    /// Detected objects, best first (boxed: the list is large; allocated on the first frame,
+    /// then reused).
+    Detections(Box<heapless::Vec<Detection, MAX_DETECTIONS>>),
     /// Statistics of a raw output.
     Raw {
         /// Smallest element.
@@ -108,7 +109,7 @@ impl Task {
                 .as_slice::<f32>()
                 .context("score output must be f32")?;
             if !matches!(result, TaskResult::Detections(_)) {
-                *result = TaskResult::Detections(heapless::Vec::new());
+                *result = TaskResult::Detections(Box::default());
             }
             let TaskResult::Detections(out) = result else {
                 unreachable!()
