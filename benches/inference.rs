@@ -38,6 +38,7 @@ fn preprocess(c: &mut Criterion) {
         width: 640,
         height: 480,
         fps: 0.0,
+        ..SourceOptions::default()
     };
     let mut source = camera::open("synthetic", &opts).unwrap();
     let spec = TensorSpec {

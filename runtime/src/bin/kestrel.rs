@@ -10,10 +10,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kestrel_runtime::bench::{self, BenchOptions};
-use kestrel_runtime::camera::{self, CameraError, SourceOptions};
+use kestrel_runtime::camera::{self, CameraError, PixelFormat, SourceOptions};
 use kestrel_runtime::io::npy;
+use kestrel_runtime::pipeline::mqtt::{MqttSink, MqttUrlError};
+use kestrel_runtime::pipeline::sidecar::{Sidecar, SidecarError};
+use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
-use kestrel_runtime::pipeline::{Pipeline, PipelineError};
+use kestrel_runtime::pipeline::{Outputs, Pipeline, PipelineError, RunOptions};
 use kestrel_runtime::{bundled, infer, random, LoadOptions, Model, RuntimeError};
 
 /// Kestrel: run compact tract graphs on edge boards.
@@ -34,32 +37,55 @@ struct Cli {
 enum Command {
     /// Run the model on every frame of a source, one JSON line per frame (the main job).
     ///
-    /// With no arguments: the bundled model on the synthetic source, 100 frames.
+    /// With no arguments: the bundled model on the synthetic source, 100 frames. Otherwise it
+    /// runs until the source ends, --frames, or SIGINT/SIGTERM (which finish the frame, print
+    /// the summary and exit 0).
     Run {
-        /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model.
+        /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model. Its
+        /// sidecar MODEL.kestrel.toml (task, labels, preprocessing) is read if present.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Frame source URI: synthetic.
+        /// Frame source: synthetic, pipe: (stdin), cmd:"COMMAND", file:PATH, v4l2:/dev/videoN,
+        /// nokhwa:INDEX.
         #[arg(long)]
         source: Option<String>,
         /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
         #[arg(long)]
         frames: Option<u64>,
-        /// Frame size WxH requested from the source.
+        /// Frame size WxH: of the raw frames of a pipe/cmd/file, or asked of a camera.
         #[arg(long, default_value = "640x480", value_parser = parse_size)]
         size: (usize, usize),
-        /// Frames per second requested from the source (0: as fast as possible).
+        /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as fast as possible).
         #[arg(long, default_value_t = 30.0)]
         fps: f64,
-        /// Classes reported per frame for classifiers.
-        #[arg(long, default_value_t = 3)]
-        top_k: usize,
-        /// Per-channel mean for a --model (pixels scaled to 0..1), e.g. 0.485,0.456,0.406.
+        /// Pixel format of raw frames (pipe, cmd, raw files), or forced on a camera:
+        /// i420, nv12, yuyv, rgb24, gray, mjpeg.
+        #[arg(long, value_parser = parse_pixel_format)]
+        pixel_format: Option<PixelFormat>,
+        /// Start a file source again at its end.
+        #[arg(long = "loop")]
+        looping: bool,
+        /// End the run when the source fails, instead of reconnecting.
+        #[arg(long)]
+        exit_on_source_error: bool,
+        /// Classes reported per frame for classifiers (default: the sidecar's, else 3).
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Per-channel mean (pixels scaled to 0..1), e.g. 0.485,0.456,0.406; overrides the sidecar.
         #[arg(long, value_parser = parse_triple)]
         mean: Option<[f32; 3]>,
-        /// Per-channel std for a --model, e.g. 0.229,0.224,0.225.
+        /// Per-channel std, e.g. 0.229,0.224,0.225; overrides the sidecar.
         #[arg(long, value_parser = parse_triple)]
         std: Option<[f32; 3]>,
+        /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Write an annotated JPEG of the current frame into DIR every --every seconds.
+        #[arg(long, value_name = "DIR")]
+        snapshot: Option<PathBuf>,
+        /// Seconds between snapshots.
+        #[arg(long, default_value_t = 10.0, requires = "snapshot")]
+        every: f64,
     },
     /// Run a model on arrays from a .npy/.npz file and write its outputs to a .npz.
     Infer {
@@ -105,6 +131,13 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((w, h))
 }
 
+fn parse_pixel_format(s: &str) -> Result<PixelFormat, String> {
+    PixelFormat::parse(s).ok_or_else(|| {
+        let names: Vec<_> = PixelFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown pixel format '{s}' (known: {})", names.join(", "))
+    })
+}
+
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
     let v: Vec<f32> = s
         .split(',')
@@ -143,17 +176,20 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 _ => 2,
             };
         }
+        if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() {
+            return 2;
+        }
         if let Some(p) = cause.downcast_ref::<PipelineError>() {
             return match p {
-                PipelineError::Camera(CameraError::BadUri { .. })
-                | PipelineError::NotAnImage(_) => 2,
+                PipelineError::Camera(c) if c.is_bad_input() => 2,
+                PipelineError::NotAnImage(_) => 2,
                 PipelineError::Runtime(RuntimeError::Run(_)) => 1,
                 PipelineError::Runtime(_) => 2,
                 _ => 1,
             };
         }
-        if let Some(CameraError::BadUri { .. }) = cause.downcast_ref::<CameraError>() {
-            return 2;
+        if let Some(c) = cause.downcast_ref::<CameraError>() {
+            return if c.is_bad_input() { 2 } else { 1 };
         }
     }
     1
@@ -170,29 +206,46 @@ fn dispatch(cli: Cli) -> Result<()> {
             frames,
             size,
             fps,
+            pixel_format,
+            looping,
+            exit_on_source_error,
             top_k,
             mean,
             std,
+            mqtt,
+            snapshot,
+            every,
         } => {
             let default_run = model.is_none() && source.is_none();
+            let cli_normalize = match (mean, std) {
+                (None, None) => None,
+                (m, s) => Some(Normalize::from_mean_std(
+                    m.unwrap_or([0.0; 3]),
+                    s.unwrap_or([1.0; 3]),
+                )),
+            };
             let (model, normalize, task) = match &model {
                 None => (
                     bundled::load(&options)?,
-                    bundled::normalize(),
-                    bundled::task(top_k),
+                    cli_normalize.unwrap_or_else(bundled::normalize),
+                    bundled::task(top_k.unwrap_or(3)),
                 ),
                 Some(path) => {
-                    let normalize = match (mean, std) {
-                        (None, None) => Normalize::unit(),
-                        (m, s) => {
-                            Normalize::from_mean_std(m.unwrap_or([0.0; 3]), s.unwrap_or([1.0; 3]))
+                    let sidecar = Sidecar::find(path)?;
+                    let top_k = top_k
+                        .or(sidecar.as_ref().and_then(Sidecar::top_k))
+                        .unwrap_or(3);
+                    let normalize = cli_normalize
+                        .or(sidecar.as_ref().and_then(Sidecar::normalize))
+                        .unwrap_or_else(Normalize::unit);
+                    let task = match &sidecar {
+                        Some(s) => {
+                            log::info!("task from {}", s.path().display());
+                            s.task(top_k)
                         }
+                        None => Task::classify(vec![], top_k),
                     };
-                    (
-                        load(path, &options)?,
-                        normalize,
-                        Task::classify(vec![], top_k),
-                    )
+                    (load(path, &options)?, normalize, task)
                 }
             };
             let uri = source.unwrap_or_else(|| "synthetic".into());
@@ -201,14 +254,49 @@ fn dispatch(cli: Cli) -> Result<()> {
                 width: size.0,
                 height: size.1,
                 fps,
+                pixel_format,
+                looping,
+                exit_on_error: exit_on_source_error,
             };
-            let mut source = camera::open(&uri, &source_options)?;
             let mut pipeline = Pipeline::new(&model, normalize, task)
                 .with_context(|| format!("model {}", model.source()))?;
+            let mut mqtt = mqtt.as_deref().map(MqttSink::connect).transpose()?;
+            let mut snapshots = snapshot
+                .as_deref()
+                .map(|dir| Snapshots::new(dir, every))
+                .transpose()?;
+            let source = camera::open(&uri, &source_options)?;
+            let source_uri = source.uri().to_string();
+            let run_options = RunOptions {
+                frames,
+                ..RunOptions::default()
+            };
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal while stopping ends the process at once.
+                signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    130,
+                    run_options.stop.clone(),
+                )
+                .and_then(|_| signal_hook::flag::register(signal, run_options.stop.clone()))
+                .context("installing signal handlers")?;
+            }
             let stdout = std::io::stdout();
             let mut sink = JsonLines::new(stdout.lock());
-            let summary = pipeline::run(&mut pipeline, source.as_mut(), &mut sink, frames)?;
-            sink.summary(&summary, model.source(), source.uri())?;
+            let outputs = Outputs {
+                json: &mut sink,
+                mqtt: mqtt.as_mut(),
+                snapshots: snapshots.as_mut(),
+            };
+            let mut report = pipeline::run(&mut pipeline, source, outputs, &run_options);
+            if let Some(m) = mqtt.as_mut() {
+                m.finish(std::time::Duration::from_secs(3));
+                report.summary.mqtt_dropped = Some(m.dropped());
+            }
+            sink.summary(&report.summary, model.source(), &source_uri)?;
+            if let Some(e) = report.error {
+                return Err(e.into());
+            }
         }
         Command::Infer {
             model,

@@ -1,31 +1,49 @@
 //! `kestrel run`: frames in, results out.
 //!
 //! ```text
-//! FrameSource ──frame (borrowed)──► Preprocessor ──input tensor (reused)──► Session::run
-//!     ──outputs──► Task::apply ──TaskResult (fixed capacity)──► sink (JSON lines)
+//! capture thread: FrameSource ──frame──► Slot ──post──► Mailbox (one slot, latest wins)
+//! run loop:       Mailbox ──take──► Converter (→ RGB) ──► Preprocessor (resize + normalise
+//!                 into the reused input tensor) ──► Session::run ──► Task::apply
+//!                 (fixed-capacity result) ──► JSON line on stdout (+ MQTT)
 //! ```
 //!
-//! One thread for now; the capture thread with a latest-frame mailbox comes with the camera
-//! issue. The input tensor is allocated once and handed to tract by reference count: when the
-//! run returns, tract has dropped its reference and the buffer is written in place again.
+//! Every buffer on that path is allocated once and reused: frame slots (swapped, not copied,
+//! through the mailbox), the RGB buffer, the input tensor (handed to tract by reference count;
+//! when the run returns tract has dropped its reference and it is written in place again),
+//! the task result (`heapless`), the JSON line buffer and the statistics windows. What does
+//! allocate per frame: tract's own intermediate and output tensors inside `Session::run`,
+//! `zune-jpeg`'s decoder state for MJPEG frames, and the MQTT payload (rumqttc owns it).
+//! `tests/zero_alloc.rs` proves the rest with a counting allocator.
+//!
+//! Each frame's time is split into stages ([`stats::Stages`]) reported per line and as
+//! p50/p99 in the summary.
 
+pub mod convert;
+pub mod detect;
+pub mod mailbox;
+pub mod mqtt;
 pub mod preprocess;
+pub mod sidecar;
 pub mod sinks;
+pub mod snapshot;
 pub mod stats;
 pub mod tasks;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tract_nnef::internal::*;
 
 use crate::camera::{CameraError, Frame, FrameSource};
 use crate::error::RuntimeError;
 use crate::model::{Model, Session};
+use convert::{ConvertError, Converter};
+use mailbox::{End, Mailbox, Slot, Take};
 use preprocess::{Normalize, NotAnImage, Preprocessor};
 use sinks::{FrameInfo, JsonLines};
-use stats::{Stats, Summary};
+use stats::{Stages, Stats, Summary};
 use tasks::{Task, TaskResult};
 
 /// Failures of the run loop.
@@ -48,9 +66,14 @@ pub enum PipelineError {
     Sink(#[from] std::io::Error),
 }
 
-/// Model, pre-processing and task for one stream of frames.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Model, conversion, pre-processing and task for one stream of frames.
 pub struct Pipeline {
     session: Session,
+    converter: Converter,
     pre: Preprocessor,
     task: Task,
     input: Arc<Tensor>,
@@ -72,10 +95,16 @@ impl Pipeline {
         }
         let spec = &model.inputs()[0];
         let pre = Preprocessor::new(spec, normalize)?;
+        task.check(model)
+            .map_err(|e| RuntimeError::ModelUnsupported {
+                path: model.source().into(),
+                reason: e,
+            })?;
         let input = Tensor::zero_dt(spec.datum_type, &spec.shape)
             .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
         Ok(Pipeline {
             session: model.session()?,
+            converter: Converter::new(),
             pre,
             task,
             input: Arc::new(input),
@@ -93,9 +122,11 @@ impl Pipeline {
         &self.result
     }
 
-    /// Runs one frame; returns the milliseconds the model took. The result is in
-    /// [`Pipeline::result`].
-    pub fn process(&mut self, frame: &Frame<'_>) -> Result<f64, PipelineError> {
+    /// Converts `frame` and writes it into the input tensor; returns (convert, resize) times.
+    pub fn prepare(&mut self, frame: &Frame<'_>) -> Result<(Duration, Duration), PrepareError> {
+        let t0 = Instant::now();
+        let rgb = self.converter.convert(frame)?;
+        let t1 = Instant::now();
         if Arc::get_mut(&mut self.input).is_none() {
             // tract kept a reference to the last input: start a fresh buffer (not expected).
             log::warn!("input buffer still shared after a run; reallocating");
@@ -108,42 +139,169 @@ impl Pipeline {
         let slice = view
             .as_slice_mut::<f32>()
             .map_err(|e| PipelineError::Task(format!("{e:#}")))?;
-        self.pre.run(frame, slice);
-        let start = Instant::now();
-        let outputs = self.session.run(tvec![self.input.clone().into_tvalue()])?;
-        let infer_ms = start.elapsed().as_secs_f64() * 1e3;
+        self.pre.run(&rgb, slice);
+        Ok((t1 - t0, t1.elapsed()))
+    }
+
+    /// Runs the model on the prepared input.
+    pub fn infer(&mut self) -> Result<TVec<TValue>, PipelineError> {
+        Ok(self.session.run(tvec![self.input.clone().into_tvalue()])?)
+    }
+
+    /// Computes the task result from the model's outputs (into [`Pipeline::result`]).
+    pub fn post(&mut self, outputs: &[TValue]) -> Result<(), PipelineError> {
         self.task
-            .apply(&outputs, &mut self.result)
-            .map_err(|e| PipelineError::Task(format!("{e:#}")))?;
-        Ok(infer_ms)
+            .apply(outputs, &mut self.result)
+            .map_err(|e| PipelineError::Task(format!("{e:#}")))
+    }
+
+    /// Runs one frame: prepare, infer, post. Returns the stage times it measured.
+    pub fn process(&mut self, frame: &Frame<'_>) -> Result<Stages, PrepareError> {
+        let (convert, resize) = self.prepare(frame)?;
+        let t = Instant::now();
+        let outputs = self.infer()?;
+        let infer = t.elapsed();
+        let t = Instant::now();
+        self.post(&outputs)?;
+        Ok(Stages {
+            convert_ms: ms(convert),
+            resize_ms: ms(resize),
+            infer_ms: ms(infer),
+            post_ms: ms(t.elapsed()),
+            ..Stages::default()
+        })
     }
 }
 
-/// Runs `pipeline` on `source` until the source ends or `frames` frames are processed,
-/// writing one line per frame and a summary line to `sink`.
+/// A frame that failed: a bad frame is skipped, anything else ends the run.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The frame could not be converted.
+    #[error(transparent)]
+    BadFrame(#[from] ConvertError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// How a run is bounded and stopped.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this many processed frames.
+    pub frames: Option<u64>,
+    /// Set (by a signal handler) to finish the current frame and stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// The end of a run: its summary, and the error that ended it, if one did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Counters and latencies.
+    pub summary: Summary,
+    /// Why the run stopped early.
+    pub error: Option<PipelineError>,
+}
+
+/// Where results go: JSON lines always, MQTT and snapshots if asked for.
+pub struct Outputs<'a, W: Write> {
+    /// One line per frame.
+    pub json: &'a mut JsonLines<W>,
+    /// Each line published.
+    pub mqtt: Option<&'a mut mqtt::MqttSink>,
+    /// Annotated frames now and then.
+    pub snapshots: Option<&'a mut snapshot::Snapshots>,
+}
+
+/// Runs `pipeline` on frames from `source` (read on a capture thread) until the source ends,
+/// `options.frames` frames are processed, or `options.stop` is set, reporting each frame to
+/// `outputs`.
 pub fn run<W: Write>(
     pipeline: &mut Pipeline,
-    source: &mut dyn FrameSource,
-    sink: &mut JsonLines<W>,
-    frames: Option<u64>,
-) -> Result<Summary, PipelineError> {
-    let mut stats = Stats::new();
+    source: Box<dyn FrameSource>,
+    outputs: Outputs<'_, W>,
+    options: &RunOptions,
+) -> RunReport {
+    let Outputs {
+        json: sink,
+        mut mqtt,
+        mut snapshots,
+    } = outputs;
+    let mailbox = Arc::new(Mailbox::new());
+    let capture_stop = Arc::new(AtomicBool::new(false));
+    let mut stats = Box::new(Stats::new());
     let opened = Instant::now();
-    while frames.is_none_or(|n| stats.frames() < n) {
-        let Some(frame) = source.next_frame()? else {
+    let capture = match mailbox::spawn_capture(source, mailbox.clone(), capture_stop.clone()) {
+        Ok(handle) => handle,
+        Err(e) => {
+            return RunReport {
+                summary: stats.summary(0, Default::default()),
+                error: Some(PipelineError::Sink(e)),
+            }
+        }
+    };
+    let mut front = Slot::default();
+    let mut error = None;
+    while options.frames.is_none_or(|n| stats.frames() < n) {
+        if options.stop.load(Ordering::Relaxed) {
+            log::info!("stopping on signal");
             break;
+        }
+        match mailbox.take(&mut front, Duration::from_millis(100)) {
+            Take::Frame => {}
+            Take::Timeout => continue,
+            Take::Closed(End::Finished) => break,
+            Take::Closed(End::Failed(e)) => {
+                error = Some(e.into());
+                break;
+            }
+        }
+        let picked = Instant::now();
+        let frame = front.frame();
+        let mut stages = match pipeline.process(&frame) {
+            Ok(s) => s,
+            Err(PrepareError::BadFrame(e)) => {
+                log::warn!("skipping a frame: {e}");
+                stats.record_bad();
+                continue;
+            }
+            Err(PrepareError::Pipeline(e)) => {
+                error = Some(e);
+                break;
+            }
         };
-        let (seq, captured) = (frame.seq, frame.captured);
-        let infer_ms = pipeline.process(&frame)?;
-        let latency = captured.elapsed();
+        stages.capture_ms = ms(front.ready.saturating_duration_since(frame.captured));
+        stages.wait_ms = ms(picked - front.ready);
+        let t = Instant::now();
         let info = FrameInfo {
-            seq,
-            t_capture_ms: captured.saturating_duration_since(opened).as_secs_f64() * 1e3,
-            latency_ms: latency.as_secs_f64() * 1e3,
-            infer_ms,
+            seq: frame.seq,
+            t_capture_ms: ms(frame.captured.saturating_duration_since(opened)),
+            latency_ms: ms(frame.captured.elapsed()),
+            stages,
         };
-        sink.frame(&info, &pipeline.task, &pipeline.result)?;
-        stats.record(latency);
+        if let Err(e) = sink.frame(&info, &pipeline.task, &pipeline.result) {
+            error = Some(e.into());
+            break;
+        }
+        if let Some(m) = mqtt.as_deref_mut() {
+            m.publish(sink.last_line());
+        }
+        if let Some(s) = snapshots.as_deref_mut() {
+            s.offer(&frame, &pipeline.result);
+        }
+        stages.post_ms += ms(t.elapsed());
+        stats.record(frame.captured.elapsed(), &stages);
     }
-    Ok(stats.summary())
+    capture_stop.store(true, Ordering::Relaxed);
+    // A capture thread blocked on a quiet pipe is left behind (the process is ending);
+    // one that finishes soon is joined so its source (a child process) is cleaned up.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !capture.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if capture.is_finished() {
+        let _ = capture.join();
+    }
+    let mut summary = stats.summary(mailbox.dropped(), mailbox.counters());
+    summary.mqtt_dropped = mqtt.map(|m| m.dropped());
+    RunReport { summary, error }
 }

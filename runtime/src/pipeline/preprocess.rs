@@ -135,7 +135,8 @@ impl Preprocessor {
         self.layout
     }
 
-    /// Writes `frame`, resized and normalised, into `out` (the input tensor's elements).
+    /// Writes `frame` (RGB24 or gray: see `pipeline::convert`), resized and normalised, into
+    /// `out` (the input tensor's elements).
     pub fn run(&mut self, frame: &Frame<'_>, out: &mut [f32]) {
         assert_eq!(
             out.len(),
@@ -147,7 +148,11 @@ impl Preprocessor {
             self.y_tab = taps(frame.height, self.out_h);
             self.src = (frame.width, frame.height);
         }
-        let bpp = frame.format.bytes_per_pixel();
+        let bpp = match frame.format {
+            PixelFormat::Gray8 => 1,
+            PixelFormat::Rgb24 => 3,
+            other => panic!("the pre-processor takes converted frames (RGB or gray), got {other}"),
+        };
         let stride = frame.width * bpp;
         let plane = self.out_w * self.out_h;
         let n = self.normalize;
@@ -158,8 +163,8 @@ impl Preprocessor {
         for (c, s) in source.iter_mut().enumerate().take(self.channels) {
             *s = match (frame.format, self.channels) {
                 (PixelFormat::Gray8, _) => 0,
-                (PixelFormat::Rgb24, 1) => 1,
-                (PixelFormat::Rgb24, _) => c,
+                (_, 1) => 1,
+                _ => c,
             };
         }
         let (c_stride, px_stride) = match self.layout {

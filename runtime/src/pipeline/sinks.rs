@@ -1,12 +1,13 @@
 //! Where results go. [`JsonLines`]: one JSON object per frame and a summary object at the
 //! end, on any writer (stdout by default). The line is built in a buffer kept across frames,
-//! so a steady stream allocates nothing. MQTT comes with the camera issue.
+//! so a steady stream allocates nothing. The same line is what [`super::mqtt`] publishes.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::stats::Summary;
+use super::detect::MAX_DETECTIONS;
+use super::stats::{Stages, Summary};
 use super::tasks::{Task, TaskResult, MAX_TOP_K};
 
 /// The per-frame facts a sink reports besides the task result.
@@ -18,8 +19,8 @@ pub struct FrameInfo {
     pub t_capture_ms: f64,
     /// Capture to result, ms.
     pub latency_ms: f64,
-    /// Model run alone, ms.
-    pub infer_ms: f64,
+    /// Where the time went.
+    pub stages: Stages,
 }
 
 #[derive(Serialize)]
@@ -28,6 +29,16 @@ struct Class<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<&'a str>,
     score: f32,
+}
+
+#[derive(Serialize)]
+struct Object<'a> {
+    class: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<&'a str>,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
 }
 
 #[derive(Serialize)]
@@ -43,8 +54,11 @@ struct FrameLine<'a> {
     t_capture_ms: f64,
     latency_ms: f64,
     infer_ms: f64,
+    stages: &'a Stages,
     #[serde(skip_serializing_if = "Option::is_none")]
     top: Option<heapless::Vec<Class<'a>, MAX_TOP_K>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objects: Option<heapless::Vec<Object<'a>, MAX_DETECTIONS>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<Raw>,
 }
@@ -78,8 +92,10 @@ impl<W: Write> JsonLines<W> {
             seq: info.seq,
             t_capture_ms: info.t_capture_ms,
             latency_ms: info.latency_ms,
-            infer_ms: info.infer_ms,
+            infer_ms: info.stages.infer_ms,
+            stages: &info.stages,
             top: None,
+            objects: None,
             raw: None,
         };
         match result {
@@ -91,6 +107,19 @@ impl<W: Write> JsonLines<W> {
                             index: c.index,
                             label: task.label(c.index),
                             score: c.score,
+                        })
+                        .collect(),
+                )
+            }
+            TaskResult::Detections(found) => {
+                line.objects = Some(
+                    found
+                        .iter()
+                        .map(|d| Object {
+                            class: d.class,
+                            label: task.label(d.class),
+                            score: d.score,
+                            bbox: d.bbox,
                         })
                         .collect(),
                 )
@@ -124,6 +153,11 @@ impl<W: Write> JsonLines<W> {
         self.out.flush()
     }
 
+    /// The last line written, without its newline.
+    pub fn last_line(&self) -> &[u8] {
+        self.buf.strip_suffix(b"\n").unwrap_or(&self.buf)
+    }
+
     /// The writer back.
     pub fn into_inner(self) -> W {
         self.out
@@ -154,14 +188,20 @@ mod tests {
             seq: 3,
             t_capture_ms: 1.5,
             latency_ms: 2.0,
-            infer_ms: 1.0,
+            stages: Stages {
+                infer_ms: 1.0,
+                ..Stages::default()
+            },
         };
         sink.frame(&info, &task, &TaskResult::Classes(top)).unwrap();
+        assert!(sink.last_line().starts_with(b"{\"seq\":3"));
         let text = String::from_utf8(sink.into_inner()).unwrap();
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["seq"], 3);
         assert_eq!(v["top"][0]["label"], "cat");
         assert_eq!(v["top"][1]["index"], 4);
         assert!(v["top"][1].get("label").is_none());
+        assert_eq!(v["infer_ms"], 1.0);
+        assert_eq!(v["stages"]["infer_ms"], 1.0);
     }
 }

@@ -1,9 +1,13 @@
-//! Post-processing by task: what a frame's outputs mean. `classify` (top-k with labels) and
-//! `raw` (summary statistics of the first output) now; `detect` comes with the camera issue.
-//! Results live in fixed-capacity [`heapless`] structures: no allocation per frame.
+//! Post-processing by task: what a frame's outputs mean. `classify` (top-k with labels),
+//! `detect` (SSD-style anchors + NMS, [`super::detect`]) and `raw` (summary statistics of the
+//! first output). The task comes from the model's sidecar ([`super::sidecar`]). Results live
+//! in fixed-capacity [`heapless`] structures: no allocation per frame.
 
 use serde::Serialize;
 use tract_nnef::internal::*;
+
+use super::detect::{Detection, Detector, MAX_DETECTIONS};
+use crate::model::Model;
 
 /// Most classes a classification result reports.
 pub const MAX_TOP_K: usize = 8;
@@ -17,6 +21,13 @@ pub enum Task {
         labels: Vec<String>,
         /// How many classes to report (at most [`MAX_TOP_K`]).
         top_k: usize,
+    },
+    /// Objects with boxes.
+    Detect {
+        /// Decoder and NMS.
+        detector: Box<Detector>,
+        /// Class names, by index.
+        labels: Vec<String>,
     },
     /// Min, max and mean of the first output.
     Raw,
@@ -49,6 +60,9 @@ pub enum TaskResult {
     None,
     /// Best classes first.
     Classes(heapless::Vec<ClassScore, MAX_TOP_K>),
+    /// Detected objects, best first (boxed: the list is large; allocated on the first frame,
+    /// then reused).
+    Detections(Box<heapless::Vec<Detection, MAX_DETECTIONS>>),
     /// Statistics of a raw output.
     Raw {
         /// Smallest element.
@@ -61,12 +75,54 @@ pub enum TaskResult {
 }
 
 impl Task {
+    /// Checks that the model has the outputs the task reads.
+    pub fn check(&self, model: &Model) -> Result<(), String> {
+        let n = model.outputs().len();
+        let need = match self {
+            Task::Detect { detector, .. } => {
+                let c = detector.config();
+                c.boxes_output.max(c.scores_output) + 1
+            }
+            _ => 1,
+        };
+        if n < need {
+            return Err(format!(
+                "the task reads output #{} but the model has {n} output(s)",
+                need - 1
+            ));
+        }
+        Ok(())
+    }
+
     /// Computes the result of `outputs` into `result` (reusing its storage).
-    pub fn apply(&self, outputs: &[TValue], result: &mut TaskResult) -> TractResult<()> {
+    pub fn apply(&mut self, outputs: &[TValue], result: &mut TaskResult) -> TractResult<()> {
+        if let Task::Detect { detector, .. } = self {
+            let (b, s) = (
+                detector.config().boxes_output,
+                detector.config().scores_output,
+            );
+            let output = |i: usize| outputs.get(i).with_context(|| format!("no output #{i}"));
+            let boxes = output(b)?.try_as_plain_ram()?;
+            let scores = output(s)?.try_as_plain_ram()?;
+            let boxes = boxes.as_slice::<f32>().context("box output must be f32")?;
+            let scores = scores
+                .as_slice::<f32>()
+                .context("score output must be f32")?;
+            if !matches!(result, TaskResult::Detections(_)) {
+                *result = TaskResult::Detections(Box::default());
+            }
+            let TaskResult::Detections(out) = result else {
+                unreachable!()
+            };
+            return detector
+                .run(boxes, scores, out)
+                .map_err(|e| format_err!("detect: {e}"));
+        }
         let first = outputs.first().context("model produced no output")?;
         let view = first.try_as_plain_ram()?;
         let scores = view.as_slice::<f32>().context("first output must be f32")?;
         match self {
+            Task::Detect { .. } => unreachable!(),
             Task::Classify { top_k, .. } => {
                 let mut top: heapless::Vec<ClassScore, MAX_TOP_K> = heapless::Vec::new();
                 for (i, &score) in scores.iter().enumerate() {
@@ -113,7 +169,9 @@ impl Task {
     /// The label of class `index`, if the task has one.
     pub fn label(&self, index: u32) -> Option<&str> {
         match self {
-            Task::Classify { labels, .. } => labels.get(index as usize).map(String::as_str),
+            Task::Classify { labels, .. } | Task::Detect { labels, .. } => {
+                labels.get(index as usize).map(String::as_str)
+            }
             Task::Raw => None,
         }
     }
@@ -126,7 +184,7 @@ mod tests {
     #[test]
     fn top_k_in_order_with_ties_keeping_first() {
         let t = Tensor::from_shape(&[1, 6], &[0.1f32, 0.5, 0.2, 0.5, f32::NAN, 0.05]).unwrap();
-        let task = Task::classify(vec!["a".into(), "b".into()], 3);
+        let mut task = Task::classify(vec!["a".into(), "b".into()], 3);
         let mut r = TaskResult::None;
         task.apply(&[t.into_tvalue()], &mut r).unwrap();
         let TaskResult::Classes(top) = r else {

@@ -1,0 +1,65 @@
+//! Helpers shared by the end-to-end tests of `kestrel run` (each test file includes this
+//! module with `mod common;`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The `kestrel` binary, started through `KESTREL_TEST_EXEC_WRAPPER` when set (qemu-user
+/// for cross-built test runs).
+pub fn kestrel() -> Command {
+    let bin = env!("CARGO_BIN_EXE_kestrel");
+    match std::env::var("KESTREL_TEST_EXEC_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut parts = wrapper.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap());
+            cmd.args(parts).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Whether `tool` runs here. Missing on CI is a failure (`.ci/run` installs it); elsewhere the
+/// caller skips, saying so.
+pub fn have(tool: &str, package: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(if tool == "mosquitto" {
+            "-h"
+        } else {
+            "--version"
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing on CI (.ci/run installs {package})"
+        );
+        eprintln!("{tool} not installed: test skipped (apt install {package})");
+    }
+    ok
+}
+
+/// stdout parsed as JSON lines.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `gst-launch-1.0 -q videotestsrc … ! CAPS ! fdsink` as a shell command line.
+pub fn gst_command(extra_src: &str, caps: &str) -> String {
+    format!("gst-launch-1.0 -q videotestsrc {extra_src} ! {caps} ! fdsink")
+}
