@@ -55,7 +55,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{check_dims, BinaryKernel};
+use super::{check_dims, BinaryKernel, LaneJob};
 
 /// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,6 +86,110 @@ impl BinaryKernel for Neon {
         // SAFETY: NEON is present (checked above); the slices hold m·words, n·words and m·n
         // elements (check_dims), which is all the driver reads and writes.
         unsafe { neon_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n) }
+    }
+
+    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
+        job.check(out);
+        assert!(
+            std::arch::is_aarch64_feature_detected!("neon"),
+            "the neon kernel needs NEON"
+        );
+        // SAFETY: NEON is present; the job passed its check.
+        unsafe { neon_lanes(job, out) }
+    }
+}
+
+/// NEON lane kernel over the whole job: 4 vectors of 2 lanes × 4 channels, then tails.
+///
+/// # Safety
+/// NEON must be available; the job must have passed [`LaneJob::check`] for `out` (whose
+/// `LANE_SLACK` covers the last partial vector's load).
+#[target_feature(enable = "neon")]
+unsafe fn neon_lanes(job: &LaneJob<'_>, out: &mut [u32]) {
+    // SAFETY: tiles read lanes p..p+2·MR of every tap word (inside the input and its slack by
+    // the job's check) and weights of channels c..c+NR; they write out[c·lanes + p..] for
+    // the lanes that exist.
+    unsafe { drive_lanes!(lane_tile, 2, 4, 4, job, out.as_mut_ptr()) }
+}
+
+/// One lane tile: `MR` vectors of 2 lanes (a lane is one u64 word of one pixel) × `NR`
+/// channels. Per tap word: `MR` `ldr q`, `NR` `ld1r` (weight word broadcast to both lanes),
+/// `MR·NR` × (`eor`, `cnt`, `uadalp`). The u16 accumulators (4 per lane) are folded every
+/// [`STEPS_PER_BLOCK`] steps and at the end: `uaddlp` to u32, `addp` of two vectors gives the
+/// four consecutive lanes' counts of one channel.
+///
+/// # Safety
+/// NEON must be available; `input + taps[t] + w·plane + [0, 2·MR)` readable, `weights` for
+/// `NR` channel rows of `row` words, `out[c·ld + p]` writable for p < valid, c < NR.
+#[target_feature(enable = "neon")]
+#[inline]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+unsafe fn lane_tile<const MR: usize, const NR: usize>(
+    input: *const u64,
+    taps: &[usize],
+    words: usize,
+    plane: usize,
+    weights: *const u64,
+    row: usize,
+    out: *mut u32,
+    ld: usize,
+    valid: usize,
+) {
+    let zero16 = vdupq_n_u16(0);
+    let mut acc = [[zero16; NR]; MR];
+    // totals[c][g]: lanes 4g..4g+4 of channel c.
+    let mut totals = [[vdupq_n_u32(0); 2]; NR];
+    let fold = |acc: &mut [[uint16x8_t; NR]; MR], totals: &mut [[uint32x4_t; 2]; NR]| {
+        for c in 0..NR {
+            for g in 0..MR.div_ceil(2) {
+                let lo = vpaddlq_u16(acc[2 * g][c]);
+                let hi = if 2 * g + 1 < MR {
+                    vpaddlq_u16(acc[2 * g + 1][c])
+                } else {
+                    vdupq_n_u32(0)
+                };
+                totals[c][g] = vaddq_u32(totals[c][g], vpaddq_u32(lo, hi));
+            }
+        }
+        *acc = [[vdupq_n_u16(0); NR]; MR];
+    };
+    let mut in_block = 0;
+    for (t, &tap) in taps.iter().enumerate() {
+        // SAFETY (loads below): the caller's contract.
+        let w_tap = unsafe { weights.add(t * words) };
+        for w in 0..words {
+            let src = unsafe { input.add(tap + w * plane) };
+            let x: [uint8x16_t; MR] =
+                std::array::from_fn(|r| unsafe { vld1q_u8(src.add(2 * r).cast()) });
+            for c in 0..NR {
+                let y = vreinterpretq_u8_u64(unsafe { vld1q_dup_u64(w_tap.add(c * row + w)) });
+                for r in 0..MR {
+                    acc[r][c] = vpadalq_u8(acc[r][c], vcntq_u8(veorq_u8(x[r], y)));
+                }
+            }
+            in_block += 1;
+            if in_block == STEPS_PER_BLOCK {
+                fold(&mut acc, &mut totals);
+                in_block = 0;
+            }
+        }
+    }
+    fold(&mut acc, &mut totals);
+    for c in 0..NR {
+        for g in 0..MR.div_ceil(2) {
+            let n = valid.saturating_sub(4 * g).min(4);
+            // SAFETY: lanes 4g..4g+n < valid of channel c are writable (caller's contract).
+            unsafe {
+                let dst = out.add(c * ld + 4 * g);
+                if n == 4 {
+                    vst1q_u32(dst, totals[c][g]);
+                } else if n > 0 {
+                    let mut lanes = [0u32; 4];
+                    vst1q_u32(lanes.as_mut_ptr(), totals[c][g]);
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n);
+                }
+            }
+        }
     }
 }
 
