@@ -31,7 +31,8 @@ use tract_nnef::ser::{array, numeric, string};
 
 use self::layout::LaneLayout;
 use super::output_stage::{
-    affine, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind, OutputStage,
+    affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
+    OutputStage,
 };
 use super::packing::{padding_is_clear, words_for, WORD_BITS};
 use super::parallel::{run_indexed, threads, Disjoint};
@@ -337,9 +338,7 @@ impl BinaryConv2d {
         match self.output.kind {
             OutputKind::Float => {
                 let (m, b) = (self.output.mul_slice()[c], self.output.bias_slice()[c]);
-                for (y, &p) in float.iter_mut().zip(counts) {
-                    *y = affine(m, b, base - 2 * p as i32);
-                }
+                affine_counts(m, b, base, counts, float);
                 for ox in fixes {
                     let i = ox - x0;
                     float[i] = affine(m, b, base - 2 * counts[i] as i32 - column_corr(ox));
@@ -428,11 +427,11 @@ impl EvalOp for BinaryConv2d {
             OutputKind::Packed => Tensor::zero::<u64>(&[n, oh, ow, out_words])?,
         };
         let mut out_view = out.try_as_plain_ram_mut()?;
-        let (mut out_f32, mut out_bits): (&mut [f32], &mut [u64]) = match self.output.kind {
+        let (out_f32, out_bits): (&mut [f32], &mut [u64]) = match self.output.kind {
             OutputKind::Float => (out_view.as_slice_mut::<f32>()?, &mut []),
             OutputKind::Packed => (&mut [], out_view.as_slice_mut::<u64>()?),
         };
-        let (out_f32, out_bits) = (Disjoint::new(&mut out_f32), Disjoint::new(&mut out_bits));
+        let (out_f32, out_bits) = (Disjoint::new(out_f32), Disjoint::new(out_bits));
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
         scratch::words(layout.len, |buf| {
             scratch::offsets(kh * kw, |taps| {
@@ -498,7 +497,6 @@ impl EvalOp for BinaryConv2d {
                 }
             })
         });
-        drop(out_view);
         Ok(tvec!(out.into_tvalue()))
     }
 }

@@ -172,7 +172,6 @@ impl EvalOp for BinaryDense {
             }
             TractResult::Ok(())
         })?;
-        drop(out_view);
         Ok(tvec!(out.into_tvalue()))
     }
 }
