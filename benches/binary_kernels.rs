@@ -3,10 +3,15 @@
 //! values held in registers, no loads) so kernel/peak ratios can be quoted.
 //! `cargo bench --bench binary_kernels`.
 //!
-//! Every available kernel is run on every shape; at the end a table (stderr) gives the median
-//! time per call, bit-MAC/s = M·N·words·64 / median and the ratio to the peak of the matching
-//! instruction set, and the same for the fastest sample (steadier on a shared machine) (the scalar peak for `generic`/`x86-popcnt`, the SIMD peak for
-//! `x86-avx2`/`neon`). Single thread.
+//! Two primitives: the row form (`xor_popcount`, binary dense; M rows × N weight rows) and the
+//! lane form (`xor_popcount_lanes`, binary conv; M = output lanes of one image in the conv's
+//! lane layout, N = output channels, words = taps × words per tap). Every available kernel is
+//! run on every shape; at the end a table (stderr) gives the median time per call, bit-MAC/s
+//! = M·N·words·64 / median and the ratio to the peak of the matching instruction set, and the
+//! same for the fastest sample (steadier on a shared machine): the portable peak for
+//! `generic`, `POPCNT` for `x86-popcnt`, the AVX2 loop for `x86-avx2` (whose lane form is
+//! scalar POPCNT: its lane rows compare with the POPCNT peak), AVX-512 for `x86-avx512`, NEON
+//! for `neon`. Single thread.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -14,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kestrel_runtime::kernels::{self, BinaryKernel};
+
+#[path = "common/peak.rs"]
+mod peak;
 
 /// One layer: M input rows (pixels or batch), N weight rows (output channels), words per row.
 struct Shape {
@@ -54,6 +62,14 @@ const SHAPES: [Shape; 5] = [
         n: 4096,
         words: 64,
     },
+];
+
+/// Lane jobs of the conv layers: (name, taps per side, words per tap, plane row length,
+/// output rows, output columns, channels) — a k×k stride-1 conv, rows padded by k − 1.
+const LANE_SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 3] = [
+    ("lanes conv3x3 64-64 @56", 3, 1, 58, 56, 56, 64),
+    ("lanes conv3x3 256-256 @14", 3, 4, 16, 14, 14, 256),
+    ("lanes conv1x1 512-512 @7", 1, 8, 7, 7, 7, 512),
 ];
 
 /// splitmix64: reproducible random words without another dependency.
@@ -103,138 +119,8 @@ fn measure(
     median_of_last(&times.into_inner(), SAMPLES)
 }
 
-/// Bit-MACs done by one call of a peak loop of `iters` iterations: 8 lanes of 64 bits (scalar)
-/// or 4 vectors of 256 bits (AVX2) / 8 vectors of 128 bits (NEON) per iteration.
+/// Iterations of one call of a peak loop (bits per iteration: see `peak`).
 const PEAK_ITERS: u64 = 4096;
-
-mod peak {
-    //! Register-only loops: XOR + popcount + accumulate on values that never leave registers.
-    //! The XOR operand changes every iteration so nothing can be hoisted.
-
-    use std::hint::black_box;
-
-    /// Bits per iteration of [`scalar`].
-    pub const SCALAR_BITS: u64 = 8 * 64;
-
-    /// Portable `count_ones` (what the `generic` kernel compiles to on this target).
-    #[allow(clippy::needless_range_loop)]
-    pub fn scalar_portable(iters: u64) -> u64 {
-        let x: [u64; 8] = black_box([1, 2, 3, 4, 5, 6, 7, 8].map(|i| i * 0x0123_4567_89ab_cdef));
-        let mut k = black_box(0x9e37_79b9_7f4a_7c15u64);
-        let mut acc = [0u64; 8];
-        for _ in 0..iters {
-            for i in 0..8 {
-                acc[i] += u64::from((x[i] ^ k).count_ones());
-            }
-            k = k.wrapping_add(1);
-        }
-        acc.iter().sum()
-    }
-
-    /// Scalar `POPCNT`, eight independent accumulators.
-    ///
-    /// # Safety
-    /// The CPU must have POPCNT.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "popcnt")]
-    #[allow(clippy::needless_range_loop)]
-    pub unsafe fn scalar(iters: u64) -> u64 {
-        let x: [u64; 8] = black_box([1, 2, 3, 4, 5, 6, 7, 8].map(|i| i * 0x0123_4567_89ab_cdef));
-        let mut k = black_box(0x9e37_79b9_7f4a_7c15u64);
-        let mut acc = [0u64; 8];
-        for _ in 0..iters {
-            for i in 0..8 {
-                acc[i] += u64::from((x[i] ^ k).count_ones());
-            }
-            k = k.wrapping_add(1);
-        }
-        acc.iter().sum()
-    }
-
-    /// Bits per iteration of [`avx2`].
-    #[cfg(target_arch = "x86_64")]
-    pub const AVX2_BITS: u64 = 4 * 256;
-
-    /// AVX2: the kernel's per-256-bit sequence (xor, and, shift, and, 2 × vpshufb, add, add
-    /// into byte accumulators) on four independent streams, `vpsadbw` every 31 iterations.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    #[allow(clippy::needless_range_loop)]
-    pub unsafe fn avx2(iters: u64) -> u64 {
-        use std::arch::x86_64::*;
-        let lut = _mm256_setr_epi8(
-            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, //
-            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-        );
-        let low = _mm256_set1_epi8(0x0f);
-        let zero = _mm256_setzero_si256();
-        let one = _mm256_set1_epi64x(1);
-        let x = black_box([1i64, 2, 3, 4].map(|i| _mm256_set1_epi64x(i * 0x0123_4567_89ab_cdef)));
-        let mut k = black_box(_mm256_set1_epi64x(0x1e37_79b9_7f4a_7c15));
-        let mut total = zero;
-        let mut done = 0;
-        while done < iters {
-            let block = (iters - done).min(31);
-            let mut acc = [zero; 4];
-            for _ in 0..block {
-                for i in 0..4 {
-                    let v = _mm256_xor_si256(x[i], k);
-                    let lo = _mm256_and_si256(v, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
-                    let c =
-                        _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-                    acc[i] = _mm256_add_epi8(acc[i], c);
-                }
-                k = _mm256_add_epi64(k, one);
-            }
-            for a in acc {
-                total = _mm256_add_epi64(total, _mm256_sad_epu8(a, zero));
-            }
-            done += block;
-        }
-        let mut lanes = [0u64; 4];
-        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), total);
-        lanes.iter().sum()
-    }
-
-    /// Bits per iteration of [`neon`].
-    #[cfg(target_arch = "aarch64")]
-    pub const NEON_BITS: u64 = 8 * 128;
-
-    /// NEON: eor + cnt + uadalp on eight independent 128-bit streams, widened every 1024
-    /// iterations.
-    #[cfg(target_arch = "aarch64")]
-    #[allow(clippy::needless_range_loop)]
-    pub fn neon(iters: u64) -> u64 {
-        use std::arch::aarch64::*;
-        // SAFETY: NEON is baseline on aarch64 (the target enables it).
-        unsafe {
-            let x = black_box([1u64, 2, 3, 4, 5, 6, 7, 8].map(|i| vdupq_n_u8(i as u8 * 37)));
-            let mut k = black_box(vdupq_n_u8(0x5a));
-            let one = vdupq_n_u8(1);
-            let mut total = vdupq_n_u32(0);
-            let mut done = 0;
-            while done < iters {
-                let block = (iters - done).min(1024);
-                let mut acc = [vdupq_n_u16(0); 8];
-                for _ in 0..block {
-                    for i in 0..8 {
-                        acc[i] = vpadalq_u8(acc[i], vcntq_u8(veorq_u8(x[i], k)));
-                    }
-                    k = vaddq_u8(k, one);
-                }
-                for a in acc {
-                    total = vpadalq_u16(total, a);
-                }
-                done += block;
-            }
-            u64::from(vaddvq_u32(total))
-        }
-    }
-}
 
 /// Times a peak loop; returns bit-MAC/s at the median and at the fastest sample.
 fn peak_rate(
@@ -262,51 +148,18 @@ fn binary_kernels(c: &mut Criterion) {
         group.sample_size(SAMPLES);
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(2));
-        group.throughput(Throughput::Elements(PEAK_ITERS * peak::SCALAR_BITS));
-        peaks.push((
-            "scalar-portable",
-            peak_rate(
-                &mut group,
-                "scalar-portable",
-                peak::SCALAR_BITS,
-                peak::scalar_portable,
-            ),
-        ));
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("popcnt") {
-                // SAFETY: POPCNT is present (checked).
-                let f = |n| unsafe { peak::scalar(n) };
-                peaks.push((
-                    "popcnt",
-                    peak_rate(&mut group, "popcnt", peak::SCALAR_BITS, f),
-                ));
-            }
-            if is_x86_feature_detected!("avx2") {
-                group.throughput(Throughput::Elements(PEAK_ITERS * peak::AVX2_BITS));
-                // SAFETY: AVX2 is present (checked).
-                let f = |n| unsafe { peak::avx2(n) };
-                peaks.push(("avx2", peak_rate(&mut group, "avx2", peak::AVX2_BITS, f)));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            group.throughput(Throughput::Elements(PEAK_ITERS * peak::NEON_BITS));
-            peaks.push((
-                "neon",
-                peak_rate(&mut group, "neon", peak::NEON_BITS, peak::neon),
-            ));
+        for name in peak::NAMES {
+            let Some((_, bits)) = peak::run(name, 1) else {
+                continue;
+            };
+            group.throughput(Throughput::Elements(PEAK_ITERS * bits));
+            let f = |n| peak::run(name, n).map_or(0, |(r, _)| r);
+            peaks.push((name, peak_rate(&mut group, name, bits, f)));
         }
         group.finish();
     }
     let peak_of = |kernel: &str| -> (&str, (f64, f64)) {
-        let want = match kernel {
-            "generic" => "scalar-portable",
-            "x86-popcnt" => "popcnt",
-            "x86-avx2" => "avx2",
-            "neon" => "neon",
-            _ => "scalar-portable",
-        };
+        let want = peak::peak_name(kernel);
         *peaks.iter().find(|(p, _)| *p == want).unwrap_or(&peaks[0])
     };
 
@@ -346,6 +199,50 @@ fn binary_kernels(c: &mut Criterion) {
         group.finish();
     }
 
+    for (s, &(name, k, words, wq, oh, ow, channels)) in LANE_SHAPES.iter().enumerate() {
+        let lanes = (oh - 1) * wq + ow;
+        let hq = oh + k - 1;
+        let plane = hq * wq;
+        let taps: Vec<usize> = (0..k * k).map(|t| (t / k) * wq + t % k).collect();
+        let input = random_words(words * plane + kernels::LANE_SLACK, 100 + s as u64);
+        let weights = random_words(channels * k * k * words, 200 + s as u64);
+        let job = kernels::LaneJob {
+            input: &input,
+            taps: &taps,
+            words,
+            plane,
+            lanes,
+            weights: &weights,
+        };
+        let bit_macs = (lanes * channels * k * k * words * 64) as u64;
+        let mut group = c.benchmark_group(format!("binary/{name}"));
+        group.sample_size(SAMPLES);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(bit_macs));
+        for kernel in kernels::available() {
+            let mut out = vec![0u32; lanes * channels];
+            let (t, fastest) = measure(&mut group, kernel.name(), |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
+                }
+                start.elapsed()
+            });
+            rows.push((
+                name,
+                lanes,
+                channels,
+                k * k * words,
+                kernel.name(),
+                t,
+                fastest,
+                bit_macs as f64,
+            ));
+        }
+        group.finish();
+    }
+
     eprintln!();
     eprintln!("peaks (register-only XOR+popcount), bit-MAC/s at the median / fastest sample:");
     for (name, (median, fastest)) in &peaks {
@@ -357,7 +254,7 @@ fn binary_kernels(c: &mut Criterion) {
     }
     eprintln!();
     eprintln!(
-        "{:<22} {:>5} {:>4} {:>5}  {:<10} {:>11} {:>9} {:>6}   {:>10} {:>9} {:>6}",
+        "{:<26} {:>5} {:>4} {:>5}  {:<10} {:>11} {:>9} {:>6}   {:>10} {:>9} {:>6}",
         "shape",
         "M",
         "N",
@@ -374,9 +271,15 @@ fn binary_kernels(c: &mut Criterion) {
         if median.is_nan() {
             continue;
         }
-        let (peak_name, (peak_median, peak_fastest)) = peak_of(kernel);
+        // The lane form of x86-avx2 is scalar POPCNT.
+        let is_scalar_lanes = name.starts_with("lanes") && kernel == "x86-avx2";
+        let (peak_name, (peak_median, peak_fastest)) = peak_of(if is_scalar_lanes {
+            "x86-popcnt"
+        } else {
+            kernel
+        });
         eprintln!(
-            "{name:<22} {m:>5} {n:>4} {words:>5}  {kernel:<10} {:>8.2} µs {:>7.1} G {:>5.0}%   {:>7.2} µs {:>7.1} G {:>5.0}%  (peak: {peak_name})",
+            "{name:<26} {m:>5} {n:>4} {words:>5}  {kernel:<10} {:>8.2} µs {:>7.1} G {:>5.0}%   {:>7.2} µs {:>7.1} G {:>5.0}%  (peak: {peak_name})",
             median * 1e6,
             bit_macs / median / 1e9,
             100.0 * bit_macs / median / peak_median,

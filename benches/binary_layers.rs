@@ -1,11 +1,13 @@
 //! Binary layers against tract's own f32 layers of the same shape, one thread, side by side in
 //! one run: `cargo bench --bench binary_layers`.
 //!
-//! Each binary layer is the whole op (packed im2col, XOR-popcount kernel, fused float output
+//! Each binary layer is the whole op (lane layout, XOR-popcount kernel, fused float output
 //! stage) run through a planned graph; the f32 layer is tract-core's `Conv` (its im2col +
 //! packed matmul kernels; a dense layer is a 1×1 conv on a 1×1 map). After the criterion runs,
-//! a summary line per shape prints the medians, the binary bit-MAC/s, the f32 MAC/s and the
-//! speed ratio.
+//! a summary line per shape prints the medians, the binary bit-MAC/s (useful MACs: output
+//! pixels × channels × taps × C_in), its share of the register-only XOR+popcount peak of the
+//! selected kernel's instruction set (measured in the same run, `common/peak.rs`), the f32
+//! MAC/s, the speed ratio, and the binary layer's median with the runtime at 2 threads.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,9 @@ use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use kestrel_runtime::tract_core::ops::nn::DataFormat;
 use kestrel_runtime::{LoadOptions, Model};
+
+#[path = "common/peak.rs"]
+mod peak;
 
 /// (name, c_in, c_out, kernel, spatial size); kernel 0 marks a dense layer (K = c_in).
 const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
@@ -43,10 +48,16 @@ fn random_words(n: usize, seed: u64) -> Vec<u64> {
 }
 
 fn plan(label: &str, model: TypedModel) -> Model {
+    plan_threads(label, model, 1)
+}
+
+fn plan_threads(label: &str, model: TypedModel, threads: usize) -> Model {
     Model::from_typed(
         label,
         model,
-        &LoadOptions { threads: Some(1) },
+        &LoadOptions {
+            threads: Some(threads),
+        },
         Instant::now(),
     )
     .unwrap()
@@ -54,6 +65,18 @@ fn plan(label: &str, model: TypedModel) -> Model {
 
 /// The binary layer and its input.
 fn binary(c_in: usize, c_out: usize, k: usize, size: usize) -> (Model, TVec<TValue>) {
+    binary_threads(c_in, c_out, k, size, 1)
+}
+
+/// The binary layer planned for `threads` threads, and its input.
+fn binary_threads(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    size: usize,
+    threads: usize,
+) -> (Model, TVec<TValue>) {
+    let plan = |label: &str, m: TypedModel| plan_threads(label, m, threads);
     let mut m = TypedModel::default();
     let ones = Arc::new(tensor1(&vec![1f32; c_out]));
     let zeros = Arc::new(tensor1(&vec![0f32; c_out]));
@@ -160,6 +183,23 @@ fn median(model: &Model, inputs: &TVec<TValue>, runs: usize) -> Duration {
     t[runs / 2]
 }
 
+/// Register-only peak of the selected kernel's instruction set, bit-MAC/s (median of 31 runs).
+fn peak_rate() -> (&'static str, f64) {
+    let name = peak::peak_name(kestrel_runtime::kernels::select().name());
+    let iters = 1 << 16;
+    let mut t: Vec<(f64, u64)> = (0..31)
+        .map(|_| {
+            let start = Instant::now();
+            let (r, bits) = peak::run(name, std::hint::black_box(iters)).unwrap();
+            std::hint::black_box(r);
+            (start.elapsed().as_secs_f64(), bits)
+        })
+        .collect();
+    t.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (secs, bits) = t[15];
+    (name, (iters * bits) as f64 / secs)
+}
+
 fn layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer");
     group
@@ -177,23 +217,30 @@ fn layers(c: &mut Criterion) {
         group.bench_function(format!("{name}/f32"), |b| {
             b.iter(|| fs.run(fi.clone()).unwrap())
         });
-        // Side by side, interleaved, for the ratio.
+        // Side by side, for the ratio.
         let (tb, tf) = (median(&bm, &bi, 31), median(&fm, &fi, 31));
+        let (bm2, bi2) = binary_threads(c_in, c_out, k, size, 2);
+        let tb2 = median(&bm2, &bi2, 31);
+        let (_, peak) = peak_rate();
         let kk = if k == 0 { 1 } else { k * k };
         let macs = (c_in * c_out * kk * size * size) as f64;
         summary.push(format!(
-            "{name:<22} binary {:>9.1} us  {:>7.1} Gbit-MAC/s | f32 {:>9.1} us {:>6.1} GMAC/s | binary {:>5.1}x faster",
+            "{name:<20} binary {:>8.1} us {:>6.1} Gbit-MAC/s {:>4.0}% of peak | f32 {:>8.1} us {:>5.1} GMAC/s | {:>5.1}x | 2 threads {:>8.1} us",
             tb.as_secs_f64() * 1e6,
             macs / tb.as_secs_f64() / 1e9,
+            100.0 * macs / tb.as_secs_f64() / peak,
             tf.as_secs_f64() * 1e6,
             macs / tf.as_secs_f64() / 1e9,
-            tf.as_secs_f64() / tb.as_secs_f64()
+            tf.as_secs_f64() / tb.as_secs_f64(),
+            tb2.as_secs_f64() * 1e6,
         ));
     }
     group.finish();
+    let (peak_name, peak) = peak_rate();
     eprintln!(
-        "\nbinary vs f32, one thread, kernel {}:",
-        kestrel_runtime::kernels::select().name()
+        "\nbinary vs f32, one thread, kernel {}, peak ({peak_name}) {:.1} Gbit-MAC/s:",
+        kestrel_runtime::kernels::select().name(),
+        peak / 1e9
     );
     for line in summary {
         eprintln!("  {line}");

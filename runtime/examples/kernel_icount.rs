@@ -1,8 +1,10 @@
 //! Runs one XOR-popcount shape through one kernel, for instruction counting under qemu:
 //!
 //! ```text
-//! kernel_icount KERNEL M N WORDS ITERS      e.g.  kernel_icount neon 196 256 36 3
-//! /work/shared/tools/arm-icount --filter 'kernels::' -- target/.../kernel_icount neon 196 256 36 3
+//! kernel_icount KERNEL M N WORDS ITERS                     rows:  e.g. kernel_icount neon 1 4096 64 3
+//! kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS      lanes: a K×K stride-1 conv job,
+//!                                                          e.g. kernel_icount neon lanes 3 4 16 14 14 256 3
+//! /work/shared/tools/arm-icount --filter 'kernels::' -- target/.../kernel_icount neon ...
 //! ```
 //!
 //! Run it twice with different ITERS and subtract, so set-up (data generation) cancels out.
@@ -11,16 +13,18 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use kestrel_runtime::kernels;
+use kestrel_runtime::kernels::{self, LaneJob, LANE_SLACK};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parse = |i: usize| args.get(i).and_then(|s| s.parse::<usize>().ok());
-    let (Some(name), Some(m), Some(n), Some(words), Some(iters)) =
-        (args.first(), parse(1), parse(2), parse(3), parse(4))
-    else {
+    let usage = || {
         eprintln!("usage: kernel_icount KERNEL M N WORDS ITERS");
-        return ExitCode::from(2);
+        eprintln!("       kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS");
+        ExitCode::from(2)
+    };
+    let Some(name) = args.first() else {
+        return usage();
     };
     let available = kernels::available();
     let Some(kernel) = available.iter().find(|k| k.name() == name) else {
@@ -36,13 +40,56 @@ fn main() -> ExitCode {
         s ^= s << 17;
         s
     };
+    let mut checksum = 0u64;
+    let mut sum = |out: &[u32]| {
+        checksum = checksum.wrapping_add(out.iter().map(|&v| u64::from(v)).sum::<u64>())
+    };
+    if args.get(1).map(String::as_str) == Some("lanes") {
+        let (Some(k), Some(words), Some(wq), Some(oh), Some(ow), Some(c), Some(iters)) = (
+            parse(2),
+            parse(3),
+            parse(4),
+            parse(5),
+            parse(6),
+            parse(7),
+            parse(8),
+        ) else {
+            return usage();
+        };
+        let plane = (oh + k - 1) * wq;
+        let taps: Vec<usize> = (0..k * k).map(|t| (t / k) * wq + t % k).collect();
+        let input: Vec<u64> = (0..words * plane + LANE_SLACK).map(|_| next()).collect();
+        let weights: Vec<u64> = (0..c * k * k * words).map(|_| next()).collect();
+        let lanes = (oh - 1) * wq + ow;
+        let job = LaneJob {
+            input: &input,
+            taps: &taps,
+            words,
+            plane,
+            lanes,
+            weights: &weights,
+        };
+        let mut out = vec![0u32; c * lanes];
+        for _ in 0..iters {
+            kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
+            sum(&out);
+        }
+        println!(
+            "{} lanes K={k} words={words} wq={wq} {oh}x{ow} C={c} lanes={lanes} iters={iters} checksum={checksum}",
+            kernel.name()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let (Some(m), Some(n), Some(words), Some(iters)) = (parse(1), parse(2), parse(3), parse(4))
+    else {
+        return usage();
+    };
     let a: Vec<u64> = (0..m * words).map(|_| next()).collect();
     let b: Vec<u64> = (0..n * words).map(|_| next()).collect();
     let mut out = vec![0u32; m * n];
-    let mut checksum = 0u64;
     for _ in 0..iters {
         kernel.xor_popcount(black_box(&a), black_box(&b), words, black_box(&mut out));
-        checksum = checksum.wrapping_add(out.iter().map(|&v| u64::from(v)).sum::<u64>());
+        sum(&out);
     }
     println!(
         "{} M={m} N={n} words={words} iters={iters} checksum={checksum}",

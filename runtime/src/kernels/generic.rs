@@ -1,7 +1,9 @@
 //! The portable XOR-popcount kernel: `u64::count_ones`, four weight rows at a time so each
-//! input word is loaded once per four outputs. The reference every other kernel must equal.
+//! input word is loaded once per four outputs; the lane form walks a channel's taps and words
+//! and adds each tap-word's counts to the channel's whole row of lanes (a loop the compiler
+//! vectorises where it can). The reference every other kernel must equal.
 
-use super::{check_dims, BinaryKernel};
+use super::{check_dims, BinaryKernel, LaneJob};
 
 /// Portable kernel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +37,36 @@ impl BinaryKernel for Generic {
             for w in blocks.remainder().chunks_exact(words) {
                 out_row[o] = row.iter().zip(w).map(|(x, y)| (x ^ y).count_ones()).sum();
                 o += 1;
+            }
+        }
+    }
+
+    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
+        lanes_portable(job, out)
+    }
+}
+
+/// The portable lane kernel (also compiled with `POPCNT` enabled by the x86 kernels for their
+/// channel tails): per channel, per tap and word, one pass over the lanes.
+#[inline(always)]
+pub(crate) fn lanes_portable(job: &LaneJob<'_>, out: &mut [u32]) {
+    job.check(out);
+    let row = job.taps.len() * job.words;
+    if job.lanes == 0 {
+        return;
+    }
+    for (weights, counts) in job
+        .weights
+        .chunks_exact(row)
+        .zip(out.chunks_exact_mut(job.lanes))
+    {
+        counts.fill(0);
+        for (&tap, tap_weights) in job.taps.iter().zip(weights.chunks_exact(job.words)) {
+            for (w, &y) in tap_weights.iter().enumerate() {
+                let x = &job.input[tap + w * job.plane..][..job.lanes];
+                for (o, &x) in counts.iter_mut().zip(x) {
+                    *o += (x ^ y).count_ones();
+                }
             }
         }
     }

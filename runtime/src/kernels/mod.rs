@@ -1,20 +1,86 @@
 //! Bit kernels of the binary operators, behind one trait, chosen once at start-up.
 //!
-//! Every binary layer (conv2d through a packed im2col, dense directly) reduces to one
-//! primitive: an XOR-popcount matrix product over bit-packed rows,
+//! Every binary layer reduces to one of two XOR-popcount primitives over bit-packed words
+//! (bit 1 meaning −1; the op turns popcounts into dot products, `dot = K − 2·popcount`, padding
+//! bits are 0 on both sides so they never count, and applies its fused output stage):
 //!
-//! ```text
-//! out[m·N + n] = Σ_{l < words} popcount(a[m·words + l] XOR b[n·words + l])     (m < M, n < N)
-//! ```
+//! * [`BinaryKernel::xor_popcount`], a matrix product over packed rows (binary dense):
 //!
-//! where `a` holds M rows of input patches and `b` N rows of weights, `words` u64 each, bit 1
-//! meaning −1. The op turns popcounts into dot products (`dot = K − 2·popcount`, padding bits
-//! are 0 on both sides so they never count) and applies its fused output stage.
+//!   ```text
+//!   out[m·N + n] = Σ_{l < words} popcount(a[m·words + l] XOR b[n·words + l])     (m < M, n < N)
+//!   ```
 //!
-//! Implementations: [`generic`] (portable, `u64::count_ones`), `x86` (POPCNT, AVX2) and `neon`
-//! (aarch64). [`select`] picks the best one the CPU supports, once; `KESTREL_KERNELS=generic`
-//! forces the portable one. Every accelerated kernel is tested bit for bit against the portable
-//! one (on aarch64 under qemu in CI).
+//! * [`BinaryKernel::xor_popcount_lanes`], the same with **pixels as vector lanes** (binary
+//!   conv2d without im2col, see [`LaneJob`]): the input is laid out word-plane by word-plane
+//!   (all pixels' word 0, then all pixels' word 1…), so a tap of a convolution is one offset
+//!   into that buffer and consecutive output pixels read consecutive words. Each weight word is
+//!   broadcast to every lane; a register tile holds several pixel vectors × several output
+//!   channels, and its counts are stored channel-major (`[channel][pixel]`), which is already
+//!   the float graph's NCHW order.
+//!
+//! Implementations: [`generic`] (portable, `u64::count_ones`), `x86` (POPCNT, AVX2, AVX-512
+//! VPOPCNTDQ) and `neon` (aarch64). [`select`] picks the best one the CPU supports, once;
+//! `KESTREL_KERNELS=generic` forces the portable one. Every accelerated kernel is tested bit for
+//! bit against the portable one (on aarch64 under qemu in CI).
+
+/// Walks a lane job in tiles: channel blocks of `$nr` (then single channels) × lane blocks of
+/// `$mr` vectors of `$l` lanes (then single vectors, the last one partial), calling
+/// `$tile::<MR, NR>(input + p, taps, words, plane, weights + c·row, row, out + c·lanes + p,
+/// lanes, valid)` with `valid` the lanes of the tile that exist.
+#[allow(unused_macros)]
+macro_rules! drive_lanes {
+    ($tile:ident, $l:expr, $mr:literal, $nr:literal, $job:expr, $out:expr) => {{
+        let job: &$crate::kernels::LaneJob<'_> = $job;
+        let out: *mut u32 = $out;
+        let row = job.taps.len() * job.words;
+        let channels = job.weights.len() / row;
+        let (input, weights, lanes) = (job.input.as_ptr(), job.weights.as_ptr(), job.lanes);
+        macro_rules! channel_block {
+            ($n:literal, $c:expr) => {{
+                let (w, o) = (weights.add($c * row), out.add($c * lanes));
+                let mut p = 0;
+                while p + $mr * $l <= lanes {
+                    $tile::<$mr, $n>(
+                        input.add(p),
+                        job.taps,
+                        job.words,
+                        job.plane,
+                        w,
+                        row,
+                        o.add(p),
+                        lanes,
+                        $mr * $l,
+                    );
+                    p += $mr * $l;
+                }
+                while p < lanes {
+                    let valid = (lanes - p).min($l);
+                    $tile::<1, $n>(
+                        input.add(p),
+                        job.taps,
+                        job.words,
+                        job.plane,
+                        w,
+                        row,
+                        o.add(p),
+                        lanes,
+                        valid,
+                    );
+                    p += $l;
+                }
+            }};
+        }
+        let mut c = 0;
+        while c + $nr <= channels {
+            channel_block!($nr, c);
+            c += $nr;
+        }
+        while c < channels {
+            channel_block!(1, c);
+            c += 1;
+        }
+    }};
+}
 
 pub mod generic;
 pub mod mst;
@@ -38,6 +104,63 @@ pub trait BinaryKernel: Send + Sync + Debug {
     /// row `m` of `a` and `n` of `b`. `a.len()` and `b.len()` are multiples of `words`;
     /// `out.len() == (a.len() / words) · (b.len() / words)`. `words` may be any size ≥ 1.
     fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]);
+
+    /// Computes, for every channel `c` and lane `p < job.lanes` (see [`LaneJob`]),
+    /// `out[c·lanes + p] = Σ_t Σ_w popcount(input[taps[t] + w·plane + p] ^ weights[(c·T + t)·W + w])`
+    /// with `T = taps.len()`, `W = words`. The job must pass [`LaneJob::check`].
+    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]);
+}
+
+/// Words a [`LaneJob`]'s input must hold past the last lane of its last word plane, so that
+/// kernels may load whole vectors (up to 16 lanes) at the end of a row of lanes.
+pub const LANE_SLACK: usize = 16;
+
+/// A pixel-lane XOR-popcount: `lanes` consecutive output positions × the output channels of
+/// `weights`, every lane reading `input` at the same offsets shifted by its index.
+///
+/// For a convolution, `input` is the padded image laid out as word planes (`plane` words
+/// apart), `taps[t]` the offset of kernel tap `t`'s word 0 for lane 0, and `weights` the packed
+/// weights `[C_out, taps, words]` exactly as the op stores them (`[C_out, KH, KW, ⌈C_in/64⌉]`).
+#[derive(Debug, Clone, Copy)]
+pub struct LaneJob<'a> {
+    /// Word planes of the input.
+    pub input: &'a [u64],
+    /// Offset of each tap's first word plane for lane 0.
+    pub taps: &'a [usize],
+    /// Words per tap (`⌈C_in/64⌉`).
+    pub words: usize,
+    /// Distance between word `w` and `w + 1` of one tap and lane.
+    pub plane: usize,
+    /// Number of lanes (output positions).
+    pub lanes: usize,
+    /// Packed weights `[channels][taps][words]`.
+    pub weights: &'a [u64],
+}
+
+impl LaneJob<'_> {
+    /// Checks the contract of [`BinaryKernel::xor_popcount_lanes`] (shapes, and that every
+    /// tap's last word plane holds `lanes + LANE_SLACK` words); returns the channel count.
+    pub fn check(&self, out: &[u32]) -> usize {
+        let row = self.taps.len() * self.words;
+        assert!(row > 0, "a lane job needs taps and words");
+        assert_eq!(
+            self.weights.len() % row,
+            0,
+            "weights are not whole channels"
+        );
+        let channels = self.weights.len() / row;
+        assert_eq!(
+            out.len(),
+            channels * self.lanes,
+            "out must hold channels × lanes"
+        );
+        let last = self.taps.iter().max().expect("taps") + (self.words - 1) * self.plane;
+        assert!(
+            last + self.lanes + LANE_SLACK <= self.input.len(),
+            "lane job reads past its input"
+        );
+        channels
+    }
 }
 
 /// Checks the shape contract of [`BinaryKernel::xor_popcount`]; returns (M, N).
@@ -56,14 +179,19 @@ pub fn generic() -> &'static dyn BinaryKernel {
 }
 
 /// Every kernel this CPU can run, portable first and fastest last (for tests, benchmarks and
-/// [`select`]): `generic`, then `x86-popcnt`, `x86-avx2` on x86-64, or `neon` on aarch64.
+/// [`select`]): `generic`, then `x86-popcnt`, `x86-avx2`, `x86-avx512` on x86-64, or `neon` on
+/// aarch64.
 pub fn available() -> Vec<&'static dyn BinaryKernel> {
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "x86_64")]
     kernels.extend(
-        [x86::Popcnt::detect(), x86::Avx2::detect()]
-            .into_iter()
-            .flatten(),
+        [
+            x86::Popcnt::detect(),
+            x86::Avx2::detect(),
+            x86::Avx512::detect(),
+        ]
+        .into_iter()
+        .flatten(),
     );
     #[cfg(target_arch = "aarch64")]
     kernels.extend(neon::Neon::detect());

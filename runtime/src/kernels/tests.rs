@@ -3,7 +3,7 @@
 //! shapes, the benchmark layer shapes, and rows long and dense enough to overflow narrow
 //! accumulators that are widened too late.
 
-use super::{available, generic};
+use super::{available, generic, LaneJob, LANE_SLACK};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -107,6 +107,116 @@ fn exact_at_maximal_counts_and_long_rows() {
         for (m, n) in [(1, 1), (1, 13), (5, 9), (4, 4)] {
             check(&mut rng, m, n, words, Fill::Extreme);
             check(&mut rng, m, n, words, Fill::Random);
+        }
+    }
+}
+
+/// Runs every available kernel's lane form on one random job and compares with the generic
+/// kernel (and, for a few lanes, with a direct count).
+fn check_lanes(
+    rng: &mut SmallRng,
+    taps: &[usize],
+    words: usize,
+    plane: usize,
+    lanes: usize,
+    channels: usize,
+    fill: Fill,
+) {
+    let last = taps.iter().max().unwrap() + (words - 1) * plane;
+    let len = last + lanes + LANE_SLACK + rng.random_range(0..3);
+    let pick = |rng: &mut SmallRng, ones: bool| match fill {
+        Fill::Random => rng.random::<u64>(),
+        Fill::Extreme => {
+            if ones {
+                u64::MAX
+            } else {
+                0
+            }
+        }
+    };
+    let input: Vec<u64> = (0..len).map(|_| pick(rng, true)).collect();
+    let weights: Vec<u64> = (0..channels * taps.len() * words)
+        .map(|_| pick(rng, false))
+        .collect();
+    let job = LaneJob {
+        input: &input,
+        taps,
+        words,
+        plane,
+        lanes,
+        weights: &weights,
+    };
+    let mut want = vec![u32::MAX; channels * lanes];
+    generic().xor_popcount_lanes(&job, &mut want);
+    for (c, p) in [(0, 0), (channels - 1, lanes.saturating_sub(1))] {
+        if lanes == 0 {
+            break;
+        }
+        let mut direct = 0;
+        for (t, &tap) in taps.iter().enumerate() {
+            for w in 0..words {
+                let y = weights[(c * taps.len() + t) * words + w];
+                direct += (input[tap + w * plane + p] ^ y).count_ones();
+            }
+        }
+        assert_eq!(
+            want[c * lanes + p],
+            direct,
+            "generic lanes: channel {c} lane {p}"
+        );
+    }
+    for kernel in available() {
+        let mut got = vec![u32::MAX; channels * lanes];
+        kernel.xor_popcount_lanes(&job, &mut got);
+        assert_eq!(
+            got,
+            want,
+            "{} lanes differ: taps {taps:?} words {words} plane {plane} lanes {lanes} channels {channels} {fill:?}",
+            kernel.name()
+        );
+    }
+}
+
+#[test]
+fn lanes_equal_generic_on_conv_like_jobs() {
+    let mut rng = SmallRng::seed_from_u64(0x6b65_7374_7265_6c05);
+    // 3x3 taps over a padded row of 20, 1x1, 5 taps with gaps; every tail of lanes and channels.
+    let row = 20;
+    let three: Vec<usize> = (0..3)
+        .flat_map(|ky| (0..3).map(move |kx| ky * row + kx))
+        .collect();
+    for (taps, words) in [
+        (three.clone(), 1),
+        (three, 3),
+        (vec![0], 8),
+        (vec![5, 0, 17, 3, 40], 2),
+    ] {
+        for lanes in [1, 2, 3, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 48, 49, 61] {
+            for channels in [1, 3, 4, 5, 8, 9, 13, 17] {
+                let plane = 60 + lanes;
+                check_lanes(&mut rng, &taps, words, plane, lanes, channels, Fill::Random);
+            }
+        }
+    }
+}
+
+#[test]
+fn lanes_equal_generic_on_random_and_long_jobs() {
+    let mut rng = SmallRng::seed_from_u64(0x6b65_7374_7265_6c06);
+    for _ in 0..200 {
+        let n_taps = rng.random_range(1..=12);
+        let taps: Vec<usize> = (0..n_taps).map(|_| rng.random_range(0..50)).collect();
+        let words = rng.random_range(1..=10);
+        let lanes = rng.random_range(0..=70);
+        let plane = rng.random_range(50..=150);
+        let channels = rng.random_range(1..=20);
+        check_lanes(&mut rng, &taps, words, plane, lanes, channels, Fill::Random);
+    }
+    // Maximal counts over more steps than a NEON u16 block (2048 tap words) holds.
+    for (n_taps, words) in [(9, 300), (1, 4097)] {
+        let taps: Vec<usize> = (0..n_taps).collect();
+        for lanes in [5, 8, 24] {
+            check_lanes(&mut rng, &taps, words, 40, lanes, 9, Fill::Extreme);
         }
     }
 }

@@ -5,40 +5,39 @@
 //! `[N, C_out, OH, OW]` (NCHW, the float graph's layout) or packed `[N, OH, OW, ⌈C_out/64⌉]`,
 //! through the fused output stage ([`super::output_stage`]).
 //!
-//! `dot = Σ b(x)·b(w)` over the taps. The op builds a packed im2col matrix (one row of
-//! `KH·KW·⌈C_in/64⌉` words per output pixel; taps in the padding are +1, i.e. zero words) and
-//! hands it with the weights to the XOR-popcount kernel ([`crate::kernels`]), giving
-//! `dot_one = KH·KW·C_in − 2·popcount` — the **one-padding** result (padded taps are +1).
-//! **Zero padding** (padded taps contribute 0, the float model's semantics) is then exact by
-//! subtracting, at border pixels only, the weight sums `Σ_ci b(w[c, ky, kx, ci])` of the taps
-//! that fell in the padding (precomputed per channel and tap at load).
+//! `dot = Σ b(x)·b(w)` over the taps. The op copies each image once into the pixel-lane
+//! layout ([`layout`]: padded word planes, split by stride phase) and hands it with the
+//! weights, as they are stored, to the kernel's lane form ([`crate::kernels::LaneJob`]), which
+//! walks the taps directly (no im2col) and returns, per output channel, the popcounts of a
+//! band of consecutive output pixels. `dot_one = KH·KW·C_in − 2·popcount` is the
+//! **one-padding** result (padded taps are +1, zero words). **Zero padding** (padded taps
+//! contribute 0, the float model's semantics) is exact by subtracting, at border pixels only,
+//! the weight sums `Σ_ci b(w[c, ky, kx, ci])` of the taps that fell in the padding (per channel
+//! and kernel row / column, precomputed at load; see `BinaryConv2d::row_dots`).
 //!
-//! Rows of the im2col matrix are split over the runtime's threads.
+//! The output stage reads the band's counts channel by channel and writes f32 straight into
+//! the NCHW output rows (or packed bits into `[N, OH, OW, ⌈C_out/64⌉]`): no transpose. Bands
+//! of output pixels are split over the runtime's threads; the layout buffer, the tap offsets
+//! and each band's counts live in per-thread scratch ([`super::scratch`]) reused across runs,
+//! so a steady-state run allocates only its output tensor.
 //!
-//! Measured (`cargo bench --bench binary_layers`, one thread, x86-64 AVX2 kernel, shared
-//! 2-core VM, medians side by side with tract's f32 `Conv` of the same shape):
-//!
-//! | layer | binary | f32 | ratio |
-//! | --- | ---: | ---: | ---: |
-//! | 3×3 64→64 @56×56 | 1756 µs (66 Gbit-MAC/s) | 4722 µs | 2.7× |
-//! | 3×3 256→256 @14×14 | 1342 µs (86 Gbit-MAC/s) | 6366 µs | 4.7× |
-//! | 1×1 512→512 @7×7 | 248 µs | 366 µs | 1.5× |
-//!
-//! The XOR-popcount kernel alone runs these shapes at 160–196 Gbit-MAC/s (`binary_kernels`
-//! bench), so about half the op's time is outside it: the packed im2col, the allocation of
-//! the patch and count buffers per call, and the transposing output stage. Those are the next
-//! things to make fast (reuse buffers across runs, write NCHW rows contiguously without losing
-//! the kernel's cache locality — a channel-major count layout was tried and lost on 3×3 64).
+//! Measured: see the "Binary layers" section of the repository README (`cargo bench --bench
+//! binary_layers`).
+
+mod layout;
 
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric, string};
 
+use self::layout::LaneLayout;
 use super::output_stage::{
-    affine, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind, OutputStage,
+    affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
+    OutputStage,
 };
 use super::packing::{padding_is_clear, words_for, WORD_BITS};
-use super::parallel::run_tasks;
-use crate::kernels;
+use super::parallel::{run_indexed, threads, Disjoint};
+use super::scratch;
+use crate::kernels::{self, LaneJob};
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_binary_conv2d";
@@ -139,6 +138,24 @@ pub struct BinaryConv2d {
     pub output: OutputStage,
     /// `Σ_ci b(w[c, ky, kx, ci])` per channel and tap (`[C_out][KH·KW]`), for zero padding.
     tap_sums: Arc<Vec<i32>>,
+    /// Sums of `tap_sums` per channel and kernel row (`[C_out][KH]`).
+    row_sums: Arc<Vec<i32>>,
+    /// Sums of `tap_sums` per channel and kernel column (`[C_out][KW]`).
+    col_sums: Arc<Vec<i32>>,
+}
+
+/// Counts per band of output pixels: a band's `C_out × lanes` counts stay in L2.
+const BAND_COUNTS: usize = 32 * 1024;
+
+/// Band lengths are a multiple of this (whole register tiles of every lane kernel).
+const BAND_ALIGN: usize = 24;
+
+/// The output pixels whose receptive field lies inside the input: rows `y.0..y.1`, columns
+/// `x.0..x.1` (empty ranges when there are none).
+#[derive(Debug, Clone, Copy)]
+struct Interior {
+    y: (usize, usize),
+    x: (usize, usize),
 }
 
 impl Eq for BinaryConv2d {}
@@ -195,76 +212,153 @@ impl BinaryConv2d {
         }
         let output = OutputStage::new(kind, mul, bias, g.c_out, g.taps_bits())
             .with_context(|| format!("{NAME}: output stage"))?;
+        let mut row_sums = vec![0; g.c_out * kh];
+        let mut col_sums = vec![0; g.c_out * kw];
+        for (i, &s) in tap_sums.iter().enumerate() {
+            let (c, ky, kx) = (i / (kh * kw), i / kw % kh, i % kw);
+            row_sums[c * kh + ky] += s;
+            col_sums[c * kw + kx] += s;
+        }
         Ok(BinaryConv2d {
             geometry,
             weights,
             output,
             tap_sums: Arc::new(tap_sums),
+            row_sums: Arc::new(row_sums),
+            col_sums: Arc::new(col_sums),
         })
     }
 
-    /// Packed im2col of one image: `rows` output pixels starting at `first`, into `patches`.
-    fn im2col(
+    /// True when tap `k` of output position `o` along one axis falls in the padding.
+    fn tap_out(
+        o: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        pad: usize,
+        size: usize,
+    ) -> bool {
+        let i = o * stride + k * dilation;
+        i < pad || i - pad >= size
+    }
+
+    /// The interior output rows and columns of an `h × w` input.
+    fn interior(&self, h: usize, w: usize, oh: usize, ow: usize) -> Interior {
+        let g = &self.geometry;
+        let range = |n: usize, axis: usize, size: usize| {
+            let (k, s, d, p) = (
+                g.kernel[axis],
+                g.stride[axis],
+                g.dilation[axis],
+                g.padding[axis],
+            );
+            let inside = |o: usize| (0..k).all(|t| !Self::tap_out(o, t, s, d, p, size));
+            let lo = (0..n).find(|&o| inside(o)).unwrap_or(n);
+            let hi = (lo..n).find(|&o| !inside(o)).unwrap_or(n);
+            (lo, hi)
+        };
+        Interior {
+            y: range(oh, 0, h),
+            x: range(ow, 1, w),
+        }
+    }
+
+    /// The zero-padding correction of output row `oy` for channel `c`, as `(row, columns)`:
+    /// the taps in the padding are those of the kernel rows outside the input (all columns:
+    /// `row` = their `row_sums`) and, in the other kernel rows, those of the kernel columns
+    /// outside it (`columns(ox)`: `col_sums` when no row is outside, else per tap). Only
+    /// columns outside `interior.x` have a column part. Both are 0 for one padding.
+    fn padding_correction(
         &self,
-        image: &[u64],
-        h: usize,
-        w: usize,
-        ow: usize,
-        first: usize,
-        patches: &mut [u64],
+        c: usize,
+        oy: usize,
+        hw: (usize, usize),
+        interior: Interior,
+    ) -> (i32, impl Fn(usize) -> i32 + '_) {
+        let g = &self.geometry;
+        let [kh, kw] = g.kernel;
+        let (h, w) = hw;
+        let zero = g.pad_mode == PadMode::Zero;
+        let border_row = zero && !(interior.y.0..interior.y.1).contains(&oy);
+        let row_out =
+            move |ky: usize| Self::tap_out(oy, ky, g.stride[0], g.dilation[0], g.padding[0], h);
+        let row = if border_row {
+            let sums = &self.row_sums[c * kh..(c + 1) * kh];
+            (0..kh)
+                .filter(|&ky| row_out(ky))
+                .map(|ky| sums[ky])
+                .sum::<i32>()
+        } else {
+            0
+        };
+        let columns = move |ox: usize| -> i32 {
+            if !zero {
+                return 0;
+            }
+            let mut corr = 0;
+            for kx in (0..kw)
+                .filter(|&kx| Self::tap_out(ox, kx, g.stride[1], g.dilation[1], g.padding[1], w))
+            {
+                corr += if border_row {
+                    (0..kh)
+                        .filter(|&ky| !row_out(ky))
+                        .map(|ky| self.tap_sums[(c * kh + ky) * kw + kx])
+                        .sum::<i32>()
+                } else {
+                    self.col_sums[c * kw + kx]
+                };
+            }
+            corr
+        };
+        (row, columns)
+    }
+
+    /// The output stage of one band segment: channel `c`, output row `oy`, columns
+    /// `x0..x0 + counts.len()`, from their popcounts, into `float` (that row segment of
+    /// channel `c`) or `bits` (the segment's pixels, `⌈C_out/64⌉` words each).
+    #[allow(clippy::too_many_arguments)]
+    fn row_out(
+        &self,
+        c: usize,
+        oy: usize,
+        x0: usize,
+        counts: &[u32],
+        hw: (usize, usize),
+        interior: Interior,
+        float: &mut [f32],
+        bits: &mut [u64],
     ) {
-        let g = &self.geometry;
-        let cw = g.in_words();
-        let [kh, kw] = g.kernel;
-        let [sh, sw] = g.stride;
-        let [dh, dw] = g.dilation;
-        let [pt, pl, ..] = g.padding;
-        for (r, patch) in patches.chunks_exact_mut(g.patch_words()).enumerate() {
-            let (oy, ox) = ((first + r) / ow, (first + r) % ow);
-            for ky in 0..kh {
-                let iy = (oy * sh + ky * dh) as isize - pt as isize;
-                for kx in 0..kw {
-                    let ix = (ox * sw + kx * dw) as isize - pl as isize;
-                    let dst = &mut patch[(ky * kw + kx) * cw..][..cw];
-                    if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                        let src = (iy as usize * w + ix as usize) * cw;
-                        dst.copy_from_slice(&image[src..src + cw]);
-                    } else {
-                        dst.fill(0);
-                    }
+        let (row_corr, column_corr) = self.padding_correction(c, oy, hw, interior);
+        let base = self.geometry.taps_bits() as i32 - row_corr;
+        let x1 = x0 + counts.len();
+        // Columns with a column part of the correction (a prefix and a suffix of the row).
+        let left = x0..x1.min(interior.x.0);
+        let right = x0.max(interior.x.1.max(interior.x.0))..x1;
+        let fixes = left.chain(right);
+        match self.output.kind {
+            OutputKind::Float => {
+                let (m, b) = (self.output.mul_slice()[c], self.output.bias_slice()[c]);
+                affine_counts(m, b, base, counts, float);
+                for ox in fixes {
+                    let i = ox - x0;
+                    float[i] = affine(m, b, base - 2 * counts[i] as i32 - column_corr(ox));
+                }
+            }
+            OutputKind::Packed => {
+                let t = self.output.thresholds[c];
+                let words = words_for(self.geometry.c_out);
+                let (word, shift) = (c / WORD_BITS, c % WORD_BITS);
+                for (px, &p) in bits.chunks_exact_mut(words).zip(counts) {
+                    px[word] |= (t.bit(base - 2 * p as i32) as u64) << shift;
+                }
+                for ox in fixes {
+                    let i = ox - x0;
+                    let dot = base - 2 * counts[i] as i32 - column_corr(ox);
+                    let px = &mut bits[i * words + word];
+                    *px = (*px & !(1 << shift)) | ((t.bit(dot) as u64) << shift);
                 }
             }
         }
-    }
-
-    /// Zero-padding correction of output pixel (oy, ox) for channel c: the weight sums of the
-    /// taps that fell outside the input.
-    fn padded_tap_sum(&self, h: usize, w: usize, oy: usize, ox: usize, c: usize) -> i32 {
-        let g = &self.geometry;
-        let [kh, kw] = g.kernel;
-        let sums = &self.tap_sums[c * kh * kw..][..kh * kw];
-        let mut total = 0;
-        for ky in 0..kh {
-            let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
-            let row_out = iy < 0 || iy as usize >= h;
-            for kx in 0..kw {
-                let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize - g.padding[1] as isize;
-                if row_out || ix < 0 || ix as usize >= w {
-                    total += sums[ky * kw + kx];
-                }
-            }
-        }
-        total
-    }
-
-    /// True when the receptive field of (oy, ox) touches the padding.
-    fn touches_padding(&self, h: usize, w: usize, oy: usize, ox: usize) -> bool {
-        let g = &self.geometry;
-        let y0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
-        let y1 = y0 + (g.dilation[0] * (g.kernel[0] - 1)) as isize;
-        let x0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
-        let x1 = x0 + (g.dilation[1] * (g.kernel[1] - 1)) as isize;
-        y0 < 0 || x0 < 0 || y1 >= h as isize || x1 >= w as isize
     }
 }
 
@@ -307,66 +401,102 @@ impl EvalOp for BinaryConv2d {
         );
         let (n, h, w) = (shape[0], shape[1], shape[2]);
         let (oh, ow) = g.output_size(h, w)?;
-        let pixels = oh * ow;
-        let (pw, c_out) = (g.patch_words(), g.c_out);
-        let k_full = g.taps_bits() as i32;
+        let c_out = g.c_out;
         let kernel = kernels::select();
         let weights_view = self.weights.try_as_plain_ram()?;
         let weights = weights_view.as_slice::<u64>()?;
         let input_view = input.try_as_plain_ram()?;
         let x = input_view.as_slice::<u64>()?;
-        let (mul, bias) = (self.output.mul_slice(), self.output.bias_slice());
-
-        let mut patches = vec![0u64; pixels * pw];
-        let mut counts = vec![0u32; pixels * c_out];
+        let layout = LaneLayout::new(g, h, w, oh, ow);
+        let interior = self.interior(h, w, oh, ow);
         let out_words = words_for(c_out);
-        let mut out_f32 = Vec::new();
-        let mut out_bits = Vec::new();
-        match self.output.kind {
-            OutputKind::Float => out_f32 = vec![0f32; n * c_out * pixels],
-            OutputKind::Packed => out_bits = vec![0u64; n * pixels * out_words],
-        }
-        for b in 0..n {
-            let image = &x[b * h * w * cw..(b + 1) * h * w * cw];
-            // im2col and popcounts, split over threads by output pixel.
-            let rows_per_task = (4096 / pw.max(1)).max(16);
-            let tasks: Vec<(usize, &mut [u64], &mut [u32])> = patches
-                .chunks_mut(rows_per_task * pw)
-                .zip(counts.chunks_mut(rows_per_task * c_out))
-                .enumerate()
-                .map(|(i, (p, c))| (i * rows_per_task, p, c))
-                .collect();
-            run_tasks(tasks, |(first, p, c)| {
-                self.im2col(image, h, w, ow, first, p);
-                kernel.xor_popcount(p, weights, pw, c);
-            });
-            // Output stage (with the zero-padding correction at border pixels).
-            for p in 0..pixels {
-                let (oy, ox) = (p / ow, p % ow);
-                let border = g.pad_mode == PadMode::Zero && self.touches_padding(h, w, oy, ox);
-                let row = &counts[p * c_out..(p + 1) * c_out];
-                for c in 0..c_out {
-                    let mut dot = k_full - 2 * row[c] as i32;
-                    if border {
-                        dot -= self.padded_tap_sum(h, w, oy, ox, c);
-                    }
-                    match self.output.kind {
-                        OutputKind::Float => {
-                            out_f32[(b * c_out + c) * pixels + p] = affine(mul[c], bias[c], dot)
-                        }
-                        OutputKind::Packed => {
-                            let bitv = self.output.thresholds[c].bit(dot) as u64;
-                            out_bits[(b * pixels + p) * out_words + c / WORD_BITS] |=
-                                bitv << (c % WORD_BITS);
-                        }
-                    }
-                }
-            }
-        }
-        let out = match self.output.kind {
-            OutputKind::Float => Tensor::from_shape(&[n, c_out, oh, ow], &out_f32)?,
-            OutputKind::Packed => Tensor::from_shape(&[n, oh, ow, out_words], &out_bits)?,
+
+        // Bands of output lanes: counts of a band fit BAND_COUNTS, and every thread gets one.
+        let lanes = layout.lanes;
+        let bands = (c_out * lanes)
+            .div_ceil(BAND_COUNTS)
+            .max(threads())
+            .min(lanes);
+        let band = lanes.div_ceil(bands).next_multiple_of(BAND_ALIGN);
+        let bands = lanes.div_ceil(band);
+
+        let mut out = match self.output.kind {
+            // SAFETY: f32 has no invalid bit patterns, and every element is written below
+            // (every output pixel lies in one band, every channel is written for it).
+            OutputKind::Float => unsafe { Tensor::uninitialized::<f32>(&[n, c_out, oh, ow])? },
+            OutputKind::Packed => Tensor::zero::<u64>(&[n, oh, ow, out_words])?,
         };
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        let (out_f32, out_bits): (&mut [f32], &mut [u64]) = match self.output.kind {
+            OutputKind::Float => (out_view.as_slice_mut::<f32>()?, &mut []),
+            OutputKind::Packed => (&mut [], out_view.as_slice_mut::<u64>()?),
+        };
+        let (out_f32, out_bits) = (Disjoint::new(out_f32), Disjoint::new(out_bits));
+        let (kh, kw) = (g.kernel[0], g.kernel[1]);
+        scratch::words(layout.len, |buf| {
+            scratch::offsets(kh * kw, |taps| {
+                layout.taps(g, taps);
+                let taps = &*taps;
+                for b in 0..n {
+                    layout.pack(
+                        g,
+                        &x[b * h * w * layout.cw..][..h * w * layout.cw],
+                        h,
+                        w,
+                        buf,
+                    );
+                    let buf = &*buf;
+                    run_indexed(bands, |i| {
+                        let q0 = i * band;
+                        let len = band.min(lanes - q0);
+                        scratch::counts(c_out * len, |counts| {
+                            let job = LaneJob {
+                                input: &buf[q0..],
+                                taps,
+                                words: layout.cw,
+                                plane: layout.plane,
+                                lanes: len,
+                                weights,
+                            };
+                            kernel.xor_popcount_lanes(&job, counts);
+                            // The output rows this band holds lanes of.
+                            for oy in q0 / layout.wq..=(q0 + len - 1) / layout.wq {
+                                let row = oy * layout.wq;
+                                let x0 = q0.max(row) - row;
+                                let x1 = (q0 + len).min(row + ow).saturating_sub(row);
+                                if x0 >= x1 {
+                                    continue;
+                                }
+                                let first = row + x0 - q0;
+                                let pixel = oy * ow + x0;
+                                // SAFETY: this band is the only one holding lanes
+                                // row + x0..row + x1, i.e. these output pixels.
+                                let bits = match self.output.kind {
+                                    OutputKind::Packed => unsafe {
+                                        out_bits.part(
+                                            (b * oh * ow + pixel) * out_words,
+                                            (x1 - x0) * out_words,
+                                        )
+                                    },
+                                    OutputKind::Float => &mut [],
+                                };
+                                for c in 0..c_out {
+                                    let counts = &counts[c * len + first..][..x1 - x0];
+                                    // SAFETY: as above, for channel c.
+                                    let float = match self.output.kind {
+                                        OutputKind::Float => unsafe {
+                                            out_f32.part((b * c_out + c) * oh * ow + pixel, x1 - x0)
+                                        },
+                                        OutputKind::Packed => &mut [],
+                                    };
+                                    self.row_out(c, oy, x0, counts, (h, w), interior, float, bits);
+                                }
+                            }
+                        })
+                    });
+                }
+            })
+        });
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -470,4 +600,109 @@ fn dump(
         ("pad_mode", string(g.pad_mode.as_str())),
     ];
     dump_layer(ast, node, NAME, &op.weights, &op.output, extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::bitpack::Bitpack;
+    use crate::ops::packing::{bit, is_minus_one, pack_conv_weights};
+    use crate::ops::reference;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
+    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+    /// Layers larger than one band of counts, on 1 and 2 threads: every band boundary, border
+    /// correction and output kind equals the float reference.
+    #[test]
+    fn bands_and_threads_equal_the_float_reference() {
+        let mut rng = SmallRng::seed_from_u64(0x6b65_7374_7265_6c07);
+        let shapes = [
+            // (n, c_in, c_out, h, w, k, stride, padding, mode)
+            (1, 64, 64, 30, 29, 3, 1, 1, PadMode::Zero),
+            (2, 100, 130, 17, 18, 3, 2, 1, PadMode::Zero),
+            (1, 256, 200, 9, 9, 3, 1, 1, PadMode::One),
+            (1, 512, 300, 7, 7, 1, 1, 0, PadMode::Zero),
+        ];
+        for (n, c_in, c_out, h, w, k, s, p, pad_mode) in shapes {
+            let g = ConvGeometry {
+                c_in,
+                c_out,
+                kernel: [k, k],
+                stride: [s, s],
+                dilation: [1, 1],
+                padding: [p; 4],
+                pad_mode,
+            };
+            let sign = |rng: &mut SmallRng, len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|_| if rng.random() { 1.0 } else { -1.0 })
+                    .collect()
+            };
+            let x = sign(&mut rng, n * c_in * h * w);
+            let wts = sign(&mut rng, c_out * c_in * k * k);
+            let mul: Vec<f32> = (0..c_out).map(|i| [0.5, -1.25, 0.0, 2.0][i % 4]).collect();
+            let bias: Vec<f32> = (0..c_out).map(|i| (i % 7) as f32 - 3.0).collect();
+            let (dots, oh, ow) = reference::conv_dots(&x, n, h, w, &wts, &g);
+            let plane = oh * ow;
+            let want = reference::output_stage(&dots, &mul, &bias, |i| (i / plane) % c_out);
+            let input = Bitpack
+                .eval_out_of_plan(tvec!(Tensor::from_shape(&[n, c_in, h, w], &x)
+                    .unwrap()
+                    .into_tvalue()))
+                .unwrap()
+                .unwrap()
+                .remove(0);
+            let weights = Tensor::from_shape(
+                &[c_out, k, k, words_for(c_in)],
+                &pack_conv_weights(&wts, c_out, c_in, k, k),
+            )
+            .unwrap();
+            let op = |kind| {
+                BinaryConv2d::new(
+                    g,
+                    Arc::new(weights.clone()),
+                    kind,
+                    Arc::new(tensor1(&mul)),
+                    Arc::new(tensor1(&bias)),
+                )
+                .unwrap()
+            };
+            for threads in [1, 2] {
+                let run = |kind| {
+                    let executor = if threads == 1 {
+                        Executor::SingleThread
+                    } else {
+                        Executor::multithread(threads)
+                    };
+                    multithread_tract_scope(executor, || {
+                        op(kind)
+                            .eval_out_of_plan(tvec!(input.clone()))
+                            .unwrap()
+                            .unwrap()
+                            .remove(0)
+                    })
+                };
+                let float = run(OutputKind::Float);
+                let float = float.try_as_plain_ram().unwrap();
+                let got = float.as_slice::<f32>().unwrap();
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "#{i} {g:?} {threads} threads");
+                }
+                let packed = run(OutputKind::Packed);
+                let packed = packed.try_as_plain_ram().unwrap();
+                let bits = packed.as_slice::<u64>().unwrap();
+                let words = words_for(c_out);
+                for (i, y) in want.iter().enumerate() {
+                    let (b, c, p) = (i / (c_out * plane), i / plane % c_out, i % plane);
+                    let row = &bits[(b * plane + p) * words..][..words];
+                    assert_eq!(
+                        bit(row, c),
+                        is_minus_one(*y),
+                        "bit {i} {g:?} {threads} threads"
+                    );
+                }
+            }
+        }
+    }
 }

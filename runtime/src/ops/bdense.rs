@@ -18,7 +18,8 @@ use super::output_stage::{
     affine, dump_layer, layer_parameters, load_layer, OutputKind, OutputStage,
 };
 use super::packing::{words_for, WORD_BITS};
-use super::parallel::run_tasks;
+use super::parallel::{run_indexed, Disjoint};
+use super::scratch;
 use crate::kernels;
 use crate::kernels::mst::MstSchedule;
 
@@ -165,61 +166,58 @@ impl EvalOp for BinaryDense {
         let wv = self.weights.try_as_plain_ram()?;
         let w = wv.as_slice::<u64>()?;
         let kernel = kernels::select();
-        let mut counts = vec![0u32; n * n_out];
-        if let Some(mst) = &self.mst {
-            let mut scratch = vec![];
-            mst.xor_popcount(kernel, x, &mut counts, &mut scratch);
-            return self.finish(counts, n);
-        }
-        // Batch 1 is the common case: split the output features, not the rows.
-        let per_task = 256usize;
-        let tasks: Vec<(usize, &mut [u32])> = counts
-            .chunks_mut(n_out)
-            .enumerate()
-            .flat_map(|(row, c)| {
-                c.chunks_mut(per_task)
-                    .enumerate()
-                    .map(move |(j, c)| (row * n_out + j * per_task, c))
-            })
-            .collect();
-        run_tasks(tasks, |(start, c)| {
-            let (row, col) = (start / n_out, start % n_out);
-            let rows = &w[col * words..(col + c.len()) * words];
-            kernel.xor_popcount(&x[row * words..(row + 1) * words], rows, words, c);
-        });
-        self.finish(counts, n)
-    }
-}
-
-impl BinaryDense {
-    /// The output stage on `n` rows of counts.
-    fn finish(&self, counts: Vec<u32>, n: usize) -> TractResult<TVec<TValue>> {
-        let n_out = self.n_out();
         let k = self.k as i32;
-        let out = match self.output.kind {
-            OutputKind::Float => {
-                let (mul, bias) = (self.output.mul_slice(), self.output.bias_slice());
-                let y: Vec<f32> = counts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &p)| {
-                        let c = i % n_out;
-                        affine(mul[c], bias[c], k - 2 * p as i32)
-                    })
-                    .collect();
-                Tensor::from_shape(&[n, n_out], &y)?
-            }
-            OutputKind::Packed => {
-                let ow = words_for(n_out);
-                let mut bits = vec![0u64; n * ow];
-                for (i, &p) in counts.iter().enumerate() {
-                    let (row, c) = (i / n_out, i % n_out);
-                    let b = self.output.thresholds[c].bit(k - 2 * p as i32) as u64;
-                    bits[row * ow + c / WORD_BITS] |= b << (c % WORD_BITS);
-                }
-                Tensor::from_shape(&[n, ow], &bits)?
-            }
+        let ow = words_for(n_out);
+        let mut out = match self.output.kind {
+            // SAFETY: f32 has no invalid bit patterns; every element is written below.
+            OutputKind::Float => unsafe { Tensor::uninitialized::<f32>(&[n, n_out])? },
+            OutputKind::Packed => Tensor::zero::<u64>(&[n, ow])?,
         };
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        // Counts in per-thread scratch; batch 1 is the common case, so tasks split the output
+        // features (PER_TASK at a time), not only the rows.
+        const PER_TASK: usize = 256;
+        let chunks = n_out.div_ceil(PER_TASK);
+        scratch::counts(n * n_out, |counts| {
+            if let Some(mst) = &self.mst {
+                // Children depend on their parents: one task (the roots' counts go through
+                // the dense kernel inside).
+                let mut roots = vec![];
+                mst.xor_popcount(kernel, x, counts, &mut roots);
+            } else {
+                let parts = Disjoint::new(counts);
+                run_indexed(n * chunks, |i| {
+                    let (row, col) = (i / chunks, i % chunks * PER_TASK);
+                    let len = PER_TASK.min(n_out - col);
+                    // SAFETY: task i alone writes counts of row `row`, features col..col + len.
+                    let c = unsafe { parts.part(row * n_out + col, len) };
+                    let rows = &w[col * words..(col + len) * words];
+                    kernel.xor_popcount(&x[row * words..(row + 1) * words], rows, words, c);
+                });
+            }
+            match self.output.kind {
+                OutputKind::Float => {
+                    let (mul, bias) = (self.output.mul_slice(), self.output.bias_slice());
+                    let y = out_view.as_slice_mut::<f32>()?;
+                    for (y, counts) in y.chunks_exact_mut(n_out).zip(counts.chunks_exact(n_out)) {
+                        for (((y, &p), &m), &b) in y.iter_mut().zip(counts).zip(mul).zip(bias) {
+                            *y = affine(m, b, k - 2 * p as i32);
+                        }
+                    }
+                }
+                OutputKind::Packed => {
+                    let bits = out_view.as_slice_mut::<u64>()?;
+                    for (bits, counts) in bits.chunks_exact_mut(ow).zip(counts.chunks_exact(n_out))
+                    {
+                        for (c, (&p, t)) in counts.iter().zip(&self.output.thresholds).enumerate() {
+                            bits[c / WORD_BITS] |=
+                                (t.bit(k - 2 * p as i32) as u64) << (c % WORD_BITS);
+                        }
+                    }
+                }
+            }
+            TractResult::Ok(())
+        })?;
         Ok(tvec!(out.into_tvalue()))
     }
 }

@@ -16,3 +16,4 @@ pub mod packing;
 pub mod parallel;
 pub mod reference;
 pub mod registry;
+pub(crate) mod scratch;

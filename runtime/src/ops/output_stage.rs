@@ -71,6 +71,31 @@ pub fn affine(mul: f32, bias: f32, dot: i32) -> f32 {
     scaled + bias
 }
 
+/// `out[i] = affine(mul, bias, base − 2·counts[i])` for a run of popcounts (the float output
+/// stage's inner loop). Compiled a second time with AVX2 enabled and picked at run time on
+/// x86-64, where the baseline target has only SSE2 (8 lanes per instruction instead of 4);
+/// the arithmetic is the same two-rounding f32 expression either way.
+pub fn affine_counts(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
+    #[inline(always)]
+    fn body(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
+        for (y, &p) in out.iter_mut().zip(counts) {
+            *y = affine(mul, bias, base - 2 * p as i32);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
+            body(mul, bias, base, counts, out)
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked).
+            return unsafe { avx2(mul, bias, base, counts, out) };
+        }
+    }
+    body(mul, bias, base, counts, out)
+}
+
 /// The threshold equal to `!(affine(mul, bias, dot) >= 0)` for every `dot` in `[-k, k]`.
 pub fn threshold(mul: f32, bias: f32, k: i32) -> TractResult<Threshold> {
     ensure!(

@@ -1,20 +1,61 @@
 //! Splitting an op's work over the runtime's threads: the executor tract runs the plan with
 //! (`--threads`), so binary ops and tract's own kernels share one pool and one setting.
+//! Tasks are indices (no task list is allocated); a task that writes a part of a shared output
+//! goes through [`Disjoint`].
 
+use rayon::prelude::*;
 use tract_linalg::multithread::{current_tract_executor, Executor};
 
-/// Runs independent tasks on the current tract executor (inline when single-threaded or when
-/// there is one task).
-pub fn run_tasks<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync) {
+/// Threads of the current tract executor (1 when single-threaded).
+pub fn threads() -> usize {
     match current_tract_executor() {
-        Executor::MultiThread(pool) if tasks.len() > 1 => pool.install(|| {
-            rayon::scope(|s| {
-                for t in tasks {
-                    let f = &f;
-                    s.spawn(move |_| f(t));
-                }
-            })
-        }),
-        _ => tasks.into_iter().for_each(f),
+        Executor::MultiThread(pool) => pool.current_num_threads(),
+        Executor::RayonGlobal => rayon::current_num_threads(),
+        Executor::SingleThread => 1,
+    }
+}
+
+/// Runs `f(0) … f(n − 1)` on the current tract executor (inline when single-threaded or when
+/// there is one task).
+pub fn run_indexed(n: usize, f: impl Fn(usize) + Sync + Send) {
+    match current_tract_executor() {
+        Executor::MultiThread(pool) if n > 1 => pool.install(|| (0..n).into_par_iter().for_each(f)),
+        Executor::RayonGlobal if n > 1 => (0..n).into_par_iter().for_each(f),
+        _ => (0..n).for_each(f),
+    }
+}
+
+/// A mutable buffer that tasks of [`run_indexed`] write in disjoint parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Disjoint<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: a `Disjoint` only hands out sub-slices through `part`, whose callers guarantee that
+// parts used at the same time do not overlap; T itself crosses threads.
+unsafe impl<T: Send> Send for Disjoint<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Disjoint<T> {}
+
+impl<T> Disjoint<T> {
+    /// Wraps `buf` for the duration of its borrow.
+    pub(crate) fn new(buf: &mut [T]) -> Disjoint<T> {
+        Disjoint {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// The part `start..start + len`.
+    ///
+    /// # Safety
+    /// The wrapped buffer must outlive the returned slice, and no two parts alive at the same
+    /// time (in any thread) may overlap.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.len, "part out of the buffer");
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
