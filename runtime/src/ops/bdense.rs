@@ -181,9 +181,11 @@ impl EvalOp for BinaryDense {
         scratch::counts(n * n_out, |counts| {
             if let Some(mst) = &self.mst {
                 // Children depend on their parents: one task (the roots' counts go through
-                // the dense kernel inside).
-                let mut roots = vec![];
-                mst.xor_popcount(kernel, x, counts, &mut roots);
+                // the dense kernel inside, into a per-thread buffer reused across runs).
+                thread_local! {
+                    static ROOTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                ROOTS.with(|r| mst.xor_popcount(kernel, x, counts, &mut r.borrow_mut()));
             } else {
                 let parts = Disjoint::new(counts);
                 run_indexed(n * chunks, |i| {
