@@ -205,7 +205,7 @@ pub fn convert(
 }
 
 /// `true` for a gzipped tar (`.tgz`, `.gz`), `false` for a plain `.tar`.
-fn output_kind(output: &Path) -> Result<bool, ConvertError> {
+pub(crate) fn output_kind(output: &Path) -> Result<bool, ConvertError> {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())

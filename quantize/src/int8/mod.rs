@@ -136,7 +136,7 @@ pub fn convert_int8(
     options: &Int8Options,
 ) -> Result<Int8Report, Int8Error> {
     let start = Instant::now();
-    let gzip = output_is_gzip(output)?;
+    let gzip = crate::convert::output_kind(output)?;
     let graph_err = |stage: &'static str| {
         move |e: TractError| Int8Error::Graph {
             path: source.to_path_buf(),
@@ -323,24 +323,6 @@ pub fn convert_int8(
         reload_relative_diff: reload_diff,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn output_is_gzip(output: &Path) -> Result<bool, Int8Error> {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
-        Ok(true)
-    } else if name.ends_with(".tar") {
-        Ok(false)
-    } else {
-        Err(crate::ConvertError::Output {
-            path: output.to_path_buf(),
-            reason: "output must end in .nnef.tgz (gzipped) or .nnef.tar".into(),
-        }
-        .into())
-    }
 }
 
 fn progress(options: &Int8Options, total: usize, what: &str) -> indicatif::ProgressBar {
