@@ -4,28 +4,11 @@
 //! binfmt_misc; CI sets `KESTREL_TEST_EXEC_WRAPPER="qemu-aarch64 -L /usr/aarch64-linux-gnu"`
 //! and the binary is started through it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn kestrel() -> Command {
-    let bin = env!("CARGO_BIN_EXE_kestrel");
-    match std::env::var("KESTREL_TEST_EXEC_WRAPPER") {
-        Ok(wrapper) if !wrapper.trim().is_empty() => {
-            let mut parts = wrapper.split_whitespace();
-            let mut cmd = Command::new(parts.next().unwrap());
-            cmd.args(parts).arg(bin);
-            cmd
-        }
-        _ => Command::new(bin),
-    }
-}
+use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::{kestrel, repo};
 
 fn run(args: &[&str]) -> Output {
     kestrel().args(args).output().expect("start kestrel")

@@ -94,19 +94,22 @@ pub fn binariser(model: &TypedModel, node: &TypedNode) -> Option<Binariser> {
     })
 }
 
+/// The other input of a two-input node one of whose inputs is `input`.
+fn other_input(node: &TypedNode, input: OutletId) -> Option<OutletId> {
+    match node.inputs[..] {
+        [a, b] if a == input => Some(b),
+        [a, b] if b == input => Some(a),
+        _ => None,
+    }
+}
+
 /// A `Mul` of `input` by a positive scalar constant that leaves its shape unchanged:
 /// `Some(scale)`.
 pub fn positive_scalar_mul(model: &TypedModel, node: &TypedNode, input: OutletId) -> Option<f32> {
-    if bin_op_name(node)? != "Mul" || node.inputs.len() != 2 {
+    if bin_op_name(node)? != "Mul" {
         return None;
     }
-    let other = if node.inputs[0] == input {
-        node.inputs[1]
-    } else if node.inputs[1] == input {
-        node.inputs[0]
-    } else {
-        return None;
-    };
+    let other = other_input(node, input)?;
     let k = konst(model, other)?;
     if k.shape().iter().any(|d| *d != 1) {
         return None;
@@ -153,16 +156,10 @@ pub fn per_channel_affine(
     channels: usize,
 ) -> Option<Affine> {
     let name = bin_op_name(node)?;
-    if node.inputs.len() != 2 || (name != "Mul" && name != "Add") {
+    if name != "Mul" && name != "Add" {
         return None;
     }
-    let other = if node.inputs[0] == input {
-        node.inputs[1]
-    } else if node.inputs[1] == input {
-        node.inputs[0]
-    } else {
-        return None;
-    };
+    let other = other_input(node, input)?;
     let in_fact = model.outlet_fact(input).ok()?;
     if node.outputs[0].fact.shape != in_fact.shape || in_fact.datum_type != f32::datum_type() {
         return None;
