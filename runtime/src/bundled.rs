@@ -37,3 +37,23 @@ pub fn task(top_k: usize) -> Task {
         top_k.min(LABELS.len()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::sidecar::Sidecar;
+    use std::path::Path;
+
+    /// The sidecar the board packages install next to the graph says what this module says.
+    #[test]
+    fn the_shipped_sidecar_matches_the_bundled_settings() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ppocr-cls");
+        let sidecar = Sidecar::find(&dir.join("ppocr-cls.nnef.tgz"))
+            .unwrap()
+            .expect("models/ppocr-cls/ppocr-cls.kestrel.toml");
+        assert_eq!(sidecar.normalize(), Some(normalize()));
+        assert_eq!(format!("{:?}", sidecar.task(2)), format!("{:?}", task(2)));
+        let shipped = std::fs::read(dir.join("ppocr-cls.nnef.tgz")).unwrap();
+        assert!(shipped == NNEF_TGZ, "the bundled graph is the shipped file");
+    }
+}
