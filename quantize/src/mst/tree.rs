@@ -12,25 +12,50 @@
 //! parent while its depth is below the bound), ties broken by the lower channel index, so the
 //! tree is deterministic.
 
-/// Costs of the tree's edges, in units of one dense word (XOR + popcount + add).
+/// Costs of the tree's edges, in units of one dense word (XOR + popcount + add of one weight
+/// word against the input, as the dense kernel of the same form executes it).
+///
+/// Each form of the runtime's MST kernel (`kestrel_runtime::kernels::mst`) has its own
+/// constants, measured with `cargo bench --bench mst_kernels` (synthetic 4-ary trees, one root,
+/// children differing from their parents in a fraction f of their words; `word_cost` = the
+/// slope of time ratio over word-op ratio, `child_cost` from f = 0). See [`CostModel::rows`]
+/// and [`CostModel::lanes`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostModel {
-    /// Cost of one differing word of a child (XOR + AND + popcount + add, gathered).
+    /// Cost of one differing word of a child.
     pub word_cost: f64,
-    /// Fixed cost of a child (load the parent's count, store).
+    /// Fixed cost of a child (its parent's counts loaded, its own stored).
     pub child_cost: f64,
 }
 
-impl Default for CostModel {
-    /// Calibrated with `cargo bench --bench mst_kernels` on x86-64 AVX2: one differing word of
-    /// a child cost 5–8 dense words (the dense kernel streams whole rows through 256-bit
-    /// registers, the child loop gathers scattered words one at a time), so MST pays only
-    /// where children differ from their parents in fewer than ~1/7 of their words.
-    fn default() -> Self {
+impl CostModel {
+    /// Binary dense (row form): the child loop is scalar and gathers scattered words one at a
+    /// time, while the dense kernel streams whole rows through vector registers. Measured on
+    /// x86-64 AVX2 (issue 5, first session): a differing word cost 5–8 dense words. 6.0 / 1.0.
+    pub fn rows() -> CostModel {
         CostModel {
             word_cost: 6.0,
             child_cost: 1.0,
         }
+    }
+
+    /// Binary conv2d (lane form): a child walks its differing (tap, word) planes with the
+    /// output pixels as vector lanes, the same work per word as the dense lane kernel
+    /// (AVX-512: `vpternlogq` + `vpopcntq` + `vpaddq` per 8 lanes; NEON: one `and` more per
+    /// 128 bits), but its input loads are not shared with other channels.
+    /// LANES_CALIBRATION
+    pub fn lanes() -> CostModel {
+        CostModel {
+            word_cost: 1.5,
+            child_cost: 1.0,
+        }
+    }
+}
+
+impl Default for CostModel {
+    /// [`CostModel::rows`].
+    fn default() -> Self {
+        CostModel::rows()
     }
 }
 
