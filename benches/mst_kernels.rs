@@ -27,6 +27,7 @@ use kestrel_runtime::kernels::mst::MstSchedule;
 use kestrel_runtime::kernels::{self, BinaryKernel, LaneJob, LANE_SLACK};
 use kestrel_runtime::ops::bconv::BinaryConv2d;
 use kestrel_runtime::tract_core::internal::*;
+use kestrel_runtime::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 struct Shape {
     name: &'static str,
@@ -115,7 +116,9 @@ fn tree_weights(channels: usize, w: usize, f: f64, seed: u64) -> (Vec<u64>, Vec<
     let mut st = seed;
     let mut weights: Vec<u64> = (0..w).map(|_| splitmix(&mut st)).collect();
     let mut parents = vec![None];
-    let differing = ((w as f64 * f).round() as usize).max(usize::from(f > 0.0)).min(w);
+    let differing = ((w as f64 * f).round() as usize)
+        .max(usize::from(f > 0.0))
+        .min(w);
     for c in 1..channels {
         let p = (c - 1) / 4;
         let mut row: Vec<u64> = weights[p * w..(p + 1) * w].to_vec();
@@ -137,20 +140,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time(mut f: impl FnMut()) -> f64 {
+/// Medians of `dense` and `mst`, their samples interleaved (31 pairs of 20 calls each) so that
+/// load changes on the shared machine hit both alike.
+fn time_pair(mut dense: impl FnMut(), mut mst: impl FnMut()) -> (f64, f64) {
     for _ in 0..3 {
-        f();
+        dense();
+        mst();
     }
-    let samples = (0..31)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..20 {
-                f();
-            }
-            t.elapsed().as_secs_f64() / 20.0
-        })
-        .collect();
-    median(samples)
+    let sample = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..20 {
+            f();
+        }
+        t.elapsed().as_secs_f64() / 20.0
+    };
+    let (mut d, mut m) = (vec![], vec![]);
+    for _ in 0..31 {
+        d.push(sample(&mut dense));
+        m.push(sample(&mut mst));
+    }
+    (median(d), median(m))
 }
 
 fn bench(c: &mut Criterion) {
@@ -186,8 +195,11 @@ fn rows(c: &mut Criterion, kernel: &dyn BinaryKernel, table: &mut Vec<String>) {
             });
             group.finish();
             // Side by side, interleaved, for the table.
-            let dense = time(|| kernel.xor_popcount(black_box(&a), &weights, s.words, &mut out));
-            let mst = time(|| schedule.xor_popcount(kernel, black_box(&a), &mut out, &mut scratch));
+            let mut out2 = out.clone();
+            let (dense, mst) = time_pair(
+                || kernel.xor_popcount(black_box(&a), &weights, s.words, &mut out),
+                || schedule.xor_popcount(kernel, black_box(&a), &mut out2, &mut scratch),
+            );
             let ops = schedule.word_ops() as f64 / schedule.dense_word_ops() as f64;
             table.push(line(s.name, f, dense, mst, ops));
         }
@@ -241,8 +253,11 @@ fn lanes(c: &mut Criterion, kernel: &dyn BinaryKernel, table: &mut Vec<String>) 
                 b.iter(|| schedule.xor_popcount_lanes(kernel, black_box(&job), &offsets, &mut out))
             });
             group.finish();
-            let dense = time(|| kernel.xor_popcount_lanes(black_box(&job), &mut out));
-            let mst = time(|| schedule.xor_popcount_lanes(kernel, black_box(&job), &offsets, &mut out));
+            let mut out2 = out.clone();
+            let (dense, mst) = time_pair(
+                || kernel.xor_popcount_lanes(black_box(&job), &mut out),
+                || schedule.xor_popcount_lanes(kernel, black_box(&job), &offsets, &mut out2),
+            );
             let ops = schedule.word_ops() as f64 / schedule.dense_word_ops() as f64;
             table.push(line(s.name, f, dense, mst, ops));
         }
@@ -303,8 +318,11 @@ fn layers(c: &mut Criterion, table: &mut Vec<String>) {
             let mst_op = op.clone().with_mst(tree.parents.clone()).unwrap();
             let dense_op = op.clone();
             let name = format!("layer {file} {}", node.name);
+            // One thread, as the kernel parts (the band split is the same for both).
             let run = |op: &BinaryConv2d| {
-                op.eval_out_of_plan(tvec!(input.clone())).unwrap();
+                multithread_tract_scope(Executor::SingleThread, || {
+                    op.eval_out_of_plan(tvec!(input.clone())).unwrap();
+                })
             };
             let mut group = c.benchmark_group(format!("mst/{name}"));
             group
@@ -313,8 +331,7 @@ fn layers(c: &mut Criterion, table: &mut Vec<String>) {
             group.bench_function("dense", |b| b.iter(|| run(black_box(&dense_op))));
             group.bench_function("mst", |b| b.iter(|| run(black_box(&mst_op))));
             group.finish();
-            let dense = time(|| run(black_box(&dense_op)));
-            let mst = time(|| run(black_box(&mst_op)));
+            let (dense, mst) = time_pair(|| run(black_box(&dense_op)), || run(black_box(&mst_op)));
             let ops = tree.word_ops as f64 / (w.len()) as f64;
             table.push(format!(
                 "{}  predicted {:.3}  roots {}/{}",

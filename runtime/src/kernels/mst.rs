@@ -248,7 +248,11 @@ impl MstSchedule {
             self.channels * self.words,
             "the schedule's weights"
         );
-        assert_eq!(out.len(), self.channels * job.lanes, "counts of every channel");
+        assert_eq!(
+            out.len(),
+            self.channels * job.lanes,
+            "counts of every channel"
+        );
         if !self.roots.is_empty() {
             let root_job = LaneJob {
                 weights: &self.root_weights,

@@ -40,11 +40,11 @@ use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric, string};
 
 use self::layout::LaneLayout;
+use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
 use super::output_stage::{
     affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
     OutputStage,
 };
-use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
 use super::packing::{padding_is_clear, words_for, WORD_BITS};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
@@ -257,9 +257,12 @@ impl BinaryConv2d {
             self.geometry.c_out
         );
         let view = self.weights.try_as_plain_ram()?;
-        let schedule =
-            MstSchedule::new(view.as_slice::<u64>()?, self.geometry.patch_words(), &parents)
-                .map_err(|e| format_err!("{NAME}: MST parents: {e}"))?;
+        let schedule = MstSchedule::new(
+            view.as_slice::<u64>()?,
+            self.geometry.patch_words(),
+            &parents,
+        )
+        .map_err(|e| format_err!("{NAME}: MST parents: {e}"))?;
         self.mst = Some(Arc::new(schedule));
         self.mst_parents = Some(parents);
         Ok(self)
@@ -836,11 +839,35 @@ mod tests {
             // (n, c_in, c_out, h, w, [kh, kw], stride, dilation, padding, mode, flips)
             (1, 64, 64, 30, 29, [3, 3], 1, 1, [1; 4], PadMode::Zero, 3),
             (2, 100, 70, 17, 18, [3, 3], 2, 1, [1; 4], PadMode::Zero, 1),
-            (1, 70, 33, 11, 9, [5, 3], 1, 2, [2, 1, 0, 3], PadMode::Zero, 0),
+            (
+                1,
+                70,
+                33,
+                11,
+                9,
+                [5, 3],
+                1,
+                2,
+                [2, 1, 0, 3],
+                PadMode::Zero,
+                0,
+            ),
             (1, 3, 20, 8, 8, [3, 3], 1, 1, [1; 4], PadMode::Zero, 2),
             (1, 130, 40, 9, 9, [3, 3], 1, 1, [1; 4], PadMode::One, 5),
             (1, 512, 100, 7, 7, [1, 1], 1, 1, [0; 4], PadMode::Zero, 50),
-            (1, 200, 64, 12, 10, [3, 3], 2, 1, [0, 1, 1, 0], PadMode::Zero, 1000),
+            (
+                1,
+                200,
+                64,
+                12,
+                10,
+                [3, 3],
+                2,
+                1,
+                [0, 1, 1, 0],
+                PadMode::Zero,
+                1000,
+            ),
         ];
         for (n, c_in, c_out, h, w, kernel, s, d, padding, pad_mode, flips) in cases {
             let g = ConvGeometry {
@@ -876,7 +903,11 @@ mod tests {
             Arc::new(tensor1(&[0f32; 3])),
         )
         .unwrap();
-        for parents in [vec![None, Some(2), Some(1)], vec![None, Some(3), None], vec![None]] {
+        for parents in [
+            vec![None, Some(2), Some(1)],
+            vec![None, Some(3), None],
+            vec![None],
+        ] {
             let e = op.clone().with_mst(parents).unwrap_err().to_string();
             assert!(e.contains(NAME), "{e}");
         }
