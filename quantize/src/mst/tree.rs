@@ -236,9 +236,14 @@ mod tests {
 
     #[test]
     fn copies_become_children_and_strangers_roots() {
-        // Eight rows of two words: row 3 copies row 0, the others differ in every word.
+        // Eight rows of two words: row 3 copies row 0, the others differ in every word. (A
+        // child's fixed cost must stay below a root's two words for the copy to pay.)
         let w = [1u64, 2, 3, 4, 5, 6, 1, 2, 7, 8, 9, 10, 11, 12, 13, 14];
-        let t = build(&w, 2, 8, CostModel::default());
+        let cost = CostModel {
+            word_cost: 1.5,
+            child_cost: 1.0,
+        };
+        let t = build(&w, 2, 8, cost);
         assert_eq!(t.parents[3], Some(0));
         assert_eq!(t.roots(), 7);
         assert_eq!(t.word_ops, 7 * 2);

@@ -74,6 +74,25 @@
 //! one derived above for the row form (3 ASIMD instructions per 128 bits: 85–128 bit-MACs per
 //! cycle, 128–192 G bit-MAC/s per core at 1.5 GHz), now without an im2col copy in front.
 //!
+//! # MST children (`mst_children_lanes`)
+//!
+//! Executed instructions of the lane job, dense vs MST (`runtime/examples/mst_icount.rs`, built
+//! for aarch64 with the three `--config` flags above; `arm-icount --filter 'kernels::' --
+//! mst_icount neon dense|mst K WORDS SIZE C PERMILLE ITERS`, ITERS 3 minus 1, halved; the
+//! kernel functions only): a 4-ary tree, one root, children differing in PERMILLE/1000 of
+//! their (tap, word) positions.
+//!
+//! | lane job | dense instr | MST / dense at 0 / 5 / 10 / 25 / 50 / 100% differing |
+//! |----------|------------:|------------------------------------------------------|
+//! | 3×3 256→256 @14 (36 words/row) | 4 525 518 | 0.086 / 0.178 / 0.268 / 0.494 / 0.900 / 1.713 |
+//! | 3×3 64→64 @56 (9 words/row) | 5 140 830 | 0.258 / 0.403 / 0.403 / 0.682 / 0.961 / 1.519 |
+//! | 3×3 32→64 @14 (mnist conv2) | 362 910 | 0.274 / 0.418 / 0.418 / 0.696 / 0.974 / 1.530 |
+//! | 3×3 64→64 @7 (mnist conv3) | 110 110 | 0.312 / 0.456 / 0.456 / 0.732 / 1.008 / 1.559 |
+//!
+//! (9-word rows round 5% and 10% to one differing word.) Per differing word a child executes
+//! 1.3–1.6× the instructions of a dense word (the extra `and`, unshared input loads) and
+//! 2.2–3.0 dense words of fixed cost (parent load, fold, store): the converter's lane cost model.
+//!
 //! Selected at run time with `std::arch::is_aarch64_feature_detected!("neon")` (NEON is
 //! baseline on aarch64, so this always holds on Linux).
 
