@@ -181,38 +181,67 @@ fn sign_of_a_graph_input_converts_with_a_warning() {
 }
 
 #[test]
-fn a_dense_layer_forced_onto_its_mst_stays_exact_through_nnef() {
-    // max_ratio = ∞ makes the cost model pick MST for every layer, even where it does not
-    // pay: the tree must still give the same outputs (the conversion reloads the written graph
-    // with the runtime and compares it with the source on random and reference inputs).
+fn layers_forced_onto_their_mst_stay_bit_exact_through_nnef() {
+    // max_ratio = ∞ makes the cost model pick MST for every layer (conv and dense), even where
+    // it does not pay: the trees must still give the same outputs, bit for bit, as the graph
+    // converted without MST (both written as NNEF and reloaded by the runtime).
     let fx = Fixture::load("bnn-sign").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mst.nnef.tgz");
+    // Children made cheap, so the trees have them although these random weights share no word.
+    let cheap = kestrel_quantize::mst::CostModel {
+        word_cost: 0.01,
+        child_cost: 0.0,
+    };
     let options = ConvertOptions {
         verify_data: Some(fx.input.clone()),
         mst: Some(kestrel_quantize::mst::MstOptions {
             max_ratio: f64::INFINITY,
             max_depth: 3,
-            // Children made cheap, so the tree has them although these random weights share
-            // no word.
-            cost: kestrel_quantize::mst::CostModel {
-                word_cost: 0.01,
-                child_cost: 0.0,
-            },
+            cost: cheap,
+            conv_cost: cheap,
             ..Default::default()
         }),
         ..ConvertOptions::default()
     };
     let report = convert(&fx.onnx, &out, &options).unwrap();
-    let kernels: Vec<&str> = report.mst.iter().map(|l| l.kernel.as_str()).collect();
-    assert_eq!(kernels.len(), 3, "{:?}", report.mst);
-    assert_eq!(kernels[2], "mst", "{:?}", report.mst);
+    let binary = report.binary.as_ref().unwrap();
+    let became: Vec<&str> = binary.layers.iter().map(|l| l.became.as_str()).collect();
     assert!(
-        report.mst[2].roots < report.mst[2].channels / 4,
-        "{:?}",
-        report.mst[2]
+        became.iter().any(|b| b.contains("conv")),
+        "the fixture has a binary conv: {became:?}"
     );
-    assert!(report.mst.iter().all(|l| l.depth <= 3 && l.choice == "mst"));
+    assert_eq!(report.mst.len(), 3, "{:?}", report.mst);
+    for l in &report.mst {
+        assert_eq!(l.kernel, "mst", "{l:?}");
+        assert!(l.depth <= 3 && l.choice == "mst", "{l:?}");
+        assert!(l.roots < l.channels / 4, "{l:?}");
+    }
     assert_eq!(report.argmax_mismatches, 0);
     matches_reference("bnn-sign", &out);
+
+    // The same graph without MST: every output identical bit for bit.
+    let dense = dir.path().join("dense.nnef.tgz");
+    let options = ConvertOptions {
+        verify_data: Some(fx.input.clone()),
+        mst: None,
+        ..ConvertOptions::default()
+    };
+    let plain = convert(&fx.onnx, &dense, &options).unwrap();
+    assert!(plain.mst.is_empty());
+    let (_, input) = read_arrays(&fx.input).unwrap().remove(0);
+    let run = |graph: &Path| {
+        let model = Model::load(graph, &LoadOptions { threads: Some(2) }).unwrap();
+        infer::infer(&model, std::slice::from_ref(&input)).unwrap()
+    };
+    let (with, without) = (run(&out), run(&dense));
+    assert_eq!(with.len(), without.len());
+    for (a, b) in with.iter().zip(&without) {
+        let (a, b) = (a.try_as_plain_ram().unwrap(), b.try_as_plain_ram().unwrap());
+        let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(a.as_slice::<f32>().unwrap()),
+            bits(b.as_slice::<f32>().unwrap())
+        );
+    }
 }

@@ -9,9 +9,12 @@
 //! the predicted cost is at most [`MstOptions::max_ratio`] of dense, so MST never makes a layer
 //! slower. `--mst-dot DIR` writes each layer's tree as Graphviz DOT.
 //!
-//! Status: binary **dense** layers carry the tree (`mst_parents` in NNEF, executed by the
-//! runtime's bit-exact MST kernel) where the cost model picks it; binary **conv** layers are
-//! analysed and reported but still execute the dense kernel (the report's `kernel` says so).
+//! Binary dense and binary conv layers carry the tree (`mst_parents` in NNEF, executed by the
+//! runtime's bit-exact MST kernels: the row form for dense, the lane form for conv) where the
+//! cost model picks it; elsewhere the tree is only reported and the layer runs dense (the
+//! report's `kernel` says which runs). The two forms have their own cost models
+//! ([`MstOptions::cost`], [`MstOptions::conv_cost`]; constants and their measurement in
+//! [`tree::CostModel`]).
 
 pub mod tree;
 
@@ -29,8 +32,10 @@ pub use tree::{build, CostModel, MstTree};
 pub struct MstOptions {
     /// Depth bound of the tree (children of the virtual root have depth 1).
     pub max_depth: usize,
-    /// Edge costs.
+    /// Edge costs of binary dense layers (the runtime's row form).
     pub cost: CostModel,
+    /// Edge costs of binary conv layers (the runtime's lane form).
+    pub conv_cost: CostModel,
     /// MST is chosen only when its predicted cost is at most this fraction of dense.
     pub max_ratio: f64,
     /// Where to write one DOT file per layer.
@@ -41,7 +46,8 @@ impl Default for MstOptions {
     fn default() -> Self {
         MstOptions {
             max_depth: 16,
-            cost: CostModel::default(),
+            cost: CostModel::rows(),
+            conv_cost: CostModel::lanes(),
             max_ratio: 0.8,
             dot_dir: None,
         }
@@ -82,27 +88,28 @@ pub struct MstLayerReport {
     pub kernel: String,
 }
 
-/// Analyses every binary conv/dense node of `model` and installs the tree in the dense layers
-/// where the cost model picks MST.
+/// Analyses every binary conv/dense node of `model` and installs the tree in the layers where
+/// the cost model picks MST.
 pub fn apply(model: &mut TypedModel, options: &MstOptions) -> TractResult<Vec<MstLayerReport>> {
     let mut out = vec![];
     for id in 0..model.nodes().len() {
         let node = &model.nodes()[id];
-        let (weights, channels, bits) = if let Some(op) = node.op_as::<BinaryConv2d>() {
+        let (weights, channels, bits, cost) = if let Some(op) = node.op_as::<BinaryConv2d>() {
             (
                 op.weights.clone(),
                 op.geometry.c_out,
                 op.geometry.taps_bits(),
+                options.conv_cost,
             )
         } else if let Some(op) = node.op_as::<BinaryDense>() {
-            (op.weights.clone(), op.n_out(), op.k)
+            (op.weights.clone(), op.n_out(), op.k, options.cost)
         } else {
             continue;
         };
         let view = weights.try_as_plain_ram()?;
         let w = view.as_slice::<u64>()?;
         let words = w.len() / channels;
-        let t = build(w, words, options.max_depth, options.cost);
+        let t = build(w, words, options.max_depth, cost);
         if let Some(dir) = &options.dot_dir {
             write_dot(dir, &node.name, &t.to_dot(&node.name, w, words))?;
         }
@@ -114,13 +121,15 @@ pub fn apply(model: &mut TypedModel, options: &MstOptions) -> TractResult<Vec<Ms
         };
         let mut kernel = "dense";
         if choice == "mst" {
-            if let Some(op) = node.op_as::<BinaryDense>() {
-                let op = op.clone().with_mst(t.parents.clone())?;
-                model.node_mut(id).op = Box::new(op);
-                kernel = "mst";
+            let op: Box<dyn TypedOp> = if let Some(op) = node.op_as::<BinaryDense>() {
+                Box::new(op.clone().with_mst(t.parents.clone())?)
+            } else if let Some(op) = node.op_as::<BinaryConv2d>() {
+                Box::new(op.clone().with_mst(t.parents.clone())?)
             } else {
-                kernel = "dense (MST conv not in the runtime yet)";
-            }
+                unreachable!("only binary conv and dense nodes get here")
+            };
+            model.node_mut(id).op = op;
+            kernel = "mst";
         }
         let node = &model.nodes()[id];
         out.push(MstLayerReport {

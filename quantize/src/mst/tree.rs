@@ -12,25 +12,52 @@
 //! parent while its depth is below the bound), ties broken by the lower channel index, so the
 //! tree is deterministic.
 
-/// Costs of the tree's edges, in units of one dense word (XOR + popcount + add).
+/// Costs of the tree's edges, in units of one dense word (XOR + popcount + add of one weight
+/// word against the input, as the dense kernel of the same form executes it).
+///
+/// Each form of the runtime's MST kernel (`kestrel_runtime::kernels::mst`) has its own
+/// constants, measured with `cargo bench --bench mst_kernels` (synthetic 4-ary trees, one root,
+/// children differing from their parents in a fraction f of their words; `word_cost` = the
+/// slope of time ratio over word-op ratio, `child_cost` from f = 0). See [`CostModel::rows`]
+/// and [`CostModel::lanes`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostModel {
-    /// Cost of one differing word of a child (XOR + AND + popcount + add, gathered).
+    /// Cost of one differing word of a child.
     pub word_cost: f64,
-    /// Fixed cost of a child (load the parent's count, store).
+    /// Fixed cost of a child (its parent's counts loaded, its own stored).
     pub child_cost: f64,
 }
 
-impl Default for CostModel {
-    /// Calibrated with `cargo bench --bench mst_kernels` on x86-64 AVX2: one differing word of
-    /// a child cost 5–8 dense words (the dense kernel streams whole rows through 256-bit
-    /// registers, the child loop gathers scattered words one at a time), so MST pays only
-    /// where children differ from their parents in fewer than ~1/7 of their words.
-    fn default() -> Self {
+impl CostModel {
+    /// Binary dense (row form): the child loop is scalar and gathers scattered words one at a
+    /// time, while the dense kernel streams whole rows through 512-bit registers. Measured on
+    /// this x86-64 (AVX-512 VPOPCNTDQ), dense 3136→128: time ratio 0.83 / 1.56 / 3.34 at
+    /// 5 / 10 / 25% differing words (2, 5, 12 of 49 words per child), i.e. a child ≈ 15 dense
+    /// words per differing word + 5; on AVX2 (first session) 5–8 per word. 15.0 / 5.0.
+    pub fn rows() -> CostModel {
         CostModel {
-            word_cost: 6.0,
+            word_cost: 15.0,
+            child_cost: 5.0,
+        }
+    }
+
+    /// Binary conv2d (lane form): a child walks its differing (tap, word) planes with the
+    /// output pixels as vector lanes, the same work per word as the dense lane kernel
+    /// (AVX-512: `vpternlogq` + `vpopcntq` + `vpaddq` per 8 lanes; NEON: one `and` more per
+    /// 128 bits), but its input loads are not shared with other channels.
+    /// LANES_CALIBRATION
+    pub fn lanes() -> CostModel {
+        CostModel {
+            word_cost: 1.5,
             child_cost: 1.0,
         }
+    }
+}
+
+impl Default for CostModel {
+    /// [`CostModel::rows`].
+    fn default() -> Self {
+        CostModel::rows()
     }
 }
 
@@ -209,9 +236,14 @@ mod tests {
 
     #[test]
     fn copies_become_children_and_strangers_roots() {
-        // Eight rows of two words: row 3 copies row 0, the others differ in every word.
+        // Eight rows of two words: row 3 copies row 0, the others differ in every word. (A
+        // child's fixed cost must stay below a root's two words for the copy to pay.)
         let w = [1u64, 2, 3, 4, 5, 6, 1, 2, 7, 8, 9, 10, 11, 12, 13, 14];
-        let t = build(&w, 2, 8, CostModel::default());
+        let cost = CostModel {
+            word_cost: 1.5,
+            child_cost: 1.0,
+        };
+        let t = build(&w, 2, 8, cost);
         assert_eq!(t.parents[3], Some(0));
         assert_eq!(t.roots(), 7);
         assert_eq!(t.word_ops, 7 * 2);

@@ -109,6 +109,13 @@ pub trait BinaryKernel: Send + Sync + Debug {
     /// `out[c·lanes + p] = Σ_t Σ_w popcount(input[taps[t] + w·plane + p] ^ weights[(c·T + t)·W + w])`
     /// with `T = taps.len()`, `W = words`. The job must pass [`LaneJob::check`].
     fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]);
+
+    /// The children phase of an MST lane job (see [`mst::ChildJob`]): every child's counts
+    /// from its parent's plus its differing words. The job must pass [`mst::ChildJob::check`].
+    /// Default: the portable loop [`mst::children_portable`].
+    fn mst_children_lanes(&self, job: &mst::ChildJob<'_>, counts: &mut [u32]) {
+        mst::children_portable(job, counts)
+    }
 }
 
 /// Words a [`LaneJob`]'s input must hold past the last lane of its last word plane, so that

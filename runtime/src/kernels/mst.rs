@@ -14,27 +14,100 @@
 //! word of the row. Roots (channels computed from scratch) go through the dense kernel.
 //!
 //! The schedule is built once at load from the packed weights and a parent per channel (the
-//! minimum spanning tree chosen offline by `kestrel-quantize`); channels are computed in tree
-//! order (every parent before its children) but written at their own index, so the op's output
-//! layout does not change. The result equals the dense kernel bit for bit (`tests` below).
+//! minimum spanning tree chosen offline by `kestrel-quantize`). The result equals the dense
+//! kernel bit for bit (`tests` below). Two forms, as the dense kernels:
 //!
-//! The child loop is scalar: differing words are scattered along the row, so it wins only where
-//! children differ from their parents in few words — what MST-aware training produces. Whether
-//! MST pays for a layer is decided offline by a cost model calibrated on this kernel
-//! (`cargo bench --bench mst_kernels`).
+//! * **rows** ([`MstSchedule::xor_popcount`], binary dense): channels computed in tree order
+//!   (every parent before its children) but written at their own index. The child loop is
+//!   scalar (differing words are scattered along the row).
+//! * **lanes** ([`MstSchedule::xor_popcount_lanes`], binary conv2d, see
+//!   [`super::LaneJob`]): a "word" is one (tap, input word) of the kernel's row; each differing
+//!   word reads one input word plane, so a child costs, per band of output pixels, one pass
+//!   over its differing planes with the pixels as vector lanes (`(x XOR w_child) AND m`,
+//!   popcount, add; AVX-512 `vpternlogq` does XOR+AND in one µop, NEON needs `eor` + `and`),
+//!   added to the parent's lanes. Counts are stored in **slot order** (the tree order: the roots
+//!   first, computed by the dense lane kernel straight into their slots, then the children), so
+//!   no count is copied; the op reads channel `c` at [`MstSchedule::slot`]. Each kernel
+//!   implements [`super::BinaryKernel::mst_children_lanes`] (portable twin:
+//!   [`children_portable`]).
+//!
+//! Both count exactly what the dense kernel counts — zero words of padding included — so an
+//! op's per-channel corrections (zero padding, output stage) apply unchanged, each channel
+//! with its own. Whether MST pays for a layer is decided offline by a cost model calibrated on
+//! these kernels (`cargo bench --bench mst_kernels`).
 
-use super::BinaryKernel;
+use super::{BinaryKernel, LaneJob, LANE_SLACK};
 
 /// A channel computed from its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Child {
-    channel: u32,
-    parent: u32,
+pub struct Child {
+    /// The channel.
+    pub channel: u32,
+    /// Its parent channel.
+    pub parent: u32,
+    /// The parent's slot (position in tree order), always below the child's own.
+    pub parent_slot: u32,
     /// Range of this child's differing words in the diff arrays.
-    start: u32,
-    end: u32,
+    pub start: u32,
+    /// End of that range.
+    pub end: u32,
     /// Hamming distance to the parent, in bits.
-    bits: u32,
+    pub bits: u32,
+}
+
+/// The children phase of an MST lane job: counts `[slot][lanes]` whose slots below `first`
+/// (the roots) and every parent are filled; writes, for child `i` (slot `first + i`, in
+/// order), `counts[slot] = counts[parent_slot] + 2·Σ_d popcount((x_d XOR child_words[d]) AND
+/// masks[d]) − bits` with `x_d` the lane's word at `input[offsets[d] + lane]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildJob<'a> {
+    /// Word planes of the input (as [`LaneJob::input`]).
+    pub input: &'a [u64],
+    /// Lanes (output positions).
+    pub lanes: usize,
+    /// Slot of the first child (the number of roots).
+    pub first: usize,
+    /// The children, in slot order.
+    pub children: &'a [Child],
+    /// Input offset of each differing word for lane 0.
+    pub offsets: &'a [usize],
+    /// The child's weight word at each differing word.
+    pub child_words: &'a [u64],
+    /// `w_child XOR w_parent` at each differing word.
+    pub masks: &'a [u64],
+}
+
+impl ChildJob<'_> {
+    /// Checks the contract of [`BinaryKernel::mst_children_lanes`]: parents in earlier slots,
+    /// diff ranges inside the arrays, every differing word's plane holding
+    /// `lanes + LANE_SLACK` words, `counts` holding every slot.
+    pub fn check(&self, counts: &[u32]) {
+        let d = self.offsets.len();
+        assert!(
+            self.child_words.len() == d && self.masks.len() == d,
+            "diff arrays differ in length"
+        );
+        assert!(
+            counts.len() >= (self.first + self.children.len()) * self.lanes,
+            "counts must hold every slot"
+        );
+        for (i, ch) in self.children.iter().enumerate() {
+            assert!(
+                (ch.parent_slot as usize) < self.first + i,
+                "a parent's slot must precede its child's"
+            );
+            assert!(
+                ch.start <= ch.end && ch.end as usize <= d,
+                "diff range out of the arrays"
+            );
+        }
+        if let Some(&last) = self.offsets.iter().max() {
+            assert!(
+                last + self.lanes + LANE_SLACK <= self.input.len(),
+                "child job reads past its input"
+            );
+        }
+    }
 }
 
 /// Why a parent list cannot be scheduled.
@@ -53,6 +126,8 @@ pub enum MstError {
 pub struct MstSchedule {
     channels: usize,
     words: usize,
+    /// Slot (position in tree order) of each channel.
+    slots: Vec<u32>,
     roots: Vec<u32>,
     root_weights: Vec<u64>,
     children: Vec<Child>,
@@ -79,9 +154,14 @@ impl MstSchedule {
         }
         let order = tree_order(parents)?;
         let row = |c: usize| &weights[c * words..(c + 1) * words];
+        let mut slots = vec![0u32; channels];
+        for (i, &c) in order.iter().enumerate() {
+            slots[c] = i as u32;
+        }
         let mut s = MstSchedule {
             channels,
             words,
+            slots,
             roots: vec![],
             root_weights: vec![],
             children: vec![],
@@ -110,6 +190,7 @@ impl MstSchedule {
                     s.children.push(Child {
                         channel: c as u32,
                         parent: p as u32,
+                        parent_slot: s.slots[p],
                         start,
                         end: s.diff_index.len() as u32,
                         bits,
@@ -128,6 +209,69 @@ impl MstSchedule {
     /// Channels computed from scratch.
     pub fn roots(&self) -> usize {
         self.roots.len()
+    }
+
+    /// Where channel `c`'s counts are in the lane form's output (its position in tree order).
+    pub fn slot(&self, c: usize) -> usize {
+        self.slots[c] as usize
+    }
+
+    /// Differing words of all children (the length of [`MstSchedule::lane_offsets`]'s output).
+    pub fn diff_words(&self) -> usize {
+        self.diff_index.len()
+    }
+
+    /// The input offset, for lane 0, of every differing word of a lane layout whose row is
+    /// `taps.len()` taps of `words` words (`taps`, `plane` as in [`LaneJob`]): once per layout.
+    pub fn lane_offsets(&self, taps: &[usize], words: usize, plane: usize, offsets: &mut [usize]) {
+        assert_eq!(taps.len() * words, self.words, "a row is taps × words");
+        assert_eq!(offsets.len(), self.diff_index.len(), "one offset per diff");
+        for (o, &l) in offsets.iter_mut().zip(&self.diff_index) {
+            let l = l as usize;
+            *o = taps[l / words] + (l % words) * plane;
+        }
+    }
+
+    /// The lane form: like [`BinaryKernel::xor_popcount_lanes`] on `job` (whose `weights` are
+    /// the weights this schedule was built from), but channel `c`'s counts land in row
+    /// [`MstSchedule::slot`]`(c)` of `out`. `offsets` come from [`MstSchedule::lane_offsets`]
+    /// for the job's layout.
+    pub fn xor_popcount_lanes(
+        &self,
+        kernel: &dyn BinaryKernel,
+        job: &LaneJob<'_>,
+        offsets: &[usize],
+        out: &mut [u32],
+    ) {
+        assert_eq!(
+            job.weights.len(),
+            self.channels * self.words,
+            "the schedule's weights"
+        );
+        assert_eq!(
+            out.len(),
+            self.channels * job.lanes,
+            "counts of every channel"
+        );
+        if !self.roots.is_empty() {
+            let root_job = LaneJob {
+                weights: &self.root_weights,
+                ..*job
+            };
+            kernel.xor_popcount_lanes(&root_job, &mut out[..self.roots.len() * job.lanes]);
+        }
+        if !self.children.is_empty() {
+            let child_job = ChildJob {
+                input: job.input,
+                lanes: job.lanes,
+                first: self.roots.len(),
+                children: &self.children,
+                offsets,
+                child_words: &self.diff_child,
+                masks: &self.diff_mask,
+            };
+            kernel.mst_children_lanes(&child_job, out);
+        }
     }
 
     /// Words read per input row: all words for each root, the differing words for each child.
@@ -178,6 +322,49 @@ impl MstSchedule {
                     twice += ((row[l as usize] ^ wc) & m).count_ones();
                 }
                 out_row[ch.channel as usize] = out_row[ch.parent as usize] + 2 * twice - ch.bits;
+            }
+        }
+    }
+}
+
+/// Lanes per register tile of the portable children loop.
+const CHILD_LANES: usize = 4;
+
+/// The portable children loop (also compiled with `POPCNT` enabled by the x86 kernels): per
+/// child, per tile of [`CHILD_LANES`] lanes, the differing words accumulated in registers,
+/// then added to the parent's counts.
+#[inline(always)]
+pub(crate) fn children_portable(job: &ChildJob<'_>, counts: &mut [u32]) {
+    job.check(counts);
+    let lanes = job.lanes;
+    if lanes == 0 {
+        return;
+    }
+    for (i, ch) in job.children.iter().enumerate() {
+        let (head, tail) = counts.split_at_mut((job.first + i) * lanes);
+        let parent = &head[ch.parent_slot as usize * lanes..][..lanes];
+        let out = &mut tail[..lanes];
+        let range = ch.start as usize..ch.end as usize;
+        let diffs = job.offsets[range.clone()]
+            .iter()
+            .zip(&job.child_words[range.clone()])
+            .zip(&job.masks[range]);
+        for (p0, (out, parent)) in out
+            .chunks_mut(CHILD_LANES)
+            .zip(parent.chunks(CHILD_LANES))
+            .enumerate()
+        {
+            let p = p0 * CHILD_LANES;
+            let mut acc = [0u32; CHILD_LANES];
+            for ((&off, &y), &m) in diffs.clone() {
+                // A partial last tile reads past the lanes, inside LANE_SLACK (checked).
+                let x = &job.input[off + p..][..CHILD_LANES];
+                for r in 0..CHILD_LANES {
+                    acc[r] += ((x[r] ^ y) & m).count_ones();
+                }
+            }
+            for ((o, &q), &a) in out.iter_mut().zip(parent).zip(&acc) {
+                *o = q.wrapping_add(2 * a).wrapping_sub(ch.bits);
             }
         }
     }
@@ -277,6 +464,60 @@ mod tests {
                     "{} channels {channels} words {words}",
                     kernel.name()
                 );
+            }
+        }
+    }
+
+    /// The lane form on conv-like jobs (taps of a padded row, several words per tap, lane
+    /// counts around every tile size, children with 0 to many differing words, chains deeper
+    /// than one level): every kernel's counts, read at each channel's slot, equal the dense
+    /// generic lane kernel's.
+    #[test]
+    fn lanes_equal_the_dense_lane_kernel_bit_for_bit() {
+        let mut rng = SmallRng::seed_from_u64(0x6d73_7401);
+        let row_len = 23;
+        for (k, words, channels, flips) in [
+            (3, 1, 9, 1),
+            (3, 2, 33, 2),
+            (1, 8, 17, 3),
+            (3, 4, 64, 40),
+            (5, 1, 6, 0),
+            // More differing words than a NEON u16 block folds (2048).
+            (1, 2200, 3, 9000),
+        ] {
+            let taps: Vec<usize> = (0..k * k).map(|t| (t / k) * row_len + t % k).collect();
+            let row = taps.len() * words;
+            let (w, parents) = clustered(channels, row, flips, 3 + channels as u64);
+            for lanes in [1, 2, 3, 7, 8, 9, 17, 31, 32, 33, 40, 65, 100] {
+                let plane = (k + 1) * row_len + lanes;
+                let len = taps.iter().max().unwrap() + (words - 1) * plane + lanes + LANE_SLACK;
+                let input: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+                let job = LaneJob {
+                    input: &input,
+                    taps: &taps,
+                    words,
+                    plane,
+                    lanes,
+                    weights: &w,
+                };
+                let mut want = vec![0u32; channels * lanes];
+                kernels::generic().xor_popcount_lanes(&job, &mut want);
+                let schedule = MstSchedule::new(&w, row, &parents).unwrap();
+                let mut offsets = vec![0; schedule.diff_words()];
+                schedule.lane_offsets(&taps, words, plane, &mut offsets);
+                for kernel in kernels::available() {
+                    let mut got = vec![u32::MAX; channels * lanes];
+                    schedule.xor_popcount_lanes(kernel, &job, &offsets, &mut got);
+                    for c in 0..channels {
+                        assert_eq!(
+                            &got[schedule.slot(c) * lanes..][..lanes],
+                            &want[c * lanes..][..lanes],
+                            "{} channel {c} (parent {:?}) k {k} words {words} lanes {lanes}",
+                            kernel.name(),
+                            parents[c]
+                        );
+                    }
+                }
             }
         }
     }

@@ -74,11 +74,31 @@
 //! one derived above for the row form (3 ASIMD instructions per 128 bits: 85–128 bit-MACs per
 //! cycle, 128–192 G bit-MAC/s per core at 1.5 GHz), now without an im2col copy in front.
 //!
+//! # MST children (`mst_children_lanes`)
+//!
+//! Executed instructions of the lane job, dense vs MST (`runtime/examples/mst_icount.rs`, built
+//! for aarch64 with the three `--config` flags above; `arm-icount --filter 'kernels::' --
+//! mst_icount neon dense|mst K WORDS SIZE C PERMILLE ITERS`, ITERS 3 minus 1, halved; the
+//! kernel functions only): a 4-ary tree, one root, children differing in PERMILLE/1000 of
+//! their (tap, word) positions.
+//!
+//! | lane job | dense instr | MST / dense at 0 / 5 / 10 / 25 / 50 / 100% differing |
+//! |----------|------------:|------------------------------------------------------|
+//! | 3×3 256→256 @14 (36 words/row) | 4 525 518 | 0.086 / 0.178 / 0.268 / 0.494 / 0.900 / 1.713 |
+//! | 3×3 64→64 @56 (9 words/row) | 5 140 830 | 0.258 / 0.403 / 0.403 / 0.682 / 0.961 / 1.519 |
+//! | 3×3 32→64 @14 (mnist conv2) | 362 910 | 0.274 / 0.418 / 0.418 / 0.696 / 0.974 / 1.530 |
+//! | 3×3 64→64 @7 (mnist conv3) | 110 110 | 0.312 / 0.456 / 0.456 / 0.732 / 1.008 / 1.559 |
+//!
+//! (9-word rows round 5% and 10% to one differing word.) Per differing word a child executes
+//! 1.3–1.6× the instructions of a dense word (the extra `and`, unshared input loads) and
+//! 2.2–3.0 dense words of fixed cost (parent load, fold, store): the converter's lane cost model.
+//!
 //! Selected at run time with `std::arch::is_aarch64_feature_detected!("neon")` (NEON is
 //! baseline on aarch64, so this always holds on Linux).
 
 use std::arch::aarch64::*;
 
+use super::mst::{Child, ChildJob};
 use super::{check_dims, BinaryKernel, LaneJob};
 
 /// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking.
@@ -120,6 +140,123 @@ impl BinaryKernel for Neon {
         );
         // SAFETY: NEON is present; the job passed its check.
         unsafe { neon_lanes(job, out) }
+    }
+
+    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        job.check(counts);
+        assert!(
+            std::arch::is_aarch64_feature_detected!("neon"),
+            "the neon kernel needs NEON"
+        );
+        // SAFETY: NEON is present; the job passed its check.
+        unsafe { neon_children(job, counts) }
+    }
+}
+
+/// NEON MST children: per child, tiles of 4 q vectors (8 lanes), then single vectors (2
+/// lanes, the last one partial). Per differing word: 4 `ldr q`, 2 `ld1r` (child word, mask)
+/// and 4 × (`eor`, `and`, `cnt`, `uadalp`) — one ASIMD instruction more per 128 bits than the
+/// dense lane kernel (no three-input logic op before ARMv8.2's SHA3 `bcax`). The u16 lanes are
+/// folded every [`STEPS_PER_BLOCK`] differing words; the tile's counts are doubled, added to
+/// the parent's minus the Hamming distance, and stored.
+///
+/// # Safety
+/// NEON must be available; the job must have passed [`ChildJob::check`] for `counts`.
+#[target_feature(enable = "neon")]
+unsafe fn neon_children(job: &ChildJob<'_>, counts: &mut [u32]) {
+    let lanes = job.lanes;
+    let base = counts.as_mut_ptr();
+    for (i, ch) in job.children.iter().enumerate() {
+        // SAFETY: the child's and its parent's slots are rows of `counts` (checked); tiles read
+        // the child's differing planes at lanes < lanes + 8 (inside LANE_SLACK) and write
+        // lanes < lanes of the child's row only.
+        unsafe {
+            let out = base.add((job.first + i) * lanes);
+            let parent = base.add(ch.parent_slot as usize * lanes).cast_const();
+            let mut p = 0;
+            while p + 8 <= lanes {
+                child_tile::<4>(job, ch, p, parent.add(p), out.add(p), 8);
+                p += 8;
+            }
+            while p < lanes {
+                child_tile::<1>(job, ch, p, parent.add(p), out.add(p), (lanes - p).min(2));
+                p += 2;
+            }
+        }
+    }
+}
+
+/// One NEON child tile: `MR` vectors of 2 lanes from lane `p` (see [`neon_children`]).
+///
+/// # Safety
+/// NEON must be available; `job` checked; `parent` readable and `out` writable for
+/// `min(valid, 2·MR)` lanes; `input + offsets[d] + p + [0, 2·MR)` readable.
+#[target_feature(enable = "neon")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn child_tile<const MR: usize>(
+    job: &ChildJob<'_>,
+    ch: &Child,
+    p: usize,
+    parent: *const u32,
+    out: *mut u32,
+    valid: usize,
+) {
+    let input = job.input.as_ptr();
+    let groups = MR.div_ceil(2);
+    let mut totals = [vdupq_n_u32(0); 2];
+    let mut d0 = ch.start as usize;
+    let end = ch.end as usize;
+    loop {
+        let d1 = end.min(d0 + STEPS_PER_BLOCK);
+        let mut acc = [vdupq_n_u16(0); MR];
+        for d in d0..d1 {
+            // SAFETY: d < end <= the diff arrays' length (checked); the loads are inside the
+            // input by the caller's contract.
+            unsafe {
+                let src = input.add(*job.offsets.get_unchecked(d) + p);
+                let y = vreinterpretq_u8_u64(vld1q_dup_u64(job.child_words.as_ptr().add(d)));
+                let m = vreinterpretq_u8_u64(vld1q_dup_u64(job.masks.as_ptr().add(d)));
+                for r in 0..MR {
+                    let x = vld1q_u8(src.add(2 * r).cast());
+                    acc[r] = vpadalq_u8(acc[r], vcntq_u8(vandq_u8(veorq_u8(x, y), m)));
+                }
+            }
+        }
+        for g in 0..groups {
+            let lo = vpaddlq_u16(acc[2 * g]);
+            let hi = if 2 * g + 1 < MR {
+                vpaddlq_u16(acc[2 * g + 1])
+            } else {
+                vdupq_n_u32(0)
+            };
+            totals[g] = vaddq_u32(totals[g], vpaddq_u32(lo, hi));
+        }
+        if d1 == end {
+            break;
+        }
+        d0 = d1;
+    }
+    let bits = vdupq_n_u32(ch.bits);
+    for g in 0..groups {
+        let n = valid.saturating_sub(4 * g).min(4);
+        if n == 0 {
+            break;
+        }
+        let twice = vshlq_n_u32::<1>(totals[g]);
+        // SAFETY: lanes 4g..4g+n of the parent and the child exist (caller's contract).
+        unsafe {
+            if n == 4 {
+                let q = vld1q_u32(parent.add(4 * g));
+                vst1q_u32(out.add(4 * g), vsubq_u32(vaddq_u32(q, twice), bits));
+            } else {
+                let mut lanes = [0u32; 4];
+                std::ptr::copy_nonoverlapping(parent.add(4 * g), lanes.as_mut_ptr(), n);
+                let v = vsubq_u32(vaddq_u32(vld1q_u32(lanes.as_ptr()), twice), bits);
+                vst1q_u32(lanes.as_mut_ptr(), v);
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), out.add(4 * g), n);
+            }
+        }
     }
 }
 

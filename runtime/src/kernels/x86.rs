@@ -55,6 +55,7 @@
 
 use std::arch::x86_64::*;
 
+use super::mst::{children_portable, Child, ChildJob};
 use super::{check_dims, BinaryKernel, LaneJob};
 
 /// Scalar `POPCNT` kernel, 2×4 register blocking.
@@ -130,6 +131,15 @@ impl BinaryKernel for Popcnt {
         // SAFETY: POPCNT is present; the job passed its check.
         unsafe { popcnt_lanes(job, out) }
     }
+
+    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        assert!(
+            is_x86_feature_detected!("popcnt"),
+            "x86-popcnt needs POPCNT"
+        );
+        // SAFETY: POPCNT is present.
+        unsafe { popcnt_children(job, counts) }
+    }
 }
 
 impl BinaryKernel for Avx2 {
@@ -160,6 +170,12 @@ impl BinaryKernel for Avx2 {
         // SAFETY: POPCNT is present; the job passed its check.
         unsafe { popcnt_lanes(job, out) }
     }
+
+    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
+        // SAFETY: POPCNT is present.
+        unsafe { popcnt_children(job, counts) }
+    }
 }
 
 impl BinaryKernel for Avx512 {
@@ -186,6 +202,108 @@ impl BinaryKernel for Avx512 {
         );
         // SAFETY: the features are present; the job passed its check.
         unsafe { avx512_lanes(job, out) }
+    }
+
+    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        job.check(counts);
+        assert!(
+            Avx512::supported(),
+            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
+        );
+        // SAFETY: the features are present; the job passed its check.
+        unsafe { avx512_children(job, counts) }
+    }
+}
+
+/// The portable MST children loop with `POPCNT` enabled.
+///
+/// # Safety
+/// POPCNT must be available.
+#[target_feature(enable = "popcnt")]
+unsafe fn popcnt_children(job: &ChildJob<'_>, counts: &mut [u32]) {
+    children_portable(job, counts)
+}
+
+/// AVX-512 MST children: per child, tiles of 4 vectors × 8 lanes (then single vectors, the
+/// last one masked) accumulate `vpopcntq(vpternlogq(x, w_child, m))` over the child's
+/// differing words in u64 lanes; the tile's counts are narrowed, doubled, added to the
+/// parent's (masked load) minus the Hamming distance, and stored (masked).
+///
+/// # Safety
+/// AVX-512 F, VL and VPOPCNTDQ must be available; the job must have passed
+/// [`ChildJob::check`] for `counts` (whose `LANE_SLACK` covers the last vector's loads).
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+unsafe fn avx512_children(job: &ChildJob<'_>, counts: &mut [u32]) {
+    let lanes = job.lanes;
+    let base = counts.as_mut_ptr();
+    for (i, ch) in job.children.iter().enumerate() {
+        // SAFETY: the child's and its parent's slots are rows of `counts` (checked); the tiles
+        // read the child's differing planes at lanes < lanes + 8 (inside LANE_SLACK) and
+        // write lanes < lanes of the child's row only.
+        unsafe {
+            let out = base.add((job.first + i) * lanes);
+            let parent = base.add(ch.parent_slot as usize * lanes).cast_const();
+            let mut p = 0;
+            while p + 32 <= lanes {
+                avx512_child_tile::<4>(job, ch, p, parent.add(p), out.add(p), 32);
+                p += 32;
+            }
+            while p < lanes {
+                avx512_child_tile::<1>(job, ch, p, parent.add(p), out.add(p), lanes - p);
+                p += 8;
+            }
+        }
+    }
+}
+
+/// One AVX-512 child tile: `MR` vectors of 8 lanes from lane `p` (see [`avx512_children`]).
+///
+/// # Safety
+/// The features must be available; `job` checked; `parent` readable and `out` writable for
+/// `min(valid, 8·MR)` lanes; `input + offsets[d] + p + [0, 8·MR)` readable.
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+#[inline]
+unsafe fn avx512_child_tile<const MR: usize>(
+    job: &ChildJob<'_>,
+    ch: &Child,
+    p: usize,
+    parent: *const u32,
+    out: *mut u32,
+    valid: usize,
+) {
+    let range = ch.start as usize..ch.end as usize;
+    let input = job.input.as_ptr();
+    let mut acc = [_mm512_setzero_si512(); MR];
+    for ((&off, &y), &m) in job.offsets[range.clone()]
+        .iter()
+        .zip(&job.child_words[range.clone()])
+        .zip(&job.masks[range])
+    {
+        let (y, m) = (_mm512_set1_epi64(y as i64), _mm512_set1_epi64(m as i64));
+        // SAFETY: the caller's contract.
+        let src = unsafe { input.add(off + p) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = unsafe { _mm512_loadu_si512(src.add(8 * r).cast()) };
+            // (x ^ y) & m: truth table 0b0010_1000 over (x, y, m).
+            let v = _mm512_ternarylogic_epi64::<0x28>(x, y, m);
+            *acc = _mm512_add_epi64(*acc, _mm512_popcnt_epi64(v));
+        }
+    }
+    let bits = _mm256_set1_epi32(ch.bits as i32);
+    for (r, acc) in acc.iter().enumerate() {
+        let n = valid.saturating_sub(8 * r).min(8);
+        if n == 0 {
+            break;
+        }
+        let mask = (((1u16 << n) - 1) & 0xff) as __mmask8;
+        let twice = _mm256_slli_epi32::<1>(_mm512_cvtepi64_epi32(*acc));
+        // SAFETY: lanes 8r..8r+n of the parent and the child exist (caller's contract); the
+        // masked load and store touch no other lane.
+        unsafe {
+            let q = _mm256_maskz_loadu_epi32(mask, parent.add(8 * r).cast());
+            let v = _mm256_sub_epi32(_mm256_add_epi32(q, twice), bits);
+            _mm256_mask_storeu_epi32(out.add(8 * r).cast(), mask, v);
+        }
     }
 }
 

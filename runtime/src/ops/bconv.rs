@@ -21,6 +21,16 @@
 //! and each band's counts live in per-thread scratch ([`super::scratch`]) reused across runs,
 //! so a steady-state run allocates only its output tensor.
 //!
+//! **MST** ([`BinaryConv2d::with_mst`], NNEF `mst_parents`): output channels computed in
+//! minimum-spanning-tree order, each child from its parent's counts plus a correction over
+//! only the (tap, word) positions where its weights differ
+//! ([`crate::kernels::mst::MstSchedule::xor_popcount_lanes`]). The counts equal the dense
+//! kernel's bit for bit (they include the zero words of the padded layout exactly as the dense
+//! ones do), so the zero-padding correction and the output stage stay per channel, each
+//! channel with its own weight sums; only where a channel's counts sit in the band buffer
+//! changes (its slot in tree order). Bands are still split over threads: each band computes
+//! its roots, then its children.
+//!
 //! Measured: see the "Binary layers" section of the repository README (`cargo bench --bench
 //! binary_layers`).
 
@@ -30,6 +40,7 @@ use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric, string};
 
 use self::layout::LaneLayout;
+use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
 use super::output_stage::{
     affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
     OutputStage,
@@ -37,6 +48,7 @@ use super::output_stage::{
 use super::packing::{padding_is_clear, words_for, WORD_BITS};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
+use crate::kernels::mst::MstSchedule;
 use crate::kernels::{self, LaneJob};
 
 /// NNEF name.
@@ -142,6 +154,9 @@ pub struct BinaryConv2d {
     row_sums: Arc<Vec<i32>>,
     /// Sums of `tap_sums` per channel and kernel column (`[C_out][KW]`).
     col_sums: Arc<Vec<i32>>,
+    /// MST order (see [`BinaryConv2d::with_mst`]): the parent of each output channel.
+    pub mst_parents: Option<Vec<Option<usize>>>,
+    mst: Option<Arc<MstSchedule>>,
 }
 
 /// Counts per band of output pixels: a band's `C_out × lanes` counts stay in L2.
@@ -226,7 +241,36 @@ impl BinaryConv2d {
             tap_sums: Arc::new(tap_sums),
             row_sums: Arc::new(row_sums),
             col_sums: Arc::new(col_sums),
+            mst_parents: None,
+            mst: None,
         })
+    }
+
+    /// Computes output channels in minimum-spanning-tree order, each from its parent
+    /// (`parents[c]`, `None` for a root): bit-exact with the dense kernel, faster when channels
+    /// differ from their parents in few (tap, word) positions.
+    pub fn with_mst(mut self, parents: Vec<Option<usize>>) -> TractResult<BinaryConv2d> {
+        ensure!(
+            parents.len() == self.geometry.c_out,
+            "{NAME}: {} MST parents for {} output channels",
+            parents.len(),
+            self.geometry.c_out
+        );
+        let view = self.weights.try_as_plain_ram()?;
+        let schedule = MstSchedule::new(
+            view.as_slice::<u64>()?,
+            self.geometry.patch_words(),
+            &parents,
+        )
+        .map_err(|e| format_err!("{NAME}: MST parents: {e}"))?;
+        self.mst = Some(Arc::new(schedule));
+        self.mst_parents = Some(parents);
+        Ok(self)
+    }
+
+    /// The MST schedule, if the op has one.
+    pub fn mst(&self) -> Option<&MstSchedule> {
+        self.mst.as_deref()
     }
 
     /// True when tap `k` of output position `o` along one axis falls in the padding.
@@ -369,7 +413,7 @@ impl Op for BinaryConv2d {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geometry;
-        Ok(vec![format!(
+        let mut info = vec![format!(
             "{}→{} k{:?} s{:?} d{:?} pad{:?} {} → {}",
             g.c_in,
             g.c_out,
@@ -379,7 +423,16 @@ impl Op for BinaryConv2d {
             g.padding,
             g.pad_mode.as_str(),
             self.output.kind.as_str()
-        )])
+        )];
+        if let Some(m) = &self.mst {
+            info.push(format!(
+                "MST: {} roots, {} of {} word-ops",
+                m.roots(),
+                m.word_ops(),
+                m.dense_word_ops()
+            ));
+        }
+        Ok(info)
     }
 
     op_as_typed_op!();
@@ -433,10 +486,18 @@ impl EvalOp for BinaryConv2d {
         };
         let (out_f32, out_bits) = (Disjoint::new(out_f32), Disjoint::new(out_bits));
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
+        let mst = self.mst.as_deref();
+        let slot = |c: usize| mst.map_or(c, |m| m.slot(c));
+        let diffs = mst.map_or(0, |m| m.diff_words());
         scratch::words(layout.len, |buf| {
-            scratch::offsets(kh * kw, |taps| {
+            // The taps' offsets, then (MST) the offsets of the children's differing words.
+            scratch::offsets(kh * kw + diffs, |offsets| {
+                let (taps, diff_offsets) = offsets.split_at_mut(kh * kw);
                 layout.taps(g, taps);
-                let taps = &*taps;
+                if let Some(m) = mst {
+                    m.lane_offsets(taps, layout.cw, layout.plane, diff_offsets);
+                }
+                let (taps, diff_offsets) = (&*taps, &*diff_offsets);
                 for b in 0..n {
                     layout.pack(
                         g,
@@ -458,7 +519,10 @@ impl EvalOp for BinaryConv2d {
                                 lanes: len,
                                 weights,
                             };
-                            kernel.xor_popcount_lanes(&job, counts);
+                            match mst {
+                                Some(m) => m.xor_popcount_lanes(kernel, &job, diff_offsets, counts),
+                                None => kernel.xor_popcount_lanes(&job, counts),
+                            }
                             // The output rows this band holds lanes of.
                             for oy in q0 / layout.wq..=(q0 + len - 1) / layout.wq {
                                 let row = oy * layout.wq;
@@ -481,7 +545,7 @@ impl EvalOp for BinaryConv2d {
                                     OutputKind::Float => &mut [],
                                 };
                                 for c in 0..c_out {
-                                    let counts = &counts[c * len + first..][..x1 - x0];
+                                    let counts = &counts[slot(c) * len + first..][..x1 - x0];
                                     // SAFETY: as above, for channel c.
                                     let float = match self.output.kind {
                                         OutputKind::Float => unsafe {
@@ -539,6 +603,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("dilation"),
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("pad_mode"),
+            mst_parents_parameter(),
         ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -581,7 +646,10 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         padding: [padding[0], padding[1], padding[2], padding[3]],
         pad_mode,
     };
-    let op = BinaryConv2d::new(geometry, weights, kind, mul, bias)?;
+    let mut op = BinaryConv2d::new(geometry, weights, kind, mul, bias)?;
+    if let Some(parents) = read_mst_parents(builder, invocation)? {
+        op = op.with_mst(parents)?;
+    }
     builder.wire(op, &[input])
 }
 
@@ -592,13 +660,16 @@ fn dump(
 ) -> TractResult<Option<Arc<RValue>>> {
     let g = &op.geometry;
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
-    let extra = vec![
+    let extra: Vec<_> = vec![
         ("c_in", numeric(g.c_in)),
         ("stride", ints(&g.stride)),
         ("dilation", ints(&g.dilation)),
         ("padding", ints(&g.padding)),
         ("pad_mode", string(g.pad_mode.as_str())),
-    ];
+    ]
+    .into_iter()
+    .chain(mst_parents_attribute(&op.mst_parents))
+    .collect();
     dump_layer(ast, node, NAME, &op.weights, &op.output, extra)
 }
 
@@ -611,6 +682,96 @@ mod tests {
     use rand::rngs::SmallRng;
     use rand::{RngExt, SeedableRng};
     use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+    fn sign(rng: &mut SmallRng, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|_| if rng.random() { 1.0 } else { -1.0 })
+            .collect()
+    }
+
+    /// Runs the op (dense, or with the MST `parents`) on 1 and 2 threads, float and packed
+    /// output, and compares every value / bit with the float reference.
+    fn check(
+        rng: &mut SmallRng,
+        g: ConvGeometry,
+        (n, h, w): (usize, usize, usize),
+        wts: &[f32],
+        parents: Option<&[Option<usize>]>,
+    ) {
+        let (c_in, c_out, [kh, kw]) = (g.c_in, g.c_out, g.kernel);
+        let x = sign(rng, n * c_in * h * w);
+        let mul: Vec<f32> = (0..c_out).map(|i| [0.5, -1.25, 0.0, 2.0][i % 4]).collect();
+        let bias: Vec<f32> = (0..c_out).map(|i| (i % 7) as f32 - 3.0).collect();
+        let (dots, oh, ow) = reference::conv_dots(&x, n, h, w, wts, &g);
+        let plane = oh * ow;
+        let want = reference::output_stage(&dots, &mul, &bias, |i| (i / plane) % c_out);
+        let input = Bitpack
+            .eval_out_of_plan(tvec!(Tensor::from_shape(&[n, c_in, h, w], &x)
+                .unwrap()
+                .into_tvalue()))
+            .unwrap()
+            .unwrap()
+            .remove(0);
+        let weights = Tensor::from_shape(
+            &[c_out, kh, kw, words_for(c_in)],
+            &pack_conv_weights(wts, c_out, c_in, kh, kw),
+        )
+        .unwrap();
+        let op = |kind| {
+            let op = BinaryConv2d::new(
+                g,
+                Arc::new(weights.clone()),
+                kind,
+                Arc::new(tensor1(&mul)),
+                Arc::new(tensor1(&bias)),
+            )
+            .unwrap();
+            match parents {
+                Some(p) => op.with_mst(p.to_vec()).unwrap(),
+                None => op,
+            }
+        };
+        let mst = parents.is_some();
+        for threads in [1, 2] {
+            let run = |kind| {
+                let executor = if threads == 1 {
+                    Executor::SingleThread
+                } else {
+                    Executor::multithread(threads)
+                };
+                multithread_tract_scope(executor, || {
+                    op(kind)
+                        .eval_out_of_plan(tvec!(input.clone()))
+                        .unwrap()
+                        .unwrap()
+                        .remove(0)
+                })
+            };
+            let float = run(OutputKind::Float);
+            let float = float.try_as_plain_ram().unwrap();
+            let got = float.as_slice::<f32>().unwrap();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "#{i} {g:?} {threads} threads mst {mst}"
+                );
+            }
+            let packed = run(OutputKind::Packed);
+            let packed = packed.try_as_plain_ram().unwrap();
+            let bits = packed.as_slice::<u64>().unwrap();
+            let words = words_for(c_out);
+            for (i, y) in want.iter().enumerate() {
+                let (b, c, p) = (i / (c_out * plane), i / plane % c_out, i % plane);
+                let row = &bits[(b * plane + p) * words..][..words];
+                assert_eq!(
+                    bit(row, c),
+                    is_minus_one(*y),
+                    "bit {i} {g:?} {threads} threads mst {mst}"
+                );
+            }
+        }
+    }
 
     /// Layers larger than one band of counts, on 1 and 2 threads: every band boundary, border
     /// correction and output kind equals the float reference.
@@ -634,75 +795,121 @@ mod tests {
                 padding: [p; 4],
                 pad_mode,
             };
-            let sign = |rng: &mut SmallRng, len: usize| -> Vec<f32> {
-                (0..len)
-                    .map(|_| if rng.random() { 1.0 } else { -1.0 })
-                    .collect()
-            };
-            let x = sign(&mut rng, n * c_in * h * w);
             let wts = sign(&mut rng, c_out * c_in * k * k);
-            let mul: Vec<f32> = (0..c_out).map(|i| [0.5, -1.25, 0.0, 2.0][i % 4]).collect();
-            let bias: Vec<f32> = (0..c_out).map(|i| (i % 7) as f32 - 3.0).collect();
-            let (dots, oh, ow) = reference::conv_dots(&x, n, h, w, &wts, &g);
-            let plane = oh * ow;
-            let want = reference::output_stage(&dots, &mul, &bias, |i| (i / plane) % c_out);
-            let input = Bitpack
-                .eval_out_of_plan(tvec!(Tensor::from_shape(&[n, c_in, h, w], &x)
-                    .unwrap()
-                    .into_tvalue()))
-                .unwrap()
-                .unwrap()
-                .remove(0);
-            let weights = Tensor::from_shape(
-                &[c_out, k, k, words_for(c_in)],
-                &pack_conv_weights(&wts, c_out, c_in, k, k),
-            )
-            .unwrap();
-            let op = |kind| {
-                BinaryConv2d::new(
-                    g,
-                    Arc::new(weights.clone()),
-                    kind,
-                    Arc::new(tensor1(&mul)),
-                    Arc::new(tensor1(&bias)),
-                )
-                .unwrap()
-            };
-            for threads in [1, 2] {
-                let run = |kind| {
-                    let executor = if threads == 1 {
-                        Executor::SingleThread
-                    } else {
-                        Executor::multithread(threads)
-                    };
-                    multithread_tract_scope(executor, || {
-                        op(kind)
-                            .eval_out_of_plan(tvec!(input.clone()))
-                            .unwrap()
-                            .unwrap()
-                            .remove(0)
-                    })
-                };
-                let float = run(OutputKind::Float);
-                let float = float.try_as_plain_ram().unwrap();
-                let got = float.as_slice::<f32>().unwrap();
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(a.to_bits(), b.to_bits(), "#{i} {g:?} {threads} threads");
-                }
-                let packed = run(OutputKind::Packed);
-                let packed = packed.try_as_plain_ram().unwrap();
-                let bits = packed.as_slice::<u64>().unwrap();
-                let words = words_for(c_out);
-                for (i, y) in want.iter().enumerate() {
-                    let (b, c, p) = (i / (c_out * plane), i / plane % c_out, i % plane);
-                    let row = &bits[(b * plane + p) * words..][..words];
-                    assert_eq!(
-                        bit(row, c),
-                        is_minus_one(*y),
-                        "bit {i} {g:?} {threads} threads"
-                    );
-                }
+            check(&mut rng, g, (n, h, w), &wts, None);
+        }
+    }
+
+    /// Weights `[C_out, C_in, KH, KW]` where most channels copy an earlier one and flip a few
+    /// weights (`flips` per child, 0 for exact copies), with those parents.
+    fn clustered(
+        rng: &mut SmallRng,
+        c_out: usize,
+        per_channel: usize,
+        flips: usize,
+    ) -> (Vec<f32>, Vec<Option<usize>>) {
+        let mut w = sign(rng, per_channel);
+        let mut parents = vec![None];
+        for c in 1..c_out {
+            if rng.random_range(0..5) == 0 {
+                w.extend(sign(rng, per_channel));
+                parents.push(None);
+                continue;
             }
+            let p = rng.random_range(0..c);
+            let mut row = w[p * per_channel..(p + 1) * per_channel].to_vec();
+            for _ in 0..flips {
+                let i = rng.random_range(0..per_channel);
+                row[i] = -row[i];
+            }
+            w.extend(row);
+            parents.push(Some(p));
+        }
+        (w, parents)
+    }
+
+    /// The MST op equals the float reference (so the dense op) bit for bit: C_in not a multiple
+    /// of 64, 1×1/3×3/5×3 kernels, stride 1/2, dilation, zero (each child's border correction
+    /// its own) and one padding, asymmetric padding, batch 2, several bands and threads, trees
+    /// of copies, of near-copies and of unrelated channels.
+    #[test]
+    fn mst_equals_the_float_reference() {
+        let mut rng = SmallRng::seed_from_u64(0x6d73_7402);
+        let cases = [
+            // (n, c_in, c_out, h, w, [kh, kw], stride, dilation, padding, mode, flips)
+            (1, 64, 64, 30, 29, [3, 3], 1, 1, [1; 4], PadMode::Zero, 3),
+            (2, 100, 70, 17, 18, [3, 3], 2, 1, [1; 4], PadMode::Zero, 1),
+            (
+                1,
+                70,
+                33,
+                11,
+                9,
+                [5, 3],
+                1,
+                2,
+                [2, 1, 0, 3],
+                PadMode::Zero,
+                0,
+            ),
+            (1, 3, 20, 8, 8, [3, 3], 1, 1, [1; 4], PadMode::Zero, 2),
+            (1, 130, 40, 9, 9, [3, 3], 1, 1, [1; 4], PadMode::One, 5),
+            (1, 512, 100, 7, 7, [1, 1], 1, 1, [0; 4], PadMode::Zero, 50),
+            (
+                1,
+                200,
+                64,
+                12,
+                10,
+                [3, 3],
+                2,
+                1,
+                [0, 1, 1, 0],
+                PadMode::Zero,
+                1000,
+            ),
+        ];
+        for (n, c_in, c_out, h, w, kernel, s, d, padding, pad_mode, flips) in cases {
+            let g = ConvGeometry {
+                c_in,
+                c_out,
+                kernel,
+                stride: [s, s],
+                dilation: [d, d],
+                padding,
+                pad_mode,
+            };
+            let (wts, parents) = clustered(&mut rng, c_out, c_in * kernel[0] * kernel[1], flips);
+            check(&mut rng, g, (n, h, w), &wts, Some(&parents));
+        }
+    }
+
+    #[test]
+    fn bad_mst_parents_are_refused() {
+        let g = ConvGeometry {
+            c_in: 8,
+            c_out: 3,
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: [0; 4],
+            pad_mode: PadMode::Zero,
+        };
+        let op = BinaryConv2d::new(
+            g,
+            Arc::new(Tensor::zero::<u64>(&[3, 1, 1, 1]).unwrap()),
+            OutputKind::Float,
+            Arc::new(tensor1(&[1f32; 3])),
+            Arc::new(tensor1(&[0f32; 3])),
+        )
+        .unwrap();
+        for parents in [
+            vec![None, Some(2), Some(1)],
+            vec![None, Some(3), None],
+            vec![None],
+        ] {
+            let e = op.clone().with_mst(parents).unwrap_err().to_string();
+            assert!(e.contains(NAME), "{e}");
         }
     }
 }

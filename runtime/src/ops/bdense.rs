@@ -253,15 +253,7 @@ impl TypedOp for BinaryDense {
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
-        &layer_parameters(&[
-            TypeName::Integer.named("k"),
-            // MST parent of each output feature, as parent + 1 (0: computed from scratch);
-            // empty: the dense kernel.
-            TypeName::Integer
-                .array()
-                .named("mst_parents")
-                .default(Literal::Array(vec![])),
-        ]),
+        &layer_parameters(&[TypeName::Integer.named("k"), mst_parents_parameter()]),
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
@@ -272,9 +264,8 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let args = load_layer(builder, invocation)?;
     let k: usize = invocation.named_arg_as(builder, "k")?;
     let mut op = BinaryDense::new(k, args.weights, args.kind, args.mul, args.bias)?;
-    let parents: TVec<usize> = invocation.named_arg_as(builder, "mst_parents")?;
-    if !parents.is_empty() {
-        op = op.with_mst(parents.iter().map(|p| p.checked_sub(1)).collect())?;
+    if let Some(parents) = read_mst_parents(builder, invocation)? {
+        op = op.with_mst(parents)?;
     }
     builder.wire(op, &[args.input])
 }
@@ -286,20 +277,45 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Op
         NAME,
         &op.weights,
         &op.output,
-        match &op.mst_parents {
-            None => vec![("k", numeric(op.k))],
-            Some(parents) => vec![
-                ("k", numeric(op.k)),
-                (
-                    "mst_parents",
-                    array(
-                        parents
-                            .iter()
-                            .map(|p| numeric(p.map_or(0, |p| p + 1)))
-                            .collect::<Vec<_>>(),
-                    ),
-                ),
-            ],
-        },
+        [("k", numeric(op.k))]
+            .into_iter()
+            .chain(mst_parents_attribute(&op.mst_parents))
+            .collect(),
     )
+}
+
+/// The optional `mst_parents` NNEF parameter of the binary layers (dense and conv2d): the MST
+/// parent of each output channel as parent + 1 (0: computed from scratch); empty (the default,
+/// so graphs written before it existed load unchanged): the dense kernel.
+pub(crate) fn mst_parents_parameter() -> Parameter {
+    TypeName::Integer
+        .array()
+        .named("mst_parents")
+        .default(Literal::Array(vec![]))
+}
+
+/// Reads `mst_parents` (see [`mst_parents_parameter`]): `None` when empty.
+pub(crate) fn read_mst_parents(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Option<Vec<Option<usize>>>> {
+    let parents: TVec<usize> = invocation.named_arg_as(builder, "mst_parents")?;
+    Ok((!parents.is_empty()).then(|| parents.iter().map(|p| p.checked_sub(1)).collect()))
+}
+
+/// The `mst_parents` attribute of a layer with a tree (none without one).
+pub(crate) fn mst_parents_attribute(
+    parents: &Option<Vec<Option<usize>>>,
+) -> Option<(&'static str, RValue)> {
+    parents.as_ref().map(|parents| {
+        (
+            "mst_parents",
+            array(
+                parents
+                    .iter()
+                    .map(|p| numeric(p.map_or(0, |p| p + 1)))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    })
 }
