@@ -19,6 +19,15 @@ pub enum RuntimeError {
         /// tract's explanation, with its cause chain.
         reason: String,
     },
+    /// A model file over the limits an untrusted file must keep (`load_limits`): a tensor
+    /// header claiming more bytes than the file holds, an absurd shape, a decompression bomb.
+    #[error("model {path}: {reason}")]
+    ModelLimit {
+        /// The path (or `<bundled>`).
+        path: String,
+        /// Which limit, and what the file declared.
+        reason: String,
+    },
     /// A loaded graph the runtime cannot run as it is (symbolic shapes, exotic types…).
     #[error("model {path}: {reason}")]
     ModelUnsupported {

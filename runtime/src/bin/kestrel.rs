@@ -172,6 +172,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(r) = cause.downcast_ref::<RuntimeError>() {
             return match r {
                 RuntimeError::Run(_) => 1,
+                // A file the command names that is not there is bad input.
+                RuntimeError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    2
+                }
                 RuntimeError::Io { .. } => 1,
                 _ => 2,
             };
