@@ -78,6 +78,18 @@ pub enum RuntimeError {
     },
 }
 
+impl RuntimeError {
+    /// Whether the user can fix this by changing the command or its files (exit code 2):
+    /// everything but a failed run and I/O errors other than a missing file.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RuntimeError::Run(_) => false,
+            RuntimeError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => true,
+        }
+    }
+}
+
 /// Formats an `anyhow`/tract error with its whole cause chain on one line.
 pub(crate) fn chain(e: &anyhow::Error) -> String {
     format!("{e:#}")

@@ -170,17 +170,7 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(r) = cause.downcast_ref::<RuntimeError>() {
-            return match r {
-                RuntimeError::Run(_) => 1,
-                // A file the command names that is not there is bad input.
-                RuntimeError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    2
-                }
-                RuntimeError::Io { .. } => 1,
-                _ => 2,
-            };
+            return if r.is_bad_input() { 2 } else { 1 };
         }
         if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() {
             return 2;
