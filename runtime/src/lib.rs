@@ -16,6 +16,7 @@
 //! - [`ops`]: Kestrel's NNEF extension registry (the binary operators live there).
 //! - [`io`]: `.npy`/`.npz` arrays and atomic file writes.
 //! - [`bench`]: latency statistics, per-op profile, peak RSS.
+//! - [`config`]: `kestrel.toml`, the service's settings (`/etc/kestrel/kestrel.toml`).
 //! - [`camera`]: the [`camera::FrameSource`] trait and its backends.
 //! - [`pipeline`]: frame → input tensor → model → task result → sink, the `kestrel run` loop.
 //! - [`bundled`]: the default model compiled into the binary.
@@ -23,6 +24,7 @@
 pub mod bench;
 pub mod bundled;
 pub mod camera;
+pub mod config;
 pub mod error;
 pub mod infer;
 pub mod io;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kestrel_runtime::bench::{self, BenchOptions};
 use kestrel_runtime::camera::{self, CameraError, PixelFormat, SourceOptions};
+use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, ConfigError, Location};
 use kestrel_runtime::io::npy;
 use kestrel_runtime::pipeline::mqtt::{MqttSink, MqttUrlError};
 use kestrel_runtime::pipeline::sidecar::{Sidecar, SidecarError};
@@ -41,6 +42,13 @@ enum Command {
     /// runs until the source ends, --frames, or SIGINT/SIGTERM (which finish the frame, print
     /// the summary and exit 0).
     Run {
+        /// Settings file (default: /etc/kestrel/kestrel.toml when it exists); flags given
+        /// on the command line override it.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+        config: Option<PathBuf>,
+        /// Read no settings file.
+        #[arg(long)]
+        no_config: bool,
         /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model. Its
         /// sidecar MODEL.kestrel.toml (task, labels, preprocessing) is read if present.
         #[arg(long)]
@@ -53,21 +61,23 @@ enum Command {
         #[arg(long)]
         frames: Option<u64>,
         /// Frame size WxH: of the raw frames of a pipe/cmd/file, or asked of a camera.
-        #[arg(long, default_value = "640x480", value_parser = parse_size)]
-        size: (usize, usize),
-        /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as fast as possible).
-        #[arg(long, default_value_t = 30.0)]
-        fps: f64,
+        /// [default: 640x480]
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(usize, usize)>,
+        /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as
+        /// fast as possible). [default: 30]
+        #[arg(long)]
+        fps: Option<f64>,
         /// Pixel format of raw frames (pipe, cmd, raw files), or forced on a camera:
         /// i420, nv12, yuyv, rgb24, gray, mjpeg.
         #[arg(long, value_parser = parse_pixel_format)]
         pixel_format: Option<PixelFormat>,
         /// Start a file source again at its end.
-        #[arg(long = "loop")]
-        looping: bool,
+        #[arg(long = "loop", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        looping: Option<bool>,
         /// End the run when the source fails, instead of reconnecting.
-        #[arg(long)]
-        exit_on_source_error: bool,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        exit_on_source_error: Option<bool>,
         /// Classes reported per frame for classifiers (default: the sidecar's, else 3).
         #[arg(long)]
         top_k: Option<usize>,
@@ -83,9 +93,9 @@ enum Command {
         /// Write an annotated JPEG of the current frame into DIR every --every seconds.
         #[arg(long, value_name = "DIR")]
         snapshot: Option<PathBuf>,
-        /// Seconds between snapshots.
-        #[arg(long, default_value_t = 10.0, requires = "snapshot")]
-        every: f64,
+        /// Seconds between snapshots. [default: 10]
+        #[arg(long)]
+        every: Option<f64>,
     },
     /// Run a model on arrays from a .npy/.npz file and write its outputs to a .npz.
     Infer {
@@ -122,22 +132,6 @@ enum Command {
     },
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or("expected WxH, e.g. 640x480")?;
-    let w = w.trim().parse().map_err(|_| format!("bad width '{w}'"))?;
-    let h = h.trim().parse().map_err(|_| format!("bad height '{h}'"))?;
-    Ok((w, h))
-}
-
-fn parse_pixel_format(s: &str) -> Result<PixelFormat, String> {
-    PixelFormat::parse(s).ok_or_else(|| {
-        let names: Vec<_> = PixelFormat::ALL.iter().map(|f| f.name()).collect();
-        format!("unknown pixel format '{s}' (known: {})", names.join(", "))
-    })
-}
-
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
     let v: Vec<f32> = s
         .split(',')
@@ -172,7 +166,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(r) = cause.downcast_ref::<RuntimeError>() {
             return if r.is_bad_input() { 2 } else { 1 };
         }
-        if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() {
+        if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() || cause.is::<ConfigError>() {
             return 2;
         }
         if let Some(p) = cause.downcast_ref::<PipelineError>() {
@@ -197,6 +191,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Run {
+            config,
+            no_config,
             model,
             source,
             frames,
@@ -212,6 +208,27 @@ fn dispatch(cli: Cli) -> Result<()> {
             snapshot,
             every,
         } => {
+            let location = match (config, no_config) {
+                (Some(path), _) => Location::Explicit(path),
+                (None, true) => Location::None,
+                (None, false) => Location::Default,
+            };
+            // Flags override the file; the file overrides the defaults.
+            let file = Config::locate(&location)?.unwrap_or_default();
+            if !file.path.as_os_str().is_empty() {
+                log::info!("settings from {}", file.path.display());
+            }
+            let options = LoadOptions {
+                threads: cli.threads.or(file.threads).map(usize::from),
+            };
+            let model = model.or(file.model);
+            let source = source.or(file.source);
+            let frames = frames.or(file.frames);
+            let (mean, std) = (mean.or(file.mean), std.or(file.std));
+            let top_k = top_k.or(file.top_k);
+            let mqtt = mqtt.or(file.mqtt);
+            let snapshot = snapshot.or(file.snapshot);
+            let every = every.or(file.every).unwrap_or(10.0);
             let default_run = model.is_none() && source.is_none();
             let cli_normalize = match (mean, std) {
                 (None, None) => None,
@@ -246,13 +263,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let uri = source.unwrap_or_else(|| "synthetic".into());
             let frames = frames.or(default_run.then_some(100));
+            let (width, height) = size.or(file.size).unwrap_or((640, 480));
             let source_options = SourceOptions {
-                width: size.0,
-                height: size.1,
-                fps,
-                pixel_format,
-                looping,
-                exit_on_error: exit_on_source_error,
+                width,
+                height,
+                fps: fps.or(file.fps).unwrap_or(30.0),
+                pixel_format: pixel_format.or(file.pixel_format),
+                looping: looping.or(file.looping).unwrap_or(false),
+                exit_on_error: exit_on_source_error
+                    .or(file.exit_on_source_error)
+                    .unwrap_or(false),
             };
             let mut pipeline = Pipeline::new(&model, normalize, task)
                 .with_context(|| format!("model {}", model.source()))?;
