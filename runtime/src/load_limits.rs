@@ -141,7 +141,7 @@ fn budget_rule(gzipped: bool, file_size: u64) -> String {
             EXPANSION_SLACK >> 20
         )
     } else {
-        format!("the file's size")
+        "the file's size".to_string()
     }
 }
 

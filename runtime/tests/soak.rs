@@ -37,7 +37,15 @@ fn rss_does_not_grow_over_a_long_run() {
         (1500, 300, 1450)
     };
     let mut child = kestrel()
-        .args(["run", "--source", "synthetic", "--fps", "0", "--threads", "1"])
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--fps",
+            "0",
+            "--threads",
+            "1",
+        ])
         .args(["--frames", &frames.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -1,7 +1,8 @@
 //! `kestrel`: the on-device command. Parses arguments, calls `kestrel_runtime`, prints.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input (missing or corrupt
-//! model, unreadable array, wrong input shape, bad source URI).
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input (missing, corrupt or
+//! over-limit model, unreadable array, wrong input shape, bad source URI); the README's table
+//! is the full list, `runtime/tests/cli.rs` tests it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
