@@ -297,7 +297,7 @@ fn bad_flags_and_values_exit_2() {
         &["run", "--pixel-format", "rgb48"],
         &["run", "--threads", "0"],
         &["run", "--fps", "fast"],
-        &["run", "--every", "5"],
+        &["run", "--top-k", "many"],
         &["infer"],
         &["infer", "m.nnef.tgz", "--input", "x.npy"],
         &["bench", "--runs", "many"],
