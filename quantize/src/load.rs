@@ -9,6 +9,8 @@ use std::path::Path;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use kestrel_runtime::panic_guard::guard;
+
 use crate::error::{chain, ConvertError};
 
 /// An `--input-shape` value: input name and dimensions.
@@ -61,10 +63,12 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
     // Shape annotations inside the file (value_info, output shapes) often carry the exporter's
     // symbolic batch (`DynamicDimension.0`), which then refuses to unify with the batch of 1
     // set below: analysis starts from the input facts alone.
-    let mut model = crate::binary::bipolar::onnx()
+    // tract-onnx asserts on some malformed protobufs: a panic there is a load error too.
+    let onnx = crate::binary::bipolar::onnx()
         .with_ignore_value_info(true)
-        .with_ignore_output_shapes(true)
-        .model_for_path(path)
+        .with_ignore_output_shapes(true);
+    let mut model = guard(|| onnx.model_for_path(path))
+        .unwrap_or_else(|message| Err(anyhow::anyhow!(message)))
         .map_err(load_err)?;
     let shape_err = |reason: String| ConvertError::InputShape {
         path: path.into(),
@@ -123,11 +127,13 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
             .set_input_fact(ix, InferenceFact::dt_shape(dt, dims))
             .map_err(load_err)?;
     }
-    model.into_typed().map_err(|e| ConvertError::Graph {
-        path: path.into(),
-        stage: "type analysis",
-        reason: chain(&e),
-    })
+    guard(|| model.into_typed())
+        .unwrap_or_else(|message| Err(anyhow::anyhow!(message)))
+        .map_err(|e| ConvertError::Graph {
+            path: path.into(),
+            stage: "type analysis",
+            reason: chain(&e),
+        })
 }
 
 #[cfg(test)]

@@ -19,6 +19,15 @@ pub enum RuntimeError {
         /// tract's explanation, with its cause chain.
         reason: String,
     },
+    /// A model file over the limits an untrusted file must keep (`load_limits`): a tensor
+    /// header claiming more bytes than the file holds, an absurd shape, a decompression bomb.
+    #[error("model {path}: {reason}")]
+    ModelLimit {
+        /// The path (or `<bundled>`).
+        path: String,
+        /// Which limit, and what the file declared.
+        reason: String,
+    },
     /// A loaded graph the runtime cannot run as it is (symbolic shapes, exotic types…).
     #[error("model {path}: {reason}")]
     ModelUnsupported {
@@ -67,6 +76,18 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl RuntimeError {
+    /// Whether the user can fix this by changing the command or its files (exit code 2):
+    /// everything but a failed run and I/O errors other than a missing file.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RuntimeError::Run(_) => false,
+            RuntimeError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => true,
+        }
+    }
 }
 
 /// Formats an `anyhow`/tract error with its whole cause chain on one line.

@@ -10,7 +10,9 @@
 //! Conversion lives in `kestrel-quantize`, which depends on this crate, never the reverse.
 //!
 //! Map:
+//! - [`load_limits`]: what an untrusted model file may make the loader allocate.
 //! - [`model`]: load a graph, its input/output facts, sessions that run it, thread count.
+//! - [`panic_guard`]: a panic inside tract's graph readers becomes an error.
 //! - [`ops`]: Kestrel's NNEF extension registry (the binary operators live there).
 //! - [`io`]: `.npy`/`.npz` arrays and atomic file writes.
 //! - [`bench`]: latency statistics, per-op profile, peak RSS.
@@ -27,9 +29,11 @@ pub mod error;
 pub mod infer;
 pub mod io;
 pub mod kernels;
+pub mod load_limits;
 pub mod logging;
 pub mod model;
 pub mod ops;
+pub mod panic_guard;
 pub mod pipeline;
 pub mod random;
 

@@ -8,6 +8,10 @@
 //! (im2col, packed matmul kernels) are machine-specific and have no serialisation, so the device
 //! optimises at load (a few ms for small CNNs), which `load_time` includes.
 //!
+//! Model files are untrusted: before tract reads one, [`crate::load_limits`] checks that its
+//! tensors fit in the bytes the file holds, and once the graph is built that no tensor it
+//! declares or computes is absurdly large (a typed [`RuntimeError::ModelLimit`], exit 2).
+//!
 //! Threads: [`LoadOptions::threads`] (default: every core) becomes tract's executor for this
 //! model's plan; tract splits its matrix products over it.
 
@@ -23,6 +27,7 @@ use tract_nnef::tract_core::plan::SimpleState;
 use tract_nnef::tract_core::runtime::RunOptions;
 
 use crate::error::{chain, RuntimeError};
+use crate::load_limits;
 use crate::ops::registry;
 
 /// How to load a model.
@@ -118,13 +123,18 @@ impl Model {
         }
         let nnef = registry::nnef();
         let typed = if path.is_dir() {
-            nnef.model_for_path(path)
+            load_limits::check_directory(&label, path)?;
+            guarded(|| nnef.model_for_path(path))
         } else {
-            let mut file = std::fs::File::open(path).map_err(|source| RuntimeError::Io {
+            let io = |source| RuntimeError::Io {
                 path: path.to_path_buf(),
                 source,
-            })?;
-            nnef.model_for_read(&mut file)
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let size = file.metadata().map_err(io)?.len();
+            load_limits::check_archive(&label, std::io::BufReader::new(file), size)?;
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            guarded(|| nnef.model_for_read(&mut file))
         }
         .map_err(|e| RuntimeError::ModelLoad {
             path: label.clone(),
@@ -140,13 +150,15 @@ impl Model {
         options: &LoadOptions,
     ) -> Result<Model, RuntimeError> {
         let start = Instant::now();
+        load_limits::check_archive(label, bytes, bytes.len() as u64)?;
         let mut reader: &[u8] = bytes;
-        let typed = registry::nnef()
-            .model_for_read(&mut reader as &mut dyn Read)
-            .map_err(|e| RuntimeError::ModelLoad {
+        let nnef = registry::nnef();
+        let typed = guarded(|| nnef.model_for_read(&mut reader as &mut dyn Read)).map_err(|e| {
+            RuntimeError::ModelLoad {
                 path: label.into(),
                 reason: chain(&e),
-            })?;
+            }
+        })?;
         Self::from_typed(label, typed, options, start)
     }
 
@@ -162,6 +174,7 @@ impl Model {
             path: label.into(),
             reason,
         };
+        load_limits::check_graph(label, &typed)?;
         let inputs = typed
             .inputs
             .iter()
@@ -186,8 +199,7 @@ impl Model {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let threads = options.thread_count();
-        let optimized = typed
-            .into_optimized()
+        let optimized = guarded(|| typed.into_optimized())
             .map_err(|e| unsupported(format!("cannot optimise graph: {}", chain(&e))))?;
         let executor = if threads > 1 {
             Executor::multithread(threads)
@@ -280,6 +292,12 @@ impl Model {
     pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, RuntimeError> {
         self.session()?.run(inputs)
     }
+}
+
+/// Runs one of tract's graph readers or passes, with a panic inside tract (see
+/// [`crate::panic_guard`]) as an error.
+fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> TractResult<T> {
+    crate::panic_guard::guard(f).unwrap_or_else(|message| Err(anyhow::anyhow!(message)))
 }
 
 fn spec(model: &TypedModel, outlet: OutletId, name: String) -> TractResult<TensorSpec> {

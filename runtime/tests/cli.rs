@@ -212,3 +212,181 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
     }
     eprintln!("auto-selected: {auto}");
 }
+
+/// Runs `kestrel ARGS` and checks the exit code; the message must not be a panic.
+fn exits(code: i32, args: &[&std::ffi::OsStr]) -> String {
+    let out = kestrel().args(args).output().expect("start kestrel");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "kestrel {args:?}: {err}");
+    assert!(!err.contains("panicked"), "kestrel {args:?}: {err}");
+    err
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// A model file whose tensor header claims 4 GiB over 16 bytes of data.
+fn forged_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(
+        "graph.nnef",
+        b"version 1.0;\ngraph network(x) -> (y) {\n  x = external(shape = [1, 4]);\n  \
+          w = variable<scalar>(label = \"w\", shape = [1, 4]);\n  y = add(x, w);\n}\n",
+    );
+    let mut dat = vec![];
+    let w = kestrel_runtime::tract_core::prelude::Tensor::zero::<f32>(&[1, 4]).unwrap();
+    kestrel_runtime::tract_nnef::tensors::write_tensor(&mut dat, &w).unwrap();
+    dat[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    dat[12..16].copy_from_slice(&65536u32.to_le_bytes());
+    dat[16..20].copy_from_slice(&16384u32.to_le_bytes());
+    add("w.dat", &dat);
+    let path = dir.join("forged.nnef.tar");
+    std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn every_subcommand_exits_2_on_a_missing_corrupt_or_forged_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.nnef.tgz");
+    std::fs::write(&corrupt, b"\x1f\x8b\x08\x00garbage").unwrap();
+    let missing = dir.path().join("missing.nnef.tgz");
+    let forged = forged_model(dir.path());
+    let input = repo().join("tests/fixtures/ref/ppocr-cls.input.npy");
+    let out = dir.path().join("out.npz");
+    for model in [&missing, &corrupt, &forged] {
+        let m = model.as_os_str();
+        let name = model.file_name().unwrap().to_string_lossy().into_owned();
+        for args in [
+            vec![os("info"), m],
+            vec![os("bench"), m, os("--runs"), os("1")],
+            vec![os("run"), os("--model"), m, os("--frames"), os("1")],
+            vec![
+                os("infer"),
+                m,
+                os("--input"),
+                input.as_os_str(),
+                os("--output"),
+                out.as_os_str(),
+            ],
+        ] {
+            let err = exits(2, &args);
+            assert!(err.contains(&name), "{args:?}: {err}");
+        }
+    }
+    let err = exits(2, &[os("info"), forged.as_os_str()]);
+    assert!(
+        err.contains("w.dat") && err.contains("holds 16 bytes"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output written");
+}
+
+#[test]
+fn bad_flags_and_values_exit_2() {
+    for args in [
+        &["run", "--bogus"][..],
+        &["run", "--size", "640"],
+        &["run", "--pixel-format", "rgb48"],
+        &["run", "--threads", "0"],
+        &["run", "--fps", "fast"],
+        &["run", "--top-k", "many"],
+        &["infer"],
+        &["infer", "m.nnef.tgz", "--input", "x.npy"],
+        &["bench", "--runs", "many"],
+        &["info", "a", "b"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let args: Vec<_> = args.iter().map(|a| os(a)).collect();
+        exits(2, &args);
+    }
+}
+
+#[test]
+fn infer_exits_2_on_bad_arrays_and_1_when_the_output_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("models/ppocr-cls/ppocr-cls.nnef.tgz");
+    let good = repo().join("tests/fixtures/ref/ppocr-cls.input.npy");
+    let corrupt = dir.path().join("corrupt.npy");
+    std::fs::write(&corrupt, b"\x93NUMPY\x01\x00garbage").unwrap();
+    let forged = dir.path().join("forged.npy");
+    // A valid header claiming 10^12 floats over no data.
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend((header.len() as u16 + 1).to_le_bytes());
+    npy.extend(header.as_bytes());
+    npy.push(b'\n');
+    std::fs::write(&forged, npy).unwrap();
+    let missing = dir.path().join("missing.npy");
+    let out = dir.path().join("out.npz");
+    for input in [&corrupt, &forged, &missing] {
+        let err = exits(
+            2,
+            &[
+                os("infer"),
+                model.as_os_str(),
+                os("--input"),
+                input.as_os_str(),
+                os("--output"),
+                out.as_os_str(),
+            ],
+        );
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(&name), "{err}");
+    }
+    assert!(!out.exists());
+    // The output path is a directory: the run worked, writing failed.
+    exits(
+        1,
+        &[
+            os("infer"),
+            model.as_os_str(),
+            os("--input"),
+            good.as_os_str(),
+            os("--output"),
+            dir.path().as_os_str(),
+        ],
+    );
+}
+
+#[test]
+fn unreadable_sources_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("file:{}", dir.path().join("missing.y4m").display());
+    let err = exits(
+        2,
+        &[
+            os("run"),
+            os("--source"),
+            os(&missing),
+            os("--frames"),
+            os("1"),
+        ],
+    );
+    assert!(err.contains("missing.y4m"), "{err}");
+    let raw = dir.path().join("odd.yuv");
+    std::fs::write(&raw, [0u8; 1000]).unwrap();
+    let raw = format!("file:{}", raw.display());
+    exits(
+        2,
+        &[
+            os("run"),
+            os("--source"),
+            os(&raw),
+            os("--pixel-format"),
+            os("i420"),
+            os("--size"),
+            os("64x48"),
+            os("--fps"),
+            os("0"),
+        ],
+    );
+}

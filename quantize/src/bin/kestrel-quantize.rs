@@ -90,7 +90,12 @@ fn main() -> ExitCode {
                                 | ConvertError::Output { .. }
                                 | ConvertError::VerifyData { .. }
                         )
-                    )
+                    ) || matches!(
+                        c.downcast_ref::<ConvertError>(),
+                        Some(ConvertError::Runtime(r)) if r.is_bad_input()
+                    ) || c
+                        .downcast_ref::<kestrel_runtime::RuntimeError>()
+                        .is_some_and(|r| r.is_bad_input())
                 });
             ExitCode::from(if bad_input { 2 } else { 1 })
         }

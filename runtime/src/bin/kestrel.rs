@@ -1,7 +1,8 @@
 //! `kestrel`: the on-device command. Parses arguments, calls `kestrel_runtime`, prints.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input (missing or corrupt
-//! model, unreadable array, wrong input shape, bad source URI).
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error or bad input (missing, corrupt or
+//! over-limit model, unreadable array, wrong input shape, bad source URI); the README's table
+//! is the full list, `runtime/tests/cli.rs` tests it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -164,11 +165,7 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(r) = cause.downcast_ref::<RuntimeError>() {
-            return match r {
-                RuntimeError::Run(_) => 1,
-                RuntimeError::Io { .. } => 1,
-                _ => 2,
-            };
+            return if r.is_bad_input() { 2 } else { 1 };
         }
         if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() || cause.is::<ConfigError>() {
             return 2;

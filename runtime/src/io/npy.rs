@@ -15,6 +15,9 @@ use tract_nnef::internal::*;
 use crate::error::RuntimeError;
 use crate::io::atomic::AtomicFile;
 
+/// The longest `.npy` header read (numpy writes a few hundred bytes).
+const MAX_HEADER_BYTES: u64 = 1 << 16;
+
 /// A named array, as read from or written to a file.
 pub type NamedTensor = (String, Tensor);
 
@@ -80,7 +83,30 @@ fn read_npz<R: Read + Seek>(path: &Path, reader: R) -> Result<Vec<NamedTensor>, 
 }
 
 /// Reads one `.npy` stream of `available` bytes into a tensor.
-fn read_npy<R: Read>(reader: R, available: u64) -> Result<Tensor, String> {
+fn read_npy<R: Read>(mut reader: R, available: u64) -> Result<Tensor, String> {
+    // The preamble says how long the header is; npyz allocates that much before reading it
+    // (a forged 4-byte length asked for 1.9 GB, found by fuzz/npy_read): check it first.
+    let mut preamble = [0u8; 12];
+    let mut got = 0;
+    while got < preamble.len() {
+        match reader.read(&mut preamble[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+    }
+    let header_len = match (got, preamble[6]) {
+        (10.., 1) => u64::from(u16::from_le_bytes([preamble[8], preamble[9]])),
+        (12, 2 | 3) => u64::from(u32::from_le_bytes(preamble[8..12].try_into().unwrap())),
+        _ => 0,
+    };
+    if header_len > MAX_HEADER_BYTES || header_len > available {
+        return Err(format!(
+            "bad npy header: says it is {header_len} bytes long (the file holds {available}, a \
+             header is at most {MAX_HEADER_BYTES})"
+        ));
+    }
+    let reader = std::io::Cursor::new(preamble[..got].to_vec()).chain(reader);
     let npy = NpyFile::new(reader).map_err(|e| format!("bad npy header: {e}"))?;
     if npy.order() == Order::Fortran && npy.shape().len() > 1 {
         return Err("Fortran-ordered array (save it with np.ascontiguousarray)".into());
@@ -194,6 +220,21 @@ fn write_typed<T: AutoSerialize + Datum + Copy, W: Write>(w: W, t: &Tensor) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forged_header_length_is_refused_before_allocating() {
+        // fuzz/npy_read's find: version 3, header length "vfor" = 1.9 GB.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forged.npy");
+        let mut bytes = b"\x93NUMPY\x03\x00vfortran_order': False, 'shape': (2, 2), }".to_vec();
+        bytes.extend([b' '; 64]);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_arrays(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("forged.npy") && e.contains("1919903350 bytes long"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn npz_round_trip_keeps_names_types_and_values() {

@@ -20,6 +20,11 @@ use zune_jpeg::JpegDecoder;
 
 use crate::camera::{Frame, PixelFormat};
 
+/// The largest image an MJPEG frame may decode to (8K UHD): a JPEG header is untrusted, and
+/// zune-jpeg's own limit (16384x16384) still lets one frame ask for 768 MB of RGB before a
+/// single pixel is checked.
+pub const MAX_JPEG_PIXELS: usize = 7680 * 4320;
+
 /// A frame that could not be converted (a broken JPEG, a size the format cannot have).
 #[derive(Debug, thiserror::Error)]
 #[error("frame {seq} ({width}x{height} {format}): {reason}")]
@@ -128,6 +133,11 @@ impl Converter {
                 let (dw, dh) = decoder
                     .dimensions()
                     .ok_or_else(|| err("JPEG: no size".into()))?;
+                if dw.saturating_mul(dh) > MAX_JPEG_PIXELS {
+                    return Err(err(format!(
+                        "JPEG: header says {dw}x{dh}, more than {MAX_JPEG_PIXELS} pixels (8K)"
+                    )));
+                }
                 let n = decoder
                     .output_buffer_size()
                     .ok_or_else(|| err("JPEG: no size".into()))?;
@@ -202,6 +212,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A small JPEG whose SOF header is patched to claim `w`x`h`.
+    fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+        let rgb = [200u8; 8 * 8 * 3];
+        let mut jpeg = vec![];
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&rgb, 8, 8, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let sof = jpeg
+            .windows(2)
+            .position(|m| m[0] == 0xFF && matches!(m[1], 0xC0..=0xC2))
+            .unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn a_jpeg_header_claiming_a_huge_image_is_refused_before_allocating() {
+        let mut c = Converter::new();
+        let ok = jpeg_claiming(8, 8);
+        assert_eq!(
+            c.convert(&frame(&ok, 8, 8, PixelFormat::Mjpeg))
+                .unwrap()
+                .width,
+            8
+        );
+        let huge = jpeg_claiming(16000, 16000);
+        let e = c
+            .convert(&frame(&huge, 640, 480, PixelFormat::Mjpeg))
+            .unwrap_err();
+        assert!(e.to_string().contains("16000x16000"), "{e}");
+        assert!(c.rgb.capacity() < 1 << 20, "no huge buffer");
     }
 
     #[test]

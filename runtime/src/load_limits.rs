@@ -1,0 +1,364 @@
+//! Bounds on what an untrusted model file may make the loader allocate.
+//!
+//! Model files come from users: a forged file must get a clear error, never a multi-gigabyte
+//! allocation or a panic. tract's NNEF reader allocates a tensor from its `.dat` header
+//! *before* reading its bytes, and its shape analysis trusts the sizes a graph declares, so
+//! [`crate::Model`] checks, before tract sees the file:
+//!
+//! - every `.dat` tensor's declared data size against the bytes its archive entry (or file)
+//!   really holds — a header claiming a huge shape over a few bytes is refused;
+//! - every archive entry's declared size against the bytes that really follow it (a
+//!   truncated archive);
+//! - the unpacked size of a gzipped archive: at most [`MAX_EXPANSION`] × the file size plus
+//!   [`EXPANSION_SLACK`] (a gzip bomb is refused; real weights compress by less than 2×);
+//!
+//! and, once tract has built the typed graph (before optimising it, which folds constants),
+//! every tensor the graph would hold — inputs declared by `external(shape = ...)`, outputs of
+//! every node including Kestrel's binary ops, whose shapes follow from their attributes —
+//! against [`MAX_TENSOR_BYTES`].
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use tract_nnef::internal::*;
+
+use crate::error::RuntimeError;
+
+/// Largest tensor a graph may declare or compute, in bytes (1 GiB: a 1×64×1080×1920 f32
+/// feature map is 530 MB).
+pub const MAX_TENSOR_BYTES: u64 = 1 << 30;
+
+/// How many times its file size a gzipped archive may unpack to.
+pub const MAX_EXPANSION: u64 = 64;
+
+/// Unpacked bytes allowed on top of [`MAX_EXPANSION`] × the file size (small files, and
+/// graphs of zero-initialised tensors).
+pub const EXPANSION_SLACK: u64 = 16 << 20;
+
+/// Size of the header of a tract NNEF `.dat` tensor file.
+const DAT_HEADER: usize = 128;
+
+fn refuse(label: &str, reason: String) -> RuntimeError {
+    RuntimeError::ModelLimit {
+        path: label.into(),
+        reason,
+    }
+}
+
+/// Checks an NNEF archive (tar, or gzipped tar) of `file_size` bytes read from `reader`.
+/// `label` names the file in errors.
+pub fn check_archive(
+    label: &str,
+    mut reader: impl Read,
+    file_size: u64,
+) -> Result<(), RuntimeError> {
+    let corrupt = |e: io::Error| RuntimeError::ModelLoad {
+        path: label.into(),
+        reason: format!("cannot read archive: {e}"),
+    };
+    let truncated = |name: &str, declared: u64, there: u64| RuntimeError::ModelLoad {
+        path: label.into(),
+        reason: format!(
+            "truncated archive: entry {name} declares {declared} bytes, {there} are there"
+        ),
+    };
+    let mut magic = [0u8; 2];
+    let got = read_up_to(&mut reader, &mut magic).map_err(corrupt)?;
+    let stream = io::Cursor::new(magic[..got].to_vec()).chain(reader);
+    let gzipped = magic == [0x1f, 0x8b];
+    let budget = if gzipped {
+        file_size
+            .saturating_mul(MAX_EXPANSION)
+            .saturating_add(EXPANSION_SLACK)
+    } else {
+        file_size
+    };
+    let unpacked: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(stream))
+    } else {
+        Box::new(stream)
+    };
+    // One byte more than the budget: reaching it means the budget is exceeded.
+    let mut limited = unpacked.take(budget.saturating_add(1));
+    let mut archive = tar::Archive::new(&mut limited);
+    let over_budget = || {
+        refuse(
+            label,
+            format!(
+                "the archive unpacks to more than {budget} bytes ({}): refusing it as a \
+                 decompression bomb",
+                budget_rule(gzipped, file_size)
+            ),
+        )
+    };
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let name = entry
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "<bad name>".into());
+        let declared = entry.header().size().map_err(corrupt)?;
+        if declared > budget && !gzipped {
+            return Err(truncated(&name, declared, file_size));
+        }
+        if declared > budget {
+            return Err(refuse(
+                label,
+                format!(
+                    "entry {name} declares {declared} bytes, more than the archive may hold \
+                     ({budget} bytes: {})",
+                    budget_rule(gzipped, file_size)
+                ),
+            ));
+        }
+        let mut header = [0u8; DAT_HEADER];
+        let mut read = 0;
+        if name.ends_with(".dat") {
+            read = read_up_to(&mut entry, &mut header).map_err(corrupt)?;
+        }
+        read += io::copy(&mut entry, &mut io::sink()).map_err(corrupt)? as usize;
+        if read as u64 != declared {
+            if limited.limit() == 0 {
+                return Err(over_budget());
+            }
+            return Err(truncated(&name, declared, read as u64));
+        }
+        if name.ends_with(".dat") {
+            check_dat_header(&header[..read.min(DAT_HEADER)], read as u64)
+                .map_err(|reason| refuse(label, format!("tensor {name}: {reason}")))?;
+        }
+    }
+    if limited.limit() == 0 {
+        return Err(over_budget());
+    }
+    Ok(())
+}
+
+fn budget_rule(gzipped: bool, file_size: u64) -> String {
+    if gzipped {
+        format!(
+            "{MAX_EXPANSION}x the file's {file_size} bytes + {} MiB",
+            EXPANSION_SLACK >> 20
+        )
+    } else {
+        "the file's size".to_string()
+    }
+}
+
+/// Checks every `.dat` file under an NNEF directory against its size on disk.
+pub fn check_directory(label: &str, dir: &Path) -> Result<(), RuntimeError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_dir() {
+            check_directory(label, &path)?;
+        } else if path.extension().is_some_and(|e| e == "dat") {
+            let mut file = std::fs::File::open(&path).map_err(io_err(&path))?;
+            let size = file.metadata().map_err(io_err(&path))?.len();
+            let mut header = [0u8; DAT_HEADER];
+            let got = read_up_to(&mut file, &mut header).map_err(io_err(&path))?;
+            check_dat_header(&header[..got], size)
+                .map_err(|reason| refuse(label, format!("tensor {}: {reason}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a tract `.dat` header (`header`, up to 128 bytes) of a file of `size` bytes: the
+/// data it declares must be there.
+pub fn check_dat_header(header: &[u8], size: u64) -> Result<(), String> {
+    if header.len() < DAT_HEADER {
+        return Err(format!(
+            "{size} bytes, shorter than the {DAT_HEADER}-byte tensor header"
+        ));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+    let data_size = u64::from(u32_at(4));
+    let rank = u32_at(8) as usize;
+    if rank > 8 {
+        return Err(format!("header says rank {rank} (at most 8)"));
+    }
+    let dims: Vec<u64> = (0..rank).map(|i| u64::from(u32_at(12 + 4 * i))).collect();
+    let available = size - DAT_HEADER as u64;
+    if data_size > available {
+        return Err(format!(
+            "header says shape {dims:?} in {data_size} bytes, but the file holds {available} \
+             bytes of data"
+        ));
+    }
+    let elements = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("header's shape {dims:?} overflows"))?;
+    let bits = u64::from(u32_at(44));
+    // Each element takes at least one bit (bit-packed booleans); most take bits_per_item.
+    if elements.div_ceil(8) > available
+        || (bits != u64::from(u32::MAX)
+            && elements.checked_mul(bits).is_none_or(|b| b / 8 > available))
+    {
+        return Err(format!(
+            "header says shape {dims:?} of {bits}-bit items, but the file holds {available} \
+             bytes of data"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every tensor `model` declares or computes against [`MAX_TENSOR_BYTES`].
+pub fn check_graph(label: &str, model: &TypedModel) -> Result<(), RuntimeError> {
+    for node in model.nodes() {
+        for (slot, output) in node.outputs.iter().enumerate() {
+            let fact = &output.fact;
+            let Some(shape) = fact.shape.as_concrete() else {
+                continue;
+            };
+            let bytes = shape
+                .iter()
+                .try_fold(fact.datum_type.size_of() as u64, |acc, &d| {
+                    acc.checked_mul(d as u64)
+                });
+            if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+                let what = if model.inputs.contains(&OutletId::new(node.id, slot)) {
+                    "input"
+                } else {
+                    "tensor"
+                };
+                return Err(refuse(
+                    label,
+                    format!(
+                        "{what} '{}' would be {} ({}), over the limit of {} MiB",
+                        node.name,
+                        crate::model::describe(fact.datum_type, shape),
+                        bytes.map_or("more than 2^64 bytes".into(), |b| format!("{b} bytes")),
+                        MAX_TENSOR_BYTES >> 20
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dat_header(data_size: u32, dims: &[u32], bits: u32) -> Vec<u8> {
+        let mut h = vec![0x4e, 0xef, 1, 0];
+        h.extend(data_size.to_le_bytes());
+        h.extend((dims.len() as u32).to_le_bytes());
+        for i in 0..8 {
+            h.extend(dims.get(i).copied().unwrap_or(0).to_le_bytes());
+        }
+        h.extend(bits.to_le_bytes());
+        h.resize(DAT_HEADER, 0);
+        h
+    }
+
+    #[test]
+    fn dat_headers_must_fit_their_file() {
+        let ok = dat_header(16, &[2, 2], 32);
+        assert_eq!(check_dat_header(&ok, 128 + 16), Ok(()));
+        // A shape of 2^32 x 2^32 f32 over 16 bytes, consistent in itself.
+        let huge = dat_header(u32::MAX, &[65536, 16384], 32);
+        let e = check_dat_header(&huge, 128 + 16).unwrap_err();
+        assert!(
+            e.contains("[65536, 16384]") && e.contains("holds 16 bytes"),
+            "{e}"
+        );
+        let e = check_dat_header(&dat_header(16, &[1 << 20, 1 << 20], 32), 144).unwrap_err();
+        assert!(e.contains("holds 16 bytes"), "{e}");
+        let e = check_dat_header(&dat_header(0, &[u32::MAX; 8], 8), 128).unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
+        assert!(check_dat_header(&ok[..100], 100)
+            .unwrap_err()
+            .contains("shorter"));
+        let mut bad_rank = ok.clone();
+        bad_rank[8] = 9;
+        assert!(check_dat_header(&bad_rank, 144)
+            .unwrap_err()
+            .contains("rank 9"));
+    }
+
+    fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn archives_with_lying_entries_are_refused() {
+        let mut dat = dat_header(16, &[4], 32);
+        dat.extend([0u8; 16]);
+        let good = tar(&[("graph.nnef", b"version 1.0;"), ("w.dat", &dat)]);
+        check_archive("m", &good[..], good.len() as u64).unwrap();
+
+        let mut forged = dat_header(u32::MAX, &[1 << 30], 32);
+        forged.extend([0u8; 16]);
+        let bad = tar(&[("w.dat", &forged)]);
+        let e = check_archive("m.nnef.tar", &bad[..], bad.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m.nnef.tar") && e.contains("w.dat"), "{e}");
+
+        // Cut inside the tensor's data: the entry says more than follows (a corrupt file,
+        // not a limit).
+        let cut = &good[..512 + 512 + 512 + 64];
+        let e = check_archive("m", cut, cut.len() as u64).unwrap_err();
+        assert!(matches!(e, RuntimeError::ModelLoad { .. }), "{e}");
+        assert!(
+            e.to_string().contains("entry w.dat declares 144 bytes"),
+            "{e}"
+        );
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bombs_are_refused() {
+        // One entry larger than the budget (~16.5 MiB here): refused from its header.
+        let zeros = vec![0u8; 32 << 20];
+        let gz = gzip(&tar(&[("w.dat", &zeros)]));
+        let e = check_archive("bomb.nnef.tgz", &gz[..], gz.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bomb.nnef.tgz") && e.contains("64x the file's"),
+            "{e}"
+        );
+        // Entries each under the budget, together over it: refused while unpacking.
+        let zeros = vec![0u8; 10 << 20];
+        let gz = gzip(&tar(&[("a.bin", &zeros), ("b.bin", &zeros)]));
+        let e = check_archive("bomb.nnef.tgz", &gz[..], gz.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("decompression bomb"), "{e}");
+    }
+}
