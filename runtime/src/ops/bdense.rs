@@ -233,7 +233,10 @@ impl TypedOp for BinaryDense {
         );
         let mut row = 1usize;
         for d in f.shape.iter().skip(1) {
-            row *= d.to_usize()?;
+            // Shapes come from untrusted files: an overflow is an error, not a panic.
+            row = row
+                .checked_mul(d.to_usize()?)
+                .with_context(|| format!("{NAME}: input row of {f:?} overflows"))?;
         }
         ensure!(
             row == self.words(),
