@@ -284,6 +284,16 @@ impl MstSchedule {
         self.channels * self.words
     }
 
+    /// One line for an op's `info()`: roots and word-ops against dense.
+    pub fn summary(&self) -> String {
+        format!(
+            "MST: {} roots, {} of {} word-ops",
+            self.roots(),
+            self.word_ops(),
+            self.dense_word_ops()
+        )
+    }
+
     /// Same contract as [`BinaryKernel::xor_popcount`] with `b` the weights this schedule was
     /// built from: `out[m·channels + c]` = popcount of row `m` of `a` XOR weight row `c`.
     /// `scratch` holds the roots' counts between the two phases (reused across calls).

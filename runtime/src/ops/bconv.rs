@@ -424,14 +424,7 @@ impl Op for BinaryConv2d {
             g.pad_mode.as_str(),
             self.output.kind.as_str()
         )];
-        if let Some(m) = &self.mst {
-            info.push(format!(
-                "MST: {} roots, {} of {} word-ops",
-                m.roots(),
-                m.word_ops(),
-                m.dense_word_ops()
-            ));
-        }
+        info.extend(self.mst.as_ref().map(|m| m.summary()));
         Ok(info)
     }
 

@@ -129,14 +129,7 @@ impl Op for BinaryDense {
             self.n_out(),
             self.output.kind.as_str()
         )];
-        if let Some(m) = &self.mst {
-            info.push(format!(
-                "MST: {} roots, {} of {} word-ops",
-                m.roots(),
-                m.word_ops(),
-                m.dense_word_ops()
-            ));
-        }
+        info.extend(self.mst.as_ref().map(|m| m.summary()));
         Ok(info)
     }
 
