@@ -58,6 +58,16 @@ pub struct Job<'a> {
 /// The version packaged (the workspace version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Where the board's files are staged: `bundle/` next to the binary, which is where
+/// `runtime/Cargo.toml`'s deb assets (`target/release/bundle/…`) point.
+fn stage_dir(built: &Built) -> Result<PathBuf> {
+    Ok(built
+        .binary
+        .parent()
+        .context("binary has no folder")?
+        .join("bundle"))
+}
+
 /// Stages the board's files next to the binary; returns the stage folder.
 pub fn stage(job: &Job) -> Result<PathBuf> {
     let Job {
@@ -67,11 +77,7 @@ pub fn stage(job: &Job) -> Result<PathBuf> {
         usb,
         ..
     } = *job;
-    let stage = built
-        .binary
-        .parent()
-        .context("binary has no folder")?
-        .join("bundle");
+    let stage = stage_dir(built)?;
     if stage.exists() {
         fs::remove_dir_all(&stage).with_context(|| format!("clearing {}", stage.display()))?;
     }
@@ -156,11 +162,7 @@ pub fn tarball(job: &Job) -> Result<PathBuf> {
     } = *job;
     let stem = stem(board, usb);
     let final_path = out.join(format!("{stem}.tar.gz"));
-    let stage = built
-        .binary
-        .parent()
-        .context("binary has no folder")?
-        .join("bundle");
+    let stage = stage_dir(built)?;
     let top = PathBuf::from(&stem);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{stem}"))
