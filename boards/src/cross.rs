@@ -106,11 +106,10 @@ pub fn build(repo: &Path, board: &Board, profile: &str, linker: Linker) -> Resul
         .args(["--locked", "-p", "kestrel-runtime", "--bin", "kestrel"])
         .args(["--profile", profile, "--target", &target]);
     eprintln!(
-        "building kestrel for {} ({}): RUSTFLAGS=\"{}\" {} {}",
+        "building kestrel for {} ({}): RUSTFLAGS=\"{}\" cargo {}",
         board.name,
         board.description,
         board.rustflags(),
-        if zig { "cargo zigbuild" } else { "cargo build" },
         cmd.get_args()
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()

@@ -129,11 +129,13 @@ pub fn bench(
         session.run(inputs.clone())?;
     }
     let mut samples = Vec::with_capacity(options.runs.max(1));
+    let window = IcountWindow::open();
     for _ in 0..options.runs.max(1) {
         let start = Instant::now();
         session.run(inputs.clone())?;
         samples.push(start.elapsed());
     }
+    drop(window);
     let latency = Latency::from_durations(&mut samples).expect("at least one run");
 
     let mut node_times = Vec::new();
@@ -153,6 +155,47 @@ pub fn bench(
         top_nodes,
         by_op,
     })
+}
+
+/// Marks the timed runs for `benches/icount` (a qemu plugin that counts the aarch64
+/// instructions executed between the marks, so that loading and optimising the graph under
+/// qemu do not drown the figures). Only with `KESTREL_ICOUNT_WINDOW=1`: the marks are two
+/// `prctl` calls with an option no kernel knows (`EINVAL`, no effect), which the plugin sees
+/// as syscalls.
+struct IcountWindow(bool);
+
+impl IcountWindow {
+    /// The `prctl` option the plugin watches for ("KICN").
+    const MARKER: libc::c_int = 0x4B49_434E;
+
+    fn open() -> IcountWindow {
+        let on = std::env::var_os("KESTREL_ICOUNT_WINDOW").is_some_and(|v| v == "1");
+        if on {
+            Self::mark(1);
+        }
+        IcountWindow(on)
+    }
+
+    fn mark(what: libc::c_ulong) {
+        // SAFETY: prctl with an unknown option only returns EINVAL; no memory is passed.
+        unsafe {
+            libc::prctl(
+                Self::MARKER,
+                what,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            );
+        }
+    }
+}
+
+impl Drop for IcountWindow {
+    fn drop(&mut self) {
+        if self.0 {
+            Self::mark(2);
+        }
+    }
 }
 
 fn profile(model: &Model, node_times: &[Duration], runs: usize) -> (Vec<OpTime>, Vec<OpTime>) {
