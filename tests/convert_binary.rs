@@ -219,6 +219,14 @@ fn layers_forced_onto_their_mst_stay_bit_exact_through_nnef() {
     }
     assert_eq!(report.argmax_mismatches, 0);
     matches_reference("bnn-sign", &out);
+    // Children are stored as XOR differences from their parents (runtime ops/mst_delta.rs):
+    // every layer with a tree says so in the graph.
+    let graph = graph_text(&out);
+    assert_eq!(
+        graph.matches("mst_weights = \"xor\"").count(),
+        report.mst.len(),
+        "{graph}"
+    );
 
     // The same graph without MST: every output identical bit for bit.
     let dense = dir.path().join("dense.nnef.tgz");
@@ -234,6 +242,7 @@ fn layers_forced_onto_their_mst_stay_bit_exact_through_nnef() {
         let model = Model::load(graph, &LoadOptions { threads: Some(2) }).unwrap();
         infer::infer(&model, std::slice::from_ref(&input)).unwrap()
     };
+    assert!(!graph_text(&dense).contains("mst_weights"));
     let (with, without) = (run(&out), run(&dense));
     assert_eq!(with.len(), without.len());
     for (a, b) in with.iter().zip(&without) {
@@ -244,4 +253,20 @@ fn layers_forced_onto_their_mst_stay_bit_exact_through_nnef() {
             bits(b.as_slice::<f32>().unwrap())
         );
     }
+}
+
+/// `graph.nnef` of a written graph.
+fn graph_text(graph: &Path) -> String {
+    use std::io::Read;
+    let file = std::fs::File::open(graph).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("graph.nnef") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            return text;
+        }
+    }
+    panic!("{} has no graph.nnef", graph.display());
 }

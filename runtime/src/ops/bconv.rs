@@ -41,6 +41,7 @@ use tract_nnef::ser::{array, numeric, string};
 
 use self::layout::LaneLayout;
 use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
+use super::mst_delta;
 use super::output_stage::{
     affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
     OutputStage,
@@ -597,6 +598,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("pad_mode"),
             mst_parents_parameter(),
+            mst_delta::parameter(),
         ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -639,8 +641,17 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         padding: [padding[0], padding[1], padding[2], padding[3]],
         pad_mode,
     };
+    let parents = read_mst_parents(builder, invocation)?;
+    let weights = mst_delta::full_weights(
+        builder,
+        invocation,
+        weights,
+        geometry.patch_words(),
+        parents.as_deref(),
+    )
+    .with_context(|| format!("{NAME}: weights"))?;
     let mut op = BinaryConv2d::new(geometry, weights, kind, mul, bias)?;
-    if let Some(parents) = read_mst_parents(builder, invocation)? {
+    if let Some(parents) = parents {
         op = op.with_mst(parents)?;
     }
     builder.wire(op, &[input])
@@ -662,8 +673,10 @@ fn dump(
     ]
     .into_iter()
     .chain(mst_parents_attribute(&op.mst_parents))
+    .chain(mst_delta::attribute(&op.mst_parents))
     .collect();
-    dump_layer(ast, node, NAME, &op.weights, &op.output, extra)
+    let weights = mst_delta::stored_weights(&op.weights, g.patch_words(), &op.mst_parents)?;
+    dump_layer(ast, node, NAME, &weights, &op.output, extra)
 }
 
 #[cfg(test)]

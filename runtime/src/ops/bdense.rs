@@ -14,6 +14,7 @@ use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric};
 
+use super::mst_delta;
 use super::output_stage::{
     affine, dump_layer, layer_parameters, load_layer, OutputKind, OutputStage,
 };
@@ -249,7 +250,11 @@ impl TypedOp for BinaryDense {
 pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
-        &layer_parameters(&[TypeName::Integer.named("k"), mst_parents_parameter()]),
+        &layer_parameters(&[
+            TypeName::Integer.named("k"),
+            mst_parents_parameter(),
+            mst_delta::parameter(),
+        ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
@@ -259,23 +264,35 @@ pub(crate) fn register(registry: &mut Registry) {
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
     let args = load_layer(builder, invocation)?;
     let k: usize = invocation.named_arg_as(builder, "k")?;
-    let mut op = BinaryDense::new(k, args.weights, args.kind, args.mul, args.bias)?;
-    if let Some(parents) = read_mst_parents(builder, invocation)? {
+    let parents = read_mst_parents(builder, invocation)?;
+    let row_words = args.weights.shape().last().copied().unwrap_or(0);
+    let weights = mst_delta::full_weights(
+        builder,
+        invocation,
+        args.weights,
+        row_words,
+        parents.as_deref(),
+    )
+    .with_context(|| format!("{NAME}: weights"))?;
+    let mut op = BinaryDense::new(k, weights, args.kind, args.mul, args.bias)?;
+    if let Some(parents) = parents {
         op = op.with_mst(parents)?;
     }
     builder.wire(op, &[args.input])
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Option<Arc<RValue>>> {
+    let weights = mst_delta::stored_weights(&op.weights, op.words(), &op.mst_parents)?;
     dump_layer(
         ast,
         node,
         NAME,
-        &op.weights,
+        &weights,
         &op.output,
         [("k", numeric(op.k))]
             .into_iter()
             .chain(mst_parents_attribute(&op.mst_parents))
+            .chain(mst_delta::attribute(&op.mst_parents))
             .collect(),
     )
 }

@@ -11,6 +11,7 @@ pub mod bconv;
 pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
+pub(crate) mod mst_delta;
 pub mod output_stage;
 pub mod packing;
 pub mod parallel;
