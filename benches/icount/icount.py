@@ -64,29 +64,17 @@ def short(name):
     return name if len(name) <= 110 else name[:107] + "..."
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu", default="cortex-a72")
-    ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("--filter", help="count only functions whose name matches this regex")
-    ap.add_argument("--json", help="also write the figures here")
-    ap.add_argument("cmd", nargs=argparse.REMAINDER)
-    a = ap.parse_args()
-    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
-    if not cmd:
-        ap.error("give the binary to run after --")
+def count(cmd, cpu="cortex-a72", flt=None):
+    """Runs `cmd` under qemu with the plugin; (window header, total, by function, by mnemonic)."""
     binary = cmd[0]
     pie, top = extent(binary)
     base = PIE_BASE if pie else 0
     addrs, names = symbols(binary)
-    flt = re.compile(a.filter) if a.filter else None
-
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "blocks.txt")
         env = dict(os.environ, KESTREL_ICOUNT_WINDOW="1")
-        run = subprocess.run(["qemu-aarch64", "-cpu", a.cpu, "-L", "/usr/aarch64-linux-gnu",
-                              "-plugin", f"{plugin()},out={out}"] + cmd, env=env)
+        run = subprocess.run(["qemu-aarch64", "-cpu", cpu, "-L", "/usr/aarch64-linux-gnu",
+                              "-plugin", f"{plugin()},out={out}"] + list(cmd), env=env)
         if run.returncode != 0:
             sys.exit(f"icount: the program exited with {run.returncode}")
         header = ""
@@ -112,6 +100,23 @@ def main():
                 total += n * len(mn)
                 for m in mn:
                     mnems[m] += n
+    return header, total, funcs, mnems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu", default="cortex-a72")
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--filter", help="count only functions whose name matches this regex")
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        ap.error("give the binary to run after --")
+    flt = re.compile(a.filter) if a.filter else None
+    header, total, funcs, mnems = count(cmd, a.cpu, flt)
     print(f"icount: {header}; cpu {a.cpu}{'; filter ' + a.filter if flt else ''}")
     print(f"total executed instructions: {total}")
     print("by function:")
