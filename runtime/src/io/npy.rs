@@ -18,6 +18,26 @@ use crate::io::atomic::AtomicFile;
 /// The longest `.npy` header read (numpy writes a few hundred bytes).
 const MAX_HEADER_BYTES: u64 = 1 << 16;
 
+/// The deepest bracket nesting accepted in a `.npy` header (numpy's own nest 2 deep; simple
+/// record dtypes, which are refused later anyway, 3–4).
+const MAX_HEADER_NESTING: usize = 8;
+
+/// The deepest nesting of `(`, `[` and `{` in `text` (unbalanced closers are ignored).
+fn max_nesting(text: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for &c in text {
+        match c {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// A named array, as read from or written to a file.
 pub type NamedTensor = (String, Tensor);
 
@@ -106,7 +126,24 @@ fn read_npy<R: Read>(mut reader: R, available: u64) -> Result<Tensor, String> {
              header is at most {MAX_HEADER_BYTES})"
         ));
     }
-    let reader = std::io::Cursor::new(preamble[..got].to_vec()).chain(reader);
+    // The header text is a Python literal that npyz parses with a backtracking grammar:
+    // 120 unclosed `[` took it over 20 s (found by fuzz/npy_read). A numpy header nests two
+    // levels deep (a dict holding the shape tuple); refuse deep nesting before parsing.
+    let header_start = if preamble[6] == 1 { 10 } else { 12 };
+    let mut head = preamble[..got].to_vec();
+    let wanted = (header_start + header_len as usize).saturating_sub(got);
+    (&mut reader)
+        .take(wanted as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let depth = max_nesting(head.get(header_start..).unwrap_or_default());
+    if depth > MAX_HEADER_NESTING {
+        return Err(format!(
+            "bad npy header: brackets nested {depth} deep (a numpy header nests at most \
+             {MAX_HEADER_NESTING})"
+        ));
+    }
+    let reader = std::io::Cursor::new(head).chain(reader);
     let npy = NpyFile::new(reader).map_err(|e| format!("bad npy header: {e}"))?;
     if npy.order() == Order::Fortran && npy.shape().len() > 1 {
         return Err("Fortran-ordered array (save it with np.ascontiguousarray)".into());
@@ -304,6 +341,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("missing.npy"), "{missing}");
+    }
+
+    #[test]
+    fn deeply_nested_header_is_refused_quickly() {
+        // fuzz/npy_read: a header whose shape opens 120 brackets made npyz's parser backtrack
+        // for more than 20 s.
+        let mut file =
+            b"\x93NUMPY\x01\x00\x76\x00{'descr': '>i8', 'fortran_order': False, 'shape':".to_vec();
+        file.extend(std::iter::repeat_n(b'[', 120 - 52));
+        file.resize(10 + 0x76 - 1, b' ');
+        file.push(b'\n');
+        file.extend([0u8; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.npy");
+        std::fs::write(&path, &file).unwrap();
+        let err = read_arrays(&path).unwrap_err().to_string();
+        assert!(err.contains("deep.npy") && err.contains("nested"), "{err}");
+        assert_eq!(max_nesting(b"{'shape': (1, 3), }"), 2);
     }
 
     #[test]
