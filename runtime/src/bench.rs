@@ -109,6 +109,12 @@ pub struct BenchReport {
     pub latency_ms: Latency,
     /// Peak resident set size of the process, MiB (None where /proc is missing).
     pub peak_rss_mib: Option<f64>,
+    /// Allocation requests per timed run (all threads; 0 unless the program's global
+    /// allocator is [`crate::pool_alloc::PoolAlloc`], as in `kestrel`).
+    pub alloc_requests_per_run: f64,
+    /// Of those, the ones that reached the system allocator (0 when the pool serves them all;
+    /// `KESTREL_POOL_MB=0` switches the pool off).
+    pub system_allocs_per_run: f64,
     /// Nodes by share of time, slowest first.
     pub top_nodes: Vec<OpTime>,
     /// Time by operator kind, slowest first.
@@ -122,6 +128,7 @@ pub fn bench(
     options: &BenchOptions,
 ) -> Result<BenchReport, RuntimeError> {
     let mut session = model.session()?;
+    let _pool = crate::pool_alloc::enable(crate::pool_alloc::cache_bytes_from_env());
     let start = Instant::now();
     session.run(inputs.clone())?;
     let first_run = start.elapsed();
@@ -129,6 +136,7 @@ pub fn bench(
         session.run(inputs.clone())?;
     }
     let mut samples = Vec::with_capacity(options.runs.max(1));
+    let counts = crate::pool_alloc::counts();
     let window = IcountWindow::open();
     for _ in 0..options.runs.max(1) {
         let start = Instant::now();
@@ -136,6 +144,9 @@ pub fn bench(
         samples.push(start.elapsed());
     }
     drop(window);
+    let counts = crate::pool_alloc::counts() - counts;
+    let runs = samples.len() as f64;
+    let per_run = |n: u64| n as f64 / runs;
     let latency = Latency::from_durations(&mut samples).expect("at least one run");
 
     let mut node_times = Vec::new();
@@ -152,6 +163,8 @@ pub fn bench(
         runs: options.runs.max(1),
         latency_ms: latency,
         peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        alloc_requests_per_run: per_run(counts.requests),
+        system_allocs_per_run: per_run(counts.system_allocs),
         top_nodes,
         by_op,
     })
@@ -285,6 +298,11 @@ impl BenchReport {
         if let Some(rss) = self.peak_rss_mib {
             let _ = writeln!(s, "peak RSS     {rss:.1} MiB");
         }
+        let _ = writeln!(
+            s,
+            "allocations  {:.1} requests per run, {:.1} reaching the system allocator",
+            self.alloc_requests_per_run, self.system_allocs_per_run
+        );
         if !self.by_op.is_empty() {
             let _ = writeln!(s, "\nby op kind:");
             for o in &self.by_op {

@@ -20,6 +20,8 @@
 //! - [`camera`]: the [`camera::FrameSource`] trait and its backends.
 //! - [`pipeline`]: frame → input tensor → model → task result → sink, the `kestrel run` loop.
 //! - [`bundled`]: the default model compiled into the binary.
+//! - [`pool_alloc`]: the binary's global allocator: counted, recycling blocks on inference
+//!   threads so steady-state frames never reach the system allocator.
 
 pub mod bench;
 pub mod bundled;
@@ -35,6 +37,7 @@ pub mod model;
 pub mod ops;
 pub mod panic_guard;
 pub mod pipeline;
+pub mod pool_alloc;
 pub mod random;
 
 pub use error::RuntimeError;

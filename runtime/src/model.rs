@@ -202,7 +202,7 @@ impl Model {
         let optimized = guarded(|| typed.into_optimized())
             .map_err(|e| unsupported(format!("cannot optimise graph: {}", chain(&e))))?;
         let executor = if threads > 1 {
-            Executor::multithread(threads)
+            worker_pool(threads).map_err(|e| unsupported(format!("cannot start threads: {e}")))?
         } else {
             Executor::SingleThread
         };
@@ -294,6 +294,21 @@ impl Model {
     }
 }
 
+/// The executor's worker threads: like tract's own (`Executor::multithread`), enrolled in the
+/// allocation pool (see [`crate::pool_alloc`]): what a worker frees — rayon's job-queue blocks,
+/// tract's scratch — is reused, so a multi-threaded run reaches the system allocator no more
+/// than a single-threaded one.
+fn worker_pool(threads: usize) -> Result<Executor, rayon::ThreadPoolBuildError> {
+    let cap = crate::pool_alloc::cache_bytes_from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|n| format!("kestrel-infer-{n}"))
+        .start_handler(move |_| crate::pool_alloc::enable_here(cap))
+        .exit_handler(|_| crate::pool_alloc::disable_here())
+        .build()?;
+    Ok(Executor::MultiThread(Arc::new(pool)))
+}
+
 /// Runs one of tract's graph readers or passes, with a panic inside tract (see
 /// [`crate::panic_guard`]) as an error.
 fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> TractResult<T> {
@@ -341,16 +356,33 @@ impl Session {
         inputs: TVec<TValue>,
         node_times: &mut Vec<Duration>,
     ) -> Result<TVec<TValue>, RuntimeError> {
-        self.check(&inputs)?;
         let count = self.model.optimized_graph().nodes().len();
         if node_times.len() < count {
             node_times.resize(count, Duration::ZERO);
         }
+        let mut start = Instant::now();
+        self.run_observed(inputs, |node, before| {
+            if before {
+                start = Instant::now();
+            } else {
+                node_times[node.id] += start.elapsed();
+            }
+        })
+    }
+
+    /// Runs the model, calling `observe(node, true)` just before each node of the optimised
+    /// graph is evaluated and `observe(node, false)` just after (profilers: time, allocations).
+    pub fn run_observed(
+        &mut self,
+        inputs: TVec<TValue>,
+        mut observe: impl FnMut(&TypedNode, bool),
+    ) -> Result<TVec<TValue>, RuntimeError> {
+        self.check(&inputs)?;
         self.state
             .run_plan_with_eval(inputs, |ctx, state, node, inputs| {
-                let start = Instant::now();
+                observe(node, true);
                 let result = tract_nnef::tract_core::plan::eval(ctx, state, node, inputs);
-                node_times[node.id] += start.elapsed();
+                observe(node, false);
                 result
             })
             .map_err(|e| RuntimeError::Run(chain(&e)))

@@ -19,7 +19,13 @@ use kestrel_runtime::pipeline::sidecar::{Sidecar, SidecarError};
 use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
 use kestrel_runtime::pipeline::{Outputs, Pipeline, PipelineError, RunOptions};
+use kestrel_runtime::pool_alloc::PoolAlloc;
 use kestrel_runtime::{bundled, infer, random, LoadOptions, Model, RuntimeError};
+
+/// Counted, and recycling freed blocks on the inference threads: steady-state frames never
+/// reach the system allocator (`kestrel_runtime::pool_alloc`).
+#[global_allocator]
+static ALLOCATOR: PoolAlloc = PoolAlloc;
 
 /// Kestrel: run compact tract graphs on edge boards.
 #[derive(Parser, Debug)]
