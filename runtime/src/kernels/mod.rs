@@ -143,6 +143,15 @@ pub trait BinaryKernel: Send + Sync + Debug {
         store::lanes_store_portable(job, store)
     }
 
+    /// The fused output stage applied to stored counts (MST layers, whose children need
+    /// their parents' counts; layers with more border classes than the kernels' tables):
+    /// channel `c`'s `store.lanes()` counts are row `slots[c]` (or `c`) of `counts`. The same
+    /// values as [`BinaryKernel::xor_popcount_lanes_store`]. Default: the portable
+    /// [`LaneStore::put_run`] per channel.
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        store::store_counts_portable(counts, slots, store)
+    }
+
     /// The children phase of an MST lane job (see [`mst::ChildJob`]): every child's counts
     /// from its parent's plus its differing words. The job must pass [`mst::ChildJob::check`].
     /// Default: the portable loop [`mst::children_portable`].

@@ -99,7 +99,9 @@
 use std::arch::aarch64::*;
 
 use super::mst::{Child, ChildJob};
-use super::store::{lanes_store_portable, LaneStore, StoreKind, CLASSES};
+use super::store::{
+    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
+};
 use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
 
 /// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking.
@@ -154,6 +156,19 @@ impl BinaryKernel for Neon {
         );
         // SAFETY: NEON is present; the job passed its check.
         unsafe { neon_lanes(job, Sink::Store(store)) }
+    }
+
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        check_counts(counts, slots, store);
+        if store.stride() != CLASSES {
+            return store_counts_portable(counts, slots, store);
+        }
+        assert!(
+            std::arch::is_aarch64_feature_detected!("neon"),
+            "the neon kernel needs NEON"
+        );
+        // SAFETY: NEON is present; the rows are inside `counts` (checked).
+        unsafe { neon_store_counts(counts, slots, store) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -383,6 +398,59 @@ unsafe fn lane_tile<const MR: usize, const NR: usize>(
     }
 }
 
+/// [`BinaryKernel::store_counts`] with NEON: blocks of 4 channels × 8 lanes (then single
+/// channels) loaded from the channels' rows and put through the lane tiles' fused store,
+/// [`neon_store`].
+///
+/// # Safety
+/// NEON must be available; `counts` checked with [`check_counts`].
+#[target_feature(enable = "neon")]
+unsafe fn neon_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    let lanes = store.lanes();
+    let row = |c: usize| &counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes];
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn block<const NR: usize>(
+        store: &LaneStore<'_>,
+        rows: [&[u32]; NR],
+        c0: usize,
+        p: usize,
+    ) {
+        let valid = (store.lanes() - p).min(8);
+        let v: [[uint32x4_t; 2]; NR] = std::array::from_fn(|c| {
+            std::array::from_fn(|g| {
+                let n = valid.saturating_sub(4 * g).min(4);
+                let mut lanes = [0u32; 4];
+                if n > 0 {
+                    lanes[..n].copy_from_slice(&rows[c][p + 4 * g..][..n]);
+                }
+                // SAFETY: a 4-lane stack buffer.
+                unsafe { vld1q_u32(lanes.as_ptr()) }
+            })
+        });
+        // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
+        unsafe { neon_store::<NR, 2>(store, &v, valid, c0, p) }
+    }
+    let channels = store.channels();
+    let mut c0 = 0;
+    while c0 < channels {
+        let wide = c0 + 4 <= channels;
+        let mut p = 0;
+        while p < lanes {
+            // SAFETY: the caller's contract; blocks stay inside channels and lanes.
+            unsafe {
+                if wide {
+                    block::<4>(store, std::array::from_fn(|c| row(c0 + c)), c0, p);
+                } else {
+                    block::<1>(store, [row(c0)], c0, p);
+                }
+            }
+            p += 8;
+        }
+        c0 += if wide { 4 } else { 1 };
+    }
+}
+
 /// The fused output stage of a lane tile (see [`super::store`]), `G` groups of 4 lanes ×
 /// `NR` channels: `dot = k − 2·n`, minus the channel's class table looked up with `tbl`
 /// (four q registers, byte indices `4·class + 0..4`) for groups with border lanes; float:
@@ -410,7 +478,9 @@ unsafe fn neon_store<const NR: usize, const G: usize>(
     for g in 0..G {
         n[g] = valid.saturating_sub(4 * g).min(4);
         let mut bytes = [0u8; 4];
-        bytes[..n[g]].copy_from_slice(&classes[p + 4 * g..][..n[g]]);
+        if n[g] > 0 {
+            bytes[..n[g]].copy_from_slice(&classes[p + 4 * g..][..n[g]]);
+        }
         let word = u32::from_le_bytes(bytes);
         border[g] = word != 0;
         let cls = vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(u64::from(word)))));

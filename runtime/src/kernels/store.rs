@@ -254,3 +254,29 @@ pub fn lanes_store_portable(job: &super::LaneJob<'_>, store: &LaneStore<'_>) {
         p0 += n;
     }
 }
+
+/// Checks the contract of [`super::BinaryKernel::store_counts`]: every channel's row inside
+/// `counts`.
+pub fn check_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    let rows = match slots {
+        Some(s) => {
+            assert_eq!(s.len(), store.channels(), "a slot per channel");
+            s.iter().map(|&r| r as usize + 1).max().unwrap_or(0)
+        }
+        None => store.channels(),
+    };
+    assert!(
+        rows * store.lanes() <= counts.len(),
+        "counts must hold every channel's row"
+    );
+}
+
+/// The portable [`super::BinaryKernel::store_counts`].
+pub fn store_counts_portable(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    check_counts(counts, slots, store);
+    let lanes = store.lanes();
+    for c in 0..store.channels() {
+        let row = slots.map_or(c, |s| s[c] as usize);
+        store.put_run(c, 0, &counts[row * lanes..][..lanes]);
+    }
+}

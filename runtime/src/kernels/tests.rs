@@ -265,16 +265,33 @@ fn check_store(rng: &mut SmallRng, job: &LaneJob<'_>, want: &[u32], channels: us
                 }
             }
         }
+        // The counts in rows permuted as MST slots, for `store_counts`.
+        let mut slots: Vec<u32> = (0..channels as u32).collect();
+        for i in (1..channels).rev() {
+            slots.swap(i, rng.random_range(0..=i));
+        }
+        let mut permuted = vec![0u32; channels * lanes];
+        for (c, &slot) in slots.iter().enumerate() {
+            permuted[slot as usize * lanes..][..lanes].copy_from_slice(&want[c * lanes..][..lanes]);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for kernel in available() {
-            let got = run(&|s| kernel.xor_popcount_lanes_store(job, s), kind);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert!(
-                bits(&got.0) == bits(&portable.0) && got.1 == portable.1,
-                "{} fused store differs: {kind:?} lanes {lanes} channels {channels} taps {:?} words {}",
-                kernel.name(),
-                job.taps,
-                job.words
-            );
+            let fused = run(&|s| kernel.xor_popcount_lanes_store(job, s), kind);
+            let stored = run(&|s| kernel.store_counts(want, None, s), kind);
+            let slotted = run(&|s| kernel.store_counts(&permuted, Some(&slots), s), kind);
+            for (got, what) in [
+                (fused, "fused store"),
+                (stored, "store_counts"),
+                (slotted, "store_counts (slots)"),
+            ] {
+                assert!(
+                    bits(&got.0) == bits(&portable.0) && got.1 == portable.1,
+                    "{} {what} differs: {kind:?} lanes {lanes} channels {channels} taps {:?} words {}",
+                    kernel.name(),
+                    job.taps,
+                    job.words
+                );
+            }
         }
     }
 }

@@ -56,7 +56,9 @@
 use std::arch::x86_64::*;
 
 use super::mst::{children_portable, Child, ChildJob};
-use super::store::{lanes_store_portable, LaneStore, StoreKind, CLASSES};
+use super::store::{
+    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
+};
 use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
 
 /// Scalar `POPCNT` kernel, 2×4 register blocking.
@@ -239,6 +241,19 @@ impl BinaryKernel for Avx512 {
         );
         // SAFETY: the features are present; the job passed its check.
         unsafe { avx512_lanes(job, Sink::Store(store)) }
+    }
+
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        check_counts(counts, slots, store);
+        if store.stride() != CLASSES {
+            return store_counts_portable(counts, slots, store);
+        }
+        assert!(
+            Avx512::supported(),
+            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
+        );
+        // SAFETY: the features are present; the rows are inside `counts` (checked).
+        unsafe { avx512_store_counts(counts, slots, store) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -556,7 +571,9 @@ unsafe fn avx512_store<const MR: usize, const NR: usize>(
     for r in 0..MR {
         n[r] = valid.saturating_sub(8 * r).min(8);
         let mut bytes = [0u8; 8];
-        bytes[..n[r]].copy_from_slice(&classes[p + 8 * r..][..n[r]]);
+        if n[r] > 0 {
+            bytes[..n[r]].copy_from_slice(&classes[p + 8 * r..][..n[r]]);
+        }
         let word = u64::from_le_bytes(bytes);
         border[r] = word != 0;
         idx[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(word as i64));
@@ -636,6 +653,57 @@ unsafe fn avx512_store<const MR: usize, const NR: usize>(
                 }
             }
         }
+    }
+}
+
+/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels × 3 vectors of 8 lanes
+/// (then single vectors, single channels) loaded (masked) from the channels' rows and put
+/// through the lane tiles' fused store, [`avx512_store`].
+///
+/// # Safety
+/// The features must be available; `counts` checked with [`check_counts`].
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+unsafe fn avx512_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    let lanes = store.lanes();
+    let row = |c: usize| counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes].as_ptr();
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn block<const MR: usize, const NR: usize>(
+        store: &LaneStore<'_>,
+        row: &dyn Fn(usize) -> *const u32,
+        c0: usize,
+        p: usize,
+    ) {
+        let valid = (store.lanes() - p).min(8 * MR);
+        let rows: [*const u32; NR] = std::array::from_fn(|c| row(c0 + c));
+        let v: [[__m256i; NR]; MR] = std::array::from_fn(|r| {
+            let n = valid.saturating_sub(8 * r).min(8);
+            std::array::from_fn(|c| {
+                // SAFETY: lanes p + 8r..p + 8r + n of the channel's row (masked load).
+                unsafe { _mm256_maskz_loadu_epi32(lane_mask(n), rows[c].add(p + 8 * r).cast()) }
+            })
+        });
+        // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
+        unsafe { avx512_store::<MR, NR>(store, &v, valid, c0, p) }
+    }
+    let channels = store.channels();
+    let mut c0 = 0;
+    while c0 < channels {
+        let wide = c0 + 8 <= channels;
+        let mut p = 0;
+        while p < lanes {
+            // SAFETY: the caller's contract; blocks stay inside channels and lanes.
+            unsafe {
+                match (wide, lanes - p >= 24) {
+                    (true, true) => block::<3, 8>(store, &row, c0, p),
+                    (true, false) => block::<1, 8>(store, &row, c0, p),
+                    (false, true) => block::<3, 1>(store, &row, c0, p),
+                    (false, false) => block::<1, 1>(store, &row, c0, p),
+                }
+            }
+            p += if lanes - p >= 24 { 24 } else { 8 };
+        }
+        c0 += if wide { 8 } else { 1 };
     }
 }
 

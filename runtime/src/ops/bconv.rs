@@ -24,7 +24,7 @@
 //! the packed bit `(dot < t) XOR flip` set in `[N, OH, OW, ⌈C_out/64⌉]`. No count is stored
 //! and re-read. Layers with more than 16 border classes (kernels above 3×3 with padding on
 //! every side) and MST layers store a band's counts and apply the same stage per channel
-//! ([`crate::kernels::LaneStore::put_run`]). Bands of output pixels are split over the
+//! ([`crate::kernels::BinaryKernel::store_counts`], the same vector epilogue on loaded counts). Bands of output pixels are split over the
 //! runtime's threads; the layout buffer, the tap offsets and (unfused) each band's counts live
 //! in per-thread scratch ([`super::scratch`]) reused across runs, so a steady-state run
 //! allocates only its output tensor.
@@ -478,7 +478,6 @@ impl EvalOp for BinaryConv2d {
         };
         let k = i32::try_from(g.taps_bits())?;
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
-        let slot = |c: usize| mst.map_or(c, |m| m.slot(c));
         let diffs = mst.map_or(0, |m| m.diff_words());
         scratch::words(layout.len, |buf| {
             // The taps' offsets, then (MST) the offsets of the children's differing words.
@@ -547,9 +546,7 @@ impl EvalOp for BinaryConv2d {
                                 Some(m) => m.xor_popcount_lanes(kernel, &job, diff_offsets, counts),
                                 None => kernel.xor_popcount_lanes(&job, counts),
                             }
-                            for c in 0..c_out {
-                                store.put_run(c, 0, &counts[slot(c) * len..][..len]);
-                            }
+                            kernel.store_counts(counts, mst.map(|m| m.slots()), &store);
                         })
                     });
                 }
