@@ -619,7 +619,7 @@ unsafe fn avx512_store<const MR: usize, const NR: usize>(
                 }
             }
         }
-        StoreKind::Packed { threshold, flip } if NR == 8 && c0 % 8 == 0 => {
+        StoreKind::Packed { threshold, flip } if NR == 8 && c0.is_multiple_of(8) => {
             // masks[r] byte c: the bits of channel c0 + c over the vector's 8 lanes.
             let mut masks = [0u64; MR];
             for c in 0..NR {
