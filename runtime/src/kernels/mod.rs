@@ -17,6 +17,10 @@
 //!   broadcast to every lane; a register tile holds several pixel vectors × several output
 //!   channels, and its counts are stored channel-major (`[channel][pixel]`), which is already
 //!   the float graph's NCHW order.
+//! * [`BinaryKernel::xor_popcount_lanes_store`], the lane form with the **fused output
+//!   stage** ([`store`]): the tile's accumulators become the op's float or packed output in the
+//!   tile's epilogue (affine or threshold per channel, zero-padding border correction per lane
+//!   class), written straight into the output tensor; no counts are stored and re-read.
 //!
 //! Implementations: [`generic`] (portable, `u64::count_ones`), `x86` (POPCNT, AVX2, AVX-512
 //! VPOPCNTDQ) and `neon` (aarch64). [`select`] picks the best one the CPU supports, once;
@@ -25,19 +29,19 @@
 
 /// Walks a lane job in tiles: channel blocks of `$nr` (then single channels) × lane blocks of
 /// `$mr` vectors of `$l` lanes (then single vectors, the last one partial), calling
-/// `$tile::<MR, NR>(input + p, taps, words, plane, weights + c·row, row, out + c·lanes + p,
-/// lanes, valid)` with `valid` the lanes of the tile that exist.
+/// `$tile::<MR, NR>(input + p, taps, words, plane, weights + c·row, row, valid, sink, c, p)`
+/// with `valid` the lanes of the tile that exist and `sink` (a [`Sink`]) where its results go.
 #[allow(unused_macros)]
 macro_rules! drive_lanes {
-    ($tile:ident, $l:expr, $mr:literal, $nr:literal, $job:expr, $out:expr) => {{
+    ($tile:ident, $l:expr, $mr:literal, $nr:literal, $job:expr, $sink:expr) => {{
         let job: &$crate::kernels::LaneJob<'_> = $job;
-        let out: *mut u32 = $out;
+        let sink: $crate::kernels::Sink<'_> = $sink;
         let row = job.taps.len() * job.words;
         let channels = job.weights.len() / row;
         let (input, weights, lanes) = (job.input.as_ptr(), job.weights.as_ptr(), job.lanes);
         macro_rules! channel_block {
             ($n:literal, $c:expr) => {{
-                let (w, o) = (weights.add($c * row), out.add($c * lanes));
+                let w = weights.add($c * row);
                 let mut p = 0;
                 while p + $mr * $l <= lanes {
                     $tile::<$mr, $n>(
@@ -47,9 +51,10 @@ macro_rules! drive_lanes {
                         job.plane,
                         w,
                         row,
-                        o.add(p),
-                        lanes,
                         $mr * $l,
+                        sink,
+                        $c,
+                        p,
                     );
                     p += $mr * $l;
                 }
@@ -62,9 +67,10 @@ macro_rules! drive_lanes {
                         job.plane,
                         w,
                         row,
-                        o.add(p),
-                        lanes,
                         valid,
+                        sink,
+                        $c,
+                        p,
                     );
                     p += $l;
                 }
@@ -82,10 +88,26 @@ macro_rules! drive_lanes {
     }};
 }
 
+/// Where a lane tile's results go.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sink<'a> {
+    /// Raw counts: channel `c`, lane `p` at `out[c·ld + p]`.
+    Counts {
+        /// The counts.
+        out: *mut u32,
+        /// Distance between channels.
+        ld: usize,
+    },
+    /// Through the fused output stage.
+    Store(&'a LaneStore<'a>),
+}
+
 pub mod generic;
 pub mod mst;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod store;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -94,6 +116,8 @@ mod tests;
 
 use std::fmt::Debug;
 use std::sync::OnceLock;
+
+pub use store::{LaneStore, StoreKind};
 
 /// An XOR-popcount matrix product over bit-packed rows.
 pub trait BinaryKernel: Send + Sync + Debug {
@@ -109,6 +133,24 @@ pub trait BinaryKernel: Send + Sync + Debug {
     /// `out[c·lanes + p] = Σ_t Σ_w popcount(input[taps[t] + w·plane + p] ^ weights[(c·T + t)·W + w])`
     /// with `T = taps.len()`, `W = words`. The job must pass [`LaneJob::check`].
     fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]);
+
+    /// The same lane job with the fused output stage: each channel's counts go through
+    /// `store` (channel `c` of the job is channel `c` of the store, lane `p` its lane `p`;
+    /// see [`store`]) straight into the op's output, never stored as counts. Channels of the
+    /// store = channels of `job.weights`, lanes of the store = `job.lanes`. Default: the
+    /// portable [`store::lanes_store_portable`].
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        store::lanes_store_portable(job, store)
+    }
+
+    /// The fused output stage applied to stored counts (MST layers, whose children need
+    /// their parents' counts; layers with more border classes than the kernels' tables):
+    /// channel `c`'s `store.lanes()` counts are row `slots[c]` (or `c`) of `counts`. The same
+    /// values as [`BinaryKernel::xor_popcount_lanes_store`]. Default: the portable
+    /// [`LaneStore::put_run`] per channel.
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        store::store_counts_portable(counts, slots, store)
+    }
 
     /// The children phase of an MST lane job (see [`mst::ChildJob`]): every child's counts
     /// from its parent's plus its differing words. The job must pass [`mst::ChildJob::check`].
@@ -148,6 +190,27 @@ impl LaneJob<'_> {
     /// Checks the contract of [`BinaryKernel::xor_popcount_lanes`] (shapes, and that every
     /// tap's last word plane holds `lanes + LANE_SLACK` words); returns the channel count.
     pub fn check(&self, out: &[u32]) -> usize {
+        let channels = self.check_input();
+        assert_eq!(
+            out.len(),
+            channels * self.lanes,
+            "out must hold channels × lanes"
+        );
+        channels
+    }
+
+    /// Checks the contract of [`BinaryKernel::xor_popcount_lanes_store`]: as
+    /// [`LaneJob::check`], with the store's channels and lanes those of the job.
+    pub fn check_store(&self, store: &LaneStore<'_>) {
+        let channels = self.check_input();
+        assert!(
+            store.channels() == channels && store.lanes() == self.lanes,
+            "the store must be channels × lanes of the job"
+        );
+    }
+
+    /// Checks shapes and input reads; returns the channel count.
+    fn check_input(&self) -> usize {
         let row = self.taps.len() * self.words;
         assert!(row > 0, "a lane job needs taps and words");
         assert_eq!(
@@ -156,17 +219,21 @@ impl LaneJob<'_> {
             "weights are not whole channels"
         );
         let channels = self.weights.len() / row;
-        assert_eq!(
-            out.len(),
-            channels * self.lanes,
-            "out must hold channels × lanes"
-        );
         let last = self.taps.iter().max().expect("taps") + (self.words - 1) * self.plane;
         assert!(
             last + self.lanes + LANE_SLACK <= self.input.len(),
             "lane job reads past its input"
         );
         channels
+    }
+}
+
+/// The sink of a lane kernel storing counts into `out` (`[channel][lane]`).
+#[allow(dead_code)]
+pub(crate) fn counts_sink<'a>(job: &LaneJob<'_>, out: &'a mut [u32]) -> Sink<'a> {
+    Sink::Counts {
+        out: out.as_mut_ptr(),
+        ld: job.lanes,
     }
 }
 

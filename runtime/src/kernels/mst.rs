@@ -216,6 +216,11 @@ impl MstSchedule {
         self.slots[c] as usize
     }
 
+    /// The slot of every channel (see [`MstSchedule::slot`]).
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
+    }
+
     /// Differing words of all children (the length of [`MstSchedule::lane_offsets`]'s output).
     pub fn diff_words(&self) -> usize {
         self.diff_index.len()

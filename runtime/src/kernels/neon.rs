@@ -99,7 +99,10 @@
 use std::arch::aarch64::*;
 
 use super::mst::{Child, ChildJob};
-use super::{check_dims, BinaryKernel, LaneJob};
+use super::store::{
+    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
+};
+use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
 
 /// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,7 +142,33 @@ impl BinaryKernel for Neon {
             "the neon kernel needs NEON"
         );
         // SAFETY: NEON is present; the job passed its check.
-        unsafe { neon_lanes(job, out) }
+        unsafe { neon_lanes(job, counts_sink(job, out)) }
+    }
+
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        job.check_store(store);
+        if store.stride() != CLASSES {
+            return lanes_store_portable(job, store);
+        }
+        assert!(
+            std::arch::is_aarch64_feature_detected!("neon"),
+            "the neon kernel needs NEON"
+        );
+        // SAFETY: NEON is present; the job passed its check.
+        unsafe { neon_lanes(job, Sink::Store(store)) }
+    }
+
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        check_counts(counts, slots, store);
+        if store.stride() != CLASSES {
+            return store_counts_portable(counts, slots, store);
+        }
+        assert!(
+            std::arch::is_aarch64_feature_detected!("neon"),
+            "the neon kernel needs NEON"
+        );
+        // SAFETY: NEON is present; the rows are inside `counts` (checked).
+        unsafe { neon_store_counts(counts, slots, store) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -263,14 +292,15 @@ unsafe fn child_tile<const MR: usize>(
 /// NEON lane kernel over the whole job: 4 vectors of 2 lanes × 4 channels, then tails.
 ///
 /// # Safety
-/// NEON must be available; the job must have passed [`LaneJob::check`] for `out` (whose
-/// `LANE_SLACK` covers the last partial vector's load).
+/// NEON must be available; the job must have passed [`LaneJob::check`] for the counts of
+/// `sink` or [`LaneJob::check_store`] for its store (the input's `LANE_SLACK` covers the last
+/// partial vector's load).
 #[target_feature(enable = "neon")]
-unsafe fn neon_lanes(job: &LaneJob<'_>, out: &mut [u32]) {
+unsafe fn neon_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
     // SAFETY: tiles read lanes p..p+2·MR of every tap word (inside the input and its slack by
-    // the job's check) and weights of channels c..c+NR; they write out[c·lanes + p..] for
-    // the lanes that exist.
-    unsafe { drive_lanes!(lane_tile, 2, 4, 4, job, out.as_mut_ptr()) }
+    // the job's check) and weights of channels c..c+NR; they write channels c..c+NR, lanes
+    // that exist from p, of the sink.
+    unsafe { drive_lanes!(lane_tile, 2, 4, 4, job, sink) }
 }
 
 /// One lane tile: `MR` vectors of 2 lanes (a lane is one u64 word of one pixel) × `NR`
@@ -281,7 +311,8 @@ unsafe fn neon_lanes(job: &LaneJob<'_>, out: &mut [u32]) {
 ///
 /// # Safety
 /// NEON must be available; `input + taps[t] + w·plane + [0, 2·MR)` readable, `weights` for
-/// `NR` channel rows of `row` words, `out[c·ld + p]` writable for p < valid, c < NR.
+/// `NR` channel rows of `row` words, channels `c0..c0 + NR`, lanes `p..p + valid` of `sink`
+/// writable.
 #[target_feature(enable = "neon")]
 #[inline]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -292,9 +323,10 @@ unsafe fn lane_tile<const MR: usize, const NR: usize>(
     plane: usize,
     weights: *const u64,
     row: usize,
-    out: *mut u32,
-    ld: usize,
     valid: usize,
+    sink: Sink<'_>,
+    c0: usize,
+    p: usize,
 ) {
     // totals[c][g]: lanes 4g..4g+4 of channel c.
     let mut totals = [[vdupq_n_u32(0); 2]; NR];
@@ -341,18 +373,157 @@ unsafe fn lane_tile<const MR: usize, const NR: usize>(
         }
         t0 = t1;
     }
-    for c in 0..NR {
-        for g in 0..MR.div_ceil(2) {
-            let n = valid.saturating_sub(4 * g).min(4);
-            // SAFETY: lanes 4g..4g+n < valid of channel c are writable (caller's contract).
+    match sink {
+        Sink::Counts { out, ld } => {
+            for c in 0..NR {
+                for g in 0..MR.div_ceil(2) {
+                    let n = valid.saturating_sub(4 * g).min(4);
+                    // SAFETY: lanes p + 4g..p + 4g + n < p + valid of channel c0 + c are
+                    // writable (caller's contract).
+                    unsafe {
+                        let dst = out.add((c0 + c) * ld + p + 4 * g);
+                        if n == 4 {
+                            vst1q_u32(dst, totals[c][g]);
+                        } else if n > 0 {
+                            let mut lanes = [0u32; 4];
+                            vst1q_u32(lanes.as_mut_ptr(), totals[c][g]);
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n);
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller's contract.
+        Sink::Store(s) => unsafe { neon_store::<NR, 2>(s, &totals, valid, c0, p) },
+    }
+}
+
+/// [`BinaryKernel::store_counts`] with NEON: blocks of 4 channels × 8 lanes (then single
+/// channels) loaded from the channels' rows and put through the lane tiles' fused store,
+/// [`neon_store`].
+///
+/// # Safety
+/// NEON must be available; `counts` checked with [`check_counts`].
+#[target_feature(enable = "neon")]
+unsafe fn neon_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    let lanes = store.lanes();
+    let row = |c: usize| &counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes];
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn block<const NR: usize>(
+        store: &LaneStore<'_>,
+        rows: [&[u32]; NR],
+        c0: usize,
+        p: usize,
+    ) {
+        let valid = (store.lanes() - p).min(8);
+        let v: [[uint32x4_t; 2]; NR] = std::array::from_fn(|c| {
+            std::array::from_fn(|g| {
+                let n = valid.saturating_sub(4 * g).min(4);
+                let mut lanes = [0u32; 4];
+                if n > 0 {
+                    lanes[..n].copy_from_slice(&rows[c][p + 4 * g..][..n]);
+                }
+                // SAFETY: a 4-lane stack buffer.
+                unsafe { vld1q_u32(lanes.as_ptr()) }
+            })
+        });
+        // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
+        unsafe { neon_store::<NR, 2>(store, &v, valid, c0, p) }
+    }
+    let channels = store.channels();
+    let mut c0 = 0;
+    while c0 < channels {
+        let wide = c0 + 4 <= channels;
+        let mut p = 0;
+        while p < lanes {
+            // SAFETY: the caller's contract; blocks stay inside channels and lanes.
             unsafe {
-                let dst = out.add(c * ld + 4 * g);
-                if n == 4 {
-                    vst1q_u32(dst, totals[c][g]);
-                } else if n > 0 {
+                if wide {
+                    block::<4>(store, std::array::from_fn(|c| row(c0 + c)), c0, p);
+                } else {
+                    block::<1>(store, [row(c0)], c0, p);
+                }
+            }
+            p += 8;
+        }
+        c0 += if wide { 4 } else { 1 };
+    }
+}
+
+/// The fused output stage of a lane tile (see [`super::store`]), `G` groups of 4 lanes ×
+/// `NR` channels: `dot = k − 2·n`, minus the channel's class table looked up with `tbl`
+/// (four q registers, byte indices `4·class + 0..4`) for groups with border lanes; float:
+/// `scvtf`, `fmul`, `fadd` (two roundings, no `fmla`) and a store into the channel's output
+/// row; packed bits through [`LaneStore::put`].
+///
+/// # Safety
+/// NEON must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s` writable.
+#[target_feature(enable = "neon")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn neon_store<const NR: usize, const G: usize>(
+    s: &LaneStore<'_>,
+    totals: &[[uint32x4_t; G]; NR],
+    valid: usize,
+    c0: usize,
+    p: usize,
+) {
+    const _: () = assert!(CLASSES == 16, "a table is four q registers of i32");
+    let classes = s.classes();
+    let k = vdupq_n_s32(s.k());
+    let mut n = [0usize; G];
+    let mut idx = [vdupq_n_u8(0); G];
+    let mut border = [false; G];
+    for g in 0..G {
+        n[g] = valid.saturating_sub(4 * g).min(4);
+        let mut bytes = [0u8; 4];
+        if n[g] > 0 {
+            bytes[..n[g]].copy_from_slice(&classes[p + 4 * g..][..n[g]]);
+        }
+        let word = u32::from_le_bytes(bytes);
+        border[g] = word != 0;
+        let cls = vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(u64::from(word)))));
+        let bytes = vmlaq_n_u32(vdupq_n_u32(0x0302_0100), cls, 0x0404_0404);
+        idx[g] = vreinterpretq_u8_u32(bytes);
+    }
+    let any_border = border.iter().any(|&b| b);
+    let (out, ld) = s.out();
+    for c in 0..NR {
+        // SAFETY: the table holds CLASSES = 16 i32 (64 bytes).
+        let table = any_border.then(|| unsafe { vld1q_u8_x4(s.table(c0 + c).as_ptr().cast()) });
+        for g in 0..G {
+            if n[g] == 0 {
+                break;
+            }
+            let twice = vreinterpretq_s32_u32(vshlq_n_u32::<1>(totals[c][g]));
+            let mut dot = vsubq_s32(k, twice);
+            if let (true, Some(table)) = (border[g], table) {
+                dot = vsubq_s32(dot, vreinterpretq_s32_u8(vqtbl4q_u8(table, idx[g])));
+            }
+            match s.kind() {
+                StoreKind::Float { mul, bias } => {
+                    let scaled = vmulq_n_f32(vcvtq_f32_s32(dot), mul[c0 + c]);
+                    let y = vaddq_f32(scaled, vdupq_n_f32(bias[c0 + c]));
+                    // SAFETY: lanes p + 4g..p + 4g + n of channel c0 + c (caller's contract).
+                    unsafe {
+                        let dst = out.cast::<f32>().add((c0 + c) * ld + p + 4 * g);
+                        if n[g] == 4 {
+                            vst1q_f32(dst, y);
+                        } else {
+                            let mut lanes = [0f32; 4];
+                            vst1q_f32(lanes.as_mut_ptr(), y);
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n[g]);
+                        }
+                    }
+                }
+                StoreKind::Packed { .. } => {
                     let mut lanes = [0u32; 4];
-                    vst1q_u32(lanes.as_mut_ptr(), totals[c][g]);
-                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n);
+                    // SAFETY: a 4-lane stack buffer.
+                    unsafe { vst1q_u32(lanes.as_mut_ptr(), totals[c][g]) };
+                    for (j, &v) in lanes[..n[g]].iter().enumerate() {
+                        s.put(c0 + c, p + 4 * g + j, v);
+                    }
                 }
             }
         }

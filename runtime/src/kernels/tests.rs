@@ -3,7 +3,8 @@
 //! shapes, the benchmark layer shapes, and rows long and dense enough to overflow narrow
 //! accumulators that are widened too late.
 
-use super::{available, generic, LaneJob, LANE_SLACK};
+use super::store::{lanes_store_portable, CLASSES};
+use super::{available, generic, LaneJob, LaneStore, StoreKind, LANE_SLACK};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -175,6 +176,124 @@ fn check_lanes(
             kernel.name()
         );
     }
+    check_store(rng, &job, &want, channels);
+}
+
+/// Every kernel's fused store ([`super::BinaryKernel::xor_popcount_lanes_store`]) on `job`
+/// equals the portable one, which equals the store's formula on the counts `want`: float
+/// (random multipliers, zero among them) and packed output (random thresholds and flips),
+/// random border classes and correction tables.
+fn check_store(rng: &mut SmallRng, job: &LaneJob<'_>, want: &[u32], channels: usize) {
+    let lanes = job.lanes;
+    let classes: Vec<u8> = (0..lanes)
+        .map(|_| {
+            if rng.random() {
+                0
+            } else {
+                rng.random_range(0..CLASSES as u8)
+            }
+        })
+        .collect();
+    let mut corr: Vec<i32> = (0..channels * CLASSES)
+        .map(|_| rng.random_range(-60..60))
+        .collect();
+    for c in 0..channels {
+        corr[c * CLASSES] = 0;
+    }
+    let k = rng.random_range(0..2000);
+    let mul: Vec<f32> = (0..channels)
+        .map(|_| [0.5, -1.25, 0.0, 2.0, 0.3, -0.7][rng.random_range(0..6)])
+        .collect();
+    let bias: Vec<f32> = (0..channels).map(|_| rng.random_range(-9.0..9.0)).collect();
+    let threshold: Vec<i32> = (0..channels)
+        .map(|_| match rng.random_range(0..8) {
+            0 => i32::MAX,
+            1 => i32::MIN,
+            _ => k - rng.random_range(0..2 * k + 2),
+        })
+        .collect();
+    let flip: Vec<u32> = (0..channels).map(|_| rng.random_range(0..2)).collect();
+    let ld = lanes + 3;
+    let words = channels.div_ceil(64);
+    let run = |f: &dyn Fn(&LaneStore<'_>), kind: StoreKind<'_>| -> (Vec<f32>, Vec<u64>) {
+        let mut float = vec![f32::NAN; channels * ld];
+        let mut packed = vec![0u64; lanes * words];
+        let (out, ld) = match kind {
+            StoreKind::Float { .. } => (float.as_mut_ptr().cast::<u8>(), ld),
+            StoreKind::Packed { .. } => (packed.as_mut_ptr().cast::<u8>(), words),
+        };
+        // SAFETY: the buffers hold channels × ld floats or lanes × words words, used only
+        // through this store while it lives.
+        let store =
+            unsafe { LaneStore::new(kind, k, &classes, &corr, CLASSES, out, ld, channels, lanes) };
+        f(&store);
+        (float, packed)
+    };
+    for kind in [
+        StoreKind::Float {
+            mul: &mul,
+            bias: &bias,
+        },
+        StoreKind::Packed {
+            threshold: &threshold,
+            flip: &flip,
+        },
+    ] {
+        let portable = run(&|s| lanes_store_portable(job, s), kind);
+        let (float, packed) = &portable;
+        for c in 0..channels {
+            for p in 0..lanes {
+                let dot =
+                    k - 2 * want[c * lanes + p] as i32 - corr[c * CLASSES + classes[p] as usize];
+                match kind {
+                    StoreKind::Float { .. } => {
+                        let y = mul[c] * dot as f32 + bias[c];
+                        assert_eq!(
+                            float[c * ld + p].to_bits(),
+                            y.to_bits(),
+                            "float c {c} p {p}"
+                        );
+                    }
+                    StoreKind::Packed { .. } => {
+                        let bit = (dot < threshold[c]) ^ (flip[c] != 0);
+                        assert_eq!(
+                            packed[p * words + c / 64] >> (c % 64) & 1 == 1,
+                            bit,
+                            "bit c {c} p {p}"
+                        );
+                    }
+                }
+            }
+        }
+        // The counts in rows permuted as MST slots, for `store_counts`.
+        let mut slots: Vec<u32> = (0..channels as u32).collect();
+        for i in (1..channels).rev() {
+            slots.swap(i, rng.random_range(0..=i));
+        }
+        let mut permuted = vec![0u32; channels * lanes];
+        for (c, &slot) in slots.iter().enumerate() {
+            permuted[slot as usize * lanes..][..lanes].copy_from_slice(&want[c * lanes..][..lanes]);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for kernel in available() {
+            let fused = run(&|s| kernel.xor_popcount_lanes_store(job, s), kind);
+            let stored = run(&|s| kernel.store_counts(want, None, s), kind);
+            let slotted = run(&|s| kernel.store_counts(&permuted, Some(&slots), s), kind);
+            for (got, what) in [
+                (fused, "fused store"),
+                (stored, "store_counts"),
+                (slotted, "store_counts (slots)"),
+            ] {
+                assert!(
+                    bits(&got.0) == bits(&portable.0) && got.1 == portable.1,
+                    "{} {what} differs: {kind:?} lanes {lanes} channels {channels} taps {:?} words {}",
+                    kernel.name(),
+                    job.taps,
+                    job.words
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -209,7 +328,7 @@ fn lanes_equal_generic_on_random_and_long_jobs() {
         let words = rng.random_range(1..=10);
         let lanes = rng.random_range(0..=70);
         let plane = rng.random_range(50..=150);
-        let channels = rng.random_range(1..=20);
+        let channels = [rng.random_range(1..=20), 64, 72, 130][rng.random_range(0..4)];
         check_lanes(&mut rng, &taps, words, plane, lanes, channels, Fill::Random);
     }
     // Maximal counts over more steps than a NEON u16 block (2048 tap words) holds.

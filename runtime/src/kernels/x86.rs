@@ -56,7 +56,10 @@
 use std::arch::x86_64::*;
 
 use super::mst::{children_portable, Child, ChildJob};
-use super::{check_dims, BinaryKernel, LaneJob};
+use super::store::{
+    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
+};
+use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
 
 /// Scalar `POPCNT` kernel, 2×4 register blocking.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,7 +132,20 @@ impl BinaryKernel for Popcnt {
             "x86-popcnt needs POPCNT"
         );
         // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, out) }
+        unsafe { popcnt_lanes(job, counts_sink(job, out)) }
+    }
+
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        job.check_store(store);
+        if store.stride() != CLASSES {
+            return lanes_store_portable(job, store);
+        }
+        assert!(
+            is_x86_feature_detected!("popcnt"),
+            "x86-popcnt needs POPCNT"
+        );
+        // SAFETY: POPCNT is present; the job passed its check.
+        unsafe { popcnt_lanes(job, Sink::Store(store)) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -168,7 +184,17 @@ impl BinaryKernel for Avx2 {
         job.check(out);
         assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
         // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, out) }
+        unsafe { popcnt_lanes(job, counts_sink(job, out)) }
+    }
+
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        job.check_store(store);
+        if store.stride() != CLASSES {
+            return lanes_store_portable(job, store);
+        }
+        assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
+        // SAFETY: POPCNT is present; the job passed its check.
+        unsafe { popcnt_lanes(job, Sink::Store(store)) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -201,7 +227,33 @@ impl BinaryKernel for Avx512 {
             "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
         );
         // SAFETY: the features are present; the job passed its check.
-        unsafe { avx512_lanes(job, out) }
+        unsafe { avx512_lanes(job, counts_sink(job, out)) }
+    }
+
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        job.check_store(store);
+        if store.stride() != CLASSES {
+            return lanes_store_portable(job, store);
+        }
+        assert!(
+            Avx512::supported(),
+            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
+        );
+        // SAFETY: the features are present; the job passed its check.
+        unsafe { avx512_lanes(job, Sink::Store(store)) }
+    }
+
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        check_counts(counts, slots, store);
+        if store.stride() != CLASSES {
+            return store_counts_portable(counts, slots, store);
+        }
+        assert!(
+            Avx512::supported(),
+            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
+        );
+        // SAFETY: the features are present; the rows are inside `counts` (checked).
+        unsafe { avx512_store_counts(counts, slots, store) }
     }
 
     fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -346,19 +398,23 @@ macro_rules! drive_tiles {
 /// POPCNT lane kernel over the whole job.
 ///
 /// # Safety
-/// POPCNT must be available; the job must have passed [`LaneJob::check`] for `out`.
+/// POPCNT must be available; the job must have passed [`LaneJob::check`] for the counts of
+/// `sink` or [`LaneJob::check_store`] for its store.
 #[target_feature(enable = "popcnt")]
-unsafe fn popcnt_lanes(job: &LaneJob<'_>, out: &mut [u32]) {
+unsafe fn popcnt_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
     // SAFETY: tiles read lanes p..p+MR (< lanes) of every tap word (inside the input by the
-    // job's check) and weights of channels c..c+NR (< channels); they write out[c·lanes + p..].
-    unsafe { drive_lanes!(popcnt_lane_tile, 1, 2, 4, job, out.as_mut_ptr()) }
+    // job's check) and weights of channels c..c+NR (< channels); they write channels
+    // c..c+NR, lanes p..p+valid of the sink.
+    unsafe { drive_lanes!(popcnt_lane_tile, 1, 2, 4, job, sink) }
 }
 
-/// One POPCNT lane tile: `MR` consecutive lanes × `NR` channels.
+/// One POPCNT lane tile: `MR` consecutive lanes × `NR` channels; the fused store is the
+/// portable [`LaneStore::put`] on the accumulators.
 ///
 /// # Safety
 /// POPCNT must be available; `input + taps[t] + w·plane + r` readable for r < MR, `weights`
-/// for `NR` channel rows of `row` words, `out[c·ld + r]` writable for r < valid ≤ MR, c < NR.
+/// for `NR` channel rows of `row` words, channels `c0..c0 + NR`, lanes `p..p + valid` of
+/// `sink` writable (valid ≤ MR).
 #[target_feature(enable = "popcnt")]
 #[inline]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -369,9 +425,10 @@ unsafe fn popcnt_lane_tile<const MR: usize, const NR: usize>(
     plane: usize,
     weights: *const u64,
     row: usize,
-    out: *mut u32,
-    ld: usize,
     valid: usize,
+    sink: Sink<'_>,
+    c0: usize,
+    p: usize,
 ) {
     let mut acc = [[0u64; NR]; MR];
     for (t, &tap) in taps.iter().enumerate() {
@@ -389,8 +446,13 @@ unsafe fn popcnt_lane_tile<const MR: usize, const NR: usize>(
     }
     for c in 0..NR {
         for r in 0..valid.min(MR) {
-            // SAFETY: r < valid, c < NR: writable by the caller's contract.
-            unsafe { *out.add(c * ld + r) = acc[r][c] as u32 };
+            match sink {
+                // SAFETY: r < valid, c < NR: writable by the caller's contract.
+                Sink::Counts { out, ld } => unsafe {
+                    *out.add((c0 + c) * ld + p + r) = acc[r][c] as u32
+                },
+                Sink::Store(s) => s.put(c0 + c, p + r, acc[r][c] as u32),
+            }
         }
     }
 }
@@ -399,20 +461,21 @@ unsafe fn popcnt_lane_tile<const MR: usize, const NR: usize>(
 ///
 /// # Safety
 /// AVX-512 F, VL and VPOPCNTDQ must be available; the job must have passed
-/// [`LaneJob::check`] for `out` (whose `LANE_SLACK` covers the last partial vector's loads).
+/// [`LaneJob::check`] for the counts of `sink` or [`LaneJob::check_store`] for its store
+/// (the input's `LANE_SLACK` covers the last partial vector's loads).
 #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
-unsafe fn avx512_lanes(job: &LaneJob<'_>, out: &mut [u32]) {
+unsafe fn avx512_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
     // SAFETY: as in popcnt_lanes; vector loads of a partial last vector read at most 7 words
     // past the last lane, inside LANE_SLACK.
-    unsafe { drive_lanes!(avx512_lane_tile, 8, 3, 8, job, out.as_mut_ptr()) }
+    unsafe { drive_lanes!(avx512_lane_tile, 8, 3, 8, job, sink) }
 }
 
 /// One AVX-512 lane tile: `MR` vectors of 8 lanes × `NR` channels (see the module docs).
 ///
 /// # Safety
 /// The features must be available; `input + taps[t] + w·plane + [0, 8·MR)` readable,
-/// `weights` for `NR` channel rows of `row` words, `out[c·ld + p]` writable for p < valid,
-/// c < NR.
+/// `weights` for `NR` channel rows of `row` words, channels `c0..c0 + NR`, lanes
+/// `p..p + valid` of `sink` writable.
 #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
 #[inline]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -423,9 +486,10 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
     plane: usize,
     weights: *const u64,
     row: usize,
-    out: *mut u32,
-    ld: usize,
     valid: usize,
+    sink: Sink<'_>,
+    c0: usize,
+    p: usize,
 ) {
     let zero = _mm512_setzero_si512();
     let mut acc = [[zero; NR]; MR];
@@ -445,22 +509,213 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
             }
         }
     }
-    for c in 0..NR {
-        for r in 0..MR {
-            let counts = _mm512_cvtepi64_epi32(acc[r][c]);
-            let n = valid.saturating_sub(8 * r).min(8);
-            // SAFETY: lanes 8r..8r+n < valid of channel c are writable (caller's contract);
-            // the masked store writes no other lane.
-            unsafe {
-                let dst = out.add(c * ld + 8 * r);
-                if n == 8 {
-                    _mm256_storeu_si256(dst.cast(), counts);
-                } else if n > 0 {
-                    _mm256_mask_storeu_epi32(dst.cast(), ((1u16 << n) - 1) as __mmask8, counts);
+    let counts: [[__m256i; NR]; MR] =
+        std::array::from_fn(|r| std::array::from_fn(|c| _mm512_cvtepi64_epi32(acc[r][c])));
+    match sink {
+        Sink::Counts { out, ld } => {
+            for c in 0..NR {
+                for r in 0..MR {
+                    let n = valid.saturating_sub(8 * r).min(8);
+                    // SAFETY: lanes p + 8r..p + 8r + n of channel c0 + c are writable (caller's
+                    // contract); the masked store writes no other lane.
+                    unsafe {
+                        let dst = out.add((c0 + c) * ld + p + 8 * r);
+                        if n == 8 {
+                            _mm256_storeu_si256(dst.cast(), counts[r][c]);
+                        } else if n > 0 {
+                            _mm256_mask_storeu_epi32(dst.cast(), lane_mask(n), counts[r][c]);
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller's contract.
+        Sink::Store(s) => unsafe { avx512_store::<MR, NR>(s, &counts, valid, c0, p) },
+    }
+}
+
+// The class tables are one zmm of i32 (`vpermd` indices 0..16).
+const _: () = assert!(CLASSES == 16);
+
+/// The first `n` (≤ 8) lanes.
+#[inline]
+fn lane_mask(n: usize) -> __mmask8 {
+    ((1u16 << n) - 1) as __mmask8
+}
+
+/// The fused output stage of an AVX-512 lane tile (see [`super::store`]): per vector of 8
+/// lanes, `dot = k − 2·n`, minus the channel's class table permuted by the lanes' classes
+/// (`vpermd`) when the vector has border lanes; float: `vcvtdq2ps`, `vmulps`, `vaddps` and a
+/// (masked) store into the channel's output row; packed, for a block of 8 channels starting
+/// on a byte: 8 compare masks transposed into one byte per lane (bits of those 8 channels),
+/// stored; other packed tiles go through [`LaneStore::put`].
+///
+/// # Safety
+/// The features must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s`.
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn avx512_store<const MR: usize, const NR: usize>(
+    s: &LaneStore<'_>,
+    counts: &[[__m256i; NR]; MR],
+    valid: usize,
+    c0: usize,
+    p: usize,
+) {
+    let classes = s.classes();
+    let k = _mm256_set1_epi32(s.k());
+    // Per vector: lanes that exist, their classes (zero-extended) and whether any is a border.
+    let mut n = [0usize; MR];
+    let mut idx = [_mm256_setzero_si256(); MR];
+    let mut border = [false; MR];
+    for r in 0..MR {
+        n[r] = valid.saturating_sub(8 * r).min(8);
+        let mut bytes = [0u8; 8];
+        if n[r] > 0 {
+            bytes[..n[r]].copy_from_slice(&classes[p + 8 * r..][..n[r]]);
+        }
+        let word = u64::from_le_bytes(bytes);
+        border[r] = word != 0;
+        idx[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(word as i64));
+    }
+    let any_border = border.iter().any(|&b| b);
+    let dots = |c: usize| -> [__m256i; MR] {
+        let table = if any_border {
+            // SAFETY: the table holds CLASSES = 16 i32.
+            unsafe { _mm512_loadu_si512(s.table(c0 + c).as_ptr().cast()) }
+        } else {
+            _mm512_setzero_si512()
+        };
+        std::array::from_fn(|r| {
+            let dot = _mm256_sub_epi32(k, _mm256_slli_epi32::<1>(counts[r][c]));
+            if border[r] {
+                let corr = _mm512_permutexvar_epi32(_mm512_castsi256_si512(idx[r]), table);
+                _mm256_sub_epi32(dot, _mm512_castsi512_si256(corr))
+            } else {
+                dot
+            }
+        })
+    };
+    let (out, ld) = s.out();
+    match s.kind() {
+        StoreKind::Float { mul, bias } => {
+            for c in 0..NR {
+                let (m, b) = (_mm256_set1_ps(mul[c0 + c]), _mm256_set1_ps(bias[c0 + c]));
+                let dots = dots(c);
+                for r in 0..MR {
+                    if n[r] == 0 {
+                        break;
+                    }
+                    let y = _mm256_add_ps(_mm256_mul_ps(m, _mm256_cvtepi32_ps(dots[r])), b);
+                    // SAFETY: lanes p + 8r..p + 8r + n of channel c0 + c (caller's contract).
+                    unsafe {
+                        let dst = out.cast::<f32>().add((c0 + c) * ld + p + 8 * r);
+                        if n[r] == 8 {
+                            _mm256_storeu_ps(dst, y);
+                        } else {
+                            _mm256_mask_storeu_ps(dst, lane_mask(n[r]), y);
+                        }
+                    }
+                }
+            }
+        }
+        StoreKind::Packed { threshold, flip } if NR == 8 && c0.is_multiple_of(8) => {
+            // masks[r] byte c: the bits of channel c0 + c over the vector's 8 lanes.
+            let mut masks = [0u64; MR];
+            for c in 0..NR {
+                let t = _mm256_set1_epi32(threshold[c0 + c]);
+                let f = if flip[c0 + c] != 0 { 0xff } else { 0 };
+                let dots = dots(c);
+                for r in 0..MR {
+                    let bits = _mm256_cmplt_epi32_mask(dots[r], t) ^ f;
+                    masks[r] |= u64::from(bits) << (8 * c);
+                }
+            }
+            for r in 0..MR {
+                // Byte j: the 8 channels' bits of lane j.
+                let bytes = transpose8x8(masks[r]).to_le_bytes();
+                for j in 0..n[r] {
+                    // SAFETY: byte c0 / 8 of pixel p + 8r + j, inside its ld words; this
+                    // block of 8 channels owns that byte.
+                    unsafe { *out.add((p + 8 * r + j) * ld * 8 + c0 / 8) = bytes[j] };
+                }
+            }
+        }
+        StoreKind::Packed { .. } => {
+            for c in 0..NR {
+                let mut lanes = [0u32; 8];
+                for r in 0..MR {
+                    // SAFETY: an 8-lane stack buffer.
+                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), counts[r][c]) };
+                    for (j, &v) in lanes[..n[r]].iter().enumerate() {
+                        s.put(c0 + c, p + 8 * r + j, v);
+                    }
                 }
             }
         }
     }
+}
+
+/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels × 3 vectors of 8 lanes
+/// (then single vectors, single channels) loaded (masked) from the channels' rows and put
+/// through the lane tiles' fused store, [`avx512_store`].
+///
+/// # Safety
+/// The features must be available; `counts` checked with [`check_counts`].
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+unsafe fn avx512_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+    let lanes = store.lanes();
+    let row = |c: usize| counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes].as_ptr();
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn block<const MR: usize, const NR: usize>(
+        store: &LaneStore<'_>,
+        row: &dyn Fn(usize) -> *const u32,
+        c0: usize,
+        p: usize,
+    ) {
+        let valid = (store.lanes() - p).min(8 * MR);
+        let rows: [*const u32; NR] = std::array::from_fn(|c| row(c0 + c));
+        let v: [[__m256i; NR]; MR] = std::array::from_fn(|r| {
+            let n = valid.saturating_sub(8 * r).min(8);
+            std::array::from_fn(|c| {
+                // SAFETY: lanes p + 8r..p + 8r + n of the channel's row (masked load).
+                unsafe { _mm256_maskz_loadu_epi32(lane_mask(n), rows[c].add(p + 8 * r).cast()) }
+            })
+        });
+        // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
+        unsafe { avx512_store::<MR, NR>(store, &v, valid, c0, p) }
+    }
+    let channels = store.channels();
+    let mut c0 = 0;
+    while c0 < channels {
+        let wide = c0 + 8 <= channels;
+        let mut p = 0;
+        while p < lanes {
+            // SAFETY: the caller's contract; blocks stay inside channels and lanes.
+            unsafe {
+                match (wide, lanes - p >= 24) {
+                    (true, true) => block::<3, 8>(store, &row, c0, p),
+                    (true, false) => block::<1, 8>(store, &row, c0, p),
+                    (false, true) => block::<3, 1>(store, &row, c0, p),
+                    (false, false) => block::<1, 1>(store, &row, c0, p),
+                }
+            }
+            p += if lanes - p >= 24 { 24 } else { 8 };
+        }
+        c0 += if wide { 8 } else { 1 };
+    }
+}
+
+/// Transposes an 8×8 bit matrix held as 8 bytes (byte `i`, bit `j` → byte `j`, bit `i`).
+#[inline]
+fn transpose8x8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
 }
 
 /// AVX-512 row kernel over the whole output.
@@ -756,6 +1011,16 @@ mod tests {
     use crate::kernels::generic;
     use rand::rngs::SmallRng;
     use rand::{RngExt, SeedableRng};
+
+    #[test]
+    fn transpose8x8_moves_every_bit() {
+        for i in 0..8 {
+            for j in 0..8 {
+                let x = 1u64 << (8 * i + j);
+                assert_eq!(transpose8x8(x), 1u64 << (8 * j + i), "byte {i} bit {j}");
+            }
+        }
+    }
 
     #[test]
     fn avx2_tiles_equal_generic_below_the_switch_length() {

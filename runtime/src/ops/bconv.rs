@@ -6,20 +6,28 @@
 //! through the fused output stage ([`super::output_stage`]).
 //!
 //! `dot = Σ b(x)·b(w)` over the taps. The op copies each image once into the pixel-lane
-//! layout ([`layout`]: padded word planes, split by stride phase) and hands it with the
-//! weights, as they are stored, to the kernel's lane form ([`crate::kernels::LaneJob`]), which
-//! walks the taps directly (no im2col) and returns, per output channel, the popcounts of a
-//! band of consecutive output pixels. `dot_one = KH·KW·C_in − 2·popcount` is the
-//! **one-padding** result (padded taps are +1, zero words). **Zero padding** (padded taps
-//! contribute 0, the float model's semantics) is exact by subtracting, at border pixels only,
-//! the weight sums `Σ_ci b(w[c, ky, kx, ci])` of the taps that fell in the padding (per channel
-//! and kernel row / column, precomputed at load; see `BinaryConv2d::row_dots`).
+//! layout ([`layout`]: zero-padded word planes per kernel column and stride phase, lanes =
+//! output pixels, none discarded) and hands it with the weights, as they are stored, to the
+//! kernel's lane form ([`crate::kernels::LaneJob`]), which walks the taps directly (no im2col).
+//! `dot_one = KH·KW·C_in − 2·popcount` is the **one-padding** result (padded taps are +1, zero
+//! words). **Zero padding** (padded taps contribute 0, the float model's semantics) is exact
+//! by subtracting the weight sums `Σ_ci b(w[c, ky, kx, ci])` of the taps that fell in the
+//! padding: each output pixel has a *border class* (which kernel rows and columns are in the
+//! padding there; 9 classes for a 3×3 kernel, class 0 the interior) and each channel a table
+//! of corrections per class, computed once per input size (`BinaryConv2d::border_tables`,
+//! cached in the op).
 //!
-//! The output stage reads the band's counts channel by channel and writes f32 straight into
-//! the NCHW output rows (or packed bits into `[N, OH, OW, ⌈C_out/64⌉]`): no transpose. Bands
-//! of output pixels are split over the runtime's threads; the layout buffer, the tap offsets
-//! and each band's counts live in per-thread scratch ([`super::scratch`]) reused across runs,
-//! so a steady-state run allocates only its output tensor.
+//! **Fused output stage**: the kernel's tile epilogue turns its accumulators into the output
+//! directly ([`crate::kernels::BinaryKernel::xor_popcount_lanes_store`],
+//! [`crate::kernels::store`]): per vector of lanes `dot = k − 2·n − table[class]`, then
+//! `mul·dot + bias` stored into the channel's NCHW row (lanes are the row-major pixels), or
+//! the packed bit `(dot < t) XOR flip` set in `[N, OH, OW, ⌈C_out/64⌉]`. No count is stored
+//! and re-read. Layers with more than 16 border classes (kernels above 3×3 with padding on
+//! every side) and MST layers store a band's counts and apply the same stage per channel
+//! ([`crate::kernels::BinaryKernel::store_counts`], the same vector epilogue on loaded counts). Bands of output pixels are split over the
+//! runtime's threads; the layout buffer, the tap offsets and (unfused) each band's counts live
+//! in per-thread scratch ([`super::scratch`]) reused across runs, so a steady-state run
+//! allocates only its output tensor.
 //!
 //! **MST** ([`BinaryConv2d::with_mst`], NNEF `mst_parents`): output channels computed in
 //! minimum-spanning-tree order, each child from its parent's counts plus a correction over
@@ -27,8 +35,8 @@
 //! ([`crate::kernels::mst::MstSchedule::xor_popcount_lanes`]). The counts equal the dense
 //! kernel's bit for bit (they include the zero words of the padded layout exactly as the dense
 //! ones do), so the zero-padding correction and the output stage stay per channel, each
-//! channel with its own weight sums; only where a channel's counts sit in the band buffer
-//! changes (its slot in tree order). Bands are still split over threads: each band computes
+//! channel with its own correction table; only where a channel's counts sit in the band
+//! buffer changes (its slot in tree order). Bands are still split over threads: each band computes
 //! its roots, then its children.
 //!
 //! Measured: see the "Binary layers" section of the repository README (`cargo bench --bench
@@ -43,14 +51,15 @@ use self::layout::LaneLayout;
 use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
 use super::mst_delta;
 use super::output_stage::{
-    affine, affine_counts, dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind,
-    OutputStage,
+    dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind, OutputStage,
 };
-use super::packing::{padding_is_clear, words_for, WORD_BITS};
+use super::packing::{padding_is_clear, words_for};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
 use crate::kernels::mst::MstSchedule;
-use crate::kernels::{self, LaneJob};
+use crate::kernels::store::CLASSES;
+use crate::kernels::{self, LaneJob, LaneStore, StoreKind};
+use std::sync::Mutex;
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_binary_conv2d";
@@ -151,13 +160,44 @@ pub struct BinaryConv2d {
     pub output: OutputStage,
     /// `Σ_ci b(w[c, ky, kx, ci])` per channel and tap (`[C_out][KH·KW]`), for zero padding.
     tap_sums: Arc<Vec<i32>>,
-    /// Sums of `tap_sums` per channel and kernel row (`[C_out][KH]`).
-    row_sums: Arc<Vec<i32>>,
-    /// Sums of `tap_sums` per channel and kernel column (`[C_out][KW]`).
-    col_sums: Arc<Vec<i32>>,
     /// MST order (see [`BinaryConv2d::with_mst`]): the parent of each output channel.
     pub mst_parents: Option<Vec<Option<usize>>>,
     mst: Option<Arc<MstSchedule>>,
+    tables: TableCache,
+}
+
+/// What the fused output stage needs for one input size (see `BinaryConv2d::border_tables`).
+#[derive(Debug)]
+struct BorderTables {
+    /// Input `(h, w)`.
+    key: (usize, usize),
+    /// Border class of each output pixel (row-major).
+    classes: Vec<u8>,
+    /// Per channel, the correction of each class (`stride` entries).
+    corr: Vec<i32>,
+    /// Entries per channel in `corr`: [`CLASSES`], or the class count when larger.
+    stride: usize,
+    /// Packed output: per channel, bit = `(dot < threshold) XOR flip`.
+    threshold: Vec<i32>,
+    /// See `threshold`.
+    flip: Vec<u32>,
+}
+
+/// The tables of the last input size the op ran on (a model runs one size; recomputed when
+/// it changes). Not part of the op's identity: clones start empty, and every cache is equal.
+#[derive(Debug, Default)]
+struct TableCache(Mutex<Option<Arc<BorderTables>>>);
+
+impl Clone for TableCache {
+    fn clone(&self) -> TableCache {
+        TableCache::default()
+    }
+}
+
+impl PartialEq for TableCache {
+    fn eq(&self, _: &TableCache) -> bool {
+        true
+    }
 }
 
 /// Counts per band of output pixels: a band's `C_out × lanes` counts stay in L2.
@@ -165,14 +205,6 @@ const BAND_COUNTS: usize = 32 * 1024;
 
 /// Band lengths are a multiple of this (whole register tiles of every lane kernel).
 const BAND_ALIGN: usize = 24;
-
-/// The output pixels whose receptive field lies inside the input: rows `y.0..y.1`, columns
-/// `x.0..x.1` (empty ranges when there are none).
-#[derive(Debug, Clone, Copy)]
-struct Interior {
-    y: (usize, usize),
-    x: (usize, usize),
-}
 
 impl Eq for BinaryConv2d {}
 
@@ -228,20 +260,12 @@ impl BinaryConv2d {
         }
         let output = OutputStage::new(kind, mul, bias, g.c_out, g.taps_bits())
             .with_context(|| format!("{NAME}: output stage"))?;
-        let mut row_sums = vec![0; g.c_out * kh];
-        let mut col_sums = vec![0; g.c_out * kw];
-        for (i, &s) in tap_sums.iter().enumerate() {
-            let (c, ky, kx) = (i / (kh * kw), i / kw % kh, i % kw);
-            row_sums[c * kh + ky] += s;
-            col_sums[c * kw + kx] += s;
-        }
         Ok(BinaryConv2d {
             geometry,
             weights,
             output,
             tap_sums: Arc::new(tap_sums),
-            row_sums: Arc::new(row_sums),
-            col_sums: Arc::new(col_sums),
+            tables: TableCache::default(),
             mst_parents: None,
             mst: None,
         })
@@ -287,123 +311,80 @@ impl BinaryConv2d {
         i < pad || i - pad >= size
     }
 
-    /// The interior output rows and columns of an `h × w` input.
-    fn interior(&self, h: usize, w: usize, oh: usize, ow: usize) -> Interior {
-        let g = &self.geometry;
-        let range = |n: usize, axis: usize, size: usize| {
-            let (k, s, d, p) = (
-                g.kernel[axis],
-                g.stride[axis],
-                g.dilation[axis],
-                g.padding[axis],
-            );
-            let inside = |o: usize| (0..k).all(|t| !Self::tap_out(o, t, s, d, p, size));
-            let lo = (0..n).find(|&o| inside(o)).unwrap_or(n);
-            let hi = (lo..n).find(|&o| !inside(o)).unwrap_or(n);
-            (lo, hi)
-        };
-        Interior {
-            y: range(oh, 0, h),
-            x: range(ow, 1, w),
-        }
-    }
-
-    /// The zero-padding correction of output row `oy` for channel `c`, as `(row, columns)`:
-    /// the taps in the padding are those of the kernel rows outside the input (all columns:
-    /// `row` = their `row_sums`) and, in the other kernel rows, those of the kernel columns
-    /// outside it (`columns(ox)`: `col_sums` when no row is outside, else per tap). Only
-    /// columns outside `interior.x` have a column part. Both are 0 for one padding.
-    fn padding_correction(
-        &self,
-        c: usize,
-        oy: usize,
-        hw: (usize, usize),
-        interior: Interior,
-    ) -> (i32, impl Fn(usize) -> i32 + '_) {
+    /// The border classes of an `h × w` input's `oh × ow` output pixels and every channel's
+    /// zero-padding correction per class ([`crate::kernels::store`]): a class is a pair (set of
+    /// kernel rows in the padding, set of kernel columns in the padding), the empty pair first
+    /// (class 0, the interior, correcting by 0); its correction is the sum of the weight sums
+    /// `Σ_ci b(w[c, ky, kx, ci])` of the taps in either set. One padding has one class.
+    fn border_tables(&self, h: usize, w: usize, oh: usize, ow: usize) -> TractResult<BorderTables> {
         let g = &self.geometry;
         let [kh, kw] = g.kernel;
-        let (h, w) = hw;
         let zero = g.pad_mode == PadMode::Zero;
-        let border_row = zero && !(interior.y.0..interior.y.1).contains(&oy);
-        let row_out =
-            move |ky: usize| Self::tap_out(oy, ky, g.stride[0], g.dilation[0], g.padding[0], h);
-        let row = if border_row {
-            let sums = &self.row_sums[c * kh..(c + 1) * kh];
-            (0..kh)
-                .filter(|&ky| row_out(ky))
-                .map(|ky| sums[ky])
-                .sum::<i32>()
-        } else {
-            0
+        // Per output position along an axis: the index of its set of taps in the padding.
+        let sets = |n: usize, axis: usize, size: usize| -> (Vec<usize>, Vec<Vec<bool>>) {
+            let k = g.kernel[axis];
+            let mut sets = vec![vec![false; k]];
+            let index = (0..n)
+                .map(|o| {
+                    let set: Vec<bool> = (0..k)
+                        .map(|t| {
+                            let (s, d, p) = (g.stride[axis], g.dilation[axis], g.padding[axis]);
+                            zero && Self::tap_out(o, t, s, d, p, size)
+                        })
+                        .collect();
+                    sets.iter().position(|x| *x == set).unwrap_or_else(|| {
+                        sets.push(set);
+                        sets.len() - 1
+                    })
+                })
+                .collect();
+            (index, sets)
         };
-        let columns = move |ox: usize| -> i32 {
-            if !zero {
-                return 0;
-            }
-            let mut corr = 0;
-            for kx in (0..kw)
-                .filter(|&kx| Self::tap_out(ox, kx, g.stride[1], g.dilation[1], g.padding[1], w))
-            {
-                corr += if border_row {
-                    (0..kh)
-                        .filter(|&ky| !row_out(ky))
-                        .map(|ky| self.tap_sums[(c * kh + ky) * kw + kx])
-                        .sum::<i32>()
-                } else {
-                    self.col_sums[c * kw + kx]
-                };
-            }
-            corr
-        };
-        (row, columns)
-    }
-
-    /// The output stage of one band segment: channel `c`, output row `oy`, columns
-    /// `x0..x0 + counts.len()`, from their popcounts, into `float` (that row segment of
-    /// channel `c`) or `bits` (the segment's pixels, `⌈C_out/64⌉` words each).
-    #[allow(clippy::too_many_arguments)]
-    fn row_out(
-        &self,
-        c: usize,
-        oy: usize,
-        x0: usize,
-        counts: &[u32],
-        hw: (usize, usize),
-        interior: Interior,
-        float: &mut [f32],
-        bits: &mut [u64],
-    ) {
-        let (row_corr, column_corr) = self.padding_correction(c, oy, hw, interior);
-        let base = self.geometry.taps_bits() as i32 - row_corr;
-        let x1 = x0 + counts.len();
-        // Columns with a column part of the correction (a prefix and a suffix of the row).
-        let left = x0..x1.min(interior.x.0);
-        let right = x0.max(interior.x.1.max(interior.x.0))..x1;
-        let fixes = left.chain(right);
-        match self.output.kind {
-            OutputKind::Float => {
-                let (m, b) = (self.output.mul_slice()[c], self.output.bias_slice()[c]);
-                affine_counts(m, b, base, counts, float);
-                for ox in fixes {
-                    let i = ox - x0;
-                    float[i] = affine(m, b, base - 2 * counts[i] as i32 - column_corr(ox));
-                }
-            }
-            OutputKind::Packed => {
-                let t = self.output.thresholds[c];
-                let words = words_for(self.geometry.c_out);
-                let (word, shift) = (c / WORD_BITS, c % WORD_BITS);
-                for (px, &p) in bits.chunks_exact_mut(words).zip(counts) {
-                    px[word] |= (t.bit(base - 2 * p as i32) as u64) << shift;
-                }
-                for ox in fixes {
-                    let i = ox - x0;
-                    let dot = base - 2 * counts[i] as i32 - column_corr(ox);
-                    let px = &mut bits[i * words + word];
-                    *px = (*px & !(1 << shift)) | ((t.bit(dot) as u64) << shift);
+        let (rows, row_sets) = sets(oh, 0, h);
+        let (cols, col_sets) = sets(ow, 1, w);
+        let n = row_sets.len() * col_sets.len();
+        ensure!(
+            n <= 256,
+            "{NAME}: {n} border classes of kernel {:?} (at most 256)",
+            g.kernel
+        );
+        let stride = n.max(CLASSES);
+        let mut classes = Vec::with_capacity(oh * ow);
+        for &r in &rows {
+            classes.extend(cols.iter().map(|&c| (r * col_sets.len() + c) as u8));
+        }
+        let mut corr = vec![0i32; g.c_out * stride];
+        for (c, table) in corr.chunks_exact_mut(stride).enumerate() {
+            let sums = &self.tap_sums[c * kh * kw..][..kh * kw];
+            for (r, row_set) in row_sets.iter().enumerate() {
+                for (cc, col_set) in col_sets.iter().enumerate() {
+                    table[r * col_sets.len() + cc] = (0..kh * kw)
+                        .filter(|&t| row_set[t / kw] || col_set[t % kw])
+                        .map(|t| sums[t])
+                        .sum();
                 }
             }
         }
+        let (threshold, flip) = self.output.thresholds.iter().map(|t| t.less_than()).unzip();
+        Ok(BorderTables {
+            key: (h, w),
+            classes,
+            corr,
+            stride,
+            threshold,
+            flip,
+        })
+    }
+
+    /// The tables of an `h × w` input, from the cache when the size has not changed.
+    fn tables(&self, h: usize, w: usize, oh: usize, ow: usize) -> TractResult<Arc<BorderTables>> {
+        let mut cached = self.tables.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cached.as_ref().filter(|t| t.key == (h, w)) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.border_tables(h, w, oh, ow)?);
+        *cached = Some(t.clone());
+        Ok(t)
     }
 }
 
@@ -454,11 +435,18 @@ impl EvalOp for BinaryConv2d {
         let weights = weights_view.as_slice::<u64>()?;
         let input_view = input.try_as_plain_ram()?;
         let x = input_view.as_slice::<u64>()?;
-        let layout = LaneLayout::new(g, h, w, oh, ow);
-        let interior = self.interior(h, w, oh, ow);
+        let layout = LaneLayout::new(g, oh, ow);
+        let tables = self.tables(h, w, oh, ow)?;
         let out_words = words_for(c_out);
+        let pixels = oh * ow;
+        let mst = self.mst.as_deref();
+        // The fused store needs the kernels' table size; MST children need their parents'
+        // counts, so MST (and layers with more border classes) store counts, then apply the
+        // same output stage per channel.
+        let fused = mst.is_none() && tables.stride == CLASSES;
 
-        // Bands of output lanes: counts of a band fit BAND_COUNTS, and every thread gets one.
+        // Bands of output lanes (pixels): counts of a band fit BAND_COUNTS, and every thread
+        // gets one.
         let lanes = layout.lanes;
         let bands = (c_out * lanes)
             .div_ceil(BAND_COUNTS)
@@ -479,9 +467,18 @@ impl EvalOp for BinaryConv2d {
             OutputKind::Packed => (&mut [], out_view.as_slice_mut::<u64>()?),
         };
         let (out_f32, out_bits) = (Disjoint::new(out_f32), Disjoint::new(out_bits));
+        let kind = match self.output.kind {
+            OutputKind::Float => StoreKind::Float {
+                mul: self.output.mul_slice(),
+                bias: self.output.bias_slice(),
+            },
+            OutputKind::Packed => StoreKind::Packed {
+                threshold: &tables.threshold,
+                flip: &tables.flip,
+            },
+        };
+        let k = i32::try_from(g.taps_bits())?;
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
-        let mst = self.mst.as_deref();
-        let slot = |c: usize| mst.map_or(c, |m| m.slot(c));
         let diffs = mst.map_or(0, |m| m.diff_words());
         scratch::words(layout.len, |buf| {
             // The taps' offsets, then (MST) the offsets of the children's differing words.
@@ -504,52 +501,53 @@ impl EvalOp for BinaryConv2d {
                     run_indexed(bands, |i| {
                         let q0 = i * band;
                         let len = band.min(lanes - q0);
+                        let job = LaneJob {
+                            input: &buf[q0..],
+                            taps,
+                            words: layout.cw,
+                            plane: layout.plane,
+                            lanes: len,
+                            weights,
+                        };
+                        // Pixels q0..q0 + len of image b, every channel: this band's alone.
+                        let (ptr, ld) = match self.output.kind {
+                            OutputKind::Float => {
+                                let start = b * c_out * pixels + q0;
+                                let end = start + (c_out - 1) * pixels + len;
+                                (out_f32.ptr(start, end).cast::<u8>(), pixels)
+                            }
+                            OutputKind::Packed => {
+                                let start = (b * pixels + q0) * out_words;
+                                let end = start + len * out_words;
+                                (out_bits.ptr(start, end).cast::<u8>(), out_words)
+                            }
+                        };
+                        // SAFETY: the elements of channels 0..c_out, lanes 0..len at (ptr,
+                        // ld) are inside the output (checked by `ptr`) and written by this
+                        // band only (bands are disjoint ranges of pixels).
+                        let store = unsafe {
+                            LaneStore::new(
+                                kind,
+                                k,
+                                &tables.classes[q0..],
+                                &tables.corr,
+                                tables.stride,
+                                ptr,
+                                ld,
+                                c_out,
+                                len,
+                            )
+                        };
+                        if fused {
+                            kernel.xor_popcount_lanes_store(&job, &store);
+                            return;
+                        }
                         scratch::counts(c_out * len, |counts| {
-                            let job = LaneJob {
-                                input: &buf[q0..],
-                                taps,
-                                words: layout.cw,
-                                plane: layout.plane,
-                                lanes: len,
-                                weights,
-                            };
                             match mst {
                                 Some(m) => m.xor_popcount_lanes(kernel, &job, diff_offsets, counts),
                                 None => kernel.xor_popcount_lanes(&job, counts),
                             }
-                            // The output rows this band holds lanes of.
-                            for oy in q0 / layout.wq..=(q0 + len - 1) / layout.wq {
-                                let row = oy * layout.wq;
-                                let x0 = q0.max(row) - row;
-                                let x1 = (q0 + len).min(row + ow).saturating_sub(row);
-                                if x0 >= x1 {
-                                    continue;
-                                }
-                                let first = row + x0 - q0;
-                                let pixel = oy * ow + x0;
-                                // SAFETY: this band is the only one holding lanes
-                                // row + x0..row + x1, i.e. these output pixels.
-                                let bits = match self.output.kind {
-                                    OutputKind::Packed => unsafe {
-                                        out_bits.part(
-                                            (b * oh * ow + pixel) * out_words,
-                                            (x1 - x0) * out_words,
-                                        )
-                                    },
-                                    OutputKind::Float => &mut [],
-                                };
-                                for c in 0..c_out {
-                                    let counts = &counts[slot(c) * len + first..][..x1 - x0];
-                                    // SAFETY: as above, for channel c.
-                                    let float = match self.output.kind {
-                                        OutputKind::Float => unsafe {
-                                            out_f32.part((b * c_out + c) * oh * ow + pixel, x1 - x0)
-                                        },
-                                        OutputKind::Packed => &mut [],
-                                    };
-                                    self.row_out(c, oy, x0, counts, (h, w), interior, float, bits);
-                                }
-                            }
+                            kernel.store_counts(counts, mst.map(|m| m.slots()), &store);
                         })
                     });
                 }

@@ -64,36 +64,25 @@ impl Threshold {
     }
 }
 
+impl Threshold {
+    /// The same bit as `(dot < t) XOR flip` (flip 0 or 1), the one form vector kernels
+    /// evaluate, valid for every `dot` the layer can produce (|dot| < 2³¹ − 1).
+    pub fn less_than(self) -> (i32, u32) {
+        match self {
+            Threshold::Const(true) => (i32::MAX, 0),
+            Threshold::Const(false) => (i32::MIN, 0),
+            Threshold::Below(t) => (t, 0),
+            // dot > t ⇔ !(dot < t + 1).
+            Threshold::Above(t) => (t.saturating_add(1), 1),
+        }
+    }
+}
+
 /// `mul·dot + bias` in f32, exactly as the float reference computes it.
 #[inline]
 pub fn affine(mul: f32, bias: f32, dot: i32) -> f32 {
     let scaled = mul * dot as f32;
     scaled + bias
-}
-
-/// `out[i] = affine(mul, bias, base − 2·counts[i])` for a run of popcounts (the float output
-/// stage's inner loop). Compiled a second time with AVX2 enabled and picked at run time on
-/// x86-64, where the baseline target has only SSE2 (8 lanes per instruction instead of 4);
-/// the arithmetic is the same two-rounding f32 expression either way.
-pub fn affine_counts(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
-    #[inline(always)]
-    fn body(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
-        for (y, &p) in out.iter_mut().zip(counts) {
-            *y = affine(mul, bias, base - 2 * p as i32);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(mul: f32, bias: f32, base: i32, counts: &[u32], out: &mut [f32]) {
-            body(mul, bias, base, counts, out)
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked).
-            return unsafe { avx2(mul, bias, base, counts, out) };
-        }
-    }
-    body(mul, bias, base, counts, out)
 }
 
 /// The threshold equal to `!(affine(mul, bias, dot) >= 0)` for every `dot` in `[-k, k]`.
@@ -310,6 +299,23 @@ mod tests {
                 rng.random_range(-50.0f32..50.0)
             };
             check(m, b, 64);
+        }
+    }
+
+    #[test]
+    fn less_than_form_equals_the_threshold() {
+        for t in [
+            Threshold::Const(true),
+            Threshold::Const(false),
+            Threshold::Below(-3),
+            Threshold::Below(0),
+            Threshold::Above(-1),
+            Threshold::Above(7),
+        ] {
+            let (lt, flip) = t.less_than();
+            for dot in -40..40 {
+                assert_eq!(t.bit(dot), (dot < lt) ^ (flip != 0), "{t:?} {dot}");
+            }
         }
     }
 

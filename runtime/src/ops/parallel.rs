@@ -47,6 +47,14 @@ impl<T> Disjoint<T> {
         }
     }
 
+    /// A pointer to element `start`, for writes through raw pointers into a region
+    /// `start..end` (checked to lie in the buffer) whose elements the caller writes alone.
+    pub(crate) fn ptr(&self, start: usize, end: usize) -> *mut T {
+        assert!(start <= end && end <= self.len, "region out of the buffer");
+        // SAFETY: in bounds (checked).
+        unsafe { self.ptr.add(start) }
+    }
+
     /// The part `start..start + len`.
     ///
     /// # Safety
