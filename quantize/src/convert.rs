@@ -225,6 +225,8 @@ pub(crate) fn output_kind(output: &Path) -> Result<bool, ConvertError> {
 /// Writes `model` as an NNEF tar with Kestrel's dialect; deterministic (fixed timestamps), so
 /// the same model converts to the same bytes.
 pub fn write_graph(model: &TypedModel, w: impl Write, gzip: bool) -> TractResult<()> {
+    let safe = nnef_safe_properties(model);
+    let model = safe.as_ref().unwrap_or(model);
     let nnef = registry::nnef();
     if gzip {
         let gz = GzEncoder::new(w, flate2::Compression::best());
@@ -236,6 +238,73 @@ pub fn write_graph(model: &TypedModel, w: impl Write, gzip: bool) -> TractResult
             .flush()?;
     }
     Ok(())
+}
+
+/// Whether tract's NNEF text round-trips a string literal: its writer prints Rust's `{:?}`
+/// form, its parser takes no unescaped `'` and reads `\\n` back as `n`.
+fn nnef_string_ok(s: &str) -> bool {
+    s.chars()
+        .all(|c| c != '\'' && c != '"' && c != '\\' && c.escape_debug().count() == 1)
+}
+
+/// The values of a string tensor.
+fn strings(t: &Tensor) -> Option<Vec<String>> {
+    if t.datum_type() != String::datum_type() {
+        return None;
+    }
+    let ram = t.try_as_plain_ram().ok()?;
+    ram.as_slice::<String>().ok().map(|s| s.to_vec())
+}
+
+/// A copy of `model` whose string properties tract's NNEF writer would corrupt or make
+/// unreadable (quotes, backslashes, newlines: e.g. an OCR model's character dictionary in the
+/// ONNX metadata) are percent-encoded (`%XX` per UTF-8 byte of `%` and of every such
+/// character), with a `KEY.encoding = "percent"` property beside them; `None` when every
+/// property is fine. (A `u8` tensor property does not reload in tract 0.23.9.)
+fn nnef_safe_properties(model: &TypedModel) -> Option<TypedModel> {
+    let unsafe_keys: Vec<String> = model
+        .properties
+        .iter()
+        .filter(|(_, v)| strings(v).is_some_and(|s| s.iter().any(|s| !nnef_string_ok(s))))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if unsafe_keys.is_empty() {
+        return None;
+    }
+    let mut copy = model.clone();
+    for k in unsafe_keys {
+        let Some(values) = strings(&copy.properties[&k]) else {
+            continue;
+        };
+        let encoded: Vec<String> = values.iter().map(|s| percent_encode(s)).collect();
+        let t = tract_ndarray::ArrayD::from_shape_vec(copy.properties[&k].shape(), encoded)
+            .map(|a| a.into_arc_tensor());
+        let Ok(t) = t else {
+            continue;
+        };
+        log::warn!(
+            "property '{k}' holds characters tract's NNEF text cannot carry; written percent-encoded ('{k}.encoding' = \"percent\")"
+        );
+        copy.properties.insert(k.clone(), t);
+        copy.properties
+            .insert(format!("{k}.encoding"), rctensor0("percent".to_string()));
+    }
+    Some(copy)
+}
+
+/// `%XX` for every UTF-8 byte of `%` and of the characters [`nnef_string_ok`] refuses.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c != '%' && nnef_string_ok(c.encode_utf8(&mut [0; 4])) {
+            out.push(c);
+        } else {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 fn check_facts(reference: &Model, reloaded: &Model) -> Result<(), String> {
@@ -438,5 +507,32 @@ impl ConvertReport {
         }
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encodes_what_nnef_strings_cannot_carry() {
+        assert!(nnef_string_ok("plain 字 text"));
+        assert!(!nnef_string_ok("it's"));
+        assert_eq!(percent_encode("a'b\n字%"), "a%27b%0A字%25");
+    }
+
+    #[test]
+    fn a_property_with_quotes_and_newlines_is_written_and_reloads() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1usize, 2])).unwrap();
+        model.select_output_outlets(&[x]).unwrap();
+        model
+            .properties
+            .insert("dict".into(), rctensor0("'\n\"\\".to_string()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.nnef.tgz");
+        write_graph(&model, std::fs::File::create(&path).unwrap(), true).unwrap();
+        let loaded = Model::load(&path, &LoadOptions { threads: Some(1) }).unwrap();
+        assert_eq!(loaded.inputs().len(), 1);
     }
 }

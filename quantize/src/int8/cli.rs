@@ -22,7 +22,8 @@ pub struct Int8Args {
     /// Calibration samples: a folder of PNG/JPEG images, or a .npy/.npz array (N samples).
     #[arg(long, value_name = "DIR|FILE.npy|FILE.npz", requires = "int8")]
     pub calib: Option<PathBuf>,
-    /// Use at most N calibration samples (0 = all); a fifth are held out for the report.
+    /// Use at most N calibration samples (0 = all); --holdout of them are held out for the
+    /// report.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub calib_count: usize,
     /// Activation ranges: minmax, percentile[:P] (default P 99.99) or entropy (KL).
@@ -49,8 +50,9 @@ pub struct Int8Args {
     /// Images: multiplier of the 0..255 pixel values before --mean/--std.
     #[arg(long, default_value_t = 1.0 / 255.0)]
     pub scale: f32,
-    /// Mixed precision: `auto` (layers below 20 dB SQNR), `auto:DB`, or layer names
-    /// (comma-separated) to leave in float.
+    /// Mixed precision: `auto` (the fewest layers, worst isolated SQNR first, with which the
+    /// end-to-end SQNR reaches --sqnr-floor), `auto:DB` (every layer whose isolated SQNR is
+    /// below DB), or layer names (comma-separated) to leave in float.
     #[arg(long, value_name = "auto[:DB]|NAMES")]
     pub keep_float: Option<String>,
     /// Refuse (write nothing) when the end-to-end SQNR is below this many dB.
@@ -62,16 +64,34 @@ pub struct Int8Args {
     /// Quantize depthwise convolutions too (default: float, tract has no fast int8 depthwise).
     #[arg(long)]
     pub int8_depthwise: bool,
+    /// Fraction of the samples (the last in order) held out for the report.
+    #[arg(long, default_value_t = 0.25, value_name = "F", value_parser = parse_fraction)]
+    pub holdout: f64,
+    /// No empirical bias correction (on by default: per-channel output means moved to float).
+    #[arg(long)]
+    pub no_bias_correction: bool,
+    /// Requantize every int8 layer's output to i8 (default: only outputs another int8 layer
+    /// reads; the others leave as f32 = i32 accumulator × per-channel scale, no rounding).
+    #[arg(long)]
+    pub requantize_outputs: bool,
     /// Write the per-layer SQNR chart (SVG) here.
     #[arg(long, value_name = "FILE.svg")]
     pub svg: Option<PathBuf>,
+}
+
+/// Parses `--holdout`: a fraction in (0, 1).
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("'{s}': expected a fraction in (0, 1), e.g. 0.25")),
+    }
 }
 
 /// Parses `--keep-float`.
 pub fn parse_keep_float(s: Option<&str>) -> Result<KeepFloat, String> {
     match s {
         None => Ok(KeepFloat::None),
-        Some("auto") => Ok(KeepFloat::Auto(20.0)),
+        Some("auto") => Ok(KeepFloat::Fewest),
         Some(s) => match s.strip_prefix("auto:") {
             Some(db) => db
                 .parse()
@@ -116,6 +136,9 @@ impl Int8Args {
         options.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         options.progress = true;
         options.int8_depthwise = self.int8_depthwise;
+        options.holdout = self.holdout;
+        options.bias_correction = !self.no_bias_correction;
+        options.requantize_all = self.requantize_outputs;
         Ok(options)
     }
 }
@@ -153,7 +176,7 @@ mod tests {
     #[test]
     fn parses_keep_float() {
         assert_eq!(parse_keep_float(None), Ok(KeepFloat::None));
-        assert_eq!(parse_keep_float(Some("auto")), Ok(KeepFloat::Auto(20.0)));
+        assert_eq!(parse_keep_float(Some("auto")), Ok(KeepFloat::Fewest));
         assert_eq!(
             parse_keep_float(Some("auto:25.5")),
             Ok(KeepFloat::Auto(25.5))
@@ -163,5 +186,13 @@ mod tests {
             parse_keep_float(Some("fc, conv1")),
             Ok(KeepFloat::Names(vec!["fc".into(), "conv1".into()]))
         );
+    }
+
+    #[test]
+    fn parses_holdout() {
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert!(parse_fraction("0").is_err());
+        assert!(parse_fraction("1").is_err());
+        assert!(parse_fraction("x").is_err());
     }
 }

@@ -41,6 +41,8 @@ pub struct Layer {
     pub weights: Tensor,
     /// Axis of `weights` holding the output channels.
     pub weight_out_axis: usize,
+    /// Axis of the layer's output tensor holding the channels.
+    pub channel_axis: usize,
     /// Float bias per output channel, batch-norm shifts folded in.
     pub bias: Vec<f32>,
     /// A ReLU (or ReLU6-style clip, `Some(hi)`) follows and is folded into the output stage.
@@ -268,6 +270,7 @@ pub fn find_layers(model: &TypedModel) -> TractResult<Vec<Layer>> {
             op,
             weights,
             weight_out_axis,
+            channel_axis: c_axis,
             bias,
             relu,
         });

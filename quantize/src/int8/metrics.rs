@@ -62,6 +62,19 @@ pub fn argmax(values: &[f32]) -> Option<usize> {
         .map(|(ix, _)| ix)
 }
 
+/// Rows (vectors along the last axis of size `row`) whose arg-max agrees, and the row count:
+/// one row for a classifier's `[1, classes]`, one per time step for a sequence model's
+/// `[1, T, symbols]`.
+pub fn row_agreement(reference: &[f32], got: &[f32], row: usize) -> (usize, usize) {
+    let row = row.max(1);
+    let agree = reference
+        .chunks(row)
+        .zip(got.chunks(row))
+        .filter(|(r, g)| argmax(r) == argmax(g))
+        .count();
+    (agree, reference.len().div_ceil(row))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +97,14 @@ mod tests {
         c.add(&[1.0, -1.0], &[0.0, 0.0]);
         assert_eq!(c.sqnr_db(), 0.0);
         assert_eq!(c.cosine(), 0.0);
+    }
+
+    #[test]
+    fn agreement_per_row_of_the_last_axis() {
+        let r = [0.0, 1.0, 5.0, 0.0, 2.0, 3.0];
+        let g = [0.0, 1.0, 0.0, 5.0, 2.0, 3.0];
+        assert_eq!(row_agreement(&r, &g, 2), (2, 3));
+        assert_eq!(row_agreement(&r, &g, 6), (0, 1));
     }
 
     #[test]

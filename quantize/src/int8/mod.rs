@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! ONNX ──load, declutter──► float graph ──find_layers──► Conv/EinSum (+BN, +ReLU) layers
-//!   ──calibrate (float runs on samples)──► activation ranges ──rewrite──► int8 graph
-//!   ──report (held-out samples: per-layer + end-to-end SQNR, top-1)──► keep-float? floor?
+//!   ──calibrate (float runs on samples)──► activation ranges ──bias correction──►
+//!   ──isolated per-layer SQNR──► keep-float choice ──rewrite──► int8 graph
+//!   ──report (held-out samples: per-layer + end-to-end SQNR, top-1)──► floor?
 //!   ──write NNEF to temp──► reload with the runtime loader, compare──► rename
 //! ```
 //!
@@ -11,20 +12,25 @@
 //! [`calib`] estimates activation ranges (min/max, percentile, KL entropy), [`qparams`] turns
 //! ranges and weights into int8 parameters, [`rewrite`] builds the tract graph with
 //! `Conv{q_params}` / `EinSum{q_params}`, [`observe`] runs graphs while watching intermediate
-//! tensors, [`metrics`] measures SQNR / cosine / top-1, [`report`] prints the table, JSON and
+//! tensors, [`metrics`] measures SQNR / cosine / top-1, [`evaluate`] measures an int8 variant
+//! against float (accumulated or isolated per-layer error), [`bias`] corrects per-channel output
+//! means, [`mixed`] picks the layers left in float, [`report`] prints the table, JSON and
 //! SVG, [`data`] and [`images`] read the calibration samples, [`cli`] holds the flags.
 //!
 //! The "never collapse" guarantee: the end-to-end SQNR of the int8 graph against the float
 //! graph on held-out samples must reach a floor (default 20 dB) or the command fails and
 //! nothing is written (`--force` overrides, and says so).
 
+pub mod bias;
 pub mod calib;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod images;
 pub mod layers;
 pub mod metrics;
+pub mod mixed;
 pub mod observe;
 pub mod qparams;
 pub mod report;
@@ -44,20 +50,27 @@ use crate::verify::compare;
 use calib::{Method, Observer};
 use data::{load_samples, CalibSource};
 pub use error::Int8Error;
+use evaluate::{Evaluator, Reference};
 use layers::{find_layers, Layer, LayerOp};
-use metrics::{argmax, ErrorSums};
 use observe::{values, Watcher};
 use qparams::ActQ;
 pub use report::{Int8Report, LayerReport, OutputReport};
 use rewrite::{build, RewriteOptions};
+
+/// At most this many calibration samples (evenly spread) drive bias correction and the
+/// keep-float search (each candidate is one run over them).
+pub const TUNING_SAMPLES: usize = 64;
 
 /// Which layers stay in float.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeepFloat {
     /// Quantize every layer.
     None,
-    /// Keep layers whose SQNR falls below this many dB in float.
+    /// Keep the layers whose isolated SQNR falls below this many dB in float.
     Auto(f64),
+    /// Keep the fewest layers (worst isolated SQNR first) with which the end-to-end SQNR
+    /// reaches the floor.
+    Fewest,
     /// Keep these layers (by name) in float.
     Names(Vec<String>),
 }
@@ -87,10 +100,17 @@ pub struct Int8Options {
     /// depthwise kernel (a quantized depthwise conv runs as im2col + one tiny matrix product
     /// per channel, ~10x slower than its float `DepthWise` op), so they stay in float.
     pub int8_depthwise: bool,
+    /// Fraction of the samples (the last ones) held out for the report.
+    pub holdout: f64,
+    /// Empirical bias correction (see [`bias`]).
+    pub bias_correction: bool,
+    /// Requantize every int8 layer's output to i8 (see `RewriteOptions::requantize_all`).
+    pub requantize_all: bool,
 }
 
 impl Int8Options {
-    /// Defaults for `calib`: min/max, per-channel, no float layers, 20 dB floor.
+    /// Defaults for `calib`: min/max, per-channel, no float layers, 20 dB floor, a quarter of
+    /// the samples held out, bias correction.
     pub fn new(calib: CalibSource) -> Int8Options {
         Int8Options {
             input_shapes: vec![],
@@ -103,29 +123,10 @@ impl Int8Options {
             threads: 1,
             progress: false,
             int8_depthwise: false,
+            holdout: 0.25,
+            bias_correction: true,
+            requantize_all: false,
         }
-    }
-}
-
-/// The float reference on the held-out samples.
-struct Reference {
-    outputs: Vec<Vec<Tensor>>,
-    layers: Vec<Vec<Tensor>>,
-}
-
-/// How far one int8 graph is from float.
-struct Evaluation {
-    layers: Vec<(f64, f64)>,
-    outputs: Vec<(String, f64, f64)>,
-    top1: f64,
-}
-
-impl Evaluation {
-    fn worst_sqnr(&self) -> f64 {
-        self.outputs
-            .iter()
-            .map(|o| o.1)
-            .fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -162,7 +163,7 @@ pub fn convert_int8(
         .clone();
     let samples = load_samples(&options.calib, &input_fact)?;
     let held_count = if samples.len() >= 2 {
-        (samples.len() / 5).max(1)
+        ((samples.len() as f64 * options.holdout).round() as usize).clamp(1, samples.len() - 1)
     } else {
         0
     };
@@ -178,13 +179,41 @@ pub fn convert_int8(
         });
     }
     let act = calibrate(&float, &layers, calib, options).map_err(graph_err("calibration"))?;
-    let reference =
-        reference(&float, &layers, held, options.threads).map_err(graph_err("float reference"))?;
+    let tuning = spread(calib, TUNING_SAMPLES);
+    let mut unquantizable: HashSet<String> = HashSet::new();
+    for l in &layers {
+        let q = qparams::quantize_weights(&l.weights, l.weight_out_axis, options.per_channel)
+            .map_err(graph_err("weights"))?;
+        let k = l.weights.len() / l.channels().max(1);
+        if !qparams::accumulator_fits(&l.bias, act[&l.input].scale, &q, k) {
+            log::warn!(
+                "layer '{}' stays float: its input range is too narrow for an i32 bias",
+                l.name
+            );
+            unquantizable.insert(l.name.clone());
+        }
+    }
+    let evaluator = |samples| {
+        Reference::new(&float, &layers, samples, options.threads).map(|reference| Evaluator {
+            float: &float,
+            layers: &layers,
+            act: &act,
+            per_channel: options.per_channel,
+            requantize_all: options.requantize_all,
+            unquantizable: unquantizable.clone(),
+            threads: options.threads,
+            samples,
+            reference,
+        })
+    };
+    let tune = evaluator(&tuning).map_err(graph_err("float reference"))?;
+    let report_on = evaluator(held).map_err(graph_err("float reference"))?;
 
     let mut keep: HashSet<String> = match &options.keep_float {
         KeepFloat::Names(n) => n.iter().cloned().collect(),
         _ => HashSet::new(),
     };
+    keep.extend(unquantizable.iter().cloned());
     if !options.int8_depthwise {
         keep.extend(
             layers
@@ -193,26 +222,42 @@ pub fn convert_int8(
                 .map(|l| l.name.clone()),
         );
     }
-    let mut eval = evaluate(&float, &layers, &act, &keep, options, held, &reference)
-        .map_err(graph_err("evaluation"))?;
-    if let KeepFloat::Auto(db) = options.keep_float {
-        // Greedy, in graph order: the first quantized layer below the threshold goes back to
-        // float, then everything is measured again (downstream errors often recover).
-        while let Some(ix) = layers
-            .iter()
-            .zip(&eval.layers)
-            .position(|(l, (sqnr, _))| !keep.contains(&l.name) && *sqnr < db)
-        {
-            log::info!(
-                "keep-float: layer '{}' at {:.1} dB",
-                layers[ix].name,
-                eval.layers[ix].0
-            );
-            keep.insert(layers[ix].name.clone());
-            eval = evaluate(&float, &layers, &act, &keep, options, held, &reference)
-                .map_err(graph_err("evaluation"))?;
+    let correct = |keep: &HashSet<String>| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
+        if options.bias_correction {
+            let mut r = RewriteOptions::new(options.per_channel, keep.clone());
+            r.requantize_all = options.requantize_all;
+            let requantized = rewrite::requantized(&layers, &r);
+            bias::correct_biases(&tune, keep, &requantized).map_err(graph_err("bias correction"))
+        } else {
+            Ok(HashMap::new())
+        }
+    };
+    let mut shift = correct(&keep)?;
+    if !matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
+        let isolated = tune
+            .isolated(&shift)
+            .map_err(graph_err("isolated evaluation"))?;
+        let more = match options.keep_float {
+            KeepFloat::Auto(db) => mixed::below(&layers, &isolated, db),
+            _ => {
+                let ranked = mixed::ranking(&layers, &isolated, &keep);
+                let target = options.sqnr_floor_db + mixed::MARGIN_DB;
+                mixed::fewest_to_reach(&tune, &keep, &ranked, &shift, target)
+                    .map_err(graph_err("keep-float search"))?
+            }
+        };
+        let before = keep.len();
+        keep.extend(more);
+        if keep.len() != before {
+            shift = correct(&keep)?;
         }
     }
+    let isolated = report_on
+        .isolated(&shift)
+        .map_err(graph_err("isolated evaluation"))?;
+    let eval = report_on
+        .evaluate(&keep, &shift, true)
+        .map_err(graph_err("evaluation"))?;
     let worst = eval.worst_sqnr();
     let forced = worst < options.sqnr_floor_db;
     if forced && !options.force {
@@ -224,11 +269,9 @@ pub fn convert_int8(
         });
     }
 
-    let rewrite = RewriteOptions {
-        per_channel: options.per_channel,
-        keep_float: keep.clone(),
-        expose_layers: false,
-    };
+    let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
+    rewrite.bias_shift = shift.clone();
+    rewrite.requantize_all = options.requantize_all;
     let int8 = build(&float, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
@@ -276,7 +319,8 @@ pub fn convert_int8(
     let layer_reports = layers
         .iter()
         .zip(&eval.layers)
-        .map(|(l, (sqnr, cos))| LayerReport {
+        .zip(&isolated)
+        .map(|((l, (sqnr, cos)), (iso, _))| LayerReport {
             name: l.name.clone(),
             op: match l.op {
                 LayerOp::Conv(_) => "Conv".into(),
@@ -286,6 +330,8 @@ pub fn convert_int8(
             int8: !keep.contains(&l.name),
             relu_fused: l.relu.is_some(),
             sqnr_db: *sqnr,
+            isolated_sqnr_db: *iso,
+            bias_corrected: shift.contains_key(&l.name) && !keep.contains(&l.name),
             cosine: *cos,
             input: act[&l.input],
             output: act[&l.output],
@@ -304,6 +350,7 @@ pub fn convert_int8(
         output_file_bytes,
         method: options.method,
         per_channel: options.per_channel,
+        bias_correction: options.bias_correction,
         calibration_samples: calib.len(),
         heldout_samples: held_count,
         layers: layer_reports,
@@ -386,81 +433,12 @@ fn calibrate(
         .collect())
 }
 
-fn reference(
-    float: &TypedModel,
-    layers: &[Layer],
-    held: &[Tensor],
-    threads: usize,
-) -> TractResult<Reference> {
-    let watched: Vec<OutletId> = layers.iter().map(|l| l.output).collect();
-    let watcher = Watcher::new(float, &watched, threads)?;
-    let mut r = Reference {
-        outputs: vec![],
-        layers: vec![],
-    };
-    for s in held {
-        let (o, l) = watcher.run(s)?;
-        r.outputs.push(o);
-        r.layers.push(l);
+/// At most `n` of `samples`, evenly spread.
+fn spread(samples: &[Tensor], n: usize) -> Vec<Tensor> {
+    if samples.len() <= n {
+        return samples.to_vec();
     }
-    Ok(r)
-}
-
-fn evaluate(
-    float: &TypedModel,
-    layers: &[Layer],
-    act: &HashMap<OutletId, ActQ>,
-    keep: &HashSet<String>,
-    options: &Int8Options,
-    held: &[Tensor],
-    reference: &Reference,
-) -> TractResult<Evaluation> {
-    let rewrite = RewriteOptions {
-        per_channel: options.per_channel,
-        keep_float: keep.clone(),
-        expose_layers: true,
-    };
-    let int8 = build(float, layers, act, &rewrite)?;
-    let n_outputs = float.outputs.len();
-    let watcher = Watcher::new(&int8.model, &[], options.threads)?;
-    let mut layer_sums = vec![ErrorSums::default(); layers.len()];
-    let mut output_sums = vec![ErrorSums::default(); n_outputs];
-    let mut agree = 0usize;
-    for (ix, s) in held.iter().enumerate() {
-        let (mut got, _) = watcher.run(s)?;
-        let got_layers = got.split_off(n_outputs);
-        for (sum, (r, g)) in layer_sums
-            .iter_mut()
-            .zip(reference.layers[ix].iter().zip(&got_layers))
-        {
-            sum.add(values(r)?, values(g)?);
-        }
-        for (sum, (r, g)) in output_sums
-            .iter_mut()
-            .zip(reference.outputs[ix].iter().zip(&got))
-        {
-            sum.add(values(r)?, values(g)?);
-        }
-        let (r, g) = (values(&reference.outputs[ix][0])?, values(&got[0])?);
-        if argmax(r) == argmax(g) {
-            agree += 1;
-        }
-    }
-    let names: Vec<String> = float
-        .outputs
-        .iter()
-        .map(|o| float.node(o.node).name.clone())
-        .collect();
-    Ok(Evaluation {
-        layers: layer_sums
-            .iter()
-            .map(|s| (s.sqnr_db(), s.cosine()))
-            .collect(),
-        outputs: names
-            .into_iter()
-            .zip(&output_sums)
-            .map(|(n, s)| (n, s.sqnr_db(), s.cosine()))
-            .collect(),
-        top1: 100.0 * agree as f64 / held.len().max(1) as f64,
-    })
+    (0..n)
+        .map(|i| samples[i * samples.len() / n].clone())
+        .collect()
 }

@@ -100,6 +100,17 @@ pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> V
         .collect()
 }
 
+/// Whether a layer's i32 accumulator cannot overflow: the quantized bias plus `k` products of
+/// at most 127·255 (k = weights per output channel) stay inside i32. A tiny input scale (an
+/// almost constant input) makes `b / (s_in·s_w)` huge; such a layer stays float.
+pub fn accumulator_fits(bias: &[f32], input_scale: f32, weights: &QWeights, k: usize) -> bool {
+    let products = k as f64 * 127.0 * 255.0;
+    bias.iter().zip(&weights.scales).all(|(b, sw)| {
+        let q = (*b as f64 / (input_scale as f64 * *sw as f64)).abs();
+        q.is_finite() && q + products < i32::MAX as f64 / 2.0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +147,13 @@ mod tests {
         let t = quantize_weights(&w, 0, false).unwrap();
         assert_eq!(t.scales[0], t.scales[1]);
         assert_eq!(t.values, tensor2(&[[64i8, -127], [1, 3]]));
+    }
+
+    #[test]
+    fn accumulator_overflow_is_detected() {
+        let w = quantize_weights(&tensor2(&[[1f32, 1.0]]), 0, true).unwrap();
+        assert!(accumulator_fits(&[1.0], 0.01, &w, 2));
+        assert!(!accumulator_fits(&[1.0], 1e-12, &w, 2));
     }
 
     #[test]

@@ -22,8 +22,14 @@ pub struct LayerReport {
     pub int8: bool,
     /// A ReLU/clip was folded into the int8 output stage.
     pub relu_fused: bool,
-    /// SQNR of the layer's output in the int8 graph against the float graph, dB.
+    /// SQNR of the layer's output in the int8 graph against the float graph, dB (error
+    /// accumulated from every quantized layer before it).
     pub sqnr_db: f64,
+    /// SQNR of the layer quantized alone, reading the float input, dB (its own error; what
+    /// `--keep-float auto` ranks by).
+    pub isolated_sqnr_db: f64,
+    /// Its bias was corrected (per-channel output mean moved to float).
+    pub bias_corrected: bool,
     /// Cosine similarity of the same.
     pub cosine: f64,
     /// Input activation parameters.
@@ -58,6 +64,8 @@ pub struct Int8Report {
     pub method: Method,
     /// Per-channel weight scales.
     pub per_channel: bool,
+    /// Empirical bias correction was on.
+    pub bias_correction: bool,
     /// Samples used to calibrate.
     pub calibration_samples: usize,
     /// Samples held out for the error measures (0: too few samples, measured on the
@@ -95,31 +103,33 @@ impl Int8Report {
         );
         let _ = writeln!(
             s,
-            "  calibration {:?}, {} weights, {} samples, {} held out",
+            "  calibration {:?}, {} weights, bias correction {}, {} samples, {} held out",
             self.method,
             if self.per_channel {
                 "per-channel"
             } else {
                 "per-tensor"
             },
+            if self.bias_correction { "on" } else { "off" },
             self.calibration_samples,
             self.heldout_samples
         );
         let _ = writeln!(
             s,
-            "  {:<40} {:>6} {:>5} {:>6} {:>9} {:>8}",
-            "layer", "op", "ch", "prec", "SQNR dB", "cosine"
+            "  {:<40} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9}",
+            "layer", "op", "ch", "prec", "SQNR dB", "cosine", "isolated"
         );
         for l in &self.layers {
             let _ = writeln!(
                 s,
-                "  {:<40} {:>6} {:>5} {:>6} {:>9.1} {:>8.5}",
+                "  {:<40} {:>6} {:>5} {:>6} {:>9.1} {:>8.5} {:>9.1}",
                 truncate(&l.name, 40),
                 l.op,
                 l.channels,
                 if l.int8 { "int8" } else { "float" },
                 l.sqnr_db,
-                l.cosine
+                l.cosine,
+                l.isolated_sqnr_db
             );
         }
         for o in &self.outputs {
@@ -241,6 +251,7 @@ mod tests {
             output_file_bytes: 5,
             method: Method::MinMax,
             per_channel: true,
+            bias_correction: true,
             calibration_samples: 4,
             heldout_samples: 1,
             layers: vec![
@@ -251,6 +262,8 @@ mod tests {
                     int8: true,
                     relu_fused: true,
                     sqnr_db: 35.0,
+                    isolated_sqnr_db: 36.0,
+                    bias_corrected: true,
                     cosine: 0.999,
                     input: q,
                     output: q,
@@ -262,6 +275,8 @@ mod tests {
                     int8: false,
                     relu_fused: false,
                     sqnr_db: 12.0,
+                    isolated_sqnr_db: 30.0,
+                    bias_corrected: false,
                     cosine: 0.9,
                     input: q,
                     output: q,

@@ -29,6 +29,31 @@ pub struct RewriteOptions {
     /// Also make every layer's output (dequantized) a graph output, after the real outputs,
     /// for the per-layer error report.
     pub expose_layers: bool,
+    /// Quantize each layer on its own: the float graph runs unchanged and every quantized
+    /// layer is a side branch reading the float input, whose output is only exposed (the
+    /// layer's *isolated* error, not the error accumulated from the layers before it).
+    pub isolated: bool,
+    /// Added to a layer's float bias before it is quantized (bias correction), by name.
+    pub bias_shift: HashMap<String, Vec<f32>>,
+    /// Requantize every int8 layer's output to i8, even when no int8 layer reads it (else such
+    /// a layer returns its i32 accumulator times one float per channel: no output rounding,
+    /// and tract fuses the multiply into the matrix product).
+    pub requantize_all: bool,
+}
+
+impl RewriteOptions {
+    /// Per-channel weights unless `per_channel` is false, these layers float, nothing exposed,
+    /// no bias correction.
+    pub fn new(per_channel: bool, keep_float: HashSet<String>) -> RewriteOptions {
+        RewriteOptions {
+            per_channel,
+            keep_float,
+            expose_layers: false,
+            isolated: false,
+            bias_shift: HashMap::new(),
+            requantize_all: false,
+        }
+    }
 }
 
 /// The int8 graph and, with `expose_layers`, the layers exposed (in output order after the
@@ -101,16 +126,24 @@ impl Builder<'_> {
         self.dst.add_const(name, t)
     }
 
+    /// Wires the int8 version of `layer` (reading its input quantized); returns its output:
+    /// i8 with `act`'s parameters, or with `float_out` f32 (i32 accumulator × `s_in·s_w[o]`).
     fn layer(
         &mut self,
         layer: &Layer,
         act: &HashMap<OutletId, ActQ>,
-        per_channel: bool,
-    ) -> TractResult<()> {
+        options: &RewriteOptions,
+        float_out: bool,
+    ) -> TractResult<Wire> {
+        let per_channel = options.per_channel;
         let (qin, qout) = (act[&layer.input], act[&layer.output]);
         let x = self.quant(layer.input, qin)?;
         let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel)?;
-        let bias = quantize_bias(&layer.bias, qin.scale, &w.scales);
+        let mut float_bias = layer.bias.clone();
+        if let Some(shift) = options.bias_shift.get(&layer.name) {
+            float_bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
+        }
+        let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
         let kernel_dt = DatumType::QI8(QParams::ZpScale {
             zero_point: 0,
             scale: 1.0,
@@ -132,7 +165,20 @@ impl Builder<'_> {
         let ks = self.konst(format!("{name}.k_scale"), ks)?;
         let y0 = self.konst(format!("{name}.y0"), tensor0(qout.zero_point))?;
         let ys = self.konst(format!("{name}.y_scale"), tensor0(qout.scale))?;
-        let inputs = [x, kernel, bias, x0, xs, k0, ks, y0, ys];
+        let mut inputs = [x, kernel, bias, x0, xs, k0, ks, y0, ys];
+        let out_dt = if float_out {
+            // Raw accumulator: every scale 1 (tract then drops its requantization), output
+            // zero point 0; the real scales multiply the f32 result below.
+            let one = self.konst(format!("{name}.one"), tensor0(1f32))?;
+            let zero = self.konst(format!("{name}.zero"), tensor0(0i32))?;
+            inputs[4] = one;
+            inputs[6] = one;
+            inputs[7] = zero;
+            inputs[8] = one;
+            i32::datum_type()
+        } else {
+            i8::datum_type()
+        };
         let qname = self.dst.unique_name(format!("{name}.int8")).to_string();
         let raw = match &layer.op {
             LayerOp::Conv(conv) => {
@@ -140,23 +186,65 @@ impl Builder<'_> {
                     pool_spec: conv.pool_spec.clone(),
                     kernel_fmt: KernelFormat::OIHW,
                     group: conv.group,
-                    q_params: Some(i8::datum_type()),
+                    q_params: Some(out_dt),
                 };
                 self.dst.wire_node(qname, op, &inputs)?[0]
             }
             LayerOp::EinSum(axes) => {
-                let axes = einsum_q_axes(axes, layer, per_channel)?;
-                let op = EinSum::newq(axes, i32::datum_type(), i8::datum_type());
+                let axes = einsum_q_axes(axes, layer, per_channel && !float_out)?;
+                let op = EinSum::newq(axes, i32::datum_type(), out_dt);
                 self.dst.wire_node(qname, op, &inputs)?[0]
             }
         };
-        let out_name = format!("{}.q", self.src.node(layer.output.node).name);
-        let out_name = self.dst.unique_name(out_name).to_string();
+        let out_name = self.src.node(layer.output.node).name.clone();
+        if float_out {
+            return self.dequantize_accumulator(layer, raw, qin.scale, &w.scales, &out_name);
+        }
+        let out_name = self.dst.unique_name(format!("{out_name}.q")).to_string();
         let out = self
             .dst
             .wire_node(out_name, cast(qout.datum_type()), &[raw])?[0];
-        self.map.insert(layer.output, Wire::Quant(out, qout));
-        Ok(())
+        Ok(Wire::Quant(out, qout))
+    }
+
+    /// f32 output of an i32 accumulator: × `s_in·s_w[o]` along the channel axis, then the
+    /// folded ReLU / clip.
+    fn dequantize_accumulator(
+        &mut self,
+        layer: &Layer,
+        raw: OutletId,
+        input_scale: f32,
+        weight_scales: &[f32],
+        name: &str,
+    ) -> TractResult<Wire> {
+        let rank = self.dst.outlet_fact(raw)?.rank();
+        let mut shape = vec![1usize; rank];
+        shape[layer.channel_axis] = weight_scales.len();
+        let m: Vec<f32> = weight_scales.iter().map(|s| s * input_scale).collect();
+        let m = Tensor::from_shape(&shape, &m)?;
+        let m = self.konst(format!("{name}.dequant_scale"), m)?;
+        let f = self.dst.unique_name(format!("{name}.acc_f32")).to_string();
+        let f = self.dst.wire_node(f, cast(f32::datum_type()), &[raw])?[0];
+        let n = self.dst.unique_name(format!("{name}.dequant")).to_string();
+        let mut out = self
+            .dst
+            .wire_node(n, tract_onnx::tract_core::ops::math::mul(), &[f, m])?[0];
+        if let Some(clip) = layer.relu {
+            let scalar = |v: f32| tensor0(v).broadcast_into_rank(rank);
+            let zero = self.konst(format!("{name}.relu0"), scalar(0.0)?)?;
+            let n = self.dst.unique_name(format!("{name}.relu")).to_string();
+            out = self
+                .dst
+                .wire_node(n, tract_onnx::tract_core::ops::math::max(), &[out, zero])?[0];
+            if let Some(hi) = clip {
+                let hi = self.konst(format!("{name}.clip"), scalar(hi)?)?;
+                let n = self.dst.unique_name(format!("{name}.clip")).to_string();
+                out =
+                    self.dst
+                        .wire_node(n, tract_onnx::tract_core::ops::math::min(), &[out, hi])?[0];
+            }
+        }
+        Ok(Wire::Float(out))
     }
 }
 
@@ -179,6 +267,21 @@ fn einsum_q_axes(axes: &AxesMapping, layer: &Layer, per_channel: bool) -> TractR
         String::new()
     };
     format!("{},{},{o},,,,{ks},,->{output}", ins[0], ins[1]).parse()
+}
+
+/// The quantized layers whose output is requantized to i8: those an int8 layer reads (all of
+/// them with `requantize_all`). The others return f32.
+pub fn requantized(layers: &[Layer], options: &RewriteOptions) -> HashSet<String> {
+    let active = || {
+        layers
+            .iter()
+            .filter(|l| !options.keep_float.contains(&l.name))
+    };
+    let read: HashSet<OutletId> = active().map(|l| l.input).collect();
+    active()
+        .filter(|l| options.requantize_all || read.contains(&l.output))
+        .map(|l| l.name.clone())
+        .collect()
 }
 
 /// Builds the int8 version of `src` (a decluttered float graph) quantizing `layers` with the
@@ -205,15 +308,24 @@ pub fn build(
         floats: HashMap::new(),
         quants: HashMap::new(),
     };
+    let requantized = requantized(layers, options);
+    let float_out = |l: &Layer| !requantized.contains(&l.name);
+    // Isolated: the quantized side branch of each layer, by layer name.
+    let mut side: HashMap<String, OutletId> = HashMap::new();
     for id in src.eval_order()? {
         let node = src.node(id);
-        if let Some(layer) = by_output.get(&id) {
-            b.layer(layer, act, options.per_channel)
-                .with_context(|| format!("quantizing layer '{}'", layer.name))?;
-            continue;
-        }
-        if absorbed.contains(&id) {
-            continue;
+        let quantized = by_output.get(&id).copied();
+        if !options.isolated {
+            if let Some(layer) = quantized {
+                let out = b
+                    .layer(layer, act, options, float_out(layer))
+                    .with_context(|| format!("quantizing layer '{}'", layer.name))?;
+                b.map.insert(layer.output, out);
+                continue;
+            }
+            if absorbed.contains(&id) {
+                continue;
+            }
         }
         let outputs = if src.inputs.iter().any(|i| i.node == id) {
             tvec!(b.dst.add_source(&node.name, node.outputs[0].fact.clone())?)
@@ -230,6 +342,20 @@ pub fn build(
         for (ix, o) in outputs.into_iter().enumerate() {
             b.map.insert(OutletId::new(id, ix), Wire::Float(o));
         }
+        if let (true, Some(layer)) = (options.isolated, quantized) {
+            let f = match b
+                .layer(layer, act, options, float_out(layer))
+                .with_context(|| format!("quantizing layer '{}'", layer.name))?
+            {
+                Wire::Float(f) => f,
+                Wire::Quant(out, _) => {
+                    let name = b.dst.unique_name(format!("{}.isolated", layer.name));
+                    b.dst
+                        .wire_node(name.to_string(), cast(f32::datum_type()), &[out])?[0]
+                }
+            };
+            side.insert(layer.name.clone(), f);
+        }
     }
     let mut outputs = src
         .outputs
@@ -239,7 +365,10 @@ pub fn build(
     let mut exposed = vec![];
     if options.expose_layers {
         for l in layers {
-            outputs.push(b.float(l.output)?);
+            match side.get(&l.name) {
+                Some(f) => outputs.push(*f),
+                None => outputs.push(b.float(l.output)?),
+            }
             exposed.push(l.name.clone());
         }
     }

@@ -1,0 +1,101 @@
+//! Mixed precision: which layers stay in float.
+//!
+//! Layers are ranked by their *isolated* SQNR (each layer quantized alone, reading float
+//! inputs, see [`Evaluator::isolated`]): unlike the error accumulated through the graph, it
+//! blames a layer only for what its own quantization does, so a good layer after a bad one is
+//! not sent back to float. `--keep-float auto:DB` keeps every layer whose isolated SQNR is
+//! below DB; `--keep-float auto` keeps the fewest worst-ranked layers with which the end-to-end
+//! SQNR reaches the floor plus a margin (a binary search over the ranking's prefix length,
+//! measured on calibration samples; the report then measures on held-out samples).
+
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::prelude::*;
+
+use super::evaluate::Evaluator;
+use super::layers::Layer;
+
+/// End-to-end SQNR above the floor that `auto` aims at on the calibration samples, so that the
+/// held-out samples pass too.
+pub const MARGIN_DB: f64 = 1.0;
+
+/// Top-1 agreement with float (percent of rows) that `auto` aims at on the calibration samples.
+pub const TOP1_TARGET: f64 = 99.0;
+
+/// Quantized layers (not in `keep`) by isolated SQNR, worst first.
+pub fn ranking(layers: &[Layer], isolated: &[(f64, f64)], keep: &HashSet<String>) -> Vec<String> {
+    rank(
+        layers
+            .iter()
+            .map(|l| l.name.as_str())
+            .zip(isolated.iter().map(|i| i.0)),
+        keep,
+    )
+}
+
+/// Names not in `keep`, by SQNR ascending.
+fn rank<'a>(named: impl Iterator<Item = (&'a str, f64)>, keep: &HashSet<String>) -> Vec<String> {
+    let mut ranked: Vec<(&str, f64)> = named.filter(|(n, _)| !keep.contains(*n)).collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    ranked.into_iter().map(|(n, _)| n.to_string()).collect()
+}
+
+/// The layers below `db` isolated SQNR.
+pub fn below(layers: &[Layer], isolated: &[(f64, f64)], db: f64) -> Vec<String> {
+    layers
+        .iter()
+        .zip(isolated)
+        .filter(|(_, (sqnr, _))| *sqnr < db)
+        .map(|(l, _)| l.name.clone())
+        .collect()
+}
+
+/// The shortest prefix of `ranked` that, added to `keep`, brings the end-to-end SQNR on the
+/// evaluator's samples to `target_db` and the top-1 agreement to [`TOP1_TARGET`] (all of
+/// `ranked` if none does). Assumes more float layers never hurt, so a binary search over the
+/// prefix length.
+pub fn fewest_to_reach(
+    eval: &Evaluator,
+    keep: &HashSet<String>,
+    ranked: &[String],
+    shift: &HashMap<String, Vec<f32>>,
+    target_db: f64,
+) -> TractResult<Vec<String>> {
+    let passes = |k: usize| -> TractResult<bool> {
+        let mut with: HashSet<String> = keep.clone();
+        with.extend(ranked[..k].iter().cloned());
+        let e = eval.evaluate(&with, shift, false)?;
+        log::info!(
+            "keep-float auto: {k} more float layers -> {:.1} dB, top-1 {:.1}%",
+            e.worst_sqnr(),
+            e.top1
+        );
+        Ok(e.worst_sqnr() >= target_db && e.top1 >= TOP1_TARGET)
+    };
+    let (mut lo, mut hi) = (0usize, ranked.len());
+    if passes(lo)? {
+        return Ok(vec![]);
+    }
+    // passes(lo) is false; find the smallest hi with passes(hi).
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if passes(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(ranked[..hi].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_worst_first_and_skips_kept_layers() {
+        let named = [("a", 30.0), ("b", 10.0), ("c", f64::INFINITY), ("d", 20.0)];
+        let keep: HashSet<String> = ["d".to_string()].into();
+        assert_eq!(rank(named.into_iter(), &keep), vec!["b", "a", "c"]);
+    }
+}
