@@ -51,6 +51,7 @@ impl std::str::FromStr for InputShape {
 /// Loads `path` and returns the typed (analysed, not yet decluttered) graph with concrete
 /// input facts.
 pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, ConvertError> {
+    kestrel_runtime::tract_knobs::apply();
     if !path.is_file() {
         return Err(ConvertError::NotFound {
             path: path.to_path_buf(),

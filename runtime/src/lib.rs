@@ -20,6 +20,8 @@
 //! - [`camera`]: the [`camera::FrameSource`] trait and its backends.
 //! - [`pipeline`]: frame → input tensor → model → task result → sink, the `kestrel run` loop.
 //! - [`bundled`]: the default model compiled into the binary.
+//! - [`tract_knobs`]: Kestrel's defaults for tract's CPU-dispatch knobs (AMX int8 off: it
+//!   over-reads and crashes in tract 0.23.9).
 //! - [`pool_alloc`]: the binary's global allocator: counted, recycling blocks on inference
 //!   threads so steady-state frames never reach the system allocator.
 
@@ -39,6 +41,7 @@ pub mod panic_guard;
 pub mod pipeline;
 pub mod pool_alloc;
 pub mod random;
+pub mod tract_knobs;
 
 pub use error::RuntimeError;
 pub use model::{LoadOptions, Model, Session, TensorSpec};

@@ -170,6 +170,7 @@ impl Model {
         options: &LoadOptions,
         start: Instant,
     ) -> Result<Model, RuntimeError> {
+        crate::tract_knobs::apply();
         let unsupported = |reason: String| RuntimeError::ModelUnsupported {
             path: label.into(),
             reason,

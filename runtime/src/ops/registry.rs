@@ -28,6 +28,7 @@ pub fn kestrel_registry() -> Registry {
 /// trip exactly (ONNX names such as `save_infer_model/scale_0.tmp_1` are not NNEF
 /// identifiers): `kestrel infer` keys its outputs by the source model's names.
 pub fn nnef() -> Nnef {
+    crate::tract_knobs::apply();
     let mut nnef = tract_nnef::nnef()
         .with_onnx()
         .with_registry(kestrel_registry());
