@@ -26,17 +26,24 @@ use std::sync::Once;
 use tract_linalg::isa::{self, Isa};
 use tract_nnef::tract_core::knobs::set_config_global;
 
-/// The value Kestrel gives `TRACT_CPU_ISA` unless the environment sets it.
-pub const DEFAULT_CPU_ISA: &str = "-amx-int8";
+/// The value Kestrel gives `TRACT_CPU_ISA` unless the environment sets it. x86_64 only:
+/// tract refuses (panics on) a token of another architecture, so elsewhere Kestrel sets
+/// nothing.
+pub const DEFAULT_CPU_ISA: Option<&str> = if cfg!(target_arch = "x86_64") {
+    Some("-amx-int8")
+} else {
+    None
+};
 
 /// Installs Kestrel's knob defaults (see the module docs). Call before tract probes the CPU:
 /// tract reads `TRACT_CPU_ISA` once per process.
 pub fn apply() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if let Err(e) = set_config_global("TRACT_CPU_ISA", DEFAULT_CPU_ISA) {
+        let Some(value) = DEFAULT_CPU_ISA else { return };
+        if let Err(e) = set_config_global("TRACT_CPU_ISA", value) {
             // Only possible if someone installed another config value first: theirs stands.
-            log::warn!("could not default TRACT_CPU_ISA to {DEFAULT_CPU_ISA}: {e}");
+            log::warn!("could not default TRACT_CPU_ISA to {value}: {e}");
         }
     });
 }
@@ -55,7 +62,9 @@ mod tests {
     fn the_default_is_installed_and_the_environment_still_wins() {
         apply();
         apply(); // idempotent
-        let expected = std::env::var("TRACT_CPU_ISA").unwrap_or_else(|_| DEFAULT_CPU_ISA.into());
-        assert_eq!(TRACT_CPU_ISA.get().as_deref(), Some(expected.as_str()));
+        let expected = std::env::var("TRACT_CPU_ISA")
+            .ok()
+            .or(DEFAULT_CPU_ISA.map(String::from));
+        assert_eq!(TRACT_CPU_ISA.get(), expected);
     }
 }
