@@ -3,7 +3,7 @@
 
     python3 fuzz/seeds.py        # from the repository root or from fuzz/
 
-nnef_load seeds are in the target's entry format ([name len u8][name][len u32 LE][data]):
+nnef_load and nnef_parse seeds are in the targets''s entry format ([name len u8][name][len u32 LE][data]):
 the shipped mnist-bnn graph (tract ops + every Kestrel binary op) and a tiny hand-made graph
 with Kestrel's ops on a 1x8x4x4 input (small enough to mutate fast; also written as
 fuzz/tiny-binary.nnef.tgz for checking it loads: `kestrel info fuzz/tiny-binary.nnef.tgz`).
@@ -86,13 +86,16 @@ def tgz_files(path):
 
 def main():
     tiny = tiny_files()
-    out("nnef_load", "tiny-binary", entries(tiny))
+    for target in ["nnef_load", "nnef_parse"]:
+        out(target, "tiny-binary", entries(tiny))
     with tarfile.open(os.path.join(FUZZ, "tiny-binary.nnef.tgz"), "w:gz") as t:
         for name, data in tiny:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    out("nnef_load", "mnist-bnn", entries(tgz_files(os.path.join(REPO, "models/mnist-bnn/mnist-bnn.nnef.tgz"))))
+    mnist = entries(tgz_files(os.path.join(REPO, "models/mnist-bnn/mnist-bnn.nnef.tgz")))
+    for target in ["nnef_load", "nnef_parse"]:
+        out(target, "mnist-bnn", mnist)
 
     for name in ["bnn-bad-bipolar", "bnn-sign-input", "int8-collapse", "tiny-fire"]:
         with open(os.path.join(REPO, "tests/fixtures/onnx", name + ".onnx"), "rb") as f:

@@ -121,7 +121,7 @@ impl Model {
                 path: path.to_path_buf(),
             });
         }
-        let nnef = registry::nnef();
+        let nnef = registry::shared();
         let typed = if path.is_dir() {
             load_limits::check_directory(&label, path)?;
             guarded(|| nnef.model_for_path(path))
@@ -150,16 +150,26 @@ impl Model {
         options: &LoadOptions,
     ) -> Result<Model, RuntimeError> {
         let start = Instant::now();
+        let typed = Self::parse_bytes(label, bytes)?;
+        Self::from_typed(label, typed, options, start)
+    }
+
+    /// The first half of [`Model::load_bytes`]: checks the archive against the loader's
+    /// limits, then reads and type-checks the graph (Kestrel's ops included) without
+    /// optimising or planning it. For tools that inspect a graph, and for fuzzing the
+    /// parser at the speed of parsing.
+    pub fn parse_bytes(label: &str, bytes: &[u8]) -> Result<TypedModel, RuntimeError> {
         load_limits::check_archive(label, bytes, bytes.len() as u64)?;
         let mut reader: &[u8] = bytes;
-        let nnef = registry::nnef();
+        let nnef = registry::shared();
         let typed = guarded(|| nnef.model_for_read(&mut reader as &mut dyn Read)).map_err(|e| {
             RuntimeError::ModelLoad {
                 path: label.into(),
                 reason: chain(&e),
             }
         })?;
-        Self::from_typed(label, typed, options, start)
+        load_limits::check_graph(label, &typed)?;
+        Ok(typed)
     }
 
     /// Optimises and plans an in-memory graph (what the loaders and the converter's
@@ -392,5 +402,37 @@ impl Session {
     fn check(&self, inputs: &[TValue]) -> Result<(), RuntimeError> {
         let tensors: TVec<&Tensor> = inputs.iter().map(|v| &**v).collect();
         self.model.check_inputs(&tensors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundled;
+
+    #[test]
+    fn parse_bytes_reads_and_type_checks_without_optimising() {
+        let typed = Model::parse_bytes(bundled::LABEL, bundled::NNEF_TGZ).unwrap();
+        let model = Model::load_bytes(
+            bundled::LABEL,
+            bundled::NNEF_TGZ,
+            &LoadOptions { threads: Some(1) },
+        )
+        .unwrap();
+        // Same interface as the loaded model, more nodes (nothing fused or folded yet).
+        let input = typed.outlet_fact(typed.inputs[0]).unwrap();
+        assert_eq!(
+            input.shape.as_concrete().unwrap(),
+            &model.inputs()[0].shape[..]
+        );
+        assert!(typed.nodes().len() > model.optimized_graph().nodes().len());
+    }
+
+    #[test]
+    fn parse_bytes_names_the_source_of_a_broken_archive() {
+        let mut broken = bundled::NNEF_TGZ.to_vec();
+        broken.truncate(broken.len() / 2);
+        let err = Model::parse_bytes("cut.nnef.tgz", &broken).unwrap_err();
+        assert!(err.to_string().contains("cut.nnef.tgz"), "{err}");
     }
 }

@@ -4,6 +4,8 @@
 //! Writer (`kestrel-quantize`) and reader (`kestrel`) both take their [`Nnef`] from
 //! [`nnef`], so a graph the converter writes is one the runtime can read.
 
+use std::sync::OnceLock;
+
 use tract_nnef::framework::Nnef;
 use tract_nnef::internal::*;
 use tract_onnx_opl::WithOnnx;
@@ -34,4 +36,12 @@ pub fn nnef() -> Nnef {
         .with_registry(kestrel_registry());
     nnef.allow_extended_identifier_syntax(true);
     nnef
+}
+
+/// One [`nnef`] for the whole process, built on first use. Building the framework parses
+/// tract's NNEF standard library and registers every primitive; readers that load more than
+/// one graph (the runtime's loaders, the fuzz targets) share this one.
+pub fn shared() -> &'static Nnef {
+    static SHARED: OnceLock<Nnef> = OnceLock::new();
+    SHARED.get_or_init(nnef)
 }
