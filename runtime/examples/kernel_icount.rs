@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! kernel_icount KERNEL M N WORDS ITERS                     rows:  e.g. kernel_icount neon 1 4096 64 3
-//! kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS      lanes: a K×K stride-1 conv job,
-//!                                                          e.g. kernel_icount neon lanes 3 4 16 14 14 256 3
+//! kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS [OUT] lanes: a K×K stride-1 conv job,
+//!                                                          e.g. kernel_icount neon lanes 3 4 16 14 14 256 3;
+//!                                                          OUT = counts (default), float or
+//!                                                          packed: the fused output stage
 //! /work/shared/tools/arm-icount --filter 'kernels::' -- target/.../kernel_icount neon ...
 //! ```
 //!
@@ -13,6 +15,7 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
+use kestrel_runtime::kernels::store::{LaneStore, StoreKind, CLASSES};
 use kestrel_runtime::kernels::{self, LaneJob, LANE_SLACK};
 
 fn main() -> ExitCode {
@@ -20,7 +23,9 @@ fn main() -> ExitCode {
     let parse = |i: usize| args.get(i).and_then(|s| s.parse::<usize>().ok());
     let usage = || {
         eprintln!("usage: kernel_icount KERNEL M N WORDS ITERS");
-        eprintln!("       kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS");
+        eprintln!(
+            "       kernel_icount KERNEL lanes K WORDS WQ OH OW C ITERS [counts|float|packed]"
+        );
         ExitCode::from(2)
     };
     let Some(name) = args.first() else {
@@ -69,13 +74,66 @@ fn main() -> ExitCode {
             lanes,
             weights: &weights,
         };
-        let mut out = vec![0u32; c * lanes];
-        for _ in 0..iters {
-            kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
-            sum(&out);
+        let mode = args.get(9).map_or("counts", String::as_str);
+        match mode {
+            "counts" => {
+                let mut out = vec![0u32; c * lanes];
+                for _ in 0..iters {
+                    kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
+                    sum(&out);
+                }
+            }
+            "float" | "packed" => {
+                // Interior lanes (class 0, no correction), parameters that vary per channel.
+                let classes = vec![0u8; lanes];
+                let corr = vec![0i32; c * CLASSES];
+                let dot_max = (k * k * words * 64) as i32;
+                let mul: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 / 8.0).collect();
+                let bias: Vec<f32> = (0..c).map(|i| i as f32 - 3.0).collect();
+                let threshold: Vec<i32> = (0..c)
+                    .map(|_| (next() % (2 * dot_max as u64 + 1)) as i32 - dot_max)
+                    .collect();
+                let flip: Vec<u32> = (0..c).map(|_| (next() & 1) as u32).collect();
+                let (kind, ld) = if mode == "float" {
+                    (
+                        StoreKind::Float {
+                            mul: &mul,
+                            bias: &bias,
+                        },
+                        lanes,
+                    )
+                } else {
+                    let threshold = &threshold;
+                    let flip = &flip;
+                    (StoreKind::Packed { threshold, flip }, c.div_ceil(64))
+                };
+                let mut out = vec![0u64; c.max(lanes) * lanes.max(ld)];
+                for _ in 0..iters {
+                    out.fill(0);
+                    // SAFETY: `out` holds c·lanes floats or lanes·ld words, used only
+                    // through this store while it lives.
+                    let store = unsafe {
+                        LaneStore::new(
+                            kind,
+                            dot_max,
+                            &classes,
+                            &corr,
+                            CLASSES,
+                            out.as_mut_ptr().cast(),
+                            ld,
+                            c,
+                            lanes,
+                        )
+                    };
+                    kernel.xor_popcount_lanes_store(black_box(&job), black_box(&store));
+                    let h = out.iter().fold(0u64, |a, &w| a.rotate_left(5) ^ w);
+                    sum(&[h as u32, (h >> 32) as u32]);
+                }
+            }
+            _ => return usage(),
         }
         println!(
-            "{} lanes K={k} words={words} wq={wq} {oh}x{ow} C={c} lanes={lanes} iters={iters} checksum={checksum}",
+            "{} lanes K={k} words={words} wq={wq} {oh}x{ow} C={c} lanes={lanes} out={mode} iters={iters} checksum={checksum}",
             kernel.name()
         );
         return ExitCode::SUCCESS;

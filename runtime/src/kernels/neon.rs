@@ -74,6 +74,26 @@
 //! one derived above for the row form (3 ASIMD instructions per 128 bits: 85–128 bit-MACs per
 //! cycle, 128–192 G bit-MAC/s per core at 1.5 GHz), now without an im2col copy in front.
 //!
+//! # Fused output stage (`xor_popcount_lanes_store`)
+//!
+//! The lane tile's epilogue (`neon_store`, `neon_store_packed`) turns the counts into the
+//! layer's output in registers. Executed instructions per call (arm-icount, `kernel_icount
+//! neon lanes … ITERS float|packed`, built `--profile bundle-ci` with the rpi4 board's
+//! `RUSTFLAGS`, ITERS 3 minus 1, halved; `kernels::` functions), against the counts-only
+//! lane job:
+//!
+//! | lane job | counts only | float out | packed out, bit by bit (before) | packed out, 4 channels per OR (now) |
+//! |----------|------------:|----------:|--------------------------------:|------------------------------------:|
+//! | 3×3 64→64 @56 | 5 291 184 | 6 731 681 (was 7 001 183) | 17 472 717 | 7 434 195 |
+//! | 3×3 256→256 @14 | — | 4 981 601 (was 5 067 743) | 7 907 997 | 5 178 915 |
+//!
+//! Packed output used to recompute each lane's dot product in scalar code and OR one bit at
+//! a time (`LaneStore::put`, 12.2 M of the 17.5 M); now `cmlt`/`eor`/`ushl`/`orr` build each
+//! lane's 4 channel bits in a vector and one read-modify-write per lane stores them: the
+//! epilogue costs 2.1 M instead of 12.2 M on the 64@56 layer (5.7× less), about what float
+//! output costs (1.4 M). The packed path lives out of line so the float path's register
+//! allocation is not disturbed (inlined together, float went up 3.7%).
+//!
 //! # MST children (`mst_children_lanes`)
 //!
 //! Executed instructions of the lane job, dense vs MST (`runtime/examples/mst_icount.rs`, built
@@ -455,7 +475,9 @@ unsafe fn neon_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneS
 /// `NR` channels: `dot = k − 2·n`, minus the channel's class table looked up with `tbl`
 /// (four q registers, byte indices `4·class + 0..4`) for groups with border lanes; float:
 /// `scvtf`, `fmul`, `fadd` (two roundings, no `fmla`) and a store into the channel's output
-/// row; packed bits through [`LaneStore::put`].
+/// row; packed: `cmlt` against the channel's threshold, `eor` with its flip bit, shifted to
+/// the channel's bit and ORed across the `NR` channels, so each lane ORs one group of `NR`
+/// bits into its pixel's word (one scalar read-modify-write per lane instead of `NR`).
 ///
 /// # Safety
 /// NEON must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s` writable.
@@ -469,9 +491,118 @@ unsafe fn neon_store<const NR: usize, const G: usize>(
     c0: usize,
     p: usize,
 ) {
+    let StoreKind::Float { mul, bias } = s.kind() else {
+        // SAFETY: the caller's contract.
+        return unsafe { neon_store_packed::<NR, G>(s, totals, valid, c0, p) };
+    };
+    let (n, idx, border) = groups::<G>(s, valid, p);
+    let any_border = border.iter().any(|&b| b);
+    let (out, ld) = s.out();
+    let k = vdupq_n_s32(s.k());
+    for c in 0..NR {
+        // SAFETY: the table holds CLASSES = 16 i32 (64 bytes).
+        let table = any_border.then(|| unsafe { vld1q_u8_x4(s.table(c0 + c).as_ptr().cast()) });
+        for g in 0..G {
+            if n[g] == 0 {
+                break;
+            }
+            let dot = dot_of(k, totals[c][g], border[g], table, idx[g]);
+            let scaled = vmulq_n_f32(vcvtq_f32_s32(dot), mul[c0 + c]);
+            let y = vaddq_f32(scaled, vdupq_n_f32(bias[c0 + c]));
+            // SAFETY: lanes p + 4g..p + 4g + n of channel c0 + c (caller's contract).
+            unsafe {
+                let dst = out.cast::<f32>().add((c0 + c) * ld + p + 4 * g);
+                if n[g] == 4 {
+                    vst1q_f32(dst, y);
+                } else {
+                    let mut lanes = [0f32; 4];
+                    vst1q_f32(lanes.as_mut_ptr(), y);
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n[g]);
+                }
+            }
+        }
+    }
+}
+
+/// [`neon_store`] for packed output, out of line so the float path stays as small as it was.
+///
+/// # Safety
+/// As [`neon_store`].
+#[target_feature(enable = "neon")]
+#[inline(never)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn neon_store_packed<const NR: usize, const G: usize>(
+    s: &LaneStore<'_>,
+    totals: &[[uint32x4_t; G]; NR],
+    valid: usize,
+    c0: usize,
+    p: usize,
+) {
+    let StoreKind::Packed { threshold, flip } = s.kind() else {
+        return; // float output: neon_store
+    };
+    let (n, idx, border) = groups::<G>(s, valid, p);
+    if c0 % 64 + NR > 64 {
+        // The channels straddle two output words (no driver does this): one bit at a time.
+        for c in 0..NR {
+            for g in 0..G {
+                let mut lanes = [0u32; 4];
+                // SAFETY: a 4-lane stack buffer.
+                unsafe { vst1q_u32(lanes.as_mut_ptr(), totals[c][g]) };
+                for (j, &v) in lanes[..n[g]].iter().enumerate() {
+                    s.put(c0 + c, p + 4 * g + j, v);
+                }
+            }
+        }
+        return;
+    }
+    let any_border = border.iter().any(|&b| b);
+    let (out, ld) = s.out();
+    let k = vdupq_n_s32(s.k());
+    // The NR channels' bits of a lane share one output word: bit c of `bits[g]` is channel
+    // c0 + c of the group's lanes.
+    let mut bits = [vdupq_n_u32(0); G];
+    for c in 0..NR {
+        // SAFETY: the table holds CLASSES = 16 i32 (64 bytes).
+        let table = any_border.then(|| unsafe { vld1q_u8_x4(s.table(c0 + c).as_ptr().cast()) });
+        let t = vdupq_n_s32(threshold[c0 + c]);
+        let f = vdupq_n_u32(flip[c0 + c]);
+        let shift = vdupq_n_s32(c as i32);
+        for g in 0..G {
+            if n[g] == 0 {
+                break;
+            }
+            let below = vcltq_s32(dot_of(k, totals[c][g], border[g], table, idx[g]), t);
+            let bit = veorq_u32(vshrq_n_u32::<31>(below), f);
+            bits[g] = vorrq_u32(bits[g], vshlq_u32(bit, shift));
+        }
+    }
+    for g in 0..G {
+        let mut lanes = [0u32; 4];
+        // SAFETY: a 4-lane stack buffer.
+        unsafe { vst1q_u32(lanes.as_mut_ptr(), bits[g]) };
+        for (j, &b) in lanes[..n[g]].iter().enumerate() {
+            // SAFETY: word c0 / 64 of pixel p + 4g + j, a lane of the store (caller's
+            // contract); only the bits of channels c0..c0 + NR change.
+            unsafe {
+                *out.cast::<u64>().add((p + 4 * g + j) * ld + c0 / 64) |= u64::from(b) << (c0 % 64);
+            }
+        }
+    }
+}
+
+/// Per group of 4 lanes from `p`: how many lanes exist (`n`), the `tbl` byte indices of their
+/// border classes (`4·class + 0..4`) and whether any lane is a border lane.
+#[target_feature(enable = "neon")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+fn groups<const G: usize>(
+    s: &LaneStore<'_>,
+    valid: usize,
+    p: usize,
+) -> ([usize; G], [uint8x16_t; G], [bool; G]) {
     const _: () = assert!(CLASSES == 16, "a table is four q registers of i32");
     let classes = s.classes();
-    let k = vdupq_n_s32(s.k());
     let mut n = [0usize; G];
     let mut idx = [vdupq_n_u8(0); G];
     let mut border = [false; G];
@@ -487,46 +618,24 @@ unsafe fn neon_store<const NR: usize, const G: usize>(
         let bytes = vmlaq_n_u32(vdupq_n_u32(0x0302_0100), cls, 0x0404_0404);
         idx[g] = vreinterpretq_u8_u32(bytes);
     }
-    let any_border = border.iter().any(|&b| b);
-    let (out, ld) = s.out();
-    for c in 0..NR {
-        // SAFETY: the table holds CLASSES = 16 i32 (64 bytes).
-        let table = any_border.then(|| unsafe { vld1q_u8_x4(s.table(c0 + c).as_ptr().cast()) });
-        for g in 0..G {
-            if n[g] == 0 {
-                break;
-            }
-            let twice = vreinterpretq_s32_u32(vshlq_n_u32::<1>(totals[c][g]));
-            let mut dot = vsubq_s32(k, twice);
-            if let (true, Some(table)) = (border[g], table) {
-                dot = vsubq_s32(dot, vreinterpretq_s32_u8(vqtbl4q_u8(table, idx[g])));
-            }
-            match s.kind() {
-                StoreKind::Float { mul, bias } => {
-                    let scaled = vmulq_n_f32(vcvtq_f32_s32(dot), mul[c0 + c]);
-                    let y = vaddq_f32(scaled, vdupq_n_f32(bias[c0 + c]));
-                    // SAFETY: lanes p + 4g..p + 4g + n of channel c0 + c (caller's contract).
-                    unsafe {
-                        let dst = out.cast::<f32>().add((c0 + c) * ld + p + 4 * g);
-                        if n[g] == 4 {
-                            vst1q_f32(dst, y);
-                        } else {
-                            let mut lanes = [0f32; 4];
-                            vst1q_f32(lanes.as_mut_ptr(), y);
-                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, n[g]);
-                        }
-                    }
-                }
-                StoreKind::Packed { .. } => {
-                    let mut lanes = [0u32; 4];
-                    // SAFETY: a 4-lane stack buffer.
-                    unsafe { vst1q_u32(lanes.as_mut_ptr(), totals[c][g]) };
-                    for (j, &v) in lanes[..n[g]].iter().enumerate() {
-                        s.put(c0 + c, p + 4 * g + j, v);
-                    }
-                }
-            }
-        }
+    (n, idx, border)
+}
+
+/// `dot = k − 2·n`, minus the class table looked up with `tbl` when the group has border
+/// lanes (see [`neon_store`]).
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_of(
+    k: int32x4_t,
+    total: uint32x4_t,
+    border: bool,
+    table: Option<uint8x16x4_t>,
+    idx: uint8x16_t,
+) -> int32x4_t {
+    let dot = vsubq_s32(k, vreinterpretq_s32_u32(vshlq_n_u32::<1>(total)));
+    match (border, table) {
+        (true, Some(table)) => vsubq_s32(dot, vreinterpretq_s32_u8(vqtbl4q_u8(table, idx))),
+        _ => dot,
     }
 }
 

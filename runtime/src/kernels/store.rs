@@ -89,6 +89,10 @@ impl<'a> LaneStore<'a> {
             }
             StoreKind::Packed { threshold, flip } => {
                 assert!(threshold.len() >= channels && flip.len() >= channels);
+                assert!(
+                    flip[..channels].iter().all(|&f| f <= 1),
+                    "a flip is one bit"
+                );
                 assert!(ld * 64 >= channels, "packed pixels hold every channel");
             }
         }
