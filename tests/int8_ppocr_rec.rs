@@ -5,8 +5,9 @@
 //! int8 calibration: text lines rendered by `models/make_text_lines.py` (Pillow), 48x320, BGR,
 //! (x/255 − 0.5)/0.5 as rapidocr feeds it. A written int8 graph must reload identically and
 //! keep its per-time-step arg-max sequence (what CTC decoding reads) at least
-//! [`MIN_STEP_AGREEMENT`] like float's on held-out lines; a graph that does not reload
-//! identically (the case today) must be refused with nothing written.
+//! [`MIN_STEP_AGREEMENT`] like float's on held-out lines. It used to be refused: tract writes
+//! activation scales with 9 decimals, and this deep network drifted ~19% on reload until the
+//! converter chose scales the text keeps exactly (`int8::qparams::nnef_exact`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,7 +72,7 @@ fn ppocr_rec_converts_float_and_runs() {
 }
 
 #[test]
-fn ppocr_rec_int8_is_written_only_when_it_reloads_and_agrees() {
+fn ppocr_rec_int8_reloads_exactly_and_keeps_the_ctc_sequence() {
     let Some(onnx) = model() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut o = Int8Options::new(CalibSource {
@@ -89,33 +90,15 @@ fn ppocr_rec_int8_is_written_only_when_it_reloads_and_agrees() {
     o.threads = 2;
     o.force = true;
     let out = dir.path().join("rec.int8.nnef.tgz");
-    match convert_int8(&onnx, &out, &o) {
-        Ok(r) => {
-            // Written: it reloads, and the CTC-relevant arg-max sequence holds.
-            assert!(r.reload_relative_diff <= 1e-4);
-            assert!(
-                r.top1_agreement >= MIN_STEP_AGREEMENT,
-                "per-step arg-max agreement {:.1}%\n{}",
-                r.top1_agreement,
-                r.to_text()
-            );
-            Model::load(&out, &LoadOptions { threads: Some(1) }).unwrap();
-        }
-        Err(e) => {
-            // Measured with tract 0.23.9: the int8 graph reloaded from NNEF differs from the
-            // one built (~10-19% relative; issue6_s4.md). That must be a clear error naming
-            // the output, with nothing written.
-            let msg = e.to_string();
-            assert!(
-                msg.contains("rec.int8.nnef.tgz") && msg.contains("nothing written"),
-                "{msg}"
-            );
-            assert!(!out.exists());
-            assert_eq!(
-                std::fs::read_dir(dir.path()).unwrap().count(),
-                1,
-                "only lines/"
-            );
-        }
-    }
+    // Forced past the SQNR floor (minmax on every layer: ~19 dB here); the reload must be
+    // exact and the CTC-relevant arg-max sequence must hold.
+    let r = convert_int8(&onnx, &out, &o).unwrap();
+    assert_eq!(r.reload_relative_diff, 0.0, "{}", r.to_text());
+    assert!(
+        r.top1_agreement >= MIN_STEP_AGREEMENT,
+        "per-step arg-max agreement {:.1}%\n{}",
+        r.top1_agreement,
+        r.to_text()
+    );
+    Model::load(&out, &LoadOptions { threads: Some(1) }).unwrap();
 }

@@ -35,6 +35,7 @@ pub mod observe;
 pub mod qparams;
 pub mod report;
 pub mod rewrite;
+pub mod roundtrip;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -309,8 +310,27 @@ pub fn convert_int8(
         }
     }
     if reload_diff > 1e-4 {
+        let culprit = std::fs::read(file.temp_path())
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(Model::parse_bytes("int8", &bytes)?))
+            .and_then(|parsed| {
+                let sample = held
+                    .first()
+                    .ok_or_else(|| anyhow::anyhow!("no held-out sample"))?;
+                roundtrip::first_divergence(&int8.model, &parsed, sample, 1e-4)
+            });
+        let culprit = match culprit {
+            Ok(Some(what)) => format!("; first divergence: {what}"),
+            Ok(None) => "; every node agrees before optimisation, so the optimised graphs differ"
+                .to_string(),
+            Err(e) => {
+                log::warn!("could not locate the divergence: {e:#}");
+                String::new()
+            }
+        };
         return Err(verify_err(format!(
-            "the reloaded int8 graph differs from the one built by {reload_diff:.3e} (relative)"
+            "the reloaded int8 graph differs from the one built by {reload_diff:.3e} \
+             (relative){culprit}"
         )));
     }
     let output_file_bytes = file.file_mut().metadata().map(|m| m.len()).unwrap_or(0);

@@ -26,7 +26,7 @@ impl ActQ {
         if !(hi - lo).is_finite() || hi - lo < 1e-8 {
             hi = lo + 1e-8;
         }
-        let scale = (hi - lo) / 255.0;
+        let scale = nnef_exact((hi - lo) / 255.0);
         let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
         ActQ { zero_point, scale }
     }
@@ -43,6 +43,22 @@ impl ActQ {
     pub fn fake(&self, x: f32) -> f32 {
         let q = (x / self.scale).round() + self.zero_point as f32;
         (q.clamp(-128.0, 127.0) - self.zero_point as f32) * self.scale
+    }
+}
+
+/// `scale` moved to the nearest value tract's NNEF writer keeps exactly. tract 0.23.9 writes a
+/// quantized tensor's scale in `graph.quant` with 9 decimals (`{scale:.9}`), not as the
+/// shortest exact form: 0.0080163255 comes back as 0.008016326, the reloaded graph quantizes
+/// a few values to the neighbouring code and, through a deep network (PP-OCR's recognizer),
+/// its output drifts by ~19%. A scale that already has at most 9 decimals survives the
+/// text exactly; the error this rounding adds is at most 5e-10 in absolute terms (a relative
+/// 1e-7 for a typical 0.005 step). Never 0: the smallest scale is 1e-9.
+pub fn nnef_exact(scale: f32) -> f32 {
+    let snapped: f32 = format!("{scale:.9}").parse().unwrap_or(scale);
+    if snapped > 0.0 {
+        snapped
+    } else {
+        1e-9
     }
 }
 
@@ -113,6 +129,32 @@ pub fn accumulator_fits(bias: &[f32], input_scale: f32, weights: &QWeights, k: u
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn scales_survive_tract_s_nnef_text_exactly() {
+        for scale in [
+            0.0080163255f32,
+            0.0173,
+            4.901859e-7,
+            1.0 / 255.0,
+            3.3,
+            1e-12,
+        ] {
+            let snapped = nnef_exact(scale);
+            // What tract writes in graph.quant, read back.
+            let reread: f32 = format!("{snapped:.9}").parse().unwrap();
+            assert_eq!(reread.to_bits(), snapped.to_bits(), "{scale}");
+            assert!(snapped > 0.0);
+            let bound = 5e-10 + f32::EPSILON * scale;
+            assert!(
+                (snapped - scale).abs() <= bound || scale < 1e-9,
+                "{scale} -> {snapped}"
+            );
+        }
+        let q = ActQ::from_range(-1.0, 1.044163); // scale 0.0080163255 before snapping
+        assert_eq!(nnef_exact(q.scale), q.scale);
+    }
+
     use super::*;
 
     #[test]
