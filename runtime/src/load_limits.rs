@@ -11,11 +11,12 @@
 //!   truncated archive);
 //! - the unpacked size of a gzipped archive: at most [`MAX_EXPANSION`] × the file size plus
 //!   [`EXPANSION_SLACK`] (a gzip bomb is refused; real weights compress by less than 2×);
-//! - how deeply the graph text (`*.nnef`, `*.quant`) nests brackets: at most [`MAX_NESTING`].
-//!   tract-nnef's parser backtracks exponentially on nested brackets (measured, dev build:
-//!   depth 12 in 68 ms, 16 in 0.9 s, 20 in 15 s, 22 in 59 s; the `nnef_parse` fuzz target
-//!   found 130 nested `[` that kept it busy for minutes). Graphs tract writes nest a handful
-//!   of levels (a rank-6 constant inside a call is 8);
+//! - how deeply the graph text (`*.nnef`, `*.quant`) nests expressions: at most
+//!   [`MAX_NESTING`] levels of brackets and prefix operators. tract-nnef's parser backtracks
+//!   exponentially on both (measured, dev build: 16 nested `[` in 0.9 s, 22 in 59 s; 8 nested
+//!   `-(` in 1.5 s, 10 in 21 s; a run of 14 `+` in 0.2 s, each more doubling it). Fuzzing
+//!   found 130 nested `[` and a run of ~110 `+` that kept it busy for minutes. Graphs tract
+//!   writes nest a handful of levels (a rank-6 constant inside a call is 8);
 //!
 //! and, once tract has built the typed graph (before optimising it, which folds constants),
 //! every tensor the graph would hold — inputs declared by `external(shape = ...)`, outputs of
@@ -40,8 +41,8 @@ pub const MAX_EXPANSION: u64 = 64;
 /// graphs of zero-initialised tensors).
 pub const EXPANSION_SLACK: u64 = 16 << 20;
 
-/// Deepest bracket nesting (`(`, `[`, `{` together, outside strings and comments) a graph's
-/// text may have: 16 costs tract's parser under a second.
+/// Deepest expression nesting a graph's text may have: open brackets (`(`, `[`, `{`) plus
+/// prefix operators, outside strings and comments. 16 costs tract's parser up to ~1.5 s.
 pub const MAX_NESTING: usize = 16;
 
 /// Size of the header of a tract NNEF `.dat` tensor file.
@@ -196,22 +197,33 @@ fn is_graph_text(name: &str) -> bool {
     name.ends_with(".nnef") || name.ends_with(".quant")
 }
 
-/// A sink that measures how deeply NNEF text nests brackets, skipping quoted strings (with
-/// `\` escapes) and `#` comments.
+/// A sink that measures how deeply NNEF text nests expressions, skipping quoted strings (with
+/// `\\` escapes) and `#` comments: each open bracket is a level, and so is each operator in
+/// prefix position (after an open bracket, a comma, `=` or another operator), which tract's
+/// parser also explores by backtracking (`-(` nested 8 times: 1.5 s; `x ++…+ x` with 14 `+`:
+/// 0.2 s, each one more doubling it).
 #[derive(Default)]
 struct Nesting {
-    depth: usize,
+    /// Prefix operators of each enclosing bracket level, then the current level's.
+    levels: Vec<usize>,
+    prefix: usize,
     max: usize,
+    /// The last byte outside strings, comments and whitespace.
+    last: u8,
     quote: Option<u8>,
     escaped: bool,
     comment: bool,
 }
 
 impl Nesting {
+    fn depth(&self) -> usize {
+        self.levels.len() + self.levels.iter().sum::<usize>() + self.prefix
+    }
+
     fn check(&self, name: &str) -> Result<(), String> {
         if self.max > MAX_NESTING {
             return Err(format!(
-                "{name} nests brackets {} deep (at most {MAX_NESTING}): refusing it, tract's \
+                "{name} nests expressions {} deep (at most {MAX_NESTING}): refusing it, tract's \
                  parser would take exponential time",
                 self.max
             ));
@@ -222,10 +234,13 @@ impl Nesting {
 
 impl io::Write for Nesting {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const OPERATORS: &[u8] = b"+-*/^<>=!&|";
         for &b in buf {
             if self.comment {
                 self.comment = b != b'\n';
-            } else if let Some(q) = self.quote {
+                continue;
+            }
+            if let Some(q) = self.quote {
                 if self.escaped {
                     self.escaped = false;
                 } else if b == b'\\' {
@@ -233,17 +248,29 @@ impl io::Write for Nesting {
                 } else if b == q {
                     self.quote = None;
                 }
-            } else {
-                match b {
-                    b'"' | b'\'' => self.quote = Some(b),
-                    b'#' => self.comment = true,
-                    b'(' | b'[' | b'{' => {
-                        self.depth += 1;
-                        self.max = self.max.max(self.depth);
-                    }
-                    b')' | b']' | b'}' => self.depth = self.depth.saturating_sub(1),
-                    _ => {}
+                continue;
+            }
+            match b {
+                b'"' | b'\'' => self.quote = Some(b),
+                b'#' => self.comment = true,
+                b'(' | b'[' | b'{' => {
+                    self.levels.push(self.prefix);
+                    self.prefix = 0;
                 }
+                b')' | b']' | b'}' => self.prefix = self.levels.pop().unwrap_or(0),
+                b',' | b';' => self.prefix = 0,
+                // NNEF's prefix operators, where no operand precedes them.
+                b'+' | b'-' | b'!' if self.last == 0 || b"([{,=".contains(&self.last) => {
+                    self.prefix += 1
+                }
+                b'+' | b'-' | b'!' if OPERATORS.contains(&self.last) => self.prefix += 1,
+                // A binary operator after an operand ends the prefix chain before it.
+                _ if OPERATORS.contains(&b) && !OPERATORS.contains(&self.last) => self.prefix = 0,
+                _ => {}
+            }
+            self.max = self.max.max(self.depth());
+            if !b.is_ascii_whitespace() && self.quote.is_none() && !self.comment {
+                self.last = b;
             }
         }
         Ok(buf.len())
@@ -451,9 +478,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("deep.nnef.tar") && err.contains("graph.nnef nests brackets 132 deep"),
+            err.contains("deep.nnef.tar") && err.contains("graph.nnef nests expressions 132 deep"),
             "{err}"
         );
+        // Prefix operators count too: a run of `+`, and `-(` nested.
+        for body in [
+            "add(x, x ++++++++++++++++++ x)",
+            "add(x, -(-(-(-(-(-(-(-(-(x))))))))))",
+        ] {
+            let text = format!("version 1.0;\ngraph g(x) -> (y) {{\n  y = {body};\n}}\n");
+            let err = check_archive("ops", &tar(&[("graph.nnef", text.as_bytes())])[..], 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("nests expressions"), "{body}: {err}");
+        }
+        // What tract itself writes stays well inside the limit.
+        let written = "version 1.0;\ngraph g(x) -> (y) {\n  x = external(shape = [1, 3]);\n  \
+                       c = [[[[-1.0, 2.0, -3.0]]]];\n  y = tract_core_cast(pad(x, padding = \
+                       [(0, 0), (-1, 1)], border = \"constant\"), to = \"f32\") * -1.0 + -c;\n}\n";
+        check_archive(
+            "w",
+            &tar(&[("graph.nnef", written.as_bytes())])[..],
+            1 << 20,
+        )
+        .unwrap();
     }
 
     #[test]

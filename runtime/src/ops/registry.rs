@@ -35,7 +35,36 @@ pub fn nnef() -> Nnef {
         .with_onnx()
         .with_registry(kestrel_registry());
     nnef.allow_extended_identifier_syntax(true);
+    guard_primitives(&mut nnef);
     nnef
+}
+
+/// Wraps tract primitives whose loaders trust their arguments where a forged graph can make
+/// them loop or allocate without bound (found by the `nnef_parse` fuzz target).
+fn guard_primitives(nnef: &mut Nnef) {
+    for registry in &mut nnef.registries {
+        if let Some(primitive) = registry.primitives.get_mut(&Identifier::from("transpose")) {
+            primitive.to_tract = checked_transpose;
+        }
+    }
+}
+
+/// `transpose(input, axes)` with `axes` checked to be a permutation first: tract's
+/// `perm_to_ops` loops, growing a vector until memory runs out, on `axes = [1, 1]`.
+fn checked_transpose(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let axes: TVec<usize> = invocation.named_arg_as(builder, "axes")?;
+    let mut seen = vec![false; axes.len()];
+    for &axis in &axes {
+        ensure!(
+            axis < axes.len() && !std::mem::replace(&mut seen[axis], true),
+            "transpose: axes {axes:?} are not a permutation of 0..{}",
+            axes.len()
+        );
+    }
+    tract_nnef::ops::nnef::deser::transpose(builder, invocation)
 }
 
 /// One [`nnef`] for the whole process, built on first use. Building the framework parses
@@ -44,4 +73,43 @@ pub fn nnef() -> Nnef {
 pub fn shared() -> &'static Nnef {
     static SHARED: OnceLock<Nnef> = OnceLock::new();
     SHARED.get_or_init(nnef)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Model;
+
+    fn archive(graph: &str) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(graph.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "graph.nnef", graph.as_bytes())
+            .unwrap();
+        tar.into_inner().unwrap()
+    }
+
+    fn transposed(axes: &str) -> String {
+        format!(
+            "version 1.0;\n\ngraph g(x) -> (y) {{\n  x = external(shape = [2, 3, 4]);\n  \
+             y = transpose(x, axes = {axes});\n}}\n"
+        )
+    }
+
+    #[test]
+    fn transpose_takes_permutations_and_refuses_the_rest() {
+        let ok = Model::parse_bytes("ok", &archive(&transposed("[2, 0, 1]"))).unwrap();
+        let y = ok.outlet_fact(ok.outputs[0]).unwrap();
+        assert_eq!(y.shape.as_concrete().unwrap(), &[4, 2, 3]);
+        for bad in ["[1, 1, 0]", "[0, 1, 3]"] {
+            // Used to loop until memory ran out.
+            let err = Model::parse_bytes("bad.nnef.tar", &archive(&transposed(bad)))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bad.nnef.tar") && err.contains("not a permutation"),
+                "{err}"
+            );
+        }
+    }
 }
