@@ -16,7 +16,10 @@
 //!   exponentially on both (measured, dev build: 16 nested `[` in 0.9 s, 22 in 59 s; 8 nested
 //!   `-(` in 1.5 s, 10 in 21 s; a run of 14 `+` in 0.2 s, each more doubling it). Fuzzing
 //!   found 130 nested `[` and a run of ~110 `+` that kept it busy for minutes. Graphs tract
-//!   writes nest a handful of levels (a rank-6 constant inside a call is 8);
+//!   writes nest a handful of levels (a rank-6 constant inside a call is 8). The cost is per
+//!   statement, so the sum of 2^depth over statements is bounded too ([`NESTING_BUDGET`] plus
+//!   the text's length): the fuzzer's next slow input was 4 KB of statements each just
+//!   under the depth limit;
 //!
 //! and, once tract has built the typed graph (before optimising it, which folds constants),
 //! every tensor the graph would hold — inputs declared by `external(shape = ...)`, outputs of
@@ -44,6 +47,10 @@ pub const EXPANSION_SLACK: u64 = 16 << 20;
 /// Deepest expression nesting a graph's text may have: open brackets (`(`, `[`, `{`) plus
 /// prefix operators, outside strings and comments. 16 costs tract's parser up to ~1.5 s.
 pub const MAX_NESTING: usize = 16;
+
+/// Σ 2^depth over a graph text's statements may be at most this plus the text's length in
+/// bytes (see [`MAX_NESTING`]; 2^16 units ≈ 2 s of tract's parser).
+pub const NESTING_BUDGET: u64 = 1 << 16;
 
 /// Size of the header of a tract NNEF `.dat` tensor file.
 const DAT_HEADER: usize = 128;
@@ -202,12 +209,25 @@ fn is_graph_text(name: &str) -> bool {
 /// prefix position (after an open bracket, a comma, `=` or another operator), which tract's
 /// parser also explores by backtracking (`-(` nested 8 times: 1.5 s; `x ++…+ x` with 14 `+`:
 /// 0.2 s, each one more doubling it).
+///
+/// tract's cost is exponential *per statement*: measured (release build, a graph of 200
+/// statements `y = add(x, [[…1.0…]])` on a loaded 2-core machine), about 0.25 ms × 2^(d − 3)
+/// per statement of depth d (0.4 ms at 4, 2 ms at 6, 10 ms at 8, 110 ms at 12, ~1 s at 16).
+/// So besides the deepest level ([`MAX_NESTING`]) the sink sums `2^d` over statements (`;`)
+/// and [`Nesting::check`] bounds the sum by [`NESTING_BUDGET`] plus the text's length: a
+/// statement tract writes (depth 4–5, 16–32 units, 40+ bytes) fits any number of times, 64
+/// statements at depth 10 fill the budget (~1.5 s), and the slow input the fuzzer found next
+/// (dozens of statements at depth 13–15, 1 s for 4 KB) is refused.
 #[derive(Default)]
 struct Nesting {
     /// Prefix operators of each enclosing bracket level, then the current level's.
     levels: Vec<usize>,
     prefix: usize,
     max: usize,
+    /// Deepest level of the current statement, and Σ 2^depth over the finished ones.
+    statement: usize,
+    cost: u64,
+    bytes: u64,
     /// The last byte outside strings, comments and whitespace.
     last: u8,
     quote: Option<u8>,
@@ -228,13 +248,29 @@ impl Nesting {
                 self.max
             ));
         }
+        let cost = self.cost.saturating_add(Self::units(self.statement));
+        let budget = NESTING_BUDGET.saturating_add(self.bytes);
+        if cost > budget {
+            return Err(format!(
+                "{name} has too many deeply nested statements (sum of 2^depth over statements \
+                 {cost}, at most {budget} for its size; deepest {}): refusing it, tract's parser \
+                 would take exponential time",
+                self.max
+            ));
+        }
         Ok(())
+    }
+
+    /// What a statement of depth `d` costs tract's parser, in units of 2^d.
+    fn units(d: usize) -> u64 {
+        1u64 << d.min(62)
     }
 }
 
 impl io::Write for Nesting {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         const OPERATORS: &[u8] = b"+-*/^<>=!&|";
+        self.bytes += buf.len() as u64;
         for &b in buf {
             if self.comment {
                 self.comment = b != b'\n';
@@ -268,7 +304,13 @@ impl io::Write for Nesting {
                 _ if OPERATORS.contains(&b) && !OPERATORS.contains(&self.last) => self.prefix = 0,
                 _ => {}
             }
-            self.max = self.max.max(self.depth());
+            let depth = self.depth();
+            self.max = self.max.max(depth);
+            self.statement = self.statement.max(depth);
+            if b == b';' {
+                self.cost = self.cost.saturating_add(Self::units(self.statement));
+                self.statement = depth;
+            }
             if !b.is_ascii_whitespace() && self.quote.is_none() && !self.comment {
                 self.last = b;
             }
@@ -502,6 +544,42 @@ mod tests {
             1 << 20,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn many_deep_statements_are_refused_by_the_budget() {
+        let graph = |expr: &str, n: usize| {
+            let lines: String = (0..n)
+                .map(|i| format!("  y{i} = add(x, {expr});\n"))
+                .collect();
+            format!(
+                "version 1.0;\ngraph g(x) -> (y0) {{\n  x = external(shape = [1, 8]);\n{lines}}}\n"
+            )
+        };
+        let check = |text: &str| {
+            check_archive(
+                "g.nnef.tar",
+                &tar(&[("graph.nnef", text.as_bytes())])[..],
+                1 << 24,
+            )
+        };
+        // Each statement at depth 10 is allowed alone; 100 of them are ~2.5 s of parsing.
+        let deep = "[[[[[[[[1.0]]]]]]]]";
+        check(&graph(deep, 1)).unwrap();
+        let err = check(&graph(deep, 100)).unwrap_err().to_string();
+        assert!(
+            err.contains("g.nnef.tar") && err.contains("too many deeply nested statements"),
+            "{err}"
+        );
+        // Runs of prefix operators in many statements (what the fuzzer found next).
+        let err = check(&graph("x -------------- x", 40))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too many deeply nested statements"), "{err}");
+        // What tract writes, many times over: a conv with its attributes (depth 4).
+        let conv = "conv(x, w, b, dilation = [1, 1], stride = [1, 1], border = \"constant\", \
+                    groups = 1, padding = [(1, 1), (1, 1)])";
+        check(&graph(conv, 5000)).unwrap();
     }
 
     #[test]
