@@ -38,12 +38,16 @@
 //! does `MR·NR` XOR + popcount + add. Counts are stored channel-major, masked at the end of
 //! the lanes.
 //!
-//! * `x86-avx512`: `MR = 3` × 8 lanes, `NR = 8` channels: 24 zmm accumulators, 3 inputs, one
-//!   broadcast (27 of 32 registers). Per tap word: 3 loads, 8 `vpbroadcastq` (load port),
-//!   24 × (`vpxorq`, `vpopcntq`, `vpaddq`). The 72 vector µops go to ports 0 and 5 (512-bit
-//!   ops; `vpopcntq` on port 5 only): 36 cycles per 24 × 512 bit-MACs, i.e. 341 bit-MACs per
-//!   cycle at best, 5.3× the `POPCNT` bound. The accumulators are u64 lanes, narrowed with
-//!   `vpmovqd` when stored. Channel tails use `NR = 1`, lane tails `MR = 1` (masked store).
+//! * `x86-avx512`: `MR = 2` × 8 lanes, `NR = 8` channels: 16 zmm accumulators, 2 inputs, one
+//!   broadcast. Per tap word: 2 loads, 8 `vpbroadcastq` (load port), 16 × (`vpxorq`,
+//!   `vpopcntq`, `vpaddq`). The vector µops go to ports 0 and 5 (512-bit ops; `vpopcntq` on
+//!   port 5 only): 1.5 cycles per 512 bit-MACs, i.e. 341 bit-MACs per cycle at best, 5.3× the
+//!   `POPCNT` bound. The accumulators are u64 lanes; the fused store narrows a tile's two
+//!   vectors into one vector of 16 i32 lanes with one `vpermt2d` and runs the output stage at
+//!   full width ([`avx512_store16`]). It was `MR = 3` with `vpmovqd` per 8 lanes and an 8-lane
+//!   epilogue: on 3×3 64→64 (9 words per output) that epilogue cost about a quarter of the
+//!   kernel's port-0/5 µops (measured in the README's binary-layer table). Channel tails use
+//!   `NR = 1`, lane tails `MR = 1` (masked store).
 //! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, `MR = 2` lanes × `NR = 4` channels (eight
 //!   accumulators in general registers), the same structure with one lane per "vector".
 //!   (A `vpshufb` lane kernel for AVX2-only CPUs is not written: its per-lane counts need a
@@ -467,7 +471,7 @@ unsafe fn popcnt_lane_tile<const MR: usize, const NR: usize>(
 unsafe fn avx512_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
     // SAFETY: as in popcnt_lanes; vector loads of a partial last vector read at most 7 words
     // past the last lane, inside LANE_SLACK.
-    unsafe { drive_lanes!(avx512_lane_tile, 8, 3, 8, job, sink) }
+    unsafe { drive_lanes!(avx512_lane_tile, 8, 2, 8, job, sink) }
 }
 
 /// One AVX-512 lane tile: `MR` vectors of 8 lanes × `NR` channels (see the module docs).
@@ -507,6 +511,19 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
                     acc[r][c] = _mm512_add_epi64(acc[r][c], v);
                 }
             }
+        }
+    }
+    if MR == 2 {
+        if let Sink::Store(s) = sink {
+            // The two vectors' 64-bit counts narrowed into one vector of 16 i32 lanes in lane
+            // order (one `vpermt2d`; two `vpmovqd` would cost four port-5 µops, the port
+            // `vpopcntq` needs), then the epilogue at full width.
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let counts: [__m512i; NR] =
+                std::array::from_fn(|c| _mm512_permutex2var_epi32(acc[0][c], even, acc[MR - 1][c]));
+            // SAFETY: the caller's contract (`valid` ≤ 16 lanes of the tile).
+            unsafe { avx512_store16::<NR>(s, &counts, valid, c0, p) };
+            return;
         }
     }
     let counts: [[__m256i; NR]; MR] =
@@ -656,7 +673,96 @@ unsafe fn avx512_store<const MR: usize, const NR: usize>(
     }
 }
 
-/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels × 3 vectors of 8 lanes
+/// The fused output stage for one vector of 16 lanes per channel: what [`avx512_store`] does,
+/// at full 512-bit width (`vpermd` border correction, `vcvtdq2ps`, `vmulps`, `vaddps`, one
+/// (masked) store per channel; packed: two 8×8 bit transposes per block of 8 channels).
+/// Half the epilogue µops of two 8-lane vectors: on a 3×3 64→64 layer the epilogue is a
+/// quarter of the kernel's work.
+///
+/// # Safety
+/// The features must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s`,
+/// `1 ≤ valid ≤ 16`.
+#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn avx512_store16<const NR: usize>(
+    s: &LaneStore<'_>,
+    counts: &[__m512i; NR],
+    valid: usize,
+    c0: usize,
+    p: usize,
+) {
+    debug_assert!((1..=16).contains(&valid));
+    let k = _mm512_set1_epi32(s.k());
+    let mut classes = [0u8; 16];
+    classes[..valid].copy_from_slice(&s.classes()[p..][..valid]);
+    let border = u128::from_le_bytes(classes) != 0;
+    // SAFETY: a 16-byte stack array.
+    let idx = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(classes.as_ptr().cast()) });
+    let mask = ((1u32 << valid) - 1) as __mmask16;
+    let dot = |c: usize| -> __m512i {
+        let dot = _mm512_sub_epi32(k, _mm512_slli_epi32::<1>(counts[c]));
+        if border {
+            // SAFETY: the table holds CLASSES = 16 i32.
+            let table = unsafe { _mm512_loadu_si512(s.table(c0 + c).as_ptr().cast()) };
+            _mm512_sub_epi32(dot, _mm512_permutexvar_epi32(idx, table))
+        } else {
+            dot
+        }
+    };
+    let (out, ld) = s.out();
+    match s.kind() {
+        StoreKind::Float { mul, bias } => {
+            for c in 0..NR {
+                let (m, b) = (_mm512_set1_ps(mul[c0 + c]), _mm512_set1_ps(bias[c0 + c]));
+                let y = _mm512_add_ps(_mm512_mul_ps(m, _mm512_cvtepi32_ps(dot(c))), b);
+                // SAFETY: lanes p..p + valid of channel c0 + c (caller's contract).
+                unsafe {
+                    let dst = out.cast::<f32>().add((c0 + c) * ld + p);
+                    if valid == 16 {
+                        _mm512_storeu_ps(dst, y);
+                    } else {
+                        _mm512_mask_storeu_ps(dst, mask, y);
+                    }
+                }
+            }
+        }
+        StoreKind::Packed { threshold, flip } if NR == 8 && c0.is_multiple_of(8) => {
+            // Byte c of `lo` / `hi`: channel c0 + c's bits over lanes 0..8 / 8..16.
+            let (mut lo, mut hi) = (0u64, 0u64);
+            for c in 0..NR {
+                let t = _mm512_set1_epi32(threshold[c0 + c]);
+                let f: u16 = if flip[c0 + c] != 0 { 0xffff } else { 0 };
+                let bits = _mm512_cmplt_epi32_mask(dot(c), t) ^ f;
+                lo |= u64::from(bits & 0xff) << (8 * c);
+                hi |= u64::from(bits >> 8) << (8 * c);
+            }
+            let (lo, hi) = (
+                transpose8x8(lo).to_le_bytes(),
+                transpose8x8(hi).to_le_bytes(),
+            );
+            for j in 0..valid {
+                let byte = if j < 8 { lo[j] } else { hi[j - 8] };
+                // SAFETY: byte c0 / 8 of pixel p + j, inside its ld words; this block of 8
+                // channels owns that byte.
+                unsafe { *out.add((p + j) * ld * 8 + c0 / 8) = byte };
+            }
+        }
+        StoreKind::Packed { .. } => {
+            for c in 0..NR {
+                let mut lanes = [0u32; 16];
+                // SAFETY: a 16-lane stack buffer.
+                unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), counts[c]) };
+                for (j, &v) in lanes[..valid].iter().enumerate() {
+                    s.put(c0 + c, p + j, v);
+                }
+            }
+        }
+    }
+}
+
+/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels × 16 lanes through
+/// [`avx512_store16`], then 8 channels × 3 vectors of 8 lanes
 /// (then single vectors, single channels) loaded (masked) from the channels' rows and put
 /// through the lane tiles' fused store, [`avx512_store`].
 ///
@@ -686,11 +792,33 @@ unsafe fn avx512_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &Lan
         // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
         unsafe { avx512_store::<MR, NR>(store, &v, valid, c0, p) }
     }
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn block16(
+        store: &LaneStore<'_>,
+        row: &dyn Fn(usize) -> *const u32,
+        c0: usize,
+        p: usize,
+    ) {
+        let v: [__m512i; 8] = std::array::from_fn(|c| {
+            // SAFETY: lanes p..p + 16 of the channel's row.
+            unsafe { _mm512_loadu_si512(row(c0 + c).add(p).cast()) }
+        });
+        // SAFETY: channels c0..c0 + 8, lanes p..p + 16 of the store.
+        unsafe { avx512_store16::<8>(store, &v, 16, c0, p) }
+    }
     let channels = store.channels();
     let mut c0 = 0;
     while c0 < channels {
         let wide = c0 + 8 <= channels;
         let mut p = 0;
+        if wide {
+            while lanes - p >= 16 {
+                // SAFETY: as below.
+                unsafe { block16(store, &row, c0, p) };
+                p += 16;
+            }
+        }
         while p < lanes {
             // SAFETY: the caller's contract; blocks stay inside channels and lanes.
             unsafe {
