@@ -13,10 +13,12 @@
 //! * **rows** (binary dense, `MstSchedule::xor_popcount`): M input rows × N channels.
 //! * **lanes** (binary conv2d, `MstSchedule::xor_popcount_lanes`): a conv's lane job, a
 //!   "word" being one (tap, input word) of the kernel row.
-//! * **layer**: every binary conv of `models/mnist-bnn` (and of `MST_BENCH_MODELS`), the whole
+//! * **layer**: every binary conv of `models/mnist-bnn` (the plain and the MST-regularised
+//!   model, and those of `MST_BENCH_MODELS`), the whole
 //!   op (layout, kernel, output stage) dense vs with the tree the converter builds for it
 //!   (forced, whether or not the cost model would pick it), plus that tree's word-op ratio
-//!   and predicted ratio.
+//!   and predicted ratio; and, for stride-1 convs, the lane kernel alone on the layer's own
+//!   weights and tree (`kernel …` rows, outputs checked equal).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use kestrel_quantize::mst::{build, MstOptions};
 use kestrel_runtime::kernels::mst::MstSchedule;
 use kestrel_runtime::kernels::{self, BinaryKernel, LaneJob, LANE_SLACK};
 use kestrel_runtime::ops::bconv::BinaryConv2d;
+use kestrel_runtime::pool_alloc::{self, PoolAlloc};
 use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
@@ -162,7 +165,12 @@ fn time_pair(mut dense: impl FnMut(), mut mst: impl FnMut()) -> (f64, f64) {
     (median(d), median(m))
 }
 
+/// The `kestrel` binary's allocator, as on the device (see `binary_layers`).
+#[global_allocator]
+static ALLOCATOR: PoolAlloc = PoolAlloc;
+
 fn bench(c: &mut Criterion) {
+    let _pool = pool_alloc::enable(pool_alloc::cache_bytes_from_env());
     let kernel: &dyn BinaryKernel = kernels::select();
     let mut table = vec![];
     rows(c, kernel, &mut table);
@@ -267,10 +275,15 @@ fn lanes(c: &mut Criterion, kernel: &dyn BinaryKernel, table: &mut Vec<String>) 
 /// Every binary conv of the models: the op dense vs with its converter tree, on a random
 /// packed input of its input shape.
 fn layers(c: &mut Criterion, table: &mut Vec<String>) {
-    let mut paths = vec![std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/mnist-bnn/mnist-bnn.nnef.tgz"
-    ))];
+    // The unregularised and the MST-regularised (`train.py --mst-tie`) model, side by side.
+    let mut paths: Vec<std::path::PathBuf> = ["mnist-bnn.nnef.tgz", "mnist-bnn-mst.nnef.tgz"]
+        .iter()
+        .map(|f| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/mnist-bnn")
+                .join(f)
+        })
+        .collect();
     if let Ok(extra) = std::env::var("MST_BENCH_MODELS") {
         paths.extend(extra.split(':').filter(|p| !p.is_empty()).map(Into::into));
     }
@@ -340,6 +353,54 @@ fn layers(c: &mut Criterion, table: &mut Vec<String>) {
                 tree.roots(),
                 tree.parents.len()
             ));
+            // The kernel alone on the layer's own weights and tree (what the op's lane part
+            // runs), for stride-1 "same" convs: a lane job over the padded input plane.
+            let g = &op.geometry;
+            let k = g.kernel[0];
+            if g.kernel == [k, k] && g.stride == [1, 1] && g.dilation == [1, 1] {
+                let (h, wd) = (shape[1], shape[2]);
+                let wq = wd + k - 1;
+                let plane = (h + k - 1) * wq;
+                let lanes = (h - 1) * wq + wd;
+                let taps: Vec<usize> = (0..k * k).map(|t| (t / k) * wq + t % k).collect();
+                let input: Vec<u64> = (0..cw * plane + LANE_SLACK)
+                    .map(|_| splitmix(&mut st))
+                    .collect();
+                let schedule = MstSchedule::new(w, row, &tree.parents).unwrap();
+                let mut offsets = vec![0; schedule.diff_words()];
+                schedule.lane_offsets(&taps, cw, plane, &mut offsets);
+                let job = LaneJob {
+                    input: &input,
+                    taps: &taps,
+                    words: cw,
+                    plane,
+                    lanes,
+                    weights: w,
+                };
+                let kernel = kernels::select();
+                let mut out = vec![0u32; g.c_out * lanes];
+                let mut out2 = out.clone();
+                let (dense, mst) = time_pair(
+                    || kernel.xor_popcount_lanes(black_box(&job), &mut out),
+                    || schedule.xor_popcount_lanes(kernel, black_box(&job), &offsets, &mut out2),
+                );
+                // MST counts sit in tree-order slots.
+                for (c, &slot) in schedule.slots().iter().enumerate() {
+                    let slot = slot as usize;
+                    assert_eq!(
+                        out[c * lanes..][..lanes],
+                        out2[slot * lanes..][..lanes],
+                        "{name}: MST kernel differs from dense at channel {c}"
+                    );
+                }
+                table.push(line(
+                    &format!("kernel {file} {}", node.name),
+                    f64::NAN,
+                    dense,
+                    mst,
+                    ops,
+                ));
+            }
         }
     }
 }

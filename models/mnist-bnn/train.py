@@ -25,6 +25,15 @@ never used for training or model selection. Pre-processing: x = (pixel / 255 −
 `--mst-lambda L` adds the MST regulariser of the MST-compression paper (Vo et al., ICCV 2023):
 each output channel's latent weights are pulled towards its parent's in a minimum spanning tree
 of the binary layer's channels (Hamming distance of Sign(W)), recomputed every epoch.
+
+`--mst-tie F` is the word-aware form of that regulariser, for the binary *convs*: a CPU kernel
+pays per 64-bit word (one tap × up to 64 input channels), not per bit, so a child must match its
+parent in whole words. Every epoch (from `--mst-warmup` on, frozen for the last two), a
+depth-bounded tree over each binary conv's output channels is rebuilt and every child's
+`round(F · words)` words closest to its parent's (fewest differing bits) are *tied* to the
+parent's: the forward pass reads them from the parent (a gather), so they train as shared
+weights and the exported bits are equal. The tied fraction ramps up over `--mst-ramp` epochs. It is the paper's pull towards the parent at infinite
+strength, restricted to the words where it is cheapest; F is the regulariser's strength.
 """
 
 import argparse
@@ -60,9 +69,17 @@ def binarize(x, exporting):
 
 class BinaryConv(nn.Conv2d):
     exporting = False
+    # Word tying (`--mst-tie`): element-wise source channel of each weight, or None.
+    source = None
+
+    def effective_weight(self):
+        if self.source is None:
+            return self.weight
+        return torch.gather(self.weight, 0, self.source)
 
     def forward(self, x):
-        return F.conv2d(x, binarize(self.weight, self.exporting), None, self.stride, self.padding)
+        w = binarize(self.effective_weight(), self.exporting)
+        return F.conv2d(x, w, None, self.stride, self.padding)
 
 
 class BinaryLinear(nn.Linear):
@@ -142,6 +159,85 @@ def mst_penalty(model, parents):
     return total
 
 
+# ------------------------------------------------------------------ word tying (issue 5)
+
+WORD_BITS = 64
+MAX_DEPTH = 16  # the converter's default `--mst-depth`
+
+
+def word_ids(layer):
+    """Word index of every weight element of a conv `[co, ci, kh, kw]` as Kestrel packs it:
+    one word per tap and group of 64 input channels."""
+    co, ci, kh, kw = layer.weight.shape
+    groups = (ci + WORD_BITS - 1) // WORD_BITS
+    tap = torch.arange(kh * kw).reshape(1, kh, kw)
+    group = (torch.arange(ci) // WORD_BITS).reshape(ci, 1, 1)
+    return (tap * groups + group).expand(ci, kh, kw), kh * kw * groups
+
+
+def word_distances(layer):
+    """`[co, co, words]` differing bits of Sign(W) per word, and the word count."""
+    ids, words = word_ids(layer)
+    bits = (layer.weight.detach() < 0).flatten(1).numpy().astype(np.int32)
+    onehot = np.zeros((ids.numel(), words), np.int32)
+    onehot[np.arange(ids.numel()), ids.flatten().numpy()] = 1
+    # |a xor b| per word = ones(a) + ones(b) − 2·(a·b), each per word.
+    ones = bits @ onehot
+    both = np.einsum("ak,bk,kw->abw", bits, bits, onehot)
+    return ones[:, None, :] + ones[None, :, :] - 2 * both, words
+
+
+def tie_tree(dist, tied):
+    """Depth-bounded Prim tree from channel 0: edge a → b costs the bits b must change to copy
+    its `tied` closest words from a. Returns (parent, tied word list) per channel in tree order."""
+    n = dist.shape[0]
+    closest = np.sort(dist, axis=2)[:, :, :tied].sum(-1) if tied else np.zeros((n, n))
+    best = closest[0].astype(np.float64).copy()
+    best_from = np.zeros(n, dtype=int)
+    depth = np.zeros(n, dtype=int)
+    in_tree = np.zeros(n, bool)
+    in_tree[0], depth[0] = True, 1
+    order = [(0, -1)]
+    for _ in range(n - 1):
+        j = int(np.argmin(np.where(in_tree, np.inf, best)))
+        in_tree[j] = True
+        p = int(best_from[j])
+        depth[j] = depth[p] + 1
+        order.append((j, p))
+        if depth[j] < MAX_DEPTH:
+            closer = (closest[j] < best) & ~in_tree
+            best_from[closer] = j
+            best[closer] = closest[j][closer]
+    return [(c, p, np.argsort(dist[p, c], kind="stable")[:tied] if p >= 0 else []) for c, p in order]
+
+
+def retie(layer, fraction):
+    """Rebuilds `layer`'s tying: materialises the tied weights, builds the tree, and sets the
+    element-wise source channels. Returns (differing words per child, words)."""
+    with torch.no_grad():
+        layer.weight.copy_(layer.effective_weight())
+    layer.source = None
+    dist, words = word_distances(layer)
+    tied = int(round(fraction * words))
+    ids, _ = word_ids(layer)
+    src = np.zeros((dist.shape[0], words), dtype=np.int64)
+    for c, p, tied_words in tie_tree(dist, tied):
+        src[c] = c
+        if p >= 0:
+            src[c, tied_words] = src[p, tied_words]
+    layer.source = torch.as_tensor(src)[:, ids.flatten()].reshape(layer.weight.shape).contiguous()
+    return words - tied, words
+
+
+def freeze_ties(model):
+    """Makes the latent weights equal to what the forward pass reads (before export)."""
+    for layer in model.binary_layers():
+        if isinstance(layer, BinaryConv) and layer.source is not None:
+            with torch.no_grad():
+                layer.weight.copy_(layer.effective_weight())
+            layer.source = None
+
+
 # ------------------------------------------------------------------ data
 
 
@@ -191,6 +287,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--mst-lambda", type=float, default=0.0)
+    ap.add_argument("--mst-tie", type=float, default=0.0, help="fraction of each child's words tied to its parent")
+    ap.add_argument("--mst-warmup", type=int, default=3, help="epochs before tying starts")
+    ap.add_argument("--mst-ramp", type=int, default=5, help="epochs over which the tied fraction grows to --mst-tie")
+    ap.add_argument("--snap-weights", action="store_true", help="export the binary layers' weights as ±1")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(HERE, "mnist-bnn.onnx"))
     args = ap.parse_args()
@@ -206,6 +306,13 @@ def main():
         parents = None
         if args.mst_lambda > 0:
             parents = [mst_parents((l.weight.detach().flatten(1).numpy() < 0)) for l in model.binary_layers()]
+        if args.mst_tie > 0 and args.mst_warmup <= epoch < max(args.mst_warmup + 1, args.epochs - 2):
+            # Gradual: the tied fraction ramps up over `--mst-ramp` epochs (a sudden full tie
+            # is a shock the network recovers from less reliably).
+            ramp = min(1.0, (epoch - args.mst_warmup + 1) / max(1, args.mst_ramp))
+            for layer in (model.conv2, model.conv3):
+                differing, words = retie(layer, args.mst_tie * ramp)
+            print(f"epoch {epoch + 1}: tied {words - differing} of {words} words per child", flush=True)
         model.train()
         perm = np.random.permutation(len(x))
         total = 0.0
@@ -225,6 +332,13 @@ def main():
         print(f"epoch {epoch + 1}: loss {total / len(x):.4f}, {time.time() - t0:.0f} s", flush=True)
     acc = evaluate(model, test_x, test_y)
     print(f"pytorch t10k accuracy: {acc * 100:.2f}%")
+    freeze_ties(model)
+    if args.snap_weights:
+        # Export Sign(W) itself as the binary layers' weights (0 → +1, as Kestrel binarises):
+        # the same network, and a file that compresses ~20x (two distinct values).
+        with torch.no_grad():
+            for layer in model.binary_layers():
+                layer.weight.copy_(torch.where(layer.weight < 0, -1.0, 1.0))
     model.eval()
     model.set_exporting(True)
     torch.onnx.export(

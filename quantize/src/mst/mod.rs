@@ -43,7 +43,9 @@ pub struct MstOptions {
     /// must keep every channel's counts for its children and applies the stage afterwards
     /// (`store_counts`). Measured on the mnist-bnn layers (`cargo bench --bench mst_kernels`,
     /// layer group): trees of predicted 0.9–1.0× ran 1.12–1.32× the fused dense op; 1.3 keeps
-    /// MST off where it would lose.
+    /// MST off where it would lose. Re-checked on the word-tied models (`train.py --mst-tie`):
+    /// predicted 0.62 ran 0.83× (conv2) and 1.08× (conv3), so 0.62 × 1.3 = 0.80 stays dense;
+    /// predicted 0.45 and 0.29 ran 0.98–1.00× and 0.99–1.00× (kernels alone 0.30–0.59×).
     pub conv_op_penalty: f64,
     /// Where to write one DOT file per layer.
     pub dot_dir: Option<PathBuf>,
