@@ -31,13 +31,15 @@ pub struct CostModel {
 impl CostModel {
     /// Binary dense (row form): the child loop is scalar and gathers scattered words one at a
     /// time, while the dense kernel streams whole rows through 512-bit registers. Measured on
-    /// this x86-64 (AVX-512 VPOPCNTDQ), dense 3136→128: time ratio 0.83 / 1.56 / 3.34 at
-    /// 5 / 10 / 25% differing words (2, 5, 12 of 49 words per child), i.e. a child ≈ 15 dense
-    /// words per differing word + 5; on AVX2 (first session) 5–8 per word. 15.0 / 5.0.
+    /// this x86-64 (AVX-512 VPOPCNTDQ), dense 3136→128 (`mst_kernels rows`), after the child
+    /// loop got `POPCNT` (it had been compiled for baseline x86-64, a 12-instruction
+    /// `count_ones`, and measured 15 / 5): time ratio 0.36 / 0.60 / 1.15 / 2.25 at 5 / 10 /
+    /// 25 / 50% differing words (2, 5, 12, 25 of 49 words per child), i.e. a child ≈ 4.2
+    /// dense words per differing word + 7–9. 4.5 / 8.0.
     pub fn rows() -> CostModel {
         CostModel {
-            word_cost: 15.0,
-            child_cost: 5.0,
+            word_cost: 4.5,
+            child_cost: 8.0,
         }
     }
 
