@@ -513,18 +513,22 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
             }
         }
     }
-    if MR == 2 {
-        if let Sink::Store(s) = sink {
-            // The two vectors' 64-bit counts narrowed into one vector of 16 i32 lanes in lane
-            // order (one `vpermt2d`; two `vpmovqd` would cost four port-5 µops, the port
-            // `vpopcntq` needs), then the epilogue at full width.
-            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let counts: [__m512i; NR] =
-                std::array::from_fn(|c| _mm512_permutex2var_epi32(acc[0][c], even, acc[MR - 1][c]));
-            // SAFETY: the caller's contract (`valid` ≤ 16 lanes of the tile).
-            unsafe { avx512_store16::<NR>(s, &counts, valid, c0, p) };
-            return;
-        }
+    if let Sink::Store(s) = sink {
+        // The tile's counts as one vector of 16 i32 lanes in lane order: two vectors narrowed
+        // with one `vpermt2d` (two `vpmovqd` would cost four port-5 µops, the port
+        // `vpopcntq` needs), one with `vpmovqd`; then the epilogue at full width.
+        const { assert!(MR <= 2, "a tile is at most 16 lanes") };
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let counts: [__m512i; NR] = std::array::from_fn(|c| {
+            if MR == 2 {
+                _mm512_permutex2var_epi32(acc[0][c], even, acc[MR - 1][c])
+            } else {
+                _mm512_zextsi256_si512(_mm512_cvtepi64_epi32(acc[0][c]))
+            }
+        });
+        // SAFETY: the caller's contract (`valid` ≤ 8·MR lanes of the tile).
+        unsafe { avx512_store16::<NR>(s, &counts, valid, c0, p) };
+        return;
     }
     let counts: [[__m256i; NR]; MR] =
         std::array::from_fn(|r| std::array::from_fn(|c| _mm512_cvtepi64_epi32(acc[r][c])));
@@ -546,8 +550,7 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
                 }
             }
         }
-        // SAFETY: the caller's contract.
-        Sink::Store(s) => unsafe { avx512_store::<MR, NR>(s, &counts, valid, c0, p) },
+        Sink::Store(_) => unreachable!("stored above"),
     }
 }
 
@@ -560,124 +563,15 @@ fn lane_mask(n: usize) -> __mmask8 {
     ((1u16 << n) - 1) as __mmask8
 }
 
-/// The fused output stage of an AVX-512 lane tile (see [`super::store`]): per vector of 8
-/// lanes, `dot = k − 2·n`, minus the channel's class table permuted by the lanes' classes
-/// (`vpermd`) when the vector has border lanes; float: `vcvtdq2ps`, `vmulps`, `vaddps` and a
-/// (masked) store into the channel's output row; packed, for a block of 8 channels starting
-/// on a byte: 8 compare masks transposed into one byte per lane (bits of those 8 channels),
-/// stored; other packed tiles go through [`LaneStore::put`].
-///
-/// # Safety
-/// The features must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s`.
-#[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
-#[inline]
-#[allow(clippy::needless_range_loop)]
-unsafe fn avx512_store<const MR: usize, const NR: usize>(
-    s: &LaneStore<'_>,
-    counts: &[[__m256i; NR]; MR],
-    valid: usize,
-    c0: usize,
-    p: usize,
-) {
-    let classes = s.classes();
-    let k = _mm256_set1_epi32(s.k());
-    // Per vector: lanes that exist, their classes (zero-extended) and whether any is a border.
-    let mut n = [0usize; MR];
-    let mut idx = [_mm256_setzero_si256(); MR];
-    let mut border = [false; MR];
-    for r in 0..MR {
-        n[r] = valid.saturating_sub(8 * r).min(8);
-        let mut bytes = [0u8; 8];
-        if n[r] > 0 {
-            bytes[..n[r]].copy_from_slice(&classes[p + 8 * r..][..n[r]]);
-        }
-        let word = u64::from_le_bytes(bytes);
-        border[r] = word != 0;
-        idx[r] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(word as i64));
-    }
-    let any_border = border.iter().any(|&b| b);
-    let dots = |c: usize| -> [__m256i; MR] {
-        let table = if any_border {
-            // SAFETY: the table holds CLASSES = 16 i32.
-            unsafe { _mm512_loadu_si512(s.table(c0 + c).as_ptr().cast()) }
-        } else {
-            _mm512_setzero_si512()
-        };
-        std::array::from_fn(|r| {
-            let dot = _mm256_sub_epi32(k, _mm256_slli_epi32::<1>(counts[r][c]));
-            if border[r] {
-                let corr = _mm512_permutexvar_epi32(_mm512_castsi256_si512(idx[r]), table);
-                _mm256_sub_epi32(dot, _mm512_castsi512_si256(corr))
-            } else {
-                dot
-            }
-        })
-    };
-    let (out, ld) = s.out();
-    match s.kind() {
-        StoreKind::Float { mul, bias } => {
-            for c in 0..NR {
-                let (m, b) = (_mm256_set1_ps(mul[c0 + c]), _mm256_set1_ps(bias[c0 + c]));
-                let dots = dots(c);
-                for r in 0..MR {
-                    if n[r] == 0 {
-                        break;
-                    }
-                    let y = _mm256_add_ps(_mm256_mul_ps(m, _mm256_cvtepi32_ps(dots[r])), b);
-                    // SAFETY: lanes p + 8r..p + 8r + n of channel c0 + c (caller's contract).
-                    unsafe {
-                        let dst = out.cast::<f32>().add((c0 + c) * ld + p + 8 * r);
-                        if n[r] == 8 {
-                            _mm256_storeu_ps(dst, y);
-                        } else {
-                            _mm256_mask_storeu_ps(dst, lane_mask(n[r]), y);
-                        }
-                    }
-                }
-            }
-        }
-        StoreKind::Packed { threshold, flip } if NR == 8 && c0.is_multiple_of(8) => {
-            // masks[r] byte c: the bits of channel c0 + c over the vector's 8 lanes.
-            let mut masks = [0u64; MR];
-            for c in 0..NR {
-                let t = _mm256_set1_epi32(threshold[c0 + c]);
-                let f = if flip[c0 + c] != 0 { 0xff } else { 0 };
-                let dots = dots(c);
-                for r in 0..MR {
-                    let bits = _mm256_cmplt_epi32_mask(dots[r], t) ^ f;
-                    masks[r] |= u64::from(bits) << (8 * c);
-                }
-            }
-            for r in 0..MR {
-                // Byte j: the 8 channels' bits of lane j.
-                let bytes = transpose8x8(masks[r]).to_le_bytes();
-                for j in 0..n[r] {
-                    // SAFETY: byte c0 / 8 of pixel p + 8r + j, inside its ld words; this
-                    // block of 8 channels owns that byte.
-                    unsafe { *out.add((p + 8 * r + j) * ld * 8 + c0 / 8) = bytes[j] };
-                }
-            }
-        }
-        StoreKind::Packed { .. } => {
-            for c in 0..NR {
-                let mut lanes = [0u32; 8];
-                for r in 0..MR {
-                    // SAFETY: an 8-lane stack buffer.
-                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), counts[r][c]) };
-                    for (j, &v) in lanes[..n[r]].iter().enumerate() {
-                        s.put(c0 + c, p + 8 * r + j, v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The fused output stage for one vector of 16 lanes per channel: what [`avx512_store`] does,
-/// at full 512-bit width (`vpermd` border correction, `vcvtdq2ps`, `vmulps`, `vaddps`, one
-/// (masked) store per channel; packed: two 8×8 bit transposes per block of 8 channels).
-/// Half the epilogue µops of two 8-lane vectors: on a 3×3 64→64 layer the epilogue is a
-/// quarter of the kernel's work.
+/// The fused output stage (see [`super::store`]) of up to 16 lanes × `NR` channels, one
+/// vector of 16 i32 counts per channel: `dot = k − 2·n`, minus the channel's class table
+/// permuted by the lanes' classes (`vpermd`) when a lane is on a border; float: `vcvtdq2ps`,
+/// `vmulps`, `vaddps` and one (masked) store into the channel's output row; packed, for a
+/// block of 8 channels starting on a byte: compare masks transposed (two 8×8 bit transposes)
+/// into one byte per lane, stored; other packed blocks go through [`LaneStore::put`]. Used by
+/// every AVX-512 lane tile and by `store_counts`. At 512-bit width it takes half the µops of
+/// the earlier 8-lane epilogue, which on a 3×3 64→64 layer cost about a quarter of the
+/// kernel's port-0/5 work.
 ///
 /// # Safety
 /// The features must be available; channels `c0..c0 + NR`, lanes `p..p + valid` of `s`,
@@ -761,10 +655,9 @@ unsafe fn avx512_store16<const NR: usize>(
     }
 }
 
-/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels × 16 lanes through
-/// [`avx512_store16`], then 8 channels × 3 vectors of 8 lanes
-/// (then single vectors, single channels) loaded (masked) from the channels' rows and put
-/// through the lane tiles' fused store, [`avx512_store`].
+/// [`BinaryKernel::store_counts`] with AVX-512: blocks of 8 channels (then single channels) ×
+/// 16 lanes, loaded (masked at the end of the lanes) from the channels' rows and put through
+/// the lane tiles' fused store, [`avx512_store16`].
 ///
 /// # Safety
 /// The features must be available; `counts` checked with [`check_counts`].
@@ -774,62 +667,34 @@ unsafe fn avx512_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &Lan
     let row = |c: usize| counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes].as_ptr();
     #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
     #[inline]
-    unsafe fn block<const MR: usize, const NR: usize>(
+    unsafe fn block<const NR: usize>(
         store: &LaneStore<'_>,
         row: &dyn Fn(usize) -> *const u32,
         c0: usize,
         p: usize,
     ) {
-        let valid = (store.lanes() - p).min(8 * MR);
-        let rows: [*const u32; NR] = std::array::from_fn(|c| row(c0 + c));
-        let v: [[__m256i; NR]; MR] = std::array::from_fn(|r| {
-            let n = valid.saturating_sub(8 * r).min(8);
-            std::array::from_fn(|c| {
-                // SAFETY: lanes p + 8r..p + 8r + n of the channel's row (masked load).
-                unsafe { _mm256_maskz_loadu_epi32(lane_mask(n), rows[c].add(p + 8 * r).cast()) }
-            })
+        let valid = (store.lanes() - p).min(16);
+        let mask = ((1u32 << valid) - 1) as __mmask16;
+        let v: [__m512i; NR] = std::array::from_fn(|c| {
+            // SAFETY: lanes p..p + valid of the channel's row (masked load).
+            unsafe { _mm512_maskz_loadu_epi32(mask, row(c0 + c).add(p).cast()) }
         });
         // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
-        unsafe { avx512_store::<MR, NR>(store, &v, valid, c0, p) }
-    }
-    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
-    #[inline]
-    unsafe fn block16(
-        store: &LaneStore<'_>,
-        row: &dyn Fn(usize) -> *const u32,
-        c0: usize,
-        p: usize,
-    ) {
-        let v: [__m512i; 8] = std::array::from_fn(|c| {
-            // SAFETY: lanes p..p + 16 of the channel's row.
-            unsafe { _mm512_loadu_si512(row(c0 + c).add(p).cast()) }
-        });
-        // SAFETY: channels c0..c0 + 8, lanes p..p + 16 of the store.
-        unsafe { avx512_store16::<8>(store, &v, 16, c0, p) }
+        unsafe { avx512_store16::<NR>(store, &v, valid, c0, p) }
     }
     let channels = store.channels();
     let mut c0 = 0;
     while c0 < channels {
         let wide = c0 + 8 <= channels;
-        let mut p = 0;
-        if wide {
-            while lanes - p >= 16 {
-                // SAFETY: as below.
-                unsafe { block16(store, &row, c0, p) };
-                p += 16;
-            }
-        }
-        while p < lanes {
+        for p in (0..lanes).step_by(16) {
             // SAFETY: the caller's contract; blocks stay inside channels and lanes.
             unsafe {
-                match (wide, lanes - p >= 24) {
-                    (true, true) => block::<3, 8>(store, &row, c0, p),
-                    (true, false) => block::<1, 8>(store, &row, c0, p),
-                    (false, true) => block::<3, 1>(store, &row, c0, p),
-                    (false, false) => block::<1, 1>(store, &row, c0, p),
+                if wide {
+                    block::<8>(store, &row, c0, p)
+                } else {
+                    block::<1>(store, &row, c0, p)
                 }
             }
-            p += if lanes - p >= 24 { 24 } else { 8 };
         }
         c0 += if wide { 8 } else { 1 };
     }
