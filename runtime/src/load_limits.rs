@@ -223,6 +223,9 @@ struct Nesting {
     /// Prefix operators of each enclosing bracket level, then the current level's.
     levels: Vec<usize>,
     prefix: usize,
+    /// The enclosing levels' depth: `levels.len()` + Σ `levels` (kept as a sum, so a byte
+    /// costs O(1) however deep the text nests).
+    outer: usize,
     max: usize,
     /// Deepest level of the current statement, and Σ 2^depth over the finished ones.
     statement: usize,
@@ -237,7 +240,7 @@ struct Nesting {
 
 impl Nesting {
     fn depth(&self) -> usize {
-        self.levels.len() + self.levels.iter().sum::<usize>() + self.prefix
+        self.outer + self.prefix
     }
 
     fn check(&self, name: &str) -> Result<(), String> {
@@ -291,9 +294,15 @@ impl io::Write for Nesting {
                 b'#' => self.comment = true,
                 b'(' | b'[' | b'{' => {
                     self.levels.push(self.prefix);
+                    self.outer += 1 + self.prefix;
                     self.prefix = 0;
                 }
-                b')' | b']' | b'}' => self.prefix = self.levels.pop().unwrap_or(0),
+                b')' | b']' | b'}' => {
+                    self.prefix = self.levels.pop().map_or(0, |p| {
+                        self.outer -= 1 + p;
+                        p
+                    })
+                }
                 b',' | b';' => self.prefix = 0,
                 // NNEF's prefix operators, where no operand precedes them.
                 b'+' | b'-' | b'!' if self.last == 0 || b"([{,=".contains(&self.last) => {

@@ -513,44 +513,41 @@ unsafe fn avx512_lane_tile<const MR: usize, const NR: usize>(
             }
         }
     }
-    if let Sink::Store(s) = sink {
-        // The tile's counts as one vector of 16 i32 lanes in lane order: two vectors narrowed
-        // with one `vpermt2d` (two `vpmovqd` would cost four port-5 µops, the port
-        // `vpopcntq` needs), one with `vpmovqd`; then the epilogue at full width.
-        const { assert!(MR <= 2, "a tile is at most 16 lanes") };
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let counts: [__m512i; NR] = std::array::from_fn(|c| {
-            if MR == 2 {
-                _mm512_permutex2var_epi32(acc[0][c], even, acc[MR - 1][c])
-            } else {
-                _mm512_zextsi256_si512(_mm512_cvtepi64_epi32(acc[0][c]))
-            }
-        });
-        // SAFETY: the caller's contract (`valid` ≤ 8·MR lanes of the tile).
-        unsafe { avx512_store16::<NR>(s, &counts, valid, c0, p) };
-        return;
-    }
-    let counts: [[__m256i; NR]; MR] =
-        std::array::from_fn(|r| std::array::from_fn(|c| _mm512_cvtepi64_epi32(acc[r][c])));
     match sink {
         Sink::Counts { out, ld } => {
             for c in 0..NR {
                 for r in 0..MR {
                     let n = valid.saturating_sub(8 * r).min(8);
+                    let counts = _mm512_cvtepi64_epi32(acc[r][c]);
                     // SAFETY: lanes p + 8r..p + 8r + n of channel c0 + c are writable (caller's
                     // contract); the masked store writes no other lane.
                     unsafe {
                         let dst = out.add((c0 + c) * ld + p + 8 * r);
                         if n == 8 {
-                            _mm256_storeu_si256(dst.cast(), counts[r][c]);
+                            _mm256_storeu_si256(dst.cast(), counts);
                         } else if n > 0 {
-                            _mm256_mask_storeu_epi32(dst.cast(), lane_mask(n), counts[r][c]);
+                            _mm256_mask_storeu_epi32(dst.cast(), lane_mask(n), counts);
                         }
                     }
                 }
             }
         }
-        Sink::Store(_) => unreachable!("stored above"),
+        Sink::Store(s) => {
+            // The tile's counts as one vector of 16 i32 lanes in lane order: two vectors
+            // narrowed with one `vpermt2d` (two `vpmovqd` would cost four port-5 µops, the
+            // port `vpopcntq` needs), one with `vpmovqd`; then the epilogue at full width.
+            const { assert!(MR <= 2, "a tile is at most 16 lanes") };
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let counts: [__m512i; NR] = std::array::from_fn(|c| {
+                if MR == 2 {
+                    _mm512_permutex2var_epi32(acc[0][c], even, acc[MR - 1][c])
+                } else {
+                    _mm512_zextsi256_si512(_mm512_cvtepi64_epi32(acc[0][c]))
+                }
+            });
+            // SAFETY: the caller's contract (`valid` ≤ 8·MR lanes of the tile).
+            unsafe { avx512_store16::<NR>(s, &counts, valid, c0, p) };
+        }
     }
 }
 
