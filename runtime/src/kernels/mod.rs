@@ -104,6 +104,7 @@ pub(crate) enum Sink<'a> {
 }
 
 pub mod generic;
+pub mod int8;
 pub mod mst;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;

@@ -5,12 +5,15 @@
 //! [`bitpack`] (float → bits), [`bconv`] (binary conv2d), [`bdense`] (binary dense),
 //! [`bmaxpool`] (max-pool on bits). Conv and dense share the fused [`output_stage`]; their inner
 //! loop is the XOR-popcount kernel of `crate::kernels`, chosen once at load by CPU detection.
+//! [`int8_linear`] is an int8 1×1 convolution / dense layer with its quantization fused (the
+//! converter's `--int8` output), on the int8 kernels of `crate::kernels::int8`.
 //! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
 pub mod bconv;
 pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
+pub mod int8_linear;
 pub(crate) mod mst_delta;
 pub mod output_stage;
 pub mod packing;

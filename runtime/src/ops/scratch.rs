@@ -20,6 +20,7 @@ thread_local! {
     static WORDS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
     static COUNTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static OFFSETS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with<T: Copy + Default, R>(
@@ -51,6 +52,11 @@ pub(crate) fn counts<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
 /// `len` offsets of scratch.
 pub(crate) fn offsets<R>(len: usize, f: impl FnOnce(&mut [usize]) -> R) -> R {
     with(&OFFSETS, len, f)
+}
+
+/// `len` bytes of scratch (packed int8 inputs).
+pub(crate) fn bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    with(&BYTES, len, f)
 }
 
 #[cfg(test)]

@@ -1,0 +1,325 @@
+//! int8 matrix-product kernels of `kestrel_int8_linear` (a quantized 1×1 convolution or dense
+//! layer), behind one trait, chosen once at start-up like the binary kernels.
+//!
+//! # What they compute
+//!
+//! `Y[o, c] = stage(Σ_k W[o, k] · (X[k, c] − zp))` for `o < M` output channels, `c < N`
+//! columns (pixels of one image, or 1 for a dense layer), `k < K`, with `W` i8 in `[−127, 127]`
+//! (symmetric per-channel weights) and `X` the input quantized to i8. The sum is exact in i32.
+//! The output stage ([`Stage`]) adds a per-channel integer correction (the i32 bias minus
+//! `zp · Σ_k W[o, k]`), converts to f32, multiplies by the per-channel dequantization scale,
+//! clamps (a fused ReLU or clip), and stores f32 or requantizes to i8. Every kernel does these
+//! steps with the same IEEE operations in the same order (a multiply and an add, never an FMA;
+//! round half to even), so all kernels agree bit for bit with [`generic`].
+//!
+//! Quantizing a float input is fused into packing ([`pack_f32`]):
+//! `q = round_half_even(min(max(x · (1/s) + zp, −128), 127))` (a NaN becomes −128).
+//!
+//! # Layouts
+//!
+//! * Input, packed per block of [`COLS`] = 16 columns: `[block][K/4][16 columns][4 k]` bytes,
+//!   offset binary (`u = q + 128`, so x86's `vpdpbusd`, which multiplies u8 by i8, reads it
+//!   directly; NEON flips the top bit back to i8 with one `eor` per 16 bytes). K is padded to a
+//!   multiple of 4 and N to a multiple of 16; padded columns are computed and never stored.
+//! * Weights, packed once at load per block of [`ROWS`] = 4 rows: `[row block][K/4][4 rows][4 k]`
+//!   i8, zero-padded (zero weights make padded k contribute nothing). One 4-byte group is one
+//!   row's four k values: `vpdpbusd` broadcasts it from memory, NEON's `sdot` picks it by lane.
+//!
+//! Implementations: [`generic`] (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 16 rows ×
+//! 32 columns per register tile, one `vpdpbusd` = 64 MACs). [`select`] picks the best one the
+//! CPU supports; `KESTREL_KERNELS=generic` forces the portable one.
+
+pub mod generic;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Debug;
+use std::sync::OnceLock;
+
+/// Columns per packed input block.
+pub const COLS: usize = 16;
+/// Rows per packed weight block.
+pub const ROWS: usize = 4;
+/// Bytes of one packed input block per group of 4 k.
+pub const BLOCK_STEP: usize = COLS * 4;
+
+/// Weights packed for the kernels (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedWeights {
+    data: Vec<i8>,
+    rows: usize,
+    k: usize,
+}
+
+impl PackedWeights {
+    /// Packs `w` (`[rows, k]` row-major, values in `[−127, 127]`).
+    pub fn new(w: &[i8], rows: usize, k: usize) -> PackedWeights {
+        assert_eq!(w.len(), rows * k, "weights must be rows × k");
+        let (k4, blocks) = (k.div_ceil(4), rows.div_ceil(ROWS));
+        let mut data = vec![0i8; blocks * k4 * ROWS * 4];
+        for o in 0..rows {
+            for kk in 0..k {
+                let (rb, r, g, t) = (o / ROWS, o % ROWS, kk / 4, kk % 4);
+                data[((rb * k4 + g) * ROWS + r) * 4 + t] = w[o * k + kk];
+            }
+        }
+        PackedWeights { data, rows, k }
+    }
+
+    /// Output rows (M).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Reduction length (K).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Groups of 4 k (K padded).
+    pub fn k4(&self) -> usize {
+        self.k.div_ceil(4)
+    }
+
+    /// The packed bytes.
+    pub fn data(&self) -> &[i8] {
+        &self.data
+    }
+
+    /// Weight `(o, kk)` read back from the packed layout.
+    pub fn get(&self, o: usize, kk: usize) -> i8 {
+        self.data[(((o / ROWS) * self.k4() + kk / 4) * ROWS + o % ROWS) * 4 + kk % 4]
+    }
+}
+
+/// Bytes of the packed input of `k` × `n`.
+pub fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(COLS) * k.div_ceil(4) * BLOCK_STEP
+}
+
+/// Quantizes one float (see the module docs).
+#[inline(always)]
+pub fn quantize(x: f32, inv_scale: f32, zp: f32) -> i8 {
+    let v = x * inv_scale + zp;
+    v.max(-128.0).min(127.0).round_ties_even() as i8
+}
+
+/// Packs column blocks `blocks` of a float input `x` (`[k][ld]` row-major, `n` valid columns
+/// per row) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
+pub fn pack_f32(
+    x: &[f32],
+    k: usize,
+    n: usize,
+    ld: usize,
+    blocks: std::ops::Range<usize>,
+    inv_scale: f32,
+    zp: i32,
+    out: &mut [u8],
+) {
+    let zpf = zp as f32;
+    pack_with(k, n, ld, blocks, out, x.len(), |i| {
+        (quantize(x[i], inv_scale, zpf) as u8) ^ 0x80
+    });
+}
+
+/// [`pack_f32`] for an input already quantized to i8.
+pub fn pack_i8(
+    x: &[i8],
+    k: usize,
+    n: usize,
+    ld: usize,
+    blocks: std::ops::Range<usize>,
+    out: &mut [u8],
+) {
+    pack_with(k, n, ld, blocks, out, x.len(), |i| (x[i] as u8) ^ 0x80);
+}
+
+#[inline(always)]
+fn pack_with(
+    k: usize,
+    n: usize,
+    ld: usize,
+    blocks: std::ops::Range<usize>,
+    out: &mut [u8],
+    len: usize,
+    value: impl Fn(usize) -> u8,
+) {
+    let k4 = k.div_ceil(4);
+    assert!(
+        n <= ld && (k == 0 || (k - 1) * ld + n <= len),
+        "input too short"
+    );
+    assert_eq!(out.len(), blocks.len() * k4 * BLOCK_STEP, "packed size");
+    for (bi, b) in blocks.enumerate() {
+        let c0 = b * COLS;
+        let cols = n.saturating_sub(c0).min(COLS);
+        let block = &mut out[bi * k4 * BLOCK_STEP..(bi + 1) * k4 * BLOCK_STEP];
+        for g in 0..k4 {
+            let step = &mut block[g * BLOCK_STEP..(g + 1) * BLOCK_STEP];
+            for t in 0..4 {
+                let kk = g * 4 + t;
+                if kk >= k {
+                    for j in 0..COLS {
+                        step[j * 4 + t] = 0x80;
+                    }
+                    continue;
+                }
+                let row = kk * ld + c0;
+                for j in 0..cols {
+                    step[j * 4 + t] = value(row + j);
+                }
+                for j in cols..COLS {
+                    step[j * 4 + t] = 0x80;
+                }
+            }
+        }
+    }
+}
+
+/// Where and how a kernel writes its results.
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    /// f32 at `ptr[o · ld + c]`.
+    F32 {
+        /// Start of the output (row 0, column 0).
+        ptr: *mut f32,
+        /// Distance between rows.
+        ld: usize,
+    },
+    /// Requantized i8 at `ptr[o · ld + c]`: `round_half_even(min(max(y · inv + zp, −128), 127))`.
+    I8 {
+        /// Start of the output.
+        ptr: *mut i8,
+        /// Distance between rows.
+        ld: usize,
+        /// 1 / output scale.
+        inv_scale: f32,
+        /// Output zero point.
+        zp: f32,
+    },
+}
+
+/// The fused output stage of one product (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Stage<'a> {
+    /// Per row: i32 bias − zp · Σ_k W (added to the signed sum).
+    pub corr: &'a [i32],
+    /// Per row: `corr` − 128 · Σ_k W (added to a sum over the offset-binary input).
+    pub corr_u: &'a [i32],
+    /// Per row: dequantization scale.
+    pub scale: &'a [f32],
+    /// Lower clamp of the float result (`-f32::MAX`: none).
+    pub lo: f32,
+    /// Upper clamp (`f32::MAX`: none).
+    pub hi: f32,
+    /// Destination.
+    pub out: Output,
+}
+
+impl Stage<'_> {
+    /// The stage applied to the signed sum `acc` of row `o`, written at column `c`.
+    ///
+    /// # Safety
+    /// `(o, c)` must lie in the output.
+    #[inline(always)]
+    pub unsafe fn store(&self, o: usize, c: usize, acc: i32) {
+        let y = (acc.wrapping_add(self.corr[o]) as f32) * self.scale[o];
+        let y = y.max(self.lo).min(self.hi);
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self.out {
+                Output::F32 { ptr, ld } => *ptr.add(o * ld + c) = y,
+                Output::I8 {
+                    ptr,
+                    ld,
+                    inv_scale,
+                    zp,
+                } => *ptr.add(o * ld + c) = quantize(y, inv_scale, zp),
+            }
+        }
+    }
+}
+
+/// One product: all rows of `w` × column blocks `blocks` of the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// Packed weights.
+    pub w: &'a PackedWeights,
+    /// Packed input of the job's blocks only (block `blocks.start` first).
+    pub x: &'a [u8],
+    /// First column block.
+    pub first_block: usize,
+    /// Number of column blocks.
+    pub blocks: usize,
+    /// Valid columns of the whole output (the last block may be partial).
+    pub n: usize,
+    /// Output stage.
+    pub stage: Stage<'a>,
+}
+
+impl Job<'_> {
+    /// Checks the job's sizes (kernels rely on them).
+    pub fn check(&self) {
+        let (m, k4) = (self.w.rows(), self.w.k4());
+        assert_eq!(
+            self.x.len(),
+            self.blocks * k4 * BLOCK_STEP,
+            "packed input size"
+        );
+        assert!(
+            self.stage.corr.len() >= m
+                && self.stage.corr_u.len() >= m
+                && self.stage.scale.len() >= m,
+            "stage vectors shorter than the rows"
+        );
+        assert!(
+            (self.first_block + self.blocks - 1) * COLS < self.n || self.blocks == 0,
+            "blocks past the columns"
+        );
+    }
+
+    /// Valid columns of block `b` (relative to the job).
+    pub fn cols(&self, b: usize) -> usize {
+        self.n
+            .saturating_sub((self.first_block + b) * COLS)
+            .min(COLS)
+    }
+}
+
+/// An int8 product kernel.
+pub trait Int8Kernel: Send + Sync + Debug {
+    /// Name shown in logs and benchmarks.
+    fn name(&self) -> &'static str;
+
+    /// Runs `job` (checked first).
+    fn run(&self, job: &Job<'_>);
+}
+
+/// The portable kernel.
+pub fn generic() -> &'static dyn Int8Kernel {
+    &generic::Generic
+}
+
+/// Every kernel this CPU can run, slowest first.
+pub fn available() -> Vec<&'static dyn Int8Kernel> {
+    let mut kernels = vec![generic()];
+    #[cfg(target_arch = "x86_64")]
+    kernels.extend(x86::Vnni512::detect());
+    kernels
+}
+
+/// The kernel ops use: the best available, or the portable one with `KESTREL_KERNELS=generic`.
+pub fn select() -> &'static dyn Int8Kernel {
+    static CHOICE: OnceLock<&'static dyn Int8Kernel> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let kernel = match std::env::var("KESTREL_KERNELS").ok().as_deref() {
+            Some("generic") => generic(),
+            _ => *available().last().expect("generic is always available"),
+        };
+        log::info!("int8 kernel: {}", kernel.name());
+        kernel
+    })
+}

@@ -1,0 +1,220 @@
+//! The int8 kernels: the portable one against a direct float-free reference on unpacked data
+//! (packing, correction and output stage included), and every kernel `available()` returns
+//! against the portable one bit for bit, over every tail case (rows not a multiple of 4 or 8,
+//! k not a multiple of 4, columns not a multiple of 16 or 32, jobs starting mid-way).
+
+use super::{
+    available, generic, pack_f32, pack_i8, packed_len, quantize, Job, Output, PackedWeights, Stage,
+    COLS,
+};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    w: Vec<i8>,
+    x: Vec<f32>,
+    bias: Vec<i32>,
+    scale: Vec<f32>,
+    inv: f32,
+    zp: i32,
+}
+
+fn case(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) -> Case {
+    let w = (0..m * k)
+        .map(|_| {
+            if extreme {
+                if rng.random::<bool>() {
+                    127
+                } else {
+                    -127
+                }
+            } else {
+                rng.random_range(-127..=127i8)
+            }
+        })
+        .collect();
+    let mut x: Vec<f32> = (0..k * n).map(|_| rng.random_range(-3.0..3.0f32)).collect();
+    if extreme {
+        x.iter_mut()
+            .for_each(|v| *v = if *v < 0.0 { -1e9 } else { 1e9 });
+    }
+    // A few special values: a NaN, infinities, exact ties.
+    if x.len() > 4 {
+        x[0] = f32::NAN;
+        x[1] = f32::INFINITY;
+        x[2] = f32::NEG_INFINITY;
+        x[3] = 0.5 * 0.02;
+    }
+    Case {
+        m,
+        k,
+        n,
+        w,
+        x,
+        bias: (0..m).map(|_| rng.random_range(-5000..5000)).collect(),
+        scale: (0..m).map(|_| rng.random_range(1e-5..1e-2f32)).collect(),
+        inv: 1.0 / 0.02,
+        zp: rng.random_range(-20..20),
+    }
+}
+
+/// The stage vectors of a case: (corr, corr_u).
+fn corrections(c: &Case) -> (Vec<i32>, Vec<i32>) {
+    let rowsum: Vec<i32> = (0..c.m)
+        .map(|o| c.w[o * c.k..(o + 1) * c.k].iter().map(|&v| v as i32).sum())
+        .collect();
+    let corr: Vec<i32> = (0..c.m).map(|o| c.bias[o] - c.zp * rowsum[o]).collect();
+    let corr_u = corr.iter().zip(&rowsum).map(|(a, s)| a - 128 * s).collect();
+    (corr, corr_u)
+}
+
+/// Runs `kernel` over the case in jobs of `per_job` blocks; f32 and i8 outputs.
+fn run(
+    kernel: &dyn super::Int8Kernel,
+    c: &Case,
+    per_job: usize,
+    lo: f32,
+    hi: f32,
+) -> (Vec<f32>, Vec<i8>) {
+    let w = PackedWeights::new(&c.w, c.m, c.k);
+    let (corr, corr_u) = corrections(c);
+    let blocks = c.n.div_ceil(COLS);
+    let mut packed = vec![0u8; packed_len(c.k, c.n)];
+    let step = packed.len() / blocks.max(1);
+    pack_f32(&c.x, c.k, c.n, c.n, 0..blocks, c.inv, c.zp, &mut packed);
+    let mut yf = vec![f32::NAN; c.m * c.n];
+    let mut yq = vec![99i8; c.m * c.n];
+    for out in [
+        Output::F32 {
+            ptr: yf.as_mut_ptr(),
+            ld: c.n,
+        },
+        Output::I8 {
+            ptr: yq.as_mut_ptr(),
+            ld: c.n,
+            inv_scale: 1.0 / 0.05,
+            zp: -3.0,
+        },
+    ] {
+        let mut b = 0;
+        while b < blocks {
+            let nb = per_job.min(blocks - b);
+            kernel.run(&Job {
+                w: &w,
+                x: &packed[b * step..(b + nb) * step],
+                first_block: b,
+                blocks: nb,
+                n: c.n,
+                stage: Stage {
+                    corr: &corr,
+                    corr_u: &corr_u,
+                    scale: &c.scale,
+                    lo,
+                    hi,
+                    out,
+                },
+            });
+            b += nb;
+        }
+    }
+    (yf, yq)
+}
+
+/// The definition, on unpacked data.
+fn reference(c: &Case, lo: f32, hi: f32) -> (Vec<f32>, Vec<i8>) {
+    let q: Vec<i32> =
+        c.x.iter()
+            .map(|&v| quantize(v, c.inv, c.zp as f32) as i32)
+            .collect();
+    let mut yf = vec![0f32; c.m * c.n];
+    let mut yq = vec![0i8; c.m * c.n];
+    for o in 0..c.m {
+        for col in 0..c.n {
+            let acc: i32 = (0..c.k)
+                .map(|kk| c.w[o * c.k + kk] as i32 * (q[kk * c.n + col] - c.zp))
+                .sum();
+            let y = ((acc + c.bias[o]) as f32 * c.scale[o]).max(lo).min(hi);
+            yf[o * c.n + col] = y;
+            yq[o * c.n + col] = quantize(y, 1.0 / 0.05, -3.0);
+        }
+    }
+    (yf, yq)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+fn check(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) {
+    let c = case(rng, m, k, n, extreme);
+    for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
+        let (wf, wq) = reference(&c, lo, hi);
+        let (gf, gq) = run(generic(), &c, usize::MAX, lo, hi);
+        assert_eq!(bits(&gf), bits(&wf), "generic f32: M={m} K={k} N={n}");
+        assert_eq!(gq, wq, "generic i8: M={m} K={k} N={n}");
+        for kernel in available() {
+            for per_job in [1, 3, usize::MAX] {
+                let (f, q) = run(kernel, &c, per_job, lo, hi);
+                let name = kernel.name();
+                assert_eq!(
+                    bits(&f),
+                    bits(&wf),
+                    "{name} f32: M={m} K={k} N={n} jobs of {per_job}"
+                );
+                assert_eq!(q, wq, "{name} i8: M={m} K={k} N={n} jobs of {per_job}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_equals_the_definition_on_every_tail() {
+    let mut rng = SmallRng::seed_from_u64(8);
+    for m in [1, 3, 4, 5, 8, 12, 13] {
+        for k in [1, 3, 4, 7, 16, 33] {
+            for n in [1, 15, 16, 17, 32, 33, 50] {
+                check(&mut rng, m, k, n, false);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_equals_the_definition_on_layer_shapes_and_extremes() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    // MobileNetV3-style pointwise layers (reduced N), an SE dense layer, a classifier.
+    for (m, k, n) in [(72, 24, 196), (40, 120, 100), (144, 576, 1), (4, 1280, 1)] {
+        check(&mut rng, m, k, n, false);
+    }
+    // ±127 weights on saturated inputs: the largest sums a layer can make.
+    check(&mut rng, 9, 1280, 40, true);
+}
+
+#[test]
+fn packing_i8_matches_packing_the_same_values_as_f32() {
+    let (k, n) = (7usize, 21usize);
+    let q: Vec<i8> = (0..k * n)
+        .map(|i| (i as i32 * 37 % 256 - 128) as i8)
+        .collect();
+    let f: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+    let blocks = n.div_ceil(COLS);
+    let (mut a, mut b) = (vec![0; packed_len(k, n)], vec![1; packed_len(k, n)]);
+    pack_i8(&q, k, n, n, 0..blocks, &mut a);
+    pack_f32(&f, k, n, n, 0..blocks, 1.0, 0, &mut b);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn packed_weights_read_back() {
+    let (m, k) = (6, 9);
+    let w: Vec<i8> = (0..m * k).map(|i| (i % 250) as i8 - 100).collect();
+    let p = PackedWeights::new(&w, m, k);
+    for o in 0..m {
+        for kk in 0..k {
+            assert_eq!(p.get(o, kk), w[o * k + kk]);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! `kestrel_int8_linear`: an int8 1×1 convolution or dense layer with its quantization fused.
+//!
+//! The input is viewed as `[outer, K, inner]` around its contracted `axis` (`[N, C, H·W]` for
+//! an NCHW 1×1 convolution, `[N, K, 1]` for a dense layer on `[N, K]`); the output is the input
+//! shape with `axis` resized to the `O` output channels. Per image, `Y[O, inner] = W[O, K] ·
+//! X[K, inner]` in int8 with i32 sums, through the kernels of [`crate::kernels::int8`].
+//!
+//! What tract 0.23.9 runs as four ops (a quantizing cast, `Conv`/`EinSum{q_params}`, a cast of
+//! the i32 accumulator to f32, a per-channel multiply, plus a ReLU or clip) is one op here:
+//! * a float input is quantized (scale `input_scale`, zero point `input_zero_point`, i8) while
+//!   it is packed for the kernel, column block by column block; an i8 input (from another int8
+//!   layer) is only repacked;
+//! * the output stage adds `bias − zp·Σ W` (i32), converts to f32, multiplies by `scale[o]`
+//!   (the input scale × the channel's weight scale), clamps to `[low, high]` (a fused ReLU or
+//!   clip), and stores f32 or, with `output = "int8"`, requantizes to i8
+//!   (`output_zero_point`, `output_scale`).
+//!
+//! Work is split over the runtime's threads by column blocks (64 columns per task).
+
+use tract_nnef::internal::*;
+use tract_nnef::ser::{numeric, string};
+
+use super::parallel::{run_indexed, Disjoint};
+use super::scratch;
+use crate::kernels::int8::{self as k8, PackedWeights, Stage, BLOCK_STEP, COLS};
+
+/// NNEF name.
+pub const NAME: &str = "kestrel_int8_linear";
+
+/// Column blocks per task.
+const BLOCKS_PER_TASK: usize = 4;
+
+/// The clamp bound meaning "none".
+pub const NO_CLAMP: f32 = f32::MAX;
+
+/// What the op writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Int8Output {
+    /// f32.
+    Float,
+    /// i8 with this zero point and scale (typed `QI8`).
+    Int8 {
+        /// Zero point.
+        zero_point: i32,
+        /// Scale.
+        scale: f32,
+    },
+}
+
+/// The int8 linear operator.
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    /// Weights `[O, K]` i8, in `[−127, 127]`.
+    pub weights: Arc<Tensor>,
+    /// i32 bias `[O]` at the scale `input_scale · weight_scale[o]`.
+    pub bias: Arc<Tensor>,
+    /// f32 `[O]`: `input_scale · weight_scale[o]`.
+    pub scale: Arc<Tensor>,
+    /// Contracted axis of the input.
+    pub axis: usize,
+    /// Input quantization: zero point.
+    pub input_zero_point: i32,
+    /// Input quantization: scale.
+    pub input_scale: f32,
+    /// Lower clamp of the float result (`-NO_CLAMP`: none).
+    pub low: f32,
+    /// Upper clamp (`NO_CLAMP`: none).
+    pub high: f32,
+    /// Output type.
+    pub output: Int8Output,
+    packed: Arc<PackedWeights>,
+    corr: Vec<i32>,
+    corr_u: Vec<i32>,
+    scales: Vec<f32>,
+}
+
+impl PartialEq for Int8Linear {
+    fn eq(&self, other: &Self) -> bool {
+        self.weights == other.weights
+            && self.bias == other.bias
+            && self.scale == other.scale
+            && self.axis == other.axis
+            && self.input_zero_point == other.input_zero_point
+            && self.input_scale.to_bits() == other.input_scale.to_bits()
+            && self.low.to_bits() == other.low.to_bits()
+            && self.high.to_bits() == other.high.to_bits()
+            && self.output == other.output
+    }
+}
+
+impl Eq for Int8Linear {}
+
+impl Int8Linear {
+    /// Builds the op, checking the parameters against each other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        weights: Arc<Tensor>,
+        bias: Arc<Tensor>,
+        scale: Arc<Tensor>,
+        axis: usize,
+        input_zero_point: i32,
+        input_scale: f32,
+        (low, high): (f32, f32),
+        output: Int8Output,
+    ) -> TractResult<Int8Linear> {
+        ensure!(
+            weights.datum_type() == i8::datum_type() && weights.rank() == 2,
+            "{NAME}: weights must be i8 [O, K], got {:?} {:?}",
+            weights.datum_type(),
+            weights.shape()
+        );
+        let (o, k) = (weights.shape()[0], weights.shape()[1]);
+        ensure!(
+            o > 0 && k > 0,
+            "{NAME}: zero-sized weights {:?}",
+            weights.shape()
+        );
+        ensure!(
+            bias.datum_type() == i32::datum_type() && bias.shape() == [o],
+            "{NAME}: bias must be i32 [{o}], got {:?} {:?}",
+            bias.datum_type(),
+            bias.shape()
+        );
+        ensure!(
+            scale.datum_type() == f32::datum_type() && scale.shape() == [o],
+            "{NAME}: scale must be f32 [{o}], got {:?} {:?}",
+            scale.datum_type(),
+            scale.shape()
+        );
+        let w = weights.try_as_plain_ram()?;
+        let w = w.as_slice::<i8>()?;
+        ensure!(
+            w.iter().all(|&v| v != i8::MIN),
+            "{NAME}: weights must lie in [-127, 127] (symmetric quantization)"
+        );
+        let scales = scale.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        ensure!(
+            scales.iter().all(|s| s.is_finite() && *s > 0.0),
+            "{NAME}: scales must be finite and positive"
+        );
+        ensure!(
+            input_scale.is_finite() && input_scale > 0.0,
+            "{NAME}: input_scale {input_scale} must be finite and positive"
+        );
+        ensure!(
+            (-128..=127).contains(&input_zero_point),
+            "{NAME}: input_zero_point {input_zero_point} is not an i8"
+        );
+        ensure!(
+            !low.is_nan() && !high.is_nan() && low <= high,
+            "{NAME}: clamp [{low}, {high}] is empty"
+        );
+        if let Int8Output::Int8 { zero_point, scale } = output {
+            ensure!(
+                (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
+                "{NAME}: output zero point {zero_point} / scale {scale} invalid"
+            );
+        }
+        let bias_v = bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec();
+        let mut corr = Vec::with_capacity(o);
+        let mut corr_u = Vec::with_capacity(o);
+        for (row, b) in w.chunks_exact(k).zip(&bias_v) {
+            // |Σ W| ≤ 127·K: i64 keeps the products exact for any K; the sums are wrapped to
+            // i32 like the kernels' accumulators.
+            let sum: i64 = row.iter().map(|&v| v as i64).sum();
+            let c = *b as i64 - input_zero_point as i64 * sum;
+            corr.push(c as i32);
+            corr_u.push((c - 128 * sum) as i32);
+        }
+        let packed = Arc::new(PackedWeights::new(w, o, k));
+        Ok(Int8Linear {
+            weights,
+            bias,
+            scale,
+            axis,
+            input_zero_point,
+            input_scale,
+            low,
+            high,
+            output,
+            packed,
+            corr,
+            corr_u,
+            scales,
+        })
+    }
+
+    /// Output channels (O).
+    pub fn outputs(&self) -> usize {
+        self.packed.rows()
+    }
+
+    /// Reduction length (K).
+    pub fn k(&self) -> usize {
+        self.packed.k()
+    }
+
+    /// `(outer, inner)` of an input shape, checking the contracted axis.
+    fn split(&self, shape: &[usize]) -> TractResult<(usize, usize)> {
+        ensure!(
+            self.axis < shape.len() && shape[self.axis] == self.k(),
+            "{NAME}: input {shape:?} has no axis {} of {} channels",
+            self.axis,
+            self.k()
+        );
+        let outer = shape[..self.axis].iter().product();
+        let inner = shape[self.axis + 1..].iter().product();
+        Ok((outer, inner))
+    }
+
+    fn output_dt(&self) -> DatumType {
+        match self.output {
+            Int8Output::Float => f32::datum_type(),
+            Int8Output::Int8 { zero_point, scale } => {
+                DatumType::QI8(QParams::ZpScale { zero_point, scale })
+            }
+        }
+    }
+}
+
+impl Op for Int8Linear {
+    fn name(&self) -> StaticName {
+        "KestrelInt8Linear".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{}→{} on axis {} → {}",
+            self.k(),
+            self.outputs(),
+            self.axis,
+            match self.output {
+                Int8Output::Float => "f32",
+                Int8Output::Int8 { .. } => "i8",
+            }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Linear {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let (outer, inner) = self.split(input.shape())?;
+        let float_in = input.datum_type() == f32::datum_type();
+        ensure!(
+            float_in || input.datum_type().unquantized() == i8::datum_type(),
+            "{NAME}: input must be f32 or i8, got {:?}",
+            input.datum_type()
+        );
+        let (o, k) = (self.outputs(), self.k());
+        let mut shape: TVec<usize> = input.shape().into();
+        shape[self.axis] = o;
+        // SAFETY: every element is written by the kernels below (all rows × valid columns).
+        let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
+        if inner == 0 || outer == 0 {
+            return Ok(tvec!(out.into_tvalue()));
+        }
+        let view = input.try_as_plain_ram()?;
+        let (xf, xi): (&[f32], &[i8]) = if float_in {
+            (view.as_slice::<f32>()?, &[])
+        } else {
+            // SAFETY: i8 and QI8 tensors hold i8 values.
+            (&[], unsafe { view.as_slice_unchecked::<i8>() })
+        };
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
+        let kernel = k8::select();
+        let blocks = inner.div_ceil(COLS);
+        let step = k.div_ceil(4) * BLOCK_STEP;
+        let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
+        let inv = 1.0 / self.input_scale;
+        scratch::bytes(blocks * step, |packed| {
+            let packed = Disjoint::new(packed);
+            for b in 0..outer {
+                let image = b * k * inner;
+                let out_at = b * o * inner;
+                let stage_out = match self.output {
+                    Int8Output::Float => k8::Output::F32 {
+                        // SAFETY: image b's rows start there (f32 output).
+                        ptr: unsafe { (out_ptr as *mut f32).add(out_at) },
+                        ld: inner,
+                    },
+                    Int8Output::Int8 { zero_point, scale } => k8::Output::I8 {
+                        // SAFETY: as above (i8 output).
+                        ptr: unsafe { (out_ptr as *mut i8).add(out_at) },
+                        ld: inner,
+                        inv_scale: 1.0 / scale,
+                        zp: zero_point as f32,
+                    },
+                };
+                let stage_out = SendOutput(stage_out);
+                run_indexed(tasks, |t| {
+                    let first = t * BLOCKS_PER_TASK;
+                    let range = first..(first + BLOCKS_PER_TASK).min(blocks);
+                    // SAFETY: task t alone uses blocks `range` of the packed buffer.
+                    let part = unsafe { packed.part(first * step, range.len() * step) };
+                    if float_in {
+                        let x = &xf[image..image + k * inner];
+                        k8::pack_f32(
+                            x,
+                            k,
+                            inner,
+                            inner,
+                            range.clone(),
+                            inv,
+                            self.input_zero_point,
+                            part,
+                        );
+                    } else {
+                        let x = &xi[image..image + k * inner];
+                        k8::pack_i8(x, k, inner, inner, range.clone(), part);
+                    }
+                    let stage_out = stage_out;
+                    kernel.run(&k8::Job {
+                        w: &self.packed,
+                        x: part,
+                        first_block: first,
+                        blocks: range.len(),
+                        n: inner,
+                        stage: Stage {
+                            corr: &self.corr,
+                            corr_u: &self.corr_u,
+                            scale: &self.scales,
+                            lo: self.low,
+                            hi: self.high,
+                            out: stage_out.0,
+                        },
+                    });
+                });
+            }
+            TractResult::Ok(())
+        })?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// The output pointer, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SendOutput(k8::Output);
+// SAFETY: tasks write disjoint column ranges of the output through it.
+unsafe impl Send for SendOutput {}
+// SAFETY: as above.
+unsafe impl Sync for SendOutput {}
+
+impl TypedOp for Int8Linear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let f = inputs[0];
+        let dt = f.datum_type;
+        ensure!(
+            dt == f32::datum_type() || dt.unquantized() == i8::datum_type(),
+            "{NAME}: input must be f32 or i8, got {f:?}"
+        );
+        if let Some(QParams::ZpScale { zero_point, scale }) = dt.qparams() {
+            ensure!(
+                zero_point == self.input_zero_point && scale == self.input_scale,
+                "{NAME}: input quantized as {dt:?}, the op expects zero point {} scale {}",
+                self.input_zero_point,
+                self.input_scale
+            );
+        }
+        ensure!(
+            self.axis < f.rank(),
+            "{NAME}: axis {} of a rank-{} input",
+            self.axis,
+            f.rank()
+        );
+        ensure!(
+            f.shape[self.axis] == self.k().to_dim(),
+            "{NAME}: input axis {} is {}, weights take {}",
+            self.axis,
+            f.shape[self.axis],
+            self.k()
+        );
+        let mut shape = f.shape.to_tvec();
+        shape[self.axis] = self.outputs().to_dim();
+        Ok(tvec!(self.output_dt().fact(shape)))
+    }
+
+    as_op!();
+}
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_primitive(
+        NAME,
+        &[
+            TypeName::Scalar.tensor().named("input"),
+            TypeName::Integer.tensor().named("weights"),
+            TypeName::Integer.tensor().named("bias"),
+            TypeName::Scalar.tensor().named("scale"),
+            TypeName::Integer.named("axis"),
+            TypeName::Integer.named("input_zero_point"),
+            TypeName::Scalar.named("input_scale"),
+            TypeName::Scalar.named("low"),
+            TypeName::Scalar.named("high"),
+            TypeName::String.named("output"),
+            TypeName::Integer.named("output_zero_point").default(0),
+            TypeName::Scalar.named("output_scale").default(1.0),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        load,
+    );
+    registry.register_dumper(dump);
+}
+
+fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    let input: OutletId = invocation.named_arg_as(builder, "input")?;
+    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
+    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let scale: Arc<Tensor> = invocation.named_arg_as(builder, "scale")?;
+    let axis: usize = invocation.named_arg_as(builder, "axis")?;
+    let zp = int_arg(builder, invocation, "input_zero_point")?;
+    let input_scale: f32 = invocation.named_arg_as(builder, "input_scale")?;
+    let low: f32 = invocation.named_arg_as(builder, "low")?;
+    let high: f32 = invocation.named_arg_as(builder, "high")?;
+    let output = match invocation
+        .named_arg_as::<String>(builder, "output")?
+        .as_str()
+    {
+        "float" => Int8Output::Float,
+        "int8" => Int8Output::Int8 {
+            zero_point: int_arg(builder, invocation, "output_zero_point")?,
+            scale: invocation.named_arg_as(builder, "output_scale")?,
+        },
+        other => bail!("{NAME}: unknown output '{other}' (expected \"float\" or \"int8\")"),
+    };
+    let op = Int8Linear::new(
+        weights,
+        bias,
+        scale,
+        axis,
+        zp,
+        input_scale,
+        (low, high),
+        output,
+    )?;
+    builder.wire(op, &[input])
+}
+
+fn int_arg(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    name: &str,
+) -> TractResult<i32> {
+    let v: i64 = invocation.named_arg_as(builder, name)?;
+    i32::try_from(v).with_context(|| format!("{NAME}: {name} = {v} out of range"))
+}
+
+fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
+    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.bias)?;
+    let scale = ast.konst_variable(format!("{}_scale", node.name), &op.scale)?;
+    let mut attributes = vec![
+        ("axis", numeric(op.axis)),
+        ("input_zero_point", numeric(op.input_zero_point)),
+        ("input_scale", numeric(op.input_scale)),
+        ("low", numeric(op.low)),
+        ("high", numeric(op.high)),
+    ];
+    match op.output {
+        Int8Output::Float => attributes.push(("output", string("float"))),
+        Int8Output::Int8 { zero_point, scale } => {
+            attributes.push(("output", string("int8")));
+            attributes.push(("output_zero_point", numeric(zero_point)));
+            attributes.push(("output_scale", numeric(scale)));
+        }
+    }
+    Ok(Some(tract_nnef::ser::invocation(
+        NAME,
+        &[input, weights, bias, scale],
+        &attributes,
+    )))
+}

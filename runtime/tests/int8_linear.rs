@@ -1,0 +1,297 @@
+//! `kestrel_int8_linear`: the op against its definition (quantize, integer sums, output stage)
+//! on NCHW and dense shapes, f32 and i8 inputs and outputs, one and several threads; its NNEF
+//! round trip through the runtime's loader; and bad parameters refused with the op's name.
+
+use kestrel_runtime::kernels::int8::quantize;
+use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
+use kestrel_runtime::ops::registry;
+use kestrel_runtime::tract_core::internal::*;
+use kestrel_runtime::{LoadOptions, Model};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+struct Params {
+    w: Vec<i8>,
+    bias: Vec<i32>,
+    scale: Vec<f32>,
+    o: usize,
+    k: usize,
+}
+
+fn params(rng: &mut SmallRng, o: usize, k: usize) -> Params {
+    Params {
+        w: (0..o * k).map(|_| rng.random_range(-127..=127i8)).collect(),
+        bias: (0..o).map(|_| rng.random_range(-3000..3000)).collect(),
+        scale: (0..o).map(|_| rng.random_range(1e-4..1e-3f32)).collect(),
+        o,
+        k,
+    }
+}
+
+fn op(p: &Params, axis: usize, zp: i32, s: f32, clamp: (f32, f32), out: Int8Output) -> Int8Linear {
+    Int8Linear::new(
+        Arc::new(Tensor::from_shape(&[p.o, p.k], &p.w).unwrap()),
+        Arc::new(tensor1(&p.bias)),
+        Arc::new(tensor1(&p.scale)),
+        axis,
+        zp,
+        s,
+        clamp,
+        out,
+    )
+    .unwrap()
+}
+
+/// The definition on `[outer, K, inner]` quantized input codes.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    p: &Params,
+    q: &[i8],
+    outer: usize,
+    inner: usize,
+    zp: i32,
+    clamp: (f32, f32),
+    out: Int8Output,
+) -> Tensor {
+    let mut yf = vec![0f32; outer * p.o * inner];
+    for b in 0..outer {
+        for o in 0..p.o {
+            for c in 0..inner {
+                let acc: i64 = (0..p.k)
+                    .map(|kk| {
+                        p.w[o * p.k + kk] as i64
+                            * (q[(b * p.k + kk) * inner + c] as i64 - zp as i64)
+                    })
+                    .sum();
+                let y = ((acc + p.bias[o] as i64) as i32 as f32 * p.scale[o])
+                    .max(clamp.0)
+                    .min(clamp.1);
+                yf[(b * p.o + o) * inner + c] = y;
+            }
+        }
+    }
+    match out {
+        Int8Output::Float => tensor1(&yf),
+        Int8Output::Int8 { zero_point, scale } => {
+            let v: Vec<i8> = yf
+                .iter()
+                .map(|&y| quantize(y, 1.0 / scale, zero_point as f32))
+                .collect();
+            tensor1(&v)
+        }
+    }
+}
+
+fn eval(op: &Int8Linear, input: Tensor) -> Tensor {
+    op.eval_out_of_plan(tvec!(input.into_tvalue()))
+        .unwrap()
+        .unwrap()
+        .remove(0)
+        .into_tensor()
+}
+
+fn flat(t: &Tensor) -> Tensor {
+    let mut t = t.clone();
+    if let Some(QParams::ZpScale { .. }) = t.datum_type().qparams() {
+        // SAFETY: QI8 and i8 share their representation.
+        unsafe { t.set_datum_type(i8::datum_type()) };
+    }
+    let len = t.len();
+    t.into_shape(&[len]).unwrap()
+}
+
+#[test]
+fn int8_linear_equals_its_definition() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let (s, zp) = (0.03f32, -7);
+    for (shape, axis, o) in [
+        (vec![2usize, 24, 7, 9], 1usize, 40usize),
+        (vec![1, 16, 37], 1, 9),
+        (vec![3, 130], 1, 5),
+    ] {
+        let k = shape[axis];
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let p = params(&mut rng, o, k);
+        let x: Vec<f32> = (0..outer * k * inner)
+            .map(|_| rng.random_range(-4.0..4.0f32))
+            .collect();
+        let q: Vec<i8> = x.iter().map(|&v| quantize(v, 1.0 / s, zp as f32)).collect();
+        for clamp in [(-NO_CLAMP, NO_CLAMP), (0.0, 2.0)] {
+            for out in [
+                Int8Output::Float,
+                Int8Output::Int8 {
+                    zero_point: 3,
+                    scale: 0.02,
+                },
+            ] {
+                let want = reference(&p, &q, outer, inner, zp, clamp, out);
+                let op = op(&p, axis, zp, s, clamp, out);
+                let from_f32 = eval(&op, Tensor::from_shape(&shape, &x).unwrap());
+                let mut yshape = shape.clone();
+                yshape[axis] = o;
+                assert_eq!(from_f32.shape(), &yshape[..]);
+                assert_eq!(
+                    flat(&from_f32),
+                    want,
+                    "f32 input {shape:?} {clamp:?} {out:?}"
+                );
+                let qin = Tensor::from_shape(&shape, &q).unwrap();
+                assert_eq!(flat(&eval(&op, qin)), want, "i8 input {shape:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_linear_round_trips_through_nnef_and_runs_on_threads() {
+    let mut rng = SmallRng::seed_from_u64(6);
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 8, 20, 20])).unwrap();
+    let (p1, p2) = (params(&mut rng, 24, 8), params(&mut rng, 5, 24));
+    let mid = Int8Output::Int8 {
+        zero_point: -128,
+        scale: 0.05,
+    };
+    let y1 = model
+        .wire_node("expand", op(&p1, 1, 2, 0.04, (0.0, 6.0), mid), &[x])
+        .unwrap();
+    let y2 = model
+        .wire_node(
+            "project",
+            op(&p2, 1, -128, 0.05, (-NO_CLAMP, NO_CLAMP), Int8Output::Float),
+            &y1,
+        )
+        .unwrap();
+    model.select_output_outlets(&y2).unwrap();
+    let input: Vec<f32> = (0..8 * 400)
+        .map(|_| rng.random_range(-3.0..3.0f32))
+        .collect();
+    let input = Tensor::from_shape(&[1, 8, 20, 20], &input).unwrap();
+    let direct = model
+        .clone()
+        .into_runnable()
+        .unwrap()
+        .run(tvec!(input.clone().into_tvalue()))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int8.nnef.tgz");
+    let file = std::fs::File::create(&path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    registry::nnef()
+        .write_to_tar(&model, gz)
+        .unwrap()
+        .finish()
+        .unwrap();
+    for threads in [1, 2] {
+        let loaded = Model::load(
+            &path,
+            &LoadOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let n = loaded
+            .optimized_graph()
+            .nodes()
+            .iter()
+            .filter(|n| n.op().name() == "KestrelInt8Linear")
+            .count();
+        assert_eq!(n, 2, "both layers reload as the op");
+        let reloaded = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
+        assert_eq!(
+            direct[0].clone().into_tensor(),
+            reloaded[0].clone().into_tensor(),
+            "{threads} threads"
+        );
+    }
+}
+
+#[test]
+fn bad_int8_linear_parameters_are_errors_naming_the_op() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let p = params(&mut rng, 4, 6);
+    let w = Arc::new(Tensor::from_shape(&[4, 6], &p.w).unwrap());
+    let (bias, scale) = (Arc::new(tensor1(&p.bias)), Arc::new(tensor1(&p.scale)));
+    let none = (-NO_CLAMP, NO_CLAMP);
+    let cases: Vec<(&str, TractResult<Int8Linear>)> = vec![
+        (
+            "-128 weight",
+            Int8Linear::new(
+                Arc::new(tensor2(&[[-128i8; 6]; 4])),
+                bias.clone(),
+                scale.clone(),
+                1,
+                0,
+                0.1,
+                none,
+                Int8Output::Float,
+            ),
+        ),
+        (
+            "bias length",
+            Int8Linear::new(
+                w.clone(),
+                Arc::new(tensor1(&[1i32, 2])),
+                scale.clone(),
+                1,
+                0,
+                0.1,
+                none,
+                Int8Output::Float,
+            ),
+        ),
+        (
+            "zero scale",
+            Int8Linear::new(
+                w.clone(),
+                bias.clone(),
+                Arc::new(tensor1(&[0f32; 4])),
+                1,
+                0,
+                0.1,
+                none,
+                Int8Output::Float,
+            ),
+        ),
+        (
+            "zero point",
+            Int8Linear::new(
+                w.clone(),
+                bias.clone(),
+                scale.clone(),
+                1,
+                300,
+                0.1,
+                none,
+                Int8Output::Float,
+            ),
+        ),
+        (
+            "input scale",
+            Int8Linear::new(
+                w.clone(),
+                bias.clone(),
+                scale.clone(),
+                1,
+                0,
+                f32::NAN,
+                none,
+                Int8Output::Float,
+            ),
+        ),
+    ];
+    for (what, result) in cases {
+        let err = result.expect_err(what).to_string();
+        assert!(err.contains("kestrel_int8_linear"), "{what}: {err}");
+    }
+    // A wrong input shape is a typing error, not a panic.
+    let op = op(&p, 1, 0, 0.1, none, Int8Output::Float);
+    let fact = f32::fact([1, 5, 3]);
+    let err = op.output_facts(&[&fact]).unwrap_err().to_string();
+    assert!(
+        err.contains("kestrel_int8_linear") && err.contains("weights take 6"),
+        "{err}"
+    );
+}
