@@ -74,6 +74,11 @@ pub struct Int8Args {
     /// reads; the others leave as f32 = i32 accumulator × per-channel scale, no rounding).
     #[arg(long)]
     pub requantize_outputs: bool,
+    /// Write tract's own quantized ops (a quantizing cast, `Conv`/`EinSum{q_params}`, a
+    /// dequantizing cast and multiply) instead of Kestrel's fused `kestrel_int8_linear` for 1×1
+    /// convolutions and dense layers (for comparison: tract's are slower).
+    #[arg(long)]
+    pub tract_int8_ops: bool,
     /// Write the per-layer SQNR chart (SVG) here.
     #[arg(long, value_name = "FILE.svg")]
     pub svg: Option<PathBuf>,
@@ -139,6 +144,7 @@ impl Int8Args {
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;
         options.requantize_all = self.requantize_outputs;
+        options.tract_ops = self.tract_int8_ops;
         Ok(options)
     }
 }

@@ -131,6 +131,8 @@ pub struct Evaluator<'a> {
     pub per_channel: bool,
     /// Requantize every int8 layer's output (`RewriteOptions::requantize_all`).
     pub requantize_all: bool,
+    /// tract's quantized ops instead of Kestrel's (`RewriteOptions::tract_ops`).
+    pub tract_ops: bool,
     /// Layers that can never be int8 (float even in the isolated measures).
     pub unquantizable: HashSet<String>,
     /// Threads per run.
@@ -188,6 +190,7 @@ impl Evaluator<'_> {
         keep.extend(self.unquantizable.iter().cloned());
         let mut r = RewriteOptions::new(self.per_channel, keep);
         r.requantize_all = self.requantize_all;
+        r.tract_ops = self.tract_ops;
         r
     }
 

@@ -107,6 +107,8 @@ pub struct Int8Options {
     pub bias_correction: bool,
     /// Requantize every int8 layer's output to i8 (see `RewriteOptions::requantize_all`).
     pub requantize_all: bool,
+    /// tract's quantized ops instead of Kestrel's fused int8 op (`RewriteOptions::tract_ops`).
+    pub tract_ops: bool,
 }
 
 impl Int8Options {
@@ -127,6 +129,7 @@ impl Int8Options {
             holdout: 0.25,
             bias_correction: true,
             requantize_all: false,
+            tract_ops: false,
         }
     }
 }
@@ -201,6 +204,7 @@ pub fn convert_int8(
             act: &act,
             per_channel: options.per_channel,
             requantize_all: options.requantize_all,
+            tract_ops: options.tract_ops,
             unquantizable: unquantizable.clone(),
             threads: options.threads,
             samples,
@@ -227,6 +231,7 @@ pub fn convert_int8(
         if options.bias_correction {
             let mut r = RewriteOptions::new(options.per_channel, keep.clone());
             r.requantize_all = options.requantize_all;
+            r.tract_ops = options.tract_ops;
             let requantized = rewrite::requantized(&layers, &r);
             bias::correct_biases(&tune, keep, &requantized).map_err(graph_err("bias correction"))
         } else {
@@ -273,6 +278,7 @@ pub fn convert_int8(
     let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
     rewrite.bias_shift = shift.clone();
     rewrite.requantize_all = options.requantize_all;
+    rewrite.tract_ops = options.tract_ops;
     let int8 = build(&float, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {

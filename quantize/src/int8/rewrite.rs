@@ -17,7 +17,8 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::layers::{Layer, LayerOp};
-use super::qparams::{quantize_bias, quantize_weights, ActQ};
+use super::qparams::{quantize_bias, quantize_weights, ActQ, QWeights};
+use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
 
 /// How to build the int8 graph.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct RewriteOptions {
     /// a layer returns its i32 accumulator times one float per channel: no output rounding,
     /// and tract fuses the multiply into the matrix product).
     pub requantize_all: bool,
+    /// Build tract's own quantized ops (`Conv`/`EinSum{q_params}` between casts) instead of
+    /// Kestrel's fused `kestrel_int8_linear` for 1×1 convolutions and dense layers.
+    pub tract_ops: bool,
 }
 
 impl RewriteOptions {
@@ -52,6 +56,7 @@ impl RewriteOptions {
             isolated: false,
             bias_shift: HashMap::new(),
             requantize_all: false,
+            tract_ops: false,
         }
     }
 }
@@ -137,13 +142,18 @@ impl Builder<'_> {
     ) -> TractResult<Wire> {
         let per_channel = options.per_channel;
         let (qin, qout) = (act[&layer.input], act[&layer.output]);
-        let x = self.quant(layer.input, qin)?;
         let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel)?;
         let mut float_bias = layer.bias.clone();
         if let Some(shift) = options.bias_shift.get(&layer.name) {
             float_bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
         }
         let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
+        if !options.tract_ops {
+            if let Some(axes) = fused_axes(self.src, layer) {
+                return self.fused(layer, axes, (qin, qout), &w, &bias, float_out);
+            }
+        }
+        let x = self.quant(layer.input, qin)?;
         let kernel_dt = DatumType::QI8(QParams::ZpScale {
             zero_point: 0,
             scale: 1.0,
@@ -207,6 +217,70 @@ impl Builder<'_> {
         Ok(Wire::Quant(out, qout))
     }
 
+    /// The layer as one `kestrel_int8_linear` contracting input axis `axis`: it reads the
+    /// input as it is (f32, or i8 when an int8 layer wrote it with `qin`'s parameters) and
+    /// writes f32 or i8 (`float_out`), its ReLU / clip fused.
+    fn fused(
+        &mut self,
+        layer: &Layer,
+        (axis, dropped): (usize, Vec<usize>),
+        (qin, qout): (ActQ, ActQ),
+        w: &QWeights,
+        bias: &[i32],
+        float_out: bool,
+    ) -> TractResult<Wire> {
+        let input = match self.map.get(&layer.input).copied() {
+            Some(Wire::Quant(q, have)) if have == qin => q,
+            _ => self.float(layer.input)?,
+        };
+        let weights = if layer.weight_out_axis == 0 {
+            w.values.clone()
+        } else {
+            w.values.clone().permute_axes(&[1, 0])?
+        };
+        let scale: Vec<f32> = w.scales.iter().map(|s| s * qin.scale).collect();
+        let clamp = match layer.relu {
+            None => (-NO_CLAMP, NO_CLAMP),
+            Some(None) => (0.0, NO_CLAMP),
+            Some(Some(hi)) => (0.0, hi),
+        };
+        let output = if float_out {
+            Int8Output::Float
+        } else {
+            Int8Output::Int8 {
+                zero_point: qout.zero_point,
+                scale: qout.scale,
+            }
+        };
+        let op = Int8Linear::new(
+            Arc::new(weights),
+            Arc::new(tensor1(bias)),
+            Arc::new(tensor1(&scale)),
+            axis,
+            qin.zero_point,
+            qin.scale,
+            clamp,
+            output,
+        )?;
+        let name = self
+            .dst
+            .unique_name(format!("{}.int8", layer.name))
+            .to_string();
+        let mut out = self.dst.wire_node(name, op, &[input])?[0];
+        for &d in dropped.iter().rev() {
+            let name = self
+                .dst
+                .unique_name(format!("{}.squeeze", layer.name))
+                .to_string();
+            out = self.dst.wire_node(name, AxisOp::Rm(d), &[out])?[0];
+        }
+        Ok(if float_out {
+            Wire::Float(out)
+        } else {
+            Wire::Quant(out, qout)
+        })
+    }
+
     /// f32 output of an i32 accumulator: × `s_in·s_w[o]` along the channel axis, then the
     /// folded ReLU / clip.
     fn dequantize_accumulator(
@@ -246,6 +320,40 @@ impl Builder<'_> {
         }
         Ok(Wire::Float(out))
     }
+}
+
+/// How a `kestrel_int8_linear` computes this layer, if it can: the input axis it contracts and
+/// the input axes of size 1 the layer's output drops (removed after the op, which keeps every
+/// axis). That is an `EinSum` (a 1×1 convolution or a dense layer after declutter, e.g.
+/// `NIHW,OI->OHW`) whose output is its input with the contracted axis replaced, in place, by
+/// the output channels.
+fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>)> {
+    let LayerOp::EinSum(axes) = &layer.op else {
+        return None;
+    };
+    let shape = src
+        .outlet_fact(layer.input)
+        .ok()?
+        .shape
+        .as_concrete()?
+        .to_vec();
+    let (mut contracted, mut out, mut dropped) = (None, None, vec![]);
+    let mut carried = vec![];
+    for axis in axes.iter_all_axes() {
+        let (x, w, y) = (&axis.inputs[0], &axis.inputs[1], &axis.outputs[0]);
+        match (x.len(), w.len(), y.len()) {
+            (1, 1, 0) => contracted = Some(x[0]),
+            (0, 1, 1) => out = Some(y[0]),
+            (1, 0, 1) => carried.push((x[0], y[0])),
+            (1, 0, 0) if shape[x[0]] == 1 => dropped.push(x[0]),
+            _ => return None,
+        }
+    }
+    let (k, o) = (contracted?, out?);
+    dropped.sort_unstable();
+    // Position of an input axis once the dropped ones are gone.
+    let kept = |a: usize| a - dropped.iter().filter(|&&d| d < a).count();
+    (kept(k) == o && carried.iter().all(|&(x, y)| kept(x) == y)).then_some((k, dropped))
 }
 
 /// The axes of the quantized EinSum: the float expression plus the bias and the seven

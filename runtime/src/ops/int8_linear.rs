@@ -300,7 +300,7 @@ impl EvalOp for Int8Linear {
                     let part = unsafe { packed.part(first * step, range.len() * step) };
                     if float_in {
                         let x = &xf[image..image + k * inner];
-                        k8::pack_f32(
+                        kernel.pack_f32(
                             x,
                             k,
                             inner,

@@ -107,6 +107,30 @@ pub fn quantize(x: f32, inv_scale: f32, zp: f32) -> i8 {
     v.max(-128.0).min(127.0).round_ties_even() as i8
 }
 
+/// Checks the sizes of a packing call (every implementation relies on them).
+pub fn check_pack(
+    k: usize,
+    n: usize,
+    ld: usize,
+    blocks: &std::ops::Range<usize>,
+    len: usize,
+    out: usize,
+) {
+    assert!(
+        n <= ld && (k == 0 || (k - 1) * ld + n <= len),
+        "input too short"
+    );
+    assert_eq!(
+        out,
+        blocks.len() * k.div_ceil(4) * BLOCK_STEP,
+        "packed size"
+    );
+    assert!(
+        blocks.start * COLS < n.max(1) || blocks.is_empty(),
+        "blocks past the columns"
+    );
+}
+
 /// Packs column blocks `blocks` of a float input `x` (`[k][ld]` row-major, `n` valid columns
 /// per row) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
 pub fn pack_f32(
@@ -148,11 +172,7 @@ fn pack_with(
     value: impl Fn(usize) -> u8,
 ) {
     let k4 = k.div_ceil(4);
-    assert!(
-        n <= ld && (k == 0 || (k - 1) * ld + n <= len),
-        "input too short"
-    );
-    assert_eq!(out.len(), blocks.len() * k4 * BLOCK_STEP, "packed size");
+    check_pack(k, n, ld, &blocks, len, out.len());
     for (bi, b) in blocks.enumerate() {
         let c0 = b * COLS;
         let cols = n.saturating_sub(c0).min(COLS);
@@ -296,6 +316,22 @@ pub trait Int8Kernel: Send + Sync + Debug {
 
     /// Runs `job` (checked first).
     fn run(&self, job: &Job<'_>);
+
+    /// [`pack_f32`], the same bytes (accelerated kernels quantize a vector at a time).
+    #[allow(clippy::too_many_arguments)]
+    fn pack_f32(
+        &self,
+        x: &[f32],
+        k: usize,
+        n: usize,
+        ld: usize,
+        blocks: std::ops::Range<usize>,
+        inv_scale: f32,
+        zp: i32,
+        out: &mut [u8],
+    ) {
+        pack_f32(x, k, n, ld, blocks, inv_scale, zp, out)
+    }
 }
 
 /// The portable kernel.

@@ -84,7 +84,7 @@ fn run(
     let blocks = c.n.div_ceil(COLS);
     let mut packed = vec![0u8; packed_len(c.k, c.n)];
     let step = packed.len() / blocks.max(1);
-    pack_f32(&c.x, c.k, c.n, c.n, 0..blocks, c.inv, c.zp, &mut packed);
+    kernel.pack_f32(&c.x, c.k, c.n, c.n, 0..blocks, c.inv, c.zp, &mut packed);
     let mut yf = vec![f32::NAN; c.m * c.n];
     let mut yq = vec![99i8; c.m * c.n];
     for out in [
@@ -191,6 +191,52 @@ fn every_kernel_equals_the_definition_on_layer_shapes_and_extremes() {
     }
     // ±127 weights on saturated inputs: the largest sums a layer can make.
     check(&mut rng, 9, 1280, 40, true);
+}
+
+#[test]
+fn every_packer_writes_the_portable_bytes() {
+    let mut rng = SmallRng::seed_from_u64(10);
+    for (k, n, ld) in [
+        (1usize, 1usize, 1usize),
+        (3, 17, 20),
+        (4, 16, 16),
+        (9, 45, 45),
+        (24, 200, 210),
+    ] {
+        let mut x: Vec<f32> = (0..k * ld)
+            .map(|_| rng.random_range(-9.0..9.0f32))
+            .collect();
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            1e30,
+        ];
+        for (v, s) in x.iter_mut().zip(specials) {
+            *v = s;
+        }
+        let blocks = n.div_ceil(COLS);
+        for range in [0..blocks, blocks / 2..blocks] {
+            let len = range.len() * k.div_ceil(4) * super::BLOCK_STEP;
+            let mut want = vec![0u8; len];
+            pack_f32(&x, k, n, ld, range.clone(), 1.0, -3, &mut want);
+            for kernel in available() {
+                let mut got = vec![1u8; len];
+                kernel.pack_f32(&x, k, n, ld, range.clone(), 1.0, -3, &mut got);
+                assert_eq!(
+                    got,
+                    want,
+                    "{}: k={k} n={n} ld={ld} {range:?}",
+                    kernel.name()
+                );
+            }
+        }
+    }
 }
 
 #[test]
