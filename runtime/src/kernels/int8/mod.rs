@@ -25,11 +25,16 @@
 //!   i8, zero-padded (zero weights make padded k contribute nothing). One 4-byte group is one
 //!   row's four k values: `vpdpbusd` broadcasts it from memory, NEON's `sdot` picks it by lane.
 //!
-//! Implementations: [`generic`] (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 16 rows ×
-//! 32 columns per register tile, one `vpdpbusd` = 64 MACs). [`select`] picks the best one the
-//! CPU supports; `KESTREL_KERNELS=generic` forces the portable one.
+//! Implementations: [`generic`] (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 8 rows ×
+//! 32 columns per register tile, one `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step),
+//! `neon` (`neon`: `smull`/`smlal`/`sadalp`, any aarch64 core; `neon-dotprod`: `sdot`, 16 MACs
+//! per instruction, Cortex-A76/A78). [`select`] picks the best one the CPU supports;
+//! `KESTREL_KERNELS=generic` forces the portable one. CI runs the bit-exactness tests under
+//! qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
 
 pub mod generic;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -344,6 +349,12 @@ pub fn available() -> Vec<&'static dyn Int8Kernel> {
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "x86_64")]
     kernels.extend(x86::Vnni512::detect());
+    #[cfg(target_arch = "aarch64")]
+    kernels.extend(
+        [neon::Neon::detect(), neon::NeonDot::detect()]
+            .into_iter()
+            .flatten(),
+    );
     kernels
 }
 

@@ -264,3 +264,20 @@ fn packed_weights_read_back() {
         }
     }
 }
+
+#[test]
+fn the_cpu_s_kernels_are_the_ones_tested() {
+    let names: Vec<&str> = available().iter().map(|k| k.name()).collect();
+    eprintln!("int8 kernels tested here: {names:?}");
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(names.contains(&"neon"), "{names:?}");
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            assert!(names.contains(&"neon-dotprod"), "{names:?}");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+        assert!(names.contains(&"x86-avx512-vnni"), "{names:?}");
+    }
+}
