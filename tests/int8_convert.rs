@@ -68,10 +68,12 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
         "{}",
         report.to_text()
     );
-    // The file holds real int8 ops, not fake-quantized float.
+    // The file holds real int8 ops, not fake-quantized float: tract's quantized conv for the
+    // 3×3 convs, Kestrel's fused op for the 1×1 convs and the dense layers.
     let graph = nnef_text(&out);
     assert!(graph.contains("tract_core_qconv"), "{graph}");
-    assert!(graph.contains("tract_core_einsum_q"), "{graph}");
+    assert!(graph.contains("kestrel_int8_linear("), "{graph}");
+    assert!(!graph.contains("tract_core_einsum_q"), "{graph}");
 
     let (sqnr, agree, n) = sqnr_against_reference(&fx, &out);
     assert!(
@@ -79,6 +81,22 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
         "int8 vs onnxruntime float: {sqnr:.1} dB"
     );
     assert_eq!(agree, n, "top-1 differs from float");
+
+    // tract's own quantized ops instead (`--tract-int8-ops`): the same quantization, so the
+    // same accuracy within rounding.
+    let tract_out = dir.path().join("tiny.tract-ops.nnef.tar");
+    let mut o = options(&fx, &fx.input, Method::MinMax);
+    o.tract_ops = true;
+    let tract_report = convert_int8(&fx.onnx, &tract_out, &o).unwrap();
+    let graph = nnef_text(&tract_out);
+    assert!(graph.contains("tract_core_einsum_q") && !graph.contains("kestrel_int8_linear("));
+    let (tract_sqnr, tract_agree, _) = sqnr_against_reference(&fx, &tract_out);
+    assert_eq!(tract_agree, n);
+    assert!(
+        (tract_sqnr - sqnr).abs() < 3.0,
+        "fused {sqnr:.1} dB vs tract ops {tract_sqnr:.1} dB\n{}",
+        tract_report.to_text()
+    );
 }
 
 #[test]
@@ -119,7 +137,7 @@ fn keep_float_by_name_leaves_that_layer_in_float() {
     assert_eq!(r.kept_float, vec!["fc.ab".to_string()]);
     let fc = r.layers.iter().find(|l| l.name == "fc.ab").unwrap();
     assert!(!fc.int8);
-    assert_eq!(nnef_text(&out).matches("tract_core_einsum_q").count(), 2);
+    assert_eq!(nnef_text(&out).matches("kestrel_int8_linear(").count(), 2);
 }
 
 /// A model built so that int8 collapses (`tests/fixtures/make_int8_collapse.py`).

@@ -223,7 +223,7 @@ impl Builder<'_> {
     fn fused(
         &mut self,
         layer: &Layer,
-        (axis, dropped): (usize, Vec<usize>),
+        (axis, dropped, added): (usize, Vec<usize>, Vec<usize>),
         (qin, qout): (ActQ, ActQ),
         w: &QWeights,
         bias: &[i32],
@@ -274,6 +274,13 @@ impl Builder<'_> {
                 .to_string();
             out = self.dst.wire_node(name, AxisOp::Rm(d), &[out])?[0];
         }
+        for &a in &added {
+            let name = self
+                .dst
+                .unique_name(format!("{}.unsqueeze", layer.name))
+                .to_string();
+            out = self.dst.wire_node(name, AxisOp::Add(a), &[out])?[0];
+        }
         Ok(if float_out {
             Wire::Float(out)
         } else {
@@ -322,12 +329,12 @@ impl Builder<'_> {
     }
 }
 
-/// How a `kestrel_int8_linear` computes this layer, if it can: the input axis it contracts and
+/// How a `kestrel_int8_linear` computes this layer, if it can: the input axis it contracts,
 /// the input axes of size 1 the layer's output drops (removed after the op, which keeps every
-/// axis). That is an `EinSum` (a 1×1 convolution or a dense layer after declutter, e.g.
+/// axis) and the output axes of size 1 it adds (inserted after that). That is an `EinSum` (a 1×1 convolution or a dense layer after declutter, e.g.
 /// `NIHW,OI->OHW`) whose output is its input with the contracted axis replaced, in place, by
 /// the output channels.
-fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>)> {
+fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>, Vec<usize>)> {
     let LayerOp::EinSum(axes) = &layer.op else {
         return None;
     };
@@ -337,23 +344,28 @@ fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>)> {
         .shape
         .as_concrete()?
         .to_vec();
-    let (mut contracted, mut out, mut dropped) = (None, None, vec![]);
-    let mut carried = vec![];
+    let (mut contracted, mut out) = (None, None);
+    let (mut kept, mut dropped, mut added) = (vec![], vec![], vec![]);
     for axis in axes.iter_all_axes() {
         let (x, w, y) = (&axis.inputs[0], &axis.inputs[1], &axis.outputs[0]);
         match (x.len(), w.len(), y.len()) {
             (1, 1, 0) => contracted = Some(x[0]),
             (0, 1, 1) => out = Some(y[0]),
-            (1, 0, 1) => carried.push((x[0], y[0])),
+            (1, 0, 1) => kept.push((x[0], y[0])),
             (1, 0, 0) if shape[x[0]] == 1 => dropped.push(x[0]),
+            (0, 0, 1) => added.push(y[0]),
             _ => return None,
         }
     }
-    let (k, o) = (contracted?, out?);
+    let k = contracted?;
+    kept.push((k, out?));
+    // The op keeps the input's axes in order (the contracted one becoming the output
+    // channels); removing `dropped` and inserting `added` must give the layer's output order.
+    kept.sort_unstable();
     dropped.sort_unstable();
-    // Position of an input axis once the dropped ones are gone.
-    let kept = |a: usize| a - dropped.iter().filter(|&&d| d < a).count();
-    (kept(k) == o && carried.iter().all(|&(x, y)| kept(x) == y)).then_some((k, dropped))
+    added.sort_unstable();
+    let in_order = kept.windows(2).all(|p| p[0].1 < p[1].1);
+    in_order.then_some((k, dropped, added))
 }
 
 /// The axes of the quantized EinSum: the float expression plus the bias and the seven
