@@ -108,6 +108,8 @@ fn int8_linear_equals_its_definition() {
         (vec![2usize, 24, 7, 9], 1usize, 40usize),
         (vec![1, 16, 37], 1, 9),
         (vec![3, 130], 1, 5),
+        // Channels last (NHWC), as tract lays out MobileNet-style graphs.
+        (vec![1, 7, 9, 24], 3, 33),
     ] {
         let k = shape[axis];
         let outer: usize = shape[..axis].iter().product();

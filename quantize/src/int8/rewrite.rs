@@ -288,6 +288,44 @@ impl Builder<'_> {
         })
     }
 
+    /// A float convolution layer as one conv with its batch-norm folded into weights and bias,
+    /// then its ReLU / clip.
+    fn folded_float(&mut self, layer: &Layer) -> TractResult<OutletId> {
+        let LayerOp::Conv(conv) = &layer.op else {
+            bail!("only convolutions are folded");
+        };
+        let input = self.float(layer.input)?;
+        let name = &layer.name;
+        let kernel = self.konst(format!("{name}.folded_kernel"), layer.weights.clone())?;
+        let bias = self.konst(format!("{name}.folded_bias"), tensor1(&layer.bias))?;
+        let conv_name = self.dst.unique_name(format!("{name}.folded")).to_string();
+        let out = self
+            .dst
+            .wire_node(conv_name, conv.as_ref().clone(), &[input, kernel, bias])?[0];
+        self.clamp(layer, out, &self.src.node(layer.output.node).name.clone())
+    }
+
+    /// `out` through the layer's folded ReLU / clip, if any.
+    fn clamp(&mut self, layer: &Layer, mut out: OutletId, name: &str) -> TractResult<OutletId> {
+        if let Some(clip) = layer.relu {
+            let rank = self.dst.outlet_fact(out)?.rank();
+            let scalar = |v: f32| tensor0(v).broadcast_into_rank(rank);
+            let zero = self.konst(format!("{name}.relu0"), scalar(0.0)?)?;
+            let n = self.dst.unique_name(format!("{name}.relu")).to_string();
+            out = self
+                .dst
+                .wire_node(n, tract_onnx::tract_core::ops::math::max(), &[out, zero])?[0];
+            if let Some(hi) = clip {
+                let hi = self.konst(format!("{name}.clip"), scalar(hi)?)?;
+                let n = self.dst.unique_name(format!("{name}.clip")).to_string();
+                out =
+                    self.dst
+                        .wire_node(n, tract_onnx::tract_core::ops::math::min(), &[out, hi])?[0];
+            }
+        }
+        Ok(out)
+    }
+
     /// f32 output of an i32 accumulator: × `s_in·s_w[o]` along the channel axis, then the
     /// folded ReLU / clip.
     fn dequantize_accumulator(
@@ -307,25 +345,10 @@ impl Builder<'_> {
         let f = self.dst.unique_name(format!("{name}.acc_f32")).to_string();
         let f = self.dst.wire_node(f, cast(f32::datum_type()), &[raw])?[0];
         let n = self.dst.unique_name(format!("{name}.dequant")).to_string();
-        let mut out = self
+        let out = self
             .dst
             .wire_node(n, tract_onnx::tract_core::ops::math::mul(), &[f, m])?[0];
-        if let Some(clip) = layer.relu {
-            let scalar = |v: f32| tensor0(v).broadcast_into_rank(rank);
-            let zero = self.konst(format!("{name}.relu0"), scalar(0.0)?)?;
-            let n = self.dst.unique_name(format!("{name}.relu")).to_string();
-            out = self
-                .dst
-                .wire_node(n, tract_onnx::tract_core::ops::math::max(), &[out, zero])?[0];
-            if let Some(hi) = clip {
-                let hi = self.konst(format!("{name}.clip"), scalar(hi)?)?;
-                let n = self.dst.unique_name(format!("{name}.clip")).to_string();
-                out =
-                    self.dst
-                        .wire_node(n, tract_onnx::tract_core::ops::math::min(), &[out, hi])?[0];
-            }
-        }
-        Ok(Wire::Float(out))
+        Ok(Wire::Float(self.clamp(layer, out, name)?))
     }
 }
 
@@ -417,8 +440,21 @@ pub fn build(
         .filter(|l| !options.keep_float.contains(&l.name))
         .collect();
     let by_output: HashMap<usize, &Layer> = active.iter().map(|l| (l.output.node, *l)).collect();
+    // Convolutions left in float (depthwise ones by default) with a batch-norm or ReLU after
+    // them: one float conv with those folded in (tract leaves a depthwise conv's batch-norm as
+    // a Mul + Add, which runs slowly once tract lays the graph out channels last).
+    let folded: HashMap<usize, &Layer> = layers
+        .iter()
+        .filter(|l| {
+            options.keep_float.contains(&l.name)
+                && matches!(l.op, LayerOp::Conv(_))
+                && l.nodes.len() > 1
+        })
+        .map(|l| (l.output.node, l))
+        .collect();
     let absorbed: HashSet<usize> = active
         .iter()
+        .chain(folded.values())
         .flat_map(|l| l.nodes.iter().copied().filter(|n| *n != l.output.node))
         .collect();
     let mut b = Builder {
@@ -441,6 +477,13 @@ pub fn build(
                     .layer(layer, act, options, float_out(layer))
                     .with_context(|| format!("quantizing layer '{}'", layer.name))?;
                 b.map.insert(layer.output, out);
+                continue;
+            }
+            if let Some(layer) = folded.get(&id) {
+                let out = b
+                    .folded_float(layer)
+                    .with_context(|| format!("folding layer '{}'", layer.name))?;
+                b.map.insert(layer.output, Wire::Float(out));
                 continue;
             }
             if absorbed.contains(&id) {

@@ -22,7 +22,7 @@ use tract_nnef::ser::{numeric, string};
 
 use super::parallel::{run_indexed, Disjoint};
 use super::scratch;
-use crate::kernels::int8::{self as k8, PackedWeights, Stage, BLOCK_STEP, COLS};
+use crate::kernels::int8::{self as k8, PackedWeights, Stage, Strides, BLOCK_STEP, COLS};
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_int8_linear";
@@ -269,25 +269,34 @@ impl EvalOp for Int8Linear {
         let mut out_view = out.try_as_plain_ram_mut()?;
         let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
         let kernel = k8::select();
-        let blocks = inner.div_ceil(COLS);
+        // Channels last (the contracted axis innermost, e.g. NHWC after tract moved the
+        // layout through the op): one product over all `outer` positions, k contiguous.
+        // Otherwise one product per `outer` index over `inner` contiguous columns.
+        let (images, n, ld_in, ld_out) = if inner == 1 {
+            (1, outer, Strides { k: 1, c: k }, Strides { k: 1, c: o })
+        } else {
+            let ld = Strides { k: inner, c: 1 };
+            (outer, inner, ld, Strides { k: inner, c: 1 })
+        };
+        let blocks = n.div_ceil(COLS);
         let step = k.div_ceil(4) * BLOCK_STEP;
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
         let inv = 1.0 / self.input_scale;
         scratch::bytes(blocks * step, |packed| {
             let packed = Disjoint::new(packed);
-            for b in 0..outer {
-                let image = b * k * inner;
-                let out_at = b * o * inner;
+            for b in 0..images {
+                let image = b * k * n;
+                let out_at = b * o * n;
                 let stage_out = match self.output {
                     Int8Output::Float => k8::Output::F32 {
                         // SAFETY: image b's rows start there (f32 output).
                         ptr: unsafe { (out_ptr as *mut f32).add(out_at) },
-                        ld: inner,
+                        ld: ld_out,
                     },
                     Int8Output::Int8 { zero_point, scale } => k8::Output::I8 {
                         // SAFETY: as above (i8 output).
                         ptr: unsafe { (out_ptr as *mut i8).add(out_at) },
-                        ld: inner,
+                        ld: ld_out,
                         inv_scale: 1.0 / scale,
                         zp: zero_point as f32,
                     },
@@ -299,20 +308,12 @@ impl EvalOp for Int8Linear {
                     // SAFETY: task t alone uses blocks `range` of the packed buffer.
                     let part = unsafe { packed.part(first * step, range.len() * step) };
                     if float_in {
-                        let x = &xf[image..image + k * inner];
-                        kernel.pack_f32(
-                            x,
-                            k,
-                            inner,
-                            inner,
-                            range.clone(),
-                            inv,
-                            self.input_zero_point,
-                            part,
-                        );
+                        let x = &xf[image..image + k * n];
+                        let zp = self.input_zero_point;
+                        kernel.pack_f32(x, k, n, ld_in, range.clone(), inv, zp, part);
                     } else {
-                        let x = &xi[image..image + k * inner];
-                        k8::pack_i8(x, k, inner, inner, range.clone(), part);
+                        let x = &xi[image..image + k * n];
+                        k8::pack_i8(x, k, n, ld_in, range.clone(), part);
                     }
                     let stage_out = stage_out;
                     kernel.run(&k8::Job {
@@ -320,7 +321,7 @@ impl EvalOp for Int8Linear {
                         x: part,
                         first_block: first,
                         blocks: range.len(),
-                        n: inner,
+                        n,
                         stage: Stage {
                             corr: &self.corr,
                             corr_u: &self.corr_u,
@@ -378,6 +379,34 @@ impl TypedOp for Int8Linear {
         let mut shape = f.shape.to_tvec();
         shape[self.axis] = self.outputs().to_dim();
         Ok(tvec!(self.output_dt().fact(shape)))
+    }
+
+    /// Any change that keeps the contracted axis whole moves it: the op works on any layout
+    /// (tract moves MobileNet-style graphs to channels last, where its depthwise kernel is
+    /// fastest, through the ops that allow it).
+    fn change_axes(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+        _io: InOut,
+        change: &AxisOp,
+    ) -> TractResult<Option<AxisChangeConsequence>> {
+        let Some(axis) = change.transform_axis(self.axis) else {
+            return Ok(None);
+        };
+        if let AxisOp::Reshape(..) = change {
+            return Ok(None);
+        }
+        let op = Int8Linear {
+            axis,
+            ..self.clone()
+        };
+        Ok(Some(AxisChangeConsequence::new(
+            model,
+            node,
+            Some(Box::new(op)),
+            change,
+        )))
     }
 
     as_op!();

@@ -116,13 +116,13 @@ pub fn quantize(x: f32, inv_scale: f32, zp: f32) -> i8 {
 pub fn check_pack(
     k: usize,
     n: usize,
-    ld: usize,
+    ld: Strides,
     blocks: &std::ops::Range<usize>,
     len: usize,
     out: usize,
 ) {
     assert!(
-        n <= ld && (k == 0 || (k - 1) * ld + n <= len),
+        k == 0 || n == 0 || (k - 1) * ld.k + (n - 1) * ld.c < len,
         "input too short"
     );
     assert_eq!(
@@ -136,13 +136,23 @@ pub fn check_pack(
     );
 }
 
-/// Packs column blocks `blocks` of a float input `x` (`[k][ld]` row-major, `n` valid columns
-/// per row) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
+/// Where element `(k, c)` of an input lies: `x[k · self.k + c · self.c]`. `[K][N]` row-major
+/// (channels first, NCHW) is `{ k: N, c: 1 }`; `[N][K]` (channels last, NHWC) is `{ k: 1, c: K }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strides {
+    /// Between two k.
+    pub k: usize,
+    /// Between two columns.
+    pub c: usize,
+}
+
+/// Packs column blocks `blocks` of a float input `x` (`k` × `n` valid columns, laid out as
+/// `ld` says) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
 pub fn pack_f32(
     x: &[f32],
     k: usize,
     n: usize,
-    ld: usize,
+    ld: Strides,
     blocks: std::ops::Range<usize>,
     inv_scale: f32,
     zp: i32,
@@ -159,7 +169,7 @@ pub fn pack_i8(
     x: &[i8],
     k: usize,
     n: usize,
-    ld: usize,
+    ld: Strides,
     blocks: std::ops::Range<usize>,
     out: &mut [u8],
 ) {
@@ -170,7 +180,7 @@ pub fn pack_i8(
 fn pack_with(
     k: usize,
     n: usize,
-    ld: usize,
+    ld: Strides,
     blocks: std::ops::Range<usize>,
     out: &mut [u8],
     len: usize,
@@ -192,9 +202,9 @@ fn pack_with(
                     }
                     continue;
                 }
-                let row = kk * ld + c0;
+                let row = kk * ld.k + c0 * ld.c;
                 for j in 0..cols {
-                    step[j * 4 + t] = value(row + j);
+                    step[j * 4 + t] = value(row + j * ld.c);
                 }
                 for j in cols..COLS {
                     step[j * 4 + t] = 0x80;
@@ -207,19 +217,20 @@ fn pack_with(
 /// Where and how a kernel writes its results.
 #[derive(Debug, Clone, Copy)]
 pub enum Output {
-    /// f32 at `ptr[o · ld + c]`.
+    /// f32 at `ptr[o · ld.k + c · ld.c]` (`ld.k`: between output channels).
     F32 {
         /// Start of the output (row 0, column 0).
         ptr: *mut f32,
-        /// Distance between rows.
-        ld: usize,
+        /// Distances between rows (output channels) and columns.
+        ld: Strides,
     },
-    /// Requantized i8 at `ptr[o · ld + c]`: `round_half_even(min(max(y · inv + zp, −128), 127))`.
+    /// Requantized i8 at `ptr[o · ld.k + c · ld.c]`:
+    /// `round_half_even(min(max(y · inv + zp, −128), 127))`.
     I8 {
         /// Start of the output.
         ptr: *mut i8,
-        /// Distance between rows.
-        ld: usize,
+        /// Distances between rows and columns.
+        ld: Strides,
         /// 1 / output scale.
         inv_scale: f32,
         /// Output zero point.
@@ -256,13 +267,13 @@ impl Stage<'_> {
         // SAFETY: the caller's contract.
         unsafe {
             match self.out {
-                Output::F32 { ptr, ld } => *ptr.add(o * ld + c) = y,
+                Output::F32 { ptr, ld } => *ptr.add(o * ld.k + c * ld.c) = y,
                 Output::I8 {
                     ptr,
                     ld,
                     inv_scale,
                     zp,
-                } => *ptr.add(o * ld + c) = quantize(y, inv_scale, zp),
+                } => *ptr.add(o * ld.k + c * ld.c) = quantize(y, inv_scale, zp),
             }
         }
     }
@@ -329,7 +340,7 @@ pub trait Int8Kernel: Send + Sync + Debug {
         x: &[f32],
         k: usize,
         n: usize,
-        ld: usize,
+        ld: Strides,
         blocks: std::ops::Range<usize>,
         inv_scale: f32,
         zp: i32,

@@ -16,9 +16,9 @@
 //!   per instruction in all, about `fmla`'s rate. On a Cortex-A72 int8 saves memory traffic
 //!   and the casts tract puts around its own int8 ops, not multiply instructions.
 //!
-//! The output stage is vectorized for whole groups of 4 columns (add, `scvtf`, `fmul`, clamp
-//! with `fmaxnm`/`fminnm`, then `st1` or `fcvtns` + narrowing for i8) with the same IEEE
-//! operations as the portable stage; a partial group goes through the portable stage.
+//! The output stage runs on 4 lanes (add, `scvtf`, `fmul`, clamp with `fmaxnm`/`fminnm`, and
+//! for i8 `fcvtns`) with the same IEEE operations as the portable stage, then one `st1` (f32,
+//! channels first) or lane by lane (channels last, i8, a partial group).
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -74,30 +74,28 @@ impl Int8Kernel for NeonDot {
 }
 
 /// Writes 4 columns of row `o` (starting at column `c`, `valid` of them exist) from the
-/// signed sums `acc`.
+/// signed sums `acc`: the stage on 4 lanes, then one `st1` (contiguous f32) or lane by lane.
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32x4_t) {
-    if valid < 4 {
-        let mut a = [0i32; 4];
-        // SAFETY: a holds 4 lanes; (o, c + j) for j < valid lie in the output (caller).
-        unsafe {
-            vst1q_s32(a.as_mut_ptr(), acc);
-            for (j, &v) in a.iter().enumerate().take(valid) {
-                stage.store(o, c + j, v);
-            }
-        }
-        return;
-    }
     let y = vmulq_f32(
         vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(stage.corr[o]))),
         vdupq_n_f32(stage.scale[o]),
     );
     let y = vminnmq_f32(vmaxnmq_f32(y, vdupq_n_f32(stage.lo)), vdupq_n_f32(stage.hi));
-    // SAFETY: 4 columns from c of row o lie in the output (caller).
+    // SAFETY: columns c .. c + valid of row o lie in the output (caller).
     unsafe {
         match stage.out {
-            Output::F32 { ptr, ld } => vst1q_f32(ptr.add(o * ld + c), y),
+            Output::F32 { ptr, ld } if ld.c == 1 && valid == 4 => {
+                vst1q_f32(ptr.add(o * ld.k + c), y)
+            }
+            Output::F32 { ptr, ld } => {
+                let mut a = [0f32; 4];
+                vst1q_f32(a.as_mut_ptr(), y);
+                for (j, &v) in a.iter().enumerate().take(valid) {
+                    *ptr.add(o * ld.k + (c + j) * ld.c) = v;
+                }
+            }
             Output::I8 {
                 ptr,
                 ld,
@@ -106,12 +104,10 @@ unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32
             } => {
                 let q = vaddq_f32(vmulq_f32(y, vdupq_n_f32(inv_scale)), vdupq_n_f32(zp));
                 let q = vminnmq_f32(vmaxnmq_f32(q, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
-                let q = vcvtnq_s32_f32(q);
                 let mut a = [0i32; 4];
-                vst1q_s32(a.as_mut_ptr(), q);
-                let dst = ptr.add(o * ld + c);
-                for (j, &v) in a.iter().enumerate() {
-                    *dst.add(j) = v as i8;
+                vst1q_s32(a.as_mut_ptr(), vcvtnq_s32_f32(q));
+                for (j, &v) in a.iter().enumerate().take(valid) {
+                    *ptr.add(o * ld.k + (c + j) * ld.c) = v as i8;
                 }
             }
         }

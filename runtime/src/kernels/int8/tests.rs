@@ -5,7 +5,7 @@
 
 use super::{
     available, generic, pack_f32, pack_i8, packed_len, quantize, Job, Output, PackedWeights, Stage,
-    COLS,
+    Strides, COLS,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -71,30 +71,40 @@ fn corrections(c: &Case) -> (Vec<i32>, Vec<i32>) {
     (corr, corr_u)
 }
 
-/// Runs `kernel` over the case in jobs of `per_job` blocks; f32 and i8 outputs.
+/// Runs `kernel` over the case in jobs of `per_job` blocks; f32 and i8 outputs, as `[m][n]`.
+/// `last`: input and output channels last (`[n][k]`, `[n][m]`), as in an NHWC graph.
 fn run(
     kernel: &dyn super::Int8Kernel,
     c: &Case,
     per_job: usize,
-    lo: f32,
-    hi: f32,
+    (lo, hi): (f32, f32),
+    last: bool,
 ) -> (Vec<f32>, Vec<i8>) {
     let w = PackedWeights::new(&c.w, c.m, c.k);
     let (corr, corr_u) = corrections(c);
     let blocks = c.n.div_ceil(COLS);
     let mut packed = vec![0u8; packed_len(c.k, c.n)];
     let step = packed.len() / blocks.max(1);
-    kernel.pack_f32(&c.x, c.k, c.n, c.n, 0..blocks, c.inv, c.zp, &mut packed);
+    let (x, ld_in, ld_out) = if last {
+        let t: Vec<f32> = (0..c.n * c.k)
+            .map(|i| c.x[(i % c.k) * c.n + i / c.k])
+            .collect();
+        (t, Strides { k: 1, c: c.k }, Strides { k: 1, c: c.m })
+    } else {
+        let ld = Strides { k: c.n, c: 1 };
+        (c.x.clone(), ld, ld)
+    };
+    kernel.pack_f32(&x, c.k, c.n, ld_in, 0..blocks, c.inv, c.zp, &mut packed);
     let mut yf = vec![f32::NAN; c.m * c.n];
     let mut yq = vec![99i8; c.m * c.n];
     for out in [
         Output::F32 {
             ptr: yf.as_mut_ptr(),
-            ld: c.n,
+            ld: ld_out,
         },
         Output::I8 {
             ptr: yq.as_mut_ptr(),
-            ld: c.n,
+            ld: ld_out,
             inv_scale: 1.0 / 0.05,
             zp: -3.0,
         },
@@ -119,6 +129,11 @@ fn run(
             });
             b += nb;
         }
+    }
+    if last {
+        let back = |i: usize| (i % c.n) * c.m + i / c.n;
+        yf = (0..c.m * c.n).map(|i| yf[back(i)]).collect();
+        yq = (0..c.m * c.n).map(|i| yq[back(i)]).collect();
     }
     (yf, yq)
 }
@@ -152,19 +167,22 @@ fn check(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) {
     let c = case(rng, m, k, n, extreme);
     for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
         let (wf, wq) = reference(&c, lo, hi);
-        let (gf, gq) = run(generic(), &c, usize::MAX, lo, hi);
-        assert_eq!(bits(&gf), bits(&wf), "generic f32: M={m} K={k} N={n}");
-        assert_eq!(gq, wq, "generic i8: M={m} K={k} N={n}");
-        for kernel in available() {
-            for per_job in [1, 3, usize::MAX] {
-                let (f, q) = run(kernel, &c, per_job, lo, hi);
-                let name = kernel.name();
-                assert_eq!(
-                    bits(&f),
-                    bits(&wf),
-                    "{name} f32: M={m} K={k} N={n} jobs of {per_job}"
-                );
-                assert_eq!(q, wq, "{name} i8: M={m} K={k} N={n} jobs of {per_job}");
+        for last in [false, true] {
+            let (gf, gq) = run(generic(), &c, usize::MAX, (lo, hi), last);
+            assert_eq!(
+                bits(&gf),
+                bits(&wf),
+                "generic f32: M={m} K={k} N={n} last {last}"
+            );
+            assert_eq!(gq, wq, "generic i8: M={m} K={k} N={n} last {last}");
+            for kernel in available() {
+                for per_job in [1, 3, usize::MAX] {
+                    let (f, q) = run(kernel, &c, per_job, (lo, hi), last);
+                    let name = kernel.name();
+                    let what = format!("M={m} K={k} N={n} jobs of {per_job}, channels last {last}");
+                    assert_eq!(bits(&f), bits(&wf), "{name} f32: {what}");
+                    assert_eq!(q, wq, "{name} i8: {what}");
+                }
             }
         }
     }
@@ -224,16 +242,15 @@ fn every_packer_writes_the_portable_bytes() {
         for range in [0..blocks, blocks / 2..blocks] {
             let len = range.len() * k.div_ceil(4) * super::BLOCK_STEP;
             let mut want = vec![0u8; len];
-            pack_f32(&x, k, n, ld, range.clone(), 1.0, -3, &mut want);
-            for kernel in available() {
-                let mut got = vec![1u8; len];
-                kernel.pack_f32(&x, k, n, ld, range.clone(), 1.0, -3, &mut got);
-                assert_eq!(
-                    got,
-                    want,
-                    "{}: k={k} n={n} ld={ld} {range:?}",
-                    kernel.name()
-                );
+            // Channels first (rows ld apart) and channels last (columns k apart).
+            for strides in [Strides { k: ld, c: 1 }, Strides { k: 1, c: k }] {
+                pack_f32(&x, k, n, strides, range.clone(), 1.0, -3, &mut want);
+                for kernel in available() {
+                    let mut got = vec![1u8; len];
+                    kernel.pack_f32(&x, k, n, strides, range.clone(), 1.0, -3, &mut got);
+                    let name = kernel.name();
+                    assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
+                }
             }
         }
     }
@@ -248,8 +265,9 @@ fn packing_i8_matches_packing_the_same_values_as_f32() {
     let f: Vec<f32> = q.iter().map(|&v| v as f32).collect();
     let blocks = n.div_ceil(COLS);
     let (mut a, mut b) = (vec![0; packed_len(k, n)], vec![1; packed_len(k, n)]);
-    pack_i8(&q, k, n, n, 0..blocks, &mut a);
-    pack_f32(&f, k, n, n, 0..blocks, 1.0, 0, &mut b);
+    let ld = Strides { k: n, c: 1 };
+    pack_i8(&q, k, n, ld, 0..blocks, &mut a);
+    pack_f32(&f, k, n, ld, 0..blocks, 1.0, 0, &mut b);
     assert_eq!(a, b);
 }
 

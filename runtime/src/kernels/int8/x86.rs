@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Int8Kernel, Job, Output, BLOCK_STEP, COLS, ROWS};
+use super::{Int8Kernel, Job, Output, Strides, BLOCK_STEP, COLS, ROWS};
 
 /// AVX-512 VNNI kernel.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl Int8Kernel for Vnni512 {
         x: &[f32],
         k: usize,
         n: usize,
-        ld: usize,
+        ld: Strides,
         blocks: std::ops::Range<usize>,
         inv_scale: f32,
         zp: i32,
@@ -59,7 +59,74 @@ impl Int8Kernel for Vnni512 {
     ) {
         super::check_pack(k, n, ld, &blocks, x.len(), out.len());
         // SAFETY: `detect` checked the features; `check_pack` the sizes.
-        unsafe { pack_f32_avx512(x, k, n, ld, blocks, inv_scale, zp, out) }
+        unsafe {
+            if ld.c == 1 {
+                pack_f32_avx512(x, k, n, ld.k, blocks, inv_scale, zp, out)
+            } else if ld.k == 1 {
+                pack_f32_channels_last(x, k, n, ld.c, blocks, inv_scale, zp, out)
+            } else {
+                super::pack_f32(x, k, n, ld, blocks, inv_scale, zp, out)
+            }
+        }
+    }
+}
+
+/// [`super::pack_f32`] for channels-last input (`x[c · ldc + k]`): per group of 4 k, four
+/// columns' 4 consecutive floats fill one vector (masked 128-bit loads where k ends), quantized
+/// as in [`pack_f32_avx512`], padded lanes set to 128, narrowed with `vpmovdb`: 16 bytes in the
+/// packed order at once.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_f32_channels_last(
+    x: &[f32],
+    k: usize,
+    n: usize,
+    ldc: usize,
+    blocks: std::ops::Range<usize>,
+    inv_scale: f32,
+    zp: i32,
+    out: &mut [u8],
+) {
+    let k4 = k.div_ceil(4);
+    let (inv, zpf) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zp as f32));
+    let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
+    let offset = _mm512_set1_epi32(128);
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    for (bi, b) in blocks.enumerate() {
+        for g in 0..k4 {
+            let kvalid = (k - g * 4).min(4);
+            let kmask: __mmask8 = (1u8 << kvalid) - 1;
+            for quarter in 0..4 {
+                let mut f = _mm512_setzero_ps();
+                let mut valid: u16 = 0;
+                for i in 0..4 {
+                    let c = b * COLS + quarter * 4 + i;
+                    if c < n {
+                        // SAFETY: column c < n, k from 4g, masked to k: inside x (check_pack).
+                        let v = unsafe { _mm_maskz_loadu_ps(kmask, xp.add(c * ldc + g * 4)) };
+                        f = match i {
+                            0 => _mm512_insertf32x4::<0>(f, v),
+                            1 => _mm512_insertf32x4::<1>(f, v),
+                            2 => _mm512_insertf32x4::<2>(f, v),
+                            _ => _mm512_insertf32x4::<3>(f, v),
+                        };
+                        valid |= (kmask as u16) << (4 * i);
+                    }
+                }
+                let f = _mm512_add_ps(_mm512_mul_ps(f, inv), zpf);
+                let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                let u = _mm512_add_epi32(_mm512_cvtps_epi32(f), offset);
+                let u = _mm512_mask_blend_epi32(valid, offset, u);
+                let bytes = _mm512_cvtepi32_epi8(u);
+                // SAFETY: 16 bytes of block bi, group g: inside `out` (check_pack).
+                unsafe {
+                    _mm_storeu_si128(
+                        op.add((bi * k4 + g) * BLOCK_STEP + quarter * 16).cast(),
+                        bytes,
+                    )
+                };
+            }
+        }
     }
 }
 
@@ -178,7 +245,22 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                 let y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)), scale);
                 let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
                 match stage.out {
-                    Output::F32 { ptr, ld } => _mm512_mask_storeu_ps(ptr.add(o * ld + c), mask, y),
+                    Output::F32 { ptr, ld } if ld.c == 1 => {
+                        _mm512_mask_storeu_ps(ptr.add(o * ld.k + c), mask, y)
+                    }
+                    Output::F32 { ptr, ld } => {
+                        // Channels last: 16 columns ld.c apart.
+                        let index = _mm512_mullo_epi32(
+                            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(ld.c as i32),
+                        );
+                        _mm512_mask_i32scatter_ps::<4>(
+                            ptr.add(o * ld.k + c * ld.c).cast(),
+                            mask,
+                            index,
+                            y,
+                        )
+                    }
                     Output::I8 {
                         ptr,
                         ld,
@@ -194,7 +276,15 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                             _mm512_set1_ps(127.0),
                         );
                         let q = _mm512_cvtps_epi32(q);
-                        _mm512_mask_cvtepi32_storeu_epi8(ptr.add(o * ld + c).cast(), mask, q);
+                        if ld.c == 1 {
+                            _mm512_mask_cvtepi32_storeu_epi8(ptr.add(o * ld.k + c).cast(), mask, q);
+                        } else {
+                            let mut bytes = [0i8; 16];
+                            _mm_storeu_si128(bytes.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
+                            for (j, &v) in bytes.iter().enumerate().take(cols.min(COLS)) {
+                                *ptr.add(o * ld.k + (c + j) * ld.c) = v;
+                            }
+                        }
                     }
                 }
             }
