@@ -297,3 +297,35 @@ fn bad_int8_linear_parameters_are_errors_naming_the_op() {
         "{err}"
     );
 }
+
+#[test]
+fn int8_linear_reads_and_writes_either_layout() {
+    let mut rng = SmallRng::seed_from_u64(8);
+    let (c, o, h, w) = (24usize, 33usize, 7usize, 9usize);
+    let p = params(&mut rng, o, c);
+    let x: Vec<f32> = (0..c * h * w)
+        .map(|_| rng.random_range(-4.0..4.0f32))
+        .collect();
+    let nchw = Tensor::from_shape(&[1, c, h, w], &x).unwrap();
+    let nhwc = nchw.clone().permute_axes(&[0, 2, 3, 1]).unwrap();
+    for out in [
+        Int8Output::Float,
+        Int8Output::Int8 {
+            zero_point: -9,
+            scale: 0.03,
+        },
+    ] {
+        let first = op(&p, 1, 4, 0.05, (0.0, NO_CLAMP), out);
+        let want = eval(&first, nchw.clone());
+        let want_last = want.clone().permute_axes(&[0, 2, 3, 1]).unwrap();
+        // Channels first in, channels last out (how tract feeds a depthwise conv).
+        let to_last = first.clone().with_axes(1, 3);
+        assert_eq!(eval(&to_last, nchw.clone()), want_last, "{out:?}");
+        // Channels last in, channels first out.
+        let from_last = first.clone().with_axes(3, 1);
+        assert_eq!(eval(&from_last, nhwc.clone()), want, "{out:?}");
+        let fact = f32::fact([1, h, w, c]);
+        let y = from_last.output_facts(&[&fact]).unwrap();
+        assert_eq!(y[0].shape.as_concrete().unwrap(), &[1, o, h, w]);
+    }
+}

@@ -58,6 +58,10 @@ pub struct Int8Linear {
     pub scale: Arc<Tensor>,
     /// Contracted axis of the input.
     pub axis: usize,
+    /// Axis of the output holding the output channels (the other axes keep the input's
+    /// order). Equal to `axis` as built; tract may move either side to channels last (see
+    /// [`Int8Linear::layout`]).
+    pub output_axis: usize,
     /// Input quantization: zero point.
     pub input_zero_point: i32,
     /// Input quantization: scale.
@@ -80,6 +84,7 @@ impl PartialEq for Int8Linear {
             && self.bias == other.bias
             && self.scale == other.scale
             && self.axis == other.axis
+            && self.output_axis == other.output_axis
             && self.input_zero_point == other.input_zero_point
             && self.input_scale.to_bits() == other.input_scale.to_bits()
             && self.low.to_bits() == other.low.to_bits()
@@ -173,6 +178,7 @@ impl Int8Linear {
             bias,
             scale,
             axis,
+            output_axis: axis,
             input_zero_point,
             input_scale,
             low,
@@ -183,6 +189,14 @@ impl Int8Linear {
             corr_u,
             scales,
         })
+    }
+
+    /// The op on another layout: input channels on `axis`, output channels on `output_axis`
+    /// (checked against the input when typed, see [`Int8Linear::layout`]).
+    pub fn with_axes(mut self, axis: usize, output_axis: usize) -> Int8Linear {
+        self.axis = axis;
+        self.output_axis = output_axis;
+        self
     }
 
     /// Output channels (O).
@@ -206,6 +220,64 @@ impl Int8Linear {
         let outer = shape[..self.axis].iter().product();
         let inner = shape[self.axis + 1..].iter().product();
         Ok((outer, inner))
+    }
+
+    /// The output shape of an input shape: the input's axes without `axis`, the output
+    /// channels inserted at `output_axis`.
+    fn output_shape<D: Clone>(&self, input: &[D], o: D) -> TractResult<TVec<D>> {
+        ensure!(
+            self.axis < input.len() && self.output_axis < input.len(),
+            "{NAME}: axes {} / {} of a rank-{} input",
+            self.axis,
+            self.output_axis,
+            input.len()
+        );
+        let mut shape: TVec<D> = input.into();
+        shape.remove(self.axis);
+        shape.insert(self.output_axis, o);
+        Ok(shape)
+    }
+
+    /// How a product over an input of this shape runs: `(images, columns, input strides,
+    /// output strides)`. The same layout on both sides: one product per index before the axis
+    /// over the contiguous columns after it (channels first), or one product over all
+    /// positions (channels last). Different layouts (tract moved one side to channels last,
+    /// the way it feeds its depthwise kernel) need each side to be channels first or last.
+    pub fn layout(&self, shape: &[usize]) -> TractResult<(usize, usize, Strides, Strides)> {
+        let (outer, inner) = self.split(shape)?;
+        let (k, o) = (self.k(), self.outputs());
+        if self.axis == self.output_axis {
+            return Ok(if inner == 1 {
+                (1, outer, Strides { k: 1, c: k }, Strides { k: 1, c: o })
+            } else {
+                let ld = Strides { k: inner, c: 1 };
+                (outer, inner, ld, ld)
+            });
+        }
+        let n = outer * inner;
+        let out = self.output_shape(shape, o)?;
+        let (o_outer, o_inner): (usize, usize) = (
+            out[..self.output_axis].iter().product(),
+            out[self.output_axis + 1..].iter().product(),
+        );
+        let side = |outer: usize, inner: usize, c: usize| {
+            if outer == 1 {
+                Some(Strides { k: n, c: 1 })
+            } else if inner == 1 {
+                Some(Strides { k: 1, c })
+            } else {
+                None
+            }
+        };
+        match (side(outer, inner, k), side(o_outer, o_inner, o)) {
+            (Some(i), Some(out)) => Ok((1, n, i, out)),
+            _ => bail!(
+                "{NAME}: input {shape:?} (axis {}) and output {out:?} (axis {}) are not each \
+                 channels first or last",
+                self.axis,
+                self.output_axis
+            ),
+        }
     }
 
     fn output_dt(&self) -> DatumType {
@@ -252,8 +324,7 @@ impl EvalOp for Int8Linear {
             input.datum_type()
         );
         let (o, k) = (self.outputs(), self.k());
-        let mut shape: TVec<usize> = input.shape().into();
-        shape[self.axis] = o;
+        let shape = self.output_shape(input.shape(), o)?;
         // SAFETY: every element is written by the kernels below (all rows × valid columns).
         let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
         if inner == 0 || outer == 0 {
@@ -269,15 +340,7 @@ impl EvalOp for Int8Linear {
         let mut out_view = out.try_as_plain_ram_mut()?;
         let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
         let kernel = k8::select();
-        // Channels last (the contracted axis innermost, e.g. NHWC after tract moved the
-        // layout through the op): one product over all `outer` positions, k contiguous.
-        // Otherwise one product per `outer` index over `inner` contiguous columns.
-        let (images, n, ld_in, ld_out) = if inner == 1 {
-            (1, outer, Strides { k: 1, c: k }, Strides { k: 1, c: o })
-        } else {
-            let ld = Strides { k: inner, c: 1 };
-            (outer, inner, ld, Strides { k: inner, c: 1 })
-        };
+        let (images, n, ld_in, ld_out) = self.layout(input.shape())?;
         let blocks = n.div_ceil(COLS);
         let step = k.div_ceil(4) * BLOCK_STEP;
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
@@ -376,29 +439,67 @@ impl TypedOp for Int8Linear {
             f.shape[self.axis],
             self.k()
         );
-        let mut shape = f.shape.to_tvec();
-        shape[self.axis] = self.outputs().to_dim();
+        let shape = self.output_shape(&f.shape.to_tvec(), self.outputs().to_dim())?;
+        if let Some(concrete) = f.shape.as_concrete() {
+            self.layout(concrete)?;
+        }
         Ok(tvec!(self.output_dt().fact(shape)))
     }
 
-    /// Any change that keeps the contracted axis whole moves it: the op works on any layout
-    /// (tract moves MobileNet-style graphs to channels last, where its depthwise kernel is
-    /// fastest, through the ops that allow it).
+    /// Like tract's `EinSum`, the op absorbs a move of its channel axis on either side (it
+    /// then reads or writes that side channels last): that is how tract brings a depthwise
+    /// conv's input to channels last, where its fastest depthwise kernel runs. Any other
+    /// change that keeps both channel axes whole goes through the op to both sides.
     fn change_axes(
         &self,
         model: &TypedModel,
         node: &TypedNode,
-        _io: InOut,
+        io: InOut,
         change: &AxisOp,
     ) -> TractResult<Option<AxisChangeConsequence>> {
-        let Some(axis) = change.transform_axis(self.axis) else {
-            return Ok(None);
+        let mut shape = model.outlet_fact(node.inputs[0])?.shape.to_tvec();
+        let absorbed = match (io, change) {
+            (InOut::Out(0), AxisOp::Move(from, to)) if *from == self.output_axis => {
+                Some(Int8Linear {
+                    output_axis: *to,
+                    ..self.clone()
+                })
+            }
+            (InOut::In(0), AxisOp::Move(from, to)) if *from == self.axis => {
+                change.change_shape_array(&mut shape, false)?;
+                Some(Int8Linear {
+                    axis: *to,
+                    ..self.clone()
+                })
+            }
+            _ => None,
         };
+        if let Some(op) = absorbed {
+            let fits = shape
+                .iter()
+                .map(|d| d.to_usize().ok())
+                .collect::<Option<TVec<usize>>>()
+                .is_none_or(|s| op.layout(&s).is_ok());
+            if !fits {
+                return Ok(None);
+            }
+            return Ok(Some(AxisChangeConsequence {
+                substitute_op: Some(Box::new(op)),
+                wire_changes: tvec!((io, change.clone())),
+            }));
+        }
         if let AxisOp::Reshape(..) = change {
             return Ok(None);
         }
+        if self.axis != self.output_axis {
+            return Ok(None);
+        }
+        let Some(axis) = change.transform_axis(self.axis) else {
+            return Ok(None);
+        };
         let op = Int8Linear {
             axis,
+            output_axis: axis,
             ..self.clone()
         };
         Ok(Some(AxisChangeConsequence::new(
@@ -421,6 +522,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.tensor().named("bias"),
             TypeName::Scalar.tensor().named("scale"),
             TypeName::Integer.named("axis"),
+            TypeName::Integer.named("output_axis").default(-1),
             TypeName::Integer.named("input_zero_point"),
             TypeName::Scalar.named("input_scale"),
             TypeName::Scalar.named("low"),
@@ -441,6 +543,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
     let scale: Arc<Tensor> = invocation.named_arg_as(builder, "scale")?;
     let axis: usize = invocation.named_arg_as(builder, "axis")?;
+    let output_axis: i64 = invocation.named_arg_as(builder, "output_axis")?;
     let zp = int_arg(builder, invocation, "input_zero_point")?;
     let input_scale: f32 = invocation.named_arg_as(builder, "input_scale")?;
     let low: f32 = invocation.named_arg_as(builder, "low")?;
@@ -466,6 +569,14 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         (low, high),
         output,
     )?;
+    let op = match output_axis {
+        -1 => op,
+        a => Int8Linear {
+            output_axis: usize::try_from(a)
+                .with_context(|| format!("{NAME}: output_axis = {a} is negative"))?,
+            ..op
+        },
+    };
     builder.wire(op, &[input])
 }
 
@@ -485,6 +596,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Opt
     let scale = ast.konst_variable(format!("{}_scale", node.name), &op.scale)?;
     let mut attributes = vec![
         ("axis", numeric(op.axis)),
+        ("output_axis", numeric(op.output_axis)),
         ("input_zero_point", numeric(op.input_zero_point)),
         ("input_scale", numeric(op.input_scale)),
         ("low", numeric(op.low)),
