@@ -23,7 +23,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Int8Kernel, Job, Output, Stage, BLOCK_STEP, COLS, ROWS};
+use super::{Int8Kernel, Job, Output, Stage, Strides, BLOCK_STEP, COLS, ROWS};
 
 /// ARMv8.0 NEON kernel.
 #[derive(Debug)]
@@ -59,6 +59,20 @@ impl Int8Kernel for Neon {
         // SAFETY: NEON detected; `check` verified the sizes the tiles rely on.
         unsafe { run_neon(job) }
     }
+
+    fn pack_f32(
+        &self,
+        x: &[f32],
+        k: usize,
+        n: usize,
+        ld: Strides,
+        blocks: std::ops::Range<usize>,
+        inv_scale: f32,
+        zp: i32,
+        out: &mut [u8],
+    ) {
+        pack_f32_neon(x, k, n, ld, blocks, inv_scale, zp, out)
+    }
 }
 
 impl Int8Kernel for NeonDot {
@@ -70,6 +84,20 @@ impl Int8Kernel for NeonDot {
         job.check();
         // SAFETY: dotprod detected; `check` verified the sizes the tiles rely on.
         unsafe { run_dot(job) }
+    }
+
+    fn pack_f32(
+        &self,
+        x: &[f32],
+        k: usize,
+        n: usize,
+        ld: Strides,
+        blocks: std::ops::Range<usize>,
+        inv_scale: f32,
+        zp: i32,
+        out: &mut [u8],
+    ) {
+        pack_f32_neon(x, k, n, ld, blocks, inv_scale, zp, out)
     }
 }
 
@@ -110,6 +138,154 @@ unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32
                     *ptr.add(o * ld.k + (c + j) * ld.c) = v as i8;
                 }
             }
+        }
+    }
+}
+
+/// [`super::pack_f32`] 16 floats at a time, the same quantization (`fmul`, `fadd`, `fmaxnm`
+/// (a NaN gives −128), `fminnm`, `fcvtns` rounding half to even), offset by 128 and narrowed.
+/// Channels first: four k rows of 16 columns are stored interleaved by one `st4`. Channels
+/// last: each column's 4 consecutive k are one vector. A block with a partial column range
+/// or group of k goes through the portable packer.
+#[allow(clippy::too_many_arguments)]
+fn pack_f32_neon(
+    x: &[f32],
+    k: usize,
+    n: usize,
+    ld: Strides,
+    blocks: std::ops::Range<usize>,
+    inv_scale: f32,
+    zp: i32,
+    out: &mut [u8],
+) {
+    super::check_pack(k, n, ld, &blocks, x.len(), out.len());
+    let k4 = k.div_ceil(4);
+    let per_block = k4 * BLOCK_STEP;
+    let whole_k = k % 4 == 0;
+    for (bi, b) in blocks.enumerate() {
+        let dst = &mut out[bi * per_block..(bi + 1) * per_block];
+        let whole = (b + 1) * COLS <= n;
+        let (first, last) = (ld.c == 1, ld.k == 1);
+        if !whole || !(first || last && whole_k) {
+            super::pack_f32(x, k, n, ld, b..b + 1, inv_scale, zp, dst);
+            continue;
+        }
+        // SAFETY: NEON is always present on aarch64; the block is whole (16 columns, and
+        // whole groups of 4 k when channels last) and inside x (check_pack).
+        unsafe { pack_block_neon(x.as_ptr(), k, b * COLS, ld, last, inv_scale, zp, dst) }
+    }
+}
+
+/// Quantizes 4 floats to offset-binary codes in 32-bit lanes.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn quantize4(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> uint32x4_t {
+    let v = vaddq_f32(vmulq_f32(v, inv), zp);
+    let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
+    vreinterpretq_u32_s32(vaddq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(128)))
+}
+
+/// Narrows 16 codes (in 32-bit lanes) to bytes.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn narrow16(q: [uint32x4_t; 4]) -> uint8x16_t {
+    let lo = vcombine_u16(vmovn_u32(q[0]), vmovn_u32(q[1]));
+    let hi = vcombine_u16(vmovn_u32(q[2]), vmovn_u32(q[3]));
+    vcombine_u8(vmovn_u16(lo), vmovn_u16(hi))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+unsafe fn pack_block_neon(
+    x: *const f32,
+    k: usize,
+    c0: usize,
+    ld: Strides,
+    last: bool,
+    inv_scale: f32,
+    zp: i32,
+    dst: &mut [u8],
+) {
+    let (inv, zpf) = (vdupq_n_f32(inv_scale), vdupq_n_f32(zp as f32));
+    let d = dst.as_mut_ptr();
+    for g in 0..k.div_ceil(4) {
+        // SAFETY (loop): reads stay in the block's columns and k (caller), writes in the
+        // block's 64 bytes of group g.
+        unsafe {
+            if last {
+                // Column j's k = 4g .. 4g + 4 are contiguous.
+                for quarter in 0..4 {
+                    let q = std::array::from_fn(|i| {
+                        let p = x.add((c0 + quarter * 4 + i) * ld.c + g * 4);
+                        quantize4(vld1q_f32(p), inv, zpf)
+                    });
+                    vst1q_u8(d.add(g * BLOCK_STEP + quarter * 16), narrow16(q));
+                }
+            } else {
+                let row = |t: usize| {
+                    let kk = g * 4 + t;
+                    if kk >= k {
+                        return vdupq_n_u8(0x80);
+                    }
+                    let p = x.add(kk * ld.k + c0);
+                    narrow16(std::array::from_fn(|i| {
+                        quantize4(vld1q_f32(p.add(4 * i)), inv, zpf)
+                    }))
+                };
+                let rows = uint8x16x4_t(row(0), row(1), row(2), row(3));
+                vst4q_u8(d.add(g * BLOCK_STEP), rows);
+            }
+        }
+    }
+}
+
+/// Writes a 4 rows × 4 columns tile (rows `o0..o0 + 4` that are `< m`, `valid` columns from
+/// `c`). Channels-last f32 output with whole rows and columns: the stage on each row, a 4×4
+/// transpose (`trn1`/`trn2`), one `st1` per column (4 consecutive output channels); otherwise
+/// row by row through [`store4`].
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn store_tile(
+    stage: &Stage<'_>,
+    o0: usize,
+    m: usize,
+    c: usize,
+    valid: usize,
+    acc: [int32x4_t; 4],
+) {
+    // SAFETY (whole body): rows < m and columns c .. c + valid lie in the output (caller).
+    unsafe {
+        if let Output::F32 { ptr, ld } = stage.out {
+            if ld.k == 1 && ld.c != 1 && valid == 4 && o0 + 4 <= m {
+                let y: [float32x4_t; 4] = std::array::from_fn(|r| {
+                    let o = o0 + r;
+                    let y = vmulq_f32(
+                        vcvtq_f32_s32(vaddq_s32(acc[r], vdupq_n_s32(stage.corr[o]))),
+                        vdupq_n_f32(stage.scale[o]),
+                    );
+                    vminnmq_f32(vmaxnmq_f32(y, vdupq_n_f32(stage.lo)), vdupq_n_f32(stage.hi))
+                });
+                let t0 = vreinterpretq_f64_f32(vtrn1q_f32(y[0], y[1]));
+                let t1 = vreinterpretq_f64_f32(vtrn2q_f32(y[0], y[1]));
+                let t2 = vreinterpretq_f64_f32(vtrn1q_f32(y[2], y[3]));
+                let t3 = vreinterpretq_f64_f32(vtrn2q_f32(y[2], y[3]));
+                let cols = [
+                    vtrn1q_f64(t0, t2),
+                    vtrn1q_f64(t1, t3),
+                    vtrn2q_f64(t0, t2),
+                    vtrn2q_f64(t1, t3),
+                ];
+                for (j, col) in cols.into_iter().enumerate() {
+                    vst1q_f32(ptr.add(o0 + (c + j) * ld.c), vreinterpretq_f32_f64(col));
+                }
+                return;
+            }
+        }
+        for (r, &a) in acc.iter().enumerate() {
+            if o0 + r >= m {
+                break;
+            }
+            store4(stage, o0 + r, c, valid, a);
         }
     }
 }
@@ -177,19 +353,14 @@ unsafe fn run_neon(job: &Job<'_>) {
                         row!(3);
                         g += if pair { 2 } else { 1 };
                     }
-                    for (r, acc) in acc.iter().enumerate() {
-                        let o = rb * ROWS + r;
-                        if o >= m {
-                            break;
-                        }
-                        for q in 0..2 {
-                            // acc[2q] holds columns 4q, 4q+1 (two halves each), acc[2q+1]
-                            // columns 4q+2, 4q+3.
-                            let sums = vpaddq_s32(acc[2 * q], acc[2 * q + 1]);
-                            let c = half * 8 + q * 4;
-                            if c < cols {
-                                store4(&job.stage, o, c0 + c, (cols - c).min(4), sums);
-                            }
+                    for q in 0..2 {
+                        // acc[r][2q] holds columns 4q, 4q+1 (two halves each), acc[r][2q+1]
+                        // columns 4q+2, 4q+3.
+                        let sums =
+                            std::array::from_fn(|r| vpaddq_s32(acc[r][2 * q], acc[r][2 * q + 1]));
+                        let c = half * 8 + q * 4;
+                        if c < cols {
+                            store_tile(&job.stage, rb * ROWS, m, c0 + c, (cols - c).min(4), sums);
                         }
                     }
                 }
@@ -245,16 +416,11 @@ unsafe fn run_dot(job: &Job<'_>) {
                         acc[3][q] = sdot::<3>(acc[3][q], xv[q], wv);
                     }
                 }
-                for (r, acc) in acc.iter().enumerate() {
-                    let o = rb * ROWS + r;
-                    if o >= m {
-                        break;
-                    }
-                    for (q, &a) in acc.iter().enumerate() {
-                        let c = q * 4;
-                        if c < cols {
-                            store4(&job.stage, o, c0 + c, (cols - c).min(4), a);
-                        }
+                for q in 0..4 {
+                    let c = q * 4;
+                    if c < cols {
+                        let sums = std::array::from_fn(|r| acc[r][q]);
+                        store_tile(&job.stage, rb * ROWS, m, c0 + c, (cols - c).min(4), sums);
                     }
                 }
             }
