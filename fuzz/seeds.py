@@ -4,9 +4,11 @@
     python3 fuzz/seeds.py        # from the repository root or from fuzz/
 
 nnef_load and nnef_parse seeds are in the targets''s entry format ([name len u8][name][len u32 LE][data]):
-the shipped mnist-bnn graph (tract ops + every Kestrel binary op) and a tiny hand-made graph
-with Kestrel's ops on a 1x8x4x4 input (small enough to mutate fast; also written as
-fuzz/tiny-binary.nnef.tgz for checking it loads: `kestrel info fuzz/tiny-binary.nnef.tgz`).
+the shipped mnist-bnn graph (tract ops + every Kestrel binary op), a tiny hand-made graph
+with Kestrel's binary ops on a 1x8x4x4 input (small enough to mutate fast; also written as
+fuzz/tiny-binary.nnef.tgz for checking it loads: `kestrel info fuzz/tiny-binary.nnef.tgz`),
+and one with two `kestrel_int8_linear` (i8 between them, channels-last output;
+fuzz/tiny-int8.nnef.tgz).
 """
 import io
 import os
@@ -66,6 +68,37 @@ graph network(x) -> (y) {
 """
 
 
+TINY_INT8_GRAPH = """version 1.0;
+
+extension tract_registry kestrel;
+
+graph network(x) -> (y) {
+  x = external(shape = [1, 8, 4, 4]);
+  w = variable<scalar>(label = "w", shape = [6, 8]);
+  b = variable<scalar>(label = "b", shape = [6]);
+  s = variable<scalar>(label = "s", shape = [6]);
+  h = kestrel_int8_linear(x, w, b, s, axis = 1, input_zero_point = -3, input_scale = 0.05, low = 0.0, high = 6.0, output = "int8", output_zero_point = -128, output_scale = 0.025);
+  w2 = variable<scalar>(label = "w2", shape = [4, 6]);
+  b2 = variable<scalar>(label = "b2", shape = [4]);
+  s2 = variable<scalar>(label = "s2", shape = [4]);
+  y = kestrel_int8_linear(h, w2, b2, s2, axis = 1, output_axis = 3, input_zero_point = -128, input_scale = 0.025, low = -100.0, high = 100.0, output = "float");
+}
+"""
+
+
+def tiny_int8_files():
+    rng = np.random.default_rng(1)
+    return [
+        ("graph.nnef", TINY_INT8_GRAPH.encode()),
+        ("w.dat", dat(rng.integers(-127, 128, (6, 8)).astype(np.int8))),
+        ("b.dat", dat(rng.integers(-500, 500, 6).astype(np.int32))),
+        ("s.dat", dat(np.full(6, 1e-3, np.float32))),
+        ("w2.dat", dat(rng.integers(-127, 128, (4, 6)).astype(np.int8))),
+        ("b2.dat", dat(rng.integers(-500, 500, 4).astype(np.int32))),
+        ("s2.dat", dat(np.full(4, 2e-3, np.float32))),
+    ]
+
+
 def tiny_files():
     rng = np.random.default_rng(0)
     return [
@@ -90,6 +123,14 @@ def main():
         out(target, "tiny-binary", entries(tiny))
     with tarfile.open(os.path.join(FUZZ, "tiny-binary.nnef.tgz"), "w:gz") as t:
         for name, data in tiny:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    tiny_int8 = tiny_int8_files()
+    for target in ["nnef_load", "nnef_parse"]:
+        out(target, "tiny-int8", entries(tiny_int8))
+    with tarfile.open(os.path.join(FUZZ, "tiny-int8.nnef.tgz"), "w:gz") as t:
+        for name, data in tiny_int8:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
