@@ -378,7 +378,6 @@ impl EvalOp for Int8Linear {
                         let x = &xi[image..image + k * n];
                         k8::pack_i8(x, k, n, ld_in, range.clone(), part);
                     }
-                    let stage_out = stage_out;
                     kernel.run(&k8::Job {
                         w: &self.packed,
                         x: part,
@@ -391,7 +390,7 @@ impl EvalOp for Int8Linear {
                             scale: &self.scales,
                             lo: self.low,
                             hi: self.high,
-                            out: stage_out.0,
+                            out: stage_out.get(),
                         },
                     });
                 });
@@ -405,6 +404,13 @@ impl EvalOp for Int8Linear {
 /// The output pointer, shared by tasks that write disjoint columns.
 #[derive(Clone, Copy)]
 struct SendOutput(k8::Output);
+impl SendOutput {
+    /// The output (a method, so a closure captures the wrapper, not its field).
+    fn get(self) -> k8::Output {
+        self.0
+    }
+}
+
 // SAFETY: tasks write disjoint column ranges of the output through it.
 unsafe impl Send for SendOutput {}
 // SAFETY: as above.

@@ -106,6 +106,9 @@ pub fn packed_len(k: usize, n: usize) -> usize {
 }
 
 /// Quantizes one float (see the module docs).
+// `max` then `min`, not `clamp`: a NaN must become −128 as in the SIMD kernels (`clamp`
+// keeps the NaN, which `as i8` then turns into 0).
+#[allow(clippy::manual_clamp)]
 #[inline(always)]
 pub fn quantize(x: f32, inv_scale: f32, zp: f32) -> i8 {
     let v = x * inv_scale + zp;
@@ -148,6 +151,7 @@ pub struct Strides {
 
 /// Packs column blocks `blocks` of a float input `x` (`k` × `n` valid columns, laid out as
 /// `ld` says) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
+#[allow(clippy::too_many_arguments)]
 pub fn pack_f32(
     x: &[f32],
     k: usize,

@@ -161,7 +161,7 @@ fn pack_f32_neon(
     super::check_pack(k, n, ld, &blocks, x.len(), out.len());
     let k4 = k.div_ceil(4);
     let per_block = k4 * BLOCK_STEP;
-    let whole_k = k % 4 == 0;
+    let whole_k = k.is_multiple_of(4);
     for (bi, b) in blocks.enumerate() {
         let dst = &mut out[bi * per_block..(bi + 1) * per_block];
         let whole = (b + 1) * COLS <= n;
@@ -416,12 +416,9 @@ unsafe fn run_dot(job: &Job<'_>) {
                         acc[3][q] = sdot::<3>(acc[3][q], xv[q], wv);
                     }
                 }
-                for q in 0..4 {
-                    let c = q * 4;
-                    if c < cols {
-                        let sums = std::array::from_fn(|r| acc[r][q]);
-                        store_tile(&job.stage, rb * ROWS, m, c0 + c, (cols - c).min(4), sums);
-                    }
+                for (q, c) in (0..cols).step_by(4).enumerate() {
+                    let sums = std::array::from_fn(|r| acc[r][q]);
+                    store_tile(&job.stage, rb * ROWS, m, c0 + c, (cols - c).min(4), sums);
                 }
             }
         }
