@@ -118,22 +118,14 @@ def tgz_files(path):
 
 
 def main():
-    tiny = tiny_files()
-    for target in ["nnef_load", "nnef_parse"]:
-        out(target, "tiny-binary", entries(tiny))
-    with tarfile.open(os.path.join(FUZZ, "tiny-binary.nnef.tgz"), "w:gz") as t:
-        for name, data in tiny:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    tiny_int8 = tiny_int8_files()
-    for target in ["nnef_load", "nnef_parse"]:
-        out(target, "tiny-int8", entries(tiny_int8))
-    with tarfile.open(os.path.join(FUZZ, "tiny-int8.nnef.tgz"), "w:gz") as t:
-        for name, data in tiny_int8:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
+    for name, files in [("tiny-binary", tiny_files()), ("tiny-int8", tiny_int8_files())]:
+        for target in ["nnef_load", "nnef_parse"]:
+            out(target, name, entries(files))
+        with tarfile.open(os.path.join(FUZZ, name + ".nnef.tgz"), "w:gz") as t:
+            for member, data in files:
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
     mnist = entries(tgz_files(os.path.join(REPO, "models/mnist-bnn/mnist-bnn.nnef.tgz")))
     for target in ["nnef_load", "nnef_parse"]:
         out(target, "mnist-bnn", mnist)

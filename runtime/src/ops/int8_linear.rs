@@ -370,13 +370,32 @@ impl EvalOp for Int8Linear {
                     let range = first..(first + BLOCKS_PER_TASK).min(blocks);
                     // SAFETY: task t alone uses blocks `range` of the packed buffer.
                     let part = unsafe { packed.part(first * step, range.len() * step) };
+                    let blocks = range.clone();
+                    let (xs, at) = (image..image + k * n, ld_in);
                     if float_in {
-                        let x = &xf[image..image + k * n];
-                        let zp = self.input_zero_point;
-                        kernel.pack_f32(x, k, n, ld_in, range.clone(), inv, zp, part);
+                        let p = k8::Pack {
+                            x: &xf[xs],
+                            k,
+                            n,
+                            ld: at,
+                            blocks,
+                        };
+                        let q = k8::Quantizer {
+                            inv_scale: inv,
+                            zp: self.input_zero_point,
+                        };
+                        kernel.pack_f32(&p, q, part);
                     } else {
-                        let x = &xi[image..image + k * n];
-                        k8::pack_i8(x, k, n, ld_in, range.clone(), part);
+                        k8::pack_i8(
+                            &k8::Pack {
+                                x: &xi[xs],
+                                k,
+                                n,
+                                ld: at,
+                                blocks,
+                            },
+                            part,
+                        );
                     }
                     kernel.run(&k8::Job {
                         w: &self.packed,

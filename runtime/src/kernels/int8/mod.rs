@@ -115,30 +115,6 @@ pub fn quantize(x: f32, inv_scale: f32, zp: f32) -> i8 {
     v.max(-128.0).min(127.0).round_ties_even() as i8
 }
 
-/// Checks the sizes of a packing call (every implementation relies on them).
-pub fn check_pack(
-    k: usize,
-    n: usize,
-    ld: Strides,
-    blocks: &std::ops::Range<usize>,
-    len: usize,
-    out: usize,
-) {
-    assert!(
-        k == 0 || n == 0 || (k - 1) * ld.k + (n - 1) * ld.c < len,
-        "input too short"
-    );
-    assert_eq!(
-        out,
-        blocks.len() * k.div_ceil(4) * BLOCK_STEP,
-        "packed size"
-    );
-    assert!(
-        blocks.start * COLS < n.max(1) || blocks.is_empty(),
-        "blocks past the columns"
-    );
-}
-
 /// Where element `(k, c)` of an input lies: `x[k · self.k + c · self.c]`. `[K][N]` row-major
 /// (channels first, NCHW) is `{ k: N, c: 1 }`; `[N][K]` (channels last, NHWC) is `{ k: 1, c: K }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,50 +125,71 @@ pub struct Strides {
     pub c: usize,
 }
 
-/// Packs column blocks `blocks` of a float input `x` (`k` × `n` valid columns, laid out as
-/// `ld` says) into `out` (the bytes of those blocks, `blocks.len() · K/4 · 64`), quantizing.
-#[allow(clippy::too_many_arguments)]
-pub fn pack_f32(
-    x: &[f32],
-    k: usize,
-    n: usize,
-    ld: Strides,
-    blocks: std::ops::Range<usize>,
-    inv_scale: f32,
-    zp: i32,
-    out: &mut [u8],
-) {
-    let zpf = zp as f32;
-    pack_with(k, n, ld, blocks, out, x.len(), |i| {
-        (quantize(x[i], inv_scale, zpf) as u8) ^ 0x80
+/// What to pack: column blocks `blocks` of an input `x` holding `k` × `n` valid columns laid
+/// out as `ld` says.
+#[derive(Debug, Clone)]
+pub struct Pack<'a, T> {
+    /// The input.
+    pub x: &'a [T],
+    /// Rows to reduce over (K).
+    pub k: usize,
+    /// Valid columns (N).
+    pub n: usize,
+    /// Layout of `x`.
+    pub ld: Strides,
+    /// Column blocks to pack.
+    pub blocks: std::ops::Range<usize>,
+}
+
+impl<T> Pack<'_, T> {
+    /// Checks the sizes against `out` (every packer relies on them): the bytes of the blocks,
+    /// `blocks.len() · K/4 · 64`.
+    pub fn check(&self, out: &[u8]) {
+        let (k, n, ld) = (self.k, self.n, self.ld);
+        assert!(
+            k == 0 || n == 0 || (k - 1) * ld.k + (n - 1) * ld.c < self.x.len(),
+            "input too short"
+        );
+        assert_eq!(
+            out.len(),
+            self.blocks.len() * k.div_ceil(4) * BLOCK_STEP,
+            "packed size"
+        );
+        assert!(
+            self.blocks.start * COLS < n.max(1) || self.blocks.is_empty(),
+            "blocks past the columns"
+        );
+    }
+}
+
+/// How a float input is quantized (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantizer {
+    /// 1 / scale.
+    pub inv_scale: f32,
+    /// Zero point.
+    pub zp: i32,
+}
+
+/// Packs a float input into `out`, quantizing it with `q`.
+pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    let zpf = q.zp as f32;
+    pack_with(p, out, |i| {
+        (quantize(p.x[i], q.inv_scale, zpf) as u8) ^ 0x80
     });
 }
 
 /// [`pack_f32`] for an input already quantized to i8.
-pub fn pack_i8(
-    x: &[i8],
-    k: usize,
-    n: usize,
-    ld: Strides,
-    blocks: std::ops::Range<usize>,
-    out: &mut [u8],
-) {
-    pack_with(k, n, ld, blocks, out, x.len(), |i| (x[i] as u8) ^ 0x80);
+pub fn pack_i8(p: &Pack<'_, i8>, out: &mut [u8]) {
+    pack_with(p, out, |i| (p.x[i] as u8) ^ 0x80);
 }
 
 #[inline(always)]
-fn pack_with(
-    k: usize,
-    n: usize,
-    ld: Strides,
-    blocks: std::ops::Range<usize>,
-    out: &mut [u8],
-    len: usize,
-    value: impl Fn(usize) -> u8,
-) {
+fn pack_with<T>(p: &Pack<'_, T>, out: &mut [u8], value: impl Fn(usize) -> u8) {
+    p.check(out);
+    let (k, n, ld) = (p.k, p.n, p.ld);
     let k4 = k.div_ceil(4);
-    check_pack(k, n, ld, &blocks, len, out.len());
-    for (bi, b) in blocks.enumerate() {
+    for (bi, b) in p.blocks.clone().enumerate() {
         let c0 = b * COLS;
         let cols = n.saturating_sub(c0).min(COLS);
         let block = &mut out[bi * k4 * BLOCK_STEP..(bi + 1) * k4 * BLOCK_STEP];
@@ -338,19 +335,8 @@ pub trait Int8Kernel: Send + Sync + Debug {
     fn run(&self, job: &Job<'_>);
 
     /// [`pack_f32`], the same bytes (accelerated kernels quantize a vector at a time).
-    #[allow(clippy::too_many_arguments)]
-    fn pack_f32(
-        &self,
-        x: &[f32],
-        k: usize,
-        n: usize,
-        ld: Strides,
-        blocks: std::ops::Range<usize>,
-        inv_scale: f32,
-        zp: i32,
-        out: &mut [u8],
-    ) {
-        pack_f32(x, k, n, ld, blocks, inv_scale, zp, out)
+    fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+        pack_f32(p, q, out)
     }
 }
 

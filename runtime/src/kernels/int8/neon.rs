@@ -23,7 +23,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Int8Kernel, Job, Output, Stage, Strides, BLOCK_STEP, COLS, ROWS};
+use super::{Int8Kernel, Job, Output, Pack, Quantizer, Stage, Strides, BLOCK_STEP, COLS, ROWS};
 
 /// ARMv8.0 NEON kernel.
 #[derive(Debug)]
@@ -60,18 +60,8 @@ impl Int8Kernel for Neon {
         unsafe { run_neon(job) }
     }
 
-    fn pack_f32(
-        &self,
-        x: &[f32],
-        k: usize,
-        n: usize,
-        ld: Strides,
-        blocks: std::ops::Range<usize>,
-        inv_scale: f32,
-        zp: i32,
-        out: &mut [u8],
-    ) {
-        pack_f32_neon(x, k, n, ld, blocks, inv_scale, zp, out)
+    fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+        pack_f32_neon(p, q, out)
     }
 }
 
@@ -86,18 +76,8 @@ impl Int8Kernel for NeonDot {
         unsafe { run_dot(job) }
     }
 
-    fn pack_f32(
-        &self,
-        x: &[f32],
-        k: usize,
-        n: usize,
-        ld: Strides,
-        blocks: std::ops::Range<usize>,
-        inv_scale: f32,
-        zp: i32,
-        out: &mut [u8],
-    ) {
-        pack_f32_neon(x, k, n, ld, blocks, inv_scale, zp, out)
+    fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+        pack_f32_neon(p, q, out)
     }
 }
 
@@ -147,32 +127,27 @@ unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32
 /// Channels first: four k rows of 16 columns are stored interleaved by one `st4`. Channels
 /// last: each column's 4 consecutive k are one vector. A block with a partial column range
 /// or group of k goes through the portable packer.
-#[allow(clippy::too_many_arguments)]
-fn pack_f32_neon(
-    x: &[f32],
-    k: usize,
-    n: usize,
-    ld: Strides,
-    blocks: std::ops::Range<usize>,
-    inv_scale: f32,
-    zp: i32,
-    out: &mut [u8],
-) {
-    super::check_pack(k, n, ld, &blocks, x.len(), out.len());
+fn pack_f32_neon(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    p.check(out);
+    let (x, k, n, ld) = (p.x, p.k, p.n, p.ld);
     let k4 = k.div_ceil(4);
     let per_block = k4 * BLOCK_STEP;
     let whole_k = k.is_multiple_of(4);
-    for (bi, b) in blocks.enumerate() {
+    for (bi, b) in p.blocks.clone().enumerate() {
         let dst = &mut out[bi * per_block..(bi + 1) * per_block];
         let whole = (b + 1) * COLS <= n;
         let (first, last) = (ld.c == 1, ld.k == 1);
         if !whole || !(first || last && whole_k) {
-            super::pack_f32(x, k, n, ld, b..b + 1, inv_scale, zp, dst);
+            let one = Pack {
+                blocks: b..b + 1,
+                ..p.clone()
+            };
+            super::pack_f32(&one, q, dst);
             continue;
         }
         // SAFETY: NEON is always present on aarch64; the block is whole (16 columns, and
-        // whole groups of 4 k when channels last) and inside x (check_pack).
-        unsafe { pack_block_neon(x.as_ptr(), k, b * COLS, ld, last, inv_scale, zp, dst) }
+        // whole groups of 4 k when channels last) and inside x (Pack::check).
+        unsafe { pack_block_neon(x.as_ptr(), k, b * COLS, ld, last, q, dst) }
     }
 }
 
@@ -202,11 +177,10 @@ unsafe fn pack_block_neon(
     c0: usize,
     ld: Strides,
     last: bool,
-    inv_scale: f32,
-    zp: i32,
+    q: Quantizer,
     dst: &mut [u8],
 ) {
-    let (inv, zpf) = (vdupq_n_f32(inv_scale), vdupq_n_f32(zp as f32));
+    let (inv, zpf) = (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32));
     let d = dst.as_mut_ptr();
     for g in 0..k.div_ceil(4) {
         // SAFETY (loop): reads stay in the block's columns and k (caller), writes in the

@@ -4,8 +4,8 @@
 //! k not a multiple of 4, columns not a multiple of 16 or 32, jobs starting mid-way).
 
 use super::{
-    available, generic, pack_f32, pack_i8, packed_len, quantize, Job, Output, PackedWeights, Stage,
-    Strides, COLS,
+    available, generic, pack_f32, pack_i8, packed_len, quantize, Job, Output, Pack, PackedWeights,
+    Quantizer, Stage, Strides, COLS,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -94,7 +94,18 @@ fn run(
         let ld = Strides { k: c.n, c: 1 };
         (c.x.clone(), ld, ld)
     };
-    kernel.pack_f32(&x, c.k, c.n, ld_in, 0..blocks, c.inv, c.zp, &mut packed);
+    let q = Quantizer {
+        inv_scale: c.inv,
+        zp: c.zp,
+    };
+    let p = Pack {
+        x: &x,
+        k: c.k,
+        n: c.n,
+        ld: ld_in,
+        blocks: 0..blocks,
+    };
+    kernel.pack_f32(&p, q, &mut packed);
     let mut yf = vec![f32::NAN; c.m * c.n];
     let mut yq = vec![99i8; c.m * c.n];
     for out in [
@@ -244,10 +255,21 @@ fn every_packer_writes_the_portable_bytes() {
             let mut want = vec![0u8; len];
             // Channels first (rows ld apart) and channels last (columns k apart).
             for strides in [Strides { k: ld, c: 1 }, Strides { k: 1, c: k }] {
-                pack_f32(&x, k, n, strides, range.clone(), 1.0, -3, &mut want);
+                let p = Pack {
+                    x: &x,
+                    k,
+                    n,
+                    ld: strides,
+                    blocks: range.clone(),
+                };
+                let q = Quantizer {
+                    inv_scale: 1.0,
+                    zp: -3,
+                };
+                pack_f32(&p, q, &mut want);
                 for kernel in available() {
                     let mut got = vec![1u8; len];
-                    kernel.pack_f32(&x, k, n, strides, range.clone(), 1.0, -3, &mut got);
+                    kernel.pack_f32(&p, q, &mut got);
                     let name = kernel.name();
                     assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
                 }
@@ -266,8 +288,32 @@ fn packing_i8_matches_packing_the_same_values_as_f32() {
     let blocks = n.div_ceil(COLS);
     let (mut a, mut b) = (vec![0; packed_len(k, n)], vec![1; packed_len(k, n)]);
     let ld = Strides { k: n, c: 1 };
-    pack_i8(&q, k, n, ld, 0..blocks, &mut a);
-    pack_f32(&f, k, n, ld, 0..blocks, 1.0, 0, &mut b);
+    let blocks = 0..blocks;
+    pack_i8(
+        &Pack {
+            x: &q,
+            k,
+            n,
+            ld,
+            blocks: blocks.clone(),
+        },
+        &mut a,
+    );
+    let one = Quantizer {
+        inv_scale: 1.0,
+        zp: 0,
+    };
+    pack_f32(
+        &Pack {
+            x: &f,
+            k,
+            n,
+            ld,
+            blocks,
+        },
+        one,
+        &mut b,
+    );
     assert_eq!(a, b);
 }
 

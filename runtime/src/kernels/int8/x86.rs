@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Int8Kernel, Job, Output, Strides, BLOCK_STEP, COLS, ROWS};
+use super::{Int8Kernel, Job, Output, Pack, Quantizer, BLOCK_STEP, COLS, ROWS};
 
 /// AVX-512 VNNI kernel.
 #[derive(Debug)]
@@ -46,53 +46,48 @@ impl Int8Kernel for Vnni512 {
         unsafe { run_vnni(job) }
     }
 
-    fn pack_f32(
-        &self,
-        x: &[f32],
-        k: usize,
-        n: usize,
-        ld: Strides,
-        blocks: std::ops::Range<usize>,
-        inv_scale: f32,
-        zp: i32,
-        out: &mut [u8],
-    ) {
-        super::check_pack(k, n, ld, &blocks, x.len(), out.len());
-        // SAFETY: `detect` checked the features; `check_pack` the sizes.
+    fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+        p.check(out);
+        // SAFETY: `detect` checked the features; `check` the sizes.
         unsafe {
-            if ld.c == 1 {
-                pack_f32_avx512(x, k, n, ld.k, blocks, inv_scale, zp, out)
-            } else if ld.k == 1 {
-                pack_f32_channels_last(x, k, n, ld.c, blocks, inv_scale, zp, out)
+            if p.ld.c == 1 {
+                pack_f32_avx512(p, q, out)
+            } else if p.ld.k == 1 {
+                pack_f32_channels_last(p, q, out)
             } else {
-                super::pack_f32(x, k, n, ld, blocks, inv_scale, zp, out)
+                super::pack_f32(p, q, out)
             }
         }
     }
+}
+
+/// Quantizes 16 floats with the portable packer's operations (`vmulps`, `vaddps`, `vmaxps`
+/// (a NaN gives −128), `vminps`, `vcvtps2dq` rounding half to even) and offsets them by 128.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn quantize16(f: __m512, q: Quantizer) -> __m512i {
+    let f = _mm512_add_ps(
+        _mm512_mul_ps(f, _mm512_set1_ps(q.inv_scale)),
+        _mm512_set1_ps(q.zp as f32),
+    );
+    let f = _mm512_min_ps(
+        _mm512_max_ps(f, _mm512_set1_ps(-128.0)),
+        _mm512_set1_ps(127.0),
+    );
+    _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(128))
 }
 
 /// [`super::pack_f32`] for channels-last input (`x[c · ldc + k]`): per group of 4 k, four
 /// columns' 4 consecutive floats fill one vector (masked 128-bit loads where k ends), quantized
 /// as in [`pack_f32_avx512`], padded lanes set to 128, narrowed with `vpmovdb`: 16 bytes in the
 /// packed order at once.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_f32_channels_last(
-    x: &[f32],
-    k: usize,
-    n: usize,
-    ldc: usize,
-    blocks: std::ops::Range<usize>,
-    inv_scale: f32,
-    zp: i32,
-    out: &mut [u8],
-) {
+unsafe fn pack_f32_channels_last(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    let (k, n, ldc) = (p.k, p.n, p.ld.c);
     let k4 = k.div_ceil(4);
-    let (inv, zpf) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zp as f32));
-    let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
     let offset = _mm512_set1_epi32(128);
-    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
-    for (bi, b) in blocks.enumerate() {
+    let (xp, op) = (p.x.as_ptr(), out.as_mut_ptr());
+    for (bi, b) in p.blocks.clone().enumerate() {
         for g in 0..k4 {
             let kvalid = (k - g * 4).min(4);
             let kmask: __mmask8 = (1u8 << kvalid) - 1;
@@ -102,7 +97,7 @@ unsafe fn pack_f32_channels_last(
                 for i in 0..4 {
                     let c = b * COLS + quarter * 4 + i;
                     if c < n {
-                        // SAFETY: column c < n, k from 4g, masked to k: inside x (check_pack).
+                        // SAFETY: column c < n, k from 4g, masked to k: inside x (Pack::check).
                         let v = unsafe { _mm_maskz_loadu_ps(kmask, xp.add(c * ldc + g * 4)) };
                         f = match i {
                             0 => _mm512_insertf32x4::<0>(f, v),
@@ -113,12 +108,9 @@ unsafe fn pack_f32_channels_last(
                         valid |= (kmask as u16) << (4 * i);
                     }
                 }
-                let f = _mm512_add_ps(_mm512_mul_ps(f, inv), zpf);
-                let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                let u = _mm512_add_epi32(_mm512_cvtps_epi32(f), offset);
-                let u = _mm512_mask_blend_epi32(valid, offset, u);
+                let u = _mm512_mask_blend_epi32(valid, offset, quantize16(f, q));
                 let bytes = _mm512_cvtepi32_epi8(u);
-                // SAFETY: 16 bytes of block bi, group g: inside `out` (check_pack).
+                // SAFETY: 16 bytes of block bi, group g: inside `out` (Pack::check).
                 unsafe {
                     _mm_storeu_si128(
                         op.add((bi * k4 + g) * BLOCK_STEP + quarter * 16).cast(),
@@ -130,31 +122,19 @@ unsafe fn pack_f32_channels_last(
     }
 }
 
-/// [`super::pack_f32`] 16 columns × 4 k at a time: four (masked) loads of 16 floats, quantized
-/// with the same operations (`vmulps`, `vaddps`, `vmaxps` (a NaN gives −128), `vminps`,
-/// `vcvtps2dq` rounding half to even), offset by 128 and interleaved by shifts into one
-/// 64-byte store. Padded columns and k get 0x80, like the portable packer.
-#[allow(clippy::too_many_arguments)]
+/// [`super::pack_f32`] for channels-first input, 16 columns × 4 k at a time: four (masked)
+/// loads of 16 floats, quantized ([`quantize16`]), interleaved by shifts into one 64-byte
+/// store. Padded columns and k get 0x80, like the portable packer.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_f32_avx512(
-    x: &[f32],
-    k: usize,
-    n: usize,
-    ld: usize,
-    blocks: std::ops::Range<usize>,
-    inv_scale: f32,
-    zp: i32,
-    out: &mut [u8],
-) {
+unsafe fn pack_f32_avx512(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    let (k, n, ld) = (p.k, p.n, p.ld.k);
     let k4 = k.div_ceil(4);
-    let (inv, zpf) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zp as f32));
-    let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
     let (offset, pad) = (
         _mm512_set1_epi32(128),
         _mm512_set1_epi32(0x8080_8080u32 as i32),
     );
-    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
-    for (bi, b) in blocks.enumerate() {
+    let (xp, op) = (p.x.as_ptr(), out.as_mut_ptr());
+    for (bi, b) in p.blocks.clone().enumerate() {
         let c0 = b * COLS;
         let cols = n.saturating_sub(c0).min(COLS);
         let mask: __mmask16 = if cols >= COLS { !0 } else { (1u16 << cols) - 1 };
@@ -163,18 +143,16 @@ unsafe fn pack_f32_avx512(
             for t in 0..4 {
                 let kk = g * 4 + t;
                 let u = if kk < k {
-                    // SAFETY: row kk < k, columns c0 .. c0 + cols ≤ n ≤ ld (check_pack); masked.
+                    // SAFETY: row kk < k, columns c0 .. c0 + cols ≤ n ≤ ld (Pack::check); masked.
                     let f = unsafe { _mm512_maskz_loadu_ps(mask, xp.add(kk * ld + c0)) };
-                    let f = _mm512_add_ps(_mm512_mul_ps(f, inv), zpf);
-                    let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                    _mm512_add_epi32(_mm512_cvtps_epi32(f), offset)
+                    quantize16(f, q)
                 } else {
                     offset
                 };
                 v = _mm512_or_si512(v, _mm512_sll_epi32(u, _mm_cvtsi32_si128(8 * t as i32)));
             }
             let v = _mm512_mask_blend_epi32(mask, pad, v);
-            // SAFETY: 64 bytes of block bi, group g: inside `out` (check_pack).
+            // SAFETY: 64 bytes of block bi, group g: inside `out` (Pack::check).
             unsafe { _mm512_storeu_si512(op.add((bi * k4 + g) * BLOCK_STEP).cast(), v) };
         }
     }
