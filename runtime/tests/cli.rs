@@ -191,11 +191,13 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("binary kernel generic"),
-        "{}",
-        text(&out.stdout)
-    );
+    for kind in ["binary", "int8"] {
+        assert!(
+            text(&out.stdout).contains(&format!("{kind} kernel generic")),
+            "{}",
+            text(&out.stdout)
+        );
+    }
     let out = kestrel()
         .arg("info")
         .env_remove("KESTREL_KERNELS")
@@ -207,10 +209,16 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .find(|l| l.starts_with("binary kernel"))
         .unwrap()
         .to_string();
+    let int8 = line
+        .lines()
+        .find(|l| l.starts_with("int8 kernel"))
+        .unwrap()
+        .to_string();
     if cfg!(target_arch = "aarch64") {
         assert_eq!(auto, "binary kernel neon");
+        assert!(int8.starts_with("int8 kernel neon"), "{int8}");
     }
-    eprintln!("auto-selected: {auto}");
+    eprintln!("auto-selected: {auto}, {int8}");
 }
 
 /// Runs `kestrel ARGS` and checks the exit code; the message must not be a panic.

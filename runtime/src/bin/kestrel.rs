@@ -392,6 +392,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "binary kernel {}",
                 kestrel_runtime::kernels::select().name()
             );
+            println!(
+                "int8 kernel {}",
+                kestrel_runtime::kernels::int8::select().name()
+            );
         }
     }
     Ok(())
