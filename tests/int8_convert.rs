@@ -61,7 +61,10 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
     let report = convert_int8(&fx.onnx, &out, &options(&fx, &fx.input, Method::MinMax)).unwrap();
     assert!(out.is_file());
     assert!(report.layers.len() >= 6, "{report:?}");
-    assert!(report.layers.iter().all(|l| l.int8));
+    // Every layer int8 but the stem conv on the image, float by default (--int8-stem).
+    for l in &report.layers {
+        assert_eq!(l.int8, l.name != "conv1", "{}", report.to_text());
+    }
     assert!(report.reload_relative_diff <= 1e-4);
     assert!(
         report.outputs[0].sqnr_db >= TINY_FIRE_MIN_SQNR_DB,
@@ -87,7 +90,9 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
     let tract_out = dir.path().join("tiny.tract-ops.nnef.tar");
     let mut o = options(&fx, &fx.input, Method::MinMax);
     o.tract_ops = true;
+    o.int8_stem = true;
     let tract_report = convert_int8(&fx.onnx, &tract_out, &o).unwrap();
+    assert!(tract_report.layers.iter().all(|l| l.int8));
     let graph = nnef_text(&tract_out);
     assert!(graph.contains("tract_core_einsum_q") && !graph.contains("kestrel_int8_linear("));
     let (tract_sqnr, tract_agree, _) = sqnr_against_reference(&fx, &tract_out);
@@ -134,7 +139,8 @@ fn keep_float_by_name_leaves_that_layer_in_float() {
     let mut o = options(&fx, &fx.input, Method::MinMax);
     o.keep_float = KeepFloat::Names(vec!["fc.ab".into()]);
     let r = convert_int8(&fx.onnx, &out, &o).unwrap();
-    assert_eq!(r.kept_float, vec!["fc.ab".to_string()]);
+    // The named layer, and the stem (float by default).
+    assert_eq!(r.kept_float, vec!["conv1".to_string(), "fc.ab".to_string()]);
     let fc = r.layers.iter().find(|l| l.name == "fc.ab").unwrap();
     assert!(!fc.int8);
     assert_eq!(nnef_text(&out).matches("kestrel_int8_linear(").count(), 2);

@@ -64,6 +64,11 @@ pub struct Int8Args {
     /// Quantize depthwise convolutions too (default: float, tract has no fast int8 depthwise).
     #[arg(long)]
     pub int8_depthwise: bool,
+    /// Quantize the stem convolution too (a k×k conv on ≤ 4 channels of a graph input, i.e.
+    /// on the image; default: float, its int8 form costs more in im2col and casts than it
+    /// saves).
+    #[arg(long)]
+    pub int8_stem: bool,
     /// Fraction of the samples (the last in order) held out for the report.
     #[arg(long, default_value_t = 0.25, value_name = "F", value_parser = parse_fraction)]
     pub holdout: f64,
@@ -141,6 +146,7 @@ impl Int8Args {
         options.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         options.progress = true;
         options.int8_depthwise = self.int8_depthwise;
+        options.int8_stem = self.int8_stem;
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;
         options.requantize_all = self.requantize_outputs;

@@ -55,6 +55,17 @@ impl Layer {
         self.bias.len()
     }
 
+    /// A stem convolution: k×k (not 1×1), not grouped, on at most 4 channels of a graph
+    /// input of `model` (an image). Its product is tiny (K = C_in·k·k) next to the im2col and
+    /// casts around it.
+    pub fn is_stem(&self, model: &TypedModel) -> bool {
+        model.inputs.contains(&self.input)
+            && matches!(&self.op, LayerOp::Conv(c)
+                if c.group == 1
+                    && c.input_channels() <= 4
+                    && c.pool_spec.kernel_shape.iter().product::<usize>() > 1)
+    }
+
     /// A grouped convolution with one input channel per group (depthwise).
     pub fn is_depthwise(&self) -> bool {
         matches!(&self.op, LayerOp::Conv(c) if c.group > 1 && c.group == c.input_channels())
