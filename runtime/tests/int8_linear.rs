@@ -329,3 +329,33 @@ fn int8_linear_reads_and_writes_either_layout() {
         assert_eq!(y[0].shape.as_concrete().unwrap(), &[1, o, h, w]);
     }
 }
+
+#[test]
+fn int8_linear_splits_rows_when_columns_are_few() {
+    // A 3×3 map (one column block) with 40 output channels: on 2 threads the op packs once,
+    // then splits the rows; the result must not depend on the threads.
+    let mut rng = SmallRng::seed_from_u64(9);
+    let p = params(&mut rng, 40, 64);
+    let op = op(&p, 1, 1, 0.04, (-NO_CLAMP, NO_CLAMP), Int8Output::Float);
+    let x: Vec<f32> = (0..64 * 9).map(|_| rng.random_range(-3.0..3.0f32)).collect();
+    let input = Tensor::from_shape(&[1, 64, 3, 3], &x).unwrap();
+    let want = eval(&op, input.clone());
+    let mut model = TypedModel::default();
+    let src = model.add_source("x", f32::fact([1, 64, 3, 3])).unwrap();
+    let y = model.wire_node("pw", op, &[src]).unwrap();
+    model.select_output_outlets(&y).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rows.nnef.tgz");
+    let file = std::fs::File::create(&path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    registry::nnef()
+        .write_to_tar(&model, gz)
+        .unwrap()
+        .finish()
+        .unwrap();
+    for threads in [1, 2, 3] {
+        let loaded = Model::load(&path, &LoadOptions { threads: Some(threads) }).unwrap();
+        let got = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
+        assert_eq!(got[0].clone().into_tensor(), want, "{threads} threads");
+    }
+}

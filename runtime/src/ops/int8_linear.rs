@@ -344,6 +344,18 @@ impl EvalOp for Int8Linear {
         let blocks = n.div_ceil(COLS);
         let step = k.div_ceil(4) * BLOCK_STEP;
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
+        // Rows are split too when the column tasks cannot keep every thread busy (at least
+        // two row blocks, 8 output channels, per task).
+        let row_blocks = o.div_ceil(k8::ROWS);
+        let threads = super::parallel::threads();
+        let row_tasks = if tasks >= 2 * threads {
+            1
+        } else {
+            (2 * threads)
+                .div_ceil(tasks)
+                .min(row_blocks.div_ceil(2))
+                .max(1)
+        };
         let inv = 1.0 / self.input_scale;
         scratch::bytes(blocks * step, |packed| {
             let packed = Disjoint::new(packed);
@@ -365,20 +377,19 @@ impl EvalOp for Int8Linear {
                     },
                 };
                 let stage_out = SendOutput(stage_out);
-                run_indexed(tasks, |t| {
+                let pack = |t: usize| {
                     let first = t * BLOCKS_PER_TASK;
                     let range = first..(first + BLOCKS_PER_TASK).min(blocks);
-                    // SAFETY: task t alone uses blocks `range` of the packed buffer.
+                    // SAFETY: column task t alone uses blocks `range` of the packed buffer.
                     let part = unsafe { packed.part(first * step, range.len() * step) };
-                    let blocks = range.clone();
-                    let (xs, at) = (image..image + k * n, ld_in);
+                    let (xs, ld) = (image..image + k * n, ld_in);
                     if float_in {
                         let p = k8::Pack {
                             x: &xf[xs],
                             k,
                             n,
-                            ld: at,
-                            blocks,
+                            ld,
+                            blocks: range.clone(),
                         };
                         let q = k8::Quantizer {
                             inv_scale: inv,
@@ -391,17 +402,21 @@ impl EvalOp for Int8Linear {
                                 x: &xi[xs],
                                 k,
                                 n,
-                                ld: at,
-                                blocks,
+                                ld,
+                                blocks: range.clone(),
                             },
                             part,
                         );
                     }
+                    (range, part)
+                };
+                let compute = |range: std::ops::Range<usize>, x: &[u8], rows| {
                     kernel.run(&k8::Job {
                         w: &self.packed,
-                        x: part,
-                        first_block: first,
+                        x,
+                        first_block: range.start,
                         blocks: range.len(),
+                        row_blocks: rows,
                         n,
                         stage: Stage {
                             corr: &self.corr,
@@ -411,8 +426,37 @@ impl EvalOp for Int8Linear {
                             hi: self.high,
                             out: stage_out.get(),
                         },
+                    })
+                };
+                if row_tasks == 1 {
+                    // Each task packs its columns and multiplies them at once (still in cache).
+                    run_indexed(tasks, |t| {
+                        let (range, part) = pack(t);
+                        compute(range, part, 0..row_blocks);
                     });
-                });
+                } else {
+                    // Too few columns for the threads (late, small feature maps): pack
+                    // every column block, then split the rows too.
+                    run_indexed(tasks, |t| {
+                        pack(t);
+                    });
+                    let per = row_blocks.div_ceil(row_tasks);
+                    run_indexed(tasks * row_tasks, |t| {
+                        let (c, r) = (t / row_tasks, t % row_tasks);
+                        let first = c * BLOCKS_PER_TASK;
+                        let range = first..(first + BLOCKS_PER_TASK).min(blocks);
+                        let (start, len) = (first * step, range.len() * step);
+                        // SAFETY: the packing tasks above have finished; every task only reads
+                        // (shared slices of the same bytes).
+                        let part = unsafe {
+                            std::slice::from_raw_parts(packed.ptr(start, start + len), len)
+                        };
+                        let rows = (r * per).min(row_blocks)..((r + 1) * per).min(row_blocks);
+                        if !rows.is_empty() {
+                            compute(range, part, rows);
+                        }
+                    });
+                }
             }
             TractResult::Ok(())
         })?;

@@ -20,7 +20,8 @@ impl Int8Kernel for Generic {
         for b in 0..job.blocks {
             let x = &job.x[b * k4 * BLOCK_STEP..(b + 1) * k4 * BLOCK_STEP];
             let c0 = (job.first_block + b) * COLS;
-            for o in 0..m {
+            let rows = job.row_blocks.start * ROWS..(job.row_blocks.end * ROWS).min(m);
+            for o in rows {
                 acc.fill(0);
                 let row = &w[(o / ROWS) * k4 * ROWS * 4..];
                 for g in 0..k4 {

@@ -281,7 +281,7 @@ impl Stage<'_> {
 }
 
 /// One product: all rows of `w` × column blocks `blocks` of the input.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Job<'a> {
     /// Packed weights.
     pub w: &'a PackedWeights,
@@ -291,6 +291,8 @@ pub struct Job<'a> {
     pub first_block: usize,
     /// Number of column blocks.
     pub blocks: usize,
+    /// Blocks of [`ROWS`] output rows to compute (`0..M/4` rounded up: all of them).
+    pub row_blocks: std::ops::Range<usize>,
     /// Valid columns of the whole output (the last block may be partial).
     pub n: usize,
     /// Output stage.
@@ -315,6 +317,10 @@ impl Job<'_> {
         assert!(
             (self.first_block + self.blocks - 1) * COLS < self.n || self.blocks == 0,
             "blocks past the columns"
+        );
+        assert!(
+            self.row_blocks.start <= self.row_blocks.end && self.row_blocks.end <= m.div_ceil(ROWS),
+            "row blocks past the rows"
         );
     }
 

@@ -279,7 +279,7 @@ unsafe fn run_neon(job: &Job<'_>) {
     for b in 0..job.blocks {
         let c0 = (job.first_block + b) * COLS;
         let cols = job.cols(b);
-        for rb in 0..m.div_ceil(ROWS) {
+        for rb in job.row_blocks.clone() {
             for half in 0..2 {
                 if half * 8 >= cols {
                     break;
@@ -369,7 +369,7 @@ unsafe fn run_dot(job: &Job<'_>) {
     for b in 0..job.blocks {
         let c0 = (job.first_block + b) * COLS;
         let cols = job.cols(b);
-        for rb in 0..m.div_ceil(ROWS) {
+        for rb in job.row_blocks.clone() {
             let mut acc = [[vdupq_n_s32(0); 4]; ROWS];
             // SAFETY (loop): groups g < k4 of row block rb and block b: inside the packed
             // buffers (job.check).

@@ -121,23 +121,32 @@ fn run(
         },
     ] {
         let mut b = 0;
+        let row_blocks = c.m.div_ceil(super::ROWS);
         while b < blocks {
             let nb = per_job.min(blocks - b);
-            kernel.run(&Job {
-                w: &w,
-                x: &packed[b * step..(b + nb) * step],
-                first_block: b,
-                blocks: nb,
-                n: c.n,
-                stage: Stage {
-                    corr: &corr,
-                    corr_u: &corr_u,
-                    scale: &c.scale,
-                    lo,
-                    hi,
-                    out,
-                },
-            });
+            // Jobs of `per_job` column blocks; with `per_job` 3 the rows are split in jobs of
+            // one row block too (as the op does when columns cannot feed the threads).
+            let per_rows = if per_job == 3 { 1 } else { row_blocks.max(1) };
+            let mut r = 0;
+            while r < row_blocks {
+                kernel.run(&Job {
+                    w: &w,
+                    x: &packed[b * step..(b + nb) * step],
+                    first_block: b,
+                    blocks: nb,
+                    row_blocks: r..(r + per_rows).min(row_blocks),
+                    n: c.n,
+                    stage: Stage {
+                        corr: &corr,
+                        corr_u: &corr_u,
+                        scale: &c.scale,
+                        lo,
+                        hi,
+                        out,
+                    },
+                });
+                r += per_rows;
+            }
             b += nb;
         }
     }

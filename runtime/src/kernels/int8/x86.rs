@@ -160,12 +160,12 @@ unsafe fn pack_f32_avx512(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn run_vnni(job: &Job<'_>) {
-    let (m, k4) = (job.w.rows(), job.w.k4());
-    let row_blocks = m.div_ceil(ROWS);
+    let k4 = job.w.k4();
+    let row_blocks = job.row_blocks.end;
     let mut b = 0;
     while b < job.blocks {
         let nb = if b + 2 <= job.blocks { 2 } else { 1 };
-        let mut rb = 0;
+        let mut rb = job.row_blocks.start;
         while rb < row_blocks {
             let two = rb + 2 <= row_blocks;
             // SAFETY: rb (+1) < row_blocks and b (+1) < blocks: inside the packed buffers.
