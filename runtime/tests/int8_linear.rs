@@ -337,7 +337,9 @@ fn int8_linear_splits_rows_when_columns_are_few() {
     let mut rng = SmallRng::seed_from_u64(9);
     let p = params(&mut rng, 40, 64);
     let op = op(&p, 1, 1, 0.04, (-NO_CLAMP, NO_CLAMP), Int8Output::Float);
-    let x: Vec<f32> = (0..64 * 9).map(|_| rng.random_range(-3.0..3.0f32)).collect();
+    let x: Vec<f32> = (0..64 * 9)
+        .map(|_| rng.random_range(-3.0..3.0f32))
+        .collect();
     let input = Tensor::from_shape(&[1, 64, 3, 3], &x).unwrap();
     let want = eval(&op, input.clone());
     let mut model = TypedModel::default();
@@ -354,7 +356,13 @@ fn int8_linear_splits_rows_when_columns_are_few() {
         .finish()
         .unwrap();
     for threads in [1, 2, 3] {
-        let loaded = Model::load(&path, &LoadOptions { threads: Some(threads) }).unwrap();
+        let loaded = Model::load(
+            &path,
+            &LoadOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
         let got = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
         assert_eq!(got[0].clone().into_tensor(), want, "{threads} threads");
     }
