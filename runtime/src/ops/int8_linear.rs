@@ -348,7 +348,7 @@ impl EvalOp for Int8Linear {
         // two row blocks, 8 output channels, per task).
         let row_blocks = o.div_ceil(k8::ROWS);
         let threads = super::parallel::threads();
-        let row_tasks = if tasks >= 2 * threads {
+        let row_tasks = if threads == 1 || tasks >= 2 * threads {
             1
         } else {
             (2 * threads)
