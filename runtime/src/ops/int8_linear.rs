@@ -1,9 +1,17 @@
 //! `kestrel_int8_linear`: an int8 1×1 convolution or dense layer with its quantization fused.
 //!
 //! The input is viewed as `[outer, K, inner]` around its contracted `axis` (`[N, C, H·W]` for
-//! an NCHW 1×1 convolution, `[N, K, 1]` for a dense layer on `[N, K]`); the output is the input
-//! shape with `axis` resized to the `O` output channels. Per image, `Y[O, inner] = W[O, K] ·
-//! X[K, inner]` in int8 with i32 sums, through the kernels of [`crate::kernels::int8`].
+//! an NCHW 1×1 convolution, `[N, K, 1]` for a dense layer on `[N, K]`); the output holds the
+//! input's other axes in order with the `O` output channels at `output_axis` (as built, the
+//! same position as `axis`). `Y[O, columns] = W[O, K] · X[K, columns]` in int8 with i32 sums,
+//! through the kernels of [`crate::kernels::int8`]; [`Int8Linear::layout`] says how the
+//! columns lie (channels first: per image over the contiguous `inner`; channels last: over
+//! every position at once, k contiguous).
+//!
+//! tract moves MobileNet-style graphs to channels last (its fastest aarch64 depthwise kernel
+//! is channel-inner) by moving axes through the ops that allow it. This op allows a move of
+//! either channel axis, absorbing it like tract's `EinSum` (its two sides may then differ:
+//! channels-first input, channels-last output), so the int8 graph keeps that layout too.
 //!
 //! What tract 0.23.9 runs as four ops (a quantizing cast, `Conv`/`EinSum{q_params}`, a cast of
 //! the i32 accumulator to f32, a per-channel multiply, plus a ReLU or clip) is one op here:
@@ -15,7 +23,9 @@
 //!   clip), and stores f32 or, with `output = "int8"`, requantizes to i8
 //!   (`output_zero_point`, `output_scale`).
 //!
-//! Work is split over the runtime's threads by column blocks (64 columns per task).
+//! Work is split over the runtime's threads by column blocks (64 columns per task, each task
+//! packing its columns and multiplying them while they are in cache); when that leaves threads
+//! idle (small late feature maps) the op packs every block first and splits the rows too.
 
 use tract_nnef::internal::*;
 use tract_nnef::ser::{numeric, string};

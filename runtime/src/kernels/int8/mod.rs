@@ -10,14 +10,15 @@
 //! `zp · Σ_k W[o, k]`), converts to f32, multiplies by the per-channel dequantization scale,
 //! clamps (a fused ReLU or clip), and stores f32 or requantizes to i8. Every kernel does these
 //! steps with the same IEEE operations in the same order (a multiply and an add, never an FMA;
-//! round half to even), so all kernels agree bit for bit with [`generic`].
+//! round half to even), so all kernels agree bit for bit with [`generic()`].
 //!
 //! Quantizing a float input is fused into packing ([`pack_f32`]):
 //! `q = round_half_even(min(max(x · (1/s) + zp, −128), 127))` (a NaN becomes −128).
 //!
 //! # Layouts
 //!
-//! * Input, packed per block of [`COLS`] = 16 columns: `[block][K/4][16 columns][4 k]` bytes,
+//! * Input (any layout: [`Strides`]), packed per block of [`COLS`] = 16 columns:
+//!   `[block][K/4][16 columns][4 k]` bytes,
 //!   offset binary (`u = q + 128`, so x86's `vpdpbusd`, which multiplies u8 by i8, reads it
 //!   directly; NEON flips the top bit back to i8 with one `eor` per 16 bytes). K is padded to a
 //!   multiple of 4 and N to a multiple of 16; padded columns are computed and never stored.
@@ -25,7 +26,7 @@
 //!   i8, zero-padded (zero weights make padded k contribute nothing). One 4-byte group is one
 //!   row's four k values: `vpdpbusd` broadcasts it from memory, NEON's `sdot` picks it by lane.
 //!
-//! Implementations: [`generic`] (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 8 rows ×
+//! Implementations: [`generic`](mod@generic) (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 8 rows ×
 //! 32 columns per register tile, one `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step),
 //! `neon` (`neon`: `smull`/`smlal`/`sadalp`, any aarch64 core; `neon-dotprod`: `sdot`, 16 MACs
 //! per instruction, Cortex-A76/A78). [`select`] picks the best one the CPU supports;
