@@ -21,6 +21,9 @@ use kestrel_runtime::{LoadOptions, Model};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
+mod common;
+use common::write_nnef_tgz;
+
 fn signs(rng: &mut SmallRng, n: usize) -> Vec<f32> {
     // Real-valued (not only ±1) and with exact zeros: binarisation is part of what is tested.
     (0..n)
@@ -347,13 +350,7 @@ fn nnef_round_trip_of_every_binary_op() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bnn.nnef.tgz");
-    let file = std::fs::File::create(&path).unwrap();
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    registry::nnef()
-        .write_to_tar(&model, gz)
-        .unwrap()
-        .finish()
-        .unwrap();
+    write_nnef_tgz(&model, &path);
     let loaded = Model::load(&path, &LoadOptions { threads: Some(2) }).unwrap();
     let ops: Vec<String> = loaded
         .optimized_graph()

@@ -4,11 +4,13 @@
 
 use kestrel_runtime::kernels::int8::quantize;
 use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
-use kestrel_runtime::ops::registry;
 use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::{LoadOptions, Model};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+
+mod common;
+use common::write_nnef_tgz;
 
 struct Params {
     w: Vec<i8>,
@@ -179,13 +181,7 @@ fn int8_linear_round_trips_through_nnef_and_runs_on_threads() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("int8.nnef.tgz");
-    let file = std::fs::File::create(&path).unwrap();
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    registry::nnef()
-        .write_to_tar(&model, gz)
-        .unwrap()
-        .finish()
-        .unwrap();
+    write_nnef_tgz(&model, &path);
     for threads in [1, 2] {
         let loaded = Model::load(
             &path,
@@ -348,13 +344,7 @@ fn int8_linear_splits_rows_when_columns_are_few() {
     model.select_output_outlets(&y).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rows.nnef.tgz");
-    let file = std::fs::File::create(&path).unwrap();
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    registry::nnef()
-        .write_to_tar(&model, gz)
-        .unwrap()
-        .finish()
-        .unwrap();
+    write_nnef_tgz(&model, &path);
     for threads in [1, 2, 3] {
         let loaded = Model::load(
             &path,

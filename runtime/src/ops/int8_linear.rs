@@ -326,7 +326,7 @@ impl EvalOp for Int8Linear {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let (outer, inner) = self.split(input.shape())?;
+        let (images, n, ld_in, ld_out) = self.layout(input.shape())?;
         let float_in = input.datum_type() == f32::datum_type();
         ensure!(
             float_in || input.datum_type().unquantized() == i8::datum_type(),
@@ -337,7 +337,7 @@ impl EvalOp for Int8Linear {
         let shape = self.output_shape(input.shape(), o)?;
         // SAFETY: every element is written by the kernels below (all rows × valid columns).
         let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
-        if inner == 0 || outer == 0 {
+        if n == 0 || images == 0 {
             return Ok(tvec!(out.into_tvalue()));
         }
         let view = input.try_as_plain_ram()?;
@@ -350,7 +350,6 @@ impl EvalOp for Int8Linear {
         let mut out_view = out.try_as_plain_ram_mut()?;
         let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
         let kernel = k8::select();
-        let (images, n, ld_in, ld_out) = self.layout(input.shape())?;
         let blocks = n.div_ceil(COLS);
         let step = k.div_ceil(4) * BLOCK_STEP;
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
@@ -367,6 +366,8 @@ impl EvalOp for Int8Linear {
                 .max(1)
         };
         let inv = 1.0 / self.input_scale;
+        // Column blocks of task t.
+        let columns = |t: usize| t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
         scratch::bytes(blocks * step, |packed| {
             let packed = Disjoint::new(packed);
             for b in 0..images {
@@ -388,10 +389,9 @@ impl EvalOp for Int8Linear {
                 };
                 let stage_out = SendOutput(stage_out);
                 let pack = |t: usize| {
-                    let first = t * BLOCKS_PER_TASK;
-                    let range = first..(first + BLOCKS_PER_TASK).min(blocks);
+                    let range = columns(t);
                     // SAFETY: column task t alone uses blocks `range` of the packed buffer.
-                    let part = unsafe { packed.part(first * step, range.len() * step) };
+                    let part = unsafe { packed.part(range.start * step, range.len() * step) };
                     let (xs, ld) = (image..image + k * n, ld_in);
                     if float_in {
                         let p = k8::Pack {
@@ -453,9 +453,8 @@ impl EvalOp for Int8Linear {
                     let per = row_blocks.div_ceil(row_tasks);
                     run_indexed(tasks * row_tasks, |t| {
                         let (c, r) = (t / row_tasks, t % row_tasks);
-                        let first = c * BLOCKS_PER_TASK;
-                        let range = first..(first + BLOCKS_PER_TASK).min(blocks);
-                        let (start, len) = (first * step, range.len() * step);
+                        let range = columns(c);
+                        let (start, len) = (range.start * step, range.len() * step);
                         // SAFETY: the packing tasks above have finished; every task only reads
                         // (shared slices of the same bytes).
                         let part = unsafe {

@@ -1,5 +1,5 @@
-//! Helpers shared by the end-to-end tests of `kestrel run` (each test file includes this
-//! module with `mod common;`).
+//! Helpers shared by the integration tests (each test file includes this module with
+//! `mod common;`): starting `kestrel`, the repository, tools, JSON lines, graph files.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -62,4 +62,15 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 /// `gst-launch-1.0 -q videotestsrc … ! CAPS ! fdsink` as a shell command line.
 pub fn gst_command(extra_src: &str, caps: &str) -> String {
     format!("gst-launch-1.0 -q videotestsrc {extra_src} ! {caps} ! fdsink")
+}
+
+/// Writes `model` as a gzipped NNEF tar at `path` in Kestrel's dialect, as the converter does.
+pub fn write_nnef_tgz(model: &kestrel_runtime::tract_core::prelude::TypedModel, path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    kestrel_runtime::ops::registry::nnef()
+        .write_to_tar(model, gz)
+        .unwrap()
+        .finish()
+        .unwrap();
 }

@@ -81,16 +81,24 @@ impl Int8Kernel for NeonDot {
     }
 }
 
+/// The float output stage of row `o` on 4 lanes of signed sums: add the correction, `scvtf`,
+/// `fmul` by the scale, clamp (`fmaxnm`/`fminnm`), the portable stage's operations.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn stage_f32(stage: &Stage<'_>, o: usize, acc: int32x4_t) -> float32x4_t {
+    let y = vmulq_f32(
+        vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(stage.corr[o]))),
+        vdupq_n_f32(stage.scale[o]),
+    );
+    vminnmq_f32(vmaxnmq_f32(y, vdupq_n_f32(stage.lo)), vdupq_n_f32(stage.hi))
+}
+
 /// Writes 4 columns of row `o` (starting at column `c`, `valid` of them exist) from the
 /// signed sums `acc`: the stage on 4 lanes, then one `st1` (contiguous f32) or lane by lane.
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32x4_t) {
-    let y = vmulq_f32(
-        vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(stage.corr[o]))),
-        vdupq_n_f32(stage.scale[o]),
-    );
-    let y = vminnmq_f32(vmaxnmq_f32(y, vdupq_n_f32(stage.lo)), vdupq_n_f32(stage.hi));
+    let y = stage_f32(stage, o, acc);
     // SAFETY: columns c .. c + valid of row o lie in the output (caller).
     unsafe {
         match stage.out {
@@ -110,10 +118,9 @@ unsafe fn store4(stage: &Stage<'_>, o: usize, c: usize, valid: usize, acc: int32
                 inv_scale,
                 zp,
             } => {
-                let q = vaddq_f32(vmulq_f32(y, vdupq_n_f32(inv_scale)), vdupq_n_f32(zp));
-                let q = vminnmq_f32(vmaxnmq_f32(q, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
+                let q = quantize_s32(y, vdupq_n_f32(inv_scale), vdupq_n_f32(zp));
                 let mut a = [0i32; 4];
-                vst1q_s32(a.as_mut_ptr(), vcvtnq_s32_f32(q));
+                vst1q_s32(a.as_mut_ptr(), q);
                 for (j, &v) in a.iter().enumerate().take(valid) {
                     *ptr.add(o * ld.k + (c + j) * ld.c) = v as i8;
                 }
@@ -151,13 +158,21 @@ fn pack_f32_neon(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
     }
 }
 
-/// Quantizes 4 floats to offset-binary codes in 32-bit lanes.
+/// Quantizes 4 floats to signed codes in 32-bit lanes with the portable quantizer's operations
+/// (`fmul`, `fadd`, `fmaxnm` (a NaN gives −128), `fminnm`, `fcvtns` rounding half to even).
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn quantize_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> int32x4_t {
+    let v = vaddq_f32(vmulq_f32(v, inv), zp);
+    let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
+    vcvtnq_s32_f32(v)
+}
+
+/// [`quantize_s32`] offset by 128 (the packed input's offset binary).
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn quantize4(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> uint32x4_t {
-    let v = vaddq_f32(vmulq_f32(v, inv), zp);
-    let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
-    vreinterpretq_u32_s32(vaddq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(128)))
+    vreinterpretq_u32_s32(vaddq_s32(quantize_s32(v, inv, zp), vdupq_n_s32(128)))
 }
 
 /// Narrows 16 codes (in 32-bit lanes) to bytes.
@@ -231,14 +246,7 @@ unsafe fn store_tile(
     unsafe {
         if let Output::F32 { ptr, ld } = stage.out {
             if ld.k == 1 && ld.c != 1 && valid == 4 && o0 + 4 <= m {
-                let y: [float32x4_t; 4] = std::array::from_fn(|r| {
-                    let o = o0 + r;
-                    let y = vmulq_f32(
-                        vcvtq_f32_s32(vaddq_s32(acc[r], vdupq_n_s32(stage.corr[o]))),
-                        vdupq_n_f32(stage.scale[o]),
-                    );
-                    vminnmq_f32(vmaxnmq_f32(y, vdupq_n_f32(stage.lo)), vdupq_n_f32(stage.hi))
-                });
+                let y: [float32x4_t; 4] = std::array::from_fn(|r| stage_f32(stage, o0 + r, acc[r]));
                 let t0 = vreinterpretq_f64_f32(vtrn1q_f32(y[0], y[1]));
                 let t1 = vreinterpretq_f64_f32(vtrn2q_f32(y[0], y[1]));
                 let t2 = vreinterpretq_f64_f32(vtrn1q_f32(y[2], y[3]));

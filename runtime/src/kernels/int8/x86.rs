@@ -61,20 +61,30 @@ impl Int8Kernel for Vnni512 {
     }
 }
 
-/// Quantizes 16 floats with the portable packer's operations (`vmulps`, `vaddps`, `vmaxps`
-/// (a NaN gives −128), `vminps`, `vcvtps2dq` rounding half to even) and offsets them by 128.
+/// Quantizes 16 floats to signed codes with the portable quantizer's operations (`vmulps`,
+/// `vaddps`, `vmaxps` (a NaN gives −128), `vminps`, `vcvtps2dq` rounding half to even).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn quantize16(f: __m512, q: Quantizer) -> __m512i {
+fn quantize_ps(f: __m512, inv_scale: f32, zp: f32) -> __m512i {
     let f = _mm512_add_ps(
-        _mm512_mul_ps(f, _mm512_set1_ps(q.inv_scale)),
-        _mm512_set1_ps(q.zp as f32),
+        _mm512_mul_ps(f, _mm512_set1_ps(inv_scale)),
+        _mm512_set1_ps(zp),
     );
     let f = _mm512_min_ps(
         _mm512_max_ps(f, _mm512_set1_ps(-128.0)),
         _mm512_set1_ps(127.0),
     );
-    _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(128))
+    _mm512_cvtps_epi32(f)
+}
+
+/// [`quantize_ps`] offset by 128 (the packed input's offset binary).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn quantize16(f: __m512, q: Quantizer) -> __m512i {
+    _mm512_add_epi32(
+        quantize_ps(f, q.inv_scale, q.zp as f32),
+        _mm512_set1_epi32(128),
+    )
 }
 
 /// [`super::pack_f32`] for channels-last input (`x[c · ldc + k]`): per group of 4 k, four
@@ -245,15 +255,7 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                         inv_scale,
                         zp,
                     } => {
-                        let q = _mm512_add_ps(
-                            _mm512_mul_ps(y, _mm512_set1_ps(inv_scale)),
-                            _mm512_set1_ps(zp),
-                        );
-                        let q = _mm512_min_ps(
-                            _mm512_max_ps(q, _mm512_set1_ps(-128.0)),
-                            _mm512_set1_ps(127.0),
-                        );
-                        let q = _mm512_cvtps_epi32(q);
+                        let q = quantize_ps(y, inv_scale, zp);
                         if ld.c == 1 {
                             _mm512_mask_cvtepi32_storeu_epi8(ptr.add(o * ld.k + c).cast(), mask, q);
                         } else {
