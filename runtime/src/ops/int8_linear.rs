@@ -32,7 +32,7 @@ use tract_nnef::ser::{numeric, string};
 
 use super::parallel::{run_indexed, Disjoint};
 use super::scratch;
-use crate::kernels::int8::{self as k8, PackedWeights, Stage, Strides, BLOCK_STEP, COLS};
+use crate::kernels::int8::{self as k8, PackedWeights, Stage, Strides, COLS};
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_int8_linear";
@@ -182,7 +182,8 @@ impl Int8Linear {
             corr.push(c as i32);
             corr_u.push((c - 128 * sum) as i32);
         }
-        let packed = Arc::new(PackedWeights::new(w, o, k));
+        // Packed in the format of the kernel `eval` will run (chosen once per process).
+        let packed = Arc::new(PackedWeights::new(w, o, k, k8::select().format()));
         Ok(Int8Linear {
             weights,
             bias,
@@ -351,7 +352,7 @@ impl EvalOp for Int8Linear {
         let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
         let kernel = k8::select();
         let blocks = n.div_ceil(COLS);
-        let step = k.div_ceil(4) * BLOCK_STEP;
+        let step = self.packed.format().block_bytes(k);
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
         // Rows are split too when the column tasks cannot keep every thread busy (at least
         // two row blocks, 8 output channels, per task).
@@ -407,7 +408,7 @@ impl EvalOp for Int8Linear {
                         };
                         kernel.pack_f32(&p, q, part);
                     } else {
-                        k8::pack_i8(
+                        kernel.pack_i8(
                             &k8::Pack {
                                 x: &xi[xs],
                                 k,

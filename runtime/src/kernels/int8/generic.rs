@@ -1,7 +1,8 @@
-//! The portable int8 kernel: i32 multiply-adds over the packed layouts, one output at a time
-//! per row of four k groups. The reference every accelerated kernel is compared with.
+//! The portable int8 kernel: i32 multiply-adds over the packed layouts, one output at a time.
+//! The reference every accelerated kernel is compared with. It reads any [`Format`]: its own
+//! is [`Format::DOT4_U8`], and the tests also run it on the others.
 
-use super::{Int8Kernel, Job, BLOCK_STEP, COLS, ROWS};
+use super::{Format, Int8Kernel, Job, COLS, ROWS};
 
 /// Portable int8 kernel.
 #[derive(Debug)]
@@ -13,23 +14,33 @@ impl Int8Kernel for Generic {
     }
 
     fn run(&self, job: &Job<'_>) {
-        job.check();
-        let (m, k4) = (job.w.rows(), job.w.k4());
+        let format = job.w.format();
+        job.check(format);
+        let m = job.w.rows();
+        let (g_len, groups, step) = (format.group, job.w.groups(), format.step());
+        let offset = if format.offset_binary { 128 } else { 0 };
+        let code = |u: u8| {
+            if format.offset_binary {
+                u as i32 - offset
+            } else {
+                u as i8 as i32
+            }
+        };
         let w = job.w.data();
         let mut acc = [0i32; COLS];
         for b in 0..job.blocks {
-            let x = &job.x[b * k4 * BLOCK_STEP..(b + 1) * k4 * BLOCK_STEP];
+            let x = &job.x[b * groups * step..(b + 1) * groups * step];
             let c0 = (job.first_block + b) * COLS;
             let rows = job.row_blocks.start * ROWS..(job.row_blocks.end * ROWS).min(m);
             for o in rows {
                 acc.fill(0);
-                let row = &w[(o / ROWS) * k4 * ROWS * 4..];
-                for g in 0..k4 {
-                    let wg = &row[(g * ROWS + o % ROWS) * 4..][..4];
-                    let step = &x[g * BLOCK_STEP..(g + 1) * BLOCK_STEP];
-                    for (a, xs) in acc.iter_mut().zip(step.chunks_exact(4)) {
-                        for t in 0..4 {
-                            *a += wg[t] as i32 * (xs[t] as i32 - 128);
+                let row = &w[(o / ROWS) * groups * ROWS * g_len..];
+                for g in 0..groups {
+                    let wg = &row[(g * ROWS + o % ROWS) * g_len..][..g_len];
+                    let group = &x[g * step..(g + 1) * step];
+                    for (a, xs) in acc.iter_mut().zip(group.chunks_exact(g_len)) {
+                        for t in 0..g_len {
+                            *a += wg[t] as i32 * code(xs[t]);
                         }
                     }
                 }
@@ -40,4 +51,9 @@ impl Int8Kernel for Generic {
             }
         }
     }
+}
+
+impl Generic {
+    /// The format the portable kernel's own packing uses.
+    pub const FORMAT: Format = Format::DOT4_U8;
 }

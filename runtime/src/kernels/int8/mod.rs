@@ -17,21 +17,29 @@
 //!
 //! # Layouts
 //!
-//! * Input (any layout: [`Strides`]), packed per block of [`COLS`] = 16 columns:
-//!   `[block][K/4][16 columns][4 k]` bytes,
-//!   offset binary (`u = q + 128`, so x86's `vpdpbusd`, which multiplies u8 by i8, reads it
-//!   directly; NEON flips the top bit back to i8 with one `eor` per 16 bytes). K is padded to a
-//!   multiple of 4 and N to a multiple of 16; padded columns are computed and never stored.
-//! * Weights, packed once at load per block of [`ROWS`] = 4 rows: `[row block][K/4][4 rows][4 k]`
-//!   i8, zero-padded (zero weights make padded k contribute nothing). One 4-byte group is one
-//!   row's four k values: `vpdpbusd` broadcasts it from memory, NEON's `sdot` picks it by lane.
+//! Each kernel names the packing it reads ([`Format`]): k in groups of `G` (K zero-padded to a
+//! multiple of `G`), input bytes signed or offset binary.
 //!
-//! Implementations: [`generic`](mod@generic) (portable i32 arithmetic), `x86` (`x86-avx512-vnni`: 8 rows ×
-//! 32 columns per register tile, one `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step),
-//! `neon` (`neon`: `smull`/`smlal`/`sadalp`, any aarch64 core; `neon-dotprod`: `sdot`, 16 MACs
-//! per instruction, Cortex-A76/A78). [`select`] picks the best one the CPU supports;
-//! `KESTREL_KERNELS=generic` forces the portable one. CI runs the bit-exactness tests under
-//! qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
+//! * Input (any layout: [`Strides`]), packed per block of [`COLS`] = 16 columns:
+//!   `[block][K/G][16 columns][G k]` bytes. Offset binary (`u = q + 128`) is for x86's
+//!   `vpdpbusd`, which multiplies u8 by i8; NEON reads signed bytes. Padded k hold the code of
+//!   zero; padded columns are computed and never stored.
+//! * Weights, packed once at load per block of [`ROWS`] = 4 rows: `[row block][K/G][4 rows][G k]`
+//!   i8, zero-padded (zero weights make padded k contribute nothing).
+//! * `G = 4` ([`Format::DOT4_U8`], [`Format::DOT4_I8`]): one 4-byte group is one row's four k,
+//!   which `vpdpbusd` broadcasts from memory and `sdot` picks by lane.
+//! * `G = 16` ([`Format::K16_I8`]): one 16-byte register holds 16 k of one row or of one column,
+//!   so ARMv8.0's widening multiplies (`smull`/`smlal2`) pair whole registers, with no
+//!   broadcast.
+//!
+//! Implementations: [`generic`](mod@generic) (portable i32 arithmetic, reads every format),
+//! `x86` (`x86-avx512-vnni`, [`Format::DOT4_U8`]: 8 rows × 32 columns per register tile, one
+//! `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step), `neon` (`neon`,
+//! [`Format::K16_I8`]: `smull`/`smlal2`/`sadalp`, any aarch64 core; `neon-dotprod`,
+//! [`Format::DOT4_I8`]: `sdot`, 16 MACs per instruction, Cortex-A76/A78). [`select`] picks the
+//! best one the CPU supports, once per process; the op packs its weights in that kernel's
+//! format at load. `KESTREL_KERNELS=generic` forces the portable one. CI runs the
+//! bit-exactness tests under qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
 
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
@@ -49,8 +57,62 @@ use std::sync::OnceLock;
 pub const COLS: usize = 16;
 /// Rows per packed weight block.
 pub const ROWS: usize = 4;
-/// Bytes of one packed input block per group of 4 k.
-pub const BLOCK_STEP: usize = COLS * 4;
+/// How a kernel wants its operands packed (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Format {
+    /// k per group (K is zero-padded to a multiple).
+    pub group: usize,
+    /// Input bytes are offset binary (`q + 128`) rather than two's complement.
+    pub offset_binary: bool,
+}
+
+impl Format {
+    /// Groups of 4 k, offset-binary input: x86's `vpdpbusd` (u8 × i8), and the portable kernel.
+    pub const DOT4_U8: Format = Format {
+        group: 4,
+        offset_binary: true,
+    };
+    /// Groups of 4 k, signed input: NEON's `sdot`.
+    pub const DOT4_I8: Format = Format {
+        group: 4,
+        offset_binary: false,
+    };
+    /// 16 k per register, signed input: ARMv8.0 NEON's `smull`/`smlal2`.
+    pub const K16_I8: Format = Format {
+        group: 16,
+        offset_binary: false,
+    };
+
+    /// Groups of k (K rounded up).
+    pub const fn groups(self, k: usize) -> usize {
+        k.div_ceil(self.group)
+    }
+
+    /// Bytes of one packed input block per group.
+    pub const fn step(self) -> usize {
+        COLS * self.group
+    }
+
+    /// Bytes of one packed input block.
+    pub const fn block_bytes(self, k: usize) -> usize {
+        self.groups(k) * self.step()
+    }
+
+    /// Bytes of the packed input of `k` × `n`.
+    pub const fn packed_len(self, k: usize, n: usize) -> usize {
+        n.div_ceil(COLS) * self.block_bytes(k)
+    }
+
+    /// The packed byte of the quantized value `q`.
+    #[inline(always)]
+    pub const fn code(self, q: i8) -> u8 {
+        if self.offset_binary {
+            (q as u8) ^ 0x80
+        } else {
+            q as u8
+        }
+    }
+}
 
 /// Weights packed for the kernels (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +120,27 @@ pub struct PackedWeights {
     data: Vec<i8>,
     rows: usize,
     k: usize,
+    format: Format,
 }
 
 impl PackedWeights {
-    /// Packs `w` (`[rows, k]` row-major, values in `[−127, 127]`).
-    pub fn new(w: &[i8], rows: usize, k: usize) -> PackedWeights {
+    /// Packs `w` (`[rows, k]` row-major, values in `[−127, 127]`) for kernels reading `format`.
+    pub fn new(w: &[i8], rows: usize, k: usize, format: Format) -> PackedWeights {
         assert_eq!(w.len(), rows * k, "weights must be rows × k");
-        let (k4, blocks) = (k.div_ceil(4), rows.div_ceil(ROWS));
-        let mut data = vec![0i8; blocks * k4 * ROWS * 4];
+        let (g_len, groups, blocks) = (format.group, format.groups(k), rows.div_ceil(ROWS));
+        let mut data = vec![0i8; blocks * groups * ROWS * g_len];
         for o in 0..rows {
             for kk in 0..k {
-                let (rb, r, g, t) = (o / ROWS, o % ROWS, kk / 4, kk % 4);
-                data[((rb * k4 + g) * ROWS + r) * 4 + t] = w[o * k + kk];
+                let (rb, r, g, t) = (o / ROWS, o % ROWS, kk / g_len, kk % g_len);
+                data[((rb * groups + g) * ROWS + r) * g_len + t] = w[o * k + kk];
             }
         }
-        PackedWeights { data, rows, k }
+        PackedWeights {
+            data,
+            rows,
+            k,
+            format,
+        }
     }
 
     /// Output rows (M).
@@ -85,9 +153,14 @@ impl PackedWeights {
         self.k
     }
 
-    /// Groups of 4 k (K padded).
-    pub fn k4(&self) -> usize {
-        self.k.div_ceil(4)
+    /// The format the weights are packed in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Groups of k (K padded).
+    pub fn groups(&self) -> usize {
+        self.format.groups(self.k)
     }
 
     /// The packed bytes.
@@ -97,13 +170,9 @@ impl PackedWeights {
 
     /// Weight `(o, kk)` read back from the packed layout.
     pub fn get(&self, o: usize, kk: usize) -> i8 {
-        self.data[(((o / ROWS) * self.k4() + kk / 4) * ROWS + o % ROWS) * 4 + kk % 4]
+        let g = self.format.group;
+        self.data[(((o / ROWS) * self.groups() + kk / g) * ROWS + o % ROWS) * g + kk % g]
     }
-}
-
-/// Bytes of the packed input of `k` × `n`.
-pub fn packed_len(k: usize, n: usize) -> usize {
-    n.div_ceil(COLS) * k.div_ceil(4) * BLOCK_STEP
 }
 
 /// Quantizes one float (see the module docs).
@@ -143,9 +212,9 @@ pub struct Pack<'a, T> {
 }
 
 impl<T> Pack<'_, T> {
-    /// Checks the sizes against `out` (every packer relies on them): the bytes of the blocks,
-    /// `blocks.len() · K/4 · 64`.
-    pub fn check(&self, out: &[u8]) {
+    /// Checks the sizes against `out` (every packer relies on them): the bytes of the blocks
+    /// in `format`.
+    pub fn check(&self, format: Format, out: &[u8]) {
         let (k, n, ld) = (self.k, self.n, self.ld);
         assert!(
             k == 0 || n == 0 || (k - 1) * ld.k + (n - 1) * ld.c < self.x.len(),
@@ -153,7 +222,7 @@ impl<T> Pack<'_, T> {
         );
         assert_eq!(
             out.len(),
-            self.blocks.len() * k.div_ceil(4) * BLOCK_STEP,
+            self.blocks.len() * format.block_bytes(k),
             "packed size"
         );
         assert!(
@@ -172,44 +241,60 @@ pub struct Quantizer {
     pub zp: i32,
 }
 
-/// Packs a float input into `out`, quantizing it with `q`.
-pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+/// Packs a float input into `out` in `format`, quantizing it with `q`.
+pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8]) {
     let zpf = q.zp as f32;
-    pack_with(p, out, |i| {
-        (quantize(p.x[i], q.inv_scale, zpf) as u8) ^ 0x80
+    pack_with(p, format, out, |i| {
+        format.code(quantize(p.x[i], q.inv_scale, zpf))
     });
 }
 
 /// [`pack_f32`] for an input already quantized to i8.
-pub fn pack_i8(p: &Pack<'_, i8>, out: &mut [u8]) {
-    pack_with(p, out, |i| (p.x[i] as u8) ^ 0x80);
+pub fn pack_i8(p: &Pack<'_, i8>, format: Format, out: &mut [u8]) {
+    pack_with(p, format, out, |i| format.code(p.x[i]));
 }
 
 #[inline(always)]
-fn pack_with<T>(p: &Pack<'_, T>, out: &mut [u8], value: impl Fn(usize) -> u8) {
-    p.check(out);
+fn pack_with<T>(p: &Pack<'_, T>, format: Format, out: &mut [u8], value: impl Fn(usize) -> u8) {
+    p.check(format, out);
+    match format.group {
+        4 => pack_groups::<4, T>(p, format, out, value),
+        16 => pack_groups::<16, T>(p, format, out, value),
+        _ => pack_groups::<0, T>(p, format, out, value),
+    }
+}
+
+/// [`pack_with`] for groups of `G` k (`G` = 0: `format.group`, known at run time only).
+#[inline(always)]
+fn pack_groups<const G: usize, T>(
+    p: &Pack<'_, T>,
+    format: Format,
+    out: &mut [u8],
+    value: impl Fn(usize) -> u8,
+) {
     let (k, n, ld) = (p.k, p.n, p.ld);
-    let k4 = k.div_ceil(4);
+    let g_len = if G == 0 { format.group } else { G };
+    let (step, per_block) = (COLS * g_len, format.block_bytes(k));
+    let pad = format.code(0);
     for (bi, b) in p.blocks.clone().enumerate() {
         let c0 = b * COLS;
         let cols = n.saturating_sub(c0).min(COLS);
-        let block = &mut out[bi * k4 * BLOCK_STEP..(bi + 1) * k4 * BLOCK_STEP];
-        for g in 0..k4 {
-            let step = &mut block[g * BLOCK_STEP..(g + 1) * BLOCK_STEP];
-            for t in 0..4 {
-                let kk = g * 4 + t;
+        let block = &mut out[bi * per_block..(bi + 1) * per_block];
+        for (g, group) in block.chunks_exact_mut(step).enumerate() {
+            for t in 0..g_len {
+                let kk = g * g_len + t;
                 if kk >= k {
                     for j in 0..COLS {
-                        step[j * 4 + t] = 0x80;
+                        group[j * g_len + t] = pad;
                     }
                     continue;
                 }
                 let row = kk * ld.k + c0 * ld.c;
                 for j in 0..cols {
-                    step[j * 4 + t] = value(row + j * ld.c);
+                    group[j * g_len + t] = value(row + j * ld.c);
                 }
                 for j in cols..COLS {
-                    step[j * 4 + t] = 0x80;
+                    group[j * g_len + t] = pad;
                 }
             }
         }
@@ -245,7 +330,7 @@ pub enum Output {
 pub struct Stage<'a> {
     /// Per row: i32 bias − zp · Σ_k W (added to the signed sum).
     pub corr: &'a [i32],
-    /// Per row: `corr` − 128 · Σ_k W (added to a sum over the offset-binary input).
+    /// Per row: `corr` − 128 · Σ_k W (added to a sum over offset-binary input codes).
     pub corr_u: &'a [i32],
     /// Per row: dequantization scale.
     pub scale: &'a [f32],
@@ -301,12 +386,14 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Checks the job's sizes (kernels rely on them).
-    pub fn check(&self) {
-        let (m, k4) = (self.w.rows(), self.w.k4());
+    /// Checks the job's sizes and that its weights are packed in `format`, the kernel's
+    /// (kernels rely on both).
+    pub fn check(&self, format: Format) {
+        let m = self.w.rows();
+        assert_eq!(self.w.format(), format, "weights packed for another kernel");
         assert_eq!(
             self.x.len(),
-            self.blocks * k4 * BLOCK_STEP,
+            self.blocks * format.block_bytes(self.w.k()),
             "packed input size"
         );
         assert!(
@@ -338,12 +425,23 @@ pub trait Int8Kernel: Send + Sync + Debug {
     /// Name shown in logs and benchmarks.
     fn name(&self) -> &'static str;
 
-    /// Runs `job` (checked first).
+    /// The packing it reads (weights and input).
+    fn format(&self) -> Format {
+        Format::DOT4_U8
+    }
+
+    /// Runs `job` (checked first), whose weights and input are packed in [`Self::format`].
     fn run(&self, job: &Job<'_>);
 
-    /// [`pack_f32`], the same bytes (accelerated kernels quantize a vector at a time).
+    /// [`pack_f32`] in [`Self::format`], the same bytes (accelerated kernels quantize a vector
+    /// at a time).
     fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
-        pack_f32(p, q, out)
+        pack_f32(p, q, self.format(), out)
+    }
+
+    /// [`pack_i8`] in [`Self::format`].
+    fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
+        pack_i8(p, self.format(), out)
     }
 }
 

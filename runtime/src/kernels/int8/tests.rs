@@ -1,12 +1,16 @@
 //! The int8 kernels: the portable one against a direct float-free reference on unpacked data
-//! (packing, correction and output stage included), and every kernel `available()` returns
-//! against the portable one bit for bit, over every tail case (rows not a multiple of 4 or 8,
-//! k not a multiple of 4, columns not a multiple of 16 or 32, jobs starting mid-way).
+//! (packing, correction and output stage included), on every packing format, and every kernel
+//! `available()` returns against the same reference bit for bit, over every tail case (rows
+//! not a multiple of 4 or 8, k not a multiple of 4 or 16, columns not a multiple of 16 or 32,
+//! jobs starting mid-way).
 
 use super::{
-    available, generic, pack_f32, pack_i8, packed_len, quantize, Job, Output, Pack, PackedWeights,
-    Quantizer, Stage, Strides, COLS,
+    available, generic, pack_f32, pack_i8, quantize, Format, Int8Kernel, Job, Output, Pack,
+    PackedWeights, Quantizer, Stage, Strides, COLS,
 };
+
+/// Every packing format some kernel reads.
+const FORMATS: [Format; 3] = [Format::DOT4_U8, Format::DOT4_I8, Format::K16_I8];
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -71,19 +75,21 @@ fn corrections(c: &Case) -> (Vec<i32>, Vec<i32>) {
     (corr, corr_u)
 }
 
-/// Runs `kernel` over the case in jobs of `per_job` blocks; f32 and i8 outputs, as `[m][n]`.
-/// `last`: input and output channels last (`[n][k]`, `[n][m]`), as in an NHWC graph.
+/// Runs `kernel` over the case in jobs of `per_job` blocks, on operands packed in `format`
+/// (by the kernel's own packer when it is its format, the portable one otherwise); f32 and i8
+/// outputs, as `[m][n]`. `last`: input and output channels last (`[n][k]`, `[n][m]`), as in an
+/// NHWC graph.
 fn run(
-    kernel: &dyn super::Int8Kernel,
+    (kernel, format): (&dyn Int8Kernel, Format),
     c: &Case,
     per_job: usize,
     (lo, hi): (f32, f32),
     last: bool,
 ) -> (Vec<f32>, Vec<i8>) {
-    let w = PackedWeights::new(&c.w, c.m, c.k);
+    let w = PackedWeights::new(&c.w, c.m, c.k, format);
     let (corr, corr_u) = corrections(c);
     let blocks = c.n.div_ceil(COLS);
-    let mut packed = vec![0u8; packed_len(c.k, c.n)];
+    let mut packed = vec![0u8; format.packed_len(c.k, c.n)];
     let step = packed.len() / blocks.max(1);
     let (x, ld_in, ld_out) = if last {
         let t: Vec<f32> = (0..c.n * c.k)
@@ -105,7 +111,11 @@ fn run(
         ld: ld_in,
         blocks: 0..blocks,
     };
-    kernel.pack_f32(&p, q, &mut packed);
+    if format == kernel.format() {
+        kernel.pack_f32(&p, q, &mut packed);
+    } else {
+        pack_f32(&p, q, format, &mut packed);
+    }
     let mut yf = vec![f32::NAN; c.m * c.n];
     let mut yq = vec![99i8; c.m * c.n];
     for out in [
@@ -188,16 +198,15 @@ fn check(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) {
     for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
         let (wf, wq) = reference(&c, lo, hi);
         for last in [false, true] {
-            let (gf, gq) = run(generic(), &c, usize::MAX, (lo, hi), last);
-            assert_eq!(
-                bits(&gf),
-                bits(&wf),
-                "generic f32: M={m} K={k} N={n} last {last}"
-            );
-            assert_eq!(gq, wq, "generic i8: M={m} K={k} N={n} last {last}");
+            for format in FORMATS {
+                let (gf, gq) = run((generic(), format), &c, usize::MAX, (lo, hi), last);
+                let what = format!("M={m} K={k} N={n} last {last} {format:?}");
+                assert_eq!(bits(&gf), bits(&wf), "generic f32: {what}");
+                assert_eq!(gq, wq, "generic i8: {what}");
+            }
             for kernel in available() {
                 for per_job in [1, 3, usize::MAX] {
-                    let (f, q) = run(kernel, &c, per_job, (lo, hi), last);
+                    let (f, q) = run((kernel, kernel.format()), &c, per_job, (lo, hi), last);
                     let name = kernel.name();
                     let what = format!("M={m} K={k} N={n} jobs of {per_job}, channels last {last}");
                     assert_eq!(bits(&f), bits(&wf), "{name} f32: {what}");
@@ -212,7 +221,7 @@ fn check(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) {
 fn every_kernel_equals_the_definition_on_every_tail() {
     let mut rng = SmallRng::seed_from_u64(8);
     for m in [1, 3, 4, 5, 8, 12, 13] {
-        for k in [1, 3, 4, 7, 16, 33] {
+        for k in [1, 3, 4, 7, 16, 33, 48] {
             for n in [1, 15, 16, 17, 32, 33, 50] {
                 check(&mut rng, m, k, n, false);
             }
@@ -236,10 +245,14 @@ fn every_packer_writes_the_portable_bytes() {
     let mut rng = SmallRng::seed_from_u64(10);
     for (k, n, ld) in [
         (1usize, 1usize, 1usize),
+        // K = 1: strides {k: 1, c: 1} are channels first and last at once.
+        (1, 32, 32),
         (3, 17, 20),
         (4, 16, 16),
         (9, 45, 45),
         (24, 200, 210),
+        (32, 48, 50),
+        (48, 16, 16),
     ] {
         let mut x: Vec<f32> = (0..k * ld)
             .map(|_| rng.random_range(-9.0..9.0f32))
@@ -259,8 +272,13 @@ fn every_packer_writes_the_portable_bytes() {
             *v = s;
         }
         let blocks = n.div_ceil(COLS);
-        for range in [0..blocks, blocks / 2..blocks] {
-            let len = range.len() * k.div_ceil(4) * super::BLOCK_STEP;
+        for (range, kernel) in [0..blocks, blocks / 2..blocks].into_iter().flat_map(|r| {
+            available()
+                .into_iter()
+                .map(move |kernel| (r.clone(), kernel))
+        }) {
+            let format = kernel.format();
+            let len = range.len() * format.block_bytes(k);
             let mut want = vec![0u8; len];
             // Channels first (rows ld apart) and channels last (columns k apart).
             for strides in [Strides { k: ld, c: 1 }, Strides { k: 1, c: k }] {
@@ -275,13 +293,11 @@ fn every_packer_writes_the_portable_bytes() {
                     inv_scale: 1.0,
                     zp: -3,
                 };
-                pack_f32(&p, q, &mut want);
-                for kernel in available() {
-                    let mut got = vec![1u8; len];
-                    kernel.pack_f32(&p, q, &mut got);
-                    let name = kernel.name();
-                    assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
-                }
+                pack_f32(&p, q, format, &mut want);
+                let mut got = vec![1u8; len];
+                kernel.pack_f32(&p, q, &mut got);
+                let name = kernel.name();
+                assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
             }
         }
     }
@@ -294,48 +310,63 @@ fn packing_i8_matches_packing_the_same_values_as_f32() {
         .map(|i| (i as i32 * 37 % 256 - 128) as i8)
         .collect();
     let f: Vec<f32> = q.iter().map(|&v| v as f32).collect();
-    let blocks = n.div_ceil(COLS);
-    let (mut a, mut b) = (vec![0; packed_len(k, n)], vec![1; packed_len(k, n)]);
     let ld = Strides { k: n, c: 1 };
-    let blocks = 0..blocks;
-    pack_i8(
-        &Pack {
-            x: &q,
-            k,
-            n,
-            ld,
-            blocks: blocks.clone(),
-        },
-        &mut a,
-    );
+    let blocks = 0..n.div_ceil(COLS);
     let one = Quantizer {
         inv_scale: 1.0,
         zp: 0,
     };
-    pack_f32(
-        &Pack {
-            x: &f,
-            k,
-            n,
-            ld,
-            blocks,
-        },
-        one,
-        &mut b,
-    );
-    assert_eq!(a, b);
+    for format in FORMATS {
+        let len = format.packed_len(k, n);
+        let (mut a, mut b) = (vec![0; len], vec![1; len]);
+        let (blocks_i, blocks_f) = (blocks.clone(), blocks.clone());
+        #[rustfmt::skip]
+        pack_i8(&Pack { x: &q, k, n, ld, blocks: blocks_i }, format, &mut a);
+        #[rustfmt::skip]
+        pack_f32(&Pack { x: &f, k, n, ld, blocks: blocks_f }, one, format, &mut b);
+        assert_eq!(a, b, "{format:?}");
+    }
 }
 
 #[test]
 fn packed_weights_read_back() {
-    let (m, k) = (6, 9);
+    let (m, k) = (6, 19);
     let w: Vec<i8> = (0..m * k).map(|i| (i % 250) as i8 - 100).collect();
-    let p = PackedWeights::new(&w, m, k);
-    for o in 0..m {
-        for kk in 0..k {
-            assert_eq!(p.get(o, kk), w[o * k + kk]);
+    for format in FORMATS {
+        let p = PackedWeights::new(&w, m, k, format);
+        for o in 0..m {
+            for kk in 0..k {
+                assert_eq!(p.get(o, kk), w[o * k + kk], "{format:?}");
+            }
         }
     }
+}
+
+#[test]
+#[should_panic(expected = "weights packed for another kernel")]
+fn a_kernel_refuses_weights_packed_for_another() {
+    let w = PackedWeights::new(&[1; 8], 2, 4, Format::DOT4_I8);
+    let stage = Stage {
+        corr: &[0; 2],
+        corr_u: &[0; 2],
+        scale: &[1.0; 2],
+        lo: -f32::MAX,
+        hi: f32::MAX,
+        out: Output::F32 {
+            ptr: std::ptr::null_mut(),
+            ld: Strides { k: 1, c: 2 },
+        },
+    };
+    let job = Job {
+        w: &w,
+        x: &[0; 64],
+        first_block: 0,
+        blocks: 1,
+        row_blocks: 0..1,
+        n: 1,
+        stage,
+    };
+    job.check(Format::DOT4_U8);
 }
 
 #[test]

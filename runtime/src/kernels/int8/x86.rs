@@ -19,7 +19,12 @@
 
 use std::arch::x86_64::*;
 
-use super::{Int8Kernel, Job, Output, Pack, Quantizer, BLOCK_STEP, COLS, ROWS};
+use super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, COLS, ROWS};
+
+/// The packing `vpdpbusd` reads: groups of 4 k, offset-binary input.
+const FORMAT: Format = Format::DOT4_U8;
+/// Bytes of one packed input block per group of 4 k.
+const BLOCK_STEP: usize = FORMAT.step();
 
 /// AVX-512 VNNI kernel.
 #[derive(Debug)]
@@ -40,14 +45,18 @@ impl Int8Kernel for Vnni512 {
         "x86-avx512-vnni"
     }
 
+    fn format(&self) -> Format {
+        FORMAT
+    }
+
     fn run(&self, job: &Job<'_>) {
-        job.check();
+        job.check(FORMAT);
         // SAFETY: `detect` checked the features; `check` the sizes the tiles rely on.
         unsafe { run_vnni(job) }
     }
 
     fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
-        p.check(out);
+        p.check(FORMAT, out);
         // SAFETY: `detect` checked the features; `check` the sizes.
         unsafe {
             if p.ld.c == 1 {
@@ -55,7 +64,7 @@ impl Int8Kernel for Vnni512 {
             } else if p.ld.k == 1 {
                 pack_f32_channels_last(p, q, out)
             } else {
-                super::pack_f32(p, q, out)
+                super::pack_f32(p, q, FORMAT, out)
             }
         }
     }
@@ -170,7 +179,7 @@ unsafe fn pack_f32_avx512(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn run_vnni(job: &Job<'_>) {
-    let k4 = job.w.k4();
+    let k4 = job.w.groups();
     let row_blocks = job.row_blocks.end;
     let mut b = 0;
     while b < job.blocks {
