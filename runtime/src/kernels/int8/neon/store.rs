@@ -88,10 +88,10 @@ struct StageVectors {
 }
 
 impl StageVectors {
-    /// Rows `o0..o0 + 4` of `stage`.
+    /// Rows `o0..o0 + 4` of `stage` (checked: a whole row block).
     ///
     /// # Safety
-    /// `o0 + 4` must not exceed the stage's rows.
+    /// NEON, always present on aarch64 (the `unsafe` of `target_feature`).
     #[target_feature(enable = "neon")]
     #[inline]
     unsafe fn load(stage: &Stage<'_>, o0: usize) -> StageVectors {
