@@ -41,6 +41,8 @@
 //! format at load. `KESTREL_KERNELS=generic` forces the portable one. CI runs the
 //! bit-exactness tests under qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -454,7 +456,11 @@ pub fn generic() -> &'static dyn Int8Kernel {
 pub fn available() -> Vec<&'static dyn Int8Kernel> {
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "x86_64")]
-    kernels.extend(x86::Vnni512::detect());
+    kernels.extend(
+        [avx2::Avx2::detect(), x86::Vnni512::detect()]
+            .into_iter()
+            .flatten(),
+    );
     #[cfg(target_arch = "aarch64")]
     kernels.extend(
         [neon::Neon::detect(), neon::NeonDot::detect()]
@@ -464,15 +470,36 @@ pub fn available() -> Vec<&'static dyn Int8Kernel> {
     kernels
 }
 
-/// The kernel ops use: the best available, or the portable one with `KESTREL_KERNELS=generic`.
+/// The kernel ops use, chosen once per process: the best available, the portable one with
+/// `KESTREL_KERNELS=generic`, or the one `KESTREL_KERNELS` names (e.g. `x86-avx2`, to measure
+/// it on a machine that has a better one).
 pub fn select() -> &'static dyn Int8Kernel {
     static CHOICE: OnceLock<&'static dyn Int8Kernel> = OnceLock::new();
     *CHOICE.get_or_init(|| {
-        let kernel = match std::env::var("KESTREL_KERNELS").ok().as_deref() {
-            Some("generic") => generic(),
-            _ => *available().last().expect("generic is always available"),
-        };
+        let kernel = choose(
+            std::env::var("KESTREL_KERNELS").ok().as_deref(),
+            available(),
+        );
         log::info!("int8 kernel: {}", kernel.name());
         kernel
     })
+}
+
+/// [`select`]'s rule over `kernels` (slowest first, the portable one first of all). A name
+/// no available int8 kernel has (a binary kernel's, or a typo) is logged and ignored.
+fn choose(var: Option<&str>, kernels: Vec<&'static dyn Int8Kernel>) -> &'static dyn Int8Kernel {
+    let best = *kernels.last().expect("generic is always available");
+    match var {
+        None | Some("") => best,
+        Some(name) => match kernels.iter().find(|k| k.name() == name) {
+            Some(k) => *k,
+            None => {
+                log::debug!(
+                    "KESTREL_KERNELS={name}: no such int8 kernel here, using {}",
+                    best.name()
+                );
+                best
+            }
+        },
+    }
 }

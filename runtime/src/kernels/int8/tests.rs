@@ -370,6 +370,26 @@ fn a_kernel_refuses_weights_packed_for_another() {
 }
 
 #[test]
+fn kestrel_kernels_picks_a_kernel_by_name() {
+    let best = available().last().unwrap().name();
+    assert_eq!(super::choose(None, available()).name(), best);
+    assert_eq!(
+        super::choose(Some("generic"), available()).name(),
+        "generic"
+    );
+    assert_eq!(
+        super::choose(Some("no-such-kernel"), available()).name(),
+        best
+    );
+    for kernel in available() {
+        assert_eq!(
+            super::choose(Some(kernel.name()), available()).name(),
+            kernel.name()
+        );
+    }
+}
+
+#[test]
 fn the_cpu_s_kernels_are_the_ones_tested() {
     let names: Vec<&str> = available().iter().map(|k| k.name()).collect();
     eprintln!("int8 kernels tested here: {names:?}");
@@ -381,7 +401,12 @@ fn the_cpu_s_kernels_are_the_ones_tested() {
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
-        assert!(names.contains(&"x86-avx512-vnni"), "{names:?}");
+    {
+        if is_x86_feature_detected!("avx2") {
+            assert!(names.contains(&"x86-avx2"), "{names:?}");
+        }
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+            assert!(names.contains(&"x86-avx512-vnni"), "{names:?}");
+        }
     }
 }
