@@ -24,7 +24,8 @@
 //!
 //! Implementations: [`generic`] (portable, `u64::count_ones`), `x86` (POPCNT, AVX2, AVX-512
 //! VPOPCNTDQ) and `neon` (aarch64). [`select`] picks the best one the CPU supports, once;
-//! `KESTREL_KERNELS=generic` forces the portable one. Every accelerated kernel is tested bit for
+//! `KESTREL_KERNELS=generic` forces the portable one (`KESTREL_KERNELS=NAME`, e.g. `x86-avx2`,
+//! a given one, in both this family and the int8 one). Every accelerated kernel is tested bit for
 //! bit against the portable one (on aarch64 under qemu in CI).
 
 /// Walks a lane job in tiles: channel blocks of `$nr` (then single channels) × lane blocks of
@@ -273,21 +274,39 @@ pub fn available() -> Vec<&'static dyn BinaryKernel> {
     kernels
 }
 
-/// The kernel the ops use: the fastest available, unless `KESTREL_KERNELS=generic`.
-/// Decided once per process.
+/// The kernel the ops use: the fastest available, unless `KESTREL_KERNELS` names another
+/// (`generic`, or e.g. `x86-avx2`). Decided once per process.
 pub fn select() -> &'static dyn BinaryKernel {
     static CHOICE: OnceLock<&'static dyn BinaryKernel> = OnceLock::new();
     *CHOICE.get_or_init(|| {
         let forced = std::env::var("KESTREL_KERNELS").ok();
-        let kernel = match forced.as_deref() {
-            Some("generic") => generic(),
-            Some(other) if !other.is_empty() => {
-                log::warn!("KESTREL_KERNELS={other} is not known (use 'generic'); auto-selecting");
-                *available().last().expect("generic is always available")
-            }
-            _ => *available().last().expect("generic is always available"),
-        };
+        let kernel = pick_by_name(forced.as_deref(), available(), |k| k.name());
         log::info!("binary kernel: {}", kernel.name());
         kernel
     })
+}
+
+/// The rule `KESTREL_KERNELS` follows in both kernel families (binary and int8): the kernel of
+/// `kernels` (slowest first) with that name, else the last (best) one. The variable is shared,
+/// so a name of the other family is ignored quietly; a name of neither is a warning.
+pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&K) -> &str) -> K {
+    let best = *kernels.last().expect("generic is always available");
+    let Some(wanted) = var.filter(|v| !v.is_empty()) else {
+        return best;
+    };
+    if let Some(k) = kernels.iter().find(|k| name(k) == wanted) {
+        return *k;
+    }
+    if known_kernel_name(wanted) {
+        log::debug!("KESTREL_KERNELS={wanted}: not a kernel of this family here; auto-selecting");
+    } else {
+        log::warn!("KESTREL_KERNELS={wanted} names no kernel this CPU has; auto-selecting");
+    }
+    best
+}
+
+/// Whether `name` is a kernel of either family available on this CPU.
+pub fn known_kernel_name(name: &str) -> bool {
+    available().iter().any(|k| k.name() == name)
+        || int8::available().iter().any(|k| k.name() == name)
 }

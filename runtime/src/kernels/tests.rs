@@ -4,7 +4,9 @@
 //! accumulators that are widened too late.
 
 use super::store::{lanes_store_portable, CLASSES};
-use super::{available, generic, LaneJob, LaneStore, StoreKind, LANE_SLACK};
+use super::{
+    available, generic, known_kernel_name, pick_by_name, LaneJob, LaneStore, StoreKind, LANE_SLACK,
+};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -47,6 +49,22 @@ fn check(rng: &mut SmallRng, m: usize, n: usize, words: usize, fill: Fill) {
 enum Fill {
     Random,
     Extreme,
+}
+
+#[test]
+fn kestrel_kernels_picks_a_binary_kernel_by_name() {
+    let pick = |var| pick_by_name(var, available(), |k| k.name()).name();
+    let best = available().last().unwrap().name();
+    assert_eq!(pick(None), best);
+    assert_eq!(pick(Some("")), best);
+    assert_eq!(pick(Some("generic")), "generic");
+    // An int8 kernel's name (the variable is shared) and a typo: the best binary kernel.
+    assert_eq!(pick(Some("neon-dotprod")), best);
+    assert_eq!(pick(Some("no-such-kernel")), best);
+    for kernel in available() {
+        assert_eq!(pick(Some(kernel.name())), kernel.name());
+    }
+    assert!(known_kernel_name("generic") && !known_kernel_name("no-such-kernel"));
 }
 
 #[test]

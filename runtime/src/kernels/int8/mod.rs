@@ -487,21 +487,7 @@ pub fn select() -> &'static dyn Int8Kernel {
     })
 }
 
-/// [`select`]'s rule over `kernels` (slowest first, the portable one first of all). A name
-/// no available int8 kernel has (a binary kernel's, or a typo) is logged and ignored.
+/// [`select`]'s rule over `kernels` (slowest first): [`super::pick_by_name`].
 fn choose(var: Option<&str>, kernels: Vec<&'static dyn Int8Kernel>) -> &'static dyn Int8Kernel {
-    let best = *kernels.last().expect("generic is always available");
-    match var {
-        None | Some("") => best,
-        Some(name) => match kernels.iter().find(|k| k.name() == name) {
-            Some(k) => *k,
-            None => {
-                log::debug!(
-                    "KESTREL_KERNELS={name}: no such int8 kernel here, using {}",
-                    best.name()
-                );
-                best
-            }
-        },
-    }
+    super::pick_by_name(var, kernels, |k| k.name())
 }
