@@ -76,7 +76,7 @@ impl Format {
         group: 4,
         offset_binary: true,
     };
-    /// Groups of 4 k, signed input: NEON's `sdot`.
+    /// Groups of 4 k, signed input: NEON's `sdot`, and x86 AVX2's `vpmaddwd` (widened to i16).
     pub const DOT4_I8: Format = Format {
         group: 4,
         offset_binary: false,
@@ -474,20 +474,13 @@ pub fn available() -> Vec<&'static dyn Int8Kernel> {
 
 /// The kernel ops use, chosen once per process: the best available, the portable one with
 /// `KESTREL_KERNELS=generic`, or the one `KESTREL_KERNELS` names (e.g. `x86-avx2`, to measure
-/// it on a machine that has a better one).
+/// it on a machine that has a better one; the rule is [`super::pick_by_name`]).
 pub fn select() -> &'static dyn Int8Kernel {
     static CHOICE: OnceLock<&'static dyn Int8Kernel> = OnceLock::new();
     *CHOICE.get_or_init(|| {
-        let kernel = choose(
-            std::env::var("KESTREL_KERNELS").ok().as_deref(),
-            available(),
-        );
+        let var = std::env::var("KESTREL_KERNELS").ok();
+        let kernel = super::pick_by_name(var.as_deref(), available(), |k| k.name());
         log::info!("int8 kernel: {}", kernel.name());
         kernel
     })
-}
-
-/// [`select`]'s rule over `kernels` (slowest first): [`super::pick_by_name`].
-fn choose(var: Option<&str>, kernels: Vec<&'static dyn Int8Kernel>) -> &'static dyn Int8Kernel {
-    super::pick_by_name(var, kernels, |k| k.name())
 }

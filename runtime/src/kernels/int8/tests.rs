@@ -371,19 +371,16 @@ fn a_kernel_refuses_weights_packed_for_another() {
 
 #[test]
 fn kestrel_kernels_picks_a_kernel_by_name() {
+    let choose = |var, kernels: Vec<&'static dyn Int8Kernel>| {
+        super::super::pick_by_name(var, kernels, |k| k.name())
+    };
     let best = available().last().unwrap().name();
-    assert_eq!(super::choose(None, available()).name(), best);
-    assert_eq!(
-        super::choose(Some("generic"), available()).name(),
-        "generic"
-    );
-    assert_eq!(
-        super::choose(Some("no-such-kernel"), available()).name(),
-        best
-    );
+    assert_eq!(choose(None, available()).name(), best);
+    assert_eq!(choose(Some("generic"), available()).name(), "generic");
+    assert_eq!(choose(Some("no-such-kernel"), available()).name(), best);
     for kernel in available() {
         assert_eq!(
-            super::choose(Some(kernel.name()), available()).name(),
+            choose(Some(kernel.name()), available()).name(),
             kernel.name()
         );
     }

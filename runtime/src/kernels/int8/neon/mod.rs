@@ -117,19 +117,3 @@ unsafe fn narrow16(q: [int32x4_t; 4]) -> int8x16_t {
     let hi = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
     vcombine_s8(vmovn_s16(lo), vmovn_s16(hi))
 }
-
-/// Transposes a 4×4 matrix of 32-bit lanes (`trn1`/`trn2` on 32 then 64 bits).
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn transpose4(y: [float32x4_t; 4]) -> [float32x4_t; 4] {
-    let t0 = vreinterpretq_f64_f32(vtrn1q_f32(y[0], y[1]));
-    let t1 = vreinterpretq_f64_f32(vtrn2q_f32(y[0], y[1]));
-    let t2 = vreinterpretq_f64_f32(vtrn1q_f32(y[2], y[3]));
-    let t3 = vreinterpretq_f64_f32(vtrn2q_f32(y[2], y[3]));
-    [
-        vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
-        vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
-        vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
-        vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
-    ]
-}

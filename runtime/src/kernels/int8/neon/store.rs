@@ -13,7 +13,7 @@ use std::arch::aarch64::*;
 use std::ops::Range;
 
 use super::super::{Job, Output, Stage, ROWS};
-use super::{quantize_s32, transpose4};
+use super::quantize_s32;
 
 /// A kernel's loops over a job's tiles.
 pub trait Tiles {
@@ -211,4 +211,20 @@ impl Sink for Portable<'_, '_> {
             }
         }
     }
+}
+
+/// Transposes a 4×4 matrix of 32-bit lanes (`trn1`/`trn2` on 32 then 64 bits).
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn transpose4(y: [float32x4_t; 4]) -> [float32x4_t; 4] {
+    let t0 = vreinterpretq_f64_f32(vtrn1q_f32(y[0], y[1]));
+    let t1 = vreinterpretq_f64_f32(vtrn2q_f32(y[0], y[1]));
+    let t2 = vreinterpretq_f64_f32(vtrn1q_f32(y[2], y[3]));
+    let t3 = vreinterpretq_f64_f32(vtrn2q_f32(y[2], y[3]));
+    [
+        vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
+        vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
+        vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
+        vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
+    ]
 }
