@@ -21,6 +21,28 @@
 //! mqtt = "mqtt://localhost:1883/kestrel/frames"
 //! snapshot = "/var/lib/kestrel/snapshots"
 //! every = 10                                    # seconds between snapshots (0: every frame)
+//! classes = ["person", "car"]                   # detections kept (default: every class)
+//! status_every = 10                             # seconds between status lines (0: none)
+//!
+//! [tracker]                                     # ByteTrack settings (analytics::track)
+//! min_hits = 3                                  # frames that confirm a track
+//! max_misses = 30                               # frames a lost track is kept
+//! high_score = 0.5
+//! low_score = 0.1
+//! new_track_score = 0.6
+//! match_iou = 0.2
+//! class_aware = true
+//!
+//! [[zone]]                                      # counted: objects inside now
+//! name = "door"
+//! polygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0], [0.1, 1.0]]   # relative x, y; ≥ 3 points
+//! classes = ["person"]                          # optional filter
+//! anchor = "bottom"                             # bottom (default) | center: the box's point
+//!
+//! [[line]]                                      # counted: crossings, per direction
+//! name = "entrance"
+//! a = [0.5, 0.0]                                # `in` = onto the right-hand side of a→b
+//! b = [0.5, 1.0]
 //! ```
 //!
 //! A configuration that cannot be used is refused before anything starts, with the file, the
@@ -35,6 +57,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::analytics::track::TrackerConfig;
+use crate::analytics::zones::{AnchorPoint, LineSpec, ZoneSpec};
+use crate::analytics::AnalyticsError;
 use crate::camera::PixelFormat;
 
 /// Where the board packages install the configuration, and where `kestrel run` looks for it
@@ -105,6 +130,20 @@ pub struct Config {
     pub snapshot: Option<PathBuf>,
     /// Seconds between snapshots.
     pub every: Option<f64>,
+    /// Class labels kept by a detection run.
+    pub classes: Option<Vec<String>>,
+    /// Seconds between status lines.
+    pub status_every: Option<f64>,
+    /// Tracker settings (`[tracker]`; defaults for the keys not given).
+    pub tracker: Option<TrackerConfig>,
+    /// Zones (`[[zone]]`), in file order.
+    pub zones: Vec<ZoneSpec>,
+    /// Lines (`[[line]]`), in file order.
+    pub lines: Vec<LineSpec>,
+    /// 1-based line of each `[[zone]]`'s name, for messages found later (class names).
+    pub zone_lines: Vec<usize>,
+    /// 1-based line of each `[[line]]`'s name.
+    pub line_lines: Vec<usize>,
 }
 
 /// One number for all three channels, or three.
@@ -113,6 +152,37 @@ pub struct Config {
 enum Triple {
     One(f32),
     Three(Vec<f32>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneFile {
+    name: Spanned<String>,
+    polygon: Spanned<Vec<[f32; 2]>>,
+    classes: Option<Spanned<Vec<String>>>,
+    anchor: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineFile {
+    name: Spanned<String>,
+    a: Spanned<[f32; 2]>,
+    b: Spanned<[f32; 2]>,
+    classes: Option<Spanned<Vec<String>>>,
+    anchor: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackerFile {
+    min_hits: Option<Spanned<i64>>,
+    max_misses: Option<Spanned<i64>>,
+    high_score: Option<Spanned<f32>>,
+    low_score: Option<Spanned<f32>>,
+    new_track_score: Option<Spanned<f32>>,
+    match_iou: Option<Spanned<f32>>,
+    class_aware: Option<bool>,
 }
 
 /// The file as written; spans give the line of each value.
@@ -135,6 +205,13 @@ struct File {
     mqtt: Option<Spanned<String>>,
     snapshot: Option<Spanned<String>>,
     every: Option<Spanned<f64>>,
+    classes: Option<Spanned<Vec<String>>>,
+    status_every: Option<Spanned<f64>>,
+    tracker: Option<TrackerFile>,
+    #[serde(rename = "zone", default)]
+    zones: Vec<ZoneFile>,
+    #[serde(rename = "line", default)]
+    lines: Vec<LineFile>,
 }
 
 /// Parses a frame size `WxH`, e.g. `640x480` (shared with the command line).
@@ -355,7 +432,145 @@ impl Config {
         if let Some(v) = file.every {
             config.every = Some(non_negative("every", v)?);
         }
+        if let Some(v) = file.status_every {
+            config.status_every = Some(non_negative("status_every", v)?);
+        }
+        let class_list = |key: &str, v: Spanned<Vec<String>>| {
+            let span = v.span();
+            let list = v.into_inner();
+            if list.iter().any(|c| c.trim().is_empty()) {
+                return Err(bad(key, span, "a class name is empty".into()));
+            }
+            Ok(list)
+        };
+        if let Some(v) = file.classes {
+            config.classes = Some(class_list("classes", v)?);
+        }
+        let anchor = |key: &str, v: Option<Spanned<String>>| match v {
+            None => Ok(AnchorPoint::default()),
+            Some(v) => AnchorPoint::parse(v.get_ref()).ok_or_else(|| {
+                bad(
+                    key,
+                    v.span(),
+                    format!("'{}': expected \"bottom\" or \"center\"", v.get_ref()),
+                )
+            }),
+        };
+        if let Some(t) = file.tracker {
+            let d = TrackerConfig::default();
+            let unit = |key: &str, v: Option<Spanned<f32>>, default: f32| match v {
+                None => Ok(default),
+                Some(v) => {
+                    let x = *v.get_ref();
+                    if x.is_finite() && (0.0..=1.0).contains(&x) {
+                        Ok(x)
+                    } else {
+                        Err(bad(key, v.span(), format!("{x} must be within 0..1")))
+                    }
+                }
+            };
+            let frames = |key: &str, v: Option<Spanned<i64>>, default: u32| match v {
+                None => Ok(default),
+                Some(v) => count(key, v, 1, 100_000).map(|n| n as u32),
+            };
+            config.tracker = Some(TrackerConfig {
+                min_hits: frames("tracker.min_hits", t.min_hits, d.min_hits)?,
+                max_misses: frames("tracker.max_misses", t.max_misses, d.max_misses)?,
+                high_score: unit("tracker.high_score", t.high_score, d.high_score)?,
+                low_score: unit("tracker.low_score", t.low_score, d.low_score)?,
+                new_track_score: unit(
+                    "tracker.new_track_score",
+                    t.new_track_score,
+                    d.new_track_score,
+                )?,
+                match_iou: unit("tracker.match_iou", t.match_iou, d.match_iou)?,
+                class_aware: t.class_aware.unwrap_or(d.class_aware),
+                ..d
+            });
+        }
+        for (i, z) in file.zones.into_iter().enumerate() {
+            let key = |field: &str| format!("zone[{i}].{field}");
+            let line = line_of(text, z.name.span().start);
+            let spec = ZoneSpec {
+                name: z.name.get_ref().clone(),
+                polygon: z.polygon.get_ref().clone(),
+                classes: match z.classes {
+                    Some(c) => class_list(&key("classes"), c)?,
+                    None => Vec::new(),
+                },
+                anchor: anchor(&key("anchor"), z.anchor)?,
+            };
+            if let Err((field, reason)) = spec.validate() {
+                let span = if field == "name" {
+                    z.name.span()
+                } else {
+                    z.polygon.span()
+                };
+                return Err(bad(&key(field), span, reason));
+            }
+            if config.zones.iter().any(|o| o.name == spec.name) {
+                return Err(bad(
+                    &key("name"),
+                    z.name.span(),
+                    format!("a zone named '{}' is already defined", spec.name),
+                ));
+            }
+            config.zones.push(spec);
+            config.zone_lines.push(line);
+        }
+        for (i, l) in file.lines.into_iter().enumerate() {
+            let key = |field: &str| format!("line[{i}].{field}");
+            let line = line_of(text, l.name.span().start);
+            let spec = LineSpec {
+                name: l.name.get_ref().clone(),
+                a: *l.a.get_ref(),
+                b: *l.b.get_ref(),
+                classes: match l.classes {
+                    Some(c) => class_list(&key("classes"), c)?,
+                    None => Vec::new(),
+                },
+                anchor: anchor(&key("anchor"), l.anchor)?,
+            };
+            if let Err((field, reason)) = spec.validate() {
+                let span = match field {
+                    "name" => l.name.span(),
+                    "a" => l.a.span(),
+                    _ => l.b.span(),
+                };
+                return Err(bad(&key(field), span, reason));
+            }
+            if config.lines.iter().any(|o| o.name == spec.name) {
+                return Err(bad(
+                    &key("name"),
+                    l.name.span(),
+                    format!("a line named '{}' is already defined", spec.name),
+                ));
+            }
+            config.lines.push(spec);
+            config.line_lines.push(line);
+        }
         Ok(config)
+    }
+
+    /// The error of an analytics setting found after the model loaded (e.g. a class name the
+    /// model does not have), placed in this file when the setting came from it.
+    pub fn place(&self, e: &AnalyticsError) -> Option<ConfigError> {
+        let line = match e.item {
+            Some(("zone", i)) => self.zone_lines.get(i).copied()?,
+            Some(("line", i)) => self.line_lines.get(i).copied()?,
+            None if e.what == "classes" => self.classes.as_ref().map(|_| 0)?,
+            _ => return None,
+        };
+        let key = match e.item {
+            Some((kind, i)) => format!("{kind}[{i}].{}", e.field.unwrap_or("name")),
+            None => e.what.clone(),
+        };
+        Some(ConfigError {
+            path: self.path.clone(),
+            line: (line > 0).then_some(line),
+            key: Some(key),
+            reason: e.reason.clone(),
+        })
     }
 }
 
@@ -438,6 +653,105 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text).expect_err(text)
+    }
+
+    const ANALYTICS: &str = "classes = [\"person\", \"car\"]\nstatus_every = 5\n\
+        [tracker]\nmin_hits = 2\nmax_misses = 15\n\
+        [[zone]]\nname = \"door\"\npolygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0]]\n\
+        classes = [\"person\"]\nanchor = \"center\"\n\
+        [[line]]\nname = \"entrance\"\na = [0.5, 0.0]\nb = [0.5, 1.0]\n";
+
+    #[test]
+    fn zones_lines_and_tracker_parse() {
+        let c = parse(ANALYTICS).unwrap();
+        assert_eq!(
+            c.classes.as_deref(),
+            Some(&["person".to_string(), "car".to_string()][..])
+        );
+        assert_eq!(c.status_every, Some(5.0));
+        let t = c.tracker.unwrap();
+        assert_eq!((t.min_hits, t.max_misses), (2, 15));
+        assert_eq!(t.high_score, TrackerConfig::default().high_score);
+        assert_eq!(c.zones.len(), 1);
+        assert_eq!(c.zones[0].polygon.len(), 3);
+        assert_eq!(c.zones[0].anchor, AnchorPoint::Center);
+        assert_eq!(c.zone_lines, [7]);
+        assert_eq!(c.lines[0].b, [0.5, 1.0]);
+        assert_eq!(c.line_lines, [12]);
+        // A class name the model lacks, found later, is placed at its zone.
+        let e = AnalyticsError {
+            what: "zone[0] 'door'".into(),
+            item: Some(("zone", 0)),
+            field: Some("classes"),
+            reason: "class 'persn' is not one of the model's labels".into(),
+        };
+        let placed = c.place(&e).unwrap();
+        assert_eq!(
+            (placed.line, placed.key.as_deref()),
+            (Some(7), Some("zone[0].classes"))
+        );
+    }
+
+    #[test]
+    fn zones_and_lines_that_cannot_be_counted_are_refused_with_line_and_key() {
+        for (text, line, key, needle) in [
+            (
+                "[[zone]]\nname = \"a\"\npolygon = [[0, 0], [1, 1]]\n",
+                3,
+                "zone[0].polygon",
+                "at least 3",
+            ),
+            (
+                "[[zone]]\nname = \"a\"\npolygon = [[0, 0], [1.2, 0], [1, 1]]\n",
+                3,
+                "zone[0].polygon",
+                "0..1",
+            ),
+            (
+                "[[line]]\nname = \"l\"\na = [0.5, 0.5]\nb = [0.5, 0.5]\n",
+                4,
+                "line[0].b",
+                "zero length",
+            ),
+            (
+                "[[line]]\nname = \"l\"\na = [-0.1, 0.5]\nb = [0.5, 0.5]\n",
+                3,
+                "line[0].a",
+                "0..1",
+            ),
+            (
+                "[[zone]]\nname = \"a\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n\
+                 [[zone]]\nname = \"a\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n",
+                5,
+                "zone[1].name",
+                "already defined",
+            ),
+            (
+                "[[zone]]\nname = \"a\"\npolygon = [[0, 0], [1, 0], [1, 1]]\nanchor = \"top\"\n",
+                4,
+                "zone[0].anchor",
+                "bottom",
+            ),
+            (
+                "[tracker]\nmin_hits = 0\n",
+                2,
+                "tracker.min_hits",
+                "out of range",
+            ),
+            (
+                "[tracker]\nhigh_score = 2\n",
+                2,
+                "tracker.high_score",
+                "0..1",
+            ),
+        ] {
+            let e = error(text);
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.reason.contains(needle), "{text}: {e}");
+        }
+        let e = error("[[zone]]\nname = \"a\"\npolygn = [[0, 0], [1, 0], [1, 1]]\n");
+        assert!(e.reason.contains("polygn"), "{e}");
     }
 
     #[test]

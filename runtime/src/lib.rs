@@ -19,12 +19,14 @@
 //! - [`config`]: `kestrel.toml`, the service's settings (`/etc/kestrel/kestrel.toml`).
 //! - [`camera`]: the [`camera::FrameSource`] trait and its backends.
 //! - [`pipeline`]: frame → input tensor → model → task result → sink, the `kestrel run` loop.
+//! - [`analytics`]: tracks with stable ids, zones and lines, counts and events.
 //! - [`bundled`]: the default model compiled into the binary.
 //! - [`tract_knobs`]: Kestrel's defaults for tract's CPU-dispatch knobs (AMX int8 off: it
 //!   over-reads and crashes in tract 0.23.9).
 //! - [`pool_alloc`]: the binary's global allocator: counted, recycling blocks on inference
 //!   threads so steady-state frames never reach the system allocator.
 
+pub mod analytics;
 pub mod bench;
 pub mod bundled;
 pub mod camera;

@@ -50,8 +50,12 @@ use std::sync::Mutex;
 pub const MAX_POOLED: usize = 1 << 26;
 /// Largest alignment a poolable request may ask for (a page).
 const MAX_POOLED_ALIGN: usize = 4096;
-/// Default cap on the bytes the pool keeps.
-pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// Default cap on the bytes the pool keeps. A cap, not a reservation: the pool holds only
+/// blocks a run allocated and freed, in steady state what one run of the model needs per size
+/// class (`tests/zero_alloc.rs` prints it: ~26 MiB after the bundled classifier on 640×480
+/// frames, ~120 MiB once the 300×300 SSD detector has run too), memory the run takes from the
+/// system anyway.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// Smallest class (holds the free-list link).
 const MIN_CLASS: usize = 16;
 /// Classes: 16, 32, 48, 64, then 4 per power of two up to MAX_POOLED.

@@ -13,12 +13,17 @@
 //!   those request blocks every frame — tract its tensors, zune-jpeg its decoder state —
 //!   and the pool serves them from the per-thread cache). Both counts are printed.
 //!
-//! Two models: the bundled one (ppocr-cls, a float CNN; 4 formats + MJPEG) and the binary
-//! MNIST model (`models/mnist-bnn`, Kestrel's binary ops). The model runs on the default
-//! thread count (every core), so the executor's workers are part of the count.
+//! Three models: the bundled one (ppocr-cls, a float CNN; 4 formats + MJPEG), the binary
+//! MNIST model (`models/mnist-bnn`, Kestrel's binary ops), and the shipped person detector
+//! (`models/ssdlite-mobilenet-v2`) on a clip of a man walking across the frame, again and
+//! again, with the whole analytics path on our side: SSD decoding and NMS, the tracker, a
+//! zone and a line, the event and status lines. The model runs on the default thread count
+//! (every core), so the executor's workers are part of the count.
 //!
 //! No libtest harness (`harness = false`): the counters are process-wide, and libtest's own
 //! threads (e.g. its "running for over 60 seconds" notice under qemu) would allocate.
+
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -26,16 +31,21 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+use kestrel_runtime::analytics::zones::{parse_line_flag, parse_zone_flag};
+use kestrel_runtime::analytics::AnalyticsConfig;
 use kestrel_runtime::camera::pipe::Pipe;
 use kestrel_runtime::camera::{FrameSource, PixelFormat, SourceOptions};
 use kestrel_runtime::pipeline::mailbox::{Mailbox, Slot, Take};
 use kestrel_runtime::pipeline::preprocess::Normalize;
-use kestrel_runtime::pipeline::sinks::{FrameInfo, JsonLines};
+use kestrel_runtime::pipeline::sidecar::Sidecar;
+use kestrel_runtime::pipeline::sinks::{FrameInfo, JsonLines, Status};
 use kestrel_runtime::pipeline::stats::{Stages, Stats};
 use kestrel_runtime::pipeline::tasks::Task;
 use kestrel_runtime::pipeline::Pipeline;
 use kestrel_runtime::pool_alloc::{self, Counts, PoolAlloc};
 use kestrel_runtime::{bundled, LoadOptions, Model};
+
+use common::clip;
 
 thread_local! {
     /// Requests made by this thread while `WATCH` is set (our side of the path).
@@ -99,13 +109,13 @@ impl Read for Endless {
     }
 }
 
-/// Endless concatenated JPEGs: the same images over and over.
-struct Jpegs {
+/// The same bytes over and over: concatenated JPEGs, or raw frames of a clip.
+struct Cycle {
     bytes: Vec<u8>,
     at: usize,
 }
 
-impl Read for Jpegs {
+impl Read for Cycle {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let n = out.len().min(self.bytes.len() - self.at);
         out[..n].copy_from_slice(&self.bytes[self.at..][..n]);
@@ -140,22 +150,36 @@ fn check(
     (normalize, task): (Normalize, Task),
     formats: &[PixelFormat],
     warm_up: usize,
+    analytics: Option<&AnalyticsConfig>,
 ) {
     let mut pipeline = Pipeline::new(model, normalize, task).unwrap();
+    if let Some(config) = analytics {
+        pipeline.set_analytics(config).unwrap();
+    }
+    let mut events = 0;
     let mut sink = JsonLines::new(std::io::sink());
     let mut stats = Box::new(Stats::new());
     let mailbox = Mailbox::new();
     let (mut back, mut front) = (Slot::default(), Slot::default());
     for &format in formats {
+        let (width, height) = if analytics.is_some() {
+            (clip::WIDTH, clip::HEIGHT)
+        } else {
+            (640, 480)
+        };
         let options = SourceOptions {
-            width: 640,
-            height: 480,
+            width,
+            height,
             pixel_format: Some(format),
             ..SourceOptions::default()
         };
         let stream: Box<dyn Read + Send> = match format {
-            PixelFormat::Mjpeg => Box::new(Jpegs {
+            PixelFormat::Mjpeg => Box::new(Cycle {
                 bytes: jpeg_stream(),
+                at: 0,
+            }),
+            PixelFormat::Rgb24 => Box::new(Cycle {
+                bytes: clip::rgb_frames(FRAMES as usize).concat(),
                 at: 0,
             }),
             _ => Box::new(Endless { t: 0 }),
@@ -212,6 +236,23 @@ fn check(
                 };
                 sink.frame(&info, pipeline.task(), pipeline.result())
                     .unwrap();
+                if let Some(a) = pipeline.analytics() {
+                    for e in a.events() {
+                        sink.event(e, a, info.seq, 0.0).unwrap();
+                        if i >= warm_up {
+                            events += 1;
+                        }
+                    }
+                    let status = Status {
+                        seq: info.seq,
+                        t_ms: 0.0,
+                        frames: i as u64,
+                        fps: 1.0,
+                        tracks: a.tracker().tracks().count(),
+                    };
+                    sink.status(&status, a).unwrap();
+                    sink.render_counts(a).unwrap();
+                }
                 stats.record(frame.captured.elapsed(), &stages);
             });
             if i >= warm_up {
@@ -253,6 +294,14 @@ fn check(
             "{label} {format}: requests on our side of the path"
         );
     }
+    eprintln!(
+        "{label}: the pool holds {:.1} MiB",
+        pool_alloc::cached_bytes() as f64 / (1 << 20) as f64
+    );
+    if analytics.is_some() {
+        eprintln!("{label}: {events} events in the counted frames");
+        assert!(events > 0, "{label}: the counted frames make events");
+    }
 }
 
 fn main() {
@@ -272,6 +321,7 @@ fn main() {
             PixelFormat::Mjpeg,
         ],
         5,
+        None,
     );
     let bnn_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist-bnn/mnist-bnn.nnef.tgz");
@@ -282,6 +332,27 @@ fn main() {
         (Normalize::unit(), Task::classify(vec![], 3)),
         &[PixelFormat::Yuyv, PixelFormat::Gray8],
         70,
+        None,
+    );
+    let ssd_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/ssdlite-mobilenet-v2/ssdlite-mobilenet-v2.nnef.tgz");
+    let ssd = Model::load(&ssd_path, &options).unwrap();
+    let sidecar = Sidecar::find(&ssd_path).unwrap().unwrap();
+    let analytics = AnalyticsConfig {
+        classes: vec!["person".into()],
+        zones: vec![parse_zone_flag("right=0.6,0;1,0;1,1;0.6,1").unwrap()],
+        lines: vec![parse_line_flag("gate=0.5,0;0.5,1").unwrap()],
+        ..AnalyticsConfig::default()
+    };
+    check(
+        "ssdlite",
+        &ssd,
+        (sidecar.normalize().unwrap(), sidecar.task(1)),
+        &[PixelFormat::Rgb24],
+        // The walk repeats every FRAMES frames: the warm-up covers one crossing and the start
+        // of the next, so tracks have been born, confirmed and removed before counting.
+        45,
+        Some(&analytics),
     );
     eprintln!("zero_alloc: ok");
 }

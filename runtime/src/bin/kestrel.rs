@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use kestrel_runtime::analytics::zones::{parse_line_flag, parse_zone_flag, LineSpec, ZoneSpec};
+use kestrel_runtime::analytics::{AnalyticsConfig, AnalyticsError};
 use kestrel_runtime::bench::{self, BenchOptions};
 use kestrel_runtime::camera::{self, CameraError, PixelFormat, SourceOptions};
 use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, ConfigError, Location};
@@ -48,62 +50,7 @@ enum Command {
     /// With no arguments: the bundled model on the synthetic source, 100 frames. Otherwise it
     /// runs until the source ends, --frames, or SIGINT/SIGTERM (which finish the frame, print
     /// the summary and exit 0).
-    Run {
-        /// Settings file (default: /etc/kestrel/kestrel.toml when it exists); flags given
-        /// on the command line override it.
-        #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
-        config: Option<PathBuf>,
-        /// Read no settings file.
-        #[arg(long)]
-        no_config: bool,
-        /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model. Its
-        /// sidecar MODEL.kestrel.toml (task, labels, preprocessing) is read if present.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Frame source: synthetic, pipe: (stdin), cmd:"COMMAND", file:PATH, v4l2:/dev/videoN,
-        /// nokhwa:INDEX.
-        #[arg(long)]
-        source: Option<String>,
-        /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
-        #[arg(long)]
-        frames: Option<u64>,
-        /// Frame size WxH: of the raw frames of a pipe/cmd/file, or asked of a camera.
-        /// [default: 640x480]
-        #[arg(long, value_parser = parse_size)]
-        size: Option<(usize, usize)>,
-        /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as
-        /// fast as possible). [default: 30]
-        #[arg(long)]
-        fps: Option<f64>,
-        /// Pixel format of raw frames (pipe, cmd, raw files), or forced on a camera:
-        /// i420, nv12, yuyv, rgb24, gray, mjpeg.
-        #[arg(long, value_parser = parse_pixel_format)]
-        pixel_format: Option<PixelFormat>,
-        /// Start a file source again at its end.
-        #[arg(long = "loop", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-        looping: Option<bool>,
-        /// End the run when the source fails, instead of reconnecting.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-        exit_on_source_error: Option<bool>,
-        /// Classes reported per frame for classifiers (default: the sidecar's, else 3).
-        #[arg(long)]
-        top_k: Option<usize>,
-        /// Per-channel mean (pixels scaled to 0..1), e.g. 0.485,0.456,0.406; overrides the sidecar.
-        #[arg(long, value_parser = parse_triple)]
-        mean: Option<[f32; 3]>,
-        /// Per-channel std, e.g. 0.229,0.224,0.225; overrides the sidecar.
-        #[arg(long, value_parser = parse_triple)]
-        std: Option<[f32; 3]>,
-        /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
-        #[arg(long)]
-        mqtt: Option<String>,
-        /// Write an annotated JPEG of the current frame into DIR every --every seconds.
-        #[arg(long, value_name = "DIR")]
-        snapshot: Option<PathBuf>,
-        /// Seconds between snapshots. [default: 10]
-        #[arg(long)]
-        every: Option<f64>,
-    },
+    Run(Box<RunArgs>),
     /// Run a model on arrays from a .npy/.npz file and write its outputs to a .npz.
     Infer {
         /// Model (.nnef.tgz, .nnef.tar or NNEF directory).
@@ -137,6 +84,86 @@ enum Command {
         /// Model (default: the bundled model).
         model: Option<PathBuf>,
     },
+}
+
+/// The settings of `kestrel run` (boxed in [`Command`]: far larger than the others).
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Settings file (default: /etc/kestrel/kestrel.toml when it exists); flags given
+    /// on the command line override it.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    config: Option<PathBuf>,
+    /// Read no settings file.
+    #[arg(long)]
+    no_config: bool,
+    /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model. Its
+    /// sidecar MODEL.kestrel.toml (task, labels, preprocessing) is read if present.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Frame source: synthetic, pipe: (stdin), cmd:"COMMAND", file:PATH, v4l2:/dev/videoN,
+    /// nokhwa:INDEX.
+    #[arg(long)]
+    source: Option<String>,
+    /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Frame size WxH: of the raw frames of a pipe/cmd/file, or asked of a camera.
+    /// [default: 640x480]
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+    /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as
+    /// fast as possible). [default: 30]
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Pixel format of raw frames (pipe, cmd, raw files), or forced on a camera:
+    /// i420, nv12, yuyv, rgb24, gray, mjpeg.
+    #[arg(long, value_parser = parse_pixel_format)]
+    pixel_format: Option<PixelFormat>,
+    /// Start a file source again at its end.
+    #[arg(long = "loop", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    looping: Option<bool>,
+    /// End the run when the source fails, instead of reconnecting.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    exit_on_source_error: Option<bool>,
+    /// Classes reported per frame for classifiers (default: the sidecar's, else 3).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Per-channel mean (pixels scaled to 0..1), e.g. 0.485,0.456,0.406; overrides the sidecar.
+    #[arg(long, value_parser = parse_triple)]
+    mean: Option<[f32; 3]>,
+    /// Per-channel std, e.g. 0.229,0.224,0.225; overrides the sidecar.
+    #[arg(long, value_parser = parse_triple)]
+    std: Option<[f32; 3]>,
+    /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Write an annotated JPEG of the current frame into DIR every --every seconds.
+    #[arg(long, value_name = "DIR")]
+    snapshot: Option<PathBuf>,
+    /// Seconds between snapshots. [default: 10]
+    #[arg(long)]
+    every: Option<f64>,
+    /// Detection runs: keep only these classes (labels), e.g. person,car.
+    #[arg(long, value_delimiter = ',', value_name = "LABELS")]
+    classes: Option<Vec<String>>,
+    /// A zone: NAME=x,y;x,y;x,y[@class,class] (relative coordinates, at least 3 points).
+    /// Repeatable; replaces the config file's zones.
+    #[arg(long = "zone", value_parser = parse_zone_flag, value_name = "ZONE")]
+    zones: Vec<ZoneSpec>,
+    /// A counting line: NAME=ax,ay;bx,by[@class,class]; `in` is onto the right-hand side
+    /// of a→b. Repeatable; replaces the config file's lines.
+    #[arg(long = "line", value_parser = parse_line_flag, value_name = "LINE")]
+    lines: Vec<LineSpec>,
+    /// Detection runs: seconds between status lines with the counts (0: none). [default: 10]
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    status_every: Option<f64>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("'{s}': expected a number of seconds ≥ 0")),
+    }
 }
 
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
@@ -173,7 +200,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(r) = cause.downcast_ref::<RuntimeError>() {
             return if r.is_bad_input() { 2 } else { 1 };
         }
-        if cause.is::<SidecarError>() || cause.is::<MqttUrlError>() || cause.is::<ConfigError>() {
+        if cause.is::<SidecarError>()
+            || cause.is::<MqttUrlError>()
+            || cause.is::<ConfigError>()
+            || cause.is::<AnalyticsError>()
+        {
             return 2;
         }
         if let Some(p) = cause.downcast_ref::<PipelineError>() {
@@ -197,24 +228,29 @@ fn dispatch(cli: Cli) -> Result<()> {
         threads: cli.threads.map(usize::from),
     };
     match cli.command {
-        Command::Run {
-            config,
-            no_config,
-            model,
-            source,
-            frames,
-            size,
-            fps,
-            pixel_format,
-            looping,
-            exit_on_source_error,
-            top_k,
-            mean,
-            std,
-            mqtt,
-            snapshot,
-            every,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                config,
+                no_config,
+                model,
+                source,
+                frames,
+                size,
+                fps,
+                pixel_format,
+                looping,
+                exit_on_source_error,
+                top_k,
+                mean,
+                std,
+                mqtt,
+                snapshot,
+                every,
+                classes,
+                zones,
+                lines,
+                status_every,
+            } = *args;
             let location = match (config, no_config) {
                 (Some(path), _) => Location::Explicit(path),
                 (None, true) => Location::None,
@@ -228,13 +264,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             let options = LoadOptions {
                 threads: cli.threads.or(file.threads).map(usize::from),
             };
-            let model = model.or(file.model);
-            let source = source.or(file.source);
+            let model = model.or(file.model.clone());
+            let source = source.or(file.source.clone());
             let frames = frames.or(file.frames);
             let (mean, std) = (mean.or(file.mean), std.or(file.std));
             let top_k = top_k.or(file.top_k);
-            let mqtt = mqtt.or(file.mqtt);
-            let snapshot = snapshot.or(file.snapshot);
+            let mqtt = mqtt.or(file.mqtt.clone());
+            let snapshot = snapshot.or(file.snapshot.clone());
             let every = every.or(file.every).unwrap_or(10.0);
             let default_run = model.is_none() && source.is_none();
             let cli_normalize = match (mean, std) {
@@ -258,14 +294,15 @@ fn dispatch(cli: Cli) -> Result<()> {
                     let normalize = cli_normalize
                         .or(sidecar.as_ref().and_then(Sidecar::normalize))
                         .unwrap_or_else(Normalize::unit);
+                    let model = load(path, &options)?;
                     let task = match &sidecar {
                         Some(s) => {
                             log::info!("task from {}", s.path().display());
-                            s.task(top_k)
+                            s.task_for(top_k, &model)?
                         }
                         None => Task::classify(vec![], top_k),
                     };
-                    (load(path, &options)?, normalize, task)
+                    (model, normalize, task)
                 }
             };
             let uri = source.unwrap_or_else(|| "synthetic".into());
@@ -283,6 +320,37 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let mut pipeline = Pipeline::new(&model, normalize, task)
                 .with_context(|| format!("model {}", model.source()))?;
+            // Zones and lines: the flags replace the file's lists; class names are checked
+            // against the model's labels now, and placed in the file when they came from it.
+            let from_file = (zones.is_empty(), lines.is_empty());
+            let analytics = AnalyticsConfig {
+                tracker: file.tracker.unwrap_or_default(),
+                classes: classes.clone().or(file.classes.clone()).unwrap_or_default(),
+                zones: if zones.is_empty() {
+                    file.zones.clone()
+                } else {
+                    zones
+                },
+                lines: if lines.is_empty() {
+                    file.lines.clone()
+                } else {
+                    lines
+                },
+            };
+            if let Err(e) = pipeline.set_analytics(&analytics) {
+                let in_file = match e.item {
+                    Some(("zone", _)) => from_file.0,
+                    Some(("line", _)) => from_file.1,
+                    _ => classes.is_none(),
+                };
+                if in_file {
+                    if let Some(placed) = file.place(&e) {
+                        return Err(placed.into());
+                    }
+                }
+                return Err(e).with_context(|| format!("model {}", model.source()));
+            }
+            let status_every = status_every.or(file.status_every).unwrap_or(10.0);
             let mut mqtt = mqtt.as_deref().map(MqttSink::connect).transpose()?;
             let mut snapshots = snapshot
                 .as_deref()
@@ -292,6 +360,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             let source_uri = source.uri().to_string();
             let run_options = RunOptions {
                 frames,
+                status_every: (status_every > 0.0)
+                    .then(|| std::time::Duration::from_secs_f64(status_every)),
                 ..RunOptions::default()
             };
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

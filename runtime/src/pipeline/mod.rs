@@ -4,14 +4,16 @@
 //! capture thread: FrameSource ──frame──► Slot ──post──► Mailbox (one slot, latest wins)
 //! run loop:       Mailbox ──take──► Converter (→ RGB) ──► Preprocessor (resize + normalise
 //!                 into the reused input tensor) ──► Session::run ──► Task::apply
-//!                 (fixed-capacity result) ──► JSON line on stdout (+ MQTT)
+//!                 (fixed-capacity result) ──► [detect: Analytics::update — tracks, zones,
+//!                 lines, events] ──► JSON lines on stdout (+ MQTT, snapshots)
 //! ```
 //!
 //! Every buffer on our side of that path is allocated once and reused: frame slots (swapped,
 //! not copied, through the mailbox), the RGB buffer, the input tensor (handed to tract by
 //! reference count; when the run returns tract has dropped its reference and it is written in
 //! place again), the session's state, the task result (`heapless`), the JSON line buffer and
-//! the statistics windows: no allocation request at all. Inside `Session::run` tract requests
+//! the statistics windows, the tracker and the zone and line state: no allocation request
+//! at all. Inside `Session::run` tract requests
 //! its intermediate and output tensors, `TVec`s and reference counts every run (~890 requests
 //! per run of the bundled model); the run loop's thread and the executor's workers serve them
 //! from the allocation pool ([`crate::pool_alloc`], the `kestrel` binary's
@@ -40,13 +42,15 @@ use std::time::{Duration, Instant};
 
 use tract_nnef::internal::*;
 
+use crate::analytics::{Analytics, AnalyticsConfig, AnalyticsError};
 use crate::camera::{CameraError, Frame, FrameSource};
 use crate::error::RuntimeError;
 use crate::model::{Model, Session};
 use convert::{ConvertError, Converter};
 use mailbox::{End, Mailbox, Slot, Take};
+use mqtt::Topic;
 use preprocess::{Normalize, NotAnImage, Preprocessor};
-use sinks::{FrameInfo, JsonLines};
+use sinks::{FrameInfo, JsonLines, Status};
 use stats::{Stages, Stats, Summary};
 use tasks::{Task, TaskResult};
 
@@ -82,6 +86,7 @@ pub struct Pipeline {
     task: Task,
     input: Arc<Tensor>,
     result: TaskResult,
+    analytics: Option<Box<Analytics>>,
 }
 
 impl Pipeline {
@@ -99,21 +104,59 @@ impl Pipeline {
         }
         let spec = &model.inputs()[0];
         let pre = Preprocessor::new(spec, normalize)?;
-        task.check(model)
+        let mut task = task;
+        task.bind(model)
             .map_err(|e| RuntimeError::ModelUnsupported {
                 path: model.source().into(),
                 reason: e,
             })?;
         let input = Tensor::zero_dt(spec.datum_type, &spec.shape)
             .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             session: model.session()?,
             converter: Converter::new(),
             pre,
             task,
             input: Arc::new(input),
             result: TaskResult::None,
-        })
+            analytics: None,
+        };
+        if matches!(pipeline.task, Task::Detect { .. }) {
+            pipeline
+                .set_analytics(&AnalyticsConfig::default())
+                .map_err(|e| PipelineError::Task(e.to_string()))?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Tracks, zones and lines for a detection task (a detection pipeline starts with a
+    /// tracker and no zones). Other tasks refuse zones, lines and class filters.
+    pub fn set_analytics(&mut self, config: &AnalyticsConfig) -> Result<(), AnalyticsError> {
+        let Task::Detect { detector, labels } = &mut self.task else {
+            if config.zones.is_empty() && config.lines.is_empty() && config.classes.is_empty() {
+                self.analytics = None;
+                return Ok(());
+            }
+            return Err(AnalyticsError {
+                what: "zones, lines and classes".into(),
+                item: None,
+                field: None,
+                reason: "need a detection model (sidecar task = \"detect\")".into(),
+            });
+        };
+        let classes = detector.classes().unwrap_or(labels.len());
+        let mut analytics = Box::new(Analytics::new(config, labels, classes)?);
+        // The tracker's second stage needs the weak boxes the detector's threshold drops;
+        // only those a track follows are reported.
+        analytics.report_from(detector.config().score_threshold);
+        detector.keep_weak(config.tracker.low_score);
+        self.analytics = Some(analytics);
+        Ok(())
+    }
+
+    /// The analytics (detection tasks).
+    pub fn analytics(&self) -> Option<&Analytics> {
+        self.analytics.as_deref()
     }
 
     /// The task.
@@ -156,7 +199,11 @@ impl Pipeline {
     pub fn post(&mut self, outputs: &[TValue]) -> Result<(), PipelineError> {
         self.task
             .apply(outputs, &mut self.result)
-            .map_err(|e| PipelineError::Task(format!("{e:#}")))
+            .map_err(|e| PipelineError::Task(format!("{e:#}")))?;
+        if let (Some(a), TaskResult::Detections(found)) = (&mut self.analytics, &mut self.result) {
+            a.update(found);
+        }
+        Ok(())
     }
 
     /// Runs one frame: prepare, infer, post. Returns the stage times it measured.
@@ -195,6 +242,8 @@ pub struct RunOptions {
     pub frames: Option<u64>,
     /// Set (by a signal handler) to finish the current frame and stop.
     pub stop: Arc<AtomicBool>,
+    /// Write a status line (detection runs) this often; `None`: never.
+    pub status_every: Option<Duration>,
 }
 
 /// The end of a run: its summary, and the error that ended it, if one did.
@@ -247,6 +296,7 @@ pub fn run<W: Write>(
     };
     let mut front = Slot::default();
     let mut error = None;
+    let mut status_clock = StatusClock::new();
     while options.frames.is_none_or(|n| stats.frames() < n) {
         if options.stop.load(Ordering::Relaxed) {
             log::info!("stopping on signal");
@@ -291,8 +341,25 @@ pub fn run<W: Write>(
         if let Some(m) = mqtt.as_deref_mut() {
             m.publish(sink.last_line());
         }
+        if let Err(e) = report_analytics(
+            pipeline,
+            sink,
+            &mut mqtt,
+            &mut status_clock,
+            options,
+            stats.frames() + 1,
+            &info,
+        ) {
+            error = Some(e.into());
+            break;
+        }
         if let Some(s) = snapshots.as_deref_mut() {
-            s.offer(&frame, &pipeline.result);
+            s.offer(
+                &frame,
+                &pipeline.task,
+                &pipeline.result,
+                pipeline.analytics(),
+            );
         }
         stages.post_ms += ms(t.elapsed());
         stats.record(frame.captured.elapsed(), &stages);
@@ -308,6 +375,84 @@ pub fn run<W: Write>(
         let _ = capture.join();
     }
     let mut summary = stats.summary(mailbox.dropped(), mailbox.counters());
+    if let Some(a) = pipeline.analytics() {
+        summary.counts = serde_json::to_value(a.counts()).ok();
+        summary.tracks = Some(a.tracker().confirmed());
+        summary.events_dropped = Some(a.events_dropped());
+        if let Some(m) = mqtt.as_deref_mut() {
+            // The final counts stay retained on the broker.
+            if a.has_regions() {
+                if let Ok(counts) = sink.render_counts(a) {
+                    m.publish_to(Topic::Counts, counts);
+                }
+            }
+        }
+    }
     summary.mqtt_dropped = mqtt.map(|m| m.dropped());
     RunReport { summary, error }
+}
+
+/// When the last status line was written, and the frame count then.
+struct StatusClock {
+    at: Instant,
+    frames: u64,
+    counts_published: bool,
+}
+
+impl StatusClock {
+    fn new() -> StatusClock {
+        StatusClock {
+            at: Instant::now(),
+            frames: 0,
+            counts_published: false,
+        }
+    }
+}
+
+/// Writes a frame's events (JSON lines, MQTT), the retained counts when they changed, and
+/// the status line when it is due. `frames` counts this frame.
+fn report_analytics<W: Write>(
+    pipeline: &Pipeline,
+    sink: &mut JsonLines<W>,
+    mqtt: &mut Option<&mut mqtt::MqttSink>,
+    clock: &mut StatusClock,
+    options: &RunOptions,
+    frames: u64,
+    info: &FrameInfo,
+) -> std::io::Result<()> {
+    let Some(a) = pipeline.analytics() else {
+        return Ok(());
+    };
+    for e in a.events() {
+        sink.event(e, a, info.seq, info.t_capture_ms)?;
+        if let Some(m) = mqtt.as_deref_mut() {
+            m.publish_to(Topic::Event(e.kind), sink.last_line());
+        }
+    }
+    if let Some(m) = mqtt.as_deref_mut() {
+        if a.has_regions() && (a.counts_changed() || !clock.counts_published) {
+            clock.counts_published = true;
+            let counts = sink.render_counts(a)?;
+            m.publish_to(Topic::Counts, counts);
+        }
+    }
+    if let Some(every) = options.status_every {
+        let elapsed = clock.at.elapsed();
+        if elapsed >= every {
+            let status = Status {
+                seq: info.seq,
+                t_ms: info.t_capture_ms,
+                frames,
+                fps: (frames - clock.frames) as f64 / elapsed.as_secs_f64(),
+                tracks: a.tracker().tracks().count(),
+            };
+            sink.status(&status, a)?;
+            if let Some(m) = mqtt.as_deref_mut() {
+                m.publish_to(Topic::Status, sink.last_line());
+            }
+            clock.at = Instant::now();
+            clock.frames = frames;
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,12 @@
 //! `--mqtt mqtt://HOST:PORT/TOPIC`: every frame's JSON line published with QoS 1 through
 //! [`rumqttc`] (plain TCP; no TLS stack in the binary).
 //!
+//! Topics, under the run's `TOPIC`: `TOPIC` (each frame's line), `TOPIC/events/enter`,
+//! `TOPIC/events/leave`, `TOPIC/events/cross` (one message per event), `TOPIC/counts` (the
+//! zone and line counts, **retained**, republished when they change, so a subscriber that
+//! connects later gets the current counts at once) and `TOPIC/status` (the periodic status
+//! line). Every message is QoS 1.
+//!
 //! Three parts: the run loop [`MqttSink::publish`]es into a bounded queue (when it is full the
 //! oldest message is dropped and counted: fresh results matter more than old ones); a
 //! publisher thread moves messages from the queue into rumqttc; a connection thread drives
@@ -19,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
+use crate::analytics::EventKind;
 use crate::camera::Backoff;
 
 /// Messages the queue holds before dropping the oldest.
@@ -55,9 +62,47 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String), MqttUrlError> {
     Ok((host.into(), port, topic.into()))
 }
 
+/// Which topic under the run's topic a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// `TOPIC`: a frame's line.
+    Frame,
+    /// `TOPIC/events/KIND`.
+    Event(EventKind),
+    /// `TOPIC/counts`, retained.
+    Counts,
+    /// `TOPIC/status`.
+    Status,
+}
+
+impl Topic {
+    fn index(self) -> usize {
+        match self {
+            Topic::Frame => 0,
+            Topic::Event(EventKind::Enter) => 1,
+            Topic::Event(EventKind::Leave) => 2,
+            Topic::Event(EventKind::Cross) => 3,
+            Topic::Counts => 4,
+            Topic::Status => 5,
+        }
+    }
+}
+
+/// The topic names under `base`, by [`Topic`] index.
+fn topic_names(base: &str) -> [String; 6] {
+    [
+        base.to_string(),
+        format!("{base}/events/enter"),
+        format!("{base}/events/leave"),
+        format!("{base}/events/cross"),
+        format!("{base}/counts"),
+        format!("{base}/status"),
+    ]
+}
+
 #[derive(Default)]
 struct Queue {
-    messages: Mutex<VecDeque<Vec<u8>>>,
+    messages: Mutex<VecDeque<(Topic, Vec<u8>)>>,
     cv: Condvar,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -119,6 +164,7 @@ impl MqttSink {
             .expect("spawn mqtt thread");
         let q = queue.clone();
         let c = client.clone();
+        let topics = topic_names(&topic);
         let publisher = std::thread::Builder::new()
             .name("kestrel-mqtt-pub".into())
             .spawn(move || loop {
@@ -134,9 +180,15 @@ impl MqttSink {
                         m = q.cv.wait(m).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                let Some(message) = message else { return };
-                if c.publish(topic.as_str(), QoS::AtLeastOnce, false, message)
-                    .is_err()
+                let Some((to, message)) = message else { return };
+                let retain = to == Topic::Counts;
+                if c.publish(
+                    topics[to.index()].as_str(),
+                    QoS::AtLeastOnce,
+                    retain,
+                    message,
+                )
+                .is_err()
                 {
                     return;
                 }
@@ -152,8 +204,13 @@ impl MqttSink {
         })
     }
 
-    /// Queues one message; drops the oldest when the queue is full.
+    /// Queues one frame line; drops the oldest message when the queue is full.
     pub fn publish(&mut self, payload: &[u8]) {
+        self.publish_to(Topic::Frame, payload)
+    }
+
+    /// Queues one message to `topic`; drops the oldest message when the queue is full.
+    pub fn publish_to(&mut self, topic: Topic, payload: &[u8]) {
         let mut m = self
             .queue
             .messages
@@ -163,7 +220,7 @@ impl MqttSink {
             m.pop_front();
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        m.push_back(payload.to_vec());
+        m.push_back((topic, payload.to_vec()));
         drop(m);
         self.queue.cv.notify_one();
     }
@@ -247,7 +304,13 @@ mod tests {
         // The publisher thread may have moved a few into rumqttc's channel; the rest are
         // dropped oldest-first.
         assert!(sink.dropped() >= 40 - 17, "{}", sink.dropped());
-        let front = sink.queue.messages.lock().unwrap().back().cloned();
+        let front = sink
+            .queue
+            .messages
+            .lock()
+            .unwrap()
+            .back()
+            .map(|m| m.1.clone());
         assert_eq!(front.as_deref(), Some(format!("{}", QUEUE + 39).as_bytes()));
         sink.finish(Duration::from_millis(50));
         assert!(sink.dropped() >= 40);

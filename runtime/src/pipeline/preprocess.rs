@@ -91,33 +91,40 @@ fn taps(src: usize, dst: usize) -> Vec<Tap> {
         .collect()
 }
 
+/// The layout, channels, height and width of an image input: `[1, 3|1, H, W]` (NCHW) or
+/// `[1, H, W, 3|1]` (NHWC), f32.
+pub fn image_input(input: &TensorSpec) -> Result<(Layout, usize, usize, usize), NotAnImage> {
+    let err = |reason| NotAnImage {
+        name: input.name.clone(),
+        shape: input.shape.clone(),
+        dt: input.datum_type,
+        reason,
+    };
+    if input.datum_type != DatumType::F32 {
+        return Err(err("only f32 image inputs are fed from frames for now"));
+    }
+    let s = &input.shape;
+    if s.len() != 4 || s[0] != 1 {
+        return Err(err("expected a rank-4 input with batch 1"));
+    }
+    // Channels are 1 or 3; a trailing 3 with a leading non-3 reads as NHWC (an RGB image
+    // 1 pixel tall is not a thing a camera model takes), otherwise NCHW wins ties.
+    let (layout, channels, h, w) = match (s[1], s[3]) {
+        (c, 3) if c != 3 => (Layout::Nhwc, 3, s[1], s[2]),
+        (1 | 3, _) => (Layout::Nchw, s[1], s[2], s[3]),
+        (_, 1) => (Layout::Nhwc, 1, s[1], s[2]),
+        _ => return Err(err("expected 1 or 3 channels in NCHW or NHWC")),
+    };
+    if w == 0 || h == 0 {
+        return Err(err("empty spatial size"));
+    }
+    Ok((layout, channels, h, w))
+}
+
 impl Preprocessor {
     /// A pre-processor for `input`: `[1, 3|1, H, W]` (NCHW) or `[1, H, W, 3|1]` (NHWC), f32.
     pub fn new(input: &TensorSpec, normalize: Normalize) -> Result<Preprocessor, NotAnImage> {
-        let err = |reason| NotAnImage {
-            name: input.name.clone(),
-            shape: input.shape.clone(),
-            dt: input.datum_type,
-            reason,
-        };
-        if input.datum_type != DatumType::F32 {
-            return Err(err("only f32 image inputs are fed from frames for now"));
-        }
-        let s = &input.shape;
-        if s.len() != 4 || s[0] != 1 {
-            return Err(err("expected a rank-4 input with batch 1"));
-        }
-        // Channels are 1 or 3; a trailing 3 with a leading non-3 reads as NHWC (an RGB image
-        // 1 pixel tall is not a thing a camera model takes), otherwise NCHW wins ties.
-        let (layout, channels, h, w) = match (s[1], s[3]) {
-            (c, 3) if c != 3 => (Layout::Nhwc, 3, s[1], s[2]),
-            (1 | 3, _) => (Layout::Nchw, s[1], s[2], s[3]),
-            (_, 1) => (Layout::Nhwc, 1, s[1], s[2]),
-            _ => return Err(err("expected 1 or 3 channels in NCHW or NHWC")),
-        };
-        if w == 0 || h == 0 {
-            return Err(err("empty spatial size"));
-        }
+        let (layout, channels, h, w) = image_input(input)?;
         Ok(Preprocessor {
             layout,
             channels,

@@ -12,19 +12,38 @@
 //! [classify]
 //! top_k = 3
 //!
-//! [detect]
-//! boxes_output = 0                  # output indices
-//! scores_output = 1
-//! encoding = "anchors_yxhw"         # anchors_yxhw | anchors_xywh | corners
-//! variances = [0.1, 0.1, 0.2, 0.2]
-//! activation = "sigmoid"            # none | sigmoid | softmax
-//! background = true                 # class 0 is background
+//! [detect]                        # see pipeline::detect::heads for each family
+//! head = "ssd"                      # ssd | yolo | boxes
 //! score_threshold = 0.5
-//! iou_threshold = 0.45
-//! max_detections = 20
-//! [[detect.anchor_layers]]
-//! feature_map = [19, 19]            # rows, columns
-//! sizes = [[0.1, 0.1], [0.2, 0.1]]  # anchor [height, width], relative to the image
+//! iou_threshold = 0.45              # NMS, per class (class_agnostic = true: across classes)
+//! max_detections = 100
+//! multi_label = false               # every class above the threshold, not only the best
+//! boxes_output = 0                  # ssd, boxes: output indices
+//! scores_output = 1
+//! activation = "sigmoid"            # none | sigmoid | softmax
+//! background = true                 # class 0 is background (ssd default true)
+//! box_order = "yxhw"                # ssd: yxhw (TensorFlow) | xywh (MediaPipe)
+//! variances = [0.1, 0.1, 0.2, 0.2]  # ssd: 1 / TF's scale factors
+//! exp_box_size = true               # ssd: sizes are exp(t·v)·anchor (false: t·v·anchor)
+//! [detect.anchors]                  # ssd: generated (MediaPipe's SsdAnchorsCalculator)
+//! input_size = [300, 300]           # height, width
+//! num_layers = 6
+//! min_scale = 0.2
+//! max_scale = 0.95
+//! strides = [16, 32, 64, 128, 256, 512]      # or feature_maps = [[19, 19], [10, 10], …]
+//! aspect_ratios = [1.0, 2.0, 0.5, 3.0, 0.3333]
+//! reduce_boxes_in_lowest_layer = true
+//! interpolated_scale_aspect_ratio = 1.0
+//! anchor_offset = [0.5, 0.5]        # x, y, in cells
+//! fixed_anchor_size = false
+//! # or, instead of [detect.anchors], anchors listed per feature map:
+//! # [[detect.anchor_layers]]
+//! # feature_map = [19, 19]          # rows, columns
+//! # sizes = [[0.1, 0.1], [0.2, 0.1]]  # anchor [height, width], relative to the image
+//! #
+//! # head = "yolo": output = 0, version = 5 | 8, coords = "pixels" | "relative"
+//! # head = "boxes": boxes_output, scores_output, box_format = "xyxy" | "yxyx" | "cxcywh",
+//! #                 coords, activation, background
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently fall back to a default); every error
@@ -34,9 +53,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::detect::{grid_anchors, Activation, AnchorGrid, DetectConfig, Detector, Encoding};
+use super::detect::anchors::{check_grids, grid_anchors, Anchor, AnchorGrid, SsdAnchorOptions};
+use super::detect::heads::{
+    Activation, BoxFormat, BoxOrder, BoxesHead, Coords, SsdHead, YoloHead, YoloVersion,
+};
+use super::detect::{DetectConfig, Detector, Head};
 use super::preprocess::Normalize;
 use super::tasks::Task;
+use crate::model::Model;
 
 /// A sidecar that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +101,29 @@ struct AnchorLayer {
     sizes: Vec<[f32; 2]>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum EncodingName {
-    AnchorsYxhw,
-    AnchorsXywh,
-    Corners,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Anchors {
+    input_size: Option<[usize; 2]>,
+    num_layers: Option<usize>,
+    min_scale: Option<f32>,
+    max_scale: Option<f32>,
+    strides: Option<Vec<usize>>,
+    feature_maps: Option<Vec<[usize; 2]>>,
+    aspect_ratios: Option<Vec<f32>>,
+    reduce_boxes_in_lowest_layer: Option<bool>,
+    interpolated_scale_aspect_ratio: Option<f32>,
+    anchor_offset: Option<[f32; 2]>,
+    fixed_anchor_size: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+enum HeadName {
+    #[default]
+    Ssd,
+    Yolo,
+    Boxes,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -93,55 +134,234 @@ enum ActivationName {
     Softmax,
 }
 
-fn default_variances() -> [f32; 4] {
-    [0.1, 0.1, 0.2, 0.2]
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum BoxOrderName {
+    Yxhw,
+    Xywh,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum BoxFormatName {
+    Xyxy,
+    Yxyx,
+    Cxcywh,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum CoordsName {
+    Pixels,
+    Relative,
+}
+
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Detect {
     #[serde(default)]
-    boxes_output: usize,
-    #[serde(default = "one")]
-    scores_output: usize,
-    #[serde(default = "anchors_yxhw")]
-    encoding: EncodingName,
-    #[serde(default = "default_variances")]
-    variances: [f32; 4],
-    #[serde(default = "sigmoid")]
-    activation: ActivationName,
-    #[serde(default = "yes")]
-    background: bool,
-    #[serde(default = "half")]
-    score_threshold: f32,
-    #[serde(default = "iou")]
-    iou_threshold: f32,
-    #[serde(default = "twenty")]
-    max_detections: usize,
-    #[serde(default)]
-    anchor_layers: Vec<AnchorLayer>,
+    head: HeadName,
+    score_threshold: Option<f32>,
+    iou_threshold: Option<f32>,
+    max_detections: Option<usize>,
+    multi_label: Option<bool>,
+    class_agnostic: Option<bool>,
+    boxes_output: Option<usize>,
+    scores_output: Option<usize>,
+    activation: Option<ActivationName>,
+    background: Option<bool>,
+    box_order: Option<BoxOrderName>,
+    variances: Option<[f32; 4]>,
+    exp_box_size: Option<bool>,
+    anchors: Option<Anchors>,
+    anchor_layers: Option<Vec<AnchorLayer>>,
+    output: Option<usize>,
+    version: Option<u8>,
+    coords: Option<CoordsName>,
+    box_format: Option<BoxFormatName>,
 }
 
-fn one() -> usize {
-    1
+fn activation(a: Option<ActivationName>, default: Activation) -> Activation {
+    match a {
+        None => default,
+        Some(ActivationName::None) => Activation::None,
+        Some(ActivationName::Sigmoid) => Activation::Sigmoid,
+        Some(ActivationName::Softmax) => Activation::Softmax,
+    }
 }
-fn anchors_yxhw() -> EncodingName {
-    EncodingName::AnchorsYxhw
+
+fn coords(c: Option<CoordsName>) -> Coords {
+    match c {
+        Some(CoordsName::Relative) => Coords::Relative,
+        _ => Coords::Pixels,
+    }
 }
-fn sigmoid() -> ActivationName {
-    ActivationName::Sigmoid
+
+impl Detect {
+    /// The keys set that the chosen head does not read.
+    fn stray_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let (ssd, yolo, boxes) = (
+            self.head == HeadName::Ssd,
+            self.head == HeadName::Yolo,
+            self.head == HeadName::Boxes,
+        );
+        let mut check = |set: bool, applies: bool, key| {
+            if set && !applies {
+                keys.push(key);
+            }
+        };
+        check(self.boxes_output.is_some(), ssd || boxes, "boxes_output");
+        check(self.scores_output.is_some(), ssd || boxes, "scores_output");
+        check(self.background.is_some(), ssd || boxes, "background");
+        check(self.box_order.is_some(), ssd, "box_order");
+        check(self.variances.is_some(), ssd, "variances");
+        check(self.exp_box_size.is_some(), ssd, "exp_box_size");
+        check(self.anchors.is_some(), ssd, "anchors");
+        check(self.anchor_layers.is_some(), ssd, "anchor_layers");
+        check(self.output.is_some(), yolo, "output");
+        check(self.version.is_some(), yolo, "version");
+        check(self.coords.is_some(), yolo || boxes, "coords");
+        check(self.box_format.is_some(), boxes, "box_format");
+        keys
+    }
+
+    /// The detector configuration; the message names the `detect.` key at fault.
+    fn config(&self) -> Result<DetectConfig, String> {
+        let stray = self.stray_keys();
+        if !stray.is_empty() {
+            let head = format!("{:?}", self.head).to_lowercase();
+            return Err(format!(
+                "detect.{} does not apply to head = \"{head}\"",
+                stray.join(", detect.")
+            ));
+        }
+        let head = match self.head {
+            HeadName::Ssd => {
+                let anchors = match (&self.anchors, &self.anchor_layers) {
+                    (Some(_), Some(_)) => {
+                        return Err("give detect.anchors or detect.anchor_layers, not both".into())
+                    }
+                    (None, None) => {
+                        return Err(
+                            "head = \"ssd\" needs [detect.anchors] or [[detect.anchor_layers]]"
+                                .into(),
+                        )
+                    }
+                    (Some(a), None) => a.generate()?,
+                    (None, Some(layers)) => {
+                        let grids: Vec<AnchorGrid> = layers
+                            .iter()
+                            .map(|l| AnchorGrid {
+                                feature_map: (l.feature_map[0], l.feature_map[1]),
+                                sizes: l.sizes.clone(),
+                            })
+                            .collect();
+                        check_grids(&grids).map_err(|e| format!("detect.anchor_layers: {e}"))?;
+                        grid_anchors(&grids)
+                    }
+                };
+                Head::Ssd(SsdHead {
+                    boxes_output: self.boxes_output.unwrap_or(0),
+                    scores_output: self.scores_output.unwrap_or(1),
+                    box_order: match self.box_order {
+                        Some(BoxOrderName::Xywh) => BoxOrder::Xywh,
+                        _ => BoxOrder::Yxhw,
+                    },
+                    variances: self.variances.unwrap_or([0.1, 0.1, 0.2, 0.2]),
+                    exp_box_size: self.exp_box_size.unwrap_or(true),
+                    activation: activation(self.activation, Activation::Sigmoid),
+                    background: self.background.unwrap_or(true),
+                    anchors,
+                })
+            }
+            HeadName::Yolo => {
+                let version = match self.version {
+                    Some(5) => YoloVersion::V5,
+                    Some(8) => YoloVersion::V8,
+                    Some(v) => {
+                        return Err(format!(
+                            "detect.version = {v}: expected 5 (objectness) or 8 (none)"
+                        ))
+                    }
+                    None => return Err("head = \"yolo\" needs detect.version = 5 or 8".into()),
+                };
+                let activation = activation(self.activation, Activation::None);
+                if activation == Activation::Softmax {
+                    return Err(
+                        "detect.activation = \"softmax\" does not apply to YOLO scores".into(),
+                    );
+                }
+                Head::Yolo(YoloHead {
+                    output: self.output.unwrap_or(0),
+                    version,
+                    coords: coords(self.coords),
+                    activation,
+                })
+            }
+            HeadName::Boxes => Head::Boxes(BoxesHead {
+                boxes_output: self.boxes_output.unwrap_or(0),
+                scores_output: self.scores_output.unwrap_or(1),
+                format: match self.box_format {
+                    Some(BoxFormatName::Yxyx) => BoxFormat::Yxyx,
+                    Some(BoxFormatName::Cxcywh) => BoxFormat::Cxcywh,
+                    _ => BoxFormat::Xyxy,
+                },
+                coords: coords(self.coords),
+                activation: activation(self.activation, Activation::None),
+                background: self.background.unwrap_or(false),
+            }),
+        };
+        let config = DetectConfig {
+            head,
+            score_threshold: self.score_threshold.unwrap_or(0.5),
+            iou_threshold: self.iou_threshold.unwrap_or(0.45),
+            max_detections: self.max_detections.unwrap_or(100),
+            multi_label: self.multi_label.unwrap_or(false),
+            class_agnostic: self.class_agnostic.unwrap_or(false),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
-fn yes() -> bool {
-    true
-}
-fn half() -> f32 {
-    0.5
-}
-fn iou() -> f32 {
-    0.45
-}
-fn twenty() -> usize {
-    20
+
+impl Anchors {
+    fn generate(&self) -> Result<Vec<Anchor>, String> {
+        let d = SsdAnchorOptions::default();
+        let feature_maps: Vec<(usize, usize)> = self
+            .feature_maps
+            .as_ref()
+            .map(|f| f.iter().map(|m| (m[0], m[1])).collect())
+            .unwrap_or_default();
+        if !feature_maps.is_empty() && self.strides.is_some() {
+            return Err("give detect.anchors.strides or .feature_maps, not both".into());
+        }
+        if feature_maps.is_empty() && self.input_size.is_none() {
+            return Err(
+                "detect.anchors.strides needs detect.anchors.input_size = [height, width]".into(),
+            );
+        }
+        let num_layers = self
+            .num_layers
+            .unwrap_or(self.strides.as_ref().map_or(feature_maps.len(), Vec::len));
+        let options = SsdAnchorOptions {
+            input_size: self.input_size.map_or(d.input_size, |s| (s[0], s[1])),
+            num_layers,
+            min_scale: self.min_scale.unwrap_or(d.min_scale),
+            max_scale: self.max_scale.unwrap_or(d.max_scale),
+            feature_maps,
+            strides: self.strides.clone().unwrap_or_default(),
+            aspect_ratios: self.aspect_ratios.clone().unwrap_or(vec![1.0]),
+            reduce_boxes_in_lowest_layer: self.reduce_boxes_in_lowest_layer.unwrap_or(false),
+            interpolated_scale_aspect_ratio: self.interpolated_scale_aspect_ratio.unwrap_or(1.0),
+            anchor_offset: self.anchor_offset.map_or(d.anchor_offset, |o| (o[0], o[1])),
+            fixed_anchor_size: self.fixed_anchor_size.unwrap_or(false),
+        };
+        options
+            .validate()
+            .map_err(|e| format!("detect.anchors: {e}"))?;
+        Ok(options.generate())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +384,7 @@ pub struct Sidecar {
     path: PathBuf,
     file: File,
     labels: Vec<String>,
+    detector: Option<Detector>,
 }
 
 /// Where the sidecar of `model` would be: the graph's name without `.nnef.tgz`, `.nnef.tar`,
@@ -196,6 +417,15 @@ impl Sidecar {
             path: path.into(),
             reason,
         };
+        let len = std::fs::metadata(path)
+            .map_err(|e| err(e.to_string()))?
+            .len();
+        if len > crate::config::MAX_BYTES {
+            return Err(err(format!(
+                "{len} bytes; a sidecar is at most {}",
+                crate::config::MAX_BYTES
+            )));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let file: File = toml::from_str(&text).map_err(|e| err(e.to_string().trim().into()))?;
         let labels = match (&file.labels, &file.labels_file) {
@@ -203,9 +433,22 @@ impl Sidecar {
             (Some(l), None) => l.clone(),
             (None, Some(f)) => {
                 let p = path.parent().unwrap_or(Path::new(".")).join(f);
-                std::fs::read_to_string(&p)
-                    .map_err(|e| err(format!("labels_file {}: {e}", p.display())))?
-                    .lines()
+                let mut text = String::new();
+                std::fs::File::open(&p)
+                    .and_then(|file| {
+                        use std::io::Read;
+                        file.take(crate::config::MAX_BYTES + 1)
+                            .read_to_string(&mut text)
+                    })
+                    .map_err(|e| err(format!("labels_file {}: {e}", p.display())))?;
+                if text.len() as u64 > crate::config::MAX_BYTES {
+                    return Err(err(format!(
+                        "labels_file {}: more than {} bytes",
+                        p.display(),
+                        crate::config::MAX_BYTES
+                    )));
+                }
+                text.lines()
                     .map(|l| l.trim().to_string())
                     .filter(|l| !l.is_empty())
                     .collect()
@@ -217,39 +460,31 @@ impl Sidecar {
                 return Err(err("preprocess.std must be positive".into()));
             }
         }
-        match (file.task, &file.detect) {
+        let detector = match (file.task, &file.detect) {
             (TaskKind::Detect, None) => {
                 return Err(err("task = \"detect\" needs a [detect] table".into()))
             }
-            (TaskKind::Detect, Some(d)) => {
-                let corners = matches!(d.encoding, EncodingName::Corners);
-                if !corners && d.anchor_layers.is_empty() {
-                    return Err(err(
-                        "anchor encodings need [[detect.anchor_layers]] (or encoding = \"corners\")"
-                            .into(),
-                    ));
-                }
-                if d.boxes_output == d.scores_output {
-                    return Err(err(
-                        "boxes_output and scores_output are the same output".into()
-                    ));
-                }
-                if !(0.0..=1.0).contains(&d.iou_threshold) {
-                    return Err(err("iou_threshold must be within 0..1".into()));
-                }
-            }
-            _ => {}
-        }
+            (TaskKind::Detect, Some(d)) => Some(d.config().and_then(Detector::new).map_err(err)?),
+            (_, Some(_)) => return Err(err("a [detect] table needs task = \"detect\"".into())),
+            _ => None,
+        };
         Ok(Sidecar {
             path: path.into(),
             file,
             labels,
+            detector,
         })
     }
 
     /// The file it was read from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The labels file it names, resolved against its folder (packages ship it too).
+    pub fn labels_file(&self) -> Option<PathBuf> {
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        self.file.labels_file.as_ref().map(|f| parent.join(f))
     }
 
     /// The normalisation it declares (`None` if it declares none).
@@ -265,46 +500,28 @@ impl Sidecar {
         self.file.classify.top_k
     }
 
-    /// The task, with `top_k` for classifiers.
+    /// The task, with `top_k` for classifiers (a detector not yet bound to a model: see
+    /// [`Sidecar::task_for`]).
     pub fn task(&self, top_k: usize) -> Task {
-        match (self.file.task, &self.file.detect) {
-            (TaskKind::Detect, Some(d)) => {
-                let layers: Vec<_> = d
-                    .anchor_layers
-                    .iter()
-                    .map(|l| AnchorGrid {
-                        feature_map: (l.feature_map[0], l.feature_map[1]),
-                        sizes: l.sizes.clone(),
-                    })
-                    .collect();
-                let config = DetectConfig {
-                    boxes_output: d.boxes_output,
-                    scores_output: d.scores_output,
-                    encoding: match d.encoding {
-                        EncodingName::AnchorsYxhw => Encoding::AnchorsYxhw,
-                        EncodingName::AnchorsXywh => Encoding::AnchorsXywh,
-                        EncodingName::Corners => Encoding::Corners,
-                    },
-                    variances: d.variances,
-                    activation: match d.activation {
-                        ActivationName::None => Activation::None,
-                        ActivationName::Sigmoid => Activation::Sigmoid,
-                        ActivationName::Softmax => Activation::Softmax,
-                    },
-                    background: d.background,
-                    score_threshold: d.score_threshold,
-                    iou_threshold: d.iou_threshold,
-                    max_detections: d.max_detections,
-                    anchors: grid_anchors(&layers),
-                };
-                Task::Detect {
-                    detector: Box::new(Detector::new(config)),
-                    labels: self.labels.clone(),
-                }
-            }
+        match (self.file.task, &self.detector) {
+            (TaskKind::Detect, Some(d)) => Task::Detect {
+                detector: Box::new(d.clone()),
+                labels: self.labels.clone(),
+            },
             (TaskKind::Raw, _) => Task::Raw,
             _ => Task::classify(self.labels.clone(), top_k),
         }
+    }
+
+    /// The task bound to `model`: a detector's head checked against the model's outputs (an
+    /// error names this file, the sidecar key and both shapes).
+    pub fn task_for(&self, top_k: usize, model: &Model) -> Result<Task, SidecarError> {
+        let mut task = self.task(top_k);
+        task.bind(model).map_err(|reason| SidecarError {
+            path: self.path.clone(),
+            reason,
+        })?;
+        Ok(task)
     }
 }
 
@@ -369,8 +586,45 @@ mod tests {
         let Task::Detect { detector, labels } = s.task(3) else {
             panic!("not detect")
         };
-        assert_eq!(detector.config().anchors.len(), 12);
+        let Head::Ssd(head) = &detector.config().head else {
+            panic!("not ssd")
+        };
+        assert_eq!(head.anchors.len(), 12);
         assert_eq!(labels[1], "person");
+        assert_eq!(detector.config().score_threshold, 0.3);
+    }
+
+    #[test]
+    fn generated_anchors_and_other_heads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "d.kestrel.toml",
+            "task = \"detect\"\n[detect]\nmulti_label = true\n[detect.anchors]\n\
+             input_size = [300, 300]\nnum_layers = 6\nmin_scale = 0.2\nmax_scale = 0.95\n\
+             strides = [16, 32, 64, 128, 256, 512]\naspect_ratios = [1.0, 2.0, 0.5, 3.0, 0.3333]\n\
+             reduce_boxes_in_lowest_layer = true\n",
+        );
+        let s = Sidecar::load(&p).unwrap();
+        let Task::Detect { detector, .. } = s.task(3) else {
+            panic!("not detect")
+        };
+        let Head::Ssd(head) = &detector.config().head else {
+            panic!("not ssd")
+        };
+        assert_eq!(head.anchors.len(), 1917);
+        assert!(detector.config().multi_label);
+        let p = write(
+            dir.path(),
+            "y.kestrel.toml",
+            "task = \"detect\"\n[detect]\nhead = \"yolo\"\nversion = 8\ncoords = \"relative\"\n",
+        );
+        let Task::Detect { detector, .. } = Sidecar::load(&p).unwrap().task(3) else {
+            panic!("not detect")
+        };
+        assert!(
+            matches!(&detector.config().head, Head::Yolo(y) if y.version == YoloVersion::V8 && y.coords == Coords::Relative)
+        );
     }
 
     #[test]
@@ -381,6 +635,16 @@ mod tests {
             ("tsk = \"raw\"\n", "tsk"),
             ("task = \"detect\"\n", "[detect]"),
             ("task = \"detect\"\n[detect]\n", "anchor_layers"),
+            ("task = \"detect\"\n[detect]\nhead = \"yolo\"\n", "version = 5 or 8"),
+            ("task = \"detect\"\n[detect]\nhead = \"yolo\"\nversion = 7\n", "detect.version = 7"),
+            ("task = \"detect\"\n[detect]\nhead = \"yolo\"\nversion = 8\nvariances = [1, 1, 1, 1]\n", "detect.variances"),
+            ("task = \"detect\"\n[detect]\nhead = \"boxes\"\nscore_threshold = 1.5\n", "detect.score_threshold"),
+            ("task = \"detect\"\n[detect]\nhead = \"boxes\"\nmax_detections = 0\n", "detect.max_detections"),
+            ("task = \"detect\"\n[detect]\n[detect.anchors]\nstrides = [8]\n", "input_size"),
+            ("task = \"detect\"\n[detect]\n[detect.anchors]\nfeature_maps = [[2, 2]]\naspect_ratios = []\n", "detect.anchors: aspect_ratios"),
+            ("[detect]\nhead = \"boxes\"\n", "task = \"detect\""),
+            ("task = \"detect\"\n[detect]\n[detect.anchors]\ninput_size = [1000000, 1000000]\nstrides = [1]\n", "more than"),
+            ("task = \"detect\"\n[detect]\n[[detect.anchor_layers]]\nfeature_map = [100000, 100000]\nsizes = [[0.1, 0.1]]\n", "detect.anchor_layers"),
             ("[preprocess]\nstd = [0, 1, 1]\n", "positive"),
             ("labels_file = \"missing.txt\"\n", "missing.txt"),
         ] {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::detect::MAX_DETECTIONS;
 use super::stats::{Stages, Summary};
 use super::tasks::{Task, TaskResult, MAX_TOP_K};
+use crate::analytics::{Analytics, Counts, Event, EventKind};
 
 /// The per-frame facts a sink reports besides the task result.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,8 @@ struct Object<'a> {
     score: f32,
     #[serde(rename = "box")]
     bbox: [f32; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    track: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -68,6 +71,50 @@ struct SummaryLine<'a> {
     summary: &'a Summary,
     model: &'a str,
     source: &'a str,
+}
+
+#[derive(Serialize)]
+struct EventLine<'a> {
+    event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'static str>,
+    track: u32,
+    class: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<&'a str>,
+    seq: u64,
+    t_ms: f64,
+}
+
+/// The periodic status line's body.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Status {
+    /// Sequence number of the last frame.
+    pub seq: u64,
+    /// Its capture time since the source opened, ms.
+    pub t_ms: f64,
+    /// Frames processed so far.
+    pub frames: u64,
+    /// Frames per second since the last status line.
+    pub fps: f64,
+    /// Tracks alive (tentative, tracked or lost).
+    pub tracks: usize,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    #[serde(flatten)]
+    status: &'a Status,
+    counts: Counts<'a>,
+}
+
+#[derive(Serialize)]
+struct StatusLine<'a> {
+    status: StatusBody<'a>,
 }
 
 /// JSON-lines output.
@@ -120,6 +167,7 @@ impl<W: Write> JsonLines<W> {
                             label: task.label(d.class),
                             score: d.score,
                             bbox: d.bbox,
+                            track: d.track,
                         })
                         .collect(),
                 )
@@ -134,6 +182,50 @@ impl<W: Write> JsonLines<W> {
             TaskResult::None => {}
         }
         self.emit(&line)
+    }
+
+    /// Writes one event's line: `{"event": "enter"|"leave"|"cross", "zone"|"line": NAME,
+    /// ["direction": "in"|"out",] "track", "class", "label", "seq", "t_ms"}`.
+    pub fn event(
+        &mut self,
+        event: &Event,
+        analytics: &Analytics,
+        seq: u64,
+        t_ms: f64,
+    ) -> io::Result<()> {
+        let (zone, line) = match event.kind {
+            EventKind::Enter | EventKind::Leave => (Some(analytics.zone_name(event.region)), None),
+            EventKind::Cross => (None, Some(analytics.line_name(event.region))),
+        };
+        self.emit(&EventLine {
+            event: event.kind.name(),
+            zone,
+            line,
+            direction: event.direction.map(|d| d.name()),
+            track: event.track,
+            class: event.class,
+            label: analytics.label(event.class),
+            seq,
+            t_ms,
+        })
+    }
+
+    /// Writes a status line: `{"status": {seq, t_ms, frames, fps, tracks, counts}}`.
+    pub fn status(&mut self, status: &Status, analytics: &Analytics) -> io::Result<()> {
+        self.emit(&StatusLine {
+            status: StatusBody {
+                status,
+                counts: analytics.counts(),
+            },
+        })
+    }
+
+    /// Writes the current counts alone (the retained MQTT message), into the line buffer
+    /// only: nothing is written to the output.
+    pub fn render_counts(&mut self, analytics: &Analytics) -> io::Result<&[u8]> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &analytics.counts())?;
+        Ok(&self.buf)
     }
 
     /// Writes the summary line.

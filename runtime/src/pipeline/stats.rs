@@ -104,6 +104,15 @@ pub struct Summary {
     /// MQTT messages dropped because the broker could not keep up (oldest first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_dropped: Option<u64>,
+    /// Zone and line counts at the end (detection runs): see [`crate::analytics::Counts`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<serde_json::Value>,
+    /// Tracks confirmed over the run (detection runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<u64>,
+    /// Events that did not fit a frame's event list (detection runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_dropped: Option<u64>,
 }
 
 impl Default for Stats {
@@ -185,6 +194,9 @@ impl Stats {
                 post: percentiles(&s[5]),
             }),
             mqtt_dropped: None,
+            counts: None,
+            tracks: None,
+            events_dropped: None,
         }
     }
 }

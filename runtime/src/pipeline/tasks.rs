@@ -1,5 +1,5 @@
 //! Post-processing by task: what a frame's outputs mean. `classify` (top-k with labels),
-//! `detect` (SSD-style anchors + NMS, [`super::detect`]) and `raw` (summary statistics of the
+//! `detect` (SSD, YOLO or finished boxes, then NMS: [`super::detect`]) and `raw` (summary statistics of the
 //! first output). The task comes from the model's sidecar ([`super::sidecar`]). Results live
 //! in fixed-capacity [`heapless`] structures: no allocation per frame.
 
@@ -7,6 +7,7 @@ use serde::Serialize;
 use tract_nnef::internal::*;
 
 use super::detect::{Detection, Detector, MAX_DETECTIONS};
+use super::preprocess::image_input;
 use crate::model::Model;
 
 /// Most classes a classification result reports.
@@ -75,21 +76,30 @@ pub enum TaskResult {
 }
 
 impl Task {
-    /// Checks that the model has the outputs the task reads.
-    pub fn check(&self, model: &Model) -> Result<(), String> {
-        let n = model.outputs().len();
-        let need = match self {
-            Task::Detect { detector, .. } => {
-                let c = detector.config();
-                c.boxes_output.max(c.scores_output) + 1
+    /// Checks the task against the model and prepares it: a detector's head is bound to the
+    /// model's output shapes, and its class count checked against the labels. The message
+    /// names the sidecar key at fault and the shapes that disagree.
+    pub fn bind(&mut self, model: &Model) -> Result<(), String> {
+        if model.outputs().is_empty() {
+            return Err("the model has no output".into());
+        }
+        if let Task::Detect { detector, labels } = self {
+            let input = model.inputs().first().ok_or("the model has no input")?;
+            let (_, _, h, w) = image_input(input).map_err(|e| e.to_string())?;
+            detector.bind(model.outputs(), (h, w), labels.len())?;
+            let classes = detector.classes().unwrap_or(0);
+            if !labels.is_empty() && labels.len() != classes {
+                return Err(format!(
+                    "labels: {} names, but the model scores {classes} classes (outputs: {})",
+                    labels.len(),
+                    model
+                        .outputs()
+                        .iter()
+                        .map(|o| format!("`{}` {:?}", o.name, o.shape))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
-            _ => 1,
-        };
-        if n < need {
-            return Err(format!(
-                "the task reads output #{} but the model has {n} output(s)",
-                need - 1
-            ));
         }
         Ok(())
     }
@@ -97,26 +107,13 @@ impl Task {
     /// Computes the result of `outputs` into `result` (reusing its storage).
     pub fn apply(&mut self, outputs: &[TValue], result: &mut TaskResult) -> TractResult<()> {
         if let Task::Detect { detector, .. } = self {
-            let (b, s) = (
-                detector.config().boxes_output,
-                detector.config().scores_output,
-            );
-            let output = |i: usize| outputs.get(i).with_context(|| format!("no output #{i}"));
-            let boxes = output(b)?.try_as_plain_ram()?;
-            let scores = output(s)?.try_as_plain_ram()?;
-            let boxes = boxes.as_slice::<f32>().context("box output must be f32")?;
-            let scores = scores
-                .as_slice::<f32>()
-                .context("score output must be f32")?;
             if !matches!(result, TaskResult::Detections(_)) {
                 *result = TaskResult::Detections(Box::default());
             }
             let TaskResult::Detections(out) = result else {
                 unreachable!()
             };
-            return detector
-                .run(boxes, scores, out)
-                .map_err(|e| format_err!("detect: {e}"));
+            return detector.run(outputs, out);
         }
         let first = outputs.first().context("model produced no output")?;
         let view = first.try_as_plain_ram()?;

@@ -2,6 +2,9 @@
 //! `mod common;`): starting `kestrel`, the repository, tools, JSON lines, graph files.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod clip;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
