@@ -161,6 +161,21 @@ def main():
         img.save(buf, "JPEG", quality=50)
         out("frame_decode", name, bytes([5, 16, 8]) + buf.getvalue())
     config_seeds()
+    sidecar_seeds()
+
+
+def sidecar_seeds():
+    """The shipped sidecars (an SSD with generated anchors, a classifier), a YOLO head and an SSD
+    head with listed anchor grids."""
+    for name, path in [("ssd-generated", "models/ssdlite-mobilenet-v2/ssdlite-mobilenet-v2.kestrel.toml"),
+                       ("classify", "models/ppocr-cls/ppocr-cls.kestrel.toml")]:
+        with open(os.path.join(REPO, path), "rb") as f:
+            out("sidecar_parse", name, f.read())
+    out("sidecar_parse", "yolo", b'task = "detect"\nlabels = ["a", "b", "c"]\n[detect]\nhead = "yolo"\n'
+        b'version = 8\ncoords = "pixels"\nscore_threshold = 0.25\n')
+    out("sidecar_parse", "ssd-grid", b'task = "detect"\n[detect]\nhead = "ssd"\nbox_order = "xywh"\n'
+        b'exp_box_size = false\n[[detect.anchor_layers]]\nfeature_map = [2, 3]\n'
+        b'sizes = [[0.1, 0.1], [0.2, 0.1]]\n')
 
 
 def config_seeds():

@@ -24,7 +24,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use kestrel_runtime::config::Config;
-use kestrel_runtime::pipeline::sidecar::sidecar_path;
+use kestrel_runtime::pipeline::sidecar::{sidecar_path, Sidecar};
 
 use crate::cross::{cargo, profile_dir, Built};
 use crate::profile::{Board, MODELS_DIR};
@@ -92,7 +92,13 @@ pub fn stage(job: &Job) -> Result<PathBuf> {
         .with_context(|| format!("writing {}", config_path.display()))?;
     let model = repo.join(&board.model);
     let sidecar = sidecar_path(&model);
-    for file in [&model, &sidecar] {
+    let labels = Sidecar::load(&sidecar)
+        .with_context(|| format!("the default model of board {}", board.name))?
+        .labels_file();
+    for file in [Some(&model), Some(&sidecar), labels.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let name = file.file_name().context("model path has no file name")?;
         fs::copy(file, models.join(name))
             .with_context(|| format!("copying {} (board {})", file.display(), board.name))?;

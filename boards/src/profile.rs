@@ -223,7 +223,18 @@ impl Board {
              # mqtt = \"mqtt://broker.local:1883/kestrel/{}\"\n\
              # Annotated JPEG snapshots every 10 s:\n\
              # snapshot = \"/var/lib/kestrel/snapshots\"\n\
-             # every = 10\n",
+             # every = 10\n\
+             \n# Counting, with a detection model: objects in a zone, crossings of a line\n\
+             # (relative coordinates, 0..1; events on MQTT under TOPIC/events/, counts retained\n\
+             # on TOPIC/counts). Tables go after every plain key.\n\
+             # classes = [\"person\"]\n\
+             # [[zone]]\n\
+             # name = \"door\"\n\
+             # polygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0], [0.1, 1.0]]\n\
+             # [[line]]\n\
+             # name = \"entrance\"\n\
+             # a = [0.5, 0.0]\n\
+             # b = [0.5, 1.0]\n",
             self.name
         ));
         s

@@ -150,14 +150,21 @@ pub fn check_run(board: &Board, root: &Path, frames: u64) -> Result<()> {
         .arg(&model);
     let out = run(&mut cmd)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("kestrel printed a line that is not JSON")?;
+    // Frame lines carry `seq` and a latency; a detector's run adds event and status lines.
+    let frame_lines = lines
+        .iter()
+        .filter(|l| l.get("seq").is_some() && l.get("latency_ms").is_some())
+        .count();
     ensure!(
-        lines.len() as u64 == frames + 1,
-        "expected {frames} frame lines and a summary, got {} lines",
-        lines.len()
+        frame_lines as u64 == frames,
+        "expected {frames} frame lines and a summary, got {frame_lines} frame lines"
     );
-    let summary: serde_json::Value = serde_json::from_str(lines[lines.len() - 1])
-        .context("the last line is not the JSON summary")?;
+    let summary = lines.last().context("kestrel printed nothing")?;
     ensure!(
         summary["summary"]["frames"].as_u64() == Some(frames),
         "summary: {summary}"
