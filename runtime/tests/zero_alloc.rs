@@ -350,8 +350,9 @@ fn main() {
         (sidecar.normalize().unwrap(), sidecar.task(1)),
         &[PixelFormat::Rgb24],
         // The walk repeats every FRAMES frames: the warm-up covers one crossing and the start
-        // of the next, so tracks have been born, confirmed and removed before counting.
-        45,
+        // of the next walk (a track born, confirmed, crossing; the next one born); tracks are
+        // removed inside the counted frames.
+        25,
         Some(&analytics),
     );
     eprintln!("zero_alloc: ok");
