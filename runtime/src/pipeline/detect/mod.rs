@@ -127,11 +127,7 @@ fn shape(s: &[usize]) -> String {
 }
 
 /// `output #i \`name\` [shape]`, or an error naming `key` when the model has no output `i`.
-fn output<'a>(
-    outputs: &'a [TensorSpec],
-    i: usize,
-    key: &str,
-) -> Result<(&'a TensorSpec, String), String> {
+fn output<'a>(outputs: &'a [TensorSpec], i: usize, key: &str) -> Result<Named<'a>, String> {
     let spec = outputs
         .get(i)
         .ok_or_else(|| format!("{key} = {i}, but the model has {} output(s)", outputs.len()))?;
@@ -145,12 +141,15 @@ fn output<'a>(
     Ok((spec, label))
 }
 
+/// An output and how messages name it (`output #i \`name\` [shape]`).
+type Named<'a> = (&'a TensorSpec, String);
+
 /// The box and score outputs of a two-output head, checked to be two different f32 outputs.
 fn box_and_score_outputs(
     outputs: &[TensorSpec],
     boxes: usize,
     scores: usize,
-) -> Result<((&TensorSpec, String), (&TensorSpec, String)), String> {
+) -> Result<(Named<'_>, Named<'_>), String> {
     let b = output(outputs, boxes, "detect.boxes_output")?;
     let s = output(outputs, scores, "detect.scores_output")?;
     if boxes == scores {
