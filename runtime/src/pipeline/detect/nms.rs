@@ -1,6 +1,8 @@
 //! Greedy non-maximum suppression and the bounded candidate list that feeds it.
 //!
-//! Candidates are sorted by score (in place: no allocation) and taken best first; a candidate
+//! Candidates are sorted by score (in place: no allocation; equal scores in the order they were
+//! pushed, i.e. anchor order, as TensorFlow's and MediaPipe's NMS keep them, which matters for
+//! quantized scores that tie) and taken best first; a candidate
 //! is dropped when it overlaps an already kept box of the same class (or of any class, when
 //! class-agnostic) by an IoU above the threshold. At most `max` boxes are kept.
 //!
@@ -26,14 +28,22 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     }
 }
 
+/// Best score first, push order among equal scores (in place, no allocation).
+fn sort(list: &mut [(u32, Detection)]) {
+    list.sort_unstable_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+}
+
 /// Boxes above the score threshold, best kept when there are too many.
 #[derive(Debug, Clone)]
 pub struct Candidates {
-    list: Vec<Detection>,
+    /// Candidates with their push order (the tie-break).
+    list: Vec<(u32, Detection)>,
     capacity: usize,
     /// Lowest score still admitted this frame (raised when the list overflows).
     bar: f32,
     overflows: u64,
+    /// Candidates pushed this frame.
+    pushed: u32,
 }
 
 impl Candidates {
@@ -45,12 +55,14 @@ impl Candidates {
             capacity,
             bar: f32::NEG_INFINITY,
             overflows: 0,
+            pushed: 0,
         }
     }
 
     /// Empties the list for a new frame.
     pub fn clear(&mut self) {
         self.list.clear();
+        self.pushed = 0;
         self.bar = f32::NEG_INFINITY;
     }
 
@@ -68,15 +80,15 @@ impl Candidates {
         }
         if self.list.len() == self.capacity {
             self.overflows += 1;
-            self.list
-                .sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+            sort(&mut self.list);
             self.list.truncate(self.capacity / 2);
-            self.bar = self.list.last().map_or(self.bar, |w| w.score);
+            self.bar = self.list.last().map_or(self.bar, |w| w.1.score);
             if d.score < self.bar {
                 return;
             }
         }
-        self.list.push(d);
+        self.list.push((self.pushed, d));
+        self.pushed = self.pushed.wrapping_add(1);
     }
 
     /// Times the list overflowed since it was made.
@@ -103,11 +115,10 @@ impl Candidates {
         max: usize,
         out: &mut heapless::Vec<Detection, N>,
     ) {
-        self.list
-            .sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+        sort(&mut self.list);
         out.clear();
         let max = max.min(N);
-        for cand in &self.list {
+        for (_, cand) in &self.list {
             if out.len() == max {
                 break;
             }
@@ -161,6 +172,19 @@ mod tests {
         assert_eq!(out.len(), 2, "class-agnostic: the class-2 box goes too");
         c.suppress(0.5, false, 1, &mut out);
         assert_eq!(out.len(), 1, "max");
+    }
+
+    #[test]
+    fn equal_scores_keep_push_order() {
+        let mut c = Candidates::with_capacity(64);
+        for i in 0..40 {
+            let x = i as f32 / 40.0;
+            c.push(det(i, 0.5, [x, 0.0, x + 0.02, 0.02]));
+        }
+        let mut out: heapless::Vec<Detection, 8> = heapless::Vec::new();
+        c.suppress(0.5, false, 8, &mut out);
+        let classes: Vec<u32> = out.iter().map(|d| d.class).collect();
+        assert_eq!(classes, (0..8).collect::<Vec<u32>>());
     }
 
     #[test]
