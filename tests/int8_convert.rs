@@ -163,12 +163,16 @@ fn collapse_calibration(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Equalization off: it rescues this model (tests/int8_equalize.rs), and these tests are about
+/// the refusal.
 fn collapse_options(dir: &Path) -> Int8Options {
-    Int8Options::new(CalibSource {
+    let mut o = Int8Options::new(CalibSource {
         path: collapse_calibration(dir),
         preprocess: Preprocess::default(),
         count: 0,
-    })
+    });
+    o.equalize = false;
+    o
 }
 
 #[test]
@@ -184,7 +188,12 @@ fn a_collapsing_model_is_refused_and_nothing_written() {
         }
         other => panic!("expected a collapse, got {other}"),
     }
-    assert!(err.to_string().contains("nothing written"));
+    let msg = err.to_string();
+    assert!(msg.contains("nothing written"), "{msg}");
+    assert!(
+        msg.contains("--keep-float auto") && msg.contains("without --no-equalize"),
+        "the hint offers what was not tried: {msg}"
+    );
     assert!(!out.exists());
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -198,6 +207,23 @@ fn a_collapsing_model_is_refused_and_nothing_written() {
     let r = convert_int8(&collapse_fixture(), &out, &o).unwrap();
     assert!(r.forced && out.is_file());
     assert!(r.to_text().contains("WARNING"));
+}
+
+#[test]
+fn keep_float_auto_always_lands() {
+    // The collapse fixture without equalization: no int8 layer survives the floor, so `auto`
+    // keeps every layer float, writes the graph and says so; its hint is never printed.
+    for keep in [KeepFloat::Fewest, KeepFloat::Auto(5.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("auto.nnef.tgz");
+        let mut o = collapse_options(dir.path());
+        o.keep_float = keep.clone();
+        let r = convert_int8(&collapse_fixture(), &out, &o)
+            .unwrap_or_else(|e| panic!("{keep:?} refused: {e}"));
+        assert!(out.is_file() && !r.forced, "{keep:?}");
+        assert!(r.outputs[0].sqnr_db >= 20.0, "{}", r.to_text());
+        assert!(r.layers.iter().all(|l| !l.int8), "{}", r.to_text());
+    }
 }
 
 #[test]

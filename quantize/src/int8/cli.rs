@@ -75,6 +75,10 @@ pub struct Int8Args {
     /// No empirical bias correction (on by default: per-channel output means moved to float).
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// No cross-layer equalization (on by default where it raises the end-to-end SQNR on the
+    /// tuning samples: channel ranges balanced between a layer and the int8 layer reading it).
+    #[arg(long)]
+    pub no_equalize: bool,
     /// Requantize every int8 layer's output to i8 (default: only outputs another int8 layer
     /// reads; the others leave as f32 = i32 accumulator × per-channel scale, no rounding).
     #[arg(long)]
@@ -87,6 +91,11 @@ pub struct Int8Args {
     /// Write the per-layer SQNR chart (SVG) here.
     #[arg(long, value_name = "FILE.svg")]
     pub svg: Option<PathBuf>,
+    /// A detector's sidecar (`.kestrel.toml`): the runtime's decoder and NMS run on both
+    /// graphs' outputs and the report gives (and `--keep-float auto` aims at) the share of
+    /// boxes that agree.
+    #[arg(long, value_name = "FILE.kestrel.toml", requires = "int8")]
+    pub sidecar: Option<PathBuf>,
 }
 
 /// Parses `--holdout`: a fraction in (0, 1).
@@ -149,6 +158,8 @@ impl Int8Args {
         options.int8_stem = self.int8_stem;
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;
+        options.equalize = !self.no_equalize;
+        options.sidecar = self.sidecar.clone();
         options.requantize_all = self.requantize_outputs;
         options.tract_ops = self.tract_int8_ops;
         Ok(options)

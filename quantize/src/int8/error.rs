@@ -18,11 +18,18 @@ pub enum Int8Error {
         /// What is wrong.
         reason: String,
     },
+    /// A sidecar (`--sidecar`) that cannot be read or does not fit the model.
+    #[error("{path}: {reason}")]
+    Sidecar {
+        /// The sidecar.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The quantized model is too far from the float one ("never collapse").
     #[error(
         "{path}: int8 model refused, nothing written: end-to-end SQNR {sqnr_db:.1} dB is below \
-         the {floor_db:.1} dB floor (top-1 agreement {top1:.1}%); try --keep-float auto, \
-         another --calib-method, or --force"
+         the {floor_db:.1} dB floor ({agreement}); {hint}"
     )]
     Collapse {
         /// The output path that was not written.
@@ -31,8 +38,10 @@ pub enum Int8Error {
         sqnr_db: f64,
         /// The floor.
         floor_db: f64,
-        /// Top-1 agreement, percent.
-        top1: f64,
+        /// The model's agreement measure, in words ("top-1 agreement 97.4%").
+        agreement: String,
+        /// What to try next (never a flag already given).
+        hint: String,
     },
     /// Building, writing or running the int8 graph failed.
     #[error("{path}: int8 {stage}: {reason}")]
@@ -50,7 +59,7 @@ impl Int8Error {
     /// Whether the user's input is at fault (exit code 2) rather than the tool.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Int8Error::Calibration { .. } => true,
+            Int8Error::Calibration { .. } | Int8Error::Sidecar { .. } => true,
             Int8Error::Convert(e) => matches!(
                 e,
                 ConvertError::NotFound { .. }

@@ -1,5 +1,5 @@
 //! Measuring an int8 graph against float on a set of samples: per-layer SQNR (accumulated or
-//! isolated), end-to-end SQNR and top-1 agreement.
+//! isolated), end-to-end SQNR and the agreement measures of [`super::agreement`].
 //!
 //! The float [`Reference`] is computed once per sample set; an [`Evaluator`] then builds and
 //! runs int8 variants (which layers float, which bias shifts) against it.
@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use super::agreement::{BoxCheck, BoxCounts, OutputKind, AGREEMENT_TARGET, TOP_K, TOP_K_TARGET};
 use super::layers::Layer;
-use super::metrics::{row_agreement, ErrorSums};
+use super::metrics::{max_difference, row_agreement, top_k_overlap, ErrorSums};
 use super::observe::{values, Watcher};
 use super::qparams::ActQ;
 use super::rewrite::{build, RewriteOptions};
@@ -41,6 +42,23 @@ impl Reference {
             r.layers.push(l);
         }
         Ok(r)
+    }
+
+    /// Replaces the model outputs by `original`'s on the same samples: the end-to-end error is
+    /// then measured against the source graph, even when the layers came from an equalized
+    /// copy of it.
+    pub fn outputs_from(
+        &mut self,
+        original: &TypedModel,
+        samples: &[Tensor],
+        threads: usize,
+    ) -> TractResult<()> {
+        let watcher = Watcher::new(original, &[], threads)?;
+        self.outputs = samples
+            .iter()
+            .map(|s| Ok(watcher.run(s)?.0))
+            .collect::<TractResult<_>>()?;
+        Ok(())
     }
 
     /// Per-channel means of every layer's float output (channels on `Layer::channel_axis`).
@@ -102,11 +120,28 @@ impl ChannelMeans {
 pub struct Evaluation {
     /// Per layer (empty unless layers were exposed): SQNR dB, cosine.
     pub layers: Vec<(f64, f64)>,
-    /// Per model output: name, SQNR dB, cosine.
-    pub outputs: Vec<(String, f64, f64)>,
-    /// Top-1 agreement of the first output, percent of its rows (arg-max over the last axis:
-    /// per sample for a classifier, per time step for a sequence model).
-    pub top1: f64,
+    /// Per model output.
+    pub outputs: Vec<OutputEval>,
+    /// Top-1 agreement of a classifier output, percent of its rows (arg-max over the last
+    /// axis: per sample for a classifier, per time step for a sequence model).
+    pub top1: Option<f64>,
+    /// Boxes decoded by the sidecar's detector from both graphs.
+    pub boxes: Option<BoxCounts>,
+}
+
+/// How far one output is from float.
+#[derive(Debug, Clone)]
+pub struct OutputEval {
+    /// Output name.
+    pub name: String,
+    /// SQNR, dB.
+    pub sqnr_db: f64,
+    /// Cosine similarity.
+    pub cosine: f64,
+    /// For scores: percent of float's top-k entries among int8's (see [`super::agreement`]).
+    pub top_k: Option<f64>,
+    /// For scores: mean |Δ| of the best score, in the output's units.
+    pub max_score_diff: Option<f64>,
 }
 
 impl Evaluation {
@@ -114,8 +149,38 @@ impl Evaluation {
     pub fn worst_sqnr(&self) -> f64 {
         self.outputs
             .iter()
-            .map(|o| o.1)
+            .map(|o| o.sqnr_db)
             .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The agreement that matters for this model: (what, percent, target percent). Boxes for
+    /// a detector with a sidecar, else top-1 of a classifier, else the worst top-k of the
+    /// score outputs; `None` when the model has none of these.
+    pub fn agreement(&self) -> Option<(&'static str, f64, f64)> {
+        if let Some(b) = self.boxes {
+            return Some(("detections", b.agreement(), AGREEMENT_TARGET));
+        }
+        if let Some(t) = self.top1 {
+            return Some(("top-1", t, AGREEMENT_TARGET));
+        }
+        self.outputs
+            .iter()
+            .filter_map(|o| o.top_k)
+            .reduce(f64::min)
+            .map(|t| ("top-10 scores", t, TOP_K_TARGET))
+    }
+
+    /// End-to-end SQNR at least `floor_db` on every output and the agreement at its target.
+    pub fn meets(&self, floor_db: f64) -> bool {
+        self.worst_sqnr() >= floor_db && self.agreement().is_none_or(|(_, v, t)| v >= t)
+    }
+
+    /// "top-1 agreement 98.7%" and the like, for messages.
+    pub fn agreement_text(&self) -> String {
+        match self.agreement() {
+            Some((what, v, _)) => format!("{what} agreement {v:.1}%"),
+            None => "no agreement measure for these outputs".into(),
+        }
     }
 }
 
@@ -141,6 +206,10 @@ pub struct Evaluator<'a> {
     pub samples: &'a [Tensor],
     /// Float results on them.
     pub reference: Reference,
+    /// How each output is judged ([`super::agreement::output_kinds`] of the source graph).
+    pub kinds: Vec<OutputKind>,
+    /// The sidecar's detector, when one was given.
+    pub boxes: Option<BoxCheck>,
 }
 
 impl Evaluator<'_> {
@@ -200,14 +269,11 @@ impl Evaluator<'_> {
         let watcher = Watcher::new(&int8.model, &[], self.threads)?;
         let mut layer_sums = vec![ErrorSums::default(); int8.exposed.len()];
         let mut output_sums = vec![ErrorSums::default(); n_outputs];
+        let mut top_k = vec![(0usize, 0usize); n_outputs];
+        let mut max_diff = vec![0f64; n_outputs];
         let (mut agree, mut rows) = (0usize, 0usize);
-        let row = self
-            .float
-            .outlet_fact(self.float.outputs[0])?
-            .shape
-            .last()
-            .and_then(|d| d.to_usize().ok())
-            .unwrap_or(1);
+        let mut boxes = self.boxes.clone();
+        let mut counts = BoxCounts::default();
         for (ix, s) in self.samples.iter().enumerate() {
             let (mut got, _) = watcher.run(s)?;
             let got_layers = got.split_off(n_outputs);
@@ -217,32 +283,57 @@ impl Evaluator<'_> {
             {
                 sum.add(values(r)?, values(g)?);
             }
-            for (sum, (r, g)) in output_sums
-                .iter_mut()
-                .zip(self.reference.outputs[ix].iter().zip(&got))
-            {
-                sum.add(values(r)?, values(g)?);
+            let reference = &self.reference.outputs[ix];
+            for (o, (r, g)) in reference.iter().zip(&got).enumerate() {
+                let (r, g) = (values(r)?, values(g)?);
+                output_sums[o].add(r, g);
+                match self.kinds[o] {
+                    OutputKind::Classes { row } => {
+                        let (a, n) = row_agreement(r, g, row);
+                        agree += a;
+                        rows += n;
+                    }
+                    OutputKind::Scores => {
+                        let (a, n) = top_k_overlap(r, g, TOP_K);
+                        top_k[o].0 += a;
+                        top_k[o].1 += n;
+                        max_diff[o] += max_difference(r, g);
+                    }
+                    OutputKind::Values => {}
+                }
             }
-            let (r, g) = (values(&self.reference.outputs[ix][0])?, values(&got[0])?);
-            let (a, n) = row_agreement(r, g, row);
-            agree += a;
-            rows += n;
+            if let Some(b) = boxes.as_mut() {
+                b.compare(reference, &got, &mut counts)?;
+            }
         }
         let names = self
             .float
             .outputs
             .iter()
             .map(|o| self.float.node(o.node).name.clone());
+        let n = self.samples.len().max(1) as f64;
+        let outputs = names
+            .zip(&output_sums)
+            .enumerate()
+            .map(|(o, (name, sums))| {
+                let scores = self.kinds[o] == OutputKind::Scores;
+                OutputEval {
+                    name,
+                    sqnr_db: sums.sqnr_db(),
+                    cosine: sums.cosine(),
+                    top_k: scores.then(|| 100.0 * top_k[o].0 as f64 / top_k[o].1.max(1) as f64),
+                    max_score_diff: scores.then(|| max_diff[o] / n),
+                }
+            })
+            .collect();
         Ok(Evaluation {
             layers: layer_sums
                 .iter()
                 .map(|s| (s.sqnr_db(), s.cosine()))
                 .collect(),
-            outputs: names
-                .zip(&output_sums)
-                .map(|(n, s)| (n, s.sqnr_db(), s.cosine()))
-                .collect(),
-            top1: 100.0 * agree as f64 / rows.max(1) as f64,
+            outputs,
+            top1: (rows > 0).then(|| 100.0 * agree as f64 / rows as f64),
+            boxes: boxes.map(|_| counts),
         })
     }
 }

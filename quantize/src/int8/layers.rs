@@ -56,10 +56,11 @@ impl Layer {
     }
 
     /// A stem convolution: k×k (not 1×1), not grouped, on at most 4 channels of a graph
-    /// input of `model` (an image). Its product is tiny (K = C_in·k·k) next to the im2col and
-    /// casts around it.
+    /// input of `model` (an image), read directly or through layout changes and constant
+    /// scaling (an NHWC model's transpose, an in-graph normalization). Its product is tiny
+    /// (K = C_in·k·k) next to the im2col and casts around it.
     pub fn is_stem(&self, model: &TypedModel) -> bool {
-        model.inputs.contains(&self.input)
+        reads_graph_input(model, self.input)
             && matches!(&self.op, LayerOp::Conv(c)
                 if c.group == 1
                     && c.input_channels() <= 4
@@ -70,6 +71,27 @@ impl Layer {
     pub fn is_depthwise(&self) -> bool {
         matches!(&self.op, LayerOp::Conv(c) if c.group > 1 && c.group == c.input_channels())
     }
+}
+
+/// Whether `outlet` is a graph input, or is computed from one by layout changes, casts and
+/// arithmetic with constants only.
+fn reads_graph_input(model: &TypedModel, mut outlet: OutletId) -> bool {
+    for _ in 0..16 {
+        if model.inputs.contains(&outlet) {
+            return true;
+        }
+        let node = model.node(outlet.node);
+        let is_layout =
+            node.op_is::<AxisOp>() || node.op_is::<tract_onnx::tract_core::ops::cast::Cast>();
+        if is_layout && node.inputs.len() == 1 {
+            outlet = node.inputs[0];
+        } else if let Some((_, _, other)) = bin_with_const(model, outlet.node) {
+            outlet = other;
+        } else {
+            return false;
+        }
+    }
+    false
 }
 
 /// The constant value of an outlet, if it has one.

@@ -1,4 +1,5 @@
-//! Error measures of int8 against float: SQNR, cosine similarity, top-1 agreement.
+//! Error measures of int8 against float: SQNR, cosine similarity, top-1 agreement (classifier
+//! rows), top-k agreement (per-anchor or per-pixel scores).
 
 /// Sums over a pair of tensors, accumulated across samples.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,9 +76,49 @@ pub fn row_agreement(reference: &[f32], got: &[f32], row: usize) -> (usize, usiz
     (agree, reference.len().div_ceil(row))
 }
 
+/// Indices of the `k` largest values, largest first (lower index first among equals).
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut ix: Vec<usize> = (0..values.len()).collect();
+    let k = k.min(values.len());
+    if k == 0 {
+        return vec![];
+    }
+    let cmp = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    ix.select_nth_unstable_by(k - 1, cmp);
+    ix.truncate(k);
+    ix.sort_unstable_by(cmp);
+    ix
+}
+
+/// How many of the reference's `k` highest entries are among `got`'s `k` highest, and `k`.
+pub fn top_k_overlap(reference: &[f32], got: &[f32], k: usize) -> (usize, usize) {
+    let r = top_k(reference, k);
+    let g = top_k(got, k);
+    (r.iter().filter(|i| g.contains(i)).count(), r.len())
+}
+
+/// |max(reference) − max(got)|: how far the best score moved.
+pub fn max_difference(reference: &[f32], got: &[f32]) -> f64 {
+    let m = |v: &[f32]| v.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    if reference.is_empty() {
+        return 0.0;
+    }
+    (m(reference) - m(got)).abs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_and_overlap() {
+        let r = [0.1, 0.9, 0.5, 0.7, 0.7];
+        assert_eq!(top_k(&r, 3), vec![1, 3, 4]);
+        assert_eq!(top_k(&r, 9), vec![1, 3, 4, 2, 0]);
+        let g = [0.1, 0.9, 0.8, 0.7, 0.2];
+        assert_eq!(top_k_overlap(&r, &g, 3), (2, 3));
+        assert!((max_difference(&r, &[0.5, 0.6]) - 0.3).abs() < 1e-6);
+    }
 
     #[test]
     fn sqnr_of_a_known_error() {

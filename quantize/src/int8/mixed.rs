@@ -19,9 +19,6 @@ use super::layers::Layer;
 /// held-out samples pass too.
 pub const MARGIN_DB: f64 = 1.0;
 
-/// Top-1 agreement with float (percent of rows) that `auto` aims at on the calibration samples.
-pub const TOP1_TARGET: f64 = 99.0;
-
 /// Quantized layers (not in `keep`) by isolated SQNR, worst first.
 pub fn ranking(layers: &[Layer], isolated: &[(f64, f64)], keep: &HashSet<String>) -> Vec<String> {
     rank(
@@ -51,8 +48,8 @@ pub fn below(layers: &[Layer], isolated: &[(f64, f64)], db: f64) -> Vec<String> 
 }
 
 /// The shortest prefix of `ranked` that, added to `keep`, brings the end-to-end SQNR on the
-/// evaluator's samples to `target_db` and the top-1 agreement to [`TOP1_TARGET`] (all of
-/// `ranked` if none does). Assumes more float layers never hurt, so a binary search over the
+/// evaluator's samples to `target_db` and the model's agreement measure to its target
+/// ([`super::evaluate::Evaluation::meets`]; all of `ranked` if none does). Assumes more float layers never hurt, so a binary search over the
 /// prefix length.
 pub fn fewest_to_reach(
     eval: &Evaluator,
@@ -66,11 +63,11 @@ pub fn fewest_to_reach(
         with.extend(ranked[..k].iter().cloned());
         let e = eval.evaluate(&with, shift, false)?;
         log::info!(
-            "keep-float auto: {k} more float layers -> {:.1} dB, top-1 {:.1}%",
+            "keep-float auto: {k} more float layers -> {:.1} dB, {}",
             e.worst_sqnr(),
-            e.top1
+            e.agreement_text()
         );
-        Ok(e.worst_sqnr() >= target_db && e.top1 >= TOP1_TARGET)
+        Ok(e.meets(target_db))
     };
     let (mut lo, mut hi) = (0usize, ranked.len());
     if passes(lo)? {

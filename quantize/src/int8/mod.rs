@@ -21,10 +21,12 @@
 //! graph on held-out samples must reach a floor (default 20 dB) or the command fails and
 //! nothing is written (`--force` overrides, and says so).
 
+pub mod agreement;
 pub mod bias;
 pub mod calib;
 pub mod cli;
 pub mod data;
+pub mod equalize;
 pub mod error;
 pub mod evaluate;
 pub mod images;
@@ -55,7 +57,7 @@ use evaluate::{Evaluator, Reference};
 use layers::{find_layers, Layer, LayerOp};
 use observe::{values, Watcher};
 use qparams::ActQ;
-pub use report::{Int8Report, LayerReport, OutputReport};
+pub use report::{EqualizationReport, Int8Report, LayerReport, OutputReport};
 use rewrite::{build, RewriteOptions};
 
 /// At most this many calibration samples (evenly spread) drive bias correction and the
@@ -111,10 +113,15 @@ pub struct Int8Options {
     pub holdout: f64,
     /// Empirical bias correction (see [`bias`]).
     pub bias_correction: bool,
+    /// Cross-layer equalization with bias absorption (see [`equalize`]), kept when it raises
+    /// the end-to-end SQNR on the tuning samples.
+    pub equalize: bool,
     /// Requantize every int8 layer's output to i8 (see `RewriteOptions::requantize_all`).
     pub requantize_all: bool,
     /// tract's quantized ops instead of Kestrel's fused int8 op (`RewriteOptions::tract_ops`).
     pub tract_ops: bool,
+    /// A detector's sidecar: both graphs' boxes are decoded and compared (see [`agreement`]).
+    pub sidecar: Option<std::path::PathBuf>,
 }
 
 impl Int8Options {
@@ -135,8 +142,10 @@ impl Int8Options {
             int8_stem: false,
             holdout: 0.25,
             bias_correction: true,
+            equalize: true,
             requantize_all: false,
             tract_ops: false,
+            sidecar: None,
         }
     }
 }
@@ -181,70 +190,97 @@ pub fn convert_int8(
     let (calib, held) = samples.split_at(samples.len() - held_count);
     let held = if held.is_empty() { calib } else { held };
 
-    let layers = find_layers(&float).map_err(graph_err("layer analysis"))?;
-    if layers.is_empty() {
+    let boxes =
+        match &options.sidecar {
+            Some(path) => Some(agreement::BoxCheck::new(path, &float).map_err(|reason| {
+                Int8Error::Sidecar {
+                    path: path.clone(),
+                    reason,
+                }
+            })?),
+            None => None,
+        };
+    let tuning = spread(calib, TUNING_SAMPLES);
+    let plain = prepare(float.clone(), calib, options).map_err(graph_err("calibration"))?;
+    if plain.layers.is_empty() {
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
             stage: "layer analysis",
             reason: "no Conv, Gemm or MatMul with constant weights to quantize".into(),
         });
     }
-    let act = calibrate(&float, &layers, calib, options).map_err(graph_err("calibration"))?;
-    let tuning = spread(calib, TUNING_SAMPLES);
-    let mut unquantizable: HashSet<String> = HashSet::new();
-    for l in &layers {
-        let q = qparams::quantize_weights(&l.weights, l.weight_out_axis, options.per_channel)
-            .map_err(graph_err("weights"))?;
-        let k = l.weights.len() / l.channels().max(1);
-        if !qparams::accumulator_fits(&l.bias, act[&l.input].scale, &q, k) {
-            log::warn!(
-                "layer '{}' stays float: its input range is too narrow for an i32 bias",
-                l.name
-            );
-            unquantizable.insert(l.name.clone());
+    // Cross-layer equalization, kept where it raises the end-to-end SQNR on the tuning samples
+    // (both variants with their own calibration and bias correction).
+    let mut equalization = EqualizationReport::default();
+    let prepared = if options.equalize {
+        let keep = default_keep(&plain, options);
+        let quantized = |l: &Layer| !keep.contains(&l.name);
+        match equalize::equalize(&float, &plain.layers, &quantized, calib, options.threads)
+            .map_err(graph_err("equalization"))?
+        {
+            None => {
+                equalization.decision = "no layer pair to equalize".into();
+                plain
+            }
+            Some(eq) => {
+                let with = prepare(eq.graph, calib, options).map_err(graph_err("calibration"))?;
+                let a = trial(&plain, &float, &tuning, options).map_err(graph_err("trial"))?;
+                let b = trial(&with, &float, &tuning, options).map_err(graph_err("trial"))?;
+                equalization.sqnr_without_db = Some(a);
+                equalization.sqnr_with_db = Some(b);
+                let on = b > a;
+                equalization.decision = format!(
+                    "{} ({} pairs): end-to-end SQNR on the tuning samples {b:.1} dB with, \
+                     {a:.1} dB without",
+                    if on { "kept" } else { "dropped" },
+                    eq.pairs.len()
+                );
+                log::info!("equalization {}", equalization.decision);
+                if on {
+                    equalization.applied = true;
+                    equalization.pairs = eq.pairs;
+                    with
+                } else {
+                    plain
+                }
+            }
         }
-    }
+    } else {
+        equalization.decision = "off (--no-equalize)".into();
+        plain
+    };
+    let Prepared {
+        float: graph,
+        layers,
+        act,
+        unquantizable,
+    } = prepared;
+    let kinds = agreement::output_kinds(&float).map_err(graph_err("outputs"))?;
     let evaluator = |samples| {
-        Reference::new(&float, &layers, samples, options.threads).map(|reference| Evaluator {
-            float: &float,
-            layers: &layers,
-            act: &act,
-            per_channel: options.per_channel,
-            requantize_all: options.requantize_all,
-            tract_ops: options.tract_ops,
-            unquantizable: unquantizable.clone(),
-            threads: options.threads,
-            samples,
-            reference,
+        Reference::new(&graph, &layers, samples, options.threads).and_then(|mut reference| {
+            reference.outputs_from(&float, samples, options.threads)?;
+            Ok(Evaluator {
+                float: &graph,
+                layers: &layers,
+                act: &act,
+                per_channel: options.per_channel,
+                requantize_all: options.requantize_all,
+                tract_ops: options.tract_ops,
+                unquantizable: unquantizable.clone(),
+                threads: options.threads,
+                samples,
+                reference,
+                kinds: kinds.clone(),
+                boxes: boxes.clone(),
+            })
         })
     };
     let tune = evaluator(&tuning).map_err(graph_err("float reference"))?;
     let report_on = evaluator(held).map_err(graph_err("float reference"))?;
 
-    let mut keep: HashSet<String> = match &options.keep_float {
-        KeepFloat::Names(n) => n.iter().cloned().collect(),
-        _ => HashSet::new(),
-    };
-    keep.extend(unquantizable.iter().cloned());
-    keep.extend(
-        layers
-            .iter()
-            .filter(|l| {
-                (l.is_depthwise() && !options.int8_depthwise)
-                    || (l.is_stem(&float) && !options.int8_stem)
-            })
-            .map(|l| l.name.clone()),
-    );
+    let mut keep = keep_rules(&graph, &layers, &unquantizable, options);
     let correct = |keep: &HashSet<String>| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
-        if options.bias_correction {
-            let mut r = RewriteOptions::new(options.per_channel, keep.clone());
-            r.requantize_all = options.requantize_all;
-            r.tract_ops = options.tract_ops;
-            let requantized = rewrite::requantized(&layers, &r);
-            bias::correct_biases(&tune, keep, &requantized).map_err(graph_err("bias correction"))
-        } else {
-            Ok(HashMap::new())
-        }
+        correct_with(&tune, &layers, keep, options).map_err(graph_err("bias correction"))
     };
     let mut shift = correct(&keep)?;
     if !matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
@@ -269,9 +305,42 @@ pub fn convert_int8(
     let isolated = report_on
         .isolated(&shift)
         .map_err(graph_err("isolated evaluation"))?;
-    let eval = report_on
+    let mut eval = report_on
         .evaluate(&keep, &shift, true)
         .map_err(graph_err("evaluation"))?;
+    // `auto` always lands: when the held-out samples fall below the floor, more layers go
+    // float (worst isolated SQNR first, doubling), all of them in the worst case.
+    let mut landing = None;
+    if matches!(options.keep_float, KeepFloat::Auto(_) | KeepFloat::Fewest)
+        && eval.worst_sqnr() < options.sqnr_floor_db
+    {
+        let ranked = mixed::ranking(&layers, &isolated, &keep);
+        let mut k = 1;
+        while eval.worst_sqnr() < options.sqnr_floor_db && !ranked.is_empty() {
+            let take = k.min(ranked.len());
+            keep.extend(ranked[..take].iter().cloned());
+            shift = correct(&keep)?;
+            eval = report_on
+                .evaluate(&keep, &shift, true)
+                .map_err(graph_err("evaluation"))?;
+            log::info!(
+                "keep-float auto, held-out check: {take} more float layers -> {:.1} dB",
+                eval.worst_sqnr()
+            );
+            if take == ranked.len() {
+                break;
+            }
+            k *= 2;
+        }
+        let int8_left = layers.iter().filter(|l| !keep.contains(&l.name)).count();
+        landing = Some(if int8_left == 0 {
+            "every layer is float: no layer could stay int8 above the floor on the held-out \
+             samples, so this graph is the float model"
+                .to_string()
+        } else {
+            format!("more layers kept float to reach the floor on the held-out samples ({int8_left} int8 left)")
+        });
+    }
     let worst = eval.worst_sqnr();
     let forced = worst < options.sqnr_floor_db;
     if forced && !options.force {
@@ -279,7 +348,8 @@ pub fn convert_int8(
             path: output.to_path_buf(),
             sqnr_db: worst,
             floor_db: options.sqnr_floor_db,
-            top1: eval.top1,
+            agreement: eval.agreement_text(),
+            hint: collapse_hint(options),
         });
     }
 
@@ -287,7 +357,7 @@ pub fn convert_int8(
     rewrite.bias_shift = shift.clone();
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;
-    let int8 = build(&float, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
+    let int8 = build(&graph, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
         path: output.to_path_buf(),
@@ -385,25 +455,172 @@ pub fn convert_int8(
         method: options.method,
         per_channel: options.per_channel,
         bias_correction: options.bias_correction,
+        equalization,
         calibration_samples: calib.len(),
         heldout_samples: held_count,
         layers: layer_reports,
         outputs: eval
             .outputs
             .iter()
-            .map(|(name, sqnr, cos)| OutputReport {
-                name: name.clone(),
-                sqnr_db: *sqnr,
-                cosine: *cos,
+            .map(|o| OutputReport {
+                name: o.name.clone(),
+                sqnr_db: o.sqnr_db,
+                cosine: o.cosine,
+                top_k_agreement: o.top_k,
+                max_score_diff: o.max_score_diff,
             })
             .collect(),
         top1_agreement: eval.top1,
+        detections: eval.boxes.map(|b| report::DetectionReport {
+            sidecar: options.sidecar.clone().unwrap_or_default(),
+            reference_boxes: b.reference,
+            int8_boxes: b.int8,
+            matched: b.matched,
+            precision: b.precision(),
+            recall: b.recall(),
+        }),
+        landing,
         sqnr_floor_db: options.sqnr_floor_db,
         forced,
         kept_float: kept,
         reload_relative_diff: reload_diff,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// What to try after a refusal: only flags the user has not given.
+fn collapse_hint(options: &Int8Options) -> String {
+    let mut tries = vec![];
+    if matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
+        tries.push("--keep-float auto");
+    }
+    if !options.equalize {
+        tries.push("equalization (without --no-equalize)");
+    }
+    if !options.bias_correction {
+        tries.push("bias correction (without --no-bias-correction)");
+    }
+    if matches!(options.method, Method::MinMax) {
+        tries.push("--calib-method percentile");
+    }
+    tries.push("--force");
+    let last = tries.pop().unwrap_or("--force");
+    if tries.is_empty() {
+        format!("try {last}")
+    } else {
+        format!("try {}, or {last}", tries.join(", "))
+    }
+}
+
+/// A float graph made ready for quantization.
+struct Prepared {
+    /// The graph (decluttered; equalized or not).
+    float: TypedModel,
+    /// Its quantizable layers.
+    layers: Vec<Layer>,
+    /// Activation parameters of every layer input and output.
+    act: HashMap<OutletId, ActQ>,
+    /// Layers whose input range is too narrow for an i32 bias.
+    unquantizable: HashSet<String>,
+}
+
+/// Finds the layers of `float` and calibrates them on `calib`.
+fn prepare(float: TypedModel, calib: &[Tensor], options: &Int8Options) -> TractResult<Prepared> {
+    let layers = find_layers(&float)?;
+    let act = calibrate(&float, &layers, calib, options)?;
+    let mut unquantizable: HashSet<String> = HashSet::new();
+    for l in &layers {
+        let q = qparams::quantize_weights(&l.weights, l.weight_out_axis, options.per_channel)?;
+        let k = l.weights.len() / l.channels().max(1);
+        if !qparams::accumulator_fits(&l.bias, act[&l.input].scale, &q, k) {
+            log::warn!(
+                "layer '{}' stays float: its input range is too narrow for an i32 bias",
+                l.name
+            );
+            unquantizable.insert(l.name.clone());
+        }
+    }
+    Ok(Prepared {
+        float,
+        layers,
+        act,
+        unquantizable,
+    })
+}
+
+/// The layers float before any search: the user's list, the unquantizable ones, depthwise
+/// and stem convolutions unless asked for.
+fn keep_rules(
+    float: &TypedModel,
+    layers: &[Layer],
+    unquantizable: &HashSet<String>,
+    options: &Int8Options,
+) -> HashSet<String> {
+    let mut keep: HashSet<String> = match &options.keep_float {
+        KeepFloat::Names(n) => n.iter().cloned().collect(),
+        _ => HashSet::new(),
+    };
+    keep.extend(unquantizable.iter().cloned());
+    keep.extend(
+        layers
+            .iter()
+            .filter(|l| {
+                (l.is_depthwise() && !options.int8_depthwise)
+                    || (l.is_stem(float) && !options.int8_stem)
+            })
+            .map(|l| l.name.clone()),
+    );
+    keep
+}
+
+fn default_keep(p: &Prepared, options: &Int8Options) -> HashSet<String> {
+    keep_rules(&p.float, &p.layers, &p.unquantizable, options)
+}
+
+/// Bias shifts for the int8 layers not in `keep` (none without bias correction).
+fn correct_with(
+    tune: &Evaluator,
+    layers: &[Layer],
+    keep: &HashSet<String>,
+    options: &Int8Options,
+) -> TractResult<HashMap<String, Vec<f32>>> {
+    if !options.bias_correction {
+        return Ok(HashMap::new());
+    }
+    let mut r = RewriteOptions::new(options.per_channel, keep.clone());
+    r.requantize_all = options.requantize_all;
+    r.tract_ops = options.tract_ops;
+    let requantized = rewrite::requantized(layers, &r);
+    bias::correct_biases(tune, keep, &requantized)
+}
+
+/// End-to-end SQNR (worst output) on `tuning` of `p` quantized with the default float
+/// layers and bias correction, against `original`'s outputs.
+fn trial(
+    p: &Prepared,
+    original: &TypedModel,
+    tuning: &[Tensor],
+    options: &Int8Options,
+) -> TractResult<f64> {
+    let mut reference = Reference::new(&p.float, &p.layers, tuning, options.threads)?;
+    reference.outputs_from(original, tuning, options.threads)?;
+    let tune = Evaluator {
+        float: &p.float,
+        layers: &p.layers,
+        act: &p.act,
+        per_channel: options.per_channel,
+        requantize_all: options.requantize_all,
+        tract_ops: options.tract_ops,
+        unquantizable: p.unquantizable.clone(),
+        threads: options.threads,
+        samples: tuning,
+        reference,
+        kinds: agreement::output_kinds(original)?,
+        boxes: None,
+    };
+    let keep = default_keep(p, options);
+    let shift = correct_with(&tune, &p.layers, &keep, options)?;
+    Ok(tune.evaluate(&keep, &shift, false)?.worst_sqnr())
 }
 
 fn progress(options: &Int8Options, total: usize, what: &str) -> indicatif::ProgressBar {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::calib::Method;
+use super::equalize::PairReport;
 use super::qparams::ActQ;
 
 /// One layer's int8 error on the held-out samples.
@@ -47,6 +48,42 @@ pub struct OutputReport {
     pub sqnr_db: f64,
     /// Cosine similarity against float.
     pub cosine: f64,
+    /// For a score output: percent of float's 10 highest entries among int8's 10 highest.
+    pub top_k_agreement: Option<f64>,
+    /// For a score output: mean |Δ| of the best score.
+    pub max_score_diff: Option<f64>,
+}
+
+/// Boxes of both graphs decoded by the sidecar's detector, on the held-out samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionReport {
+    /// The sidecar.
+    pub sidecar: PathBuf,
+    /// Boxes of the float graph.
+    pub reference_boxes: usize,
+    /// Boxes of the int8 graph.
+    pub int8_boxes: usize,
+    /// Pairs matched (same class, IoU ≥ 0.5).
+    pub matched: usize,
+    /// matched / int8 boxes.
+    pub precision: f64,
+    /// matched / float boxes.
+    pub recall: f64,
+}
+
+/// What cross-layer equalization did (see [`super::equalize`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EqualizationReport {
+    /// The equalized graph was used.
+    pub applied: bool,
+    /// Why (or why not), in words.
+    pub decision: String,
+    /// End-to-end SQNR (worst output) on the tuning samples with equalization, dB.
+    pub sqnr_with_db: Option<f64>,
+    /// The same without.
+    pub sqnr_without_db: Option<f64>,
+    /// The pairs equalized, with their ranges before and after.
+    pub pairs: Vec<PairReport>,
 }
 
 /// The report of `convert --int8` (printed, and written as JSON by `--report`).
@@ -66,6 +103,8 @@ pub struct Int8Report {
     pub per_channel: bool,
     /// Empirical bias correction was on.
     pub bias_correction: bool,
+    /// Cross-layer equalization.
+    pub equalization: EqualizationReport,
     /// Samples used to calibrate.
     pub calibration_samples: usize,
     /// Samples held out for the error measures (0: too few samples, measured on the
@@ -75,8 +114,12 @@ pub struct Int8Report {
     pub layers: Vec<LayerReport>,
     /// Per model output.
     pub outputs: Vec<OutputReport>,
-    /// Percentage of held-out samples whose arg-max of the first output agrees with float.
-    pub top1_agreement: f64,
+    /// For a classifier: percent of held-out rows whose arg-max agrees with float.
+    pub top1_agreement: Option<f64>,
+    /// For a detector with a sidecar: its boxes against float's.
+    pub detections: Option<DetectionReport>,
+    /// What `--keep-float auto` had to do on the held-out samples to land, if anything.
+    pub landing: Option<String>,
     /// The end-to-end SQNR floor.
     pub sqnr_floor_db: f64,
     /// Written below the floor because of `--force`.
@@ -114,6 +157,24 @@ impl Int8Report {
             self.calibration_samples,
             self.heldout_samples
         );
+        if !self.equalization.decision.is_empty() {
+            let _ = writeln!(s, "  equalization {}", self.equalization.decision);
+        }
+        for p in &self.equalization.pairs {
+            let _ = writeln!(
+                s,
+                "    {} -> {}: {} channels ({} shifted), activation max/median range {:.1} -> {:.1}, \
+                 weight columns {:.1} -> {:.1}",
+                truncate(&p.producer, 40),
+                truncate(&p.consumer, 40),
+                p.channels,
+                p.shifted,
+                p.act_spread_before,
+                p.act_spread_after,
+                p.weight_spread_before,
+                p.weight_spread_after
+            );
+        }
         let _ = writeln!(
             s,
             "  {:<40} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9}",
@@ -133,13 +194,30 @@ impl Int8Report {
             );
         }
         for o in &self.outputs {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  output {}: SQNR {:.1} dB (floor {:.1}), cosine {:.5}",
                 o.name, o.sqnr_db, self.sqnr_floor_db, o.cosine
             );
+            if let (Some(k), Some(d)) = (o.top_k_agreement, o.max_score_diff) {
+                let _ = write!(s, ", top-10 agreement {k:.1}%, best score |diff| {d:.3}");
+            }
+            let _ = writeln!(s);
         }
-        let _ = writeln!(s, "  top-1 agreement {:.1}%", self.top1_agreement);
+        if let Some(t) = self.top1_agreement {
+            let _ = writeln!(s, "  top-1 agreement {t:.1}%");
+        }
+        if let Some(d) = &self.detections {
+            let _ = writeln!(
+                s,
+                "  detections (sidecar decoder, IoU >= 0.5): {} float, {} int8, {} matched: \
+                 precision {:.3}, recall {:.3}",
+                d.reference_boxes, d.int8_boxes, d.matched, d.precision, d.recall
+            );
+        }
+        if let Some(l) = &self.landing {
+            let _ = writeln!(s, "  keep-float auto: {l}");
+        }
         if !self.kept_float.is_empty() {
             let _ = writeln!(s, "  kept in float: {}", self.kept_float.join(", "));
         }
@@ -252,6 +330,7 @@ mod tests {
             method: Method::MinMax,
             per_channel: true,
             bias_correction: true,
+            equalization: EqualizationReport::default(),
             calibration_samples: 4,
             heldout_samples: 1,
             layers: vec![
@@ -286,8 +365,12 @@ mod tests {
                 name: "probs".into(),
                 sqnr_db: 30.0,
                 cosine: 0.99,
+                top_k_agreement: None,
+                max_score_diff: None,
             }],
-            top1_agreement: 100.0,
+            top1_agreement: Some(100.0),
+            detections: None,
+            landing: None,
             sqnr_floor_db: 20.0,
             forced: false,
             kept_float: vec!["fc".into()],

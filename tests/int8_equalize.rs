@@ -1,0 +1,190 @@
+//! Cross-layer equalization (quantize/src/int8/equalize.rs) on `int8-equalize.onnx`, a
+//! MobileNet-style chain whose depthwise outputs span 10^4 in range
+//! (tests/fixtures/make_int8_equalize.py): the equalized float graph computes what the source
+//! does, and int8 with equalization is closer to float than without; the collapse fixture
+//! that one activation scale destroys is rescued by it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kestrel_quantize::int8::data::CalibSource;
+use kestrel_quantize::int8::equalize::equalize;
+use kestrel_quantize::int8::images::Preprocess;
+use kestrel_quantize::int8::layers::find_layers;
+use kestrel_quantize::int8::metrics::ErrorSums;
+use kestrel_quantize::int8::{convert_int8, Int8Options};
+use kestrel_quantize::load::load_onnx;
+use kestrel_runtime::io::npy::write_arrays;
+use kestrel_runtime::tract_core::prelude::*;
+use kestrel_runtime::{LoadOptions, Model};
+
+fn fixture(name: &str) -> PathBuf {
+    kestrel::fixtures_dir().join("onnx").join(name)
+}
+
+/// `n` inputs `[1, 3, 16, 16]` of a fixed pseudo-random normal-ish pattern.
+fn samples(n: usize) -> Vec<Tensor> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            let v: Vec<f32> = (0..3 * 16 * 16)
+                .map(|_| {
+                    // Sum of 4 uniforms: roughly normal, deterministic.
+                    (0..4)
+                        .map(|_| {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                        })
+                        .sum::<f32>()
+                })
+                .collect();
+            tract_ndarray::Array4::from_shape_vec((1, 3, 16, 16), v)
+                .unwrap()
+                .into_tensor()
+        })
+        .collect()
+}
+
+fn calibration(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("calib.npy");
+    let all: Vec<f32> = samples(n).iter().flat_map(|t| values(t).to_vec()).collect();
+    let t = tract_ndarray::Array4::from_shape_vec((n, 3, 16, 16), all).unwrap();
+    write_arrays(&path, &[("calib", &t.into_tensor())]).unwrap();
+    path
+}
+
+fn values(t: &Tensor) -> &[f32] {
+    t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap()
+}
+
+fn run(model: &TypedModel, input: &Tensor) -> Tensor {
+    let m = Model::from_typed(
+        "t",
+        model.clone(),
+        &LoadOptions { threads: Some(1) },
+        Instant::now(),
+    )
+    .unwrap();
+    m.run(tvec!(input.clone().into_tvalue())).unwrap()[0]
+        .clone()
+        .into_tensor()
+}
+
+#[test]
+fn the_equalized_graph_computes_the_same_function() {
+    let float = load_onnx(&fixture("int8-equalize.onnx"), &[])
+        .unwrap()
+        .into_decluttered()
+        .unwrap();
+    let layers = find_layers(&float).unwrap();
+    let calib = samples(24);
+    let quantized = |l: &kestrel_quantize::int8::layers::Layer| !l.is_depthwise();
+    let eq = equalize(&float, &layers, &quantized, &calib, 1)
+        .unwrap()
+        .expect("pairs to equalize");
+    let pairs: HashSet<(String, String)> = eq
+        .pairs
+        .iter()
+        .map(|p| (p.producer.clone(), p.consumer.clone()))
+        .collect();
+    assert!(
+        pairs.contains(&("dw2".into(), "pw3.einsum".into())),
+        "{pairs:?}"
+    );
+    assert!(
+        pairs.contains(&("dw1".into(), "pw2.einsum".into())),
+        "{pairs:?}"
+    );
+    let dw2 = eq.pairs.iter().find(|p| p.producer == "dw2").unwrap();
+    // Each channel's activation range and weight column range meet at their geometric mean.
+    assert!(
+        dw2.act_spread_after * 3.0 < dw2.act_spread_before
+            && (dw2.act_spread_after - dw2.weight_spread_after).abs() < 1e-3 * dw2.act_spread_after,
+        "activation ranges balanced: {dw2:?}"
+    );
+    assert!(dw2.shifted > 0, "dw2's offsets absorbed: {dw2:?}");
+    // On the calibration inputs every absorbed offset is exact: only float rounding differs.
+    // On others, a ReLU producer's channel may dip below the offset it gave away (the
+    // documented approximation of bias absorption): still far below int8's own error.
+    let sqnr = |input: &Tensor| {
+        let (a, b) = (run(&float, input), run(&eq.graph, input));
+        let mut e = ErrorSums::default();
+        e.add(values(&a), values(&b));
+        e.sqnr_db()
+    };
+    for input in &calib[..4] {
+        assert!(sqnr(input) > 100.0, "calibration input: {} dB", sqnr(input));
+    }
+    for input in samples(30).iter().skip(24) {
+        assert!(sqnr(input) > 60.0, "held-out input: {} dB", sqnr(input));
+    }
+}
+
+#[test]
+fn equalization_raises_the_int8_sqnr_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = calibration(dir.path(), 40);
+    let options = |equalize: bool| {
+        let mut o = Int8Options::new(CalibSource {
+            path: calib.clone(),
+            preprocess: Preprocess::default(),
+            count: 0,
+        });
+        o.equalize = equalize;
+        o.force = true;
+        o
+    };
+    let src = fixture("int8-equalize.onnx");
+    let off = convert_int8(&src, &dir.path().join("off.nnef.tgz"), &options(false)).unwrap();
+    let on = convert_int8(&src, &dir.path().join("on.nnef.tgz"), &options(true)).unwrap();
+    let (a, b) = (off.outputs[0].sqnr_db, on.outputs[0].sqnr_db);
+    assert!(
+        on.equalization.applied && b > a + 3.0,
+        "SQNR without {a:.1} dB, with {b:.1} dB: {}",
+        on.equalization.decision
+    );
+    assert!(!off.equalization.applied);
+    let text = on.to_text();
+    assert!(
+        text.contains("equalization kept") && text.contains("dw2 -> pw3"),
+        "{text}"
+    );
+    // Layer names survive equalization: the same layers are int8 in both graphs.
+    let int8 = |r: &kestrel_quantize::int8::Int8Report| -> Vec<String> {
+        r.layers
+            .iter()
+            .filter(|l| l.int8)
+            .map(|l| l.name.clone())
+            .collect()
+    };
+    assert_eq!(int8(&off), int8(&on));
+}
+
+#[test]
+fn equalization_rescues_the_collapse_fixture() {
+    // One constant channel of 1000 beside a signal of 1e-3 (make_int8_collapse.py): without
+    // equalization the signal rounds to zero (tests/int8_convert.rs checks the refusal).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calib.npy");
+    let values: Vec<f32> = (0..5 * 128)
+        .map(|i| ((i * 37) % 101) as f32 - 50.0)
+        .collect();
+    let t = tract_ndarray::Array4::from_shape_vec((5, 2, 8, 8), values).unwrap();
+    write_arrays(&path, &[("calib", &t.into_tensor())]).unwrap();
+    let o = Int8Options::new(CalibSource {
+        path,
+        preprocess: Preprocess::default(),
+        count: 0,
+    });
+    let out = dir.path().join("rescued.nnef.tgz");
+    let r = convert_int8(&fixture("int8-collapse.onnx"), &out, &o).unwrap();
+    assert!(r.equalization.applied, "{}", r.equalization.decision);
+    assert!(
+        r.outputs[0].sqnr_db >= 30.0 && !r.forced && out.is_file(),
+        "{}",
+        r.to_text()
+    );
+}
