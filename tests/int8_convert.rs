@@ -242,6 +242,17 @@ fn bad_calibration_input_names_the_file() {
         msg.contains("wrong.npy") && msg.contains("[2, 3, 8, 8]"),
         "{msg}"
     );
+    // One sample: nothing left to hold out.
+    let one = dir.path().join("one.npy");
+    let t = tract_ndarray::Array4::<f32>::zeros((1, 1, 28, 28));
+    write_arrays(&one, &[("one", &t.into_tensor())]).unwrap();
+    let e = convert_int8(&fx.onnx, &out, &options(&fx, &one, Method::MinMax)).unwrap_err();
+    assert!(e.is_bad_input());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("one.npy") && msg.contains("at least 2"),
+        "{msg}"
+    );
     // A file that is not an array.
     let junk = dir.path().join("junk.npz");
     std::fs::write(&junk, b"hello").unwrap();

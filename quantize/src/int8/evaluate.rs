@@ -154,10 +154,12 @@ impl Evaluation {
     }
 
     /// The agreement that matters for this model: (what, percent, target percent). Boxes for
-    /// a detector with a sidecar, else top-1 of a classifier, else the worst top-k of the
-    /// score outputs; `None` when the model has none of these.
+    /// a detector with a sidecar (when the samples hold any), else top-1 of a classifier, else
+    /// the worst top-k of the score outputs; `None` when the model has none of these.
     pub fn agreement(&self) -> Option<(&'static str, f64, f64)> {
-        if let Some(b) = self.boxes {
+        // Samples without a single box (calibration pictures without objects) say nothing
+        // about boxes: the next measure speaks instead.
+        if let Some(b) = self.boxes.filter(|b| b.reference + b.int8 > 0) {
             return Some(("detections", b.agreement(), AGREEMENT_TARGET));
         }
         if let Some(t) = self.top1 {

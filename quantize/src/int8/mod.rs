@@ -60,6 +60,9 @@ use qparams::ActQ;
 pub use report::{EqualizationReport, Int8Report, LayerReport, OutputReport};
 use rewrite::{build, RewriteOptions};
 
+/// Fewest samples a conversion accepts: at least one calibrates and one is held out.
+pub const MIN_SAMPLES: usize = 2;
+
 /// At most this many calibration samples (evenly spread) drive bias correction and the
 /// keep-float search (each candidate is one run over them).
 pub const TUNING_SAMPLES: usize = 64;
@@ -182,13 +185,19 @@ pub fn convert_int8(
         .map_err(graph_err("input"))?
         .clone();
     let samples = load_samples(&options.calib, &input_fact)?;
-    let held_count = if samples.len() >= 2 {
-        ((samples.len() as f64 * options.holdout).round() as usize).clamp(1, samples.len() - 1)
-    } else {
-        0
-    };
+    if samples.len() < MIN_SAMPLES {
+        return Err(Int8Error::Calibration {
+            path: options.calib.path.clone(),
+            reason: format!(
+                "{} sample(s): at least {MIN_SAMPLES} are needed, some to calibrate and some \
+                 held out to measure the int8 graph on",
+                samples.len()
+            ),
+        });
+    }
+    let held_count =
+        ((samples.len() as f64 * options.holdout).round() as usize).clamp(1, samples.len() - 1);
     let (calib, held) = samples.split_at(samples.len() - held_count);
-    let held = if held.is_empty() { calib } else { held };
 
     let boxes =
         match &options.sidecar {

@@ -214,6 +214,13 @@ impl Int8Report {
                  precision {:.3}, recall {:.3}",
                 d.reference_boxes, d.int8_boxes, d.matched, d.precision, d.recall
             );
+            if d.reference_boxes + d.int8_boxes == 0 {
+                let _ = writeln!(
+                    s,
+                    "  WARNING: no boxes in the held-out samples, so the box check says nothing: \
+                     calibrate with pictures that show the objects"
+                );
+            }
         }
         if let Some(l) = &self.landing {
             let _ = writeln!(s, "  keep-float auto: {l}");
