@@ -227,6 +227,54 @@ fn keep_float_auto_always_lands() {
 }
 
 #[test]
+fn a_detector_sidecar_measures_box_agreement() {
+    // The synthetic YOLOv5 head on 3 real pictures (tests/fixtures/make_detect_reference.py):
+    // two calibrate, one is held out; the sidecar's decoder runs on both graphs' outputs.
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = kestrel::fixtures_dir()
+        .join("onnx")
+        .join("yolov5-synthetic.onnx");
+    let calib = kestrel::fixtures_dir().join("ref").join("yolov5.input.npy");
+    let sidecar = dir.path().join("y.kestrel.toml");
+    std::fs::write(
+        &sidecar,
+        "task = \"detect\"\nlabels = [\"a\", \"b\", \"c\"]\n[detect]\nhead = \"yolo\"\n\
+         version = 5\ncoords = \"pixels\"\nscore_threshold = 0.25\n",
+    )
+    .unwrap();
+    let mut o = Int8Options::new(CalibSource {
+        path: calib,
+        preprocess: Preprocess::default(),
+        count: 0,
+    });
+    o.sidecar = Some(sidecar.clone());
+    o.force = true;
+    let out = dir.path().join("y.nnef.tgz");
+    let r = convert_int8(&onnx, &out, &o).unwrap();
+    let d = r.detections.as_ref().expect("a box check");
+    assert!(d.reference_boxes > 0, "{}", r.to_text());
+    assert!(d.matched <= d.reference_boxes.min(d.int8_boxes));
+    assert!(
+        r.to_text().contains("detections (sidecar decoder"),
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(r.top1_agreement, None, "not a classifier");
+
+    // A sidecar that does not fit the model is bad input naming the sidecar.
+    std::fs::write(
+        &sidecar,
+        "task = \"detect\"\nlabels = [\"a\"]\n[detect]\nhead = \"ssd\"\nboxes_output = 0\n\
+         scores_output = 0\n[detect.anchors]\ninput_size = [64, 64]\nnum_layers = 1\n\
+         strides = [8]\n",
+    )
+    .unwrap();
+    let e = convert_int8(&onnx, &dir.path().join("z.nnef.tgz"), &o).unwrap_err();
+    assert!(e.is_bad_input(), "{e}");
+    assert!(e.to_string().contains("y.kestrel.toml"), "{e}");
+}
+
+#[test]
 fn bad_calibration_input_names_the_file() {
     let fx = Fixture::load("tiny-fire").unwrap();
     let dir = tempfile::tempdir().unwrap();

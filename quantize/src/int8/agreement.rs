@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kestrel_runtime::model::{LoadOptions, Model};
-use kestrel_runtime::pipeline::detect::{nms::iou, Detection, Detector, MAX_DETECTIONS};
+use kestrel_runtime::pipeline::detect::heads::Activation;
+use kestrel_runtime::pipeline::detect::{nms::iou, Detection, Detector, Head, MAX_DETECTIONS};
 use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::tasks::Task;
 use tract_onnx::prelude::*;
@@ -50,9 +51,10 @@ pub enum OutputKind {
     Values,
 }
 
-/// The kind of each output of `model`.
-pub fn output_kinds(model: &TypedModel) -> TractResult<Vec<OutputKind>> {
-    let single = model.outputs.len() == 1;
+/// The kind of each output of `model`; `detector` (a detect sidecar was given): no output is
+/// a classifier's, whatever its shape (a YOLO head's `[1, N, 5 + C]` rows are boxes).
+pub fn output_kinds(model: &TypedModel, detector: bool) -> TractResult<Vec<OutputKind>> {
+    let single = model.outputs.len() == 1 && !detector;
     model
         .outputs
         .iter()
@@ -150,6 +152,19 @@ impl BoxCheck {
         }
     }
 
+    /// The SSD score output the decoder reads through a sigmoid or a softmax: (output index,
+    /// activation). Its SQNR is measured on what the decoder reads, the probabilities: raw
+    /// background logits reach −10³ on some pictures (BlazeFace), where a ±1% error is
+    /// invisible after the sigmoid but would dominate a logit SQNR.
+    pub fn score_activation(&self) -> Option<(usize, Activation)> {
+        match &self.detector.config().head {
+            Head::Ssd(h) if !matches!(h.activation, Activation::None) => {
+                Some((h.scores_output, h.activation))
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes both graphs' outputs of one sample and adds the boxes to `counts`.
     pub fn compare(
         &mut self,
@@ -173,6 +188,23 @@ impl BoxCheck {
         let mut out = heapless::Vec::new();
         self.detector.run(&values, &mut out)?;
         Ok(out)
+    }
+}
+
+/// `values` through `activation`, rows of `row` values for a softmax.
+pub fn activate(values: &[f32], activation: Activation, row: usize) -> Vec<f32> {
+    match activation {
+        Activation::None => values.to_vec(),
+        Activation::Sigmoid => values.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+        Activation::Softmax => values
+            .chunks(row.max(1))
+            .flat_map(|r| {
+                let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = r.iter().map(|v| (v - m).exp()).collect();
+                let sum: f32 = e.iter().sum();
+                e.into_iter().map(move |v| v / sum)
+            })
+            .collect(),
     }
 }
 
@@ -243,6 +275,14 @@ mod tests {
             bbox: [x, 0.0, x + 0.2, 0.2],
             track: None,
         }
+    }
+
+    #[test]
+    fn activations() {
+        let s = activate(&[0.0, -1000.0], Activation::Sigmoid, 1);
+        assert_eq!(s, vec![0.5, 0.0]);
+        let p = activate(&[1.0, 1.0, 0.0, 1000.0], Activation::Softmax, 2);
+        assert_eq!(p, vec![0.5, 0.5, 0.0, 1.0]);
     }
 
     #[test]

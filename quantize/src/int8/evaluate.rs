@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::agreement::{BoxCheck, BoxCounts, OutputKind, AGREEMENT_TARGET, TOP_K, TOP_K_TARGET};
+use super::agreement::{
+    activate, BoxCheck, BoxCounts, OutputKind, AGREEMENT_TARGET, TOP_K, TOP_K_TARGET,
+};
 use super::layers::Layer;
 use super::metrics::{max_difference, row_agreement, top_k_overlap, ErrorSums};
 use super::observe::{values, Watcher};
@@ -134,6 +136,8 @@ pub struct Evaluation {
 pub struct OutputEval {
     /// Output name.
     pub name: String,
+    /// The decoder's activation the SQNR is measured after (`sigmoid`, `softmax`), if any.
+    pub activation: Option<String>,
     /// SQNR, dB.
     pub sqnr_db: f64,
     /// Cosine similarity.
@@ -275,6 +279,7 @@ impl Evaluator<'_> {
         let mut max_diff = vec![0f64; n_outputs];
         let (mut agree, mut rows) = (0usize, 0usize);
         let mut boxes = self.boxes.clone();
+        let activated = boxes.as_ref().and_then(|b| b.score_activation());
         let mut counts = BoxCounts::default();
         for (ix, s) in self.samples.iter().enumerate() {
             let (mut got, _) = watcher.run(s)?;
@@ -286,9 +291,15 @@ impl Evaluator<'_> {
                 sum.add(values(r)?, values(g)?);
             }
             let reference = &self.reference.outputs[ix];
-            for (o, (r, g)) in reference.iter().zip(&got).enumerate() {
-                let (r, g) = (values(r)?, values(g)?);
-                output_sums[o].add(r, g);
+            for (o, (rt, gt)) in reference.iter().zip(&got).enumerate() {
+                let (r, g) = (values(rt)?, values(gt)?);
+                match activated {
+                    Some((i, act)) if i == o => {
+                        let row = rt.shape().last().copied().unwrap_or(1);
+                        output_sums[o].add(&activate(r, act, row), &activate(g, act, row));
+                    }
+                    _ => output_sums[o].add(r, g),
+                }
                 match self.kinds[o] {
                     OutputKind::Classes { row } => {
                         let (a, n) = row_agreement(r, g, row);
@@ -321,6 +332,9 @@ impl Evaluator<'_> {
                 let scores = self.kinds[o] == OutputKind::Scores;
                 OutputEval {
                     name,
+                    activation: activated
+                        .filter(|(i, _)| *i == o)
+                        .map(|(_, a)| format!("{a:?}").to_lowercase()),
                     sqnr_db: sums.sqnr_db(),
                     cosine: sums.cosine(),
                     top_k: scores.then(|| 100.0 * top_k[o].0 as f64 / top_k[o].1.max(1) as f64),

@@ -233,8 +233,10 @@ pub fn convert_int8(
             }
             Some(eq) => {
                 let with = prepare(eq.graph, calib, options).map_err(graph_err("calibration"))?;
-                let a = trial(&plain, &float, &tuning, options).map_err(graph_err("trial"))?;
-                let b = trial(&with, &float, &tuning, options).map_err(graph_err("trial"))?;
+                let a =
+                    trial(&plain, &float, &tuning, options, &boxes).map_err(graph_err("trial"))?;
+                let b =
+                    trial(&with, &float, &tuning, options, &boxes).map_err(graph_err("trial"))?;
                 equalization.sqnr_without_db = Some(a);
                 equalization.sqnr_with_db = Some(b);
                 let on = b > a;
@@ -264,7 +266,7 @@ pub fn convert_int8(
         act,
         unquantizable,
     } = prepared;
-    let kinds = agreement::output_kinds(&float).map_err(graph_err("outputs"))?;
+    let kinds = agreement::output_kinds(&float, boxes.is_some()).map_err(graph_err("outputs"))?;
     let evaluator = |samples| {
         Reference::new(&graph, &layers, samples, options.threads).and_then(|mut reference| {
             reference.outputs_from(&float, samples, options.threads)?;
@@ -473,6 +475,7 @@ pub fn convert_int8(
             .iter()
             .map(|o| OutputReport {
                 name: o.name.clone(),
+                activation: o.activation.clone(),
                 sqnr_db: o.sqnr_db,
                 cosine: o.cosine,
                 top_k_agreement: o.top_k,
@@ -604,12 +607,14 @@ fn correct_with(
 }
 
 /// End-to-end SQNR (worst output) on `tuning` of `p` quantized with the default float
-/// layers and bias correction, against `original`'s outputs.
+/// layers and bias correction, against `original`'s outputs (score outputs after the sidecar's
+/// activation, as the report measures them).
 fn trial(
     p: &Prepared,
     original: &TypedModel,
     tuning: &[Tensor],
     options: &Int8Options,
+    boxes: &Option<agreement::BoxCheck>,
 ) -> TractResult<f64> {
     let mut reference = Reference::new(&p.float, &p.layers, tuning, options.threads)?;
     reference.outputs_from(original, tuning, options.threads)?;
@@ -624,8 +629,8 @@ fn trial(
         threads: options.threads,
         samples: tuning,
         reference,
-        kinds: agreement::output_kinds(original)?,
-        boxes: None,
+        kinds: agreement::output_kinds(original, boxes.is_some())?,
+        boxes: boxes.clone(),
     };
     let keep = default_keep(p, options);
     let shift = correct_with(&tune, &p.layers, &keep, options)?;

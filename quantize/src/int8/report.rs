@@ -44,6 +44,8 @@ pub struct LayerReport {
 pub struct OutputReport {
     /// Output name.
     pub name: String,
+    /// The decoder's activation (from `--sidecar`) the SQNR is measured after, if any.
+    pub activation: Option<String>,
     /// SQNR against float, dB.
     pub sqnr_db: f64,
     /// Cosine similarity against float.
@@ -194,9 +196,14 @@ impl Int8Report {
             );
         }
         for o in &self.outputs {
+            let after = o
+                .activation
+                .as_ref()
+                .map(|a| format!(" after {a}"))
+                .unwrap_or_default();
             let _ = write!(
                 s,
-                "  output {}: SQNR {:.1} dB (floor {:.1}), cosine {:.5}",
+                "  output {}: SQNR{after} {:.1} dB (floor {:.1}), cosine {:.5}",
                 o.name, o.sqnr_db, self.sqnr_floor_db, o.cosine
             );
             if let (Some(k), Some(d)) = (o.top_k_agreement, o.max_score_diff) {
@@ -370,6 +377,7 @@ mod tests {
             ],
             outputs: vec![OutputReport {
                 name: "probs".into(),
+                activation: None,
                 sqnr_db: 30.0,
                 cosine: 0.99,
                 top_k_agreement: None,
