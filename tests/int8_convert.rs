@@ -28,6 +28,8 @@ fn options(fx: &Fixture, calib: &Path, method: Method) -> Int8Options {
     });
     o.input_shapes = vec![fx.input_shape_arg().parse().unwrap()];
     o.method = method;
+    // tiny-fire's 3×3 convolutions in int8 too (float by default): these tests measure int8.
+    o.int8_spatial = true;
     o
 }
 
@@ -172,6 +174,7 @@ fn collapse_options(dir: &Path) -> Int8Options {
         count: 0,
     });
     o.equalize = false;
+    o.int8_spatial = true;
     o
 }
 
@@ -207,6 +210,25 @@ fn a_collapsing_model_is_refused_and_nothing_written() {
     let r = convert_int8(&collapse_fixture(), &out, &o).unwrap();
     assert!(r.forced && out.is_file());
     assert!(r.to_text().contains("WARNING"));
+}
+
+#[test]
+fn kxk_convolutions_stay_float_by_default() {
+    // tiny-fire's 3×3 convolutions (`Conv` after declutter; its 1×1 ones become `EinSum`)
+    // stay float unless --int8-spatial: tract's im2col + int8 product costs more than them.
+    let fx = Fixture::load("tiny-fire").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&fx, &fx.input, Method::MinMax);
+    o.int8_spatial = false;
+    o.force = true;
+    let r = convert_int8(&fx.onnx, &dir.path().join("t.nnef.tgz"), &o).unwrap();
+    let convs: Vec<_> = r.layers.iter().filter(|l| l.op == "Conv").collect();
+    assert!(
+        !convs.is_empty() && convs.iter().all(|l| !l.int8),
+        "{}",
+        r.to_text()
+    );
+    assert!(r.layers.iter().any(|l| l.int8), "{}", r.to_text());
 }
 
 #[test]

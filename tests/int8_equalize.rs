@@ -174,11 +174,12 @@ fn equalization_rescues_the_collapse_fixture() {
         .collect();
     let t = tract_ndarray::Array4::from_shape_vec((5, 2, 8, 8), values).unwrap();
     write_arrays(&path, &[("calib", &t.into_tensor())]).unwrap();
-    let o = Int8Options::new(CalibSource {
+    let mut o = Int8Options::new(CalibSource {
         path,
         preprocess: Preprocess::default(),
         count: 0,
     });
+    o.int8_spatial = true; // conv_b (3×3) is the layer that collapses
     let out = dir.path().join("rescued.nnef.tgz");
     let r = convert_int8(&fixture("int8-collapse.onnx"), &out, &o).unwrap();
     assert!(r.equalization.applied, "{}", r.equalization.decision);

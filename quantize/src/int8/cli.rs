@@ -69,6 +69,10 @@ pub struct Int8Args {
     /// saves).
     #[arg(long)]
     pub int8_stem: bool,
+    /// Quantize the other k×k convolutions too (default: float; in int8 they run as tract's
+    /// im2col + int8 product between casts, which costs more than the float convolution).
+    #[arg(long)]
+    pub int8_spatial: bool,
     /// Fraction of the samples (the last in order) held out for the report.
     #[arg(long, default_value_t = 0.25, value_name = "F", value_parser = parse_fraction)]
     pub holdout: f64,
@@ -156,6 +160,7 @@ impl Int8Args {
         options.progress = true;
         options.int8_depthwise = self.int8_depthwise;
         options.int8_stem = self.int8_stem;
+        options.int8_spatial = self.int8_spatial;
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;
         options.equalize = !self.no_equalize;

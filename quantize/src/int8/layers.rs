@@ -67,6 +67,14 @@ impl Layer {
                     && c.pool_spec.kernel_shape.iter().product::<usize>() > 1)
     }
 
+    /// A k×k convolution (some kernel dimension above 1), not grouped: in int8 it runs as
+    /// tract's im2col + int8 product between two casts (Kestrel's fused int8 op takes 1×1
+    /// convolutions and dense layers only).
+    pub fn is_spatial(&self) -> bool {
+        matches!(&self.op, LayerOp::Conv(c)
+            if c.group == 1 && c.pool_spec.kernel_shape.iter().product::<usize>() > 1)
+    }
+
     /// A grouped convolution with one input channel per group (depthwise).
     pub fn is_depthwise(&self) -> bool {
         matches!(&self.op, LayerOp::Conv(c) if c.group > 1 && c.group == c.input_channels())

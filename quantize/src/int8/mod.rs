@@ -112,6 +112,11 @@ pub struct Int8Options {
     /// inference with it, 50.9 M without; A72 85.1 / 80.8 M), and the float stem is more
     /// accurate (SQNR 29.9 → 32.2 dB).
     pub int8_stem: bool,
+    /// Quantize the other k×k convolutions too ([`Layer::is_spatial`]). Off by default: as
+    /// tract's im2col + int8 product between casts they cost more than the float convolution
+    /// (PP-OCRv4 det at 320×320 with them int8: 1.32× the f32 graph's instructions on A72,
+    /// 1.18× on A76).
+    pub int8_spatial: bool,
     /// Fraction of the samples (the last ones) held out for the report.
     pub holdout: f64,
     /// Empirical bias correction (see [`bias`]).
@@ -143,6 +148,7 @@ impl Int8Options {
             progress: false,
             int8_depthwise: false,
             int8_stem: false,
+            int8_spatial: false,
             holdout: 0.25,
             bias_correction: true,
             equalize: true,
@@ -579,6 +585,7 @@ fn keep_rules(
             .filter(|l| {
                 (l.is_depthwise() && !options.int8_depthwise)
                     || (l.is_stem(float) && !options.int8_stem)
+                    || (l.is_spatial() && !l.is_stem(float) && !options.int8_spatial)
             })
             .map(|l| l.name.clone()),
     );
