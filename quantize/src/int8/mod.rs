@@ -216,7 +216,7 @@ pub fn convert_int8(
             None => None,
         };
     let tuning = spread(calib, TUNING_SAMPLES);
-    let plain = prepare(float.clone(), calib, options).map_err(graph_err("calibration"))?;
+    let plain = prepare(float.clone(), false, calib, options).map_err(graph_err("calibration"))?;
     if plain.layers.is_empty() {
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
@@ -238,7 +238,8 @@ pub fn convert_int8(
                 plain
             }
             Some(eq) => {
-                let with = prepare(eq.graph, calib, options).map_err(graph_err("calibration"))?;
+                let with =
+                    prepare(eq.graph, true, calib, options).map_err(graph_err("calibration"))?;
                 let a =
                     trial(&plain, &float, &tuning, options, &boxes).map_err(graph_err("trial"))?;
                 let b =
@@ -266,38 +267,15 @@ pub fn convert_int8(
         equalization.decision = "off (--no-equalize)".into();
         plain
     };
-    let Prepared {
-        float: graph,
-        layers,
-        act,
-        unquantizable,
-    } = prepared;
+    let (graph, layers, act) = (&prepared.float, &prepared.layers, &prepared.act);
     let kinds = agreement::output_kinds(&float, boxes.is_some()).map_err(graph_err("outputs"))?;
-    let evaluator = |samples| {
-        Reference::new(&graph, &layers, samples, options.threads).and_then(|mut reference| {
-            reference.outputs_from(&float, samples, options.threads)?;
-            Ok(Evaluator {
-                float: &graph,
-                layers: &layers,
-                act: &act,
-                per_channel: options.per_channel,
-                requantize_all: options.requantize_all,
-                tract_ops: options.tract_ops,
-                unquantizable: unquantizable.clone(),
-                threads: options.threads,
-                samples,
-                reference,
-                kinds: kinds.clone(),
-                boxes: boxes.clone(),
-            })
-        })
-    };
+    let evaluator = |samples| evaluator(&prepared, &float, samples, &kinds, &boxes, options);
     let tune = evaluator(&tuning).map_err(graph_err("float reference"))?;
     let report_on = evaluator(held).map_err(graph_err("float reference"))?;
 
-    let mut keep = keep_rules(&graph, &layers, &unquantizable, options);
+    let mut keep = default_keep(&prepared, options);
     let correct = |keep: &HashSet<String>| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
-        correct_with(&tune, &layers, keep, options).map_err(graph_err("bias correction"))
+        correct_with(&tune, layers, keep, options).map_err(graph_err("bias correction"))
     };
     let mut shift = correct(&keep)?;
     if !matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
@@ -305,9 +283,9 @@ pub fn convert_int8(
             .isolated(&shift)
             .map_err(graph_err("isolated evaluation"))?;
         let more = match options.keep_float {
-            KeepFloat::Auto(db) => mixed::below(&layers, &isolated, db),
+            KeepFloat::Auto(db) => mixed::below(layers, &isolated, db),
             _ => {
-                let ranked = mixed::ranking(&layers, &isolated, &keep);
+                let ranked = mixed::ranking(layers, &isolated, &keep);
                 let target = options.sqnr_floor_db + mixed::MARGIN_DB;
                 mixed::fewest_to_reach(&tune, &keep, &ranked, &shift, target)
                     .map_err(graph_err("keep-float search"))?
@@ -331,7 +309,7 @@ pub fn convert_int8(
     if matches!(options.keep_float, KeepFloat::Auto(_) | KeepFloat::Fewest)
         && eval.worst_sqnr() < options.sqnr_floor_db
     {
-        let ranked = mixed::ranking(&layers, &isolated, &keep);
+        let ranked = mixed::ranking(layers, &isolated, &keep);
         let mut k = 1;
         while eval.worst_sqnr() < options.sqnr_floor_db && !ranked.is_empty() {
             let take = k.min(ranked.len());
@@ -374,7 +352,7 @@ pub fn convert_int8(
     rewrite.bias_shift = shift.clone();
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;
-    let int8 = build(&graph, &layers, &act, &rewrite).map_err(graph_err("rewrite"))?;
+    let int8 = build(graph, layers, act, &rewrite).map_err(graph_err("rewrite"))?;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
         path: output.to_path_buf(),
@@ -540,10 +518,17 @@ struct Prepared {
     act: HashMap<OutletId, ActQ>,
     /// Layers whose input range is too narrow for an i32 bias.
     unquantizable: HashSet<String>,
+    /// `float` is an equalized copy of the source graph (whose outputs are the reference).
+    equalized: bool,
 }
 
 /// Finds the layers of `float` and calibrates them on `calib`.
-fn prepare(float: TypedModel, calib: &[Tensor], options: &Int8Options) -> TractResult<Prepared> {
+fn prepare(
+    float: TypedModel,
+    equalized: bool,
+    calib: &[Tensor],
+    options: &Int8Options,
+) -> TractResult<Prepared> {
     let layers = find_layers(&float)?;
     let act = calibrate(&float, &layers, calib, options)?;
     let mut unquantizable: HashSet<String> = HashSet::new();
@@ -563,37 +548,30 @@ fn prepare(float: TypedModel, calib: &[Tensor], options: &Int8Options) -> TractR
         layers,
         act,
         unquantizable,
+        equalized,
     })
 }
 
-/// The layers float before any search: the user's list, the unquantizable ones, depthwise
-/// and stem convolutions unless asked for.
-fn keep_rules(
-    float: &TypedModel,
-    layers: &[Layer],
-    unquantizable: &HashSet<String>,
-    options: &Int8Options,
-) -> HashSet<String> {
+/// The layers of `p` float before any search: the user's list, the unquantizable ones, and
+/// depthwise, stem and other k×k convolutions unless asked for.
+fn default_keep(p: &Prepared, options: &Int8Options) -> HashSet<String> {
     let mut keep: HashSet<String> = match &options.keep_float {
         KeepFloat::Names(n) => n.iter().cloned().collect(),
         _ => HashSet::new(),
     };
-    keep.extend(unquantizable.iter().cloned());
+    keep.extend(p.unquantizable.iter().cloned());
     keep.extend(
-        layers
+        p.layers
             .iter()
             .filter(|l| {
+                let stem = l.is_stem(&p.float);
                 (l.is_depthwise() && !options.int8_depthwise)
-                    || (l.is_stem(float) && !options.int8_stem)
-                    || (l.is_spatial() && !l.is_stem(float) && !options.int8_spatial)
+                    || (stem && !options.int8_stem)
+                    || (l.is_spatial() && !stem && !options.int8_spatial)
             })
             .map(|l| l.name.clone()),
     );
     keep
-}
-
-fn default_keep(p: &Prepared, options: &Int8Options) -> HashSet<String> {
-    keep_rules(&p.float, &p.layers, &p.unquantizable, options)
 }
 
 /// Bias shifts for the int8 layers not in `keep` (none without bias correction).
@@ -623,9 +601,28 @@ fn trial(
     options: &Int8Options,
     boxes: &Option<agreement::BoxCheck>,
 ) -> TractResult<f64> {
-    let mut reference = Reference::new(&p.float, &p.layers, tuning, options.threads)?;
-    reference.outputs_from(original, tuning, options.threads)?;
-    let tune = Evaluator {
+    let kinds = agreement::output_kinds(original, boxes.is_some())?;
+    let tune = evaluator(p, original, tuning, &kinds, boxes, options)?;
+    let keep = default_keep(p, options);
+    let shift = correct_with(&tune, &p.layers, &keep, options)?;
+    Ok(tune.evaluate(&keep, &shift, false)?.worst_sqnr())
+}
+
+/// An evaluator of `p`'s int8 variants on `samples`, measured against `original`'s outputs
+/// (run again only when `p` is an equalized copy; the same graph gave them already).
+fn evaluator<'a>(
+    p: &'a Prepared,
+    original: &TypedModel,
+    samples: &'a [Tensor],
+    kinds: &[agreement::OutputKind],
+    boxes: &Option<agreement::BoxCheck>,
+    options: &Int8Options,
+) -> TractResult<Evaluator<'a>> {
+    let mut reference = Reference::new(&p.float, &p.layers, samples, options.threads)?;
+    if p.equalized {
+        reference.outputs_from(original, samples, options.threads)?;
+    }
+    Ok(Evaluator {
         float: &p.float,
         layers: &p.layers,
         act: &p.act,
@@ -634,14 +631,11 @@ fn trial(
         tract_ops: options.tract_ops,
         unquantizable: p.unquantizable.clone(),
         threads: options.threads,
-        samples: tuning,
+        samples,
         reference,
-        kinds: agreement::output_kinds(original, boxes.is_some())?,
+        kinds: kinds.to_vec(),
         boxes: boxes.clone(),
-    };
-    let keep = default_keep(p, options);
-    let shift = correct_with(&tune, &p.layers, &keep, options)?;
-    Ok(tune.evaluate(&keep, &shift, false)?.worst_sqnr())
+    })
 }
 
 fn progress(options: &Int8Options, total: usize, what: &str) -> indicatif::ProgressBar {
