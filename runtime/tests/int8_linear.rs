@@ -357,3 +357,217 @@ fn int8_linear_splits_rows_when_columns_are_few() {
         assert_eq!(got[0].clone().into_tensor(), want, "{threads} threads");
     }
 }
+
+/// The 16-bit input's definition: codes `q16`, `Σ W·(q16 − zp) + bias` in i64, times the
+/// scale, clamped.
+fn reference_wide(
+    p: &Params,
+    q: &[i32],
+    (outer, inner): (usize, usize),
+    zp: i32,
+    clamp: (f32, f32),
+    out: Int8Output,
+) -> Tensor {
+    let mut yf = vec![0f32; outer * p.o * inner];
+    for b in 0..outer {
+        for o in 0..p.o {
+            for c in 0..inner {
+                let acc: i64 = (0..p.k)
+                    .map(|kk| {
+                        p.w[o * p.k + kk] as i64
+                            * (q[(b * p.k + kk) * inner + c] as i64 - zp as i64)
+                    })
+                    .sum::<i64>()
+                    + p.bias[o] as i64;
+                yf[(b * p.o + o) * inner + c] = (acc as f32 * p.scale[o]).max(clamp.0).min(clamp.1);
+            }
+        }
+    }
+    match out {
+        Int8Output::Float => tensor1(&yf),
+        Int8Output::Int8 { zero_point, scale } => {
+            let v: Vec<i8> = yf
+                .iter()
+                .map(|&y| quantize(y, 1.0 / scale, zero_point as f32))
+                .collect();
+            tensor1(&v)
+        }
+    }
+}
+
+fn wide_op(
+    p: &Params,
+    axis: usize,
+    zp: i32,
+    s: f32,
+    clamp: (f32, f32),
+    out: Int8Output,
+) -> Int8Linear {
+    Int8Linear::new_wide(
+        Arc::new(Tensor::from_shape(&[p.o, p.k], &p.w).unwrap()),
+        Arc::new(tensor1(&p.bias)),
+        Arc::new(tensor1(&p.scale)),
+        axis,
+        zp,
+        s,
+        clamp,
+        out,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_16_bit_input_equals_its_definition() {
+    use kestrel_runtime::kernels::int8::quantize16;
+    let mut rng = SmallRng::seed_from_u64(12);
+    let (s, zp) = (1.5e-4f32, -2100);
+    for (shape, axis, o) in [
+        (vec![2usize, 24, 7, 9], 1usize, 40usize),
+        (vec![3, 130], 1, 5),
+        (vec![1, 7, 9, 24], 3, 33),
+        // Columns over several tasks (64 columns each) and a partial last block.
+        (vec![1, 16, 13, 11], 1, 12),
+    ] {
+        let k = shape[axis];
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let p = params(&mut rng, o, k);
+        let mut x: Vec<f32> = (0..outer * k * inner)
+            .map(|_| rng.random_range(-4.0..5.5f32))
+            .collect();
+        x[0] = 1e6; // saturates
+        let q: Vec<i32> = x
+            .iter()
+            .map(|&v| quantize16(v, 1.0 / s, zp as f32))
+            .collect();
+        for clamp in [(-NO_CLAMP, NO_CLAMP), (0.0, 2.0)] {
+            for out in [
+                Int8Output::Float,
+                Int8Output::Int8 {
+                    zero_point: 3,
+                    scale: 0.02,
+                },
+            ] {
+                let want = reference_wide(&p, &q, (outer, inner), zp, clamp, out);
+                let op = wide_op(&p, axis, zp, s, clamp, out);
+                let got = eval(&op, Tensor::from_shape(&shape, &x).unwrap());
+                assert_eq!(flat(&got), want, "{shape:?} {clamp:?} {out:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_16_bit_input_is_closer_to_float_than_an_8_bit_one() {
+    let mut rng = SmallRng::seed_from_u64(13);
+    let (o, k, n) = (16usize, 32usize, 64usize);
+    let p = params(&mut rng, o, k);
+    // Mostly small values and a few peaks 40× larger: what an 8-bit step crushes.
+    let x: Vec<f32> = (0..k * n)
+        .map(|i| {
+            if i % 97 == 0 {
+                40.0
+            } else {
+                rng.random_range(-1.0..1.0f32)
+            }
+        })
+        .collect();
+    let (lo, hi) = (-1.0f32, 40.0f32);
+    let exact: Vec<f64> = (0..o * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            (0..k)
+                .map(|kk| p.w[r * k + kk] as f64 * x[kk * n + c] as f64 * p.scale[r] as f64)
+                .sum::<f64>()
+                + p.bias[r] as f64 * p.scale[r] as f64
+        })
+        .collect();
+    let input = Tensor::from_shape(&[1, k, n], &x).unwrap();
+    let err = |op: &Int8Linear| -> f64 {
+        let y = eval(op, input.clone());
+        let y = y.to_plain_array_view::<f32>().unwrap();
+        y.iter()
+            .zip(&exact)
+            .map(|(a, b)| (*a as f64 - b).powi(2))
+            .sum::<f64>()
+    };
+    // Scales and biases of params are at an input step of 1: rescale both ops to their steps.
+    let at = |s: f32| Params {
+        w: p.w.clone(),
+        bias: p
+            .bias
+            .iter()
+            .map(|b| (*b as f64 / s as f64).round() as i32)
+            .collect(),
+        scale: p.scale.iter().map(|v| v * s).collect(),
+        o,
+        k,
+    };
+    let s8 = (hi - lo) / 255.0;
+    let zp8 = (-128.0 - lo / s8).round() as i32;
+    let s16 = (hi - lo) / 65535.0;
+    let zp16 = (-32768.0 - lo / s16).round() as i32;
+    let none = (-NO_CLAMP, NO_CLAMP);
+    let e8 = err(&op(&at(s8), 1, zp8, s8, none, Int8Output::Float));
+    let e16 = err(&wide_op(&at(s16), 1, zp16, s16, none, Int8Output::Float));
+    assert!(e16 * 1000.0 < e8, "16-bit error {e16:.3e}, 8-bit {e8:.3e}");
+}
+
+#[test]
+fn a_16_bit_op_round_trips_through_nnef_and_refuses_an_i8_input() {
+    let mut rng = SmallRng::seed_from_u64(14);
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 8, 20, 20])).unwrap();
+    let p = params(&mut rng, 24, 8);
+    let y = model
+        .wire_node(
+            "wide",
+            wide_op(&p, 1, 300, 1e-4, (0.0, 6.0), Int8Output::Float),
+            &[x],
+        )
+        .unwrap();
+    model.select_output_outlets(&y).unwrap();
+    let input: Vec<f32> = (0..8 * 400)
+        .map(|_| rng.random_range(-3.0..3.0f32))
+        .collect();
+    let input = Tensor::from_shape(&[1, 8, 20, 20], &input).unwrap();
+    let direct = model
+        .clone()
+        .into_runnable()
+        .unwrap()
+        .run(tvec!(input.clone().into_tvalue()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.nnef.tgz");
+    write_nnef_tgz(&model, &path);
+    for threads in [1, 2] {
+        let loaded = Model::load(
+            &path,
+            &LoadOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let reloaded = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
+        assert_eq!(
+            direct[0].clone().into_tensor(),
+            reloaded[0].clone().into_tensor(),
+            "{threads} threads"
+        );
+    }
+    let op = wide_op(&p, 1, 0, 1e-4, (-NO_CLAMP, NO_CLAMP), Int8Output::Float);
+    let qi8 = i8::datum_type().with_zp_scale(0, 0.1).fact([1, 8, 3]);
+    let err = op.output_facts(&[&qi8]).unwrap_err().to_string();
+    assert!(err.contains("16-bit input must be f32"), "{err}");
+    let bad = Int8Linear::new_wide(
+        Arc::new(Tensor::from_shape(&[p.o, p.k], &p.w).unwrap()),
+        Arc::new(tensor1(&p.bias)),
+        Arc::new(tensor1(&p.scale)),
+        1,
+        40000,
+        1e-4,
+        (-NO_CLAMP, NO_CLAMP),
+        Int8Output::Float,
+    );
+    assert!(bad.unwrap_err().to_string().contains("16-bit code"));
+}

@@ -23,6 +23,15 @@
 //!   clip), and stores f32 or, with `output = "int8"`, requantizes to i8
 //!   (`output_zero_point`, `output_scale`).
 //!
+//! With `input_bits = 16` (a float input only) the input is quantized to 16 bits instead
+//! (`input_zero_point` in `[−32768, 32767]`): the weights stay i8 and the products run on the
+//! same int8 kernels, once per digit of the 16-bit codes (`q = 256·hi + lo + 128`, see
+//! [`k8::pack_f32_digits`]), and the two i32 sums meet in i64 before the output stage:
+//! `y = (256·Σ W·hi + Σ W·lo + bias + (128 − zp)·Σ W) · scale[o]`. Twice the multiplies of an
+//! 8-bit input, for an input step 256 times finer: what a layer needs whose input has a few
+//! values far out in the tails (a detector's peaks), where one 8-bit step over the whole
+//! range crushes everything else. (TFLite calls this the 16×8 mode.)
+//!
 //! Work is split over the runtime's threads by column blocks (64 columns per task, each task
 //! packing its columns and multiplying them while they are in cache); when that leaves threads
 //! idle (small late feature maps) the op packs every block first and splits the rows too.
@@ -72,8 +81,12 @@ pub struct Int8Linear {
     /// order). Equal to `axis` as built; tract may move either side to channels last (see
     /// [`Int8Linear::layout`]).
     pub output_axis: usize,
-    /// Input quantization: zero point.
+    /// Input quantization: zero point (of an i8 code, or of a 16-bit one with `input_bits`
+    /// 16).
     pub input_zero_point: i32,
+    /// Input quantization: 8 or 16 bits (16: a float input quantized to 16 bits, see the
+    /// module docs).
+    pub input_bits: u32,
     /// Input quantization: scale.
     pub input_scale: f32,
     /// Lower clamp of the float result (`-NO_CLAMP`: none).
@@ -86,6 +99,12 @@ pub struct Int8Linear {
     corr: Vec<i32>,
     corr_u: Vec<i32>,
     scales: Vec<f32>,
+    /// 16-bit input: per row `bias + (128 − zp)·Σ W` (added to `256·Σ W·hi + Σ W·lo`).
+    corr16: Vec<i64>,
+    /// 16-bit input: per row, what makes a kernel's stored sum `Σ W·digit` (0 over signed
+    /// codes, `−128·Σ W` over offset-binary ones).
+    digit_corr: Vec<i32>,
+    digit_corr_u: Vec<i32>,
 }
 
 impl PartialEq for Int8Linear {
@@ -96,6 +115,7 @@ impl PartialEq for Int8Linear {
             && self.axis == other.axis
             && self.output_axis == other.output_axis
             && self.input_zero_point == other.input_zero_point
+            && self.input_bits == other.input_bits
             && self.input_scale.to_bits() == other.input_scale.to_bits()
             && self.low.to_bits() == other.low.to_bits()
             && self.high.to_bits() == other.high.to_bits()
@@ -106,7 +126,7 @@ impl PartialEq for Int8Linear {
 impl Eq for Int8Linear {}
 
 impl Int8Linear {
-    /// Builds the op, checking the parameters against each other.
+    /// Builds the op reading an 8-bit input, checking the parameters against each other.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         weights: Arc<Tensor>,
@@ -115,6 +135,36 @@ impl Int8Linear {
         axis: usize,
         input_zero_point: i32,
         input_scale: f32,
+        clamp: (f32, f32),
+        output: Int8Output,
+    ) -> TractResult<Int8Linear> {
+        let input = (input_zero_point, input_scale, 8);
+        Self::build(weights, bias, scale, axis, input, clamp, output)
+    }
+
+    /// Builds the op reading a float input quantized to 16 bits (zero point in
+    /// `[−32768, 32767]`; `bias` and `scale` at that input scale), see the module docs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_wide(
+        weights: Arc<Tensor>,
+        bias: Arc<Tensor>,
+        scale: Arc<Tensor>,
+        axis: usize,
+        input_zero_point: i32,
+        input_scale: f32,
+        clamp: (f32, f32),
+        output: Int8Output,
+    ) -> TractResult<Int8Linear> {
+        let input = (input_zero_point, input_scale, 16);
+        Self::build(weights, bias, scale, axis, input, clamp, output)
+    }
+
+    fn build(
+        weights: Arc<Tensor>,
+        bias: Arc<Tensor>,
+        scale: Arc<Tensor>,
+        axis: usize,
+        (input_zero_point, input_scale, input_bits): (i32, f32, u32),
         (low, high): (f32, f32),
         output: Int8Output,
     ) -> TractResult<Int8Linear> {
@@ -157,9 +207,14 @@ impl Int8Linear {
             input_scale.is_finite() && input_scale > 0.0,
             "{NAME}: input_scale {input_scale} must be finite and positive"
         );
+        let code = match input_bits {
+            8 => -128..=127,
+            16 => -32768..=32767,
+            b => bail!("{NAME}: input_bits {b} (expected 8 or 16)"),
+        };
         ensure!(
-            (-128..=127).contains(&input_zero_point),
-            "{NAME}: input_zero_point {input_zero_point} is not an i8"
+            code.contains(&input_zero_point),
+            "{NAME}: input_zero_point {input_zero_point} is not a {input_bits}-bit code"
         );
         ensure!(
             !low.is_nan() && !high.is_nan() && low <= high,
@@ -174,10 +229,16 @@ impl Int8Linear {
         let bias_v = bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec();
         let mut corr = Vec::with_capacity(o);
         let mut corr_u = Vec::with_capacity(o);
+        let (mut corr16, mut digit_corr, mut digit_corr_u) = (vec![], vec![], vec![]);
         for (row, b) in w.chunks_exact(k).zip(&bias_v) {
             // |Σ W| ≤ 127·K: i64 keeps the products exact for any K; the sums are wrapped to
             // i32 like the kernels' accumulators.
             let sum: i64 = row.iter().map(|&v| v as i64).sum();
+            if input_bits == 16 {
+                corr16.push(*b as i64 + (128 - input_zero_point as i64) * sum);
+                digit_corr.push(0);
+                digit_corr_u.push((-128 * sum) as i32);
+            }
             let c = *b as i64 - input_zero_point as i64 * sum;
             corr.push(c as i32);
             corr_u.push((c - 128 * sum) as i32);
@@ -191,6 +252,7 @@ impl Int8Linear {
             axis,
             output_axis: axis,
             input_zero_point,
+            input_bits,
             input_scale,
             low,
             high,
@@ -199,6 +261,9 @@ impl Int8Linear {
             corr,
             corr_u,
             scales,
+            corr16,
+            digit_corr,
+            digit_corr_u,
         })
     }
 
@@ -308,7 +373,8 @@ impl Op for Int8Linear {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{}→{} on axis {} → {}",
+            "{}{}→{} on axis {} → {}",
+            if self.input_bits == 16 { "16-bit " } else { "" },
             self.k(),
             self.outputs(),
             self.axis,
@@ -342,6 +408,15 @@ impl EvalOp for Int8Linear {
             return Ok(tvec!(out.into_tvalue()));
         }
         let view = input.try_as_plain_ram()?;
+        if self.input_bits == 16 {
+            ensure!(float_in, "{NAME}: a 16-bit input must be f32");
+            {
+                let mut out_view = out.try_as_plain_ram_mut()?;
+                let ptr = out_view.as_bytes_mut().as_mut_ptr();
+                self.eval_wide(view.as_slice::<f32>()?, (images, n), (ld_in, ld_out), ptr);
+            }
+            return Ok(tvec!(out.into_tvalue()));
+        }
         let (xf, xi): (&[f32], &[i8]) = if float_in {
             (view.as_slice::<f32>()?, &[])
         } else {
@@ -474,6 +549,128 @@ impl EvalOp for Int8Linear {
     }
 }
 
+impl Int8Linear {
+    /// A 16-bit input (see the module docs): `images` products over `n` columns of `x`,
+    /// written at `out` (the output tensor's bytes, f32 or i8). Each task quantizes and packs
+    /// the two digit planes of its column blocks, runs the kernel over each into i32 sums
+    /// (per-thread scratch), and combines them through the output stage.
+    fn eval_wide(
+        &self,
+        x: &[f32],
+        (images, n): (usize, usize),
+        (ld_in, ld_out): (Strides, Strides),
+        out: *mut u8,
+    ) {
+        let kernel = k8::select();
+        let (o, k) = (self.outputs(), self.k());
+        let format = self.packed.format();
+        let step = format.block_bytes(k);
+        let blocks = n.div_ceil(COLS);
+        let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
+        let row_blocks = o.div_ceil(k8::ROWS);
+        let q = k8::Quantizer {
+            inv_scale: 1.0 / self.input_scale,
+            zp: self.input_zero_point,
+        };
+        let out = SendPtr(out);
+        for b in 0..images {
+            let image = &x[b * k * n..(b + 1) * k * n];
+            let out_at = b * o * n;
+            run_indexed(tasks, |t| {
+                let range = t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
+                let c0 = range.start * COLS;
+                let cols = (n - c0).min(range.len() * COLS);
+                let bytes = range.len() * step;
+                scratch::bytes(2 * bytes, |packed| {
+                    let (hi, lo) = packed.split_at_mut(bytes);
+                    let p = k8::Pack {
+                        x: image,
+                        k,
+                        n,
+                        ld: ld_in,
+                        blocks: range.clone(),
+                    };
+                    k8::pack_f32_digits(&p, q, format, hi, lo);
+                    scratch::ints(2 * o * cols, |sums| {
+                        let (h, l) = sums.split_at_mut(o * cols);
+                        for (digits, sums) in [(&*hi, &mut *h), (&*lo, &mut *l)] {
+                            kernel.run(&k8::Job {
+                                w: &self.packed,
+                                x: digits,
+                                first_block: 0,
+                                blocks: range.len(),
+                                row_blocks: 0..row_blocks,
+                                n: cols,
+                                stage: Stage {
+                                    corr: &self.digit_corr,
+                                    corr_u: &self.digit_corr_u,
+                                    scale: &self.scales,
+                                    lo: -NO_CLAMP,
+                                    hi: NO_CLAMP,
+                                    out: k8::Output::I32 {
+                                        ptr: sums.as_mut_ptr(),
+                                        ld: Strides { k: cols, c: 1 },
+                                    },
+                                },
+                            });
+                        }
+                        self.combine(h, l, cols, (c0, ld_out), out.get(), out_at);
+                    });
+                });
+            });
+        }
+    }
+
+    /// The output stage of a 16-bit input over `cols` columns: `256·h + l + corr16[o]`
+    /// (both `[o][cols]`) times `scale[o]`, clamped, stored at columns `c0..` of the image
+    /// starting at element `out_at` of `out`.
+    fn combine(
+        &self,
+        h: &[i32],
+        l: &[i32],
+        cols: usize,
+        (c0, ld): (usize, Strides),
+        out: *mut u8,
+        out_at: usize,
+    ) {
+        let value = |o: usize, j: usize| {
+            let acc = 256 * h[o * cols + j] as i64 + l[o * cols + j] as i64 + self.corr16[o];
+            (acc as f32 * self.scales[o]).max(self.low).min(self.high)
+        };
+        for o in 0..self.outputs() {
+            for j in 0..cols {
+                let at = out_at + o * ld.k + (c0 + j) * ld.c;
+                // SAFETY: `at` lies in the output (row o < O, column c0 + j < N of this
+                // image); tasks write disjoint columns.
+                unsafe {
+                    match self.output {
+                        Int8Output::Float => *(out as *mut f32).add(at) = value(o, j),
+                        Int8Output::Int8 { zero_point, scale } => {
+                            *(out as *mut i8).add(at) =
+                                k8::quantize(value(o, j), 1.0 / scale, zero_point as f32)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output tensor's bytes, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut u8);
+impl SendPtr {
+    /// The pointer (a method, so a closure captures the wrapper, not its field).
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+
+// SAFETY: tasks write disjoint column ranges of the output through it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
 /// The output pointer, shared by tasks that write disjoint columns.
 #[derive(Clone, Copy)]
 struct SendOutput(k8::Output);
@@ -496,6 +693,10 @@ impl TypedOp for Int8Linear {
         ensure!(
             dt == f32::datum_type() || dt.unquantized() == i8::datum_type(),
             "{NAME}: input must be f32 or i8, got {f:?}"
+        );
+        ensure!(
+            self.input_bits == 8 || dt == f32::datum_type(),
+            "{NAME}: a 16-bit input must be f32, got {f:?}"
         );
         if let Some(QParams::ZpScale { zero_point, scale }) = dt.qparams() {
             ensure!(
@@ -604,6 +805,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.named("output_axis").default(-1),
             TypeName::Integer.named("input_zero_point"),
             TypeName::Scalar.named("input_scale"),
+            TypeName::Integer.named("input_bits").default(8),
             TypeName::Scalar.named("low"),
             TypeName::Scalar.named("high"),
             TypeName::String.named("output"),
@@ -638,16 +840,9 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         },
         other => bail!("{NAME}: unknown output '{other}' (expected \"float\" or \"int8\")"),
     };
-    let op = Int8Linear::new(
-        weights,
-        bias,
-        scale,
-        axis,
-        zp,
-        input_scale,
-        (low, high),
-        output,
-    )?;
+    let bits = int_arg(builder, invocation, "input_bits")?;
+    let quant = (zp, input_scale, u32::try_from(bits).unwrap_or(0));
+    let op = Int8Linear::build(weights, bias, scale, axis, quant, (low, high), output)?;
     let op = match output_axis {
         -1 => op,
         a => Int8Linear {
@@ -678,6 +873,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Opt
         ("output_axis", numeric(op.output_axis)),
         ("input_zero_point", numeric(op.input_zero_point)),
         ("input_scale", numeric(op.input_scale)),
+        ("input_bits", numeric(op.input_bits)),
         ("low", numeric(op.low)),
         ("high", numeric(op.high)),
     ];

@@ -1,4 +1,4 @@
-//! Per-thread scratch buffers of the binary ops, reused across runs so that a steady-state
+//! Per-thread scratch buffers of the binary and int8 ops, reused across runs so that a steady-state
 //! inference allocates nothing but its output tensors.
 //!
 //! Each thread (the one running the plan and every worker of the tract executor) owns one
@@ -21,6 +21,7 @@ thread_local! {
     static COUNTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static OFFSETS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with<T: Copy + Default, R>(
@@ -57,6 +58,11 @@ pub(crate) fn offsets<R>(len: usize, f: impl FnOnce(&mut [usize]) -> R) -> R {
 /// `len` bytes of scratch (packed int8 inputs).
 pub(crate) fn bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     with(&BYTES, len, f)
+}
+
+/// `len` i32 sums of scratch (the digit products of a 16-bit int8 input).
+pub(crate) fn ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
+    with(&INTS, len, f)
 }
 
 #[cfg(test)]

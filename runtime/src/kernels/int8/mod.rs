@@ -253,6 +253,39 @@ pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8])
     });
 }
 
+/// Quantizes one float to 16 bits: `round_half_even(min(max(x · inv + zp, −32768), 32767))`
+/// (a NaN becomes −32768).
+#[allow(clippy::manual_clamp)]
+#[inline(always)]
+pub fn quantize16(x: f32, inv_scale: f32, zp: f32) -> i32 {
+    let v = x * inv_scale + zp;
+    v.max(-32768.0).min(32767.0).round_ties_even() as i32
+}
+
+/// The two i8 digits of a 16-bit code `q`: `q = 256 · hi + lo + 128`, both in `[−128, 127]`
+/// (`hi` the arithmetic shift, `lo` the low byte offset by −128).
+#[inline(always)]
+pub fn digits(q: i32) -> (i8, i8) {
+    ((q >> 8) as i8, ((q & 0xFF) - 128) as i8)
+}
+
+/// Packs a float input quantized to 16 bits ([`quantize16`] with `q`) as its two digit
+/// planes ([`digits`]), each in `format` like an i8 input: `hi` and `lo`, each the size
+/// [`pack_f32`] writes. An int8 kernel run over each plane gives `Σ W·hi` and `Σ W·lo`, and
+/// `Σ W·q = 256 · Σ W·hi + Σ W·lo + 128 · Σ W` exactly.
+pub fn pack_f32_digits(
+    p: &Pack<'_, f32>,
+    q: Quantizer,
+    format: Format,
+    hi: &mut [u8],
+    lo: &mut [u8],
+) {
+    let zpf = q.zp as f32;
+    let code = |i: usize| quantize16(p.x[i], q.inv_scale, zpf);
+    pack_with(p, format, hi, |i| format.code(digits(code(i)).0));
+    pack_with(p, format, lo, |i| format.code(digits(code(i)).1));
+}
+
 /// [`pack_f32`] for an input already quantized to i8.
 pub fn pack_i8(p: &Pack<'_, i8>, format: Format, out: &mut [u8]) {
     pack_with(p, format, out, |i| format.code(p.x[i]));
@@ -327,9 +360,21 @@ pub enum Output {
         /// Output zero point.
         zp: f32,
     },
+    /// The corrected i32 sum at `ptr[o · ld.k + c · ld.c]` (for products whose sums are
+    /// combined afterwards: the digit planes of a 16-bit input). Kernels store it through
+    /// [`Stage::store`].
+    I32 {
+        /// Start of the output.
+        ptr: *mut i32,
+        /// Distances between rows and columns.
+        ld: Strides,
+    },
 }
 
 /// The fused output stage of one product (see the module docs).
+///
+/// With [`Output::I32`] the stage only adds the correction (`corr`, or `corr_u` over
+/// offset-binary codes) and stores the i32 sum: no scale, no clamp.
 #[derive(Debug, Clone, Copy)]
 pub struct Stage<'a> {
     /// Per row: i32 bias − zp · Σ_k W (added to the signed sum).
@@ -353,18 +398,23 @@ impl Stage<'_> {
     /// `(o, c)` must lie in the output.
     #[inline(always)]
     pub unsafe fn store(&self, o: usize, c: usize, acc: i32) {
-        let y = (acc.wrapping_add(self.corr[o]) as f32) * self.scale[o];
-        let y = y.max(self.lo).min(self.hi);
+        let y = || {
+            let y = (acc.wrapping_add(self.corr[o]) as f32) * self.scale[o];
+            y.max(self.lo).min(self.hi)
+        };
         // SAFETY: the caller's contract.
         unsafe {
             match self.out {
-                Output::F32 { ptr, ld } => *ptr.add(o * ld.k + c * ld.c) = y,
+                Output::F32 { ptr, ld } => *ptr.add(o * ld.k + c * ld.c) = y(),
                 Output::I8 {
                     ptr,
                     ld,
                     inv_scale,
                     zp,
-                } => *ptr.add(o * ld.k + c * ld.c) = quantize(y, inv_scale, zp),
+                } => *ptr.add(o * ld.k + c * ld.c) = quantize(y(), inv_scale, zp),
+                Output::I32 { ptr, ld } => {
+                    *ptr.add(o * ld.k + c * ld.c) = acc.wrapping_add(self.corr[o])
+                }
             }
         }
     }

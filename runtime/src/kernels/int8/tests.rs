@@ -5,8 +5,8 @@
 //! jobs starting mid-way).
 
 use super::{
-    available, generic, pack_f32, pack_i8, quantize, Format, Int8Kernel, Job, Output, Pack,
-    PackedWeights, Quantizer, Stage, Strides, COLS,
+    available, digits, generic, pack_f32, pack_f32_digits, pack_i8, quantize, quantize16, Format,
+    Int8Kernel, Job, Output, Pack, PackedWeights, Quantizer, Stage, Strides, COLS,
 };
 
 /// Every packing format some kernel reads.
@@ -238,6 +238,118 @@ fn every_kernel_equals_the_definition_on_layer_shapes_and_extremes() {
     }
     // ±127 weights on saturated inputs: the largest sums a layer can make.
     check(&mut rng, 9, 1280, 40, true);
+}
+
+#[test]
+fn the_digits_of_every_16_bit_code_recombine() {
+    for q in -32768..=32767i32 {
+        let (hi, lo) = digits(q);
+        assert_eq!(256 * hi as i32 + lo as i32 + 128, q, "{q}");
+    }
+    assert_eq!(quantize16(f32::NAN, 1.0, 0.0), -32768);
+    assert_eq!(quantize16(1e9, 1.0, 0.0), 32767);
+    assert_eq!(quantize16(2.5, 1.0, 0.0), 2, "ties to even");
+}
+
+/// Every kernel's `Output::I32` on both digit planes of a 16-bit input: the exact sums
+/// `Σ W·digit` (what the op combines), channels first and last, jobs over part of the columns.
+#[test]
+fn every_kernel_stores_the_exact_sums_of_both_digit_planes() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    for (m, k, n) in [
+        (5usize, 7usize, 33usize),
+        (12, 48, 50),
+        (9, 1280, 17),
+        (40, 24, 100),
+    ] {
+        let c = case(&mut rng, m, k, n, false);
+        let q = Quantizer {
+            inv_scale: 1.0 / 1e-4,
+            zp: 1234,
+        };
+        let codes: Vec<i32> =
+            c.x.iter()
+                .map(|&v| quantize16(v, q.inv_scale, 1234.0))
+                .collect();
+        let want = |plane: usize| -> Vec<i32> {
+            let mut y = vec![0i32; m * n];
+            for o in 0..m {
+                for col in 0..n {
+                    y[o * n + col] = (0..k)
+                        .map(|kk| {
+                            let d = digits(codes[kk * n + col]);
+                            c.w[o * k + kk] as i32 * if plane == 0 { d.0 } else { d.1 } as i32
+                        })
+                        .sum();
+                }
+            }
+            y
+        };
+        let rowsum: Vec<i32> = (0..m)
+            .map(|o| c.w[o * k..(o + 1) * k].iter().map(|&v| v as i32).sum())
+            .collect();
+        let zero = vec![0i32; m];
+        let corr_u: Vec<i32> = rowsum.iter().map(|s| -128 * s).collect();
+        for kernel in available() {
+            let format = kernel.format();
+            let w = PackedWeights::new(&c.w, m, k, format);
+            let blocks = n.div_ceil(COLS);
+            let mut hi = vec![0u8; format.packed_len(k, n)];
+            let mut lo = hi.clone();
+            let p = Pack {
+                x: &c.x,
+                k,
+                n,
+                ld: Strides { k: n, c: 1 },
+                blocks: 0..blocks,
+            };
+            pack_f32_digits(&p, q, format, &mut hi, &mut lo);
+            for (plane, packed) in [&hi, &lo].into_iter().enumerate() {
+                for last in [false, true] {
+                    let mut y = vec![7i32; m * n];
+                    let ld = if last {
+                        Strides { k: 1, c: m }
+                    } else {
+                        Strides { k: n, c: 1 }
+                    };
+                    let step = format.block_bytes(k);
+                    // Two jobs: the first block, then the rest.
+                    for (first, count) in [(0, 1), (1, blocks - 1)] {
+                        if count == 0 {
+                            continue;
+                        }
+                        kernel.run(&Job {
+                            w: &w,
+                            x: &packed[first * step..(first + count) * step],
+                            first_block: first,
+                            blocks: count,
+                            row_blocks: 0..m.div_ceil(super::ROWS),
+                            n,
+                            stage: Stage {
+                                corr: &zero,
+                                corr_u: &corr_u,
+                                scale: &c.scale,
+                                lo: -f32::MAX,
+                                hi: f32::MAX,
+                                out: Output::I32 {
+                                    ptr: y.as_mut_ptr(),
+                                    ld,
+                                },
+                            },
+                        });
+                    }
+                    if last {
+                        y = (0..m * n).map(|i| y[(i % n) * m + i / n]).collect();
+                    }
+                    let what = format!(
+                        "{} M={m} K={k} N={n} plane {plane} last {last}",
+                        kernel.name()
+                    );
+                    assert_eq!(y, want(plane), "{what}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -239,6 +239,15 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                 let cols = job.cols(b + j);
                 let mask: __mmask16 = if cols >= COLS { !0 } else { (1u16 << cols) - 1 };
                 let c = (job.first_block + b + j) * COLS;
+                if let Output::I32 { ptr, ld } = stage.out {
+                    // The corrected sum (offset-binary codes: `corr_u`), as the portable stage.
+                    let mut sums = [0i32; COLS];
+                    _mm512_storeu_si512(sums.as_mut_ptr().cast(), _mm512_add_epi32(*a, corr));
+                    for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
+                        *ptr.add(o * ld.k + (c + j) * ld.c) = v;
+                    }
+                    continue;
+                }
                 let y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)), scale);
                 let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
                 match stage.out {
@@ -275,6 +284,7 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                             }
                         }
                     }
+                    Output::I32 { .. } => {}
                 }
             }
         }
