@@ -124,3 +124,21 @@ pub fn argmax(values: &[f32]) -> usize {
         .map(|(i, _)| i)
         .unwrap_or(0)
 }
+
+/// `n` deterministic values, each a sum of 4 uniforms in [−0.5, 0.5) (roughly normal, spread
+/// ±2) from a xorshift generator seeded with `seed`: test inputs that need no data files.
+pub fn normalish(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.max(1);
+    (0..n)
+        .map(|_| {
+            (0..4)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .sum::<f32>()
+        })
+        .collect()
+}

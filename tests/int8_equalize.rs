@@ -13,7 +13,7 @@ use kestrel_quantize::int8::equalize::equalize;
 use kestrel_quantize::int8::images::Preprocess;
 use kestrel_quantize::int8::layers::find_layers;
 use kestrel_quantize::int8::metrics::ErrorSums;
-use kestrel_quantize::int8::{convert_int8, Int8Options};
+use kestrel_quantize::int8::{convert_int8, ActivationBits, Int8Options};
 use kestrel_quantize::load::load_onnx;
 use kestrel_runtime::io::npy::write_arrays;
 use kestrel_runtime::tract_core::prelude::*;
@@ -25,23 +25,10 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `n` inputs `[1, 3, 16, 16]` of a fixed pseudo-random normal-ish pattern.
 fn samples(n: usize) -> Vec<Tensor> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..n)
-        .map(|_| {
-            let v: Vec<f32> = (0..3 * 16 * 16)
-                .map(|_| {
-                    // Sum of 4 uniforms: roughly normal, deterministic.
-                    (0..4)
-                        .map(|_| {
-                            state ^= state << 13;
-                            state ^= state >> 7;
-                            state ^= state << 17;
-                            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                        })
-                        .sum::<f32>()
-                })
-                .collect();
-            tract_ndarray::Array4::from_shape_vec((1, 3, 16, 16), v)
+    let all = kestrel::normalish(n * 3 * 16 * 16, 0x2545_f491_4f6c_dd1d);
+    all.chunks_exact(3 * 16 * 16)
+        .map(|v| {
+            tract_ndarray::Array4::from_shape_vec((1, 3, 16, 16), v.to_vec())
                 .unwrap()
                 .into_tensor()
         })
@@ -135,6 +122,8 @@ fn equalization_raises_the_int8_sqnr_and_is_reported() {
         });
         o.equalize = equalize;
         o.force = true;
+        // Equalization is for 8-bit inputs (16-bit ones are tests/int8_wide.rs).
+        o.activation_bits = ActivationBits::Eight;
         o
     };
     let src = fixture("int8-equalize.onnx");

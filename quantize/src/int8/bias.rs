@@ -18,16 +18,18 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::prelude::*;
 
 use super::evaluate::Evaluator;
+use super::mixed::Precision;
 
 /// The bias shifts (float units, per layer name) that bring every quantized layer's
 /// per-channel output mean to float on the evaluator's samples.
 pub fn correct_biases(
     eval: &Evaluator,
-    keep: &HashSet<String>,
+    plan: &Precision,
     requantized: &HashSet<String>,
 ) -> TractResult<HashMap<String, Vec<f32>>> {
+    let keep = &plan.float;
     let float = eval.reference.channel_means(eval.layers)?;
-    let int8 = eval.isolated_channel_means(keep)?;
+    let int8 = eval.isolated_channel_means(plan)?;
     let mut shift: HashMap<String, Vec<f32>> = HashMap::new();
     for ((layer, f), q) in eval.layers.iter().zip(&float).zip(&int8) {
         if keep.contains(&layer.name) || layer.relu.is_some() || requantized.contains(&layer.name) {

@@ -10,7 +10,7 @@ use kestrel_runtime::io::atomic::AtomicFile;
 use super::calib::Method;
 use super::data::CalibSource;
 use super::images::{parse_floats, parse_size, Layout, Preprocess};
-use super::{convert_int8, Int8Options, KeepFloat};
+use super::{convert_int8, ActivationBits, Int8Options, KeepFloat};
 use crate::load::InputShape;
 
 /// int8 post-training quantization flags.
@@ -55,6 +55,12 @@ pub struct Int8Args {
     /// below DB), or layer names (comma-separated) to leave in float.
     #[arg(long, value_name = "auto[:DB]|NAMES")]
     pub keep_float: Option<String>,
+    /// Layer inputs: `auto` (8 bits, and 16 bits for the fewest layers, worst isolated SQNR
+    /// first, with which the end-to-end SQNR reaches --sqnr-floor; tried before
+    /// --keep-float), `8`, or `16` (every 1×1 convolution and dense layer). A 16-bit input
+    /// keeps int8 weights and kernels and costs twice the multiplies.
+    #[arg(long, default_value = "auto", value_name = "auto|8|16", value_parser = parse_activation_bits)]
+    pub activation_bits: ActivationBits,
     /// Refuse (write nothing) when the end-to-end SQNR is below this many dB.
     #[arg(long, default_value_t = 20.0, value_name = "DB")]
     pub sqnr_floor: f64,
@@ -79,6 +85,11 @@ pub struct Int8Args {
     /// No empirical bias correction (on by default: per-channel output means moved to float).
     #[arg(long)]
     pub no_bias_correction: bool,
+    /// Round weights to nearest (default: 1×1 convolutions and dense layers with per-channel
+    /// weights are rounded by GPTQ, each rounding error compensated over the other input
+    /// channels through the calibration inputs' second moments).
+    #[arg(long)]
+    pub round_nearest: bool,
     /// No cross-layer equalization (on by default where it raises the end-to-end SQNR on the
     /// tuning samples: channel ranges balanced between a layer and the int8 layer reading it).
     #[arg(long)]
@@ -107,6 +118,16 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
         _ => Err(format!("'{s}': expected a fraction in (0, 1), e.g. 0.25")),
+    }
+}
+
+/// Parses `--activation-bits`.
+pub fn parse_activation_bits(s: &str) -> Result<ActivationBits, String> {
+    match s {
+        "auto" => Ok(ActivationBits::Auto),
+        "8" => Ok(ActivationBits::Eight),
+        "16" => Ok(ActivationBits::Sixteen),
+        _ => Err(format!("'{s}': expected auto, 8 or 16")),
     }
 }
 
@@ -154,6 +175,7 @@ impl Int8Args {
         options.per_channel = !self.per_tensor;
         options.keep_float =
             parse_keep_float(self.keep_float.as_deref()).map_err(anyhow::Error::msg)?;
+        options.activation_bits = self.activation_bits;
         options.sqnr_floor_db = self.sqnr_floor;
         options.force = self.force;
         options.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -164,6 +186,7 @@ impl Int8Args {
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;
         options.equalize = !self.no_equalize;
+        options.gptq = !self.round_nearest;
         options.sidecar = self.sidecar.clone();
         options.requantize_all = self.requantize_outputs;
         options.tract_ops = self.tract_int8_ops;
@@ -200,6 +223,14 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_activation_bits() {
+        assert_eq!(parse_activation_bits("auto"), Ok(ActivationBits::Auto));
+        assert_eq!(parse_activation_bits("8"), Ok(ActivationBits::Eight));
+        assert_eq!(parse_activation_bits("16"), Ok(ActivationBits::Sixteen));
+        assert!(parse_activation_bits("12").is_err());
+    }
 
     #[test]
     fn parses_keep_float() {

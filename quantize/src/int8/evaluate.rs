@@ -14,6 +14,7 @@ use super::agreement::{
 };
 use super::layers::Layer;
 use super::metrics::{max_difference, row_agreement, top_k_overlap, ErrorSums};
+use super::mixed::Precision;
 use super::observe::{values, Watcher};
 use super::qparams::ActQ;
 use super::rewrite::{build, RewriteOptions};
@@ -206,6 +207,8 @@ pub struct Evaluator<'a> {
     pub tract_ops: bool,
     /// Layers that can never be int8 (float even in the isolated measures).
     pub unquantizable: HashSet<String>,
+    /// Error-compensated weights (`RewriteOptions::rounded`).
+    pub rounded: Arc<HashMap<String, super::qparams::QWeights>>,
     /// Threads per run.
     pub threads: usize,
     /// The samples.
@@ -219,15 +222,15 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// The int8 graph with `keep` in float and `shift` added to biases: end-to-end error,
-    /// and per-layer error (accumulated through the graph) when `per_layer`.
+    /// The int8 graph with `plan`'s precisions and `shift` added to biases: end-to-end
+    /// error, and per-layer error (accumulated through the graph) when `per_layer`.
     pub fn evaluate(
         &self,
-        keep: &HashSet<String>,
+        plan: &Precision,
         shift: &HashMap<String, Vec<f32>>,
         per_layer: bool,
     ) -> TractResult<Evaluation> {
-        let mut rewrite = self.options(keep.clone());
+        let mut rewrite = self.options(plan);
         rewrite.expose_layers = per_layer;
         rewrite.bias_shift = shift.clone();
         self.run(&rewrite)
@@ -235,17 +238,17 @@ impl Evaluator<'_> {
 
     /// Every layer quantized on its own, reading float inputs: (SQNR dB, cosine) per layer.
     pub fn isolated(&self, shift: &HashMap<String, Vec<f32>>) -> TractResult<Vec<(f64, f64)>> {
-        let mut rewrite = self.options(HashSet::new());
+        let mut rewrite = self.options(&Precision::default());
         rewrite.expose_layers = true;
         rewrite.isolated = true;
         rewrite.bias_shift = shift.clone();
         Ok(self.run(&rewrite)?.layers)
     }
 
-    /// Per-channel means of every layer's output, each layer quantized alone (isolated),
-    /// `keep` float.
-    pub fn isolated_channel_means(&self, keep: &HashSet<String>) -> TractResult<Vec<Vec<f64>>> {
-        let mut rewrite = self.options(keep.clone());
+    /// Per-channel means of every layer's output, each layer quantized alone (isolated) at
+    /// `plan`'s precision.
+    pub fn isolated_channel_means(&self, plan: &Precision) -> TractResult<Vec<Vec<f64>>> {
+        let mut rewrite = self.options(plan);
         rewrite.expose_layers = true;
         rewrite.isolated = true;
         let int8 = build(self.float, self.layers, self.act, &rewrite)?;
@@ -261,11 +264,14 @@ impl Evaluator<'_> {
         Ok(sums.iter().map(ChannelMeans::means).collect())
     }
 
-    fn options(&self, mut keep: HashSet<String>) -> RewriteOptions {
+    fn options(&self, plan: &Precision) -> RewriteOptions {
+        let mut keep = plan.float.clone();
         keep.extend(self.unquantizable.iter().cloned());
         let mut r = RewriteOptions::new(self.per_channel, keep);
         r.requantize_all = self.requantize_all;
         r.tract_ops = self.tract_ops;
+        r.wide = plan.wide.clone();
+        r.rounded = self.rounded.clone();
         r
     }
 

@@ -1,4 +1,9 @@
-//! Mixed precision: which layers stay in float.
+//! Mixed precision: which layers stay in float, and which read 16-bit inputs.
+//!
+//! Two steps back from an all-int8 graph, tried in this order: a layer reads its input
+//! quantized to 16 bits (its weights and kernels stay int8, twice the multiplies; it fixes
+//! inputs with long tails, where one 8-bit step over the whole range crushes the rest), then
+//! a layer stays float. Both search the same way.
 //!
 //! Layers are ranked by their *isolated* SQNR (each layer quantized alone, reading float
 //! inputs, see [`Evaluator::isolated`]): unlike the error accumulated through the graph, it
@@ -14,6 +19,50 @@ use tract_onnx::prelude::*;
 
 use super::evaluate::Evaluator;
 use super::layers::Layer;
+
+/// Which layers run how: `float` stay float, `wide` (quantized layers) read a 16-bit input,
+/// the others are int8.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Precision {
+    /// Layers left in float.
+    pub float: HashSet<String>,
+    /// Quantized layers whose input is 16-bit.
+    pub wide: HashSet<String>,
+}
+
+impl Precision {
+    /// These layers float, none wide.
+    pub fn float(float: HashSet<String>) -> Precision {
+        Precision {
+            float,
+            wide: HashSet::new(),
+        }
+    }
+}
+
+/// What a search step does to the layers it picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Their inputs become 16-bit.
+    Widen,
+    /// They stay float.
+    Float,
+}
+
+impl Step {
+    /// `plan` with `names` moved one step back.
+    pub fn apply(self, plan: &Precision, names: &[String]) -> Precision {
+        let mut p = plan.clone();
+        match self {
+            Step::Widen => p.wide.extend(names.iter().cloned()),
+            Step::Float => {
+                p.float.extend(names.iter().cloned());
+                p.wide.retain(|n| !names.contains(n));
+            }
+        }
+        p
+    }
+}
 
 /// End-to-end SQNR above the floor that `auto` aims at on the calibration samples, so that the
 /// held-out samples pass too.
@@ -47,27 +96,34 @@ pub fn below(layers: &[Layer], isolated: &[(f64, f64)], db: f64) -> Vec<String> 
         .collect()
 }
 
-/// The shortest prefix of `ranked` that, added to `keep`, brings the end-to-end SQNR on the
-/// evaluator's samples to `target_db` and the model's agreement measure to its target
-/// ([`super::evaluate::Evaluation::meets`]; all of `ranked` if none does). Assumes more float layers never hurt, so a binary search over the
-/// prefix length.
+/// The shortest prefix of `ranked` that, moved one `step` back from `plan`, brings the
+/// end-to-end SQNR on the evaluator's samples to `target_db` and, with `agreement`, the
+/// model's agreement measure to its target ([`super::evaluate::Evaluation::meets`]; all of
+/// `ranked` if none does).
+/// Assumes a longer prefix never hurts, so a binary search over the prefix length.
 pub fn fewest_to_reach(
     eval: &Evaluator,
-    keep: &HashSet<String>,
-    ranked: &[String],
+    plan: &Precision,
+    (ranked, step): (&[String], Step),
     shift: &HashMap<String, Vec<f32>>,
-    target_db: f64,
+    (target_db, agreement): (f64, bool),
 ) -> TractResult<Vec<String>> {
     let passes = |k: usize| -> TractResult<bool> {
-        let mut with: HashSet<String> = keep.clone();
-        with.extend(ranked[..k].iter().cloned());
-        let e = eval.evaluate(&with, shift, false)?;
+        let e = eval.evaluate(&step.apply(plan, &ranked[..k]), shift, false)?;
         log::info!(
-            "keep-float auto: {k} more float layers -> {:.1} dB, {}",
+            "{}: {k} more layers -> {:.1} dB, {}",
+            match step {
+                Step::Widen => "16-bit inputs",
+                Step::Float => "keep-float auto",
+            },
             e.worst_sqnr(),
             e.agreement_text()
         );
-        Ok(e.meets(target_db))
+        Ok(if agreement {
+            e.meets(target_db)
+        } else {
+            e.worst_sqnr() >= target_db
+        })
     };
     let (mut lo, mut hi) = (0usize, ranked.len());
     if passes(lo)? {
@@ -88,6 +144,14 @@ pub fn fewest_to_reach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_float_step_takes_layers_out_of_wide() {
+        let plan = Step::Widen.apply(&Precision::default(), &["a".into(), "b".into()]);
+        assert_eq!(plan.wide.len(), 2);
+        let plan = Step::Float.apply(&plan, &["a".into()]);
+        assert!(plan.float.contains("a") && !plan.wide.contains("a") && plan.wide.contains("b"));
+    }
 
     #[test]
     fn ranks_worst_first_and_skips_kept_layers() {

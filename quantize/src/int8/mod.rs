@@ -37,6 +37,7 @@ pub mod observe;
 pub mod qparams;
 pub mod report;
 pub mod rewrite;
+pub mod rounding;
 pub mod roundtrip;
 
 use std::collections::{HashMap, HashSet};
@@ -55,6 +56,7 @@ use data::{load_samples, CalibSource};
 pub use error::Int8Error;
 use evaluate::{Evaluator, Reference};
 use layers::{find_layers, Layer, LayerOp};
+use mixed::{Precision, Step};
 use observe::{values, Watcher};
 use qparams::ActQ;
 pub use report::{EqualizationReport, Int8Report, LayerReport, OutputReport};
@@ -81,6 +83,19 @@ pub enum KeepFloat {
     Names(Vec<String>),
 }
 
+/// Which layers may read their input quantized to 16 bits (int8 weights and kernels, twice
+/// the multiplies; see `kestrel_int8_linear`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationBits {
+    /// 8-bit inputs only.
+    Eight,
+    /// 16-bit inputs for the fewest layers (worst isolated SQNR first) with which the
+    /// end-to-end SQNR and agreement reach the floor, where 8 bits do not.
+    Auto,
+    /// 16-bit inputs for every layer that can have them.
+    Sixteen,
+}
+
 /// Options of an int8 conversion.
 #[derive(Debug, Clone)]
 pub struct Int8Options {
@@ -94,6 +109,8 @@ pub struct Int8Options {
     pub per_channel: bool,
     /// Mixed precision.
     pub keep_float: KeepFloat,
+    /// 16-bit layer inputs (tried before float layers).
+    pub activation_bits: ActivationBits,
     /// Refuse a model whose end-to-end SQNR is below this (dB).
     pub sqnr_floor_db: f64,
     /// Write even below the floor.
@@ -121,6 +138,9 @@ pub struct Int8Options {
     pub holdout: f64,
     /// Empirical bias correction (see [`bias`]).
     pub bias_correction: bool,
+    /// Error-compensating weight rounding (GPTQ, see [`rounding`]) for 1×1 convolutions and
+    /// dense layers with per-channel weights; else nearest.
+    pub gptq: bool,
     /// Cross-layer equalization with bias absorption (see [`equalize`]), kept when it raises
     /// the end-to-end SQNR on the tuning samples.
     pub equalize: bool,
@@ -133,8 +153,8 @@ pub struct Int8Options {
 }
 
 impl Int8Options {
-    /// Defaults for `calib`: min/max, per-channel, no float layers, 20 dB floor, a quarter of
-    /// the samples held out, bias correction.
+    /// Defaults for `calib`: min/max, per-channel, no float layers, 16-bit inputs where 8 bits
+    /// fall short, 20 dB floor, a quarter of the samples held out, bias correction.
     pub fn new(calib: CalibSource) -> Int8Options {
         Int8Options {
             input_shapes: vec![],
@@ -142,6 +162,7 @@ impl Int8Options {
             method: Method::MinMax,
             per_channel: true,
             keep_float: KeepFloat::None,
+            activation_bits: ActivationBits::Auto,
             sqnr_floor_db: 20.0,
             force: false,
             threads: 1,
@@ -152,6 +173,7 @@ impl Int8Options {
             holdout: 0.25,
             bias_correction: true,
             equalize: true,
+            gptq: true,
             requantize_all: false,
             tract_ops: false,
             sidecar: None,
@@ -227,7 +249,9 @@ pub fn convert_int8(
     // Cross-layer equalization, kept where it raises the end-to-end SQNR on the tuning samples
     // (both variants with their own calibration and bias correction).
     let mut equalization = EqualizationReport::default();
-    let prepared = if options.equalize {
+    // The variant not chosen stays at hand: a plan with 16-bit inputs may prefer it.
+    let mut pairs = vec![];
+    let (prepared, alternative) = if options.equalize {
         let keep = default_keep(&plain, options);
         let quantized = |l: &Layer| !keep.contains(&l.name);
         match equalize::equalize(&float, &plain.layers, &quantized, calib, options.threads)
@@ -235,7 +259,7 @@ pub fn convert_int8(
         {
             None => {
                 equalization.decision = "no layer pair to equalize".into();
-                plain
+                (plain, None)
             }
             Some(eq) => {
                 let with =
@@ -254,88 +278,145 @@ pub fn convert_int8(
                     eq.pairs.len()
                 );
                 log::info!("equalization {}", equalization.decision);
+                pairs = eq.pairs;
                 if on {
-                    equalization.applied = true;
-                    equalization.pairs = eq.pairs;
-                    with
+                    (with, Some(plain))
                 } else {
-                    plain
+                    (plain, Some(with))
                 }
             }
         }
     } else {
         equalization.decision = "off (--no-equalize)".into();
-        plain
+        (plain, None)
     };
-    let (graph, layers, act) = (&prepared.float, &prepared.layers, &prepared.act);
     let kinds = agreement::output_kinds(&float, boxes.is_some()).map_err(graph_err("outputs"))?;
-    let evaluator = |samples| evaluator(&prepared, &float, samples, &kinds, &boxes, options);
-    let tune = evaluator(&tuning).map_err(graph_err("float reference"))?;
-    let report_on = evaluator(held).map_err(graph_err("float reference"))?;
-
-    let mut keep = default_keep(&prepared, options);
-    let correct = |keep: &HashSet<String>| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
-        correct_with(&tune, layers, keep, options).map_err(graph_err("bias correction"))
-    };
-    let mut shift = correct(&keep)?;
-    if !matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
-        let isolated = tune
-            .isolated(&shift)
-            .map_err(graph_err("isolated evaluation"))?;
-        let more = match options.keep_float {
-            KeepFloat::Auto(db) => mixed::below(layers, &isolated, db),
-            _ => {
-                let ranked = mixed::ranking(layers, &isolated, &keep);
-                let target = options.sqnr_floor_db + mixed::MARGIN_DB;
-                mixed::fewest_to_reach(&tune, &keep, &ranked, &shift, target)
-                    .map_err(graph_err("keep-float search"))?
+    let make = |p, samples| evaluator(p, &float, samples, &kinds, &boxes, options);
+    let (mut plan, mut shift, prepared) = {
+        let tune = evaluator(&prepared, &float, &tuning, &kinds, &boxes, options)
+            .map_err(graph_err("float reference"))?;
+        let (plan, shift) = search(&prepared, &tune, options).map_err(graph_err("search"))?;
+        match alternative {
+            // The equalization trial ran with 8-bit inputs; with 16-bit ones the other
+            // variant may do better (a 16-bit input needs no balanced ranges, and the
+            // balancing moved range into the weights).
+            Some(alt) if !plan.wide.is_empty() => {
+                let worst = tune
+                    .evaluate(&plan, &shift, false)
+                    .map_err(graph_err("evaluation"))?
+                    .worst_sqnr();
+                let tune_alt = evaluator(&alt, &float, &tuning, &kinds, &boxes, options)
+                    .map_err(graph_err("float reference"))?;
+                let shift_alt = correct_with(&tune_alt, &alt.layers, &plan, options)
+                    .map_err(graph_err("bias correction"))?;
+                let worst_alt = tune_alt
+                    .evaluate(&plan, &shift_alt, false)
+                    .map_err(graph_err("evaluation"))?
+                    .worst_sqnr();
+                if worst_alt > worst {
+                    let (plan, shift) =
+                        search(&alt, &tune_alt, options).map_err(graph_err("search"))?;
+                    drop(tune_alt);
+                    drop(tune);
+                    equalization.decision = format!(
+                        "{} with the 16-bit inputs: end-to-end SQNR on the tuning samples \
+                         {worst_alt:.1} dB {}, {worst:.1} dB {} (with 8-bit inputs: {})",
+                        if alt.equalized { "kept" } else { "dropped" },
+                        if alt.equalized { "with" } else { "without" },
+                        if alt.equalized { "without" } else { "with" },
+                        equalization.decision
+                    );
+                    log::info!("equalization {}", equalization.decision);
+                    (plan, shift, alt)
+                } else {
+                    drop(tune_alt);
+                    drop(tune);
+                    (plan, shift, prepared)
+                }
             }
-        };
-        let before = keep.len();
-        keep.extend(more);
-        if keep.len() != before {
-            shift = correct(&keep)?;
+            _ => {
+                drop(tune);
+                (plan, shift, prepared)
+            }
         }
+    };
+    if prepared.equalized {
+        equalization.applied = true;
+        equalization.pairs = pairs;
     }
+    let (graph, layers, act) = (&prepared.float, &prepared.layers, &prepared.act);
+    let tune = make(&prepared, &tuning).map_err(graph_err("float reference"))?;
+    let report_on = make(&prepared, held).map_err(graph_err("float reference"))?;
+    let correct = |plan: &Precision| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
+        correct_with(&tune, layers, plan, options).map_err(graph_err("bias correction"))
+    };
+    let widenable = widenable(&prepared, &plan.float, options);
     let isolated = report_on
         .isolated(&shift)
         .map_err(graph_err("isolated evaluation"))?;
     let mut eval = report_on
-        .evaluate(&keep, &shift, true)
+        .evaluate(&plan, &shift, true)
         .map_err(graph_err("evaluation"))?;
-    // `auto` always lands: when the held-out samples fall below the floor, more layers go
-    // float (worst isolated SQNR first, doubling), all of them in the worst case.
-    let mut landing = None;
-    if matches!(options.keep_float, KeepFloat::Auto(_) | KeepFloat::Fewest)
-        && eval.worst_sqnr() < options.sqnr_floor_db
-    {
-        let ranked = mixed::ranking(layers, &isolated, &keep);
+    // What the search chose on the tuning samples may still miss the floor on the held-out
+    // ones: then more layers step back, worst isolated SQNR first, doubling — 16-bit inputs
+    // first (`--activation-bits auto`), then float layers (`--keep-float auto`, all of them in
+    // the worst case: `auto` always lands).
+    let mut landing = vec![];
+    let mut steps = vec![];
+    if options.activation_bits == ActivationBits::Auto {
+        steps.push(Step::Widen);
+    }
+    if matches!(options.keep_float, KeepFloat::Auto(_) | KeepFloat::Fewest) {
+        steps.push(Step::Float);
+    }
+    for step in steps {
+        if eval.worst_sqnr() >= options.sqnr_floor_db {
+            break;
+        }
+        let ranked: Vec<String> = mixed::ranking(layers, &isolated, &plan.float)
+            .into_iter()
+            .filter(|n| step == Step::Float || (widenable.contains(n) && !plan.wide.contains(n)))
+            .collect();
         let mut k = 1;
-        while eval.worst_sqnr() < options.sqnr_floor_db && !ranked.is_empty() {
-            let take = k.min(ranked.len());
-            keep.extend(ranked[..take].iter().cloned());
-            shift = correct(&keep)?;
+        let mut taken = 0;
+        while eval.worst_sqnr() < options.sqnr_floor_db && taken < ranked.len() {
+            let take = (taken + k).min(ranked.len());
+            plan = step.apply(&plan, &ranked[taken..take]);
+            taken = take;
+            shift = correct(&plan)?;
             eval = report_on
-                .evaluate(&keep, &shift, true)
+                .evaluate(&plan, &shift, true)
                 .map_err(graph_err("evaluation"))?;
             log::info!(
-                "keep-float auto, held-out check: {take} more float layers -> {:.1} dB",
+                "held-out check, {step:?}: {taken} more layers -> {:.1} dB",
                 eval.worst_sqnr()
             );
-            if take == ranked.len() {
-                break;
-            }
             k *= 2;
         }
-        let int8_left = layers.iter().filter(|l| !keep.contains(&l.name)).count();
-        landing = Some(if int8_left == 0 {
-            "every layer is float: no layer could stay int8 above the floor on the held-out \
-             samples, so this graph is the float model"
-                .to_string()
-        } else {
-            format!("more layers kept float to reach the floor on the held-out samples ({int8_left} int8 left)")
+        if taken == 0 {
+            continue;
+        }
+        let int8_left = layers
+            .iter()
+            .filter(|l| !plan.float.contains(&l.name))
+            .count();
+        landing.push(match step {
+            Step::Widen => format!(
+                "16-bit inputs for {taken} more layers to reach the floor on the held-out samples"
+            ),
+            Step::Float if int8_left == 0 => {
+                "every layer is float: no layer could stay int8 above the floor on the held-out \
+                 samples, so this graph is the float model"
+                    .to_string()
+            }
+            Step::Float => format!(
+                "more layers kept float to reach the floor on the held-out samples ({int8_left} \
+                 int8 left)"
+            ),
         });
     }
+    let landing = (!landing.is_empty()).then(|| landing.join("; "));
+    let keep = plan.float.clone();
     let worst = eval.worst_sqnr();
     let forced = worst < options.sqnr_floor_db;
     if forced && !options.force {
@@ -349,6 +430,8 @@ pub fn convert_int8(
     }
 
     let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
+    rewrite.wide = plan.wide.clone();
+    rewrite.rounded = prepared.rounded.clone();
     rewrite.bias_shift = shift.clone();
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;
@@ -427,6 +510,13 @@ pub fn convert_int8(
             },
             channels: l.channels(),
             int8: !keep.contains(&l.name),
+            input_bits: if keep.contains(&l.name) {
+                None
+            } else if plan.wide.contains(&l.name) {
+                Some(16)
+            } else {
+                Some(8)
+            },
             relu_fused: l.relu.is_some(),
             sqnr_db: *sqnr,
             isolated_sqnr_db: *iso,
@@ -442,6 +532,11 @@ pub fn convert_int8(
         .map(|l| l.name.clone())
         .collect();
     kept.dedup();
+    let wide_inputs: Vec<String> = layers
+        .iter()
+        .filter(|l| plan.wide.contains(&l.name) && !keep.contains(&l.name))
+        .map(|l| l.name.clone())
+        .collect();
     Ok(Int8Report {
         source: source.to_path_buf(),
         output: output.to_path_buf(),
@@ -479,14 +574,87 @@ pub fn convert_int8(
         sqnr_floor_db: options.sqnr_floor_db,
         forced,
         kept_float: kept,
+        wide_inputs,
         reload_relative_diff: reload_diff,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
+/// The precision of every layer, searched on the tuning samples, and its bias shifts: the
+/// default float layers, then 16-bit inputs (`--activation-bits`), then more float layers
+/// (`--keep-float auto`).
+fn search(
+    p: &Prepared,
+    tune: &Evaluator,
+    options: &Int8Options,
+) -> TractResult<(Precision, HashMap<String, Vec<f32>>)> {
+    let layers = &p.layers;
+    let mut plan = Precision::float(default_keep(p, options));
+    let correct = |plan: &Precision| correct_with(tune, layers, plan, options);
+    let mut shift = correct(&plan)?;
+    let target = options.sqnr_floor_db + mixed::MARGIN_DB;
+    let widenable = widenable(p, &plan.float, options);
+    match options.activation_bits {
+        ActivationBits::Eight => {}
+        ActivationBits::Sixteen => {
+            plan.wide = widenable.iter().cloned().collect();
+            shift = correct(&plan)?;
+        }
+        ActivationBits::Auto => {
+            // What the default's floor asks for: the SQNR; with `--keep-float auto` also the
+            // agreement target (16-bit inputs first, float layers after).
+            let agreement = options.keep_float == KeepFloat::Fewest;
+            let eval = tune.evaluate(&plan, &shift, false)?;
+            let short = if agreement {
+                !eval.meets(target)
+            } else {
+                eval.worst_sqnr() < target
+            };
+            if short && !widenable.is_empty() {
+                let isolated = tune.isolated(&shift)?;
+                let ranked: Vec<String> = mixed::ranking(layers, &isolated, &plan.float)
+                    .into_iter()
+                    .filter(|n| widenable.contains(n))
+                    .collect();
+                let more = mixed::fewest_to_reach(
+                    tune,
+                    &plan,
+                    (&ranked, Step::Widen),
+                    &shift,
+                    (target, agreement),
+                )?;
+                if !more.is_empty() {
+                    plan = Step::Widen.apply(&plan, &more);
+                    shift = correct(&plan)?;
+                }
+            }
+        }
+    }
+    if !matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
+        let isolated = tune.isolated(&shift)?;
+        let more = match options.keep_float {
+            KeepFloat::Auto(db) => mixed::below(layers, &isolated, db),
+            _ => {
+                let ranked = mixed::ranking(layers, &isolated, &plan.float);
+                let goal = (target, true);
+                mixed::fewest_to_reach(tune, &plan, (&ranked, Step::Float), &shift, goal)?
+            }
+        };
+        let next = Step::Float.apply(&plan, &more);
+        if next != plan {
+            plan = next;
+            shift = correct(&plan)?;
+        }
+    }
+    Ok((plan, shift))
+}
+
 /// What to try after a refusal: only flags the user has not given.
 fn collapse_hint(options: &Int8Options) -> String {
     let mut tries = vec![];
+    if options.activation_bits == ActivationBits::Eight {
+        tries.push("16-bit inputs (without --activation-bits 8)");
+    }
     if matches!(options.keep_float, KeepFloat::None | KeepFloat::Names(_)) {
         tries.push("--keep-float auto");
     }
@@ -520,6 +688,8 @@ struct Prepared {
     unquantizable: HashSet<String>,
     /// `float` is an equalized copy of the source graph (whose outputs are the reference).
     equalized: bool,
+    /// Error-compensated weights of the fused layers (empty without `gptq`).
+    rounded: Arc<HashMap<String, qparams::QWeights>>,
 }
 
 /// Finds the layers of `float` and calibrates them on `calib`.
@@ -543,13 +713,63 @@ fn prepare(
             unquantizable.insert(l.name.clone());
         }
     }
+    let rounded = if options.gptq && options.per_channel {
+        round_weights(&float, &layers, calib, options)?
+    } else {
+        HashMap::new()
+    };
     Ok(Prepared {
         float,
         layers,
         act,
         unquantizable,
         equalized,
+        rounded: Arc::new(rounded),
     })
+}
+
+/// Samples and columns per sample [`round_weights`] measures input second moments on.
+const ROUNDING_SAMPLES: usize = 32;
+const ROUNDING_COLUMNS: usize = 2048;
+
+/// GPTQ-rounded weights ([`rounding`]) of the layers Kestrel's fused op runs, from their
+/// float inputs on (at most [`ROUNDING_SAMPLES`] of) the calibration samples.
+fn round_weights(
+    float: &TypedModel,
+    layers: &[Layer],
+    calib: &[Tensor],
+    options: &Int8Options,
+) -> TractResult<HashMap<String, qparams::QWeights>> {
+    let fused: Vec<(&Layer, usize)> = layers
+        .iter()
+        .filter_map(|l| Some((l, rewrite::contracted_axis(float, l)?)))
+        .collect();
+    if fused.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let inputs: Vec<OutletId> = fused.iter().map(|(l, _)| l.input).collect();
+    let watcher = Watcher::new(float, &inputs, options.threads)?;
+    let mut moments: Vec<rounding::SecondMoments> = fused
+        .iter()
+        .map(|(l, _)| rounding::SecondMoments::new(l.weights.len() / l.channels().max(1)))
+        .collect();
+    for s in spread(calib, ROUNDING_SAMPLES) {
+        let (_, xs) = watcher.run(&s)?;
+        for ((m, (_, axis)), x) in moments.iter_mut().zip(&fused).zip(&xs) {
+            m.add(x, *axis, ROUNDING_COLUMNS)?;
+        }
+    }
+    let mut rounded = HashMap::new();
+    for ((l, _), m) in fused.iter().zip(&moments) {
+        let rtn = qparams::quantize_weights(&l.weights, l.weight_out_axis, true)?;
+        match rounding::gptq(&l.weights, l.weight_out_axis, &rtn, m)? {
+            Some(w) => {
+                rounded.insert(l.name.clone(), w);
+            }
+            None => log::debug!("layer '{}': nearest rounding (H not invertible)", l.name),
+        }
+    }
+    Ok(rounded)
 }
 
 /// The layers of `p` float before any search: the user's list, the unquantizable ones, and
@@ -578,17 +798,47 @@ fn default_keep(p: &Prepared, options: &Int8Options) -> HashSet<String> {
 fn correct_with(
     tune: &Evaluator,
     layers: &[Layer],
-    keep: &HashSet<String>,
+    plan: &Precision,
     options: &Int8Options,
 ) -> TractResult<HashMap<String, Vec<f32>>> {
     if !options.bias_correction {
         return Ok(HashMap::new());
     }
-    let mut r = RewriteOptions::new(options.per_channel, keep.clone());
+    let mut r = RewriteOptions::new(options.per_channel, plan.float.clone());
     r.requantize_all = options.requantize_all;
     r.tract_ops = options.tract_ops;
+    r.wide = plan.wide.clone();
+    r.rounded = tune.rounded.clone();
     let requantized = rewrite::requantized(layers, &r);
-    bias::correct_biases(tune, keep, &requantized)
+    bias::correct_biases(tune, plan, &requantized)
+}
+
+/// The quantized layers (not in `keep`) that can read a 16-bit input: Kestrel's fused op
+/// runs them and their bias fits an i32 at the 16-bit input scale.
+fn widenable(p: &Prepared, keep: &HashSet<String>, options: &Int8Options) -> HashSet<String> {
+    p.layers
+        .iter()
+        .filter(|l| !keep.contains(&l.name))
+        .filter(|l| {
+            let fused = rewrite::can_widen(&p.float, l, options.tract_ops);
+            let fits =
+                qparams::quantize_weights(&l.weights, l.weight_out_axis, options.per_channel)
+                    .is_ok_and(|w| qparams::bias_fits(&l.bias, p.act[&l.input].wide().scale, &w));
+            if !(fused && fits) {
+                log::debug!(
+                    "layer '{}' cannot read a 16-bit input: {}",
+                    l.name,
+                    if fused {
+                        "its bias does not fit an i32 at that scale"
+                    } else {
+                        "it does not run as Kestrel's fused int8 op"
+                    }
+                );
+            }
+            fused && fits
+        })
+        .map(|l| l.name.clone())
+        .collect()
 }
 
 /// End-to-end SQNR (worst output) on `tuning` of `p` quantized with the default float
@@ -603,9 +853,9 @@ fn trial(
 ) -> TractResult<f64> {
     let kinds = agreement::output_kinds(original, boxes.is_some())?;
     let tune = evaluator(p, original, tuning, &kinds, boxes, options)?;
-    let keep = default_keep(p, options);
-    let shift = correct_with(&tune, &p.layers, &keep, options)?;
-    Ok(tune.evaluate(&keep, &shift, false)?.worst_sqnr())
+    let plan = Precision::float(default_keep(p, options));
+    let shift = correct_with(&tune, &p.layers, &plan, options)?;
+    Ok(tune.evaluate(&plan, &shift, false)?.worst_sqnr())
 }
 
 /// An evaluator of `p`'s int8 variants on `samples`, measured against `original`'s outputs
@@ -630,6 +880,7 @@ fn evaluator<'a>(
         requantize_all: options.requantize_all,
         tract_ops: options.tract_ops,
         unquantizable: p.unquantizable.clone(),
+        rounded: p.rounded.clone(),
         threads: options.threads,
         samples,
         reference,

@@ -21,6 +21,9 @@ pub struct LayerReport {
     pub channels: usize,
     /// Quantized (false: kept in float).
     pub int8: bool,
+    /// Bits of the quantized layer's input: 8, or 16 (int8 weights, 16-bit input); none when
+    /// float.
+    pub input_bits: Option<u32>,
     /// A ReLU/clip was folded into the int8 output stage.
     pub relu_fused: bool,
     /// SQNR of the layer's output in the int8 graph against the float graph, dB (error
@@ -128,6 +131,8 @@ pub struct Int8Report {
     pub forced: bool,
     /// Layers left in float.
     pub kept_float: Vec<String>,
+    /// Quantized layers reading a 16-bit input.
+    pub wide_inputs: Vec<String>,
     /// Largest relative difference between the graph built and the graph reloaded from disk.
     pub reload_relative_diff: f64,
     /// Wall time, seconds.
@@ -189,7 +194,11 @@ impl Int8Report {
                 truncate(&l.name, 40),
                 l.op,
                 l.channels,
-                if l.int8 { "int8" } else { "float" },
+                match l.input_bits {
+                    Some(16) => "a16",
+                    Some(_) => "int8",
+                    None => "float",
+                },
                 l.sqnr_db,
                 l.cosine,
                 l.isolated_sqnr_db
@@ -230,7 +239,14 @@ impl Int8Report {
             }
         }
         if let Some(l) = &self.landing {
-            let _ = writeln!(s, "  keep-float auto: {l}");
+            let _ = writeln!(s, "  held-out check: {l}");
+        }
+        if !self.wide_inputs.is_empty() {
+            let _ = writeln!(
+                s,
+                "  16-bit inputs (int8 weights, \"a16\"): {}",
+                self.wide_inputs.join(", ")
+            );
         }
         if !self.kept_float.is_empty() {
             let _ = writeln!(s, "  kept in float: {}", self.kept_float.join(", "));
@@ -353,6 +369,7 @@ mod tests {
                     op: "Conv".into(),
                     channels: 8,
                     int8: true,
+                    input_bits: Some(8),
                     relu_fused: true,
                     sqnr_db: 35.0,
                     isolated_sqnr_db: 36.0,
@@ -366,6 +383,7 @@ mod tests {
                     op: "EinSum".into(),
                     channels: 10,
                     int8: false,
+                    input_bits: None,
                     relu_fused: false,
                     sqnr_db: 12.0,
                     isolated_sqnr_db: 30.0,
@@ -389,6 +407,7 @@ mod tests {
             sqnr_floor_db: 20.0,
             forced: false,
             kept_float: vec!["fc".into()],
+            wide_inputs: vec![],
             reload_relative_diff: 0.0,
             seconds: 1.0,
         }

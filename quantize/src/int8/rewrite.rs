@@ -1,12 +1,17 @@
-//! Building the int8 graph: each quantized [`Layer`] becomes one tract `Conv{q_params}` or
-//! `EinSum{q_params}` with i8 output; everything else is copied in float.
+//! Building the int8 graph: each quantized [`Layer`] becomes one op, everything else is
+//! copied in float. A 1×1 convolution or dense layer becomes Kestrel's fused
+//! `kestrel_int8_linear` (input quantized while packed, i32 sums, per-channel scale, ReLU /
+//! clip, f32 or i8 out); other convolutions (and every layer with `tract_ops`) tract's
+//! `Conv{q_params}` / `EinSum{q_params}` between casts.
 //!
 //! Between two quantized layers the activation stays int8 (an i8 tensor re-typed as
-//! `QI8(zp, scale)`); a float op reading it gets a dequantizing cast, and a quantized layer
-//! reading a float tensor gets a quantizing cast (`cast` to `QI8(zp, scale)`, which tract
-//! serialises as `tract_core_cast` + `graph.quant`). Per-channel weight scales are op inputs
-//! (`tract_core_qconv`, `tract_core_einsum_q`). Kernels are stored as `QI8(0, 1)`: tract's NNEF
-//! writer otherwise inserts a cast whose scale would have to be a scalar.
+//! `QI8(zp, scale)`); a float op reading it gets a dequantizing cast. A layer in `wide` reads
+//! its input as f32 and quantizes it to 16 bits itself (so no layer requantizes for it).
+//! For tract's ops, a quantized layer reading a float tensor gets a quantizing cast (`cast` to
+//! `QI8(zp, scale)`, which tract serialises as `tract_core_cast` + `graph.quant`); per-channel
+//! weight scales are op inputs (`tract_core_qconv`, `tract_core_einsum_q`), and kernels are
+//! stored as `QI8(0, 1)`: tract's NNEF writer otherwise inserts a cast whose scale would have
+//! to be a scalar.
 
 use std::collections::{HashMap, HashSet};
 
@@ -43,6 +48,12 @@ pub struct RewriteOptions {
     /// Build tract's own quantized ops (`Conv`/`EinSum{q_params}` between casts) instead of
     /// Kestrel's fused `kestrel_int8_linear` for 1×1 convolutions and dense layers.
     pub tract_ops: bool,
+    /// Names of quantized layers that read their input quantized to 16 bits (int8 weights,
+    /// `kestrel_int8_linear` with `input_bits = 16`; only layers [`can_widen`] allows).
+    pub wide: HashSet<String>,
+    /// Weights already rounded (error-compensated, see [`super::rounding`]), by layer name;
+    /// the others are rounded to nearest.
+    pub rounded: Arc<HashMap<String, QWeights>>,
 }
 
 impl RewriteOptions {
@@ -57,6 +68,8 @@ impl RewriteOptions {
             bias_shift: HashMap::new(),
             requantize_all: false,
             tract_ops: false,
+            wide: HashSet::new(),
+            rounded: Arc::new(HashMap::new()),
         }
     }
 }
@@ -142,17 +155,27 @@ impl Builder<'_> {
     ) -> TractResult<Wire> {
         let per_channel = options.per_channel;
         let (qin, qout) = (act[&layer.input], act[&layer.output]);
-        let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel)?;
+        let w = match options.rounded.get(&layer.name) {
+            Some(w) => w.clone(),
+            None => quantize_weights(&layer.weights, layer.weight_out_axis, per_channel)?,
+        };
         let mut float_bias = layer.bias.clone();
         if let Some(shift) = options.bias_shift.get(&layer.name) {
             float_bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
         }
+        let wide = options.wide.contains(&layer.name);
+        let qin = if wide { qin.wide() } else { qin };
         let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
         if !options.tract_ops {
             if let Some(axes) = fused_axes(self.src, layer) {
-                return self.fused(layer, axes, (qin, qout), &w, &bias, float_out);
+                let io = (qin, qout, wide);
+                return self.fused(layer, axes, io, &w, &bias, float_out);
             }
         }
+        ensure!(
+            !wide,
+            "a 16-bit input needs Kestrel's fused int8 op (a 1×1 convolution or dense layer)"
+        );
         let x = self.quant(layer.input, qin)?;
         let kernel_dt = DatumType::QI8(QParams::ZpScale {
             zero_point: 0,
@@ -218,19 +241,20 @@ impl Builder<'_> {
     }
 
     /// The layer as one `kestrel_int8_linear` contracting input axis `axis`: it reads the
-    /// input as it is (f32, or i8 when an int8 layer wrote it with `qin`'s parameters) and
-    /// writes f32 or i8 (`float_out`), its ReLU / clip fused.
+    /// input as it is (f32, or i8 when an int8 layer wrote it with `qin`'s parameters; always
+    /// f32 when `wide`, quantized to 16 bits with `qin`) and writes f32 or i8 (`float_out`),
+    /// its ReLU / clip fused.
     fn fused(
         &mut self,
         layer: &Layer,
-        (axis, dropped, added): (usize, Vec<usize>, Vec<usize>),
-        (qin, qout): (ActQ, ActQ),
+        fused: FusedAxes,
+        (qin, qout, wide): (ActQ, ActQ, bool),
         w: &QWeights,
         bias: &[i32],
         float_out: bool,
     ) -> TractResult<Wire> {
         let input = match self.map.get(&layer.input).copied() {
-            Some(Wire::Quant(q, have)) if have == qin => q,
+            Some(Wire::Quant(q, have)) if have == qin && !wide => q,
             _ => self.float(layer.input)?,
         };
         let weights = if layer.weight_out_axis == 0 {
@@ -252,29 +276,35 @@ impl Builder<'_> {
                 scale: qout.scale,
             }
         };
-        let op = Int8Linear::new(
+        let new = if wide {
+            Int8Linear::new_wide
+        } else {
+            Int8Linear::new
+        };
+        let op = new(
             Arc::new(weights),
             Arc::new(tensor1(bias)),
             Arc::new(tensor1(&scale)),
-            axis,
+            fused.axis,
             qin.zero_point,
             qin.scale,
             clamp,
             output,
-        )?;
+        )?
+        .with_axes(fused.axis, fused.output_axis);
         let name = self
             .dst
             .unique_name(format!("{}.int8", layer.name))
             .to_string();
         let mut out = self.dst.wire_node(name, op, &[input])?[0];
-        for &d in dropped.iter().rev() {
+        for &d in fused.dropped.iter().rev() {
             let name = self
                 .dst
                 .unique_name(format!("{}.squeeze", layer.name))
                 .to_string();
             out = self.dst.wire_node(name, AxisOp::Rm(d), &[out])?[0];
         }
-        for &a in &added {
+        for &a in &fused.added {
             let name = self
                 .dst
                 .unique_name(format!("{}.unsqueeze", layer.name))
@@ -352,12 +382,27 @@ impl Builder<'_> {
     }
 }
 
-/// How a `kestrel_int8_linear` computes this layer, if it can: the input axis it contracts,
-/// the input axes of size 1 the layer's output drops (removed after the op, which keeps every
-/// axis) and the output axes of size 1 it adds (inserted after that). That is an `EinSum` (a 1×1 convolution or a dense layer after declutter, e.g.
-/// `NIHW,OI->OHW`) whose output is its input with the contracted axis replaced, in place, by
-/// the output channels.
-fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>, Vec<usize>)> {
+/// How a `kestrel_int8_linear` computes this layer, if it can.
+#[derive(Debug, Clone, PartialEq)]
+struct FusedAxes {
+    /// The input axis it contracts.
+    axis: usize,
+    /// The op's output axis holding the output channels (`axis`, or elsewhere when the
+    /// layer also moves its channels: `NIHW,OI->NHWO`, a head feeding an NHWC reshape).
+    output_axis: usize,
+    /// Input axes of size 1 the layer's output drops (removed after the op, which keeps
+    /// every axis).
+    dropped: Vec<usize>,
+    /// Output axes of size 1 it adds (inserted after that).
+    added: Vec<usize>,
+}
+
+/// How a `kestrel_int8_linear` computes this layer, if it can: an `EinSum` (a 1×1
+/// convolution or a dense layer after declutter, e.g. `NIHW,OI->NOHW`) whose output is its
+/// input with the contracted axis replaced by the output channels, in place (size-1 axes
+/// dropped or added around it), or moved elsewhere (no axes dropped or added; the op then
+/// reads channels first and writes channels last or the reverse, see `Int8Linear::layout`).
+fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<FusedAxes> {
     let LayerOp::EinSum(axes) = &layer.op else {
         return None;
     };
@@ -380,15 +425,58 @@ fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<(usize, Vec<usize>, Vec
             _ => return None,
         }
     }
-    let k = contracted?;
-    kept.push((k, out?));
-    // The op keeps the input's axes in order (the contracted one becoming the output
-    // channels); removing `dropped` and inserting `added` must give the layer's output order.
+    let (k, o) = (contracted?, out?);
     kept.sort_unstable();
     dropped.sort_unstable();
     added.sort_unstable();
-    let in_order = kept.windows(2).all(|p| p[0].1 < p[1].1);
-    in_order.then_some((k, dropped, added))
+    // The other axes keep their order.
+    if !kept.windows(2).all(|p| p[0].1 < p[1].1) {
+        return None;
+    }
+    let in_place = {
+        let mut all = kept.clone();
+        all.push((k, o));
+        all.sort_unstable();
+        all.windows(2).all(|p| p[0].1 < p[1].1)
+    };
+    if in_place {
+        return Some(FusedAxes {
+            axis: k,
+            output_axis: k,
+            dropped,
+            added,
+        });
+    }
+    // Moved: every axis before the contracted one has size 1 (channels first on the input
+    // side), and the output channels come last or after size-1 axes only.
+    let y_rank = kept.len() + 1;
+    let y_shape: Vec<usize> = {
+        let mut v = vec![1usize; y_rank];
+        for (x, y) in &kept {
+            v[*y] = shape[*x];
+        }
+        v
+    };
+    let input_first = shape[..k].iter().all(|d| *d == 1);
+    let output_ok = o + 1 == y_rank || y_shape[..o].iter().all(|d| *d == 1);
+    (dropped.is_empty() && added.is_empty() && input_first && output_ok).then_some(FusedAxes {
+        axis: k,
+        output_axis: o,
+        dropped,
+        added,
+    })
+}
+
+/// The input axis `layer` contracts when Kestrel's fused op runs it (a 1×1 convolution or a
+/// dense layer), if it does.
+pub fn contracted_axis(src: &TypedModel, layer: &Layer) -> Option<usize> {
+    fused_axes(src, layer).map(|f| f.axis)
+}
+
+/// Whether `layer` can read a 16-bit input: it must run as Kestrel's fused op (a 1×1
+/// convolution or dense layer, not `tract_ops`).
+pub fn can_widen(src: &TypedModel, layer: &Layer, tract_ops: bool) -> bool {
+    !tract_ops && fused_axes(src, layer).is_some()
 }
 
 /// The axes of the quantized EinSum: the float expression plus the bias and the seven
@@ -412,15 +500,18 @@ fn einsum_q_axes(axes: &AxesMapping, layer: &Layer, per_channel: bool) -> TractR
     format!("{},{},{o},,,,{ks},,->{output}", ins[0], ins[1]).parse()
 }
 
-/// The quantized layers whose output is requantized to i8: those an int8 layer reads (all of
-/// them with `requantize_all`). The others return f32.
+/// The quantized layers whose output is requantized to i8: those an int8 layer with an 8-bit
+/// input reads (all of them with `requantize_all`). The others return f32.
 pub fn requantized(layers: &[Layer], options: &RewriteOptions) -> HashSet<String> {
     let active = || {
         layers
             .iter()
             .filter(|l| !options.keep_float.contains(&l.name))
     };
-    let read: HashSet<OutletId> = active().map(|l| l.input).collect();
+    let read: HashSet<OutletId> = active()
+        .filter(|l| !options.wide.contains(&l.name))
+        .map(|l| l.input)
+        .collect();
     active()
         .filter(|l| options.requantize_all || read.contains(&l.output))
         .map(|l| l.name.clone())
