@@ -85,9 +85,9 @@ pub struct Int8Args {
     /// No empirical bias correction (on by default: per-channel output means moved to float).
     #[arg(long)]
     pub no_bias_correction: bool,
-    /// Round weights to nearest (default: 1×1 convolutions and dense layers with per-channel
-    /// weights are rounded by GPTQ, each rounding error compensated over the other input
-    /// channels through the calibration inputs' second moments).
+    /// Round weights to nearest (default: layers with 16-bit inputs have their weights rounded
+    /// by GPTQ, each rounding error compensated over the other input channels through the
+    /// calibration inputs' second moments).
     #[arg(long)]
     pub round_nearest: bool,
     /// No cross-layer equalization (on by default where it raises the end-to-end SQNR on the

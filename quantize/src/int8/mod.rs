@@ -138,8 +138,8 @@ pub struct Int8Options {
     pub holdout: f64,
     /// Empirical bias correction (see [`bias`]).
     pub bias_correction: bool,
-    /// Error-compensating weight rounding (GPTQ, see [`rounding`]) for 1×1 convolutions and
-    /// dense layers with per-channel weights; else nearest.
+    /// Error-compensating weight rounding (GPTQ, see [`rounding`]) for the layers with 16-bit
+    /// inputs (per-channel weights); else nearest.
     pub gptq: bool,
     /// Cross-layer equalization with bias absorption (see [`equalize`]), kept when it raises
     /// the end-to-end SQNR on the tuning samples.
