@@ -713,7 +713,9 @@ fn prepare(
             unquantizable.insert(l.name.clone());
         }
     }
-    let rounded = if options.gptq && options.per_channel {
+    // Only layers with 16-bit inputs use them (see `RewriteOptions::rounded`).
+    let widens = options.activation_bits != ActivationBits::Eight;
+    let rounded = if options.gptq && options.per_channel && widens {
         round_weights(&float, &layers, calib, options)?
     } else {
         HashMap::new()
