@@ -3,18 +3,21 @@
 //! ```text
 //! ONNX ──load, declutter──► float graph ──find_layers──► Conv/EinSum (+BN, +ReLU) layers
 //!   ──calibrate (float runs on samples)──► activation ranges ──bias correction──►
-//!   ──isolated per-layer SQNR──► keep-float choice ──rewrite──► int8 graph
+//!   ──isolated per-layer SQNR──► 16-bit inputs, then keep-float choice ──rewrite──► int8 graph
 //!   ──report (held-out samples: per-layer + end-to-end SQNR, top-1)──► floor?
 //!   ──write NNEF to temp──► reload with the runtime loader, compare──► rename
 //! ```
 //!
 //! Map: [`layers`] finds the quantizable layers and folds batch-norm and ReLU into them,
-//! [`calib`] estimates activation ranges (min/max, percentile, KL entropy), [`qparams`] turns
-//! ranges and weights into int8 parameters, [`rewrite`] builds the tract graph with
-//! `Conv{q_params}` / `EinSum{q_params}`, [`observe`] runs graphs while watching intermediate
-//! tensors, [`metrics`] measures SQNR / cosine / top-1, [`evaluate`] measures an int8 variant
-//! against float (accumulated or isolated per-layer error), [`bias`] corrects per-channel output
-//! means, [`mixed`] picks the layers left in float, [`report`] prints the table, JSON and
+//! [`equalize`] balances channel ranges between layer pairs, [`calib`] estimates activation
+//! ranges (min/max, percentile, KL entropy), [`qparams`] turns ranges and weights into int8
+//! parameters (and 16-bit input parameters), [`rounding`] rounds weights by GPTQ,
+//! [`rewrite`] builds the graph (`kestrel_int8_linear`, tract's `Conv{q_params}` /
+//! `EinSum{q_params}`), [`observe`] runs graphs while watching intermediate tensors,
+//! [`metrics`] measures SQNR / cosine / top-1, [`agreement`] the per-output and box
+//! agreement, [`evaluate`] measures an int8 variant against float (accumulated or isolated
+//! per-layer error), [`bias`] corrects per-channel output means, [`mixed`] picks the layers
+//! that read 16-bit inputs and those left in float, [`report`] prints the table, JSON and
 //! SVG, [`data`] and [`images`] read the calibration samples, [`cli`] holds the flags.
 //!
 //! The "never collapse" guarantee: the end-to-end SQNR of the int8 graph against the float
