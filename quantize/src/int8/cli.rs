@@ -26,7 +26,8 @@ pub struct Int8Args {
     /// report.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub calib_count: usize,
-    /// Activation ranges: minmax, percentile[:P] (default P 99.99) or entropy (KL).
+    /// Activation ranges: minmax, percentile (percentile:P for another P than 99.99) or
+    /// entropy (KL).
     #[arg(long, default_value = "minmax", value_name = "METHOD")]
     pub calib_method: Method,
     /// One weight scale per tensor instead of per output channel (to compare).

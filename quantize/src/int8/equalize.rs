@@ -12,7 +12,7 @@
 //!
 //! The scale is exact. The shift (*bias absorption*) is exact for a linear `P`; after a ReLU
 //! it is exact while `P`'s pre-activation stays ≥ `cᵢ`, so `cᵢ` is the smallest value channel
-//! `i` took on the calibration samples less a margin ([`ABSORB_MARGIN`]; Nagel et al. use
+//! `i` took on the calibration samples less a margin (`ABSORB_MARGIN`; Nagel et al. use
 //! `β − 3γ` from batch-norm statistics for the same purpose), and only channels that never
 //! came near 0 move. A shift needs a
 //! consumer without zero padding (a 1×1 convolution or a dense layer): padding would read
