@@ -633,22 +633,28 @@ impl Int8Linear {
         out: *mut u8,
         out_at: usize,
     ) {
-        let value = |o: usize, j: usize| {
-            let acc = 256 * h[o * cols + j] as i64 + l[o * cols + j] as i64 + self.corr16[o];
-            (acc as f32 * self.scales[o]).max(self.low).min(self.high)
-        };
+        let (lo, hi) = (self.low, self.high);
         for o in 0..self.outputs() {
-            for j in 0..cols {
-                let at = out_at + o * ld.k + (c0 + j) * ld.c;
-                // SAFETY: `at` lies in the output (row o < O, column c0 + j < N of this
-                // image); tasks write disjoint columns.
-                unsafe {
-                    match self.output {
-                        Int8Output::Float => *(out as *mut f32).add(at) = value(o, j),
-                        Int8Output::Int8 { zero_point, scale } => {
-                            *(out as *mut i8).add(at) =
-                                k8::quantize(value(o, j), 1.0 / scale, zero_point as f32)
-                        }
+            let (hr, lr) = (&h[o * cols..(o + 1) * cols], &l[o * cols..(o + 1) * cols]);
+            let (c16, s) = (self.corr16[o], self.scales[o]);
+            let base = out_at + o * ld.k + c0 * ld.c;
+            let y = |j: usize| {
+                let acc = 256 * hr[j] as i64 + lr[j] as i64 + c16;
+                (acc as f32 * s).max(lo).min(hi)
+            };
+            // SAFETY (both arms): `base + j·ld.c` lies in the output (row o < O, column
+            // c0 + j < N of this image); tasks write disjoint columns.
+            match self.output {
+                Int8Output::Float => {
+                    let out = out as *mut f32;
+                    for j in 0..cols {
+                        unsafe { *out.add(base + j * ld.c) = y(j) };
+                    }
+                }
+                Int8Output::Int8 { zero_point, scale } => {
+                    let (out, inv, zp) = (out as *mut i8, 1.0 / scale, zero_point as f32);
+                    for j in 0..cols {
+                        unsafe { *out.add(base + j * ld.c) = k8::quantize(y(j), inv, zp) };
                     }
                 }
             }

@@ -280,10 +280,64 @@ pub fn pack_f32_digits(
     hi: &mut [u8],
     lo: &mut [u8],
 ) {
+    p.check(format, hi);
+    p.check(format, lo);
+    match format.group {
+        4 => pack_digit_groups::<4>(p, q, format, hi, lo),
+        16 => pack_digit_groups::<16>(p, q, format, hi, lo),
+        _ => pack_digit_groups::<0>(p, q, format, hi, lo),
+    }
+}
+
+/// [`pack_f32_digits`] for groups of `G` k (`G` = 0: `format.group`): one pass, each value
+/// quantized once and written to both planes (the layout of [`pack_groups`]).
+#[inline(always)]
+fn pack_digit_groups<const G: usize>(
+    p: &Pack<'_, f32>,
+    q: Quantizer,
+    format: Format,
+    hi: &mut [u8],
+    lo: &mut [u8],
+) {
+    let (k, n, ld) = (p.k, p.n, p.ld);
+    let g_len = if G == 0 { format.group } else { G };
+    let (step, per_block) = (COLS * g_len, format.block_bytes(k));
+    // Padding as in `pack_groups` (padded k meet zero weights, padded columns are never
+    // stored).
+    let (pad_hi, pad_lo) = (format.code(0), format.code(0));
     let zpf = q.zp as f32;
-    let code = |i: usize| quantize16(p.x[i], q.inv_scale, zpf);
-    pack_with(p, format, hi, |i| format.code(digits(code(i)).0));
-    pack_with(p, format, lo, |i| format.code(digits(code(i)).1));
+    for (bi, b) in p.blocks.clone().enumerate() {
+        let c0 = b * COLS;
+        let cols = n.saturating_sub(c0).min(COLS);
+        let range = bi * per_block..(bi + 1) * per_block;
+        let (bh, bl) = (&mut hi[range.clone()], &mut lo[range]);
+        for (g, (gh, gl)) in bh
+            .chunks_exact_mut(step)
+            .zip(bl.chunks_exact_mut(step))
+            .enumerate()
+        {
+            for t in 0..g_len {
+                let kk = g * g_len + t;
+                if kk >= k {
+                    for j in 0..COLS {
+                        gh[j * g_len + t] = pad_hi;
+                        gl[j * g_len + t] = pad_lo;
+                    }
+                    continue;
+                }
+                let row = kk * ld.k + c0 * ld.c;
+                for j in 0..cols {
+                    let (dh, dl) = digits(quantize16(p.x[row + j * ld.c], q.inv_scale, zpf));
+                    gh[j * g_len + t] = format.code(dh);
+                    gl[j * g_len + t] = format.code(dl);
+                }
+                for j in cols..COLS {
+                    gh[j * g_len + t] = pad_hi;
+                    gl[j * g_len + t] = pad_lo;
+                }
+            }
+        }
+    }
 }
 
 /// [`pack_f32`] for an input already quantized to i8.
