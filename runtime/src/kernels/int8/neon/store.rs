@@ -63,6 +63,11 @@ pub unsafe fn run<T: Tiles>(job: &Job<'_>) {
                 inv: vdupq_n_f32(inv_scale),
                 zp: vdupq_n_f32(zp),
             }),
+            Output::I32 { ptr, ld } if ld.c == 1 => T::blocks(job, whole, |o0| RowsI32 {
+                ptr: ptr.add(o0 * ld.k),
+                ldk: ld.k,
+                corr: vld1q_s32(stage.corr[o0..o0 + ROWS].as_ptr()),
+            }),
             _ => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
         }
         T::blocks(job, partial, |o0| Portable { stage, o0, m });
@@ -180,6 +185,38 @@ impl Sink for RowsF32 {
                 for (j, y) in y.into_iter().enumerate() {
                     let mut a = [0f32; 4];
                     vst1q_f32(a.as_mut_ptr(), y);
+                    for (r, v) in a.into_iter().enumerate() {
+                        *self.ptr.add(r * self.ldk + c + j) = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Corrected i32 sums, channels first (the digit products of a 16-bit input): row `r` at
+/// `ptr + r · ldk`, its columns contiguous; 4 columns transposed into 4 rows as in `RowsF32`.
+struct RowsI32 {
+    ptr: *mut i32,
+    ldk: usize,
+    corr: int32x4_t,
+}
+
+impl Sink for RowsI32 {
+    #[inline(always)]
+    unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
+        // SAFETY: as in RowsF32 (4 rows × NC columns from c lie in the output).
+        unsafe {
+            let y: [int32x4_t; NC] = std::array::from_fn(|j| vaddq_s32(sums[j], self.corr));
+            if NC == 4 {
+                let bits = std::array::from_fn(|j| vreinterpretq_f32_s32(y[j]));
+                for (r, row) in transpose4(bits).into_iter().enumerate() {
+                    vst1q_s32(self.ptr.add(r * self.ldk + c), vreinterpretq_s32_f32(row));
+                }
+            } else {
+                for (j, y) in y.into_iter().enumerate() {
+                    let mut a = [0i32; 4];
+                    vst1q_s32(a.as_mut_ptr(), y);
                     for (r, v) in a.into_iter().enumerate() {
                         *self.ptr.add(r * self.ldk + c + j) = v;
                     }
