@@ -168,6 +168,20 @@ fn int8_linear_round_trips_through_nnef_and_runs_on_threads() {
         )
         .unwrap();
     model.select_output_outlets(&y2).unwrap();
+    for loaded in reloads_equal(&model, &mut rng) {
+        let n = loaded
+            .optimized_graph()
+            .nodes()
+            .iter()
+            .filter(|n| n.op().name() == "KestrelInt8Linear")
+            .count();
+        assert_eq!(n, 2, "both layers reload as the op");
+    }
+}
+
+/// Writes `model` (input `[1, 8, 20, 20]`) as NNEF, reloads it with 1 and 2 threads and
+/// checks each reload computes what `model` does on a random input; returns the reloads.
+fn reloads_equal(model: &TypedModel, rng: &mut SmallRng) -> Vec<Model> {
     let input: Vec<f32> = (0..8 * 400)
         .map(|_| rng.random_range(-3.0..3.0f32))
         .collect();
@@ -178,32 +192,28 @@ fn int8_linear_round_trips_through_nnef_and_runs_on_threads() {
         .unwrap()
         .run(tvec!(input.clone().into_tvalue()))
         .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("int8.nnef.tgz");
-    write_nnef_tgz(&model, &path);
-    for threads in [1, 2] {
-        let loaded = Model::load(
-            &path,
-            &LoadOptions {
-                threads: Some(threads),
-            },
-        )
-        .unwrap();
-        let n = loaded
-            .optimized_graph()
-            .nodes()
-            .iter()
-            .filter(|n| n.op().name() == "KestrelInt8Linear")
-            .count();
-        assert_eq!(n, 2, "both layers reload as the op");
-        let reloaded = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
-        assert_eq!(
-            direct[0].clone().into_tensor(),
-            reloaded[0].clone().into_tensor(),
-            "{threads} threads"
-        );
-    }
+    write_nnef_tgz(model, &path);
+    [1, 2]
+        .into_iter()
+        .map(|threads| {
+            let loaded = Model::load(
+                &path,
+                &LoadOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let reloaded = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
+            assert_eq!(
+                direct[0].clone().into_tensor(),
+                reloaded[0].clone().into_tensor(),
+                "{threads} threads"
+            );
+            loaded
+        })
+        .collect()
 }
 
 #[test]
@@ -527,34 +537,7 @@ fn a_16_bit_op_round_trips_through_nnef_and_refuses_an_i8_input() {
         )
         .unwrap();
     model.select_output_outlets(&y).unwrap();
-    let input: Vec<f32> = (0..8 * 400)
-        .map(|_| rng.random_range(-3.0..3.0f32))
-        .collect();
-    let input = Tensor::from_shape(&[1, 8, 20, 20], &input).unwrap();
-    let direct = model
-        .clone()
-        .into_runnable()
-        .unwrap()
-        .run(tvec!(input.clone().into_tvalue()))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wide.nnef.tgz");
-    write_nnef_tgz(&model, &path);
-    for threads in [1, 2] {
-        let loaded = Model::load(
-            &path,
-            &LoadOptions {
-                threads: Some(threads),
-            },
-        )
-        .unwrap();
-        let reloaded = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
-        assert_eq!(
-            direct[0].clone().into_tensor(),
-            reloaded[0].clone().into_tensor(),
-            "{threads} threads"
-        );
-    }
+    reloads_equal(&model, &mut rng);
     let op = wide_op(&p, 1, 0, 1e-4, (-NO_CLAMP, NO_CLAMP), Int8Output::Float);
     let qi8 = i8::datum_type().with_zp_scale(0, 0.1).fact([1, 8, 3]);
     let err = op.output_facts(&[&qi8]).unwrap_err().to_string();
