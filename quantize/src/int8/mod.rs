@@ -295,65 +295,54 @@ pub fn convert_int8(
     };
     let kinds = agreement::output_kinds(&float, boxes.is_some()).map_err(graph_err("outputs"))?;
     let make = |p, samples| evaluator(p, &float, samples, &kinds, &boxes, options);
-    let (mut plan, mut shift, prepared) = {
-        let tune = evaluator(&prepared, &float, &tuning, &kinds, &boxes, options)
-            .map_err(graph_err("float reference"))?;
-        let (plan, shift) = search(&prepared, &tune, options).map_err(graph_err("search"))?;
-        match alternative {
-            // The equalization trial ran with 8-bit inputs; with 16-bit ones the other
-            // variant may do better (a 16-bit input needs no balanced ranges, and the
-            // balancing moved range into the weights).
-            Some(alt) if !plan.wide.is_empty() => {
-                let worst = tune
-                    .evaluate(&plan, &shift, false)
-                    .map_err(graph_err("evaluation"))?
-                    .worst_sqnr();
-                let tune_alt = evaluator(&alt, &float, &tuning, &kinds, &boxes, options)
-                    .map_err(graph_err("float reference"))?;
-                let shift_alt = correct_with(&tune_alt, &alt.layers, &plan, options)
-                    .map_err(graph_err("bias correction"))?;
-                let worst_alt = tune_alt
-                    .evaluate(&plan, &shift_alt, false)
-                    .map_err(graph_err("evaluation"))?
-                    .worst_sqnr();
-                if worst_alt > worst {
-                    let (plan, shift) =
-                        search(&alt, &tune_alt, options).map_err(graph_err("search"))?;
-                    drop(tune_alt);
-                    drop(tune);
-                    equalization.decision = format!(
-                        "{} with the 16-bit inputs: end-to-end SQNR on the tuning samples \
-                         {worst_alt:.1} dB {}, {worst:.1} dB {} (with 8-bit inputs: {})",
-                        if alt.equalized { "kept" } else { "dropped" },
-                        if alt.equalized { "with" } else { "without" },
-                        if alt.equalized { "without" } else { "with" },
-                        equalization.decision
-                    );
-                    log::info!("equalization {}", equalization.decision);
-                    (plan, shift, alt)
-                } else {
-                    drop(tune_alt);
-                    drop(tune);
-                    (plan, shift, prepared)
-                }
-            }
-            _ => {
-                drop(tune);
-                (plan, shift, prepared)
+    // The chosen variant first, the other (if any) second.
+    let variants: Vec<Prepared> = std::iter::once(prepared).chain(alternative).collect();
+    let tune = make(&variants[0], &tuning).map_err(graph_err("float reference"))?;
+    let (plan, shift) = search(&variants[0], &tune, options).map_err(graph_err("search"))?;
+    let (prepared, tune, mut plan, mut shift) = match variants.get(1) {
+        // The equalization trial ran with 8-bit inputs; with 16-bit ones the other variant
+        // may do better (a 16-bit input needs no balanced ranges, and the balancing moved
+        // range into the weights).
+        Some(alt) if !plan.wide.is_empty() => {
+            let worst = tune
+                .evaluate(&plan, &shift, false)
+                .map_err(graph_err("evaluation"))?
+                .worst_sqnr();
+            let tune_alt = make(alt, &tuning).map_err(graph_err("float reference"))?;
+            let shift_alt = correct_with(&tune_alt, &alt.layers, &plan, options)
+                .map_err(graph_err("bias correction"))?;
+            let worst_alt = tune_alt
+                .evaluate(&plan, &shift_alt, false)
+                .map_err(graph_err("evaluation"))?
+                .worst_sqnr();
+            if worst_alt > worst {
+                let (plan, shift) = search(alt, &tune_alt, options).map_err(graph_err("search"))?;
+                equalization.decision = format!(
+                    "{} with the 16-bit inputs: end-to-end SQNR on the tuning samples \
+                     {worst_alt:.1} dB {}, {worst:.1} dB {} (with 8-bit inputs: {})",
+                    if alt.equalized { "kept" } else { "dropped" },
+                    if alt.equalized { "with" } else { "without" },
+                    if alt.equalized { "without" } else { "with" },
+                    equalization.decision
+                );
+                log::info!("equalization {}", equalization.decision);
+                (alt, tune_alt, plan, shift)
+            } else {
+                (&variants[0], tune, plan, shift)
             }
         }
+        _ => (&variants[0], tune, plan, shift),
     };
     if prepared.equalized {
         equalization.applied = true;
         equalization.pairs = pairs;
     }
     let (graph, layers, act) = (&prepared.float, &prepared.layers, &prepared.act);
-    let tune = make(&prepared, &tuning).map_err(graph_err("float reference"))?;
-    let report_on = make(&prepared, held).map_err(graph_err("float reference"))?;
+    let report_on = make(prepared, held).map_err(graph_err("float reference"))?;
     let correct = |plan: &Precision| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
         correct_with(&tune, layers, plan, options).map_err(graph_err("bias correction"))
     };
-    let widenable = widenable(&prepared, &plan.float, options);
+    let widenable = widenable(prepared, &plan.float, options);
     let isolated = report_on
         .isolated(&shift)
         .map_err(graph_err("isolated evaluation"))?;
