@@ -429,18 +429,8 @@ impl EvalOp for Int8Linear {
         let blocks = n.div_ceil(COLS);
         let step = self.packed.format().block_bytes(k);
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
-        // Rows are split too when the column tasks cannot keep every thread busy (at least
-        // two row blocks, 8 output channels, per task).
         let row_blocks = o.div_ceil(k8::ROWS);
-        let threads = super::parallel::threads();
-        let row_tasks = if threads == 1 || tasks >= 2 * threads {
-            1
-        } else {
-            (2 * threads)
-                .div_ceil(tasks)
-                .min(row_blocks.div_ceil(2))
-                .max(1)
-        };
+        let row_tasks = row_tasks(tasks, row_blocks);
         let inv = 1.0 / self.input_scale;
         // Column blocks of task t.
         let columns = |t: usize| t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
@@ -449,21 +439,8 @@ impl EvalOp for Int8Linear {
             for b in 0..images {
                 let image = b * k * n;
                 let out_at = b * o * n;
-                let stage_out = match self.output {
-                    Int8Output::Float => k8::Output::F32 {
-                        // SAFETY: image b's rows start there (f32 output).
-                        ptr: unsafe { (out_ptr as *mut f32).add(out_at) },
-                        ld: ld_out,
-                    },
-                    Int8Output::Int8 { zero_point, scale } => k8::Output::I8 {
-                        // SAFETY: as above (i8 output).
-                        ptr: unsafe { (out_ptr as *mut i8).add(out_at) },
-                        ld: ld_out,
-                        inv_scale: 1.0 / scale,
-                        zp: zero_point as f32,
-                    },
-                };
-                let stage_out = SendOutput(stage_out);
+                // SAFETY: image b's rows start there.
+                let stage_out = SendOutput(unsafe { self.destination(out_ptr, out_at, ld_out) });
                 let pack = |t: usize| {
                     let range = columns(t);
                     // SAFETY: column task t alone uses blocks `range` of the packed buffer.
@@ -511,6 +488,7 @@ impl EvalOp for Int8Linear {
                             lo: self.low,
                             hi: self.high,
                             out: stage_out.get(),
+                            wide: None,
                         },
                     })
                 };
@@ -549,11 +527,28 @@ impl EvalOp for Int8Linear {
     }
 }
 
+/// Row tasks per column task: more than one when the column tasks cannot keep every thread
+/// busy (at least two row blocks, 8 output channels, per task).
+fn row_tasks(tasks: usize, row_blocks: usize) -> usize {
+    let threads = super::parallel::threads();
+    if threads == 1 || tasks >= 2 * threads {
+        1
+    } else {
+        (2 * threads)
+            .div_ceil(tasks)
+            .min(row_blocks.div_ceil(2))
+            .max(1)
+    }
+}
+
 impl Int8Linear {
     /// A 16-bit input (see the module docs): `images` products over `n` columns of `x`,
-    /// written at `out` (the output tensor's bytes, f32 or i8). Each task quantizes and packs
-    /// the two digit planes of its column blocks, runs the kernel over each into i32 sums
-    /// (per-thread scratch), and combines them through the output stage.
+    /// written at `out` (the output tensor's bytes, f32 or i8). The two digit planes of each
+    /// column block are quantized and packed in one pass; per task, the kernel runs over the
+    /// high digits into i32 sums (per-thread scratch, channels last) and over the low digits
+    /// with the combining stage ([`k8::Wide`]), which reads those sums back and writes the
+    /// output. Tasks split the columns, and the rows too when the columns leave threads idle
+    /// (small late feature maps), as for an 8-bit input.
     fn eval_wide(
         &self,
         x: &[f32],
@@ -563,102 +558,149 @@ impl Int8Linear {
     ) {
         let kernel = k8::select();
         let (o, k) = (self.outputs(), self.k());
-        let format = self.packed.format();
-        let step = format.block_bytes(k);
+        let step = self.packed.format().block_bytes(k);
         let blocks = n.div_ceil(COLS);
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
         let row_blocks = o.div_ceil(k8::ROWS);
+        let row_tasks = row_tasks(tasks, row_blocks);
         let q = k8::Quantizer {
             inv_scale: 1.0 / self.input_scale,
             zp: self.input_zero_point,
         };
+        let columns = |t: usize| t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
         let out = SendPtr(out);
-        for b in 0..images {
-            let image = &x[b * k * n..(b + 1) * k * n];
-            let out_at = b * o * n;
-            run_indexed(tasks, |t| {
-                let range = t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
-                let c0 = range.start * COLS;
-                let cols = (n - c0).min(range.len() * COLS);
-                let bytes = range.len() * step;
-                scratch::bytes(2 * bytes, |packed| {
-                    let (hi, lo) = packed.split_at_mut(bytes);
+        scratch::bytes(2 * blocks * step, |packed| {
+            let (hi, lo) = packed.split_at_mut(blocks * step);
+            let (hi, lo) = (Disjoint::new(hi), Disjoint::new(lo));
+            for b in 0..images {
+                let image = &x[b * k * n..(b + 1) * k * n];
+                let out_at = b * o * n;
+                let pack = |t: usize| {
+                    let range = columns(t);
+                    let (start, len) = (range.start * step, range.len() * step);
+                    // SAFETY: column task t alone writes blocks `range`; readers come after.
+                    let (h, l) = unsafe { (hi.part(start, len), lo.part(start, len)) };
                     let p = k8::Pack {
                         x: image,
                         k,
                         n,
                         ld: ld_in,
-                        blocks: range.clone(),
+                        blocks: range,
                     };
-                    k8::pack_f32_digits(&p, q, format, hi, lo);
-                    scratch::ints(2 * o * cols, |sums| {
-                        let (h, l) = sums.split_at_mut(o * cols);
-                        for (digits, sums) in [(&*hi, &mut *h), (&*lo, &mut *l)] {
-                            kernel.run(&k8::Job {
-                                w: &self.packed,
-                                x: digits,
-                                first_block: 0,
-                                blocks: range.len(),
-                                row_blocks: 0..row_blocks,
-                                n: cols,
-                                stage: Stage {
-                                    corr: &self.digit_corr,
-                                    corr_u: &self.digit_corr_u,
-                                    scale: &self.scales,
-                                    lo: -NO_CLAMP,
-                                    hi: NO_CLAMP,
-                                    out: k8::Output::I32 {
-                                        ptr: sums.as_mut_ptr(),
-                                        ld: Strides { k: cols, c: 1 },
-                                    },
-                                },
-                            });
-                        }
-                        self.combine(h, l, cols, (c0, ld_out), out.get(), out_at);
+                    kernel.pack_f32_digits(&p, q, h, l);
+                };
+                let compute = |t: usize, rows: std::ops::Range<usize>| {
+                    let range = columns(t);
+                    let c0 = range.start * COLS;
+                    let cols = (n - c0).min(range.len() * COLS);
+                    let (start, len) = (range.start * step, range.len() * step);
+                    // SAFETY: the packing of task t has finished; every task only reads
+                    // (shared slices of the same bytes).
+                    let (h, l) = unsafe {
+                        (
+                            std::slice::from_raw_parts(hi.ptr(start, start + len), len),
+                            std::slice::from_raw_parts(lo.ptr(start, start + len), len),
+                        )
+                    };
+                    // SAFETY: column c0 < n of image b lies in the output.
+                    let dst =
+                        unsafe { self.destination(out.get(), out_at + c0 * ld_out.c, ld_out) };
+                    self.run_wide(kernel, (h, l), (range.len(), cols, rows), dst);
+                };
+                if row_tasks == 1 {
+                    // Each task packs its columns and multiplies them at once (still in cache).
+                    run_indexed(tasks, |t| {
+                        pack(t);
+                        compute(t, 0..row_blocks);
                     });
-                });
-            });
+                } else {
+                    run_indexed(tasks, pack);
+                    let per = row_blocks.div_ceil(row_tasks);
+                    run_indexed(tasks * row_tasks, |t| {
+                        let r = t % row_tasks;
+                        let rows = (r * per).min(row_blocks)..((r + 1) * per).min(row_blocks);
+                        if !rows.is_empty() {
+                            compute(t / row_tasks, rows);
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    /// The kernels' destination for the output tensor's bytes `out` from element `at` on,
+    /// laid out as `ld`.
+    ///
+    /// # Safety
+    /// `at` must lie in the output.
+    unsafe fn destination(&self, out: *mut u8, at: usize, ld: Strides) -> k8::Output {
+        // SAFETY: the caller's contract; the output's type is the one `self.output` says.
+        unsafe {
+            match self.output {
+                Int8Output::Float => k8::Output::F32 {
+                    ptr: (out as *mut f32).add(at),
+                    ld,
+                },
+                Int8Output::Int8 { zero_point, scale } => k8::Output::I8 {
+                    ptr: (out as *mut i8).add(at),
+                    ld,
+                    inv_scale: 1.0 / scale,
+                    zp: zero_point as f32,
+                },
+            }
         }
     }
 
-    /// The output stage of a 16-bit input over `cols` columns: `256·h + l + corr16[o]`
-    /// (both `[o][cols]`) times `scale[o]`, clamped, stored at columns `c0..` of the image
-    /// starting at element `out_at` of `out`.
-    fn combine(
+    /// The two products of a 16-bit input over one column task: `blocks` packed blocks of
+    /// the high and low digits (`digits`), `cols` valid columns (numbered from 0), row blocks
+    /// `rows`, written to `out`.
+    fn run_wide(
         &self,
-        h: &[i32],
-        l: &[i32],
-        cols: usize,
-        (c0, ld): (usize, Strides),
-        out: *mut u8,
-        out_at: usize,
+        kernel: &dyn k8::Int8Kernel,
+        digits: (&[u8], &[u8]),
+        (blocks, cols, rows): (usize, usize, std::ops::Range<usize>),
+        out: k8::Output,
     ) {
-        let (lo, hi) = (self.low, self.high);
-        for o in 0..self.outputs() {
-            let (hr, lr) = (&h[o * cols..(o + 1) * cols], &l[o * cols..(o + 1) * cols]);
-            let (c16, s) = (self.corr16[o], self.scales[o]);
-            let base = out_at + o * ld.k + c0 * ld.c;
-            let y = |j: usize| {
-                let acc = 256 * hr[j] as i64 + lr[j] as i64 + c16;
-                (acc as f32 * s).max(lo).min(hi)
+        let o = self.outputs();
+        // The high sums channels last: the NEON stage reads a column's 4 rows at once.
+        let ld = Strides { k: 1, c: o };
+        scratch::ints(o * cols, |high| {
+            let job = |x, stage| k8::Job {
+                w: &self.packed,
+                x,
+                first_block: 0,
+                blocks,
+                row_blocks: rows.clone(),
+                n: cols,
+                stage,
             };
-            // SAFETY (both arms): `base + j·ld.c` lies in the output (row o < O, column
-            // c0 + j < N of this image); tasks write disjoint columns.
-            match self.output {
-                Int8Output::Float => {
-                    let out = out as *mut f32;
-                    for j in 0..cols {
-                        unsafe { *out.add(base + j * ld.c) = y(j) };
-                    }
-                }
-                Int8Output::Int8 { zero_point, scale } => {
-                    let (out, inv, zp) = (out as *mut i8, 1.0 / scale, zero_point as f32);
-                    for j in 0..cols {
-                        unsafe { *out.add(base + j * ld.c) = k8::quantize(y(j), inv, zp) };
-                    }
-                }
-            }
-        }
+            let stage = Stage {
+                corr: &self.digit_corr,
+                corr_u: &self.digit_corr_u,
+                scale: &self.scales,
+                lo: -NO_CLAMP,
+                hi: NO_CLAMP,
+                out: k8::Output::I32 {
+                    ptr: high.as_mut_ptr(),
+                    ld,
+                },
+                wide: None,
+            };
+            kernel.run(&job(digits.0, stage));
+            let wide = k8::Wide {
+                high: high.as_ptr(),
+                ld,
+                corr: &self.corr16,
+            };
+            let stage = Stage {
+                lo: self.low,
+                hi: self.high,
+                out,
+                wide: Some(wide),
+                ..stage
+            };
+            kernel.run(&job(digits.1, stage));
+        });
     }
 }
 

@@ -207,7 +207,7 @@ unsafe fn store(job: &Job<'_>, o0: usize, m: usize, c: usize, valid: usize, sums
     let stage = &job.stage;
     // SAFETY (whole body): the caller's contract.
     unsafe {
-        if let Output::F32 { ptr, ld } = stage.out {
+        if let (Output::F32 { ptr, ld }, None) = (stage.out, stage.wide) {
             if ld.c == 1 && valid == 8 && o0 + ROWS <= m {
                 // The portable stage's operations on 8 lanes: add (wrapping), convert, multiply,
                 // max then min (`vmaxps`/`vminps` with the clamp second: a NaN cannot occur).

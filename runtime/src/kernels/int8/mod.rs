@@ -15,6 +15,12 @@
 //! Quantizing a float input is fused into packing ([`pack_f32`]):
 //! `q = round_half_even(min(max(x · (1/s) + zp, −128), 127))` (a NaN becomes −128).
 //!
+//! A 16-bit input (`kestrel_int8_linear`'s `input_bits = 16`) runs on the same kernels: its
+//! codes are packed as two i8 digit planes in one pass ([`pack_f32_digits`],
+//! `q = 256 · hi + lo + 128`), the first product stores the high digits' i32 sums
+//! ([`Output::I32`]) and the second combines them with its own in i64 in its output stage
+//! ([`Wide`]), rounded once to f32: bit for bit the same on every kernel.
+//!
 //! # Layouts
 //!
 //! Each kernel names the packing it reads ([`Format`]): k in groups of `G` (K zero-padded to a
@@ -414,9 +420,8 @@ pub enum Output {
         /// Output zero point.
         zp: f32,
     },
-    /// The corrected i32 sum at `ptr[o · ld.k + c · ld.c]` (for products whose sums are
-    /// combined afterwards: the digit planes of a 16-bit input). Kernels store it through
-    /// [`Stage::store`].
+    /// The corrected i32 sum at `ptr[o · ld.k + c · ld.c]`: the high digits' sums of a
+    /// 16-bit input, read back by the second product's [`Wide`] stage. No scale, no clamp.
     I32 {
         /// Start of the output.
         ptr: *mut i32,
@@ -425,10 +430,28 @@ pub enum Output {
     },
 }
 
+/// The second product of a 16-bit input (see [`pack_f32_digits`]): the sums of the high
+/// digits, already stored by a first product ([`Output::I32`]), are combined with this
+/// product's sums (the low digits) in i64 before the float stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Wide<'a> {
+    /// The high digits' corrected sums, `high[o · ld.k + c · ld.c]`, over the same columns.
+    pub high: *const i32,
+    /// Distances between rows and columns of `high` (the NEON stage reads 4 rows at once
+    /// where `ld.k` is 1).
+    pub ld: Strides,
+    /// Per row: the i64 correction added to `256 · high + Σ W·lo` (the bias and the zero
+    /// point's and digit offset's `Σ W` terms).
+    pub corr: &'a [i64],
+}
+
 /// The fused output stage of one product (see the module docs).
 ///
 /// With [`Output::I32`] the stage only adds the correction (`corr`, or `corr_u` over
-/// offset-binary codes) and stores the i32 sum: no scale, no clamp.
+/// offset-binary codes) and stores the i32 sum: no scale, no clamp. With [`Stage::wide`] the
+/// float stage reads `(256 · high[o, c] + s + wide.corr[o])`, exact in i64 and rounded once
+/// to f32, instead of `s + corr[o]` (`s` the signed sum; a kernel summing offset-binary codes
+/// gets it as its sum `+ corr_u[o] − corr[o]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Stage<'a> {
     /// Per row: i32 bias − zp · Σ_k W (added to the signed sum).
@@ -443,18 +466,27 @@ pub struct Stage<'a> {
     pub hi: f32,
     /// Destination.
     pub out: Output,
+    /// The combining stage of a 16-bit input's second product, or none.
+    pub wide: Option<Wide<'a>>,
 }
 
 impl Stage<'_> {
     /// The stage applied to the signed sum `acc` of row `o`, written at column `c`.
     ///
     /// # Safety
-    /// `(o, c)` must lie in the output.
+    /// `(o, c)` must lie in the output (and in `wide.high`).
     #[inline(always)]
     pub unsafe fn store(&self, o: usize, c: usize, acc: i32) {
         let y = || {
-            let y = (acc.wrapping_add(self.corr[o]) as f32) * self.scale[o];
-            y.max(self.lo).min(self.hi)
+            let sum = match self.wide {
+                // SAFETY: the caller's contract.
+                Some(w) => unsafe {
+                    let h = *w.high.add(o * w.ld.k + c * w.ld.c) as i64;
+                    (256 * h + acc as i64 + w.corr[o]) as f32
+                },
+                None => acc.wrapping_add(self.corr[o]) as f32,
+            };
+            (sum * self.scale[o]).max(self.lo).min(self.hi)
         };
         // SAFETY: the caller's contract.
         unsafe {
@@ -518,6 +550,13 @@ impl Job<'_> {
             self.row_blocks.start <= self.row_blocks.end && self.row_blocks.end <= m.div_ceil(ROWS),
             "row blocks past the rows"
         );
+        if let Some(w) = self.stage.wide {
+            assert!(w.corr.len() >= m, "wide correction shorter than the rows");
+            assert!(
+                !matches!(self.stage.out, Output::I32 { .. }),
+                "a wide stage writes f32 or i8"
+            );
+        }
     }
 
     /// Valid columns of block `b` (relative to the job).
@@ -545,6 +584,11 @@ pub trait Int8Kernel: Send + Sync + Debug {
     /// at a time).
     fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
         pack_f32(p, q, self.format(), out)
+    }
+
+    /// [`pack_f32_digits`] in [`Self::format`], the same bytes.
+    fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
+        pack_f32_digits(p, q, self.format(), hi, lo)
     }
 
     /// [`pack_i8`] in [`Self::format`].

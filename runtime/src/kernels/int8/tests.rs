@@ -6,7 +6,7 @@
 
 use super::{
     available, digits, generic, pack_f32, pack_f32_digits, pack_i8, quantize, quantize16, Format,
-    Int8Kernel, Job, Output, Pack, PackedWeights, Quantizer, Stage, Strides, COLS,
+    Int8Kernel, Job, Output, Pack, PackedWeights, Quantizer, Stage, Strides, Wide, COLS, ROWS,
 };
 
 /// Every packing format some kernel reads.
@@ -131,7 +131,7 @@ fn run(
         },
     ] {
         let mut b = 0;
-        let row_blocks = c.m.div_ceil(super::ROWS);
+        let row_blocks = c.m.div_ceil(ROWS);
         while b < blocks {
             let nb = per_job.min(blocks - b);
             // Jobs of `per_job` column blocks; with `per_job` 3 the rows are split in jobs of
@@ -153,6 +153,7 @@ fn run(
                         lo,
                         hi,
                         out,
+                        wide: None,
                     },
                 });
                 r += per_rows;
@@ -251,101 +252,157 @@ fn the_digits_of_every_16_bit_code_recombine() {
     assert_eq!(quantize16(2.5, 1.0, 0.0), 2, "ties to even");
 }
 
-/// Every kernel's `Output::I32` on both digit planes of a 16-bit input: the exact sums
-/// `Σ W·digit` (what the op combines), channels first and last, jobs over part of the columns.
+/// A 16-bit input end to end on every kernel: its digit packer, the high digits' i32 sums
+/// (channels last, as the op keeps them) and the combining stage of the low digits' product,
+/// against the definition `(Σ W·(q − zp) + bias) · scale` with the sum exact (i64) and rounded
+/// once to f32; f32 and i8 outputs, channels first and last, jobs over part of the columns
+/// and of the rows.
 #[test]
-fn every_kernel_stores_the_exact_sums_of_both_digit_planes() {
-    let mut rng = SmallRng::seed_from_u64(11);
+fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
+    let mut rng = SmallRng::seed_from_u64(12);
+    let (inv_out, zp_out) = (1.0 / 0.05, -3.0);
     for (m, k, n) in [
         (5usize, 7usize, 33usize),
         (12, 48, 50),
         (9, 1280, 17),
         (40, 24, 100),
+        (8, 16, 64),
     ] {
         let c = case(&mut rng, m, k, n, false);
         let q = Quantizer {
             inv_scale: 1.0 / 1e-4,
             zp: 1234,
         };
-        let codes: Vec<i32> =
-            c.x.iter()
-                .map(|&v| quantize16(v, q.inv_scale, 1234.0))
-                .collect();
-        let want = |plane: usize| -> Vec<i32> {
-            let mut y = vec![0i32; m * n];
-            for o in 0..m {
-                for col in 0..n {
-                    y[o * n + col] = (0..k)
-                        .map(|kk| {
-                            let d = digits(codes[kk * n + col]);
-                            c.w[o * k + kk] as i32 * if plane == 0 { d.0 } else { d.1 } as i32
-                        })
-                        .sum();
-                }
-            }
-            y
-        };
-        let rowsum: Vec<i32> = (0..m)
-            .map(|o| c.w[o * k..(o + 1) * k].iter().map(|&v| v as i32).sum())
+        let rowsum: Vec<i64> = (0..m)
+            .map(|o| c.w[o * k..(o + 1) * k].iter().map(|&v| v as i64).sum())
+            .collect();
+        let corr16: Vec<i64> = (0..m)
+            .map(|o| c.bias[o] as i64 + (128 - q.zp as i64) * rowsum[o])
             .collect();
         let zero = vec![0i32; m];
-        let corr_u: Vec<i32> = rowsum.iter().map(|s| -128 * s).collect();
-        for kernel in available() {
-            let format = kernel.format();
-            let w = PackedWeights::new(&c.w, m, k, format);
-            let blocks = n.div_ceil(COLS);
-            let mut hi = vec![0u8; format.packed_len(k, n)];
-            let mut lo = hi.clone();
-            let p = Pack {
-                x: &c.x,
-                k,
-                n,
-                ld: Strides { k: n, c: 1 },
-                blocks: 0..blocks,
-            };
-            pack_f32_digits(&p, q, format, &mut hi, &mut lo);
-            for (plane, packed) in [&hi, &lo].into_iter().enumerate() {
+        let corr_u: Vec<i32> = rowsum.iter().map(|s| (-128 * s) as i32).collect();
+        let codes: Vec<i64> =
+            c.x.iter()
+                .map(|&v| quantize16(v, q.inv_scale, q.zp as f32) as i64)
+                .collect();
+        for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
+            let mut want = vec![0f32; m * n];
+            for o in 0..m {
+                for col in 0..n {
+                    let acc: i64 = (0..k)
+                        .map(|kk| c.w[o * k + kk] as i64 * (codes[kk * n + col] - q.zp as i64))
+                        .sum();
+                    let y = (acc + c.bias[o] as i64) as f32 * c.scale[o];
+                    want[o * n + col] = y.max(lo).min(hi);
+                }
+            }
+            let want_q: Vec<i8> = want.iter().map(|&y| quantize(y, inv_out, zp_out)).collect();
+            for kernel in available() {
+                let format = kernel.format();
+                let w = PackedWeights::new(&c.w, m, k, format);
+                let blocks = n.div_ceil(COLS);
+                let step = format.block_bytes(k);
                 for last in [false, true] {
-                    let mut y = vec![7i32; m * n];
-                    let ld = if last {
-                        Strides { k: 1, c: m }
+                    let (x, ld) = if last {
+                        let t: Vec<f32> = (0..n * k).map(|i| c.x[(i % k) * n + i / k]).collect();
+                        (t, Strides { k: 1, c: m })
+                    } else {
+                        (c.x.clone(), Strides { k: n, c: 1 })
+                    };
+                    let ld_in = if last {
+                        Strides { k: 1, c: k }
                     } else {
                         Strides { k: n, c: 1 }
                     };
-                    let step = format.block_bytes(k);
-                    // Two jobs: the first block, then the rest.
-                    for (first, count) in [(0, 1), (1, blocks - 1)] {
-                        if count == 0 {
-                            continue;
+                    let p = Pack {
+                        x: &x,
+                        k,
+                        n,
+                        ld: ld_in,
+                        blocks: 0..blocks,
+                    };
+                    let mut hi_plane = vec![0u8; format.packed_len(k, n)];
+                    let mut lo_plane = hi_plane.clone();
+                    kernel.pack_f32_digits(&p, q, &mut hi_plane, &mut lo_plane);
+                    let mut high = vec![0i32; m * n];
+                    let high_ld = Strides { k: 1, c: m };
+                    let mut yf = vec![f32::NAN; m * n];
+                    let mut yq = vec![99i8; m * n];
+                    let outs = [
+                        Output::F32 {
+                            ptr: yf.as_mut_ptr(),
+                            ld,
+                        },
+                        Output::I8 {
+                            ptr: yq.as_mut_ptr(),
+                            ld,
+                            inv_scale: inv_out,
+                            zp: zp_out,
+                        },
+                    ];
+                    for out in outs {
+                        // The first column block, then the rest; one row block per job, then
+                        // the rest of the rows.
+                        let row_blocks = m.div_ceil(ROWS);
+                        for (first, count) in [(0, 1), (1, blocks - 1)] {
+                            for rows in [0..1, 1..row_blocks] {
+                                if count == 0 || rows.is_empty() {
+                                    continue;
+                                }
+                                let span = first * step..(first + count) * step;
+                                let job = |x, stage| Job {
+                                    w: &w,
+                                    x,
+                                    first_block: first,
+                                    blocks: count,
+                                    row_blocks: rows.clone(),
+                                    n,
+                                    stage,
+                                };
+                                let stage = Stage {
+                                    corr: &zero,
+                                    corr_u: &corr_u,
+                                    scale: &c.scale,
+                                    lo: -f32::MAX,
+                                    hi: f32::MAX,
+                                    out: Output::I32 {
+                                        ptr: high.as_mut_ptr(),
+                                        ld: high_ld,
+                                    },
+                                    wide: None,
+                                };
+                                kernel.run(&job(&hi_plane[span.clone()], stage));
+                                let wide = Wide {
+                                    high: high.as_ptr(),
+                                    ld: high_ld,
+                                    corr: &corr16,
+                                };
+                                let stage = Stage {
+                                    lo,
+                                    hi,
+                                    out,
+                                    wide: Some(wide),
+                                    ..stage
+                                };
+                                kernel.run(&job(&lo_plane[span.clone()], stage));
+                            }
                         }
-                        kernel.run(&Job {
-                            w: &w,
-                            x: &packed[first * step..(first + count) * step],
-                            first_block: first,
-                            blocks: count,
-                            row_blocks: 0..m.div_ceil(super::ROWS),
-                            n,
-                            stage: Stage {
-                                corr: &zero,
-                                corr_u: &corr_u,
-                                scale: &c.scale,
-                                lo: -f32::MAX,
-                                hi: f32::MAX,
-                                out: Output::I32 {
-                                    ptr: y.as_mut_ptr(),
-                                    ld,
-                                },
-                            },
-                        });
                     }
-                    if last {
-                        y = (0..m * n).map(|i| y[(i % n) * m + i / n]).collect();
-                    }
+                    let back = |i: usize| {
+                        if last {
+                            (i % n) * m + i / n
+                        } else {
+                            i
+                        }
+                    };
+                    let yf: Vec<f32> = (0..m * n).map(|i| yf[back(i)]).collect();
+                    let yq: Vec<i8> = (0..m * n).map(|i| yq[back(i)]).collect();
                     let what = format!(
-                        "{} M={m} K={k} N={n} plane {plane} last {last}",
+                        "{} M={m} K={k} N={n} last {last} clamp {lo}..{hi}",
                         kernel.name()
                     );
-                    assert_eq!(y, want(plane), "{what}");
+                    assert_eq!(bits(&yf), bits(&want), "f32: {what}");
+                    assert_eq!(yq, want_q, "i8: {what}");
                 }
             }
         }
@@ -410,6 +467,18 @@ fn every_packer_writes_the_portable_bytes() {
                 kernel.pack_f32(&p, q, &mut got);
                 let name = kernel.name();
                 assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
+                // Both digit planes of 16-bit codes (a scale that reaches both clamps).
+                let q16 = Quantizer {
+                    inv_scale: 4000.0,
+                    zp: 1234,
+                };
+                let (mut hi, mut lo) = (vec![0u8; len], vec![0u8; len]);
+                pack_f32_digits(&p, q16, format, &mut hi, &mut lo);
+                let (mut got_hi, mut got_lo) = (vec![1u8; len], vec![1u8; len]);
+                kernel.pack_f32_digits(&p, q16, &mut got_hi, &mut got_lo);
+                let what = format!("{name} digits: k={k} n={n} {strides:?} {range:?}");
+                assert_eq!(got_hi, hi, "high {what}");
+                assert_eq!(got_lo, lo, "low {what}");
             }
         }
     }
@@ -468,6 +537,7 @@ fn a_kernel_refuses_weights_packed_for_another() {
             ptr: std::ptr::null_mut(),
             ld: Strides { k: 1, c: 2 },
         },
+        wide: None,
     };
     let job = Job {
         w: &w,

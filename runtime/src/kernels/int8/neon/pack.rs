@@ -1,14 +1,20 @@
-//! NEON packers: [`pack_f32`](super::super::pack_f32) 16 floats at a time, the same
-//! quantization (`fmul`, `fadd`, `fmaxnm` (a NaN gives −128), `fminnm`, `fcvtns` rounding half
-//! to even), narrowed to bytes (and flipped to offset binary by one `eor` where the format
-//! asks). Blocks with a partial column range, or channels-last input with a partial group of
-//! k, go through the portable packer.
+//! NEON packers: [`pack_f32`](super::super::pack_f32) and
+//! [`pack_f32_digits`](super::super::pack_f32_digits) 16 floats at a time, the same
+//! quantization (`fmul`, `fadd`, `fmaxnm` (a NaN gives the lowest code), `fminnm`, `fcvtns`
+//! rounding half to even), narrowed to bytes (and flipped to offset binary by one `eor` where
+//! the format asks). Blocks with a partial column range, or channels-last input with a partial
+//! group of k, go through the portable packer.
 //!
-//! * Channels last (each column's k contiguous): one 16-byte store per 16 floats, in any
-//!   group size (4 columns × 4 k for groups of 4, 16 k of one column for groups of 16).
+//! * 8-bit codes ([`Codes`]): clamped to `[−128, 127]`, narrowed by two `xtn` steps.
+//! * The two digit planes of 16-bit codes ([`Digits`]): clamped to `[−32768, 32767]`,
+//!   narrowed once to i16; `shrn #8` gives the high digits (`q >> 8`), `xtn` and an `eor` of
+//!   0x80 the low ones (`(q & 0xFF) − 128`). One pass writes both planes.
+//! * Channels last (each column's k contiguous): one 16-byte store per 16 floats and plane, in
+//!   any group size (4 columns × 4 k for groups of 4, 16 k of one column for groups of 16).
 //! * Channels first (each k's columns contiguous), groups of 4: the 4 k rows of 16 columns
-//!   are interleaved by one `st4`. Groups of 16: 16 k rows of 16 columns are transposed in
-//!   registers (`trn1`/`trn2` on 8, 16, 32 and 64 bits: 64 instructions per 256 bytes).
+//!   are interleaved by one `st4` per plane. Groups of 16: 16 k rows of 16 columns are
+//!   transposed in registers (`trn1`/`trn2` on 8, 16, 32 and 64 bits: 64 instructions per 256
+//!   bytes and plane).
 
 use std::arch::aarch64::*;
 
@@ -17,16 +23,133 @@ use super::{narrow16, quantize_s32};
 
 /// [`super::super::pack_f32`] in `format` (groups of 4 or 16 k), the same bytes.
 pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8]) {
+    let portable =
+        |one: &Pack<'_, f32>, [dst]: [&mut [u8]; 1]| super::super::pack_f32(one, q, format, dst);
+    // SAFETY: NEON is always present on aarch64.
+    let (inv, zp) = unsafe { (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32)) };
+    if format.offset_binary {
+        pack(p, format, [out], Codes::<true> { inv, zp }, portable)
+    } else {
+        pack(p, format, [out], Codes::<false> { inv, zp }, portable)
+    }
+}
+
+/// [`super::super::pack_f32_digits`] in `format` (groups of 4 or 16 k), the same bytes.
+pub fn pack_f32_digits(
+    p: &Pack<'_, f32>,
+    q: Quantizer,
+    format: Format,
+    hi: &mut [u8],
+    lo: &mut [u8],
+) {
+    let portable = |one: &Pack<'_, f32>, [h, l]: [&mut [u8]; 2]| {
+        super::super::pack_f32_digits(one, q, format, h, l)
+    };
+    // SAFETY: NEON is always present on aarch64.
+    let (inv, zp) = unsafe { (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32)) };
+    if format.offset_binary {
+        pack(p, format, [hi, lo], Digits::<true> { inv, zp }, portable)
+    } else {
+        pack(p, format, [hi, lo], Digits::<false> { inv, zp }, portable)
+    }
+}
+
+/// How 16 floats become bytes in `P` planes.
+trait Encode<const P: usize>: Copy {
+    /// The bytes of the 16 floats `v[0..4]` (4 each) in each plane.
+    ///
+    /// # Safety
+    /// NEON (always present on aarch64).
+    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; P];
+}
+
+/// 8-bit codes (offset binary with `OFFSET`).
+#[derive(Clone, Copy)]
+struct Codes<const OFFSET: bool> {
+    inv: float32x4_t,
+    zp: float32x4_t,
+}
+
+impl<const OFFSET: bool> Encode<1> for Codes<OFFSET> {
+    #[inline(always)]
+    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 1] {
+        // SAFETY: NEON.
+        unsafe {
+            let q = v.map(|v| quantize_s32(v, self.inv, self.zp));
+            [offset::<OFFSET>(vreinterpretq_u8_s8(narrow16(q)))]
+        }
+    }
+}
+
+/// The high and low digits of 16-bit codes (offset binary with `OFFSET`).
+#[derive(Clone, Copy)]
+struct Digits<const OFFSET: bool> {
+    inv: float32x4_t,
+    zp: float32x4_t,
+}
+
+impl<const OFFSET: bool> Encode<2> for Digits<OFFSET> {
+    #[inline(always)]
+    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 2] {
+        // SAFETY: NEON.
+        unsafe {
+            let (lowest, highest) = (vdupq_n_f32(-32768.0), vdupq_n_f32(32767.0));
+            let q = v.map(|v| {
+                let v = vaddq_f32(vmulq_f32(v, self.inv), self.zp);
+                vcvtnq_s32_f32(vminnmq_f32(vmaxnmq_f32(v, lowest), highest))
+            });
+            let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
+            let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
+            let hi = vcombine_s8(vshrn_n_s16::<8>(a), vshrn_n_s16::<8>(b));
+            let lo = vcombine_s8(vmovn_s16(a), vmovn_s16(b));
+            [
+                offset::<OFFSET>(vreinterpretq_u8_s8(hi)),
+                // The low digit is the low byte − 128: its two's complement byte is the low
+                // byte with the top bit flipped, its offset-binary code the low byte itself.
+                if OFFSET {
+                    vreinterpretq_u8_s8(lo)
+                } else {
+                    veorq_u8(vreinterpretq_u8_s8(lo), vdupq_n_u8(0x80))
+                },
+            ]
+        }
+    }
+}
+
+/// Signed bytes flipped to offset binary where `OFFSET`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn offset<const OFFSET: bool>(v: uint8x16_t) -> uint8x16_t {
+    if OFFSET {
+        veorq_u8(v, vdupq_n_u8(0x80))
+    } else {
+        v
+    }
+}
+
+/// Packs the blocks of `p` into the `P` planes `out` by `enc` (`portable` for the blocks the
+/// vector paths do not take).
+fn pack<const P: usize, E: Encode<P>>(
+    p: &Pack<'_, f32>,
+    format: Format,
+    out: [&mut [u8]; P],
+    enc: E,
+    portable: impl Fn(&Pack<'_, f32>, [&mut [u8]; P]),
+) {
     assert!(
         matches!(format.group, 4 | 16),
         "no NEON packer for {format:?}"
     );
-    p.check(format, out);
+    for o in &out {
+        p.check(format, o);
+    }
     let (x, k, n, ld) = (p.x, p.k, p.n, p.ld);
     let per_block = format.block_bytes(k);
     let whole_k = k.is_multiple_of(format.group);
+    let pad = format.code(0);
+    let mut out = out;
     for (bi, b) in p.blocks.clone().enumerate() {
-        let dst = &mut out[bi * per_block..(bi + 1) * per_block];
+        let range = bi * per_block..(bi + 1) * per_block;
         let whole = (b + 1) * COLS <= n;
         // Contiguous columns take the channels-first path, which pads a partial group; with
         // K = 1 (or N = 1) the strides are both 1 and channels last would need whole groups.
@@ -37,7 +160,7 @@ pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8])
                 blocks: b..b + 1,
                 ..p.clone()
             };
-            super::super::pack_f32(&one, q, format, dst);
+            portable(&one, out.each_mut().map(|o| &mut o[range.clone()]));
             continue;
         }
         let at = Block {
@@ -46,18 +169,16 @@ pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8])
             c0: b * COLS,
             ld,
         };
+        let dst = out.each_mut().map(|o| o[range.clone()].as_mut_ptr());
         // SAFETY: NEON is always present on aarch64; the block is whole (16 columns, and
-        // whole groups of k when channels last) and inside x (Pack::check); dst holds it.
+        // whole groups of k when channels last) and inside x (Pack::check); each plane's
+        // `dst` holds it.
         unsafe {
-            match (last, format.group, format.offset_binary) {
-                (true, 4, false) => channels_last::<4, false>(&at, q, dst),
-                (true, 4, true) => channels_last::<4, true>(&at, q, dst),
-                (true, _, false) => channels_last::<16, false>(&at, q, dst),
-                (true, _, true) => channels_last::<16, true>(&at, q, dst),
-                (false, 4, false) => channels_first::<4, false>(&at, q, dst),
-                (false, 4, true) => channels_first::<4, true>(&at, q, dst),
-                (false, _, false) => channels_first::<16, false>(&at, q, dst),
-                (false, _, true) => channels_first::<16, true>(&at, q, dst),
+            match (last, format.group) {
+                (true, 4) => channels_last::<4, P, E>(&at, enc, dst),
+                (true, _) => channels_last::<16, P, E>(&at, enc, dst),
+                (false, 4) => channels_first::<4, P, E>(&at, enc, dst, pad),
+                (false, _) => channels_first::<16, P, E>(&at, enc, dst, pad),
             }
         }
     }
@@ -71,35 +192,25 @@ struct Block {
     ld: Strides,
 }
 
-/// The codes of 16 floats read 4 at a time from `at(0)`, `at(1)`, `at(2)`, `at(3)`.
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn codes16<const OFFSET: bool>(
+/// The bytes of 16 floats read 4 at a time from `at(0)`, `at(1)`, `at(2)`, `at(3)`.
+#[inline(always)]
+unsafe fn encode16<const P: usize, E: Encode<P>>(
     at: impl Fn(usize) -> *const f32,
-    inv: float32x4_t,
-    zp: float32x4_t,
-) -> uint8x16_t {
-    // SAFETY: the caller's pointers hold 4 floats each.
-    let q = std::array::from_fn(|i| quantize_s32(unsafe { vld1q_f32(at(i)) }, inv, zp));
-    let v = vreinterpretq_u8_s8(narrow16(q));
-    if OFFSET {
-        veorq_u8(v, vdupq_n_u8(0x80))
-    } else {
-        v
-    }
+    enc: E,
+) -> [uint8x16_t; P] {
+    // SAFETY: the caller's pointers hold 4 floats each; NEON.
+    unsafe { enc.encode(std::array::from_fn(|i| vld1q_f32(at(i)))) }
 }
 
 /// Channels last: chunk `i` of a group's `16·G` bytes is 16 consecutive bytes of the packed
 /// order `[16 columns][G k]`, i.e. 4 runs of 4 floats each contiguous in the input.
 #[target_feature(enable = "neon")]
-unsafe fn channels_last<const G: usize, const OFFSET: bool>(
+unsafe fn channels_last<const G: usize, const P: usize, E: Encode<P>>(
     b: &Block,
-    q: Quantizer,
-    dst: &mut [u8],
+    enc: E,
+    dst: [*mut u8; P],
 ) {
-    let (inv, zp) = (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32));
     let step = COLS * G;
-    let d = dst.as_mut_ptr();
     for g in 0..b.k / G {
         for chunk in 0..step / 16 {
             let at = |s: usize| {
@@ -108,41 +219,51 @@ unsafe fn channels_last<const G: usize, const OFFSET: bool>(
                 // SAFETY: column c0 + j < n and k g·G + t .. + 4 ≤ k (whole groups): inside x.
                 unsafe { b.x.add((b.c0 + j) * b.ld.c + g * G + t) }
             };
-            // SAFETY: 16 bytes at chunk `chunk` of group g lie in the block's bytes.
-            unsafe { vst1q_u8(d.add(g * step + chunk * 16), codes16::<OFFSET>(at, inv, zp)) };
+            // SAFETY: 16 bytes at chunk `chunk` of group g lie in each plane's block bytes.
+            let bytes = unsafe { encode16(at, enc) };
+            for (d, v) in dst.iter().zip(bytes) {
+                unsafe { vst1q_u8(d.add(g * step + chunk * 16), v) };
+            }
         }
     }
 }
 
 /// Channels first: row `kk` of the block is 16 contiguous floats; rows past `k` are the code
-/// of zero.
+/// of zero (`pad`) in every plane.
 #[target_feature(enable = "neon")]
-unsafe fn channels_first<const G: usize, const OFFSET: bool>(
+unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
     b: &Block,
-    q: Quantizer,
-    dst: &mut [u8],
+    enc: E,
+    dst: [*mut u8; P],
+    pad: u8,
 ) {
-    let (inv, zp) = (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32));
     let step = COLS * G;
-    let pad = vdupq_n_u8(if OFFSET { 0x80 } else { 0 });
-    let d = dst.as_mut_ptr();
+    let pad = vdupq_n_u8(pad);
     let row = |kk: usize| {
         if kk >= b.k {
-            return pad;
+            return [pad; P];
         }
         // SAFETY: row kk < k, columns c0 .. c0 + 16 < n: inside x.
-        unsafe { codes16::<OFFSET>(|s| b.x.add(kk * b.ld.k + b.c0 + 4 * s), inv, zp) }
+        unsafe { encode16(|s| b.x.add(kk * b.ld.k + b.c0 + 4 * s), enc) }
     };
     for g in 0..b.k.div_ceil(G) {
-        // SAFETY (both arms): the group's `step` bytes lie in dst.
-        unsafe {
-            if G == 4 {
-                let rows = uint8x16x4_t(row(g * 4), row(g * 4 + 1), row(g * 4 + 2), row(g * 4 + 3));
-                vst4q_u8(d.add(g * step), rows);
-            } else {
-                let cols = transpose16(std::array::from_fn(|t| row(g * 16 + t)));
-                for (j, col) in cols.into_iter().enumerate() {
-                    vst1q_u8(d.add(g * step + j * 16), col);
+        let rows: [[uint8x16_t; P]; G] = std::array::from_fn(|t| row(g * G + t));
+        for (plane, d) in dst.iter().enumerate() {
+            // SAFETY (both arms): the group's `step` bytes lie in the plane's block bytes.
+            unsafe {
+                if G == 4 {
+                    let r = uint8x16x4_t(
+                        rows[0][plane],
+                        rows[1][plane],
+                        rows[2][plane],
+                        rows[3][plane],
+                    );
+                    vst4q_u8(d.add(g * step), r);
+                } else {
+                    let cols = transpose16(std::array::from_fn(|t| rows[t][plane]));
+                    for (j, col) in cols.into_iter().enumerate() {
+                        vst1q_u8(d.add(g * step + j * 16), col);
+                    }
                 }
             }
         }

@@ -4,15 +4,21 @@
 //! scale, clamp) are loaded once per row block.
 //!
 //! * Channels-last output (an NHWC graph's layout; rows contiguous): one `st1` per column
-//!   (f32) or one 4-byte store (i8), no transpose.
+//!   (f32, or the i32 sums of a 16-bit input's high digits) or one 4-byte store (i8), no
+//!   transpose.
 //! * Channels-first f32: 4 columns are transposed (`trn1`/`trn2`) into 4 rows, one `st1` each.
+//! * The combining stage of a 16-bit input ([`Wide`](super::super::Wide), high sums stored
+//!   channels last): per column, the 4 rows' high sums are loaded by one `ld1`, widened and
+//!   shifted (`sshll`), the low sums added (`saddw`) and the i64 correction, converted by
+//!   `scvtf` to f64 (exact below 2^53) and `fcvtn` to f32 (one rounding, as the portable
+//!   `i64 as f32`), then the float stage and the stores above.
 //! * Anything else (the last, partial row block; i8 channels first; other strides): the
 //!   portable stage, element by element.
 
 use std::arch::aarch64::*;
 use std::ops::Range;
 
-use super::super::{Job, Output, Stage, ROWS};
+use super::super::{Job, Output, Stage, Wide, ROWS};
 use super::quantize_s32;
 
 /// A kernel's loops over a job's tiles.
@@ -38,39 +44,61 @@ pub unsafe fn run<T: Tiles>(job: &Job<'_>) {
     // Whole row blocks take the vector paths; a partial last one the portable stage.
     let whole = job.row_blocks.start.min(m / ROWS)..job.row_blocks.end.min(m / ROWS);
     let partial = whole.end.max(job.row_blocks.start)..job.row_blocks.end;
-    // SAFETY (both): the job is checked; every sink writes inside the output it describes.
+    // SAFETY (all): the job is checked; every sink writes inside the output it describes (and
+    // reads inside `wide.high`, which covers the same rows and columns).
     unsafe {
-        match stage.out {
-            Output::F32 { ptr, ld } if ld.k == 1 => T::blocks(job, whole, |o0| ColumnsF32 {
+        match (stage.out, stage.wide) {
+            (Output::I32 { ptr, ld }, _) if ld.k == 1 => T::blocks(job, whole, |o0| ColumnsI32 {
                 ptr: ptr.add(o0),
                 ldc: ld.c,
-                y: StageVectors::load(stage, o0),
+                corr: vld1q_s32(stage.corr[o0..o0 + ROWS].as_ptr()),
             }),
-            Output::F32 { ptr, ld } if ld.c == 1 => T::blocks(job, whole, |o0| RowsF32 {
+            (Output::I32 { .. }, _) => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
+            (_, None) => float::<T, _>(job, whole, |o0| StageVectors::load(stage, o0)),
+            (_, Some(w)) if w.ld.k == 1 => {
+                float::<T, _>(job, whole, |o0| WideVectors::load(stage, &w, o0))
+            }
+            _ => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
+        }
+        T::blocks(job, partial, |o0| Portable { stage, o0, m });
+    }
+}
+
+/// The float outputs (f32, i8) of row blocks `rows`, through the float stage `y(o0)`.
+///
+/// # Safety
+/// As [`run`]'s.
+#[inline(always)]
+unsafe fn float<T: Tiles, Y: Apply>(job: &Job<'_>, rows: Range<usize>, y: impl Fn(usize) -> Y) {
+    let stage = &job.stage;
+    let m = job.w.rows();
+    // SAFETY: the caller's contract.
+    unsafe {
+        match stage.out {
+            Output::F32 { ptr, ld } if ld.k == 1 => T::blocks(job, rows, |o0| ColumnsF32 {
+                ptr: ptr.add(o0),
+                ldc: ld.c,
+                y: y(o0),
+            }),
+            Output::F32 { ptr, ld } if ld.c == 1 => T::blocks(job, rows, |o0| RowsF32 {
                 ptr: ptr.add(o0 * ld.k),
                 ldk: ld.k,
-                y: StageVectors::load(stage, o0),
+                y: y(o0),
             }),
             Output::I8 {
                 ptr,
                 ld,
                 inv_scale,
                 zp,
-            } if ld.k == 1 => T::blocks(job, whole, |o0| ColumnsI8 {
+            } if ld.k == 1 => T::blocks(job, rows, |o0| ColumnsI8 {
                 ptr: ptr.add(o0),
                 ldc: ld.c,
-                y: StageVectors::load(stage, o0),
+                y: y(o0),
                 inv: vdupq_n_f32(inv_scale),
                 zp: vdupq_n_f32(zp),
             }),
-            Output::I32 { ptr, ld } if ld.c == 1 => T::blocks(job, whole, |o0| RowsI32 {
-                ptr: ptr.add(o0 * ld.k),
-                ldk: ld.k,
-                corr: vld1q_s32(stage.corr[o0..o0 + ROWS].as_ptr()),
-            }),
-            _ => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
+            _ => T::blocks(job, rows, |o0| Portable { stage, o0, m }),
         }
-        T::blocks(job, partial, |o0| Portable { stage, o0, m });
     }
 }
 
@@ -81,6 +109,15 @@ pub trait Sink {
     /// # Safety
     /// Those columns must lie in the output.
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]);
+}
+
+/// A float stage of a whole row block: column `c`'s sums (lanes: the 4 rows) to floats.
+trait Apply {
+    /// The stage's floats for column `c`.
+    ///
+    /// # Safety
+    /// Column `c` lies in the output (and in what the stage reads).
+    unsafe fn apply(&self, c: usize, sums: int32x4_t) -> float32x4_t;
 }
 
 /// The float stage of a whole row block on vectors whose lanes are its 4 rows.
@@ -112,48 +149,106 @@ impl StageVectors {
         }
     }
 
-    /// Add, `scvtf`, `fmul`, clamp: the portable stage's operations on 4 rows.
+    /// `scvtf`, `fmul`, clamp: the portable stage's operations on 4 rows.
     #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn apply(&self, sums: int32x4_t) -> float32x4_t {
-        let y = vmulq_f32(vcvtq_f32_s32(vaddq_s32(sums, self.corr)), self.scale);
+    unsafe fn scale_clamp(&self, y: float32x4_t) -> float32x4_t {
+        let y = vmulq_f32(y, self.scale);
         vminnmq_f32(vmaxnmq_f32(y, self.lo), self.hi)
     }
 }
 
-/// f32, channels last: column `c`'s 4 rows are contiguous at `ptr + c · ldc`.
-struct ColumnsF32 {
-    ptr: *mut f32,
+impl Apply for StageVectors {
+    /// Add, `scvtf`, `fmul`, clamp.
+    #[inline(always)]
+    unsafe fn apply(&self, _c: usize, sums: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON is always present on aarch64.
+        unsafe { self.scale_clamp(vcvtq_f32_s32(vaddq_s32(sums, self.corr))) }
+    }
+}
+
+/// The combining stage of a 16-bit input on a whole row block: the high digits' sums of
+/// column `c` at `high + c · ldc` (4 contiguous rows).
+struct WideVectors {
+    high: *const i32,
     ldc: usize,
+    corr: [int64x2_t; 2],
     y: StageVectors,
 }
 
-impl Sink for ColumnsF32 {
+impl WideVectors {
+    /// Rows `o0..o0 + 4` of `stage` and `wide` (checked: a whole row block; `wide.ld.k` = 1).
+    ///
+    /// # Safety
+    /// NEON, always present on aarch64.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn load(stage: &Stage<'_>, wide: &Wide<'_>, o0: usize) -> WideVectors {
+        assert!(o0 + ROWS <= wide.corr.len() && wide.ld.k == 1);
+        // SAFETY: checked just above; StageVectors::load checks its own.
+        unsafe {
+            let c = wide.corr.as_ptr().add(o0);
+            WideVectors {
+                high: wide.high.wrapping_add(o0),
+                ldc: wide.ld.c,
+                corr: [vld1q_s64(c), vld1q_s64(c.add(2))],
+                y: StageVectors::load(stage, o0),
+            }
+        }
+    }
+}
+
+impl Apply for WideVectors {
+    /// `256 · high + sums + corr` in i64 (`sshll`, `saddw`, `add`), to f64 (`scvtf`, exact),
+    /// to f32 (`fcvtn`, the one rounding), then `fmul` and clamp.
+    #[inline(always)]
+    unsafe fn apply(&self, c: usize, sums: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON is always present on aarch64; column c's 4 rows lie in `high` (the
+        // caller's contract).
+        unsafe {
+            let h = vld1q_s32(self.high.add(c * self.ldc));
+            let lo = vaddw_s32(vshll_n_s32::<8>(vget_low_s32(h)), vget_low_s32(sums));
+            let hi = vaddw_high_s32(vshll_high_n_s32::<8>(h), sums);
+            let (lo, hi) = (vaddq_s64(lo, self.corr[0]), vaddq_s64(hi, self.corr[1]));
+            let f = vcvt_high_f32_f64(vcvt_f32_f64(vcvtq_f64_s64(lo)), vcvtq_f64_s64(hi));
+            self.y.scale_clamp(f)
+        }
+    }
+}
+
+/// f32, channels last: column `c`'s 4 rows are contiguous at `ptr + c · ldc`.
+struct ColumnsF32<Y> {
+    ptr: *mut f32,
+    ldc: usize,
+    y: Y,
+}
+
+impl<Y: Apply> Sink for ColumnsF32<Y> {
     #[inline(always)]
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
         for (j, s) in sums.into_iter().enumerate() {
             // SAFETY: NEON is always present on aarch64; the column lies in the output.
-            unsafe { vst1q_f32(self.ptr.add((c + j) * self.ldc), self.y.apply(s)) };
+            unsafe { vst1q_f32(self.ptr.add((c + j) * self.ldc), self.y.apply(c + j, s)) };
         }
     }
 }
 
 /// i8, channels last: column `c`'s 4 rows are 4 contiguous bytes at `ptr + c · ldc`.
-struct ColumnsI8 {
+struct ColumnsI8<Y> {
     ptr: *mut i8,
     ldc: usize,
-    y: StageVectors,
+    y: Y,
     inv: float32x4_t,
     zp: float32x4_t,
 }
 
-impl Sink for ColumnsI8 {
+impl<Y: Apply> Sink for ColumnsI8<Y> {
     #[inline(always)]
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
         for (j, s) in sums.into_iter().enumerate() {
             // SAFETY: as in ColumnsF32; 4 bytes of the column lie in the output.
             unsafe {
-                let q = vmovn_s32(quantize_s32(self.y.apply(s), self.inv, self.zp));
+                let q = vmovn_s32(quantize_s32(self.y.apply(c + j, s), self.inv, self.zp));
                 let b = vmovn_s16(vcombine_s16(q, q));
                 let word = vget_lane_u32::<0>(vreinterpret_u32_s8(b));
                 std::ptr::write_unaligned(self.ptr.add((c + j) * self.ldc) as *mut u32, word);
@@ -164,18 +259,18 @@ impl Sink for ColumnsI8 {
 
 /// f32, channels first: row `r` at `ptr + r · ldk`, its columns contiguous. 4 columns are
 /// transposed into 4 rows and stored with one `st1` each; fewer go lane by lane.
-struct RowsF32 {
+struct RowsF32<Y> {
     ptr: *mut f32,
     ldk: usize,
-    y: StageVectors,
+    y: Y,
 }
 
-impl Sink for RowsF32 {
+impl<Y: Apply> Sink for RowsF32<Y> {
     #[inline(always)]
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
         // SAFETY: as in ColumnsF32; 4 rows × NC columns from c lie in the output.
         unsafe {
-            let y: [float32x4_t; NC] = std::array::from_fn(|j| self.y.apply(sums[j]));
+            let y: [float32x4_t; NC] = std::array::from_fn(|j| self.y.apply(c + j, sums[j]));
             if NC == 4 {
                 let rows = transpose4(std::array::from_fn(|j| y[j]));
                 for (r, row) in rows.into_iter().enumerate() {
@@ -194,34 +289,20 @@ impl Sink for RowsF32 {
     }
 }
 
-/// Corrected i32 sums, channels first (the digit products of a 16-bit input): row `r` at
-/// `ptr + r · ldk`, its columns contiguous; 4 columns transposed into 4 rows as in `RowsF32`.
-struct RowsI32 {
+/// Corrected i32 sums (a 16-bit input's high digits), channels last: column `c`'s 4 rows at
+/// `ptr + c · ldc`, one `st1` each.
+struct ColumnsI32 {
     ptr: *mut i32,
-    ldk: usize,
+    ldc: usize,
     corr: int32x4_t,
 }
 
-impl Sink for RowsI32 {
+impl Sink for ColumnsI32 {
     #[inline(always)]
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
-        // SAFETY: as in RowsF32 (4 rows × NC columns from c lie in the output).
-        unsafe {
-            let y: [int32x4_t; NC] = std::array::from_fn(|j| vaddq_s32(sums[j], self.corr));
-            if NC == 4 {
-                let bits = std::array::from_fn(|j| vreinterpretq_f32_s32(y[j]));
-                for (r, row) in transpose4(bits).into_iter().enumerate() {
-                    vst1q_s32(self.ptr.add(r * self.ldk + c), vreinterpretq_s32_f32(row));
-                }
-            } else {
-                for (j, y) in y.into_iter().enumerate() {
-                    let mut a = [0i32; 4];
-                    vst1q_s32(a.as_mut_ptr(), y);
-                    for (r, v) in a.into_iter().enumerate() {
-                        *self.ptr.add(r * self.ldk + c + j) = v;
-                    }
-                }
-            }
+        for (j, s) in sums.into_iter().enumerate() {
+            // SAFETY: NEON is always present on aarch64; the column lies in the output.
+            unsafe { vst1q_s32(self.ptr.add((c + j) * self.ldc), vaddq_s32(s, self.corr)) };
         }
     }
 }
