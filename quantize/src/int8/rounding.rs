@@ -152,7 +152,7 @@ pub fn gptq(
     if moments.count == 0 {
         return Ok(None);
     }
-    let mut w: Vec<f64> = (0..o * k)
+    let w: Vec<f64> = (0..o * k)
         .map(|i| {
             let (r, c) = (i / k, i % k);
             let v = if out_axis == 0 {
@@ -163,7 +163,14 @@ pub fn gptq(
             v as f64
         })
         .collect();
-    let mut h = moments.h.clone();
+    // Columns in order of decreasing input energy (GPTQ's "act-order"): the largest inputs'
+    // weights are rounded first, while every other column can still absorb their error.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| moments.h[b * k + b].total_cmp(&moments.h[a * k + a]));
+    let mut h: Vec<f64> = (0..k * k)
+        .map(|i| moments.h[order[i / k] * k + order[i % k]])
+        .collect();
+    let mut w: Vec<f64> = (0..o * k).map(|i| w[i / k * k + order[i % k]]).collect();
     // A channel never seen non-zero reads nothing: its weights do not matter.
     for i in 0..k {
         if h[i * k + i] == 0.0 {
@@ -189,7 +196,7 @@ pub fn gptq(
             let s = rtn.scales[r] as f64;
             let v = w[r * k + c];
             let code = (v / s).round().clamp(-127.0, 127.0);
-            q[r * k + c] = code as i8;
+            q[r * k + order[c]] = code as i8;
             let err = (v - code * s) / d;
             for j in c + 1..k {
                 w[r * k + j] -= err * u(c, j);
