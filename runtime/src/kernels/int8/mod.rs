@@ -586,6 +586,13 @@ pub trait Int8Kernel: Send + Sync + Debug {
         pack_f32(p, q, self.format(), out)
     }
 
+    /// Whether the kernel stores and reads i32 sums ([`Output::I32`], [`Wide::high`]) fastest
+    /// with each column's rows contiguous (NEON, whose vectors hold 4 rows of a column) rather
+    /// than each row's columns (x86, whose vectors hold 16 columns of a row).
+    fn sums_rows_contiguous(&self) -> bool {
+        false
+    }
+
     /// [`pack_f32_digits`] in [`Self::format`], the same bytes.
     fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
         pack_f32_digits(p, q, self.format(), hi, lo)

@@ -325,84 +325,86 @@ fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
                     let mut lo_plane = hi_plane.clone();
                     kernel.pack_f32_digits(&p, q, &mut hi_plane, &mut lo_plane);
                     let mut high = vec![0i32; m * n];
-                    let high_ld = Strides { k: 1, c: m };
-                    let mut yf = vec![f32::NAN; m * n];
-                    let mut yq = vec![99i8; m * n];
-                    let outs = [
-                        Output::F32 {
-                            ptr: yf.as_mut_ptr(),
-                            ld,
-                        },
-                        Output::I8 {
-                            ptr: yq.as_mut_ptr(),
-                            ld,
-                            inv_scale: inv_out,
-                            zp: zp_out,
-                        },
-                    ];
-                    for out in outs {
-                        // The first column block, then the rest; one row block per job, then
-                        // the rest of the rows.
-                        let row_blocks = m.div_ceil(ROWS);
-                        for (first, count) in [(0, 1), (1, blocks - 1)] {
-                            for rows in [0..1, 1..row_blocks] {
-                                if count == 0 || rows.is_empty() {
-                                    continue;
-                                }
-                                let span = first * step..(first + count) * step;
-                                let job = |x, stage| Job {
-                                    w: &w,
-                                    x,
-                                    first_block: first,
-                                    blocks: count,
-                                    row_blocks: rows.clone(),
-                                    n,
-                                    stage,
-                                };
-                                let stage = Stage {
-                                    corr: &zero,
-                                    corr_u: &corr_u,
-                                    scale: &c.scale,
-                                    lo: -f32::MAX,
-                                    hi: f32::MAX,
-                                    out: Output::I32 {
-                                        ptr: high.as_mut_ptr(),
+                    // The high sums with rows contiguous (NEON's layout) or columns.
+                    for high_ld in [Strides { k: 1, c: m }, Strides { k: n, c: 1 }] {
+                        let mut yf = vec![f32::NAN; m * n];
+                        let mut yq = vec![99i8; m * n];
+                        let outs = [
+                            Output::F32 {
+                                ptr: yf.as_mut_ptr(),
+                                ld,
+                            },
+                            Output::I8 {
+                                ptr: yq.as_mut_ptr(),
+                                ld,
+                                inv_scale: inv_out,
+                                zp: zp_out,
+                            },
+                        ];
+                        for out in outs {
+                            // The first column block, then the rest; one row block per job, then
+                            // the rest of the rows.
+                            let row_blocks = m.div_ceil(ROWS);
+                            for (first, count) in [(0, 1), (1, blocks - 1)] {
+                                for rows in [0..1, 1..row_blocks] {
+                                    if count == 0 || rows.is_empty() {
+                                        continue;
+                                    }
+                                    let span = first * step..(first + count) * step;
+                                    let job = |x, stage| Job {
+                                        w: &w,
+                                        x,
+                                        first_block: first,
+                                        blocks: count,
+                                        row_blocks: rows.clone(),
+                                        n,
+                                        stage,
+                                    };
+                                    let stage = Stage {
+                                        corr: &zero,
+                                        corr_u: &corr_u,
+                                        scale: &c.scale,
+                                        lo: -f32::MAX,
+                                        hi: f32::MAX,
+                                        out: Output::I32 {
+                                            ptr: high.as_mut_ptr(),
+                                            ld: high_ld,
+                                        },
+                                        wide: None,
+                                    };
+                                    kernel.run(&job(&hi_plane[span.clone()], stage));
+                                    let wide = Wide {
+                                        high: high.as_ptr(),
                                         ld: high_ld,
-                                    },
-                                    wide: None,
-                                };
-                                kernel.run(&job(&hi_plane[span.clone()], stage));
-                                let wide = Wide {
-                                    high: high.as_ptr(),
-                                    ld: high_ld,
-                                    corr: &corr16,
-                                };
-                                let stage = Stage {
-                                    lo,
-                                    hi,
-                                    out,
-                                    wide: Some(wide),
-                                    ..stage
-                                };
-                                kernel.run(&job(&lo_plane[span.clone()], stage));
+                                        corr: &corr16,
+                                    };
+                                    let stage = Stage {
+                                        lo,
+                                        hi,
+                                        out,
+                                        wide: Some(wide),
+                                        ..stage
+                                    };
+                                    kernel.run(&job(&lo_plane[span.clone()], stage));
+                                }
                             }
                         }
+                        let back = |i: usize| {
+                            if last {
+                                (i % n) * m + i / n
+                            } else {
+                                i
+                            }
+                        };
+                        let yf: Vec<f32> = (0..m * n).map(|i| yf[back(i)]).collect();
+                        let yq: Vec<i8> = (0..m * n).map(|i| yq[back(i)]).collect();
+                        let what = format!(
+                            "{} M={m} K={k} N={n} last {last} clamp {lo}..{hi}",
+                            kernel.name()
+                        );
+                        assert_eq!(bits(&yf), bits(&want), "f32: {what} {high_ld:?}");
+                        assert_eq!(yq, want_q, "i8: {what} {high_ld:?}");
                     }
-                    let back = |i: usize| {
-                        if last {
-                            (i % n) * m + i / n
-                        } else {
-                            i
-                        }
-                    };
-                    let yf: Vec<f32> = (0..m * n).map(|i| yf[back(i)]).collect();
-                    let yq: Vec<i8> = (0..m * n).map(|i| yq[back(i)]).collect();
-                    let what = format!(
-                        "{} M={m} K={k} N={n} last {last} clamp {lo}..{hi}",
-                        kernel.name()
-                    );
-                    assert_eq!(bits(&yf), bits(&want), "f32: {what}");
-                    assert_eq!(yq, want_q, "i8: {what}");
                 }
             }
         }

@@ -11,11 +11,13 @@
 //! operand, `{1to16}`), 16 `vpdpbusd`. Row tails use a 4-row tile (rows are packed in blocks of
 //! 4), column tails a 1-block tile, a partial last block masked stores. The output stage runs
 //! at full width: add the correction, `vcvtdq2ps`, multiply by the scale, clamp, then a masked
-//! `vmovups` (f32) or `vcvtps2dq` + masked `vpmovdb` (i8).
+//! `vmovups` (f32) or `vcvtps2dq` + masked `vpmovdb` (i8). A 16-bit input's combining stage
+//! ([`super::Wide`], high sums with contiguous columns) works in f64 (`vcvtdq2pd`, exact
+//! integers below 2^53) and rounds once (`vcvtpd2ps`), as the portable `i64 as f32`.
 //!
 //! Selected when the CPU has `avx512f`, `avx512bw` and `avx512vnni` (Ice Lake, Zen 4 and
-//! later). AVX2-only CPUs use the portable kernel (`vpmaddubsw` saturates its i16 pair sums,
-//! so an exact AVX2 kernel needs a widening step: not written).
+//! later). AVX2-only CPUs use the `x86-avx2` kernel (`avx2.rs`). The packers quantize 16
+//! floats per vector, 8-bit codes or both digit planes of a 16-bit input in one pass.
 
 use std::arch::x86_64::*;
 
@@ -60,52 +62,110 @@ impl Int8Kernel for Vnni512 {
         // SAFETY: `detect` checked the features; `check` the sizes.
         unsafe {
             if p.ld.c == 1 {
-                pack_f32_avx512(p, q, out)
+                pack_channels_first(p, Codes(q), [out.as_mut_ptr()])
             } else if p.ld.k == 1 {
-                pack_f32_channels_last(p, q, out)
+                pack_channels_last(p, Codes(q), [out.as_mut_ptr()])
             } else {
                 super::pack_f32(p, q, FORMAT, out)
+            }
+        }
+    }
+
+    fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
+        p.check(FORMAT, hi);
+        p.check(FORMAT, lo);
+        let planes = [hi.as_mut_ptr(), lo.as_mut_ptr()];
+        // SAFETY: `detect` checked the features; `check` the sizes of both planes.
+        unsafe {
+            if p.ld.c == 1 {
+                pack_channels_first(p, Digits(q), planes)
+            } else if p.ld.k == 1 {
+                pack_channels_last(p, Digits(q), planes)
+            } else {
+                super::pack_f32_digits(p, q, FORMAT, hi, lo)
             }
         }
     }
 }
 
 /// Quantizes 16 floats to signed codes with the portable quantizer's operations (`vmulps`,
-/// `vaddps`, `vmaxps` (a NaN gives −128), `vminps`, `vcvtps2dq` rounding half to even).
+/// `vaddps`, `vmaxps` (a NaN gives the lowest code), `vminps`, `vcvtps2dq` rounding half to
+/// even), clamped to `[lowest, highest]`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn quantize_ps(f: __m512, inv_scale: f32, zp: f32) -> __m512i {
-    let f = _mm512_add_ps(
-        _mm512_mul_ps(f, _mm512_set1_ps(inv_scale)),
-        _mm512_set1_ps(zp),
-    );
+fn quantize_range(f: __m512, (inv, zp): (f32, f32), (lowest, highest): (f32, f32)) -> __m512i {
+    let f = _mm512_add_ps(_mm512_mul_ps(f, _mm512_set1_ps(inv)), _mm512_set1_ps(zp));
     let f = _mm512_min_ps(
-        _mm512_max_ps(f, _mm512_set1_ps(-128.0)),
-        _mm512_set1_ps(127.0),
+        _mm512_max_ps(f, _mm512_set1_ps(lowest)),
+        _mm512_set1_ps(highest),
     );
     _mm512_cvtps_epi32(f)
 }
 
-/// [`quantize_ps`] offset by 128 (the packed input's offset binary).
+/// Quantizes 16 floats to i8 codes ([`quantize_range`] over `[−128, 127]`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn quantize16(f: __m512, q: Quantizer) -> __m512i {
-    _mm512_add_epi32(
-        quantize_ps(f, q.inv_scale, q.zp as f32),
-        _mm512_set1_epi32(128),
-    )
+fn quantize_ps(f: __m512, inv_scale: f32, zp: f32) -> __m512i {
+    quantize_range(f, (inv_scale, zp), (-128.0, 127.0))
 }
 
-/// [`super::pack_f32`] for channels-last input (`x[c · ldc + k]`): per group of 4 k, four
-/// columns' 4 consecutive floats fill one vector (masked 128-bit loads where k ends), quantized
-/// as in [`pack_f32_avx512`], padded lanes set to 128, narrowed with `vpmovdb`: 16 bytes in the
-/// packed order at once.
+/// How 16 floats become packed bytes (offset binary, one per 32-bit lane) in `P` planes.
+trait Encode<const P: usize>: Copy {
+    /// The codes of the 16 floats `f` in each plane, each in `[0, 255]`.
+    ///
+    /// # Safety
+    /// AVX-512 F (inlined into the packers, which enable it).
+    unsafe fn encode(self, f: __m512) -> [__m512i; P];
+}
+
+/// 8-bit codes: `q + 128`.
+#[derive(Clone, Copy)]
+struct Codes(Quantizer);
+
+impl Encode<1> for Codes {
+    #[inline(always)]
+    unsafe fn encode(self, f: __m512) -> [__m512i; 1] {
+        // SAFETY: the caller's contract.
+        let q = unsafe { quantize_ps(f, self.0.inv_scale, self.0.zp as f32) };
+        // SAFETY: as above.
+        [unsafe { _mm512_add_epi32(q, _mm512_set1_epi32(128)) }]
+    }
+}
+
+/// The two digits of 16-bit codes (see [`super::digits`]), offset binary: the high digit's
+/// code is `(q + 32768) >> 8`, the low digit's `q & 0xFF`.
+#[derive(Clone, Copy)]
+struct Digits(Quantizer);
+
+impl Encode<2> for Digits {
+    #[inline(always)]
+    unsafe fn encode(self, f: __m512) -> [__m512i; 2] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let q = quantize_range(f, (self.0.inv_scale, self.0.zp as f32), (-32768.0, 32767.0));
+            let hi = _mm512_srli_epi32::<8>(_mm512_add_epi32(q, _mm512_set1_epi32(32768)));
+            [hi, _mm512_and_si512(q, _mm512_set1_epi32(0xFF))]
+        }
+    }
+}
+
+/// Packs channels-last input (`x[c · ldc + k]`) into the `P` planes `out` by `enc`: per group
+/// of 4 k, four columns' 4 consecutive floats fill one vector (masked 128-bit loads where k
+/// ends), encoded, padded lanes set to 128, narrowed with `vpmovdb`: 16 bytes in the packed
+/// order at once per plane.
+///
+/// # Safety
+/// AVX-512 F and BW; each plane holds the blocks' bytes (`Pack::check`).
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_f32_channels_last(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+unsafe fn pack_channels_last<const P: usize, E: Encode<P>>(
+    p: &Pack<'_, f32>,
+    enc: E,
+    out: [*mut u8; P],
+) {
     let (k, n, ldc) = (p.k, p.n, p.ld.c);
     let k4 = k.div_ceil(4);
     let offset = _mm512_set1_epi32(128);
-    let (xp, op) = (p.x.as_ptr(), out.as_mut_ptr());
+    let xp = p.x.as_ptr();
     for (bi, b) in p.blocks.clone().enumerate() {
         for g in 0..k4 {
             let kvalid = (k - g * 4).min(4);
@@ -127,52 +187,68 @@ unsafe fn pack_f32_channels_last(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]
                         valid |= (kmask as u16) << (4 * i);
                     }
                 }
-                let u = _mm512_mask_blend_epi32(valid, offset, quantize16(f, q));
-                let bytes = _mm512_cvtepi32_epi8(u);
-                // SAFETY: 16 bytes of block bi, group g: inside `out` (Pack::check).
-                unsafe {
-                    _mm_storeu_si128(
-                        op.add((bi * k4 + g) * BLOCK_STEP + quarter * 16).cast(),
-                        bytes,
-                    )
-                };
+                // SAFETY: AVX-512 F is enabled here.
+                let codes = unsafe { enc.encode(f) };
+                for (plane, u) in out.iter().zip(codes) {
+                    let bytes = _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(valid, offset, u));
+                    // SAFETY: 16 bytes of block bi, group g: inside the plane (Pack::check).
+                    unsafe {
+                        _mm_storeu_si128(
+                            plane.add((bi * k4 + g) * BLOCK_STEP + quarter * 16).cast(),
+                            bytes,
+                        )
+                    };
+                }
             }
         }
     }
 }
 
-/// [`super::pack_f32`] for channels-first input, 16 columns × 4 k at a time: four (masked)
-/// loads of 16 floats, quantized ([`quantize16`]), interleaved by shifts into one 64-byte
-/// store. Padded columns and k get 0x80, like the portable packer.
+/// Packs channels-first input into the `P` planes `out` by `enc`, 16 columns × 4 k at a time:
+/// four (masked) loads of 16 floats, encoded, interleaved by shifts into one 64-byte store per
+/// plane. Padded columns and k get 0x80, like the portable packer.
+///
+/// # Safety
+/// AVX-512 F and BW; each plane holds the blocks' bytes (`Pack::check`).
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_f32_avx512(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+unsafe fn pack_channels_first<const P: usize, E: Encode<P>>(
+    p: &Pack<'_, f32>,
+    enc: E,
+    out: [*mut u8; P],
+) {
     let (k, n, ld) = (p.k, p.n, p.ld.k);
     let k4 = k.div_ceil(4);
     let (offset, pad) = (
         _mm512_set1_epi32(128),
         _mm512_set1_epi32(0x8080_8080u32 as i32),
     );
-    let (xp, op) = (p.x.as_ptr(), out.as_mut_ptr());
+    let xp = p.x.as_ptr();
     for (bi, b) in p.blocks.clone().enumerate() {
         let c0 = b * COLS;
         let cols = n.saturating_sub(c0).min(COLS);
         let mask: __mmask16 = if cols >= COLS { !0 } else { (1u16 << cols) - 1 };
         for g in 0..k4 {
-            let mut v = _mm512_setzero_si512();
+            let mut v = [_mm512_setzero_si512(); P];
             for t in 0..4 {
                 let kk = g * 4 + t;
-                let u = if kk < k {
+                let codes = if kk < k {
                     // SAFETY: row kk < k, columns c0 .. c0 + cols ≤ n ≤ ld (Pack::check); masked.
                     let f = unsafe { _mm512_maskz_loadu_ps(mask, xp.add(kk * ld + c0)) };
-                    quantize16(f, q)
+                    // SAFETY: AVX-512 F is enabled here.
+                    unsafe { enc.encode(f) }
                 } else {
-                    offset
+                    [offset; P]
                 };
-                v = _mm512_or_si512(v, _mm512_sll_epi32(u, _mm_cvtsi32_si128(8 * t as i32)));
+                let shift = _mm_cvtsi32_si128(8 * t as i32);
+                for (v, u) in v.iter_mut().zip(codes) {
+                    *v = _mm512_or_si512(*v, _mm512_sll_epi32(u, shift));
+                }
             }
-            let v = _mm512_mask_blend_epi32(mask, pad, v);
-            // SAFETY: 64 bytes of block bi, group g: inside `out` (Pack::check).
-            unsafe { _mm512_storeu_si512(op.add((bi * k4 + g) * BLOCK_STEP).cast(), v) };
+            for (plane, v) in out.iter().zip(v) {
+                let v = _mm512_mask_blend_epi32(mask, pad, v);
+                // SAFETY: 64 bytes of block bi, group g: inside the plane (Pack::check).
+                unsafe { _mm512_storeu_si512(plane.add((bi * k4 + g) * BLOCK_STEP).cast(), v) };
+            }
         }
     }
 }
@@ -241,24 +317,51 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                 let c = (job.first_block + b + j) * COLS;
                 if let Output::I32 { ptr, ld } = stage.out {
                     // The corrected sum (offset-binary codes: `corr_u`), as the portable stage.
-                    let mut sums = [0i32; COLS];
-                    _mm512_storeu_si512(sums.as_mut_ptr().cast(), _mm512_add_epi32(*a, corr));
-                    for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
-                        *ptr.add(o * ld.k + (c + j) * ld.c) = v;
+                    let v = _mm512_add_epi32(*a, corr);
+                    if ld.c == 1 {
+                        _mm512_mask_storeu_epi32(ptr.add(o * ld.k + c).cast(), mask, v);
+                    } else {
+                        let mut sums = [0i32; COLS];
+                        _mm512_storeu_si512(sums.as_mut_ptr().cast(), v);
+                        for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
+                            *ptr.add(o * ld.k + (c + j) * ld.c) = v;
+                        }
                     }
                     continue;
                 }
-                if stage.wide.is_some() {
-                    // The portable combining stage, on the signed sums.
-                    let mut sums = [0i32; COLS];
-                    _mm512_storeu_si512(sums.as_mut_ptr().cast(), *a);
-                    let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);
-                    for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
-                        stage.store(o, c + j, v.wrapping_add(signed));
+                let sum = match stage.wide {
+                    None => _mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)),
+                    Some(w) if w.ld.c == 1 => {
+                        // 256·high + signed sum + corr, exact in f64 (integers below 2^53),
+                        // then one rounding to f32: the portable `i64 as f32`.
+                        let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);
+                        let s = _mm512_add_epi32(*a, _mm512_set1_epi32(signed));
+                        let h = _mm512_maskz_loadu_epi32(mask, w.high.add(o * w.ld.k + c).cast());
+                        let add = _mm512_set1_pd(w.corr[o] as f64);
+                        let half = |h: __m256i, s: __m256i| {
+                            let h = _mm512_mul_pd(_mm512_cvtepi32_pd(h), _mm512_set1_pd(256.0));
+                            let v = _mm512_add_pd(_mm512_add_pd(h, _mm512_cvtepi32_pd(s)), add);
+                            _mm256_castps_pd(_mm512_cvtpd_ps(v))
+                        };
+                        let lo8 = half(_mm512_castsi512_si256(h), _mm512_castsi512_si256(s));
+                        let hi8 = half(
+                            _mm512_extracti64x4_epi64::<1>(h),
+                            _mm512_extracti64x4_epi64::<1>(s),
+                        );
+                        _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(lo8), hi8))
                     }
-                    continue;
-                }
-                let y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)), scale);
+                    Some(_) => {
+                        // Other layouts of the high sums: the portable stage, on the signed sums.
+                        let mut sums = [0i32; COLS];
+                        _mm512_storeu_si512(sums.as_mut_ptr().cast(), *a);
+                        let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);
+                        for (j, &v) in sums.iter().enumerate().take(cols.min(COLS)) {
+                            stage.store(o, c + j, v.wrapping_add(signed));
+                        }
+                        continue;
+                    }
+                };
+                let y = _mm512_mul_ps(sum, scale);
                 let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
                 match stage.out {
                     Output::F32 { ptr, ld } if ld.c == 1 => {

@@ -82,6 +82,10 @@ impl Int8Kernel for Neon {
     fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
         pack::pack_f32_digits(p, q, smull::FORMAT, hi, lo)
     }
+
+    fn sums_rows_contiguous(&self) -> bool {
+        true
+    }
 }
 
 impl Int8Kernel for NeonDot {
@@ -105,6 +109,10 @@ impl Int8Kernel for NeonDot {
 
     fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
         pack::pack_f32_digits(p, q, sdot::FORMAT, hi, lo)
+    }
+
+    fn sums_rows_contiguous(&self) -> bool {
+        true
     }
 }
 
