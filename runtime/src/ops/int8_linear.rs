@@ -26,7 +26,8 @@
 //! With `input_bits = 16` (a float input only) the input is quantized to 16 bits instead
 //! (`input_zero_point` in `[−32768, 32767]`): the weights stay i8 and the products run on the
 //! same int8 kernels, once per digit of the 16-bit codes (`q = 256·hi + lo + 128`, see
-//! [`k8::pack_f32_digits`]), and the two i32 sums meet in i64 before the output stage:
+//! [`k8::pack_f32_digits`]), and the two i32 sums meet in i64 in the second product's output
+//! stage ([`k8::Wide`]):
 //! `y = (256·Σ W·hi + Σ W·lo + bias + (128 − zp)·Σ W) · scale[o]`. Twice the multiplies of an
 //! 8-bit input, for an input step 256 times finer: what a layer needs whose input has a few
 //! values far out in the tails (a detector's peaks), where one 8-bit step over the whole
