@@ -23,6 +23,10 @@ use kestrel_runtime::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, Poo
 use kestrel_runtime::tract_core::ops::nn::DataFormat;
 use kestrel_runtime::{LoadOptions, Model};
 
+#[path = "common/paired.rs"]
+mod paired;
+use paired::paired;
+
 #[global_allocator]
 static ALLOCATOR: PoolAlloc = PoolAlloc;
 
@@ -138,38 +142,6 @@ fn quantized(
     m.select_output_outlets(&y).unwrap();
     let input = random_tensor(DatumType::F32, &shape(c_in, size, last), 4).unwrap();
     (plan("int8", m), tvec!(input.into_tvalue()))
-}
-
-/// Medians of `rounds` interleaved runs of `a` and `b`, and the median of per-round b/a.
-fn paired(
-    a: &(Model, TVec<TValue>),
-    b: &(Model, TVec<TValue>),
-    rounds: usize,
-) -> (Duration, Duration, f64) {
-    let (mut sa, mut sb) = (a.0.session().unwrap(), b.0.session().unwrap());
-    for _ in 0..3 {
-        sa.run(a.1.clone()).unwrap();
-        sb.run(b.1.clone()).unwrap();
-    }
-    let time = |s: &mut kestrel_runtime::Session, i: &TVec<TValue>| {
-        let start = Instant::now();
-        s.run(i.clone()).unwrap();
-        start.elapsed()
-    };
-    let mut ta = vec![];
-    let mut tb = vec![];
-    let mut ratio = vec![];
-    for _ in 0..rounds {
-        let x = time(&mut sa, &a.1);
-        let y = time(&mut sb, &b.1);
-        ratio.push(y.as_secs_f64() / x.as_secs_f64());
-        ta.push(x);
-        tb.push(y);
-    }
-    ta.sort();
-    tb.sort();
-    ratio.sort_by(f64::total_cmp);
-    (ta[rounds / 2], tb[rounds / 2], ratio[rounds / 2])
 }
 
 fn layers(c: &mut Criterion) {

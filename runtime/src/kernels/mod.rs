@@ -104,6 +104,7 @@ pub(crate) enum Sink<'a> {
     Store(&'a LaneStore<'a>),
 }
 
+pub mod depthwise;
 pub mod generic;
 pub mod int8;
 pub mod mst;
@@ -309,4 +310,5 @@ pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&
 pub fn known_kernel_name(name: &str) -> bool {
     available().iter().any(|k| k.name() == name)
         || int8::available().iter().any(|k| k.name() == name)
+        || depthwise::available().iter().any(|k| k.name() == name)
 }

@@ -7,12 +7,15 @@
 //! loop is the XOR-popcount kernel of `crate::kernels`, chosen once at load by CPU detection.
 //! [`int8_linear`] is an int8 1×1 convolution / dense layer with its quantization fused (the
 //! converter's `--int8` output), on the int8 kernels of `crate::kernels::int8`.
+//! [`depthwise`] is a float depthwise convolution with its activation fused, on the kernels
+//! of `crate::kernels::depthwise` (the converter puts it where tract's depthwise conv stood).
 //! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
 pub mod bconv;
 pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
+pub mod depthwise;
 pub mod int8_linear;
 pub(crate) mod mst_delta;
 pub mod output_stage;

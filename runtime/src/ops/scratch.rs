@@ -1,4 +1,4 @@
-//! Per-thread scratch buffers of the binary and int8 ops, reused across runs so that a steady-state
+//! Per-thread scratch buffers of Kestrel's ops, reused across runs so that a steady-state
 //! inference allocates nothing but its output tensors.
 //!
 //! Each thread (the one running the plan and every worker of the tract executor) owns one
@@ -22,6 +22,7 @@ thread_local! {
     static OFFSETS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with<T: Copy + Default, R>(
@@ -63,6 +64,11 @@ pub(crate) fn bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 /// `len` i32 sums of scratch (the digit products of a 16-bit int8 input).
 pub(crate) fn ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
     with(&INTS, len, f)
+}
+
+/// `len` floats of scratch (the padded planes of a depthwise convolution).
+pub(crate) fn floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with(&FLOATS, len, f)
 }
 
 #[cfg(test)]

@@ -1,0 +1,219 @@
+//! f32 depthwise-convolution kernels of `kestrel_depthwise`, behind one trait, chosen once at
+//! start-up like the binary and int8 kernels.
+//!
+//! # What they compute
+//!
+//! One channel of a depthwise convolution is a small 2-D convolution of one plane. The op
+//! (`crate::ops::depthwise`) lays the channel's zero-padded plane out so that every kernel tap
+//! is one offset into a buffer (a [`PlaneJob`]): for stride 1 the padded plane itself, rows
+//! `ld` apart; for stride 2 its even columns then its odd columns (two *phase* planes), so
+//! that consecutive outputs of a tap read consecutive floats at every stride. A kernel then
+//! computes, for every output row `r < rows` and column `c < cols`,
+//!
+//! ```text
+//! acc = bias
+//! acc = acc + w[t] · input[taps[t] + r·row_step + c]     for t = 0, 1, … in order
+//! out[r·cols + c] = act(acc)
+//! ```
+//!
+//! with `act` the fused activation ([`Activation`]): clamp to `[low, high]` (none, ReLU,
+//! ReLU6), then optionally HardSwish `x · min(max(x·(1/6) + 1/2, 0), 1)`.
+//!
+//! Padding, borders and strides are all in the layout: the inner loop has no border case, and
+//! a vector kernel runs whole vectors along a row (the last one partial: its extra lanes read
+//! [`SLACK`] floats past the row and are never stored).
+//!
+//! # Rounding
+//!
+//! The vector kernels (`x86-avx2` with FMA, `x86-avx512`, `neon`) accumulate with a fused
+//! multiply-add per tap in tap order and apply the activation with separate IEEE multiplies
+//! and adds: they agree bit for bit with each other and with [`reference_fma`]. The portable
+//! kernel ([`generic`](mod@generic)) multiplies and adds separately (a scalar FMA is a library
+//! call where the CPU lacks one); it differs from them by at most the bound of
+//! [`fma_bound`]: `2·(T+1)·u·(|bias| + Σ_t |w[t]·x_t|)` for `T` taps, `u = 2⁻²⁴`, before the
+//! activation. A clamp keeps that bound; HardSwish (slope at most 1.5) multiplies it by 1.5
+//! and adds its own few roundings.
+//! NaN inputs propagate in no specified way.
+
+pub mod generic;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Debug;
+use std::sync::OnceLock;
+
+/// Floats a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
+/// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
+pub const SLACK: usize = 16;
+
+/// The activation fused into a depthwise kernel's output stage: clamp, then optional HardSwish.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Activation {
+    /// Lower clamp (`−∞` for none, 0 for ReLU).
+    pub low: f32,
+    /// Upper clamp (`+∞` for none, 6 for ReLU6).
+    pub high: f32,
+    /// HardSwish after the clamp.
+    pub hardswish: bool,
+}
+
+impl Activation {
+    /// No activation.
+    pub const NONE: Activation = Activation {
+        low: f32::NEG_INFINITY,
+        high: f32::INFINITY,
+        hardswish: false,
+    };
+
+    /// The activation applied to one value (the kernels' arithmetic, operation by operation).
+    #[inline(always)]
+    pub fn apply(&self, acc: f32) -> f32 {
+        let x = min(max(acc, self.low), self.high);
+        if self.hardswish {
+            x * min(max(x * (1.0 / 6.0) + 0.5, 0.0), 1.0)
+        } else {
+            x
+        }
+    }
+}
+
+/// `max` as the vector units compute it for non-NaN values.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` as the vector units compute it for non-NaN values.
+#[inline(always)]
+fn min(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// One channel of a depthwise convolution, as offsets into its laid-out input (module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct PlaneJob<'a> {
+    /// The channel's padded plane (phase planes for stride 2), laid out by the op.
+    pub input: &'a [f32],
+    /// Offset of each tap's read for output row 0, column 0.
+    pub taps: &'a [usize],
+    /// One weight per tap.
+    pub weights: &'a [f32],
+    /// The channel's bias.
+    pub bias: f32,
+    /// Distance in `input` between output row `r` and `r + 1`'s reads.
+    pub row_step: usize,
+    /// Output rows.
+    pub rows: usize,
+    /// Output columns (the output plane is `rows × cols`, rows contiguous).
+    pub cols: usize,
+    /// The fused activation.
+    pub act: Activation,
+}
+
+impl PlaneJob<'_> {
+    /// Checks the contract of [`DepthwiseKernel::run`]: one weight per tap, an output of
+    /// `rows × cols`, and every read (with [`SLACK`] past each row) inside `input`.
+    pub fn check(&self, out: &[f32]) {
+        assert!(!self.taps.is_empty(), "a depthwise job needs taps");
+        assert_eq!(self.taps.len(), self.weights.len(), "one weight per tap");
+        assert_eq!(
+            out.len(),
+            self.rows * self.cols,
+            "out must hold rows × cols"
+        );
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.taps.iter().max().expect("taps") + (self.rows - 1) * self.row_step;
+            assert!(
+                last + self.cols + SLACK <= self.input.len(),
+                "depthwise job reads past its input"
+            );
+        }
+    }
+}
+
+/// A depthwise-convolution kernel: one channel plane per call.
+pub trait DepthwiseKernel: Send + Sync + Debug {
+    /// Short name, for logs and benchmarks (`generic`, `x86-avx2`, `x86-avx512`, `neon`).
+    fn name(&self) -> &'static str;
+
+    /// Computes the job's output plane into `out` (module docs). Panics if the job fails
+    /// [`PlaneJob::check`].
+    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]);
+}
+
+/// The portable kernel.
+pub fn generic() -> &'static dyn DepthwiseKernel {
+    &generic::Generic
+}
+
+/// Every kernel this CPU can run, portable first and fastest last: `generic`, then
+/// `x86-avx2` (with FMA) and `x86-avx512` on x86-64, or `neon` on aarch64.
+pub fn available() -> Vec<&'static dyn DepthwiseKernel> {
+    let mut kernels = vec![generic()];
+    #[cfg(target_arch = "x86_64")]
+    kernels.extend(
+        [x86::Avx2::detect(), x86::Avx512::detect()]
+            .into_iter()
+            .flatten(),
+    );
+    #[cfg(target_arch = "aarch64")]
+    kernels.push(neon::Neon::detect());
+    kernels
+}
+
+/// The kernel the op uses: the fastest available, unless `KESTREL_KERNELS` names another
+/// (the rule is [`super::pick_by_name`]). Decided once per process.
+pub fn select() -> &'static dyn DepthwiseKernel {
+    static CHOICE: OnceLock<&'static dyn DepthwiseKernel> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let var = std::env::var("KESTREL_KERNELS").ok();
+        let kernel = super::pick_by_name(var.as_deref(), available(), |k| k.name());
+        log::info!("depthwise kernel: {}", kernel.name());
+        kernel
+    })
+}
+
+/// The vector kernels' result, computed one scalar FMA at a time (for their bit-exactness
+/// tests; slow where the CPU has no FMA instruction).
+pub fn reference_fma(job: &PlaneJob<'_>, out: &mut [f32]) {
+    job.check(out);
+    for r in 0..job.rows {
+        let base = r * job.row_step;
+        for c in 0..job.cols {
+            let mut acc = job.bias;
+            for (&t, &w) in job.taps.iter().zip(job.weights) {
+                acc = w.mul_add(job.input[base + t + c], acc);
+            }
+            out[r * job.cols + c] = job.act.apply(acc);
+        }
+    }
+}
+
+/// The largest difference allowed between the portable kernel and [`reference_fma`] at row
+/// `r`, column `c`, before the activation: `2·(T+1)·u·(|bias| + Σ_t |w[t]·x_t|)`, twice the
+/// classic bound `γ_{T+1}` of a sum of `T+1` terms evaluated in any of the two ways.
+pub fn fma_bound(job: &PlaneJob<'_>, r: usize, c: usize) -> f32 {
+    let base = r * job.row_step + c;
+    let magnitude: f64 = job
+        .taps
+        .iter()
+        .zip(job.weights)
+        .map(|(&t, &w)| (w as f64 * job.input[base + t] as f64).abs())
+        .sum::<f64>()
+        + (job.bias as f64).abs();
+    let n = job.taps.len() as f64 + 1.0;
+    (2.0 * n * f64::from(f32::EPSILON) * 0.5 * magnitude * 1.0001) as f32
+}

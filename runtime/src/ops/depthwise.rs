@@ -1,0 +1,459 @@
+//! `kestrel_depthwise`: a float depthwise 2-D convolution (one filter per channel, channels
+//! first: `[N, C, H, W]` or `[C, H, W]`), with its bias and activation (ReLU, ReLU6 / clip, HardSwish) fused.
+//!
+//! Per channel, the op copies the plane into a zero-padded buffer laid out so that every
+//! kernel tap is one offset (`crate::kernels::depthwise`): rows `ld` floats apart, and at
+//! column stride 2 the even padded columns in one phase plane and the odd ones in another, so
+//! that a tap's consecutive outputs read consecutive floats. The kernels then run whole
+//! vectors along output rows with no border case; the padding is written once per task (it is
+//! the same for every channel) and only the interior is copied per channel.
+//!
+//! Shapes the op takes: kernels up to 7×7, strides 1 or 2 on each axis, zero padding smaller
+//! than the kernel, dilation 1, one output channel per input channel. The converter leaves
+//! any other depthwise convolution to tract.
+
+use tract_nnef::internal::*;
+use tract_nnef::ser::{array, invocation, numeric, string};
+
+use super::parallel::{run_indexed, threads, Disjoint};
+use super::scratch;
+use crate::kernels::depthwise::{self as dw, Activation, PlaneJob, SLACK};
+
+/// NNEF name.
+pub const NAME: &str = "kestrel_depthwise";
+
+/// Largest kernel height and width.
+pub const MAX_KERNEL: usize = 7;
+
+/// The activation fused after the convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fused {
+    /// None.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), high)` (ReLU6 with `high = 6`).
+    Clip(f32),
+    /// `x · min(max(x/6 + 1/2, 0), 1)`.
+    HardSwish,
+}
+
+impl Fused {
+    fn activation(self) -> Activation {
+        let clamp = |low, high| Activation {
+            low,
+            high,
+            hardswish: false,
+        };
+        match self {
+            Fused::None => Activation::NONE,
+            Fused::Relu => clamp(0.0, f32::INFINITY),
+            Fused::Clip(high) => clamp(0.0, high),
+            Fused::HardSwish => Activation {
+                hardswish: true,
+                ..Activation::NONE
+            },
+        }
+    }
+}
+
+/// The depthwise convolution operator.
+#[derive(Debug, Clone)]
+pub struct Depthwise {
+    /// Weights `[C, KH, KW]` f32.
+    pub weights: Arc<Tensor>,
+    /// Bias `[C]` f32.
+    pub bias: Arc<Tensor>,
+    /// Stride along height and width (1 or 2).
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub padding: [usize; 4],
+    /// The fused activation.
+    pub fused: Fused,
+}
+
+impl std::hash::Hash for Depthwise {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.weights.hash(state);
+        self.bias.hash(state);
+        self.stride.hash(state);
+        self.padding.hash(state);
+        format!("{:?}", self.fused).hash(state);
+    }
+}
+
+impl PartialEq for Depthwise {
+    fn eq(&self, other: &Self) -> bool {
+        self.weights == other.weights
+            && self.bias == other.bias
+            && self.stride == other.stride
+            && self.padding == other.padding
+            && self.fused == other.fused
+    }
+}
+
+impl Eq for Depthwise {}
+
+impl Depthwise {
+    /// Builds the op, checking weights `[C, KH, KW]` (KH, KW ≤ [`MAX_KERNEL`]), bias `[C]`,
+    /// strides 1 or 2, padding smaller than the kernel and a finite positive clip.
+    pub fn new(
+        weights: Arc<Tensor>,
+        bias: Arc<Tensor>,
+        stride: [usize; 2],
+        padding: [usize; 4],
+        fused: Fused,
+    ) -> TractResult<Depthwise> {
+        let s = weights.shape();
+        ensure!(
+            weights.datum_type() == f32::datum_type()
+                && s.len() == 3
+                && s[0] > 0
+                && (1..=MAX_KERNEL).contains(&s[1])
+                && (1..=MAX_KERNEL).contains(&s[2]),
+            "{NAME}: weights must be f32 [C, KH, KW] with KH, KW in 1..={MAX_KERNEL}, got {:?} {s:?}",
+            weights.datum_type()
+        );
+        ensure!(
+            bias.datum_type() == f32::datum_type() && bias.shape() == [s[0]],
+            "{NAME}: bias must be f32 [{}], got {:?} {:?}",
+            s[0],
+            bias.datum_type(),
+            bias.shape()
+        );
+        ensure!(
+            stride.iter().all(|s| (1..=2).contains(s)),
+            "{NAME}: strides must be 1 or 2, got {stride:?}"
+        );
+        let [pt, pl, pb, pr] = padding;
+        ensure!(
+            pt < s[1] && pb < s[1] && pl < s[2] && pr < s[2],
+            "{NAME}: padding {padding:?} must be smaller than the kernel {}x{}",
+            s[1],
+            s[2]
+        );
+        if let Fused::Clip(high) = fused {
+            ensure!(
+                high.is_finite() && high > 0.0,
+                "{NAME}: clip {high} must be finite and positive"
+            );
+        }
+        Ok(Depthwise {
+            weights,
+            bias,
+            stride,
+            padding,
+            fused,
+        })
+    }
+
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.weights.shape()[0]
+    }
+
+    /// Kernel height and width.
+    pub fn kernel(&self) -> [usize; 2] {
+        [self.weights.shape()[1], self.weights.shape()[2]]
+    }
+
+    fn output_size(&self, h: usize, w: usize) -> TractResult<(usize, usize)> {
+        let [kh, kw] = self.kernel();
+        let [pt, pl, pb, pr] = self.padding;
+        let out = |size: usize, pad: usize, k: usize, s: usize| {
+            (size + pad).checked_sub(k).map(|r| r / s + 1)
+        };
+        match (
+            out(h, pt + pb, kh, self.stride[0]),
+            out(w, pl + pr, kw, self.stride[1]),
+        ) {
+            (Some(oh), Some(ow)) => Ok((oh, ow)),
+            _ => bail!("{NAME}: a {kh}x{kw} kernel does not fit a {h}x{w} input"),
+        }
+    }
+
+    /// The padded layout of one channel (module docs): row length, phase plane length, and
+    /// the tap offsets (`taps[..KH·KW]`).
+    fn layout(&self, h: usize, w: usize) -> (usize, usize, [usize; MAX_KERNEL * MAX_KERNEL]) {
+        let [kh, kw] = self.kernel();
+        let [pt, pl, pb, pr] = self.padding;
+        let sx = self.stride[1];
+        let ld = (w + pl + pr).div_ceil(sx) + SLACK;
+        let phase_len = (h + pt + pb) * ld;
+        let mut taps = [0; MAX_KERNEL * MAX_KERNEL];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                taps[ky * kw + kx] = (kx % sx) * phase_len + ky * ld + kx / sx;
+            }
+        }
+        (ld, phase_len, taps)
+    }
+}
+
+impl Op for Depthwise {
+    fn name(&self) -> StaticName {
+        "KestrelDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let [kh, kw] = self.kernel();
+        Ok(vec![format!(
+            "{kh}x{kw} stride {:?} padding {:?} {:?}, kernel {}",
+            self.stride,
+            self.padding,
+            self.fused,
+            dw::select().name()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Depthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        ensure!(
+            input.datum_type() == f32::datum_type(),
+            "{NAME}: input must be f32, got {:?}",
+            input.datum_type()
+        );
+        let plan = self.plan(input.shape())?;
+        // SAFETY: `run` writes every element (each plane by one kernel call).
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&plan.output_shape)? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let mut out_view = out.try_as_plain_ram_mut()?;
+            self.run(
+                &plan,
+                view.as_slice::<f32>()?,
+                out_view.as_slice_mut::<f32>()?,
+            )?;
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// The geometry of one evaluation: the planes, their padded layout and the output.
+struct Plan {
+    /// Output tensor shape.
+    output_shape: TVec<usize>,
+    /// Planes (images × channels), channels, input and output plane sizes.
+    planes: usize,
+    channels: usize,
+    hw: [usize; 2],
+    out_hw: [usize; 2],
+    /// Row length of the padded layout, length of one phase plane, taps (`[..KH·KW]`).
+    ld: usize,
+    phase_len: usize,
+    taps: [usize; MAX_KERNEL * MAX_KERNEL],
+}
+
+impl Depthwise {
+    /// The plan of an input of `shape` (`[N, C, H, W]` or `[C, H, W]`).
+    fn plan(&self, s: &[usize]) -> TractResult<Plan> {
+        let r = s.len();
+        ensure!(
+            (r == 3 || r == 4) && s[r - 3] == self.channels(),
+            "{NAME}: input must be [N, {c}, H, W] or [{c}, H, W], got {s:?}",
+            c = self.channels(),
+        );
+        let (h, w) = (s[r - 2], s[r - 1]);
+        let (oh, ow) = self.output_size(h, w)?;
+        let mut output_shape: TVec<usize> = s.into();
+        output_shape[r - 2] = oh;
+        output_shape[r - 1] = ow;
+        let (ld, phase_len, taps) = self.layout(h, w);
+        Ok(Plan {
+            output_shape,
+            planes: s[..r - 2].iter().product(),
+            channels: s[r - 3],
+            hw: [h, w],
+            out_hw: [oh, ow],
+            ld,
+            phase_len,
+            taps,
+        })
+    }
+
+    /// Runs `plan` from `x` into `out`, the planes split over the executor's threads; each
+    /// task zeroes its padded buffer once (the padding is the same for every plane) and copies
+    /// each plane's interior into it.
+    fn run(&self, plan: &Plan, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let [h, w] = plan.hw;
+        let plane_out = plan.out_hw[0] * plan.out_hw[1];
+        if plan.planes == 0 || plane_out == 0 {
+            return Ok(());
+        }
+        let weights = self.weights.try_as_plain_ram()?;
+        let weights = weights.as_slice::<f32>()?;
+        let bias = self.bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let [kh, kw] = self.kernel();
+        let [pt, pl, _, _] = self.padding;
+        let (sy, sx) = (self.stride[0], self.stride[1]);
+        let (ld, phase_len) = (plan.ld, plan.phase_len);
+        let taps = &plan.taps[..kh * kw];
+        let act = self.fused.activation();
+        let kernel = dw::select();
+        let tasks = threads().min(plan.planes);
+        let out = Disjoint::new(out);
+        run_indexed(tasks, |t| {
+            let range = t * plan.planes / tasks..(t + 1) * plan.planes / tasks;
+            scratch::floats(sx * phase_len, |buf| {
+                buf.fill(0.0);
+                for p in range {
+                    let src = &x[p * h * w..][..h * w];
+                    for (y, row) in src.chunks_exact(w).enumerate() {
+                        let at = (y + pt) * ld;
+                        if sx == 1 {
+                            buf[at + pl..][..w].copy_from_slice(row);
+                        } else {
+                            deinterleave(buf, phase_len, at, pl, row);
+                        }
+                    }
+                    let ch = p % plan.channels;
+                    let job = PlaneJob {
+                        input: buf,
+                        taps,
+                        weights: &weights[ch * kh * kw..][..kh * kw],
+                        bias: bias[ch],
+                        row_step: sy * ld,
+                        rows: plan.out_hw[0],
+                        cols: plan.out_hw[1],
+                        act,
+                    };
+                    // SAFETY: plane p belongs to this task alone.
+                    let dst = unsafe { out.part(p * plane_out, plane_out) };
+                    kernel.run(&job, dst);
+                }
+            })
+        });
+        Ok(())
+    }
+}
+
+/// Copies one input row into the two phase planes of a stride-2 layout: padded column
+/// `i + pl` goes to phase `(i + pl) mod 2`, position `⌊(i + pl)/2⌋` of the row starting at
+/// `at` in each phase. Even `i` land in one phase, odd `i` in the other: a pairwise split that
+/// compilers turn into `ld2` (NEON) or shuffles (x86).
+fn deinterleave(buf: &mut [f32], phase_len: usize, at: usize, pl: usize, row: &[f32]) {
+    let (first, second) = buf.split_at_mut(phase_len);
+    // Phase of the even elements, and where they start; the odd ones go to the other phase.
+    let (even, odd) = if pl.is_multiple_of(2) {
+        (&mut first[at + pl / 2..], &mut second[at + pl / 2..])
+    } else {
+        (
+            &mut second[at + pl / 2..],
+            &mut first[at + pl.div_ceil(2)..],
+        )
+    };
+    let pairs = row.chunks_exact(2);
+    let last = pairs.remainder().first().copied();
+    let n = pairs.len();
+    for ((e, o), p) in even[..n].iter_mut().zip(&mut odd[..n]).zip(pairs) {
+        *e = p[0];
+        *o = p[1];
+    }
+    if let Some(v) = last {
+        even[n] = v;
+    }
+}
+
+impl TypedOp for Depthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let f = inputs[0];
+        let r = f.rank();
+        ensure!(
+            f.datum_type == f32::datum_type()
+                && (r == 3 || r == 4)
+                && f.shape[r - 3].to_usize().ok() == Some(self.channels()),
+            "{NAME}: input must be f32 [N, {c}, H, W] or [{c}, H, W], got {f:?}",
+            c = self.channels()
+        );
+        let (oh, ow) = self.output_size(f.shape[r - 2].to_usize()?, f.shape[r - 1].to_usize()?)?;
+        let mut shape = f.shape.to_tvec();
+        shape[r - 2] = oh.into();
+        shape[r - 1] = ow.into();
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let out = self.output_facts(inputs)?.remove(0);
+        let [kh, kw] = self.kernel();
+        let macs = out.shape.iter().product::<TDim>() * (kh * kw);
+        Ok(tvec!((Cost::FMA(f32::datum_type()), macs)))
+    }
+
+    as_op!();
+}
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_primitive(
+        NAME,
+        &[
+            TypeName::Scalar.tensor().named("input"),
+            TypeName::Scalar.tensor().named("weights"),
+            TypeName::Scalar.tensor().named("bias"),
+            TypeName::Integer.array().named("stride"),
+            TypeName::Integer.array().named("padding"),
+            TypeName::String.named("activation").default("none"),
+            TypeName::Scalar.named("clip").default(0.0),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        load,
+    );
+    registry.register_dumper(dump);
+}
+
+fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    let input = invocation.named_arg_as(builder, "input")?;
+    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
+    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let stride: TVec<usize> = invocation.named_arg_as(builder, "stride")?;
+    let padding: TVec<usize> = invocation.named_arg_as(builder, "padding")?;
+    ensure!(
+        stride.len() == 2 && padding.len() == 4,
+        "{NAME}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
+    );
+    let fused = match invocation
+        .named_arg_as::<String>(builder, "activation")?
+        .as_str()
+    {
+        "none" => Fused::None,
+        "relu" => Fused::Relu,
+        "clip" => Fused::Clip(invocation.named_arg_as(builder, "clip")?),
+        "hardswish" => Fused::HardSwish,
+        other => {
+            bail!("{NAME}: unknown activation '{other}' (expected none, relu, clip or hardswish)")
+        }
+    };
+    let op = Depthwise::new(
+        weights,
+        bias,
+        [stride[0], stride[1]],
+        [padding[0], padding[1], padding[2], padding[3]],
+        fused,
+    )?;
+    builder.wire(op, &[input])
+}
+
+fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
+    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.bias)?;
+    let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
+    let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
+    let activation = match op.fused {
+        Fused::None => "none",
+        Fused::Relu => "relu",
+        Fused::Clip(high) => {
+            attributes.push(("clip", numeric(high)));
+            "clip"
+        }
+        Fused::HardSwish => "hardswish",
+    };
+    attributes.push(("activation", string(activation)));
+    Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
+}

@@ -1,0 +1,223 @@
+//! `kestrel_depthwise` against a direct f64 reference over random shapes (kernel sizes,
+//! strides, paddings, plane sizes, batch, every fused activation), on one and on two threads;
+//! a NNEF round trip; and bad parameters refused with the op's name.
+//!
+//! The kernel is the one `kernels::depthwise::select()` picks (every vector kernel is compared
+//! bit for bit with the FMA reference in the kernels' own tests, under qemu for NEON).
+
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused};
+use kestrel_runtime::tract_core::internal::*;
+use kestrel_runtime::{LoadOptions, Model};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+mod common;
+use common::write_nnef_tgz;
+
+struct Case {
+    op: Depthwise,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    x: Tensor,
+}
+
+fn random(rng: &mut SmallRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn case(rng: &mut SmallRng, shape: [usize; 4], k: [usize; 2], s: [usize; 2], fused: Fused) -> Case {
+    let c = shape[1];
+    let padding = [
+        rng.random_range(0..k[0]),
+        rng.random_range(0..k[1]),
+        rng.random_range(0..k[0]),
+        rng.random_range(0..k[1]),
+    ];
+    let w = random(rng, c * k[0] * k[1]);
+    let b = random(rng, c);
+    let x = Tensor::from_shape(&shape, &random(rng, shape.iter().product())).unwrap();
+    let op = Depthwise::new(
+        Arc::new(Tensor::from_shape(&[c, k[0], k[1]], &w).unwrap()),
+        Arc::new(tensor1(&b)),
+        s,
+        padding,
+        fused,
+    )
+    .unwrap();
+    Case { op, w, b, x }
+}
+
+fn activation(f: Fused, v: f64) -> f64 {
+    match f {
+        Fused::None => v,
+        Fused::Relu => v.max(0.0),
+        Fused::Clip(hi) => v.max(0.0).min(hi as f64),
+        Fused::HardSwish => v * (v / 6.0 + 0.5).clamp(0.0, 1.0),
+    }
+}
+
+/// Checks the op's output against the f64 reference: within `2·(taps+1)·ε` of the sum of
+/// the terms' magnitudes (HardSwish: 1.5 times that).
+fn check(c: &Case, got: &Tensor) {
+    let s = c.x.shape();
+    let (n, ch, h, w) = (s[0], s[1], s[2], s[3]);
+    let [kh, kw] = c.op.kernel();
+    let [pt, pl, _, _] = c.op.padding;
+    let g = got.shape();
+    assert_eq!((g[0], g[1]), (n, ch));
+    let (oh, ow) = (g[2], g[3]);
+    let x = c.x.try_as_plain_ram().unwrap();
+    let x = x.as_slice::<f32>().unwrap();
+    let y = got.try_as_plain_ram().unwrap();
+    let y = y.as_slice::<f32>().unwrap();
+    for b in 0..n {
+        for ci in 0..ch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut acc, mut mag) = (c.b[ci] as f64, c.b[ci].abs() as f64);
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.op.stride[0] + ky) as isize - pt as isize;
+                            let ix = (ox * c.op.stride[1] + kx) as isize - pl as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            let v = x[((b * ch + ci) * h + iy as usize) * w + ix as usize] as f64;
+                            let t = c.w[(ci * kh + ky) * kw + kx] as f64 * v;
+                            acc += t;
+                            mag += t.abs();
+                        }
+                    }
+                    let want = activation(c.op.fused, acc);
+                    let have = y[((b * ch + ci) * oh + oy) * ow + ox] as f64;
+                    let bound = 1.5 * 2.0 * (kh * kw + 1) as f64 * f32::EPSILON as f64 * mag
+                        + 1e-7 * want.abs();
+                    assert!(
+                        (have - want).abs() <= bound,
+                        "{:?} {s:?}: ({b}, {ci}, {oy}, {ox}) {have} vs {want}",
+                        c.op
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn eval(op: &Depthwise, x: &Tensor) -> Tensor {
+    op.eval_out_of_plan(tvec!(x.clone().into_tvalue()))
+        .unwrap()
+        .unwrap()
+        .remove(0)
+        .into_tensor()
+}
+
+const FUSED: [Fused; 4] = [Fused::None, Fused::Relu, Fused::Clip(0.5), Fused::HardSwish];
+
+#[test]
+fn depthwise_equals_the_f64_reference() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut cases = 0;
+    for k in [[1, 1], [3, 3], [5, 5], [7, 7], [3, 5]] {
+        for s in [[1, 1], [2, 2], [1, 2], [2, 1]] {
+            for hw in [[7, 7], [8, 13], [17, 33], [14, 14]] {
+                if hw[0] + 2 * (k[0] - 1) < k[0] {
+                    continue;
+                }
+                let fused = FUSED[cases % FUSED.len()];
+                let n = 1 + cases % 2;
+                let c = case(&mut rng, [n, 3, hw[0], hw[1]], k, s, fused);
+                check(&c, &eval(&c.op, &c.x));
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 80);
+}
+
+/// A one-op graph of `op` reading `[n, c, h, w]`.
+fn graph(op: &Depthwise, shape: &[usize]) -> TypedModel {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape)).unwrap();
+    let y = model.wire_node("dw", op.clone(), &[x]).unwrap();
+    model.select_output_outlets(&y).unwrap();
+    model
+}
+
+#[test]
+fn two_threads_give_the_same_planes_and_the_graph_round_trips() {
+    let mut rng = SmallRng::seed_from_u64(8);
+    let c = case(&mut rng, [2, 5, 19, 23], [5, 5], [2, 2], Fused::Clip(6.0));
+    let model = graph(&c.op, c.x.shape());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dw.nnef.tgz");
+    write_nnef_tgz(&model, &path);
+    let one = eval(&c.op, &c.x);
+    for threads in [1, 2] {
+        let loaded = Model::load(
+            &path,
+            &LoadOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let ops: Vec<String> = loaded
+            .optimized_graph()
+            .nodes()
+            .iter()
+            .map(|n| n.op().name().to_string())
+            .collect();
+        assert!(ops.iter().any(|o| o == "KestrelDepthwise"), "{ops:?}");
+        let out = loaded.run(tvec!(c.x.clone().into_tvalue())).unwrap();
+        assert_eq!(out[0].clone().into_tensor(), one, "{threads} threads");
+    }
+    check(&c, &one);
+}
+
+#[test]
+fn bad_parameters_are_errors_naming_the_op() {
+    let w = |shape: &[usize]| Arc::new(Tensor::zero::<f32>(shape).unwrap());
+    let b = Arc::new(tensor1(&[0f32; 2]));
+    let msg = |r: TractResult<Depthwise>| format!("{:#}", r.unwrap_err());
+    let none = Fused::None;
+    for (weights, stride, padding, fused, expect) in [
+        (
+            w(&[2, 3]),
+            [1, 1],
+            [0; 4],
+            none,
+            "weights must be f32 [C, KH, KW]",
+        ),
+        (w(&[2, 9, 9]), [1, 1], [0; 4], none, "KH, KW in 1..=7"),
+        (w(&[3, 3, 3]), [1, 1], [0; 4], none, "bias must be f32 [3]"),
+        (
+            w(&[2, 3, 3]),
+            [3, 1],
+            [0; 4],
+            none,
+            "strides must be 1 or 2",
+        ),
+        (
+            w(&[2, 3, 3]),
+            [1, 1],
+            [3, 0, 0, 0],
+            none,
+            "smaller than the kernel",
+        ),
+        (
+            w(&[2, 3, 3]),
+            [1, 1],
+            [0; 4],
+            Fused::Clip(f32::NAN),
+            "finite and positive",
+        ),
+    ] {
+        let m = msg(Depthwise::new(weights, b.clone(), stride, padding, fused));
+        assert!(m.contains("kestrel_depthwise") && m.contains(expect), "{m}");
+    }
+    let op = Depthwise::new(w(&[2, 3, 3]), b, [1, 1], [0; 4], none).unwrap();
+    let small = f32::fact([1, 2, 2, 2]);
+    assert!(format!("{:#}", op.output_facts(&[&small]).unwrap_err()).contains("does not fit"));
+    let wrong_c = f32::fact([1, 3, 8, 8]);
+    assert!(format!("{:#}", op.output_facts(&[&wrong_c]).unwrap_err())
+        .contains("[N, 2, H, W] or [2, H, W]"));
+}
