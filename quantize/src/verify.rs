@@ -2,7 +2,12 @@
 //!
 //! The tolerance is relative to each output's magnitude: an output passes when
 //! `max |converted − source| ≤ tol · max |source|` (exact equality when the source output
-//! is all zeros). Per-element relative error would fail on values near zero that any change
+//! is all zeros), or within the source graph's own *rounding sensitivity* when that is
+//! larger: how far the source's output moves when its inputs move by a few ulps
+//! ([`OutputDiff::noise_floor`]). A graph whose float ops merely sum in another order (Kestrel's
+//! depthwise convolution, say) differs from the source by about that much; on an
+//! ill-conditioned input (a text detector fed white noise, every sigmoid saturated near 0)
+//! that is far above `tol · max |source|`, and a real conversion error far above both. Per-element relative error would fail on values near zero that any change
 //! of summation order perturbs; this is the form ONNX Runtime's and tract's own comparisons
 //! take in spirit.
 
@@ -22,6 +27,64 @@ pub struct OutputDiff {
     pub relative: f64,
     /// Whether the arg-max of the flattened outputs agree.
     pub argmax_agrees: bool,
+    /// Largest change of the source output when the inputs are scaled by `1 + 2⁻²⁰` (about
+    /// eight ulps): differences this small are rounding, not conversion errors (0 when not
+    /// measured).
+    pub noise_floor: f64,
+}
+
+impl OutputDiff {
+    /// The largest difference allowed at relative tolerance `tol ≥ 0`.
+    pub fn allowed(&self, tol: f64) -> f64 {
+        let scaled = if self.max_abs_source > 0.0 {
+            tol * self.max_abs_source
+        } else {
+            tol
+        };
+        scaled.max(self.noise_floor)
+    }
+
+    /// `max_abs_diff / allowed(tol)`: above 1 fails (NaN differences are infinite). A
+    /// negative tolerance accepts nothing (infinite), the way to see the failure path.
+    pub fn excess(&self, tol: f64) -> f64 {
+        if tol < 0.0 {
+            return f64::INFINITY;
+        }
+        if self.max_abs_diff == 0.0 {
+            return 0.0;
+        }
+        self.max_abs_diff / self.allowed(tol)
+    }
+}
+
+/// How far `perturbed` (the source's outputs on slightly scaled inputs) is from `want`.
+pub fn noise_floor(want: &Tensor, perturbed: &Tensor) -> TractResult<f64> {
+    let (w, p) = (want.cast_to::<f64>()?, perturbed.cast_to::<f64>()?);
+    let (w, p) = (w.try_as_plain_ram()?, p.try_as_plain_ram()?);
+    Ok(w.as_slice::<f64>()?
+        .iter()
+        .zip(p.as_slice::<f64>()?)
+        .map(|(a, b)| (a - b).abs())
+        .filter(|d| d.is_finite())
+        .fold(0.0, f64::max))
+}
+
+/// `inputs` with every float scaled by `1 + 2⁻²⁰`, for [`noise_floor`].
+pub fn perturb(inputs: &TVec<TValue>) -> TractResult<TVec<TValue>> {
+    inputs
+        .iter()
+        .map(|t| {
+            if t.datum_type() != f32::datum_type() {
+                return Ok(t.clone());
+            }
+            let mut t = t.clone().into_tensor();
+            t.try_as_plain_ram_mut()?
+                .as_slice_mut::<f32>()?
+                .iter_mut()
+                .for_each(|x| *x *= 1.0 + 1.0 / (1 << 20) as f32);
+            Ok(t.into_tvalue())
+        })
+        .collect()
 }
 
 /// Compares `got` with `want` (same shape required).
@@ -59,6 +122,7 @@ pub fn compare(name: &str, want: &Tensor, got: &Tensor) -> TractResult<OutputDif
         max_abs_source,
         relative,
         argmax_agrees: argmax(w) == argmax(g),
+        noise_floor: 0.0,
     })
 }
 
@@ -72,6 +136,25 @@ fn argmax(v: &[f64]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_rounding_sensitivity_widens_the_tolerance_and_nothing_else() {
+        // Saturated outputs (~1e-6): a rounding-level change is far above 1e-4 relative.
+        let want = tensor1(&[1.0e-6f32, 2.0e-6]);
+        let got = tensor1(&[1.05e-6f32, 2.0e-6]);
+        let moved = tensor1(&[1.08e-6f32, 2.0e-6]);
+        let mut d = compare("y", &want, &got).unwrap();
+        assert!(d.excess(1e-4) > 1.0, "{d:?}");
+        d.noise_floor = noise_floor(&want, &moved).unwrap();
+        assert!(d.excess(1e-4) <= 1.0, "{d:?}");
+        // A real error stays one; a negative tolerance accepts nothing; exact passes at 0.
+        let wrong = tensor1(&[5.0e-6f32, 2.0e-6]);
+        let mut e = compare("y", &want, &wrong).unwrap();
+        e.noise_floor = d.noise_floor;
+        assert!(e.excess(1e-4) > 1.0, "{e:?}");
+        assert!(d.excess(-1.0) > 1.0);
+        assert_eq!(compare("y", &want, &want).unwrap().excess(0.0), 0.0);
+    }
 
     #[test]
     fn relative_to_magnitude() {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use kestrel_quantize::depthwise::DepthwiseChoice;
 use kestrel_quantize::load::InputShape;
 use kestrel_quantize::mst::MstOptions;
 use kestrel_quantize::{convert, ConvertError, ConvertOptions};
@@ -56,6 +57,10 @@ enum Command {
         /// Write each binary layer's MST as Graphviz DOT into this folder.
         #[arg(long, value_name = "DIR")]
         mst_dot: Option<PathBuf>,
+        /// Whose depthwise convolution the graph runs: Kestrel's fused op where it applies,
+        /// or tract's everywhere (for comparisons).
+        #[arg(long, value_enum, default_value_t = DepthwiseChoice::Kestrel)]
+        depthwise: DepthwiseChoice,
         #[command(flatten)]
         int8: kestrel_quantize::int8::cli::Int8Args,
     },
@@ -115,6 +120,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             mst,
             mst_depth,
             mst_dot,
+            depthwise,
             int8,
         } => {
             if int8.int8 {
@@ -124,6 +130,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     report.as_deref(),
                     input_shapes,
                     &int8,
+                    depthwise,
                 );
             }
             let options = ConvertOptions {
@@ -136,6 +143,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     dot_dir: mst_dot,
                     ..MstOptions::default()
                 }),
+                depthwise,
                 ..ConvertOptions::default()
             };
             let result = convert(&model, &output, &options)?;

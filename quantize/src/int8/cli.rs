@@ -11,6 +11,7 @@ use super::calib::Method;
 use super::data::CalibSource;
 use super::images::{parse_floats, parse_size, Layout, Preprocess};
 use super::{convert_int8, ActivationBits, Int8Options, KeepFloat};
+use crate::depthwise::DepthwiseChoice;
 use crate::load::InputShape;
 
 /// int8 post-training quantization flags.
@@ -202,8 +203,10 @@ pub fn run(
     report: Option<&Path>,
     input_shapes: Vec<InputShape>,
     args: &Int8Args,
+    depthwise: DepthwiseChoice,
 ) -> Result<()> {
-    let options = args.options(input_shapes)?;
+    let mut options = args.options(input_shapes)?;
+    options.depthwise = depthwise;
     let result = convert_int8(model, output, &options)?;
     print!("{}", result.to_text());
     if let Some(path) = report {

@@ -151,6 +151,8 @@ pub struct Int8Options {
     pub requantize_all: bool,
     /// tract's quantized ops instead of Kestrel's fused int8 op (`RewriteOptions::tract_ops`).
     pub tract_ops: bool,
+    /// Whose depthwise convolution runs the float depthwise layers (`--depthwise`).
+    pub depthwise: crate::depthwise::DepthwiseChoice,
     /// A detector's sidecar: both graphs' boxes are decoded and compared (see [`agreement`]).
     pub sidecar: Option<std::path::PathBuf>,
 }
@@ -179,6 +181,7 @@ impl Int8Options {
             gptq: true,
             requantize_all: false,
             tract_ops: false,
+            depthwise: crate::depthwise::DepthwiseChoice::Kestrel,
             sidecar: None,
         }
     }
@@ -427,7 +430,16 @@ pub fn convert_int8(
     rewrite.bias_shift = shift.clone();
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;
-    let int8 = build(graph, layers, act, &rewrite).map_err(graph_err("rewrite"))?;
+    let mut int8 = build(graph, layers, act, &rewrite).map_err(graph_err("rewrite"))?;
+    let depthwise = match options.depthwise {
+        crate::depthwise::DepthwiseChoice::Kestrel => {
+            let (model, report) =
+                crate::depthwise::place(int8.model).map_err(graph_err("depthwise rewrite"))?;
+            int8.model = model;
+            Some(report)
+        }
+        crate::depthwise::DepthwiseChoice::Tract => None,
+    };
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
         path: output.to_path_buf(),
@@ -568,6 +580,7 @@ pub fn convert_int8(
         kept_float: kept,
         wide_inputs,
         reload_relative_diff: reload_diff,
+        depthwise,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

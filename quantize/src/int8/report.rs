@@ -135,6 +135,9 @@ pub struct Int8Report {
     pub wide_inputs: Vec<String>,
     /// Largest relative difference between the graph built and the graph reloaded from disk.
     pub reload_relative_diff: f64,
+    /// What the depthwise pass did on the float depthwise layers (`None` with
+    /// `--depthwise tract`).
+    pub depthwise: Option<crate::depthwise::DepthwiseReport>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -181,6 +184,9 @@ impl Int8Report {
                 p.weight_spread_before,
                 p.weight_spread_after
             );
+        }
+        if let Some(d) = &self.depthwise {
+            s.push_str(&d.to_text());
         }
         let _ = writeln!(
             s,
@@ -409,6 +415,7 @@ mod tests {
             kept_float: vec!["fc".into()],
             wide_inputs: vec![],
             reload_relative_diff: 0.0,
+            depthwise: None,
             seconds: 1.0,
         }
     }

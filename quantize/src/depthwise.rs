@@ -1,0 +1,307 @@
+//! Puts Kestrel's `kestrel_depthwise` where tract's float depthwise convolution stood, with the
+//! batch-norm and activation after it folded in (ReLU, ReLU6 / clip, HardSwish): one op, one
+//! pass over the plane, vectorised borders (see `kestrel_runtime::ops::depthwise`).
+//!
+//! A depthwise convolution the op cannot take (channels last, a channel multiplier, dilation,
+//! a stride above 2, a kernel above 7×7, padding as large as the kernel, a symbolic plane size)
+//! stays tract's; the reason is logged and reported.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+use crate::int8::layers::{find_layers, Layer, LayerOp};
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, MAX_KERNEL};
+
+/// Which depthwise convolution a converted graph runs (`--depthwise`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DepthwiseChoice {
+    /// Kestrel's `kestrel_depthwise` wherever it applies.
+    #[default]
+    Kestrel,
+    /// tract's own (for comparisons).
+    Tract,
+}
+
+/// What the pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DepthwiseReport {
+    /// Depthwise convolutions now run by `kestrel_depthwise`.
+    pub replaced: usize,
+    /// Depthwise convolutions left to tract: (layer name, why).
+    pub kept: Vec<(String, String)>,
+}
+
+impl DepthwiseReport {
+    /// The summary lines (none when the graph has no depthwise convolution).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        if self.replaced + self.kept.len() > 0 {
+            let _ = writeln!(
+                s,
+                "  depthwise  {} of {} run by kestrel_depthwise",
+                self.replaced,
+                self.replaced + self.kept.len()
+            );
+        }
+        for (name, why) in &self.kept {
+            let _ = writeln!(s, "    tract's: {name}: {why}");
+        }
+        s
+    }
+}
+
+/// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
+pub fn place(model: TypedModel) -> TractResult<(TypedModel, DepthwiseReport)> {
+    let mut report = DepthwiseReport::default();
+    let layers: Vec<Layer> = find_layers(&model)?
+        .into_iter()
+        .filter(Layer::is_depthwise)
+        .collect();
+    if layers.is_empty() {
+        return Ok((model, report));
+    }
+    let mut model = model;
+    // Outlets replaced so far: a layer reading one reads its replacement.
+    let mut moved: HashMap<OutletId, OutletId> = HashMap::new();
+    for layer in &layers {
+        match op_for(&model, layer) {
+            Ok((op, output)) => {
+                let mut patch = TypedModelPatch::new(format!("kestrel_depthwise {}", layer.name));
+                let input = moved.get(&layer.input).copied().unwrap_or(layer.input);
+                let x = patch.tap_model(&model, input)?;
+                let name = model.node(output.node).name.clone();
+                let y = patch.wire_node(name, op, &[x])?[0];
+                patch.shunt_outside(&model, output, y)?;
+                patch.apply(&mut model)?;
+                // The patch adds one node, the op, last.
+                let added = model.nodes.len() - 1;
+                ensure!(
+                    model.node(added).op_is::<Depthwise>(),
+                    "depthwise rewrite: the patched graph does not end with the new op"
+                );
+                moved.insert(output, OutletId::new(added, 0));
+                report.replaced += 1;
+            }
+            Err(why) => {
+                log::info!("depthwise '{}' stays tract's: {why}", layer.name);
+                report.kept.push((layer.name.clone(), why));
+            }
+        }
+    }
+    Ok((model.into_compact()?, report))
+}
+
+/// The op replacing `layer`, and the outlet it replaces (the layer's output, or the HardSwish
+/// after it); or why the op cannot take it.
+fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), String> {
+    let LayerOp::Conv(conv) = &layer.op else {
+        return Err("not a convolution".into());
+    };
+    let spec = &conv.pool_spec;
+    if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW) {
+        return Err(format!(
+            "data format {:?} (the op is channels first)",
+            spec.data_format
+        ));
+    }
+    if conv.output_channels() != conv.input_channels() {
+        return Err("a channel multiplier above 1".into());
+    }
+    if spec.dilations().iter().any(|&d| d != 1) {
+        return Err(format!("dilation {:?}", spec.dilations()));
+    }
+    let kernel = &spec.kernel_shape;
+    if kernel.len() != 2 || kernel.iter().any(|&k| k > MAX_KERNEL) {
+        return Err(format!(
+            "kernel {kernel:?} (at most {MAX_KERNEL}×{MAX_KERNEL})"
+        ));
+    }
+    let stride = spec.strides();
+    if stride.iter().any(|&s| !(1..=2).contains(&s)) {
+        return Err(format!("stride {stride:?} (1 or 2)"));
+    }
+    let input = model.outlet_fact(layer.input).map_err(|e| e.to_string())?;
+    let hw = input
+        .shape
+        .as_concrete()
+        .filter(|s| s.len() >= 3)
+        .map(|s| [s[s.len() - 2], s[s.len() - 1]])
+        .ok_or_else(|| format!("input shape {:?} is not concrete", input.shape))?;
+    let padded = spec.computed_padding(&hw);
+    let padding = [
+        padded[0].pad_before,
+        padded[1].pad_before,
+        padded[0].pad_after,
+        padded[1].pad_after,
+    ];
+    let c = layer.channels();
+    let weights = layer
+        .weights
+        .clone()
+        .into_shape(&[c, kernel[0], kernel[1]])
+        .map_err(|e| e.to_string())?;
+    let bias = tensor1(&layer.bias);
+    let mut output = layer.output;
+    let fused = match layer.relu {
+        Some(None) => Fused::Relu,
+        Some(Some(high)) => Fused::Clip(high),
+        None => match hardswish_after(model, output) {
+            Some(node) => {
+                output = OutletId::new(node, 0);
+                Fused::HardSwish
+            }
+            None => Fused::None,
+        },
+    };
+    let stride = [stride[0], stride[1]];
+    let op = Depthwise::new(
+        weights.into_arc_tensor(),
+        bias.into_arc_tensor(),
+        stride,
+        padding,
+        fused,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((op, output))
+}
+
+/// The HardSwish node reading `outlet` alone, if there is one.
+fn hardswish_after(model: &TypedModel, outlet: OutletId) -> Option<usize> {
+    if model.outputs.contains(&outlet) {
+        return None;
+    }
+    let succ = model.outlet_successors(outlet);
+    let [next] = succ else {
+        return None;
+    };
+    let node = model.node(next.node);
+    node.op_as::<ElementWiseOp>()
+        .filter(|op| op.0.name() == "HardSwish")
+        .map(|_| node.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_runtime::random::random_tensor;
+    use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::math;
+    use tract_onnx::tract_core::ops::nn::hard_swish;
+
+    enum After {
+        BatchNormRelu6,
+        HardSwish,
+    }
+
+    /// `x [1, 8, 13, 11]` → depthwise 3×3 (stride, dilation, layout as given) → `after`.
+    fn graph(stride: usize, dilation: usize, nhwc: bool, after: After) -> TypedModel {
+        let c = 8;
+        let shape = if nhwc { [1, 13, 11, c] } else { [1, c, 13, 11] };
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact(shape)).unwrap();
+        let w = m
+            .add_const(
+                "w",
+                random_tensor(DatumType::F32, &[c, 1, 3, 3], 1).unwrap(),
+            )
+            .unwrap();
+        let b = m
+            .add_const("b", random_tensor(DatumType::F32, &[c], 2).unwrap())
+            .unwrap();
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: if nhwc {
+                    DataFormat::NHWC
+                } else {
+                    DataFormat::NCHW
+                },
+                kernel_shape: tvec![3, 3],
+                padding: PaddingSpec::Explicit(tvec![1, 0], tvec![1, 1]),
+                dilations: Some(tvec![dilation, dilation]),
+                strides: Some(tvec![stride, stride]),
+                input_channels: c,
+                output_channels: c,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: c,
+            q_params: None,
+        };
+        let mut y = m.wire_node("dw", conv, &[x, w, b]).unwrap()[0];
+        let per_channel = |seed| {
+            let shape = if nhwc { [1, 1, 1, c] } else { [1, c, 1, 1] };
+            random_tensor(DatumType::F32, &shape, seed).unwrap()
+        };
+        let bin = |m: &mut TypedModel, name: &str, op, k: Tensor, y| {
+            let k = m.add_const(format!("{name}.k"), k).unwrap();
+            m.wire_node(name, op, &[y, k]).unwrap()[0]
+        };
+        match after {
+            After::BatchNormRelu6 => {
+                y = bin(&mut m, "bn.mul", math::mul(), per_channel(3), y);
+                y = bin(&mut m, "bn.add", math::add(), per_channel(4), y);
+                let zero = tensor0(0f32).broadcast_into_rank(4).unwrap();
+                y = bin(&mut m, "relu", math::max(), zero, y);
+                let six = tensor0(0.4f32).broadcast_into_rank(4).unwrap();
+                y = bin(&mut m, "clip", math::min(), six, y);
+            }
+            After::HardSwish => y = m.wire_node("hs", hard_swish(), &[y]).unwrap()[0],
+        }
+        m.select_output_outlets(&[y]).unwrap();
+        m.into_decluttered().unwrap()
+    }
+
+    fn run(m: &TypedModel, seed: u64) -> Tensor {
+        let shape = m
+            .input_fact(0)
+            .unwrap()
+            .shape
+            .as_concrete()
+            .unwrap()
+            .to_vec();
+        let x = random_tensor(DatumType::F32, &shape, seed).unwrap();
+        let plan = m.clone().into_runnable().unwrap();
+        plan.run(tvec!(x.into_tvalue()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
+    }
+
+    #[test]
+    fn depthwise_with_batch_norm_and_activation_becomes_one_op_with_the_same_outputs() {
+        for (stride, after) in [
+            (1, After::BatchNormRelu6),
+            (2, After::BatchNormRelu6),
+            (2, After::HardSwish),
+        ] {
+            let source = graph(stride, 1, false, after);
+            let (placed, report) = place(source.clone()).unwrap();
+            assert_eq!((report.replaced, report.kept.len()), (1, 0));
+            let names: Vec<String> = placed
+                .nodes
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            assert_eq!(names, ["Source", "KestrelDepthwise"], "{names:?}");
+            let (want, got) = (run(&source, 9), run(&placed, 9));
+            // Folding the batch-norm into the weights rounds differently: close, not equal.
+            want.close_enough(&got, Approximation::Approximate).unwrap();
+        }
+    }
+
+    #[test]
+    fn depthwise_the_op_cannot_take_stays_tracts_with_the_reason() {
+        for (dilation, nhwc, reason) in [(2, false, "dilation"), (1, true, "data format")] {
+            let source = graph(1, dilation, nhwc, After::HardSwish);
+            let (placed, report) = place(source.clone()).unwrap();
+            assert_eq!(report.replaced, 0);
+            assert!(report.kept[0].1.contains(reason), "{:?}", report.kept);
+            assert_eq!(placed.nodes.len(), source.nodes.len());
+        }
+    }
+}
