@@ -191,7 +191,7 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for kind in ["binary", "int8"] {
+    for kind in ["binary", "int8", "depthwise"] {
         assert!(
             text(&out.stdout).contains(&format!("{kind} kernel generic")),
             "{}",
@@ -214,9 +214,15 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .find(|l| l.starts_with("int8 kernel"))
         .unwrap()
         .to_string();
+    let depthwise = line
+        .lines()
+        .find(|l| l.starts_with("depthwise kernel"))
+        .unwrap()
+        .to_string();
     if cfg!(target_arch = "aarch64") {
         assert_eq!(auto, "binary kernel neon");
         assert!(int8.starts_with("int8 kernel neon"), "{int8}");
+        assert_eq!(depthwise, "depthwise kernel neon");
     }
     eprintln!("auto-selected: {auto}, {int8}");
 }

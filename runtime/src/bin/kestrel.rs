@@ -466,6 +466,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "int8 kernel {}",
                 kestrel_runtime::kernels::int8::select().name()
             );
+            println!(
+                "depthwise kernel {}",
+                kestrel_runtime::kernels::depthwise::select().name()
+            );
         }
     }
     Ok(())
