@@ -419,7 +419,12 @@ fn verify(
         let inputs =
             random_inputs(reference.inputs(), options.seed + 1000 * run as u64).map_err(run_err)?;
         let want = tensors(reference.run(inputs.clone()).map_err(Into::into))?;
-        let moved = tensors(perturb(&inputs).and_then(|i| reference.run(i).map_err(Into::into)))?;
+        let scaled = inputs.iter().map(|t| Ok(perturb(t)?.into_tvalue()));
+        let moved = tensors(
+            scaled
+                .collect::<TractResult<TVec<_>>>()
+                .and_then(|i| reference.run(i).map_err(Into::into)),
+        )?;
         let got = tensors(reloaded.run(inputs).map_err(Into::into))?;
         outcome.add(diffs(&want, &got, &moved).map_err(run_err)?, tol);
     }
@@ -434,12 +439,11 @@ fn verify(
             reason: e.to_string(),
         })?;
         let got = infer(reloaded, &inputs).map_err(|e| run_err(e.into()))?;
-        let scaled: Vec<Tensor> =
-            perturb(&inputs.iter().map(|t| t.clone().into_tvalue()).collect())
-                .map_err(run_err)?
-                .into_iter()
-                .map(|t| t.into_tensor())
-                .collect();
+        let scaled = inputs
+            .iter()
+            .map(perturb)
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(run_err)?;
         let moved = infer(reference, &scaled).map_err(|e| run_err(e.into()))?;
         let n = samples_in(reference, &inputs);
         for i in 0..n {

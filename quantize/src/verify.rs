@@ -69,22 +69,17 @@ pub fn noise_floor(want: &Tensor, perturbed: &Tensor) -> TractResult<f64> {
         .fold(0.0, f64::max))
 }
 
-/// `inputs` with every float scaled by `1 + 2⁻²⁰`, for [`noise_floor`].
-pub fn perturb(inputs: &TVec<TValue>) -> TractResult<TVec<TValue>> {
-    inputs
-        .iter()
-        .map(|t| {
-            if t.datum_type() != f32::datum_type() {
-                return Ok(t.clone());
-            }
-            let mut t = t.clone().into_tensor();
-            t.try_as_plain_ram_mut()?
-                .as_slice_mut::<f32>()?
-                .iter_mut()
-                .for_each(|x| *x *= 1.0 + 1.0 / (1 << 20) as f32);
-            Ok(t.into_tvalue())
-        })
-        .collect()
+/// `input` with every float scaled by `1 + 2⁻²⁰` (other types unchanged), for
+/// [`noise_floor`].
+pub fn perturb(input: &Tensor) -> TractResult<Tensor> {
+    let mut t = input.clone();
+    if t.datum_type() == f32::datum_type() {
+        t.try_as_plain_ram_mut()?
+            .as_slice_mut::<f32>()?
+            .iter_mut()
+            .for_each(|x| *x *= 1.0 + 1.0 / (1 << 20) as f32);
+    }
+    Ok(t)
 }
 
 /// Compares `got` with `want` (same shape required).

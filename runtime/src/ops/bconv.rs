@@ -114,17 +114,10 @@ pub struct ConvGeometry {
 impl ConvGeometry {
     /// Output height and width for an input of `h × w`, or an error if the kernel does not fit.
     pub fn output_size(&self, h: usize, w: usize) -> TractResult<(usize, usize)> {
-        let out = |size: usize, pad: usize, k: usize, d: usize, s: usize| -> Option<usize> {
-            let span = d * (k - 1) + 1;
-            (size + pad).checked_sub(span).map(|r| r / s + 1)
-        };
-        let [pt, pl, pb, pr] = self.padding;
-        match (
-            out(h, pt + pb, self.kernel[0], self.dilation[0], self.stride[0]),
-            out(w, pl + pr, self.kernel[1], self.dilation[1], self.stride[1]),
-        ) {
-            (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((oh, ow)),
-            _ => bail!(
+        let span = |a: usize| self.dilation[a] * (self.kernel[a] - 1) + 1;
+        match super::window::output_hw([h, w], self.padding, [span(0), span(1)], self.stride) {
+            Some(size) => Ok(size),
+            None => bail!(
                 "{NAME}: kernel {:?} (dilation {:?}) does not fit a {h}x{w} input padded by {:?}",
                 self.kernel,
                 self.dilation,

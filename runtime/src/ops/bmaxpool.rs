@@ -44,16 +44,9 @@ impl BinaryMaxPool {
     }
 
     fn output_size(&self, h: usize, w: usize) -> TractResult<(usize, usize)> {
-        let out = |size: usize, pad: usize, k: usize, s: usize| {
-            (size + pad).checked_sub(k).map(|r| r / s + 1)
-        };
-        let [pt, pl, pb, pr] = self.padding;
-        match (
-            out(h, pt + pb, self.kernel[0], self.stride[0]),
-            out(w, pl + pr, self.kernel[1], self.stride[1]),
-        ) {
-            (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((oh, ow)),
-            _ => bail!(
+        match super::window::output_hw([h, w], self.padding, self.kernel, self.stride) {
+            Some(size) => Ok(size),
+            None => bail!(
                 "{NAME}: window {:?} does not fit a {h}x{w} input",
                 self.kernel
             ),

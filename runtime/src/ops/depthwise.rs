@@ -78,7 +78,10 @@ impl std::hash::Hash for Depthwise {
         self.bias.hash(state);
         self.stride.hash(state);
         self.padding.hash(state);
-        format!("{:?}", self.fused).hash(state);
+        std::mem::discriminant(&self.fused).hash(state);
+        if let Fused::Clip(high) = self.fused {
+            high.to_bits().hash(state);
+        }
     }
 }
 
@@ -159,17 +162,8 @@ impl Depthwise {
 
     fn output_size(&self, h: usize, w: usize) -> TractResult<(usize, usize)> {
         let [kh, kw] = self.kernel();
-        let [pt, pl, pb, pr] = self.padding;
-        let out = |size: usize, pad: usize, k: usize, s: usize| {
-            (size + pad).checked_sub(k).map(|r| r / s + 1)
-        };
-        match (
-            out(h, pt + pb, kh, self.stride[0]),
-            out(w, pl + pr, kw, self.stride[1]),
-        ) {
-            (Some(oh), Some(ow)) => Ok((oh, ow)),
-            _ => bail!("{NAME}: a {kh}x{kw} kernel does not fit a {h}x{w} input"),
-        }
+        super::window::output_hw([h, w], self.padding, [kh, kw], self.stride)
+            .with_context(|| format!("{NAME}: a {kh}x{kw} kernel does not fit a {h}x{w} input"))
     }
 
     /// The padded layout of one channel (module docs): row length, phase plane length, and

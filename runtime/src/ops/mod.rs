@@ -24,3 +24,4 @@ pub mod parallel;
 pub mod reference;
 pub mod registry;
 pub(crate) mod scratch;
+pub(crate) mod window;

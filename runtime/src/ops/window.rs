@@ -1,0 +1,38 @@
+//! The output size of a sliding 2-D window (convolution, pooling): one formula for every
+//! windowed op, so that they agree on which inputs fit.
+
+/// Output height and width of a window spanning `span` input rows and columns (dilation
+/// included) at `stride` (≥ 1) over an `h × w` input padded by `[top, left, bottom, right]`:
+/// `(size + pads − span) / stride + 1` per axis, or `None` where the window does not fit.
+pub(crate) fn output_hw(
+    [h, w]: [usize; 2],
+    [pt, pl, pb, pr]: [usize; 4],
+    span: [usize; 2],
+    stride: [usize; 2],
+) -> Option<(usize, usize)> {
+    let out = |size: usize, pad: usize, span: usize, s: usize| {
+        (size + pad).checked_sub(span).map(|r| r / s + 1)
+    };
+    Some((
+        out(h, pt + pb, span[0], stride[0])?,
+        out(w, pl + pr, span[1], stride[1])?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_hw;
+
+    #[test]
+    fn sizes_of_common_windows() {
+        // 3×3, pad 1: same size at stride 1, halved (rounded up) at stride 2.
+        assert_eq!(output_hw([7, 8], [1; 4], [3, 3], [1, 1]), Some((7, 8)));
+        assert_eq!(output_hw([7, 8], [1; 4], [3, 3], [2, 2]), Some((4, 4)));
+        // Asymmetric padding, a window exactly the padded size, one that does not fit.
+        assert_eq!(
+            output_hw([4, 4], [0, 1, 0, 0], [4, 5], [1, 1]),
+            Some((1, 1))
+        );
+        assert_eq!(output_hw([2, 2], [0; 4], [3, 1], [1, 1]), None);
+    }
+}
