@@ -191,7 +191,7 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for kind in ["binary", "int8", "depthwise"] {
+    for kind in ["binary", "int8", "depthwise", "bitpack"] {
         assert!(
             text(&out.stdout).contains(&format!("{kind} kernel generic")),
             "{}",
@@ -219,12 +219,18 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .find(|l| l.starts_with("depthwise kernel"))
         .unwrap()
         .to_string();
+    let bitpack = line
+        .lines()
+        .find(|l| l.starts_with("bitpack kernel"))
+        .unwrap()
+        .to_string();
     if cfg!(target_arch = "aarch64") {
         assert_eq!(auto, "binary kernel neon");
         assert!(int8.starts_with("int8 kernel neon"), "{int8}");
         assert_eq!(depthwise, "depthwise kernel neon");
+        assert_eq!(bitpack, "bitpack kernel neon");
     }
-    eprintln!("auto-selected: {auto}, {int8}");
+    eprintln!("auto-selected: {auto}, {int8}, {depthwise}, {bitpack}");
 }
 
 /// Runs `kestrel ARGS` and checks the exit code; the message must not be a panic.

@@ -470,6 +470,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "depthwise kernel {}",
                 kestrel_runtime::kernels::depthwise::select().name()
             );
+            println!(
+                "bitpack kernel {}",
+                kestrel_runtime::kernels::bitpack::select().name()
+            );
         }
     }
     Ok(())

@@ -104,6 +104,7 @@ pub(crate) enum Sink<'a> {
     Store(&'a LaneStore<'a>),
 }
 
+pub mod bitpack;
 pub mod depthwise;
 pub mod generic;
 pub mod int8;
@@ -287,9 +288,10 @@ pub fn select() -> &'static dyn BinaryKernel {
     })
 }
 
-/// The rule `KESTREL_KERNELS` follows in both kernel families (binary and int8): the kernel of
-/// `kernels` (slowest first) with that name, else the last (best) one. The variable is shared,
-/// so a name of the other family is ignored quietly; a name of neither is a warning.
+/// The rule `KESTREL_KERNELS` follows in every kernel family (binary, int8, depthwise,
+/// bitpack): the kernel of `kernels` (slowest first) with that name, else the last (best) one.
+/// The variable is shared, so a name of another family is ignored quietly; a name of none is a
+/// warning.
 pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&K) -> &str) -> K {
     let best = *kernels.last().expect("generic is always available");
     let Some(wanted) = var.filter(|v| !v.is_empty()) else {
@@ -306,9 +308,10 @@ pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&
     best
 }
 
-/// Whether `name` is a kernel of either family available on this CPU.
+/// Whether `name` is a kernel of any family available on this CPU.
 pub fn known_kernel_name(name: &str) -> bool {
     available().iter().any(|k| k.name() == name)
         || int8::available().iter().any(|k| k.name() == name)
         || depthwise::available().iter().any(|k| k.name() == name)
+        || bitpack::available().iter().any(|k| k.name() == name)
 }

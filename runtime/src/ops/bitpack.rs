@@ -1,11 +1,13 @@
 //! `kestrel_bitpack`: float (or int8) tensor → packed bits, where a graph enters the binary
 //! domain. `[N, C, H, W]` becomes `[N, H, W, ⌈C/64⌉]` u64 (channels packed, see
-//! [`super::packing`]); `[N, K]` becomes `[N, ⌈K/64⌉]`. Bit = 1 for x < 0 (and NaN).
+//! [`super::packing`]); `[N, K]` becomes `[N, ⌈K/64⌉]`. Bit = 1 for x < 0 (and NaN). The
+//! packing runs on the kernels of [`crate::kernels::bitpack`].
 
 use tract_nnef::internal::*;
 use tract_nnef::ser::invocation;
 
-use super::packing::{sign_bit_f32, words_for, WORD_BITS};
+use super::packing::words_for;
+use crate::kernels;
 
 /// The bitpack operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -49,38 +51,40 @@ impl EvalOp for Bitpack {
         let x = input.cast_to::<f32>()?;
         let view = x.try_as_plain_ram()?;
         let x = view.as_slice::<f32>()?;
+        let kernel = kernels::bitpack::select();
         let shape = input.shape();
-        let out = match shape.len() {
-            2 => {
-                let (n, k) = (shape[0], shape[1]);
+        let out = match *shape {
+            [n, k] => {
                 let kw = words_for(k);
-                let mut out = vec![0u64; n * kw];
-                for (row, words) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(kw)) {
-                    for (i, &v) in row.iter().enumerate() {
-                        words[i / WORD_BITS] |= sign_bit_f32(v) << (i % WORD_BITS);
+                // SAFETY: u64 has no invalid bit patterns, and `pack_row` writes every word.
+                let mut out = unsafe { Tensor::uninitialized::<u64>(&[n, kw])? };
+                if kw > 0 {
+                    let mut view = out.try_as_plain_ram_mut()?;
+                    let words = view.as_slice_mut::<u64>()?;
+                    for (row, packed) in x.chunks_exact(k).zip(words.chunks_exact_mut(kw)) {
+                        kernel.pack_row(row, packed);
                     }
                 }
-                Tensor::from_shape(&[n, kw], &out)?
+                out
             }
-            4 => {
-                let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+            [n, c, h, w] => {
                 let cw = words_for(c);
-                let plane = h * w;
-                let mut out = vec![0u64; n * plane * cw];
-                for b in 0..n {
-                    let image = &x[b * c * plane..(b + 1) * c * plane];
-                    let packed = &mut out[b * plane * cw..(b + 1) * plane * cw];
-                    for ch in 0..c {
-                        let (word, shift) = (ch / WORD_BITS, ch % WORD_BITS);
-                        let src = &image[ch * plane..(ch + 1) * plane];
-                        for (p, &v) in src.iter().enumerate() {
-                            packed[p * cw + word] |= sign_bit_f32(v) << shift;
-                        }
+                let (image, packed) = (c * h * w, h * w * cw);
+                // SAFETY: as above; `pack_planes` writes every word of each image.
+                let mut out = unsafe { Tensor::uninitialized::<u64>(&[n, h, w, cw])? };
+                if packed > 0 {
+                    let mut view = out.try_as_plain_ram_mut()?;
+                    let words = view.as_slice_mut::<u64>()?;
+                    for (src, dst) in x.chunks_exact(image).zip(words.chunks_exact_mut(packed)) {
+                        kernel.pack_planes(src, c, dst);
                     }
                 }
-                Tensor::from_shape(&[n, h, w, cw], &out)?
+                out
             }
-            r => bail!("{NAME}: input must be rank 2 [N, K] or rank 4 [N, C, H, W], got rank {r}"),
+            _ => bail!(
+                "{NAME}: input must be rank 2 [N, K] or rank 4 [N, C, H, W], got rank {}",
+                shape.len()
+            ),
         };
         Ok(tvec!(out.into_tvalue()))
     }

@@ -1,0 +1,141 @@
+//! The aarch64 bit-packing kernel (`neon`, any ARMv8 core).
+//!
+//! Planes: blocks of 8 vectors of 4 pixels (two `ld1` of four registers per channel: 128
+//! bytes of a channel row per visit), then single vectors, the last pixels by the portable
+//! code. Per channel and vector: one
+//! `fcmge #0` and one `sli #1` (`acc = 2·acc + [x ≥ 0]`), so the accumulators hold the
+//! *complement* of the bits; each half-word is inverted and cut to its channels once, at the
+//! end. Rows: per 4 values one `fcmge #0`, one `bic` against the bit weights 1, 2, 4, 8 and
+//! one `addv`.
+
+use std::arch::aarch64::*;
+
+use super::{planes_with, row_with, BitpackKernel};
+use crate::ops::packing::WORD_BITS;
+
+/// The NEON kernel.
+#[derive(Debug)]
+pub struct Neon(());
+
+impl Neon {
+    /// The kernel (NEON is part of every aarch64 CPU).
+    pub fn detect() -> &'static dyn BitpackKernel {
+        &Neon(())
+    }
+}
+
+impl BitpackKernel for Neon {
+    fn name(&self) -> &'static str {
+        "neon"
+    }
+
+    fn pack_planes(&self, src: &[f32], channels: usize, out: &mut [u64]) {
+        // SAFETY: NEON is baseline on aarch64; `planes_neon` reads pixels < `plane` of
+        // channels < `channels` and writes `out[p·words + j]` within them.
+        unsafe { planes_with(planes_neon, src, channels, out) }
+    }
+
+    fn pack_row(&self, src: &[f32], out: &mut [u64]) {
+        // SAFETY: as above; `row_neon` reads whole 64-value chunks, writes one word each.
+        unsafe { row_with(row_neon, src, out) }
+    }
+}
+
+/// The channel loop of one half-word: `n ≤ 32` channels of `U` vectors of 4 pixels starting
+/// at `first`, channel `c` at `first + c·plane`; returns the bits (inverted and masked).
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn half<const U: usize>(first: *const f32, plane: usize, n: usize) -> [uint32x4_t; U] {
+    let mut acc = [vdupq_n_u32(0); U];
+    for c in (0..n).rev() {
+        let row = first.add(c * plane);
+        if U.is_multiple_of(4) {
+            for q in 0..U / 4 {
+                let x = vld1q_f32_x4(row.add(16 * q));
+                let a = &mut acc[4 * q..4 * q + 4];
+                a[0] = vsliq_n_u32::<1>(vcgezq_f32(x.0), a[0]);
+                a[1] = vsliq_n_u32::<1>(vcgezq_f32(x.1), a[1]);
+                a[2] = vsliq_n_u32::<1>(vcgezq_f32(x.2), a[2]);
+                a[3] = vsliq_n_u32::<1>(vcgezq_f32(x.3), a[3]);
+            }
+        } else {
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = vsliq_n_u32::<1>(vcgezq_f32(vld1q_f32(row.add(4 * v))), *a);
+            }
+        }
+    }
+    let valid = vdupq_n_u32(if n >= 32 { u32::MAX } else { (1u32 << n) - 1 });
+    for a in acc.iter_mut() {
+        *a = vbicq_u32(valid, *a);
+    }
+    acc
+}
+
+/// Packs the pixels of whole blocks of `U` vectors from `p` on; returns the first pixel left.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn blocks<const U: usize>(
+    src: *const f32,
+    plane: usize,
+    channels: usize,
+    out: *mut u64,
+    words: usize,
+    mut p: usize,
+) -> usize {
+    while p + 4 * U <= plane {
+        for j in 0..words {
+            let group = src.add(j * WORD_BITS * plane + p);
+            let n = (channels - j * WORD_BITS).min(WORD_BITS);
+            let lo = half::<U>(group, plane, n.min(32));
+            let hi = if n > 32 {
+                half::<U>(group.add(32 * plane), plane, n - 32)
+            } else {
+                [vdupq_n_u32(0); U]
+            };
+            for v in 0..U {
+                let w0 = vreinterpretq_u64_u32(vzip1q_u32(lo[v], hi[v])); // pixels 0 1
+                let w1 = vreinterpretq_u64_u32(vzip2q_u32(lo[v], hi[v])); // pixels 2 3
+                let q = p + 4 * v;
+                if words == 1 {
+                    vst1q_u64(out.add(q), w0);
+                    vst1q_u64(out.add(q + 2), w1);
+                } else {
+                    *out.add(q * words + j) = vgetq_lane_u64::<0>(w0);
+                    *out.add((q + 1) * words + j) = vgetq_lane_u64::<1>(w0);
+                    *out.add((q + 2) * words + j) = vgetq_lane_u64::<0>(w1);
+                    *out.add((q + 3) * words + j) = vgetq_lane_u64::<1>(w1);
+                }
+            }
+        }
+        p += 4 * U;
+    }
+    p
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn planes_neon(
+    src: *const f32,
+    plane: usize,
+    channels: usize,
+    out: *mut u64,
+    words: usize,
+) -> usize {
+    let p = blocks::<8>(src, plane, channels, out, words, 0);
+    blocks::<1>(src, plane, channels, out, words, p)
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn row_neon(src: *const f32, len: usize, out: *mut u64) -> usize {
+    let weights = vld1q_u32([1u32, 2, 4, 8].as_ptr());
+    let whole = len / WORD_BITS;
+    for w in 0..whole {
+        let chunk = src.add(w * WORD_BITS);
+        let mut word = 0u64;
+        for v in 0..16 {
+            let ge = vcgezq_f32(vld1q_f32(chunk.add(4 * v)));
+            word |= (vaddvq_u32(vbicq_u32(weights, ge)) as u64) << (4 * v);
+        }
+        *out.add(w) = word;
+    }
+    whole
+}
