@@ -69,15 +69,25 @@ fn all_depthwise_kestrel(report: &kestrel_quantize::ConvertReport, expected: usi
     assert_eq!(ops, Some(expected), "{:?}", report.after.ops);
 }
 
+/// Every 2×2 stride-2 max-pool of a fixture runs as `kestrel_max_pool_2x2`.
+fn all_max_pools_kestrel(report: &kestrel_quantize::ConvertReport, expected: usize) {
+    let m = report.max_pool.as_ref().expect("the max-pool pass ran");
+    assert_eq!((m.replaced, m.kept.len()), (expected, 0), "{m:?}");
+    let ops = report.after.ops.get("KestrelMaxPool2x2").copied();
+    assert_eq!(ops, Some(expected), "{:?}", report.after.ops);
+}
+
 #[test]
 fn tiny_fire_matches_onnxruntime() {
-    roundtrip("tiny-fire");
+    let report = roundtrip("tiny-fire");
+    all_max_pools_kestrel(&report, 1);
 }
 
 #[test]
 fn ppocr_cls_matches_onnxruntime() {
     let report = roundtrip("ppocr-cls");
     all_depthwise_kestrel(&report, 11);
+    all_max_pools_kestrel(&report, 1);
 }
 
 #[test]

@@ -21,8 +21,8 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use crate::binary::{binarize, BinaryReport};
-use crate::depthwise::{self, DepthwiseChoice, DepthwiseReport};
 use crate::error::{chain, ConvertError};
+use crate::float_ops::{self, OpChoice, PlacementReport};
 use crate::load::{load_onnx, InputShape};
 use crate::mst::{self, MstLayerReport, MstOptions};
 use crate::summary::{graph_stats, GraphStats};
@@ -46,7 +46,9 @@ pub struct ConvertOptions {
     /// MST analysis of binary layers (`--mst on`, the default); `None` for `--mst off`.
     pub mst: Option<MstOptions>,
     /// Whose depthwise convolution the graph runs (`--depthwise`).
-    pub depthwise: DepthwiseChoice,
+    pub depthwise: OpChoice,
+    /// Whose 2×2 max-pool the graph runs (`--max-pool`).
+    pub max_pool: OpChoice,
 }
 
 impl Default for ConvertOptions {
@@ -59,7 +61,8 @@ impl Default for ConvertOptions {
             binary: true,
             verify_data: None,
             mst: Some(MstOptions::default()),
-            depthwise: DepthwiseChoice::Kestrel,
+            depthwise: OpChoice::Kestrel,
+            max_pool: OpChoice::Kestrel,
         }
     }
 }
@@ -94,7 +97,9 @@ pub struct ConvertReport {
     /// MST trees of the binary layers (empty with `--mst off` or no binary layer).
     pub mst: Vec<MstLayerReport>,
     /// What the depthwise pass did (`None` with `--depthwise tract`).
-    pub depthwise: Option<DepthwiseReport>,
+    pub depthwise: Option<PlacementReport>,
+    /// What the max-pool pass did (`None` with `--max-pool tract`).
+    pub max_pool: Option<PlacementReport>,
     /// Wall time of the conversion, seconds.
     pub seconds: f64,
 }
@@ -135,14 +140,8 @@ pub fn convert(
         }
         _ => vec![],
     };
-    let (graph, depthwise) = match options.depthwise {
-        DepthwiseChoice::Kestrel => {
-            let (graph, report) =
-                depthwise::place(graph).map_err(|e| graph_err("depthwise rewrite", e))?;
-            (graph, Some(report))
-        }
-        DepthwiseChoice::Tract => (graph, None),
-    };
+    let (graph, float_ops) = float_ops::place(graph, options.depthwise, options.max_pool)
+        .map_err(|e| graph_err("float ops rewrite", e))?;
     let after = graph_stats(&graph);
 
     let mut file = AtomicFile::create(output)?;
@@ -216,7 +215,8 @@ pub fn convert(
         argmax_mismatches: outcome.argmax_mismatches,
         binary,
         mst,
-        depthwise,
+        depthwise: float_ops.depthwise,
+        max_pool: float_ops.max_pool,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -543,9 +543,10 @@ impl ConvertReport {
         if !self.mst.is_empty() {
             s.push_str(&mst::to_text(&self.mst));
         }
-        if let Some(d) = &self.depthwise {
-            s.push_str(&d.to_text());
-        }
+        s.push_str(&float_ops::to_text(
+            self.depthwise.as_ref(),
+            self.max_pool.as_ref(),
+        ));
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s
     }

@@ -8,57 +8,18 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use crate::float_ops::PlacementReport;
 use crate::int8::layers::{find_layers, Layer, LayerOp};
 use kestrel_runtime::ops::depthwise::{Depthwise, Fused, MAX_KERNEL};
 
-/// Which depthwise convolution a converted graph runs (`--depthwise`).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DepthwiseChoice {
-    /// Kestrel's `kestrel_depthwise` wherever it applies.
-    #[default]
-    Kestrel,
-    /// tract's own (for comparisons).
-    Tract,
-}
-
-/// What the pass did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DepthwiseReport {
-    /// Depthwise convolutions now run by `kestrel_depthwise`.
-    pub replaced: usize,
-    /// Depthwise convolutions left to tract: (layer name, why).
-    pub kept: Vec<(String, String)>,
-}
-
-impl DepthwiseReport {
-    /// The summary lines (none when the graph has no depthwise convolution).
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        if self.replaced + self.kept.len() > 0 {
-            let _ = writeln!(
-                s,
-                "  depthwise  {} of {} run by kestrel_depthwise",
-                self.replaced,
-                self.replaced + self.kept.len()
-            );
-        }
-        for (name, why) in &self.kept {
-            let _ = writeln!(s, "    tract's: {name}: {why}");
-        }
-        s
-    }
-}
-
 /// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
-pub fn place(model: TypedModel) -> TractResult<(TypedModel, DepthwiseReport)> {
-    let mut report = DepthwiseReport::default();
+pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
+    let mut report = PlacementReport::default();
     let layers: Vec<Layer> = find_layers(&model)?
         .into_iter()
         .filter(Layer::is_depthwise)
@@ -89,8 +50,7 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, DepthwiseReport)> {
                 report.replaced += 1;
             }
             Err(why) => {
-                log::info!("depthwise '{}' stays tract's: {why}", layer.name);
-                report.kept.push((layer.name.clone(), why));
+                report.keep("depthwise", &layer.name, why);
             }
         }
     }

@@ -191,7 +191,7 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for kind in ["binary", "int8", "depthwise", "bitpack"] {
+    for kind in ["binary", "int8", "depthwise", "bitpack", "pool"] {
         assert!(
             text(&out.stdout).contains(&format!("{kind} kernel generic")),
             "{}",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use kestrel_quantize::depthwise::DepthwiseChoice;
+use kestrel_quantize::float_ops::OpChoice;
 use kestrel_quantize::load::InputShape;
 use kestrel_quantize::mst::MstOptions;
 use kestrel_quantize::{convert, ConvertError, ConvertOptions};
@@ -59,8 +59,12 @@ enum Command {
         mst_dot: Option<PathBuf>,
         /// Whose depthwise convolution the graph runs: Kestrel's fused op where it applies,
         /// or tract's everywhere (for comparisons).
-        #[arg(long, value_enum, default_value_t = DepthwiseChoice::Kestrel)]
-        depthwise: DepthwiseChoice,
+        #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
+        depthwise: OpChoice,
+        /// Whose 2×2 stride-2 max-pool the graph runs: Kestrel's where it applies, or tract's
+        /// everywhere (for comparisons).
+        #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
+        max_pool: OpChoice,
         #[command(flatten)]
         int8: kestrel_quantize::int8::cli::Int8Args,
     },
@@ -121,6 +125,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             mst_depth,
             mst_dot,
             depthwise,
+            max_pool,
             int8,
         } => {
             if int8.int8 {
@@ -131,6 +136,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     input_shapes,
                     &int8,
                     depthwise,
+                    max_pool,
                 );
             }
             let options = ConvertOptions {
@@ -144,6 +150,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     ..MstOptions::default()
                 }),
                 depthwise,
+                max_pool,
                 ..ConvertOptions::default()
             };
             let result = convert(&model, &output, &options)?;

@@ -11,7 +11,7 @@ use super::calib::Method;
 use super::data::CalibSource;
 use super::images::{parse_floats, parse_size, Layout, Preprocess};
 use super::{convert_int8, ActivationBits, Int8Options, KeepFloat};
-use crate::depthwise::DepthwiseChoice;
+use crate::float_ops::OpChoice;
 use crate::load::InputShape;
 
 /// int8 post-training quantization flags.
@@ -203,10 +203,12 @@ pub fn run(
     report: Option<&Path>,
     input_shapes: Vec<InputShape>,
     args: &Int8Args,
-    depthwise: DepthwiseChoice,
+    depthwise: OpChoice,
+    max_pool: OpChoice,
 ) -> Result<()> {
     let mut options = args.options(input_shapes)?;
     options.depthwise = depthwise;
+    options.max_pool = max_pool;
     let result = convert_int8(model, output, &options)?;
     print!("{}", result.to_text());
     if let Some(path) = report {

@@ -152,7 +152,9 @@ pub struct Int8Options {
     /// tract's quantized ops instead of Kestrel's fused int8 op (`RewriteOptions::tract_ops`).
     pub tract_ops: bool,
     /// Whose depthwise convolution runs the float depthwise layers (`--depthwise`).
-    pub depthwise: crate::depthwise::DepthwiseChoice,
+    pub depthwise: crate::float_ops::OpChoice,
+    /// Whose 2×2 max-pool runs the float max-pools (`--max-pool`).
+    pub max_pool: crate::float_ops::OpChoice,
     /// A detector's sidecar: both graphs' boxes are decoded and compared (see [`agreement`]).
     pub sidecar: Option<std::path::PathBuf>,
 }
@@ -181,7 +183,8 @@ impl Int8Options {
             gptq: true,
             requantize_all: false,
             tract_ops: false,
-            depthwise: crate::depthwise::DepthwiseChoice::Kestrel,
+            depthwise: crate::float_ops::OpChoice::Kestrel,
+            max_pool: crate::float_ops::OpChoice::Kestrel,
             sidecar: None,
         }
     }
@@ -431,15 +434,10 @@ pub fn convert_int8(
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;
     let mut int8 = build(graph, layers, act, &rewrite).map_err(graph_err("rewrite"))?;
-    let depthwise = match options.depthwise {
-        crate::depthwise::DepthwiseChoice::Kestrel => {
-            let (model, report) =
-                crate::depthwise::place(int8.model).map_err(graph_err("depthwise rewrite"))?;
-            int8.model = model;
-            Some(report)
-        }
-        crate::depthwise::DepthwiseChoice::Tract => None,
-    };
+    let (model, float_ops) =
+        crate::float_ops::place(int8.model, options.depthwise, options.max_pool)
+            .map_err(graph_err("float ops rewrite"))?;
+    int8.model = model;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
         path: output.to_path_buf(),
@@ -580,7 +578,8 @@ pub fn convert_int8(
         kept_float: kept,
         wide_inputs,
         reload_relative_diff: reload_diff,
-        depthwise,
+        depthwise: float_ops.depthwise,
+        max_pool: float_ops.max_pool,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -137,7 +137,9 @@ pub struct Int8Report {
     pub reload_relative_diff: f64,
     /// What the depthwise pass did on the float depthwise layers (`None` with
     /// `--depthwise tract`).
-    pub depthwise: Option<crate::depthwise::DepthwiseReport>,
+    pub depthwise: Option<crate::float_ops::PlacementReport>,
+    /// What the max-pool pass did on the float max-pools (`None` with `--max-pool tract`).
+    pub max_pool: Option<crate::float_ops::PlacementReport>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -185,9 +187,10 @@ impl Int8Report {
                 p.weight_spread_after
             );
         }
-        if let Some(d) = &self.depthwise {
-            s.push_str(&d.to_text());
-        }
+        s.push_str(&crate::float_ops::to_text(
+            self.depthwise.as_ref(),
+            self.max_pool.as_ref(),
+        ));
         let _ = writeln!(
             s,
             "  {:<40} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9}",
@@ -416,6 +419,7 @@ mod tests {
             wide_inputs: vec![],
             reload_relative_diff: 0.0,
             depthwise: None,
+            max_pool: None,
             seconds: 1.0,
         }
     }

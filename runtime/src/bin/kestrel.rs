@@ -474,6 +474,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "bitpack kernel {}",
                 kestrel_runtime::kernels::bitpack::select().name()
             );
+            println!(
+                "pool kernel {}",
+                kestrel_runtime::kernels::pool::select().name()
+            );
         }
     }
     Ok(())

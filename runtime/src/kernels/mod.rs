@@ -111,6 +111,7 @@ pub mod int8;
 pub mod mst;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod pool;
 pub mod store;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -280,16 +281,11 @@ pub fn available() -> Vec<&'static dyn BinaryKernel> {
 /// (`generic`, or e.g. `x86-avx2`). Decided once per process.
 pub fn select() -> &'static dyn BinaryKernel {
     static CHOICE: OnceLock<&'static dyn BinaryKernel> = OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        let forced = std::env::var("KESTREL_KERNELS").ok();
-        let kernel = pick_by_name(forced.as_deref(), available(), |k| k.name());
-        log::info!("binary kernel: {}", kernel.name());
-        kernel
-    })
+    *CHOICE.get_or_init(|| select_from("binary", available(), |k| k.name()))
 }
 
 /// The rule `KESTREL_KERNELS` follows in every kernel family (binary, int8, depthwise,
-/// bitpack): the kernel of `kernels` (slowest first) with that name, else the last (best) one.
+/// bitpack, pool): the kernel of `kernels` (slowest first) with that name, else the last (best) one.
 /// The variable is shared, so a name of another family is ignored quietly; a name of none is a
 /// warning.
 pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&K) -> &str) -> K {
@@ -308,10 +304,24 @@ pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&
     best
 }
 
+/// The kernel of a family for this process: [`pick_by_name`] over `available` with
+/// `KESTREL_KERNELS`, logged once as `FAMILY kernel: NAME`.
+pub(crate) fn select_from<K: Copy>(
+    family: &str,
+    available: Vec<K>,
+    name: impl Fn(&K) -> &str,
+) -> K {
+    let var = std::env::var("KESTREL_KERNELS").ok();
+    let kernel = pick_by_name(var.as_deref(), available, &name);
+    log::info!("{family} kernel: {}", name(&kernel));
+    kernel
+}
+
 /// Whether `name` is a kernel of any family available on this CPU.
 pub fn known_kernel_name(name: &str) -> bool {
     available().iter().any(|k| k.name() == name)
         || int8::available().iter().any(|k| k.name() == name)
         || depthwise::available().iter().any(|k| k.name() == name)
         || bitpack::available().iter().any(|k| k.name() == name)
+        || pool::available().iter().any(|k| k.name() == name)
 }

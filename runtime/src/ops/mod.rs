@@ -17,6 +17,7 @@ pub mod bitpack;
 pub mod bmaxpool;
 pub mod depthwise;
 pub mod int8_linear;
+pub mod maxpool;
 pub(crate) mod mst_delta;
 pub mod output_stage;
 pub mod packing;

@@ -22,6 +22,7 @@ pub fn kestrel_registry() -> Registry {
     super::bmaxpool::register(&mut registry);
     super::depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);
+    super::maxpool::register(&mut registry);
     registry
 }
 

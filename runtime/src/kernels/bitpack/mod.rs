@@ -131,12 +131,7 @@ pub fn available() -> Vec<&'static dyn BitpackKernel> {
 /// (the rule is [`super::pick_by_name`]). Decided once per process.
 pub fn select() -> &'static dyn BitpackKernel {
     static CHOICE: OnceLock<&'static dyn BitpackKernel> = OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        let var = std::env::var("KESTREL_KERNELS").ok();
-        let kernel = super::pick_by_name(var.as_deref(), available(), |k| k.name());
-        log::info!("bitpack kernel: {}", kernel.name());
-        kernel
-    })
+    *CHOICE.get_or_init(|| super::select_from("bitpack", available(), |k| k.name()))
 }
 
 /// The definition of [`BitpackKernel::pack_planes`], one bit at a time (for tests).

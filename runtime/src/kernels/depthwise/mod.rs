@@ -178,12 +178,7 @@ pub fn available() -> Vec<&'static dyn DepthwiseKernel> {
 /// (the rule is [`super::pick_by_name`]). Decided once per process.
 pub fn select() -> &'static dyn DepthwiseKernel {
     static CHOICE: OnceLock<&'static dyn DepthwiseKernel> = OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        let var = std::env::var("KESTREL_KERNELS").ok();
-        let kernel = super::pick_by_name(var.as_deref(), available(), |k| k.name());
-        log::info!("depthwise kernel: {}", kernel.name());
-        kernel
-    })
+    *CHOICE.get_or_init(|| super::select_from("depthwise", available(), |k| k.name()))
 }
 
 /// The vector kernels' result, computed one scalar FMA at a time (for their bit-exactness

@@ -632,10 +632,5 @@ pub fn available() -> Vec<&'static dyn Int8Kernel> {
 /// it on a machine that has a better one; the rule is [`super::pick_by_name`]).
 pub fn select() -> &'static dyn Int8Kernel {
     static CHOICE: OnceLock<&'static dyn Int8Kernel> = OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        let var = std::env::var("KESTREL_KERNELS").ok();
-        let kernel = super::pick_by_name(var.as_deref(), available(), |k| k.name());
-        log::info!("int8 kernel: {}", kernel.name());
-        kernel
-    })
+    *CHOICE.get_or_init(|| super::select_from("int8", available(), |k| k.name()))
 }
