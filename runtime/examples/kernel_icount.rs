@@ -6,7 +6,7 @@
 //!                                                          e.g. kernel_icount neon lanes 3 4 16 14 14 256 3;
 //!                                                          OUT = counts (default), float or
 //!                                                          packed: the fused output stage
-//! /work/shared/tools/arm-icount --filter 'kernels::' -- target/.../kernel_icount neon ...
+//! ../shared/tools/arm-icount --filter 'kernels::' -- target/.../kernel_icount neon ...
 //! ```
 //!
 //! Run it twice with different ITERS and subtract, so set-up (data generation) cancels out.

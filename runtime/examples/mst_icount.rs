@@ -1,5 +1,5 @@
 //! Runs one conv lane job dense or through its MST schedule, for instruction counting under
-//! qemu (`/work/shared/tools/arm-icount`):
+//! qemu (`../shared/tools/arm-icount`, the workspace's shared tools):
 //!
 //! ```text
 //! mst_icount KERNEL dense|mst K WORDS SIZE C PERMILLE ITERS

@@ -347,7 +347,9 @@ pub fn check_dat_header(header: &[u8], size: u64) -> Result<(), String> {
         return Err(format!("header says rank {rank} (at most 8)"));
     }
     let dims: Vec<u64> = (0..rank).map(|i| u64::from(u32_at(12 + 4 * i))).collect();
-    let available = size - DAT_HEADER as u64;
+    let available = size
+        .checked_sub(DAT_HEADER as u64)
+        .ok_or_else(|| format!("{size} bytes, shorter than the {DAT_HEADER}-byte tensor header"))?;
     if data_size > available {
         return Err(format!(
             "header says shape {dims:?} in {data_size} bytes, but the file holds {available} \
@@ -455,6 +457,9 @@ mod tests {
         assert!(check_dat_header(&ok[..100], 100)
             .unwrap_err()
             .contains("shorter"));
+        // A whole header but a size below it (the caller's size disagrees): an error, not
+        // an underflow.
+        assert!(check_dat_header(&ok, 100).unwrap_err().contains("shorter"));
         let mut bad_rank = ok.clone();
         bad_rank[8] = 9;
         assert!(check_dat_header(&bad_rank, 144)

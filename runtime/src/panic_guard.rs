@@ -4,9 +4,8 @@
 //! an overflowing `tile`, an op whose attributes do not fit its inputs) instead of returning
 //! an error. A model file is untrusted input, so the loaders run tract inside [`guard`]: such
 //! a panic becomes an error message naming where tract gave up, and the user sees a clear
-//! "cannot load" error with exit code 2 instead of a crash. This needs unwinding panics: the
-//! dev, test and bench profiles unwind; the `release` profile has `panic = "abort"` (size),
-//! where such a file still ends the process (exit 134) instead of giving the error.
+//! "cannot load" error with exit code 2 instead of a crash. This needs unwinding panics, so
+//! every profile unwinds, `release` (and the board bundles built from it) included.
 //!
 //! Only panics located in a dependency's source are treated so: a panic in Kestrel's own code
 //! (`runtime/`, `quantize/`) is a bug and still goes through the normal panic hook (printed;

@@ -49,7 +49,13 @@ pub fn random_tensor(dt: DatumType, shape: &[usize], seed: u64) -> TractResult<T
     };
     // Quantized types (QU8/QI8) keep their zero point and scale: same bytes, new type.
     if t.datum_type() != dt {
+        ensure!(
+            t.datum_type().unquantized() == dt.unquantized(),
+            "random tensor: no generator for {dt:?}"
+        );
         let mut t = t;
+        // SAFETY: `dt` differs from the tensor's type only by its quantization parameters
+        // (checked above): the same element type and size, so every element stays valid.
         unsafe { t.set_datum_type(dt) };
         return Ok(t);
     }

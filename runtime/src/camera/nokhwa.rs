@@ -25,8 +25,17 @@ pub struct NokhwaSource {
     seq: u64,
 }
 
-// nokhwa's camera handle is used from the capture thread only.
+// SAFETY: `Camera` is not `Send` because it boxes a `dyn` capture backend. The source is
+// opened on one thread and then moved to the capture thread, which alone uses it from then on
+// (it is owned, never shared: no `&` to it crosses threads). Moving is sound where the backend
+// has no thread-affine state: on Linux, `input-native` is nokhwa's V4L2 backend, a file
+// descriptor and its mmap'd buffers, which any thread may use. Other platforms' backends
+// (AVFoundation, Media Foundation) may tie the session to the thread that made it, so the
+// impl is for Linux only and the feature does not build elsewhere.
+#[cfg(target_os = "linux")]
 unsafe impl Send for NokhwaSource {}
+#[cfg(not(target_os = "linux"))]
+compile_error!("the `nokhwa` feature is for Linux (see the SAFETY note of `NokhwaSource`)");
 
 impl NokhwaSource {
     /// Opens camera `index` (the part of the URI after `nokhwa:`).

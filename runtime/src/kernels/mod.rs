@@ -32,7 +32,8 @@
 /// `$mr` vectors of `$l` lanes (then single vectors, the last one partial), calling
 /// `$tile::<MR, NR>(input + p, taps, words, plane, weights + c·row, row, valid, sink, c, p)`
 /// with `valid` the lanes of the tile that exist and `sink` (a [`Sink`]) where its results go.
-#[allow(unused_macros)]
+/// (Used by the x86 and NEON kernels only.)
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! drive_lanes {
     ($tile:ident, $l:expr, $mr:literal, $nr:literal, $job:expr, $sink:expr) => {{
         let job: &$crate::kernels::LaneJob<'_> = $job;
@@ -89,8 +90,8 @@ macro_rules! drive_lanes {
     }};
 }
 
-/// Where a lane tile's results go.
-#[allow(dead_code)]
+/// Where a lane tile's results go (the x86 and NEON kernels').
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Sink<'a> {
     /// Raw counts: channel `c`, lane `p` at `out[c·ld + p]`.
@@ -234,7 +235,7 @@ impl LaneJob<'_> {
 }
 
 /// The sink of a lane kernel storing counts into `out` (`[channel][lane]`).
-#[allow(dead_code)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn counts_sink<'a>(job: &LaneJob<'_>, out: &'a mut [u32]) -> Sink<'a> {
     Sink::Counts {
         out: out.as_mut_ptr(),

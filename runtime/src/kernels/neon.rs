@@ -22,9 +22,9 @@
 //!
 //! # Executed instructions (arm-icount, qemu, release build)
 //!
-//! Measured with `runtime/examples/kernel_icount.rs` under `/work/shared/tools/arm-icount`,
-//! steady state = difference of two runs with different iteration counts, divided by
-//! `M·N·words/2` (128-bit steps × outputs):
+//! Measured with `runtime/examples/kernel_icount.rs` under `../shared/tools/arm-icount` (the
+//! workspace's shared tools), steady state = difference of two runs with different iteration
+//! counts, divided by `M·N·words/2` (128-bit steps × outputs):
 //!
 //! | shape M×N×words | instr/call | per step·output | eor  | cnt  | uadalp | ldr  | rest (add, cmp, lsl, b.ne, movi, uaddlp, addp, str…) |
 //! |-----------------|-----------:|----------------:|-----:|-----:|-------:|-----:|------|

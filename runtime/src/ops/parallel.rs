@@ -3,6 +3,8 @@
 //! Tasks are indices (no task list is allocated); a task that writes a part of a shared output
 //! goes through [`Disjoint`].
 
+use std::marker::PhantomData;
+
 use rayon::prelude::*;
 use tract_linalg::multithread::{current_tract_executor, Executor};
 
@@ -25,25 +27,29 @@ pub fn run_indexed(n: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// A mutable buffer that tasks of [`run_indexed`] write in disjoint parts.
+/// A mutable buffer that tasks of [`run_indexed`] write in disjoint parts. It holds the
+/// buffer's exclusive borrow for `'a`, so no part can outlive the buffer and nothing else can
+/// touch the buffer while parts are handed out.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Disjoint<T> {
+pub(crate) struct Disjoint<'a, T> {
     ptr: *mut T,
     len: usize,
+    _buf: PhantomData<&'a mut [T]>,
 }
 
 // SAFETY: a `Disjoint` only hands out sub-slices through `part`, whose callers guarantee that
 // parts used at the same time do not overlap; T itself crosses threads.
-unsafe impl<T: Send> Send for Disjoint<T> {}
+unsafe impl<T: Send> Send for Disjoint<'_, T> {}
 // SAFETY: as above.
-unsafe impl<T: Send> Sync for Disjoint<T> {}
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
 
-impl<T> Disjoint<T> {
+impl<'a, T> Disjoint<'a, T> {
     /// Wraps `buf` for the duration of its borrow.
-    pub(crate) fn new(buf: &mut [T]) -> Disjoint<T> {
+    pub(crate) fn new(buf: &'a mut [T]) -> Disjoint<'a, T> {
         Disjoint {
             ptr: buf.as_mut_ptr(),
             len: buf.len(),
+            _buf: PhantomData,
         }
     }
 
@@ -55,15 +61,15 @@ impl<T> Disjoint<T> {
         unsafe { self.ptr.add(start) }
     }
 
-    /// The part `start..start + len`.
+    /// The part `start..start + len`, valid as long as the wrapped borrow.
     ///
     /// # Safety
-    /// The wrapped buffer must outlive the returned slice, and no two parts alive at the same
-    /// time (in any thread) may overlap.
+    /// No two parts alive at the same time (in any thread) may overlap.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &mut [T] {
+    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &'a mut [T] {
         assert!(start + len <= self.len, "part out of the buffer");
-        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        // SAFETY: in bounds (checked); the buffer is borrowed for 'a; exclusive by the
+        // caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
