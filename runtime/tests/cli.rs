@@ -8,14 +8,10 @@ mod common;
 
 use std::process::Output;
 
-use common::{kestrel, repo};
+use common::{kestrel, repo, text};
 
 fn run(args: &[&str]) -> Output {
     kestrel().args(args).output().expect("start kestrel")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -16,6 +16,8 @@
 //! Needs `gst-launch-1.0` with the base and good plugins (CI installs them, `.ci/run`);
 //! where it is missing the tests say so and pass only outside CI.
 
+mod common;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 
@@ -27,19 +29,7 @@ const W: usize = 320;
 const H: usize = 240;
 
 fn have_gst() -> bool {
-    let ok = Command::new("gst-launch-1.0")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "gst-launch-1.0 is missing on CI (.ci/run installs gstreamer1.0-tools)"
-        );
-        eprintln!("gst-launch-1.0 not installed: GStreamer tests skipped");
-    }
-    ok
+    common::have("gst-launch-1.0", "gstreamer1.0-tools")
 }
 
 /// `gst-launch-1.0 -q videotestsrc … ! CAPS [! ENCODER] ! fdsink`, spawned with a piped stdout.

@@ -8,11 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{gst_command, have, json_lines, kestrel, repo};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{gst_command, have, json_lines, kestrel, repo, text};
 
 #[test]
 fn gstreamer_yuyv_through_cmd() {

@@ -54,6 +54,11 @@ pub fn have(tool: &str, package: &str) -> bool {
     ok
 }
 
+/// Bytes (a child's stdout or stderr) as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// stdout parsed as JSON lines.
 pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout)
