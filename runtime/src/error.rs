@@ -94,3 +94,9 @@ impl RuntimeError {
 pub(crate) fn chain(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
+
+/// Formats a datum type and shape as `f32 1,3,224,224`: the form used in messages and summaries.
+pub fn describe(dt: tract_nnef::prelude::DatumType, shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("{dt:?} {}", dims.join(",")).to_lowercase()
+}

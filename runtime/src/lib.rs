@@ -35,6 +35,7 @@ pub mod error;
 pub mod infer;
 pub mod io;
 pub mod kernels;
+pub mod latency;
 pub mod load_limits;
 pub mod logging;
 pub mod model;

@@ -398,7 +398,7 @@ pub fn check_graph(label: &str, model: &TypedModel) -> Result<(), RuntimeError> 
                     format!(
                         "{what} '{}' would be {} ({}), over the limit of {} MiB",
                         node.name,
-                        crate::model::describe(fact.datum_type, shape),
+                        crate::error::describe(fact.datum_type, shape),
                         bytes.map_or("more than 2^64 bytes".into(), |b| format!("{b} bytes")),
                         MAX_TENSOR_BYTES >> 20
                     ),

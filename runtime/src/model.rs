@@ -69,11 +69,7 @@ impl TensorSpec {
     }
 }
 
-/// Formats a datum type and shape as `f32 1,3,224,224`: the form used in messages and summaries.
-pub fn describe(dt: DatumType, shape: &[usize]) -> String {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    format!("{dt:?} {}", dims.join(",")).to_lowercase()
-}
+pub use crate::error::describe;
 
 impl fmt::Display for TensorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

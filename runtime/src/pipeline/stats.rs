@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench::Latency;
 use crate::camera::SourceCounters;
+use crate::latency::Latency;
 
 /// Frames whose latencies the windows keep.
 pub const WINDOW: usize = 4096;

@@ -572,10 +572,9 @@ pub trait Int8Kernel: Send + Sync + Debug {
     /// Name shown in logs and benchmarks.
     fn name(&self) -> &'static str;
 
-    /// The packing it reads (weights and input).
-    fn format(&self) -> Format {
-        Format::DOT4_U8
-    }
+    /// The packing it reads (weights and input). No default: a kernel states its own, since
+    /// weights packed for another format give wrong results, not an error.
+    fn format(&self) -> Format;
 
     /// Runs `job` (checked first), whose weights and input are packed in [`Self::format`].
     fn run(&self, job: &Job<'_>);
