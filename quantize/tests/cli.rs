@@ -167,6 +167,29 @@ fn bad_models_and_values_exit_2_and_write_nothing() {
         ),
         (vec![os("frobnicate")], "frobnicate"),
     ];
+    // Flags of the float/binary path that `--int8` would silently ignore are refused.
+    let calib = repo().join("tests/fixtures/ref/tiny-fire.input.npy");
+    let mut cases = cases;
+    for flag in [
+        &["--binary", "off"][..],
+        &["--verify-data", "x.npy"],
+        &["--mst", "off"],
+        &["--mst-depth", "4"],
+        &["--mst-dot", "dots"],
+        &["--tolerance", "1e-3"],
+    ] {
+        let mut args = vec![
+            os("convert"),
+            tiny.as_os_str(),
+            os("-o"),
+            o,
+            os("--int8"),
+            os("--calib"),
+            calib.as_os_str(),
+        ];
+        args.extend(flag.iter().map(|f| os(f)));
+        cases.push((args, flag[0]));
+    }
     for (args, needle) in cases {
         let err = exits(2, &args);
         assert!(err.contains(needle), "{args:?}: {err}");

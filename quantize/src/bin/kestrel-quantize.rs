@@ -35,27 +35,29 @@ enum Command {
         /// Shape of an input the model leaves open, e.g. x=1,3,224,224 (repeatable).
         #[arg(long = "input-shape", value_name = "NAME=D0,D1,...")]
         input_shapes: Vec<InputShape>,
-        /// Relative tolerance of the built-in verification.
-        #[arg(long, default_value_t = 1e-4)]
+        /// Relative tolerance of the built-in verification (float and binary graphs; int8
+        /// has its own floor, `--sqnr-floor`).
+        #[arg(long, default_value_t = 1e-4, conflicts_with = "int8")]
         tolerance: f64,
         /// Write the conversion report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
         /// Convert binarised layers (Sign, BipolarQuant, ±1 weights) into binary ops.
-        #[arg(long, value_enum, default_value_t = Switch::On)]
+        #[arg(long, value_enum, default_value_t = Switch::On, conflicts_with = "int8")]
         binary: Switch,
         /// Also verify on these inputs (.npy/.npz, N samples): max abs diff and arg-max
         /// agreement; more than 0.1% arg-max disagreement fails the conversion.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "int8")]
         verify_data: Option<PathBuf>,
         /// MST channel trees of binary layers: analysis, report and cost-model choice.
-        #[arg(long, value_enum, default_value_t = Switch::On)]
+        #[arg(long, value_enum, default_value_t = Switch::On, conflicts_with = "int8")]
         mst: Switch,
         /// Depth bound of the MST (children of the virtual root have depth 1).
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..),
+              conflicts_with = "int8")]
         mst_depth: u64,
         /// Write each binary layer's MST as Graphviz DOT into this folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "int8")]
         mst_dot: Option<PathBuf>,
         /// Whose depthwise convolution the graph runs: Kestrel's fused op where it applies,
         /// or tract's everywhere (for comparisons).
