@@ -46,7 +46,7 @@
 //!   vectors into one vector of 16 i32 lanes with one `vpermt2d` and runs the output stage at
 //!   full width ([`avx512_store16`]). It was `MR = 3` with `vpmovqd` per 8 lanes and an 8-lane
 //!   epilogue: on 3×3 64→64 (9 words per output) that epilogue cost about a quarter of the
-//!   kernel's port-0/5 µops (measured in the README's binary-layer table). Channel tails use
+//!   kernel's port-0/5 µops (measured in `docs/binary.md`'s binary-layer table). Channel tails use
 //!   `NR = 1`, lane tails `MR = 1` (masked store).
 //! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, `MR = 2` lanes × `NR = 4` channels (eight
 //!   accumulators in general registers), the same structure with one lane per "vector".
