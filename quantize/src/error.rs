@@ -66,6 +66,23 @@ pub enum ConvertError {
     Runtime(#[from] kestrel_runtime::RuntimeError),
 }
 
+impl ConvertError {
+    /// Whether the user can fix this by changing the command or a file (exit code 2): a
+    /// missing or unreadable model, a wrong input shape, a bad output path or verification
+    /// data; a graph that cannot be built or a failed verification is not (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ConvertError::NotFound { .. }
+            | ConvertError::Load { .. }
+            | ConvertError::InputShape { .. }
+            | ConvertError::Output { .. }
+            | ConvertError::VerifyData { .. } => true,
+            ConvertError::Runtime(r) => r.is_bad_input(),
+            ConvertError::Graph { .. } | ConvertError::Verify { .. } => false,
+        }
+    }
+}
+
 pub(crate) fn chain(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }

@@ -86,29 +86,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kestrel-quantize: error: {e:#}");
-            let bad_int8 = e.chain().any(|c| {
-                c.downcast_ref::<kestrel_quantize::int8::Int8Error>()
-                    .is_some_and(|e| e.is_bad_input())
-            });
-            let bad_input = bad_int8
-                || e.chain().any(|c| {
-                    matches!(
-                        c.downcast_ref::<ConvertError>(),
-                        Some(
-                            ConvertError::NotFound { .. }
-                                | ConvertError::Load { .. }
-                                | ConvertError::InputShape { .. }
-                                | ConvertError::Output { .. }
-                                | ConvertError::VerifyData { .. }
-                        )
-                    ) || matches!(
-                        c.downcast_ref::<ConvertError>(),
-                        Some(ConvertError::Runtime(r)) if r.is_bad_input()
-                    ) || c
-                        .downcast_ref::<kestrel_runtime::RuntimeError>()
-                        .is_some_and(|r| r.is_bad_input())
-                });
-            ExitCode::from(if bad_input { 2 } else { 1 })
+            ExitCode::from(kestrel_runtime::error::exit_code(&e, |cause| {
+                cause
+                    .downcast_ref::<kestrel_quantize::int8::Int8Error>()
+                    .map(|e| e.is_bad_input())
+                    .or_else(|| {
+                        cause
+                            .downcast_ref::<ConvertError>()
+                            .map(ConvertError::is_bad_input)
+                    })
+            }))
         }
     }
 }

@@ -60,13 +60,7 @@ impl Int8Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Int8Error::Calibration { .. } | Int8Error::Sidecar { .. } => true,
-            Int8Error::Convert(e) => matches!(
-                e,
-                ConvertError::NotFound { .. }
-                    | ConvertError::Load { .. }
-                    | ConvertError::InputShape { .. }
-                    | ConvertError::Output { .. }
-            ),
+            Int8Error::Convert(e) => e.is_bad_input(),
             _ => false,
         }
     }

@@ -11,16 +11,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kestrel_runtime::analytics::zones::{parse_line_flag, parse_zone_flag, LineSpec, ZoneSpec};
-use kestrel_runtime::analytics::{AnalyticsConfig, AnalyticsError};
+use kestrel_runtime::analytics::AnalyticsConfig;
 use kestrel_runtime::bench::{self, BenchOptions};
-use kestrel_runtime::camera::{self, CameraError, PixelFormat, SourceOptions};
-use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, ConfigError, Location};
+use kestrel_runtime::camera::{self, PixelFormat, SourceOptions};
+use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
 use kestrel_runtime::io::npy;
-use kestrel_runtime::pipeline::mqtt::{MqttSink, MqttUrlError};
-use kestrel_runtime::pipeline::sidecar::{Sidecar, SidecarError};
+use kestrel_runtime::pipeline::mqtt::MqttSink;
+use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
-use kestrel_runtime::pipeline::{Outputs, Pipeline, PipelineError, RunOptions};
+use kestrel_runtime::pipeline::{Outputs, Pipeline, RunOptions};
 use kestrel_runtime::pool_alloc::PoolAlloc;
 use kestrel_runtime::{bundled, infer, random, LoadOptions, Model, RuntimeError};
 
@@ -189,38 +189,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kestrel: error: {e:#}");
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(kestrel_runtime::error::exit_code(&e, |_| None))
         }
     }
-}
-
-/// 2 for bad input (the user can fix the command or the file), 1 for everything else.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if let Some(r) = cause.downcast_ref::<RuntimeError>() {
-            return if r.is_bad_input() { 2 } else { 1 };
-        }
-        if cause.is::<SidecarError>()
-            || cause.is::<MqttUrlError>()
-            || cause.is::<ConfigError>()
-            || cause.is::<AnalyticsError>()
-        {
-            return 2;
-        }
-        if let Some(p) = cause.downcast_ref::<PipelineError>() {
-            return match p {
-                PipelineError::Camera(c) if c.is_bad_input() => 2,
-                PipelineError::NotAnImage(_) => 2,
-                PipelineError::Runtime(RuntimeError::Run(_)) => 1,
-                PipelineError::Runtime(_) => 2,
-                _ => 1,
-            };
-        }
-        if let Some(c) = cause.downcast_ref::<CameraError>() {
-            return if c.is_bad_input() { 2 } else { 1 };
-        }
-    }
-    1
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
