@@ -34,6 +34,7 @@ pub mod sinks;
 pub mod snapshot;
 pub mod stats;
 pub mod tasks;
+pub mod watchdog;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -297,7 +298,10 @@ pub fn run<W: Write>(
     let mut front = Slot::default();
     let mut error = None;
     let mut status_clock = StatusClock::new();
+    let mut watchdog = watchdog::Watchdog::from_env();
+    watchdog.ready();
     while options.frames.is_none_or(|n| stats.frames() < n) {
+        watchdog.tick();
         if options.stop.load(Ordering::Relaxed) {
             log::info!("stopping on signal");
             break;
@@ -364,6 +368,7 @@ pub fn run<W: Write>(
         stages.post_ms += ms(t.elapsed());
         stats.record(frame.captured.elapsed(), &stages);
     }
+    watchdog.stopping();
     capture_stop.store(true, Ordering::Relaxed);
     // A capture thread blocked on a quiet pipe is left behind (the process is ending);
     // one that finishes soon is joined so its source (a child process) is cleaned up.
