@@ -44,10 +44,8 @@
 //!   port 5 only): 1.5 cycles per 512 bit-MACs, i.e. 341 bit-MACs per cycle at best, 5.3× the
 //!   `POPCNT` bound. The accumulators are u64 lanes; the fused store narrows a tile's two
 //!   vectors into one vector of 16 i32 lanes with one `vpermt2d` and runs the output stage at
-//!   full width ([`avx512_store16`]). It was `MR = 3` with `vpmovqd` per 8 lanes and an 8-lane
-//!   epilogue: on 3×3 64→64 (9 words per output) that epilogue cost about a quarter of the
-//!   kernel's port-0/5 µops (measured in `docs/binary.md`'s binary-layer table). Channel tails use
-//!   `NR = 1`, lane tails `MR = 1` (masked store).
+//!   full width ([`avx512_store16`]): one narrowing µop per 16 lanes keeps port 5 for
+//!   `vpopcntq`. Channel tails use `NR = 1`, lane tails `MR = 1` (masked store).
 //! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, `MR = 2` lanes × `NR = 4` channels (eight
 //!   accumulators in general registers), the same structure with one lane per "vector".
 //!   (A `vpshufb` lane kernel for AVX2-only CPUs is not written: its per-lane counts need a
