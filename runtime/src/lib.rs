@@ -32,6 +32,7 @@ pub mod bundled;
 pub mod camera;
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod infer;
 pub mod io;
 pub mod kernels;

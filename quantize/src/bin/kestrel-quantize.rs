@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kestrel-quantize: error: {e:#}");
-            ExitCode::from(kestrel_runtime::error::exit_code(&e, |cause| {
+            ExitCode::from(kestrel_runtime::exit::exit_code(&e, |cause| {
                 cause
                     .downcast_ref::<kestrel_quantize::int8::Int8Error>()
                     .map(|e| e.is_bad_input())

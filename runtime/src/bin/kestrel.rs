@@ -189,7 +189,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kestrel: error: {e:#}");
-            ExitCode::from(kestrel_runtime::error::exit_code(&e, |_| None))
+            ExitCode::from(kestrel_runtime::exit::exit_code(&e, |_| None))
         }
     }
 }
