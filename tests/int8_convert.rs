@@ -186,14 +186,17 @@ fn collapse_options(dir: &Path) -> Int8Options {
 
 #[test]
 fn a_collapsing_model_is_refused_and_nothing_written() {
+    // Every layer int8 (`--keep-float none`): below the floor, a refusal.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("collapse.nnef.tgz");
-    let err = convert_int8(&collapse_fixture(), &out, &collapse_options(dir.path())).unwrap_err();
+    let mut o = collapse_options(dir.path());
+    o.keep_float = KeepFloat::None;
+    let err = convert_int8(&collapse_fixture(), &out, &o).unwrap_err();
     match &err {
         Int8Error::Collapse {
             sqnr_db, floor_db, ..
         } => {
-            assert!(*sqnr_db < 5.0 && *floor_db == 20.0, "{err}")
+            assert!(*sqnr_db < 5.0 && *floor_db == 25.0, "{err}")
         }
         other => panic!("expected a collapse, got {other}"),
     }
@@ -214,6 +217,7 @@ fn a_collapsing_model_is_refused_and_nothing_written() {
 
     // --force writes it and says so.
     let mut o = collapse_options(dir.path());
+    o.keep_float = KeepFloat::None;
     o.force = true;
     let r = convert_int8(&collapse_fixture(), &out, &o).unwrap();
     assert!(r.forced && out.is_file());
@@ -243,7 +247,8 @@ fn kxk_convolutions_stay_float_by_default() {
 fn keep_float_auto_always_lands() {
     // The collapse fixture without equalization: no int8 layer survives the floor, so `auto`
     // keeps every layer float, writes the graph and says so; its hint is never printed.
-    for keep in [KeepFloat::Fewest, KeepFloat::Auto(5.0)] {
+    // The default (`Floor`) lands the same way.
+    for keep in [KeepFloat::Floor, KeepFloat::Fewest, KeepFloat::Auto(5.0)] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("auto.nnef.tgz");
         let mut o = collapse_options(dir.path());
@@ -251,7 +256,7 @@ fn keep_float_auto_always_lands() {
         let r = convert_int8(&collapse_fixture(), &out, &o)
             .unwrap_or_else(|e| panic!("{keep:?} refused: {e}"));
         assert!(out.is_file() && !r.forced, "{keep:?}");
-        assert!(r.outputs[0].sqnr_db >= 20.0, "{}", r.to_text());
+        assert!(r.outputs[0].sqnr_db >= 25.0, "{}", r.to_text());
         assert!(r.layers.iter().all(|l| !l.int8), "{}", r.to_text());
     }
 }

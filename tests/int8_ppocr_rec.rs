@@ -18,7 +18,7 @@ use std::process::Command;
 use kestrel_quantize::int8::calib::Method;
 use kestrel_quantize::int8::data::CalibSource;
 use kestrel_quantize::int8::images::Preprocess;
-use kestrel_quantize::int8::{convert_int8, Int8Options};
+use kestrel_quantize::int8::{convert_int8, Int8Options, KeepFloat};
 use kestrel_quantize::{convert, load::InputShape, ConvertOptions};
 use kestrel_runtime::{LoadOptions, Model};
 
@@ -91,6 +91,7 @@ fn ppocr_rec_int8_reloads_exactly_and_keeps_the_ctc_sequence() {
     o.input_shapes = vec![shape()];
     o.method = Method::MinMax;
     o.threads = 2;
+    o.keep_float = KeepFloat::None;
     o.force = true;
     let out = dir.path().join("rec.int8.nnef.tgz");
     // Forced past the SQNR floor (minmax on every layer: ~19 dB here); the reload must be

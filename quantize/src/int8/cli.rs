@@ -52,10 +52,13 @@ pub struct Int8Args {
     /// Images: multiplier of the 0..255 pixel values before --mean/--std.
     #[arg(long, default_value_t = 1.0 / 255.0)]
     pub scale: f32,
-    /// Mixed precision: `auto` (the fewest layers, worst isolated SQNR first, with which the
-    /// end-to-end SQNR reaches --sqnr-floor), `auto:DB` (every layer whose isolated SQNR is
-    /// below DB), or layer names (comma-separated) to leave in float.
-    #[arg(long, value_name = "auto[:DB]|NAMES")]
+    /// Mixed precision. Default: the fewest layers float (least end-to-end SQNR quantized
+    /// alone first) with which the end-to-end SQNR reaches --sqnr-floor: the conversion
+    /// lands, all float in the worst case. `auto`: the same, and the agreement measure (top-1,
+    /// top-10 scores, boxes) at its target too. `auto:DB`: every layer whose isolated SQNR is
+    /// below DB. `none`: every layer int8 (refused below the floor). Or layer names
+    /// (comma-separated) to leave in float.
+    #[arg(long, value_name = "auto[:DB]|none|NAMES")]
     pub keep_float: Option<String>,
     /// Layer inputs: `auto` (8 bits, and 16 bits for the fewest layers, worst isolated SQNR
     /// first, with which the end-to-end SQNR reaches --sqnr-floor; tried before
@@ -63,8 +66,10 @@ pub struct Int8Args {
     /// keeps int8 weights and kernels and costs twice the multiplies.
     #[arg(long, default_value = "auto", value_name = "auto|8|16", value_parser = parse_activation_bits)]
     pub activation_bits: ActivationBits,
-    /// Refuse (write nothing) when the end-to-end SQNR is below this many dB.
-    #[arg(long, default_value_t = 20.0, value_name = "DB")]
+    /// The end-to-end SQNR (dB, every output, held-out samples) an int8 graph must reach: by
+    /// default more layers stay float until it does; with `--keep-float none` or a list of
+    /// names, a graph below it is refused (nothing written).
+    #[arg(long, default_value_t = super::DEFAULT_SQNR_FLOOR_DB, value_name = "DB")]
     pub sqnr_floor: f64,
     /// Write the int8 graph even below --sqnr-floor.
     #[arg(long)]
@@ -136,7 +141,8 @@ pub fn parse_activation_bits(s: &str) -> Result<ActivationBits, String> {
 /// Parses `--keep-float`.
 pub fn parse_keep_float(s: Option<&str>) -> Result<KeepFloat, String> {
     match s {
-        None => Ok(KeepFloat::None),
+        None => Ok(KeepFloat::Floor),
+        Some("none") => Ok(KeepFloat::None),
         Some("auto") => Ok(KeepFloat::Fewest),
         Some(s) => match s.strip_prefix("auto:") {
             Some(db) => db
@@ -240,7 +246,8 @@ mod tests {
 
     #[test]
     fn parses_keep_float() {
-        assert_eq!(parse_keep_float(None), Ok(KeepFloat::None));
+        assert_eq!(parse_keep_float(None), Ok(KeepFloat::Floor));
+        assert_eq!(parse_keep_float(Some("none")), Ok(KeepFloat::None));
         assert_eq!(parse_keep_float(Some("auto")), Ok(KeepFloat::Fewest));
         assert_eq!(
             parse_keep_float(Some("auto:25.5")),

@@ -5,13 +5,17 @@
 //! inputs with long tails, where one 8-bit step over the whole range crushes the rest), then
 //! a layer stays float. Both search the same way.
 //!
-//! Layers are ranked by their *isolated* SQNR (each layer quantized alone, reading float
-//! inputs, see [`Evaluator::isolated`]): unlike the error accumulated through the graph, it
-//! blames a layer only for what its own quantization does, so a good layer after a bad one is
-//! not sent back to float. `--keep-float auto:DB` keeps every layer whose isolated SQNR is
-//! below DB; `--keep-float auto` keeps the fewest worst-ranked layers with which the end-to-end
-//! SQNR reaches the floor plus a margin (a binary search over the ranking's prefix length,
-//! measured on calibration samples; the report then measures on held-out samples).
+//! Both blame a layer only for what its own quantization does, so a good layer after a bad
+//! one is not stepped back. The 16-bit step ranks layers by their *isolated* SQNR (each layer
+//! quantized alone with 8-bit inputs, its own output measured, see [`Evaluator::isolated`]):
+//! what a 16-bit input fixes shows in the layer's own output. The float step ranks them by
+//! their *sensitivity* (each layer alone at the precision the plan gives it, the end-to-end
+//! SQNR measured, see [`Evaluator::sensitivity`]): after 16-bit inputs, what is left may only
+//! show downstream, behind a sigmoid. `--keep-float auto:DB` keeps every layer whose isolated
+//! SQNR is below DB; the default and `--keep-float auto` keep the fewest worst-ranked layers
+//! with which the end-to-end SQNR reaches the floor plus a margin (a binary search over the
+//! ranking's prefix length, measured on calibration samples; the report then measures on
+//! held-out samples).
 
 use std::collections::{HashMap, HashSet};
 
@@ -77,6 +81,15 @@ pub fn ranking(layers: &[Layer], isolated: &[(f64, f64)], keep: &HashSet<String>
             .zip(isolated.iter().map(|i| i.0)),
         keep,
     )
+}
+
+/// Layers by end-to-end SQNR with each quantized alone ([`Evaluator::sensitivity`]),
+/// worst first: the order the float step takes them back in.
+pub fn ranking_by_sensitivity(
+    sensitivity: &[(String, f64)],
+    keep: &HashSet<String>,
+) -> Vec<String> {
+    rank(sensitivity.iter().map(|(n, s)| (n.as_str(), *s)), keep)
 }
 
 /// Names not in `keep`, by SQNR ascending.
