@@ -660,8 +660,15 @@ fn search(
             KeepFloat::Auto(db) => mixed::below(layers, &tune.isolated(&shift)?, db),
             _ => {
                 let agreement = options.keep_float == KeepFloat::Fewest;
+                // One run says whether any layer must go float; the sensitivity is one run
+                // per layer.
                 let eval = tune.evaluate(&plan, &shift, false)?;
-                if eval.worst_sqnr() >= target && (!agreement || eval.meets(target)) {
+                let met = if agreement {
+                    eval.meets(target)
+                } else {
+                    eval.worst_sqnr() >= target
+                };
+                if met {
                     vec![]
                 } else {
                     let sensitivity = tune.sensitivity(&plan, &shift)?;
@@ -763,9 +770,9 @@ fn prepare(
 
 /// At most this many calibration samples (evenly spread) measure the input second moments
 /// of [`round_weights`], and at most [`ROUNDING_COLUMNS`] input vectors per layer over all of
-/// them (at least [`ROUNDING_MIN_COLUMNS`] per sample). Few samples are what GPTQ overfits:
-/// on BlazeFace, fitted on 32 pictures, one 8×8 block's held-out SQNR fell from 34.7 dB
-/// (nearest) to 20.3 dB; fitted on all 122, it rose to 50.9 dB.
+/// them (at least [`ROUNDING_MIN_COLUMNS`] per sample). Sample diversity matters more than
+/// columns: GPTQ overfits the few pictures it saw, and a channel only some pictures light up
+/// must be among them (`docs/perf-log.md`, 2026-12-04, has the BlazeFace figures).
 const ROUNDING_SAMPLES: usize = 256;
 const ROUNDING_COLUMNS: usize = 65536;
 const ROUNDING_MIN_COLUMNS: usize = 64;

@@ -50,11 +50,6 @@ impl SecondMoments {
         }
     }
 
-    /// Input channels.
-    pub fn channels(&self) -> usize {
-        self.k
-    }
-
     /// The moments of both `self`'s and `other`'s columns.
     pub fn merged(&self, other: &SecondMoments) -> SecondMoments {
         assert_eq!(self.k, other.k, "second moments of different widths");
