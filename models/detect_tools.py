@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 import make_detect_reference as ref  # noqa: E402  (the numpy SSD decoder, IoU and NMS)
 
 MATCH_IOU = 0.5  # a Kestrel box matches a reference box of its class at IoU >= this
+MARGIN = 0.1  # margin_agreement's default: a box within this of T may fall on either side
 
 
 # ============================================================================ pictures
@@ -379,7 +380,9 @@ class Run:
         the graph's own raw outputs (the decoder check), into RES["SET T=T"]; prints the
         unmatched boxes (all of the decoder check's, the reference's first four unless
         verbose), then the raw outputs' differences (after the graph's name and LABEL). Returns
-        the table rows [(graph, set, frames, T, vs reference, decoder check)]."""
+        the table rows [(graph, set, frames, T, vs reference, decoder check, with a margin)]:
+        the last one is margin_agreement of the reference's and the graph's raw outputs, both
+        decoded by DECODE (None where T - margin <= 0)."""
         kraw = kestrel_infer(self.kestrel, g, self.x_npy, self.tmp, self.outputs)
         gname = os.path.basename(g)
         res["raw_max_abs_diff"] = {k: float(np.max(np.abs(kr - r))) for k, kr, r in zip(self.outputs, kraw, raw)}
@@ -387,17 +390,22 @@ class Run:
         for t in refs:
             got = kestrel_run(self.kestrel, g, side, self.frames, len(names), self.size, t, self.tmp, self.copy_txt)
             own = [decode(*(r[i] for r in kraw), t)[0] for i in range(len(names))]
+            def at(rr, u):
+                return [decode(*(r[i] for r in rr), u)[0] for i in range(len(names))]
+            wide = t - MARGIN > 0  # else every anchor is a candidate: not worth the time
+            ends = [at(rr, t + s * MARGIN) for rr in (raw, kraw) for s in (-1, 1)] if wide else None
             for sn, idx in self.sets:
                 st, misses = compare([refs[t][0][i] for i in idx], [got[i] for i in idx])
                 dc, dmiss = compare([own[i] for i in idx], [got[i] for i in idx])
+                mg = margin_agreement(*([x[i] for i in idx] for x in ends)) if wide else None
                 nm = [names[i] for i in idx]
                 res[f"{sn} T={t}"] = {
-                    "vs_onnxruntime": st, "decoder_check": dc,
+                    "vs_onnxruntime": st, "decoder_check": dc, "with_margin": mg,
                     "unmatched": [{"frame": nm[k], "reference": [fmt_det(d) for d in r],
                                    "kestrel": [fmt_det(d) for d in o]} for k, r, o in misses],
                     "decoder_unmatched": [{"frame": nm[k], "numpy": [fmt_det(d) for d in r],
                                            "kestrel": [fmt_det(d) for d in o]} for k, r, o in dmiss]}
-                rows.append((gname, sn, len(idx), t, st, dc))
+                rows.append((gname, sn, len(idx), t, st, dc, mg))
                 for what, ms in (("vs reference", misses), ("decoder check", dmiss)):
                     for k, r, o in (ms if (self.verbose or what == "decoder check") else ms[:4]):
                         print(f"  {gname} T={t} {what}: {nm[k]}: unmatched reference "
@@ -407,20 +415,34 @@ class Run:
         return rows
 
 
+def margin_agreement(ref_lo, ref_hi, got_lo, got_hi):
+    """Agreement away from the threshold, per frame lists of detections decoded at T - margin
+    (_lo) and T + margin (_hi): recall = reference boxes scoring >= T + margin that the graph
+    finds at >= T - margin; precision = the graph's boxes >= T + margin that the reference has
+    at >= T - margin. A box whose score int8 moves across T by less than the margin counts as
+    agreeing; one the graph misses or invents by more does not."""
+    found = sum(len(match(r, g)) for r, g in zip(ref_hi, got_lo))
+    kept = sum(len(match(g, r)) for r, g in zip(ref_lo, got_hi))
+    n_ref, n_got = sum(map(len, ref_hi)), sum(map(len, got_hi))
+    return dict(ref=n_ref, got=n_got, recall=found / n_ref if n_ref else 1.0,
+                precision=kept / n_got if n_got else 1.0, margin=MARGIN)
+
+
 def below(rows, gated, min_p):
     """Whether a row at a gated threshold has precision or recall below min_p."""
-    return any(t in gated and min(st["precision"], st["recall"]) < min_p for _, _, _, t, st, _ in rows)
+    return any(t in gated and min(st["precision"], st["recall"]) < min_p for _, _, _, t, st, *_ in rows)
 
 
 def print_table(rows, noun):
     """The markdown table of Run.graph's rows; NOUN: what the boxes are (boxes, faces)."""
     print()
     print(f"| graph | frames | T | reference {noun} | Kestrel {noun} | matched | precision | recall "
-          "| max \\|Δscore\\| | decoder check: P / R / max \\|Δscore\\| |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for gname, sn, n, t, st, dc in rows:
+          "| max \\|Δscore\\| | P / R with a margin | decoder check: P / R / max \\|Δscore\\| |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for gname, sn, n, t, st, dc, mg in rows:
+        with_margin = f"{mg['precision']:.3f} / {mg['recall']:.3f} (±{mg['margin']})" if mg else "—"
         print(f"| `{gname}` | {n} {sn} | {t} | {st['ref']} | {st['got']} | {st['matched']} | "
-              f"{st['precision']:.3f} | {st['recall']:.3f} | {st['max_score_diff']:.1e} | "
+              f"{st['precision']:.3f} | {st['recall']:.3f} | {st['max_score_diff']:.1e} | {with_margin} | "
               f"{dc['precision']:.3f} / {dc['recall']:.3f} / {dc['max_score_diff']:.0e} |")
 
 

@@ -223,7 +223,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     tools.print_table(rows, "boxes")
-    for gname, sn, n, t, st, dc in rows:
+    for gname, sn, n, t, st, dc, _ in rows:
         if "int8" in gname and t == 0.5:
             ok = min(st["precision"], st["recall"]) >= 0.95
             print(f"int8 at T=0.5 on the {sn}: precision {st['precision']:.3f}, recall {st['recall']:.3f}: "

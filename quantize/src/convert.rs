@@ -178,8 +178,13 @@ pub fn convert(
             if d.relative.is_nan() || excess.is_nan() || excess > 1.0 {
                 return Err(verify_err(format!(
                     "output '{}' differs by {:.3e} relative (max abs diff {:.3e}, tolerance {:.0e}; \
-                     the source's own rounding sensitivity {:.3e})",
-                    d.name, d.relative, d.max_abs_diff, options.tolerance, d.noise_floor
+                     {}× the source's own rounding sensitivity {:.3e})",
+                    d.name,
+                    d.relative,
+                    d.max_abs_diff,
+                    options.tolerance,
+                    crate::verify::NOISE_FACTOR,
+                    d.noise_floor
                 )));
             }
         }
