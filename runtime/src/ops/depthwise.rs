@@ -290,6 +290,13 @@ impl Depthwise {
         let (ld, phase_len) = (plan.ld, plan.phase_len);
         let taps = &plan.taps[..kh * kw];
         let act = self.fused.activation();
+        let placement = dw::pad::Placement {
+            ld,
+            phase_len,
+            top: pt,
+            left: pl,
+            stride: sx,
+        };
         let kernel = dw::select();
         let tasks = threads().min(plan.planes);
         let out = Disjoint::new(out);
@@ -298,15 +305,7 @@ impl Depthwise {
             scratch::floats(sx * phase_len, |buf| {
                 buf.fill(0.0);
                 for p in range {
-                    let src = &x[p * h * w..][..h * w];
-                    for (y, row) in src.chunks_exact(w).enumerate() {
-                        let at = (y + pt) * ld;
-                        if sx == 1 {
-                            buf[at + pl..][..w].copy_from_slice(row);
-                        } else {
-                            deinterleave(buf, phase_len, at, pl, row);
-                        }
-                    }
+                    dw::pad::fill(buf, &x[p * h * w..][..h * w], [h, w], &placement);
                     let ch = p % plan.channels;
                     let job = PlaneJob {
                         input: buf,
@@ -325,33 +324,6 @@ impl Depthwise {
             })
         });
         Ok(())
-    }
-}
-
-/// Copies one input row into the two phase planes of a stride-2 layout: padded column
-/// `i + pl` goes to phase `(i + pl) mod 2`, position `⌊(i + pl)/2⌋` of the row starting at
-/// `at` in each phase. Even `i` land in one phase, odd `i` in the other: a pairwise split that
-/// compilers turn into `ld2` (NEON) or shuffles (x86).
-fn deinterleave(buf: &mut [f32], phase_len: usize, at: usize, pl: usize, row: &[f32]) {
-    let (first, second) = buf.split_at_mut(phase_len);
-    // Phase of the even elements, and where they start; the odd ones go to the other phase.
-    let (even, odd) = if pl.is_multiple_of(2) {
-        (&mut first[at + pl / 2..], &mut second[at + pl / 2..])
-    } else {
-        (
-            &mut second[at + pl / 2..],
-            &mut first[at + pl.div_ceil(2)..],
-        )
-    };
-    let pairs = row.chunks_exact(2);
-    let last = pairs.remainder().first().copied();
-    let n = pairs.len();
-    for ((e, o), p) in even[..n].iter_mut().zip(&mut odd[..n]).zip(pairs) {
-        *e = p[0];
-        *o = p[1];
-    }
-    if let Some(v) = last {
-        even[n] = v;
     }
 }
 

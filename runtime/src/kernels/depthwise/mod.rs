@@ -38,6 +38,7 @@
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod pad;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
