@@ -119,7 +119,7 @@ mod neon {
             } else {
                 let (first, second) = (dst, dst.add(at.phase_len));
                 let half = at.left / 2;
-                let (even, odd) = if at.left % 2 == 0 {
+                let (even, odd) = if at.left.is_multiple_of(2) {
                     (first.add(half), second.add(half))
                 } else {
                     (second.add(half), first.add(half + 1))
