@@ -23,6 +23,8 @@
 //! every = 10                                    # seconds between snapshots (0: every frame)
 //! classes = ["person", "car"]                   # detections kept (default: every class)
 //! status_every = 10                             # seconds between status lines (0: none)
+//! http = "127.0.0.1:9464"                       # /metrics and /healthz (default: off)
+//! healthz_silence = 10                          # seconds without a frame before /healthz fails
 //!
 //! [tracker]                                     # ByteTrack settings (analytics::track)
 //! min_hits = 3                                  # frames that confirm a track
@@ -134,6 +136,10 @@ pub struct Config {
     pub classes: Option<Vec<String>>,
     /// Seconds between status lines.
     pub status_every: Option<f64>,
+    /// Address of the `/metrics` and `/healthz` endpoint.
+    pub http: Option<String>,
+    /// Seconds without a frame before `/healthz` fails.
+    pub healthz_silence: Option<f64>,
     /// Tracker settings (`[tracker]`; defaults for the keys not given).
     pub tracker: Option<TrackerConfig>,
     /// Zones (`[[zone]]`), in file order.
@@ -207,6 +213,8 @@ struct File {
     every: Option<Spanned<f64>>,
     classes: Option<Spanned<Vec<String>>>,
     status_every: Option<Spanned<f64>>,
+    http: Option<Spanned<String>>,
+    healthz_silence: Option<Spanned<f64>>,
     tracker: Option<TrackerFile>,
     #[serde(rename = "zone", default)]
     zones: Vec<ZoneFile>,
@@ -434,6 +442,21 @@ impl Config {
         }
         if let Some(v) = file.status_every {
             config.status_every = Some(non_negative("status_every", v)?);
+        }
+        if let Some(v) = file.http {
+            let span = v.span();
+            let addr = nonempty("http", v)?;
+            addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(
+                    "http",
+                    span,
+                    format!("expected HOST:PORT, e.g. 127.0.0.1:9464 ({e})"),
+                )
+            })?;
+            config.http = Some(addr);
+        }
+        if let Some(v) = file.healthz_silence {
+            config.healthz_silence = Some(non_negative("healthz_silence", v)?);
         }
         let class_list = |key: &str, v: Spanned<Vec<String>>| {
             let span = v.span();
@@ -797,6 +820,8 @@ mod tests {
             ("source = \"  \"\n", "source", 1),
             ("mqtt = \"http://x/y\"\n", "mqtt", 1),
             ("every = -2\n", "every", 1),
+            ("http = \"localhost\"\n", "http", 1),
+            ("healthz_silence = -1\n", "healthz_silence", 1),
         ] {
             let e = error(text);
             assert_eq!(

@@ -24,6 +24,7 @@ fn runtime_bad_input(cause: &(dyn std::error::Error + 'static)) -> Option<bool> 
     use crate::analytics::AnalyticsError;
     use crate::camera::CameraError;
     use crate::config::ConfigError;
+    use crate::pipeline::http::HttpError;
     use crate::pipeline::mqtt::MqttUrlError;
     use crate::pipeline::sidecar::SidecarError;
     use crate::pipeline::PipelineError;
@@ -35,6 +36,7 @@ fn runtime_bad_input(cause: &(dyn std::error::Error + 'static)) -> Option<bool> 
         || cause.is::<MqttUrlError>()
         || cause.is::<ConfigError>()
         || cause.is::<AnalyticsError>()
+        || cause.is::<HttpError>()
     {
         return Some(true);
     }

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ use kestrel_runtime::bench::{self, BenchOptions};
 use kestrel_runtime::camera::{self, PixelFormat, SourceOptions};
 use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
 use kestrel_runtime::io::npy;
+use kestrel_runtime::pipeline::http::HttpServer;
+use kestrel_runtime::pipeline::metrics::Metrics;
 use kestrel_runtime::pipeline::mqtt::MqttSink;
 use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::snapshot::Snapshots;
@@ -157,6 +160,12 @@ struct RunArgs {
     /// Detection runs: seconds between status lines with the counts (0: none). [default: 10]
     #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
     status_every: Option<f64>,
+    /// Serve Prometheus /metrics and /healthz on HOST:PORT, e.g. 127.0.0.1:9464 (default: off).
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
+    /// Seconds without a processed frame before /healthz answers 503. [default: 10]
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    healthz_silence: Option<f64>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -221,6 +230,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 zones,
                 lines,
                 status_every,
+                http,
+                healthz_silence,
             } = *args;
             let location = match (config, no_config) {
                 (Some(path), _) => Location::Explicit(path),
@@ -329,10 +340,27 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .transpose()?;
             let source = camera::open(&uri, &source_options)?;
             let source_uri = source.uri().to_string();
+            let metrics = http.or(file.http.clone()).map(|addr| {
+                let metrics = Arc::new(Metrics::new(
+                    &source_uri,
+                    model.source(),
+                    model.load_time(),
+                    pipeline.task(),
+                ));
+                (addr, metrics)
+            });
+            let silence = healthz_silence.or(file.healthz_silence).unwrap_or(10.0);
+            let _http = metrics
+                .as_ref()
+                .map(|(addr, m)| {
+                    HttpServer::start(addr, m.clone(), std::time::Duration::from_secs_f64(silence))
+                })
+                .transpose()?;
             let run_options = RunOptions {
                 frames,
                 status_every: (status_every > 0.0)
                     .then(|| std::time::Duration::from_secs_f64(status_every)),
+                metrics: metrics.map(|(_, m)| m),
                 ..RunOptions::default()
             };
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

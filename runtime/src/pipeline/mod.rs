@@ -22,11 +22,14 @@
 //! Still reaching the system per frame: the MQTT payload (rumqttc owns it, on its thread).
 //!
 //! Each frame's time is split into stages ([`stats::Stages`]) reported per line and as
-//! p50/p99 in the summary.
+//! p50/p99 in the summary, and, with `--http`, as Prometheus histograms ([`metrics`],
+//! [`http`]).
 
 pub mod convert;
 pub mod detect;
+pub mod http;
 pub mod mailbox;
+pub mod metrics;
 pub mod mqtt;
 pub mod preprocess;
 pub mod sidecar;
@@ -245,6 +248,8 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Write a status line (detection runs) this often; `None`: never.
     pub status_every: Option<Duration>,
+    /// Counters and histograms for `/metrics`, updated every frame (`--http`).
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 /// The end of a run: its summary, and the error that ended it, if one did.
@@ -308,7 +313,13 @@ pub fn run<W: Write>(
         }
         match mailbox.take(&mut front, Duration::from_millis(100)) {
             Take::Frame => {}
-            Take::Timeout => continue,
+            Take::Timeout => {
+                // Outages and reconnects keep counting while no frame comes.
+                if let Some(m) = &options.metrics {
+                    m.source(mailbox.dropped(), mailbox.counters());
+                }
+                continue;
+            }
             Take::Closed(End::Finished) => break,
             Take::Closed(End::Failed(e)) => {
                 error = Some(e.into());
@@ -322,6 +333,9 @@ pub fn run<W: Write>(
             Err(PrepareError::BadFrame(e)) => {
                 log::warn!("skipping a frame: {e}");
                 stats.record_bad();
+                if let Some(m) = &options.metrics {
+                    m.bad_frame();
+                }
                 continue;
             }
             Err(PrepareError::Pipeline(e)) => {
@@ -367,6 +381,10 @@ pub fn run<W: Write>(
         }
         stages.post_ms += ms(t.elapsed());
         stats.record(frame.captured.elapsed(), &stages);
+        if let Some(m) = &options.metrics {
+            m.frame(frame.captured.elapsed(), &stages, &pipeline.result);
+            m.source(mailbox.dropped(), mailbox.counters());
+        }
     }
     watchdog.stopping();
     capture_stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,181 @@
+//! The `--http ADDR` endpoint of `kestrel run`, on its own thread (`tiny_http`: a small
+//! synchronous server, no async runtime):
+//!
+//! - `GET /metrics`: [`Metrics::render`], Prometheus' text format;
+//! - `GET /healthz`: `200 ok` while frames flow, `503` once no frame was processed for the
+//!   configured silence (a hung camera or pipeline; systemd's watchdog covers a hung process);
+//! - anything else: 404; a method other than GET or HEAD: 405.
+//!
+//! A scrape allocates its response on this thread; the frame loop only updates atomics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::metrics::Metrics;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("--http {addr}: cannot listen: {source}")]
+pub struct HttpError {
+    /// The address asked for.
+    pub addr: String,
+    /// Why binding failed (address in use, not an address of this machine, …).
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// The running endpoint; dropping it stops the server and joins its thread.
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl HttpServer {
+    /// Listens on `addr` (`HOST:PORT`; port 0 picks a free one) and serves `metrics`;
+    /// `/healthz` fails after `silence` without a frame.
+    pub fn start(
+        addr: &str,
+        metrics: Arc<Metrics>,
+        silence: Duration,
+    ) -> Result<HttpServer, HttpError> {
+        let err = |source| HttpError {
+            addr: addr.to_string(),
+            source,
+        };
+        let parsed: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
+            err(format!("expected HOST:PORT ({e})").into())
+        })?;
+        let server = Arc::new(tiny_http::Server::http(parsed).map_err(err)?);
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| err("not an IP socket".into()))?;
+        let serving = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("kestrel-http".into())
+            .spawn(move || {
+                for request in serving.incoming_requests() {
+                    respond(request, &metrics, silence);
+                }
+            })
+            .map_err(|e| err(e.into()))?;
+        log::info!("serving /metrics and /healthz on http://{addr}");
+        Ok(HttpServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The address it listens on (the port the system picked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn respond(request: tiny_http::Request, metrics: &Metrics, silence: Duration) {
+    use tiny_http::{Header, Method, Response};
+    let text = |ct: &str| Header::from_bytes("Content-Type", ct).expect("a valid header");
+    let path = request.url().split('?').next().unwrap_or("");
+    let response = match (request.method(), path) {
+        (Method::Get | Method::Head, "/metrics") => Response::from_string(metrics.render())
+            .with_header(text("text/plain; version=0.0.4; charset=utf-8")),
+        (Method::Get | Method::Head, "/healthz") => {
+            let quiet = metrics.silence();
+            if quiet < silence {
+                Response::from_string("ok\n").with_header(text("text/plain; charset=utf-8"))
+            } else {
+                Response::from_string(format!(
+                    "no frame for {:.1} s (limit {:.1} s)\n",
+                    quiet.as_secs_f64(),
+                    silence.as_secs_f64()
+                ))
+                .with_status_code(503)
+                .with_header(text("text/plain; charset=utf-8"))
+            }
+        }
+        (Method::Get | Method::Head, _) => {
+            Response::from_string("not found: /metrics, /healthz\n").with_status_code(404)
+        }
+        _ => Response::from_string("method not allowed\n").with_status_code(405),
+    };
+    if let Err(e) = request.respond(response) {
+        log::debug!("http: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::stats::Stages;
+    use crate::pipeline::tasks::{Task, TaskResult};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        let code = body[9..12].parse().unwrap();
+        (code, body)
+    }
+
+    #[test]
+    fn serves_metrics_and_health() {
+        let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
+        let server = HttpServer::start("127.0.0.1:0", m.clone(), Duration::from_secs(60)).unwrap();
+        let (code, body) = get(server.addr(), "/metrics");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+        assert!(
+            body.contains("kestrel_frames_total{camera=\"c\"} 0"),
+            "{body}"
+        );
+        m.frame(Duration::ZERO, &Stages::default(), &TaskResult::None);
+        assert!(get(server.addr(), "/metrics")
+            .1
+            .contains("kestrel_frames_total{camera=\"c\"} 1"));
+        assert_eq!(get(server.addr(), "/healthz").0, 200);
+        assert_eq!(get(server.addr(), "/nope").0, 404);
+        drop(server);
+
+        let strict = HttpServer::start("127.0.0.1:0", m, Duration::ZERO).unwrap();
+        let (code, body) = get(strict.addr(), "/healthz");
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("no frame for"), "{body}");
+    }
+
+    #[test]
+    fn a_bad_address_names_itself() {
+        let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
+        let e = HttpServer::start("localhost", m.clone(), Duration::ZERO)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with("--http localhost: cannot listen"),
+            "{e}"
+        );
+        let taken = HttpServer::start("127.0.0.1:0", m.clone(), Duration::ZERO).unwrap();
+        let e = HttpServer::start(&taken.addr().to_string(), m, Duration::ZERO)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cannot listen"), "{e}");
+    }
+}

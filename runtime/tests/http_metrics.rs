@@ -1,0 +1,169 @@
+//! `kestrel run --http`: a real run serves `/metrics` that Prometheus' own linter (`promtool
+//! check metrics`, Debian package `prometheus`) accepts, with the run's counters in it, and
+//! `/healthz` that turns 503 when frames stop.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{have, kestrel, repo, text};
+
+/// One HTTP/1.1 GET: (status, body).
+fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let code = reply.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
+}
+
+/// A port free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `path` until it answers `code` (or panics after `limit`, with the child's stderr).
+fn wait_for(child: &mut Child, port: u16, path: &str, code: u16, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok((c, body)) = get(port, path) {
+            if c == code {
+                return body;
+            }
+        }
+        if start.elapsed() > limit || child.try_wait().unwrap().is_some() {
+            child.kill().ok();
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            panic!("{path} never answered {code} within {limit:?}; stderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in\n{metrics}"))
+}
+
+#[test]
+fn metrics_pass_promtool_and_healthz_follows_the_frames() {
+    let port = free_port();
+    // A paced synthetic source with no frame limit: the run lasts until it is killed.
+    let mut child = kestrel()
+        .args(["run", "--no-config", "--source", "synthetic", "--fps", "20"])
+        .args(["--size", "64x48", "--http", &format!("127.0.0.1:{port}")])
+        .args(["--healthz-silence", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(120);
+    wait_for(&mut child, port, "/healthz", 200, limit);
+    let start = Instant::now();
+    let mut metrics = wait_for(&mut child, port, "/metrics", 200, limit);
+    while value(&metrics, "kestrel_frames_total{camera=\"synthetic\"}") < 5.0 {
+        assert!(start.elapsed() < limit, "frames do not advance:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+        metrics = get(port, "/metrics").unwrap().1;
+    }
+    for series in [
+        "kestrel_frames_dropped_total{camera=\"synthetic\"}",
+        "kestrel_bad_frames_total{camera=\"synthetic\"}",
+        "kestrel_latency_seconds_count{camera=\"synthetic\"}",
+        "kestrel_model_load_seconds{camera=\"synthetic\"}",
+    ] {
+        assert!(value(&metrics, series) >= 0.0);
+    }
+    assert!(metrics.contains(
+        "kestrel_stage_seconds_bucket{camera=\"synthetic\",stage=\"infer\",le=\"+Inf\"}"
+    ));
+    assert!(
+        metrics
+            .contains("kestrel_model_info{camera=\"synthetic\",model=\"<bundled ppocr-cls>\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(port, "/nothing").unwrap().0, 404);
+
+    if have("promtool", "prometheus") {
+        let mut lint = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = lint.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{metrics}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    // A source that never delivers a frame: /healthz fails once the silence is over.
+    child.kill().ok();
+    child.wait().ok();
+    let port = free_port();
+    let mut quiet = kestrel()
+        .args([
+            "run",
+            "--no-config",
+            "--source",
+            "pipe:",
+            "--pixel-format",
+            "gray",
+        ])
+        .args(["--size", "64x48", "--http", &format!("127.0.0.1:{port}")])
+        .args(["--healthz-silence", "1"])
+        .current_dir(repo())
+        .stdin(Stdio::piped()) // held open, never written: no frame, no end of stream
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = wait_for(&mut quiet, port, "/healthz", 503, limit);
+    assert!(body.starts_with("no frame for"), "{body}");
+    // SIGTERM: a clean stop, even with the capture thread blocked on the quiet pipe.
+    std::process::Command::new("kill")
+        .args(["-TERM", &quiet.id().to_string()])
+        .status()
+        .unwrap();
+    let status = quiet.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_bad_http_address_is_a_usage_error_naming_it() {
+    let out = kestrel()
+        .args(["run", "--no-config", "--frames", "1", "--http", "localhost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--http localhost"), "{err}");
+}
