@@ -36,6 +36,7 @@ use kestrel_runtime::analytics::AnalyticsConfig;
 use kestrel_runtime::camera::pipe::Pipe;
 use kestrel_runtime::camera::{FrameSource, PixelFormat, SourceOptions};
 use kestrel_runtime::pipeline::mailbox::{Mailbox, Slot, Take};
+use kestrel_runtime::pipeline::metrics::Metrics;
 use kestrel_runtime::pipeline::preprocess::Normalize;
 use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::sinks::{FrameInfo, JsonLines, Status};
@@ -159,6 +160,8 @@ fn check(
     let mut events = 0;
     let mut sink = JsonLines::new(std::io::sink());
     let mut stats = Box::new(Stats::new());
+    // `--http`'s counters, updated every frame as the run loop does.
+    let metrics = Metrics::new("pipe:", label, Duration::ZERO, pipeline.task());
     let mailbox = Mailbox::new();
     let (mut back, mut front) = (Slot::default(), Slot::default());
     for &format in formats {
@@ -254,6 +257,8 @@ fn check(
                     sink.render_counts(a).unwrap();
                 }
                 stats.record(frame.captured.elapsed(), &stages);
+                metrics.frame(frame.captured.elapsed(), &stages, pipeline.result());
+                metrics.source(mailbox.dropped(), mailbox.counters());
             });
             if i >= warm_up {
                 let d = pool_alloc::counts() - start;
