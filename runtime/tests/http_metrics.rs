@@ -103,27 +103,7 @@ fn metrics_pass_promtool_and_healthz_follows_the_frames() {
     );
     assert_eq!(get(port, "/nothing").unwrap().0, 404);
 
-    if have("promtool", "prometheus") {
-        let mut lint = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        lint.stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        let out = lint.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool check metrics: {}{}\n{metrics}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
+    promtool_accepts(&metrics);
 
     // A source that never delivers a frame: /healthz fails once the silence is over.
     child.kill().ok();
@@ -155,6 +135,98 @@ fn metrics_pass_promtool_and_healthz_follows_the_frames() {
         .unwrap();
     let status = quiet.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `promtool check metrics` on `metrics` (skipped where promtool is missing, but on CI).
+fn promtool_accepts(metrics: &str) {
+    if !have("promtool", "prometheus") {
+        return;
+    }
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = lint.stdin.take().unwrap();
+    stdin.write_all(metrics.as_bytes()).unwrap();
+    drop(stdin);
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn zone_and_line_series_pass_promtool() {
+    use kestrel_runtime::analytics::track::TrackerConfig;
+    use kestrel_runtime::analytics::zones::{AnchorPoint, LineSpec, ZoneSpec};
+    use kestrel_runtime::analytics::{Analytics, AnalyticsConfig};
+    use kestrel_runtime::pipeline::detect::{Detection, MAX_DETECTIONS};
+    use kestrel_runtime::pipeline::metrics::Metrics;
+    use kestrel_runtime::pipeline::tasks::Task;
+
+    let config = AnalyticsConfig {
+        tracker: TrackerConfig {
+            min_hits: 1,
+            ..TrackerConfig::default()
+        },
+        classes: vec![],
+        zones: vec![ZoneSpec {
+            name: "door".into(),
+            polygon: vec![[0.0, 0.0], [0.6, 0.0], [0.6, 1.0], [0.0, 1.0]],
+            classes: vec![],
+            anchor: AnchorPoint::Bottom,
+        }],
+        lines: vec![LineSpec {
+            name: "gate".into(),
+            a: [0.5, 0.0],
+            b: [0.5, 1.0],
+            classes: vec![],
+            anchor: AnchorPoint::Bottom,
+        }],
+    };
+    let labels = ["background", "person"].map(String::from).to_vec();
+    let mut a = Analytics::new(&config, &labels, 2).unwrap();
+    let m = Metrics::new("rtsp://cam/1", "m", Duration::ZERO, &Task::Raw).with_regions(Some(&a));
+    let zone = "kestrel_zone_objects{camera=\"rtsp://cam/1\",zone=\"door\",class=\"person\"}";
+    assert!(!m.render().contains(zone), "no class seen in the zone yet");
+    // A person walks right, from inside the zone across the line and out of the zone.
+    for i in 0..10 {
+        let x = 0.3 + i as f32 * 0.05;
+        let mut v: heapless::Vec<Detection, MAX_DETECTIONS> = heapless::Vec::new();
+        let bbox = [x - 0.05, 0.4, x + 0.05, 0.8];
+        let person = Detection {
+            class: 1,
+            score: 0.9,
+            bbox,
+            track: None,
+        };
+        v.push(person).unwrap();
+        a.update(&mut v);
+        if a.counts_changed() {
+            m.counts(&a);
+        }
+        if i == 0 {
+            assert!(
+                m.render().contains(&format!("{zone} 1\n")),
+                "{}",
+                m.render()
+            );
+        }
+    }
+    let text = m.render();
+    // Out of the zone: 0, and the series stays.
+    assert!(text.contains(&format!("{zone} 0\n")), "{text}");
+    let crossed = "kestrel_line_crossings_total{camera=\"rtsp://cam/1\",line=\"gate\",\
+                   direction=\"out\",class=\"person\"} 1\n";
+    assert!(text.contains(crossed), "{text}");
+    assert!(!text.contains("direction=\"in\""), "{text}");
+    promtool_accepts(&text);
 }
 
 #[test]

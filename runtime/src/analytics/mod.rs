@@ -394,6 +394,32 @@ impl Analytics {
         &self.lines[i].region.name
     }
 
+    /// Classes per row of [`Analytics::zone_counts`] and [`Analytics::line_counts`].
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Zones watched.
+    pub fn zones(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// Lines watched.
+    pub fn lines(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Objects inside each zone now, by class: `[zone · classes + class]`.
+    pub fn zone_counts(&self) -> &[u32] {
+        &self.inside
+    }
+
+    /// Crossings of each line since the start, by direction (0 `in`, 1 `out`) and class:
+    /// `[(line · 2 + direction) · classes + class]`.
+    pub fn line_counts(&self) -> &[u64] {
+        &self.crossed
+    }
+
     /// Label of `class`, if the model names it.
     pub fn label(&self, class: u32) -> Option<&str> {
         self.labels.get(class as usize).map(String::as_str)

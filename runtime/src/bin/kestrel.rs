@@ -341,12 +341,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             let source = camera::open(&uri, &source_options)?;
             let source_uri = source.uri().to_string();
             let metrics = http.or(file.http.clone()).map(|addr| {
-                let metrics = Arc::new(Metrics::new(
-                    &source_uri,
-                    model.source(),
-                    model.load_time(),
-                    pipeline.task(),
-                ));
+                let metrics = Arc::new(
+                    Metrics::new(
+                        &source_uri,
+                        model.source(),
+                        model.load_time(),
+                        pipeline.task(),
+                    )
+                    .with_regions(pipeline.analytics()),
+                );
                 (addr, metrics)
             });
             let silence = healthz_silence.or(file.healthz_silence).unwrap_or(10.0);

@@ -6,11 +6,12 @@
 //! cameras share one set of metric names. Times are in seconds, as Prometheus names them.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::stats::Stages;
 use super::tasks::{Task, TaskResult};
+use crate::analytics::Analytics;
 use crate::camera::SourceCounters;
 
 /// Upper bounds (seconds) of the latency histograms' buckets: 1 ms to 10 s, about ×2.5 apart
@@ -83,6 +84,22 @@ pub struct Metrics {
     stages: [Histogram; 6],
     /// Detections per class index (detection runs; empty otherwise).
     detections: Box<[AtomicU64]>,
+    /// Zone and line counts (runs that watch any).
+    regions: Option<Regions>,
+}
+
+/// The zone and line counts of [`Analytics`], mirrored in atomics.
+#[derive(Debug)]
+struct Regions {
+    zones: Vec<String>,
+    lines: Vec<String>,
+    classes: usize,
+    /// Objects inside, `[zone · classes + class]`, and whether a class was ever inside (its
+    /// series is written from then on, so a class's series does not come and go).
+    inside: Box<[AtomicU64]>,
+    seen: Box<[AtomicBool]>,
+    /// Crossings, `[(line · 2 + direction) · classes + class]`.
+    crossed: Box<[AtomicU64]>,
 }
 
 impl Metrics {
@@ -110,6 +127,51 @@ impl Metrics {
             latency: Histogram::default(),
             stages: Default::default(),
             detections: (0..classes).map(|_| AtomicU64::new(0)).collect(),
+            regions: None,
+        }
+    }
+
+    /// The same, also exposing the zone and line counts of `analytics` (when it watches any;
+    /// [`Metrics::counts`] updates them).
+    pub fn with_regions(mut self, analytics: Option<&Analytics>) -> Metrics {
+        let Some(a) = analytics.filter(|a| a.has_regions()) else {
+            return self;
+        };
+        let atomics = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        self.regions = Some(Regions {
+            zones: (0..a.zones()).map(|i| a.zone_name(i).to_string()).collect(),
+            lines: (0..a.lines()).map(|i| a.line_name(i).to_string()).collect(),
+            classes: a.classes(),
+            inside: atomics(a.zone_counts().len()),
+            seen: (0..a.zone_counts().len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            crossed: atomics(a.line_counts().len()),
+        });
+        if self.labels.is_empty() {
+            self.labels = (0..a.classes())
+                .map(|c| a.label(c as u32).unwrap_or_default().to_string())
+                .collect();
+        }
+        self
+    }
+
+    /// Copies the zone and line counts of `analytics` (call when they changed).
+    pub fn counts(&self, analytics: &Analytics) {
+        let Some(r) = &self.regions else { return };
+        for ((dst, seen), &v) in r
+            .inside
+            .iter()
+            .zip(&r.seen[..])
+            .zip(analytics.zone_counts())
+        {
+            dst.store(u64::from(v), Ordering::Relaxed);
+            if v > 0 {
+                seen.store(true, Ordering::Relaxed);
+            }
+        }
+        for (dst, &v) in r.crossed.iter().zip(analytics.line_counts()) {
+            dst.store(v, Ordering::Relaxed);
         }
     }
 
@@ -228,14 +290,16 @@ impl Metrics {
                  # TYPE kestrel_detections_total counter"
             );
             for (i, c) in self.detections.iter().enumerate() {
-                let class = self.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
                 let _ = writeln!(
                     out,
                     "kestrel_detections_total{{{cam},class=\"{}\"}} {}",
-                    escape(&class),
+                    self.class(i),
                     c.load(Ordering::Relaxed)
                 );
             }
+        }
+        if let Some(r) = &self.regions {
+            self.render_regions(&mut out, &cam, r);
         }
         let _ = writeln!(
             out,
@@ -256,6 +320,60 @@ impl Metrics {
             self.started.elapsed().as_secs_f64()
         );
         out
+    }
+}
+
+impl Metrics {
+    /// The class's label value: its label, or its index when the model names none.
+    fn class(&self, c: usize) -> String {
+        match self.labels.get(c) {
+            Some(l) if !l.is_empty() => escape(l),
+            _ => c.to_string(),
+        }
+    }
+
+    /// `kestrel_zone_objects` (every class ever inside a zone) and
+    /// `kestrel_line_crossings_total` (every class that crossed a line, per direction).
+    fn render_regions(&self, out: &mut String, cam: &str, r: &Regions) {
+        let _ = writeln!(
+            out,
+            "# HELP kestrel_zone_objects Tracked objects inside a zone now.\n\
+             # TYPE kestrel_zone_objects gauge"
+        );
+        for (z, name) in r.zones.iter().enumerate() {
+            for c in 0..r.classes {
+                let i = z * r.classes + c;
+                if r.seen[i].load(Ordering::Relaxed) {
+                    let _ = writeln!(
+                        out,
+                        "kestrel_zone_objects{{{cam},zone=\"{}\",class=\"{}\"}} {}",
+                        escape(name),
+                        self.class(c),
+                        r.inside[i].load(Ordering::Relaxed)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kestrel_line_crossings_total Crossings of a counting line, by direction.\n\
+             # TYPE kestrel_line_crossings_total counter"
+        );
+        for (l, name) in r.lines.iter().enumerate() {
+            for (d, direction) in ["in", "out"].into_iter().enumerate() {
+                for c in 0..r.classes {
+                    let v = r.crossed[(l * 2 + d) * r.classes + c].load(Ordering::Relaxed);
+                    if v > 0 {
+                        let _ = writeln!(
+                            out,
+                            "kestrel_line_crossings_total{{{cam},line=\"{}\",direction=\"{direction}\",class=\"{}\"}} {v}",
+                            escape(name),
+                            self.class(c)
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 

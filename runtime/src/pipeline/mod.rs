@@ -384,6 +384,9 @@ pub fn run<W: Write>(
         if let Some(m) = &options.metrics {
             m.frame(frame.captured.elapsed(), &stages, &pipeline.result);
             m.source(mailbox.dropped(), mailbox.counters());
+            if let Some(a) = pipeline.analytics().filter(|a| a.counts_changed()) {
+                m.counts(a);
+            }
         }
     }
     watchdog.stopping();
