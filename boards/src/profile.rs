@@ -224,8 +224,8 @@ impl Board {
              # Annotated JPEG snapshots every 10 s:\n\
              # snapshot = \"/var/lib/kestrel/snapshots\"\n\
              # every = 10\n\
-             # Prometheus /metrics and /healthz (bound to this board only; a scraper elsewhere\n\
-             # needs the board's address here):\n\
+             # Prometheus /metrics, /healthz and /snapshot.jpg, on this board only (a scraper\n\
+             # elsewhere needs the board's address here):\n\
              # http = \"127.0.0.1:9464\"\n\
              \n# Counting, with a detection model: objects in a zone, crossings of a line\n\
              # (relative coordinates, 0..1; events on MQTT under TOPIC/events/, counts retained\n\

@@ -1,6 +1,6 @@
 //! `kestrel run --http`: a real run serves `/metrics` that Prometheus' own linter (`promtool
-//! check metrics`, Debian package `prometheus`) accepts, with the run's counters in it, and
-//! `/healthz` that turns 503 when frames stop.
+//! check metrics`, Debian package `prometheus`) accepts, with the run's counters in it,
+//! `/healthz` that turns 503 when frames stop, and `/snapshot.jpg`.
 
 mod common;
 
@@ -11,22 +11,29 @@ use std::time::{Duration, Instant};
 
 use common::{have, kestrel, repo, text};
 
-/// One HTTP/1.1 GET: (status, body).
+/// One HTTP/1.1 GET: (status, body as text).
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let (code, _, body) = get_bytes(port, path)?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// One HTTP/1.1 GET: (status, headers, body).
+fn get_bytes(port: u16, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
-    let code = reply.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply)?;
+    let end = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(reply.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&reply[..end]).into_owned();
+    let code = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, head, reply[end..].to_vec()))
 }
 
 /// A port free a moment ago.
@@ -65,7 +72,7 @@ fn value(metrics: &str, series: &str) -> f64 {
 }
 
 #[test]
-fn metrics_pass_promtool_and_healthz_follows_the_frames() {
+fn a_run_serves_metrics_health_and_snapshots() {
     let port = free_port();
     // A paced synthetic source with no frame limit: the run lasts until it is killed.
     let mut child = kestrel()
@@ -104,6 +111,13 @@ fn metrics_pass_promtool_and_healthz_follows_the_frames() {
     assert_eq!(get(port, "/nothing").unwrap().0, 404);
 
     promtool_accepts(&metrics);
+    let (code, head, jpeg) = get_bytes(port, "/snapshot.jpg").unwrap();
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: image/jpeg"),
+        "{head}"
+    );
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG starts with SOI");
 
     // A source that never delivers a frame: /healthz fails once the silence is over.
     child.kill().ok();
@@ -128,6 +142,11 @@ fn metrics_pass_promtool_and_healthz_follows_the_frames() {
         .unwrap();
     let body = wait_for(&mut quiet, port, "/healthz", 503, limit);
     assert!(body.starts_with("no frame for"), "{body}");
+    assert_eq!(
+        get(port, "/snapshot.jpg").unwrap().0,
+        503,
+        "no frame, no snapshot"
+    );
     // SIGTERM: a clean stop, even with the capture thread blocked on the quiet pipe.
     std::process::Command::new("kill")
         .args(["-TERM", &quiet.id().to_string()])

@@ -17,7 +17,8 @@ use kestrel_runtime::bench::{self, BenchOptions};
 use kestrel_runtime::camera::{self, PixelFormat, SourceOptions};
 use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
 use kestrel_runtime::io::npy;
-use kestrel_runtime::pipeline::http::HttpServer;
+use kestrel_runtime::pipeline::http::{HttpServer, Served};
+use kestrel_runtime::pipeline::live_snapshot::LiveSnapshot;
 use kestrel_runtime::pipeline::metrics::Metrics;
 use kestrel_runtime::pipeline::mqtt::MqttSink;
 use kestrel_runtime::pipeline::sidecar::Sidecar;
@@ -160,7 +161,8 @@ struct RunArgs {
     /// Detection runs: seconds between status lines with the counts (0: none). [default: 10]
     #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
     status_every: Option<f64>,
-    /// Serve Prometheus /metrics and /healthz on HOST:PORT, e.g. 127.0.0.1:9464 (default: off).
+    /// Serve Prometheus /metrics, /healthz and /snapshot.jpg on HOST:PORT, e.g. 127.0.0.1:9464
+    /// (default: off).
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
     /// Seconds without a processed frame before /healthz answers 503. [default: 10]
@@ -353,10 +355,17 @@ fn dispatch(cli: Cli) -> Result<()> {
                 (addr, metrics)
             });
             let silence = healthz_silence.or(file.healthz_silence).unwrap_or(10.0);
+            let live = metrics.as_ref().map(|_| Arc::new(LiveSnapshot::new()));
             let _http = metrics
                 .as_ref()
-                .map(|(addr, m)| {
-                    HttpServer::start(addr, m.clone(), std::time::Duration::from_secs_f64(silence))
+                .zip(live.as_ref())
+                .map(|((addr, m), live)| {
+                    let served = Served {
+                        metrics: m.clone(),
+                        live: live.clone(),
+                        silence: std::time::Duration::from_secs_f64(silence),
+                    };
+                    HttpServer::start(addr, served)
                 })
                 .transpose()?;
             let run_options = RunOptions {
@@ -364,6 +373,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 status_every: (status_every > 0.0)
                     .then(|| std::time::Duration::from_secs_f64(status_every)),
                 metrics: metrics.map(|(_, m)| m),
+                live,
                 ..RunOptions::default()
             };
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

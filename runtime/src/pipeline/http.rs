@@ -4,6 +4,8 @@
 //! - `GET /metrics`: [`Metrics::render`], Prometheus' text format;
 //! - `GET /healthz`: `200 ok` while frames flow, `503` once no frame was processed for the
 //!   configured silence (a hung camera or pipeline; systemd's watchdog covers a hung process);
+//! - `GET /snapshot.jpg`: the next processed frame, annotated ([`LiveSnapshot`]), or the last
+//!   one when no frame comes within 2 s; `503` before the first;
 //! - anything else: 404; a method other than GET or HEAD: 405.
 //!
 //! A scrape allocates its response on this thread; the frame loop only updates atomics.
@@ -13,7 +15,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::live_snapshot::LiveSnapshot;
 use super::metrics::Metrics;
+
+/// How long `/snapshot.jpg` waits for the next frame before serving the last one.
+const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the endpoint serves.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// `/metrics` and `/healthz`.
+    pub metrics: Arc<Metrics>,
+    /// `/snapshot.jpg`.
+    pub live: Arc<LiveSnapshot>,
+    /// Time without a frame after which `/healthz` fails.
+    pub silence: Duration,
+}
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +51,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Listens on `addr` (`HOST:PORT`; port 0 picks a free one) and serves `metrics`;
-    /// `/healthz` fails after `silence` without a frame.
-    pub fn start(
-        addr: &str,
-        metrics: Arc<Metrics>,
-        silence: Duration,
-    ) -> Result<HttpServer, HttpError> {
+    /// Listens on `addr` (`HOST:PORT`; port 0 picks a free one) and serves `served`.
+    pub fn start(addr: &str, served: Served) -> Result<HttpServer, HttpError> {
         let err = |source| HttpError {
             addr: addr.to_string(),
             source,
@@ -58,11 +70,11 @@ impl HttpServer {
             .name("kestrel-http".into())
             .spawn(move || {
                 for request in serving.incoming_requests() {
-                    respond(request, &metrics, silence);
+                    respond(request, &served);
                 }
             })
             .map_err(|e| err(e.into()))?;
-        log::info!("serving /metrics and /healthz on http://{addr}");
+        log::info!("serving /metrics, /healthz and /snapshot.jpg on http://{addr}");
         Ok(HttpServer {
             server,
             thread: Some(thread),
@@ -85,15 +97,15 @@ impl Drop for HttpServer {
     }
 }
 
-fn respond(request: tiny_http::Request, metrics: &Metrics, silence: Duration) {
+fn respond(request: tiny_http::Request, served: &Served) {
     use tiny_http::{Header, Method, Response};
     let text = |ct: &str| Header::from_bytes("Content-Type", ct).expect("a valid header");
     let path = request.url().split('?').next().unwrap_or("");
     let response = match (request.method(), path) {
-        (Method::Get | Method::Head, "/metrics") => Response::from_string(metrics.render())
+        (Method::Get | Method::Head, "/metrics") => Response::from_string(served.metrics.render())
             .with_header(text("text/plain; version=0.0.4; charset=utf-8")),
         (Method::Get | Method::Head, "/healthz") => {
-            let quiet = metrics.silence();
+            let (quiet, silence) = (served.metrics.silence(), served.silence);
             if quiet < silence {
                 Response::from_string("ok\n").with_header(text("text/plain; charset=utf-8"))
             } else {
@@ -106,8 +118,15 @@ fn respond(request: tiny_http::Request, metrics: &Metrics, silence: Duration) {
                 .with_header(text("text/plain; charset=utf-8"))
             }
         }
+        (Method::Get | Method::Head, "/snapshot.jpg") => {
+            match served.live.request(SNAPSHOT_PATIENCE) {
+                Some(jpeg) => Response::from_data(jpeg).with_header(text("image/jpeg")),
+                None => Response::from_string("no frame yet\n").with_status_code(503),
+            }
+        }
         (Method::Get | Method::Head, _) => {
-            Response::from_string("not found: /metrics, /healthz\n").with_status_code(404)
+            Response::from_string("not found: /metrics, /healthz, /snapshot.jpg\n")
+                .with_status_code(404)
         }
         _ => Response::from_string("method not allowed\n").with_status_code(405),
     };
@@ -123,6 +142,14 @@ mod tests {
     use crate::pipeline::tasks::{Task, TaskResult};
     use std::io::{Read, Write};
     use std::net::TcpStream;
+
+    fn served(m: &Arc<Metrics>, silence_s: u64) -> Served {
+        Served {
+            metrics: m.clone(),
+            live: Arc::new(LiveSnapshot::new()),
+            silence: Duration::from_secs(silence_s),
+        }
+    }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -140,7 +167,7 @@ mod tests {
     #[test]
     fn serves_metrics_and_health() {
         let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
-        let server = HttpServer::start("127.0.0.1:0", m.clone(), Duration::from_secs(60)).unwrap();
+        let server = HttpServer::start("127.0.0.1:0", served(&m, 60)).unwrap();
         let (code, body) = get(server.addr(), "/metrics");
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("text/plain; version=0.0.4"), "{body}");
@@ -156,7 +183,7 @@ mod tests {
         assert_eq!(get(server.addr(), "/nope").0, 404);
         drop(server);
 
-        let strict = HttpServer::start("127.0.0.1:0", m, Duration::ZERO).unwrap();
+        let strict = HttpServer::start("127.0.0.1:0", served(&m, 0)).unwrap();
         let (code, body) = get(strict.addr(), "/healthz");
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("no frame for"), "{body}");
@@ -165,15 +192,13 @@ mod tests {
     #[test]
     fn a_bad_address_names_itself() {
         let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
-        let e = HttpServer::start("localhost", m.clone(), Duration::ZERO)
-            .err()
-            .unwrap();
+        let e = HttpServer::start("localhost", served(&m, 0)).err().unwrap();
         assert!(
             e.to_string().starts_with("--http localhost: cannot listen"),
             "{e}"
         );
-        let taken = HttpServer::start("127.0.0.1:0", m.clone(), Duration::ZERO).unwrap();
-        let e = HttpServer::start(&taken.addr().to_string(), m, Duration::ZERO)
+        let taken = HttpServer::start("127.0.0.1:0", served(&m, 0)).unwrap();
+        let e = HttpServer::start(&taken.addr().to_string(), served(&m, 0))
             .err()
             .unwrap();
         assert!(e.to_string().contains("cannot listen"), "{e}");

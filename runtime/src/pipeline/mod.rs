@@ -28,6 +28,7 @@
 pub mod convert;
 pub mod detect;
 pub mod http;
+pub mod live_snapshot;
 pub mod mailbox;
 pub mod metrics;
 pub mod mqtt;
@@ -250,6 +251,8 @@ pub struct RunOptions {
     pub status_every: Option<Duration>,
     /// Counters and histograms for `/metrics`, updated every frame (`--http`).
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// `/snapshot.jpg`'s requests, served from the frames (`--http`).
+    pub live: Option<Arc<live_snapshot::LiveSnapshot>>,
 }
 
 /// The end of a run: its summary, and the error that ended it, if one did.
@@ -301,6 +304,7 @@ pub fn run<W: Write>(
         }
     };
     let mut front = Slot::default();
+    let mut live_encoder = live_snapshot::Encoder::default();
     let mut error = None;
     let mut status_clock = StatusClock::new();
     let mut watchdog = watchdog::Watchdog::from_env();
@@ -370,6 +374,15 @@ pub fn run<W: Write>(
         ) {
             error = Some(e.into());
             break;
+        }
+        if let Some(live) = &options.live {
+            live.offer(
+                &mut live_encoder,
+                &frame,
+                &pipeline.task,
+                &pipeline.result,
+                pipeline.analytics(),
+            );
         }
         if let Some(s) = snapshots.as_deref_mut() {
             s.offer(

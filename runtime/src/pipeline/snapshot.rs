@@ -28,9 +28,56 @@ pub struct Snapshots {
     dir: PathBuf,
     every: Duration,
     last: Option<Instant>,
+    annotator: Annotator,
+    written: u64,
+}
+
+/// Draws a frame's results on it and encodes it as JPEG, reusing its buffers.
+#[derive(Debug, Default)]
+pub struct Annotator {
     converter: Converter,
     canvas: Vec<u8>,
-    written: u64,
+}
+
+impl Annotator {
+    /// An annotator; its buffers grow on first use.
+    pub fn new() -> Annotator {
+        Annotator {
+            converter: Converter::new(),
+            canvas: Vec::new(),
+        }
+    }
+
+    /// Writes `frame` annotated with `result` (and the zones and lines of `analytics`) to
+    /// `out` as a JPEG of quality 85.
+    pub fn jpeg<W: std::io::Write>(
+        &mut self,
+        frame: &Frame<'_>,
+        task: &Task,
+        result: &TaskResult,
+        analytics: Option<&Analytics>,
+        out: W,
+    ) -> anyhow::Result<()> {
+        let rgb = self.converter.convert(frame)?;
+        let (w, h) = (rgb.width, rgb.height);
+        self.canvas.clear();
+        match rgb.format {
+            PixelFormat::Gray8 => self.canvas.extend(rgb.data.iter().flat_map(|&v| [v, v, v])),
+            _ => self.canvas.extend_from_slice(rgb.data),
+        }
+        let mut canvas = Canvas {
+            rgb: &mut self.canvas,
+            w,
+            h,
+        };
+        if let Some(a) = analytics {
+            canvas.regions(a);
+        }
+        canvas.annotate(task, result);
+        let (w16, h16) = (u16::try_from(w)?, u16::try_from(h)?);
+        Encoder::new(out, 85).encode(&self.canvas, w16, h16, ColorType::Rgb)?;
+        Ok(())
+    }
 }
 
 const COLOURS: [[u8; 3]; 6] = [
@@ -62,8 +109,7 @@ impl Snapshots {
             dir: dir.into(),
             every: Duration::from_secs_f64(every_s),
             last: None,
-            converter: Converter::new(),
-            canvas: Vec::new(),
+            annotator: Annotator::new(),
             written: 0,
         })
     }
@@ -105,31 +151,10 @@ impl Snapshots {
         result: &TaskResult,
         analytics: Option<&Analytics>,
     ) -> anyhow::Result<PathBuf> {
-        let rgb = self.converter.convert(frame)?;
-        let (w, h) = (rgb.width, rgb.height);
-        self.canvas.clear();
-        match rgb.format {
-            PixelFormat::Gray8 => self.canvas.extend(rgb.data.iter().flat_map(|&v| [v, v, v])),
-            _ => self.canvas.extend_from_slice(rgb.data),
-        }
-        let mut canvas = Canvas {
-            rgb: &mut self.canvas,
-            w,
-            h,
-        };
-        if let Some(a) = analytics {
-            canvas.regions(a);
-        }
-        canvas.annotate(task, result);
         let path = self.dir.join(format!("kestrel-{:08}.jpg", frame.seq));
         let mut out = AtomicFile::create(&path)?;
-        let (w16, h16) = (u16::try_from(w)?, u16::try_from(h)?);
-        Encoder::new(std::io::BufWriter::new(out.file_mut()), 85).encode(
-            &self.canvas,
-            w16,
-            h16,
-            ColorType::Rgb,
-        )?;
+        let file = std::io::BufWriter::new(out.file_mut());
+        self.annotator.jpeg(frame, task, result, analytics, file)?;
         out.commit()?;
         Ok(path)
     }
