@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,7 @@ use kestrel_runtime::pipeline::http::{HttpServer, Served};
 use kestrel_runtime::pipeline::live_snapshot::LiveSnapshot;
 use kestrel_runtime::pipeline::metrics::Metrics;
 use kestrel_runtime::pipeline::mqtt::MqttSink;
+use kestrel_runtime::pipeline::reload::{self, Trigger};
 use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
@@ -249,6 +251,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 threads: cli.threads.or(file.threads).map(usize::from),
             };
             let model = model.or(file.model.clone());
+            let model_path = model.clone();
             let source = source.or(file.source.clone());
             let frames = frames.or(file.frames);
             let (mean, std) = (mean.or(file.mean), std.or(file.std));
@@ -270,24 +273,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     cli_normalize.unwrap_or_else(bundled::normalize),
                     bundled::task(top_k.unwrap_or(3)),
                 ),
-                Some(path) => {
-                    let sidecar = Sidecar::find(path)?;
-                    let top_k = top_k
-                        .or(sidecar.as_ref().and_then(Sidecar::top_k))
-                        .unwrap_or(3);
-                    let normalize = cli_normalize
-                        .or(sidecar.as_ref().and_then(Sidecar::normalize))
-                        .unwrap_or_else(Normalize::unit);
-                    let model = load(path, &options)?;
-                    let task = match &sidecar {
-                        Some(s) => {
-                            log::info!("task from {}", s.path().display());
-                            s.task_for(top_k, &model)?
-                        }
-                        None => Task::classify(vec![], top_k),
-                    };
-                    (model, normalize, task)
-                }
+                Some(path) => load_with_sidecar(path, &options, cli_normalize, top_k)?,
             };
             let uri = source.unwrap_or_else(|| "synthetic".into());
             let frames = frames.or(default_run.then_some(100));
@@ -368,12 +354,49 @@ fn dispatch(cli: Cli) -> Result<()> {
                     HttpServer::start(addr, served)
                 })
                 .transpose()?;
+            // Hot reload of a model file: SIGHUP, or the file changed (checked every 2 s).
+            let reload = model_path.clone().map(|path| {
+                let requested = Arc::new(AtomicBool::new(false));
+                let (options, analytics) = (options.clone(), analytics.clone());
+                let file = path.clone();
+                let loader = move || -> Result<Pipeline> {
+                    let (model, normalize, task) =
+                        load_with_sidecar(&file, &options, cli_normalize, top_k)?;
+                    let mut pipeline = Pipeline::new(&model, normalize, task)
+                        .with_context(|| format!("model {}", model.source()))?;
+                    pipeline
+                        .set_analytics(&analytics)
+                        .with_context(|| format!("model {}", model.source()))?;
+                    Ok(pipeline)
+                };
+                (
+                    path,
+                    Trigger {
+                        requested,
+                        loader: Arc::new(loader),
+                    },
+                )
+            });
+            // SIGHUP asks for a reload; with the bundled model there is nothing to reload and
+            // the signal is ignored (its default action would end the service).
+            let hup = reload.as_ref().map_or_else(
+                || Arc::new(AtomicBool::new(false)),
+                |(_, t)| t.requested.clone(),
+            );
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)
+                .context("installing the SIGHUP handler")?;
+            if let Some((path, trigger)) = &reload {
+                let every = std::time::Duration::from_secs(2);
+                reload::watch(path.clone(), trigger.requested.clone(), every)
+                    .context("starting the model file watcher")?;
+            }
             let run_options = RunOptions {
                 frames,
                 status_every: (status_every > 0.0)
                     .then(|| std::time::Duration::from_secs_f64(status_every)),
                 metrics: metrics.map(|(_, m)| m),
                 live,
+                reload: reload.map(|(_, t)| t),
                 ..RunOptions::default()
             };
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -493,6 +516,33 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A model file and what its sidecar says of it (task, labels, preprocessing), the command
+/// line's normalisation and top-k first: what `kestrel run --model` starts from, and what a
+/// reload loads again.
+fn load_with_sidecar(
+    path: &Path,
+    options: &LoadOptions,
+    cli_normalize: Option<Normalize>,
+    top_k: Option<usize>,
+) -> Result<(Model, Normalize, Task)> {
+    let sidecar = Sidecar::find(path)?;
+    let top_k = top_k
+        .or(sidecar.as_ref().and_then(Sidecar::top_k))
+        .unwrap_or(3);
+    let normalize = cli_normalize
+        .or(sidecar.as_ref().and_then(Sidecar::normalize))
+        .unwrap_or_else(Normalize::unit);
+    let model = load(path, options)?;
+    let task = match &sidecar {
+        Some(s) => {
+            log::info!("task from {}", s.path().display());
+            s.task_for(top_k, &model)?
+        }
+        None => Task::classify(vec![], top_k),
+    };
+    Ok((model, normalize, task))
 }
 
 fn load(path: &Path, options: &LoadOptions) -> Result<Model> {

@@ -86,6 +86,8 @@ pub struct Metrics {
     detections: Box<[AtomicU64]>,
     /// Zone and line counts (runs that watch any).
     regions: Option<Regions>,
+    /// Model reloads that took, and that failed (the old model kept running).
+    reloads: [AtomicU64; 2],
 }
 
 /// The zone and line counts of [`Analytics`], mirrored in atomics.
@@ -128,7 +130,13 @@ impl Metrics {
             stages: Default::default(),
             detections: (0..classes).map(|_| AtomicU64::new(0)).collect(),
             regions: None,
+            reloads: Default::default(),
         }
+    }
+
+    /// Counts a model reload: swapped in (`ok`) or failed.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The same, also exposing the zone and line counts of `analytics` (when it watches any;
@@ -259,6 +267,19 @@ impl Metrics {
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name}{{{cam}}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kestrel_model_reloads_total Model reloads (SIGHUP, or the file changed): \
+             swapped in, or failed with the old model kept.\n\
+             # TYPE kestrel_model_reloads_total counter"
+        );
+        for (result, n) in ["ok", "failed"].into_iter().zip(&self.reloads) {
+            let _ = writeln!(
+                out,
+                "kestrel_model_reloads_total{{{cam},result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -33,6 +33,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod mqtt;
 pub mod preprocess;
+pub mod reload;
 pub mod sidecar;
 pub mod sinks;
 pub mod snapshot;
@@ -253,6 +254,8 @@ pub struct RunOptions {
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// `/snapshot.jpg`'s requests, served from the frames (`--http`).
     pub live: Option<Arc<live_snapshot::LiveSnapshot>>,
+    /// Hot model reload (`--model FILE`: SIGHUP, or the file changed).
+    pub reload: Option<reload::Trigger>,
 }
 
 /// The end of a run: its summary, and the error that ended it, if one did.
@@ -305,12 +308,16 @@ pub fn run<W: Write>(
     };
     let mut front = Slot::default();
     let mut live_encoder = live_snapshot::Encoder::default();
+    let mut reloading = reload::Reloading::default();
     let mut error = None;
     let mut status_clock = StatusClock::new();
     let mut watchdog = watchdog::Watchdog::from_env();
     watchdog.ready();
     while options.frames.is_none_or(|n| stats.frames() < n) {
         watchdog.tick();
+        if let Some(outcome) = options.reload.as_ref().and_then(|t| reloading.poll(t)) {
+            swap_model(pipeline, outcome, options.metrics.as_deref());
+        }
         if options.stop.load(Ordering::Relaxed) {
             log::info!("stopping on signal");
             break;
@@ -429,6 +436,27 @@ pub fn run<W: Write>(
     }
     summary.mqtt_dropped = mqtt.map(|m| m.dropped());
     RunReport { summary, error }
+}
+
+/// Puts a reloaded pipeline in place of the running one (keeping its analytics), or logs why
+/// the reload failed; counts either.
+fn swap_model(
+    pipeline: &mut Pipeline,
+    outcome: anyhow::Result<Pipeline>,
+    metrics: Option<&metrics::Metrics>,
+) {
+    let ok = outcome.is_ok();
+    match outcome {
+        Ok(mut new) => {
+            new.carry_over(pipeline);
+            *pipeline = new;
+            log::info!("model reloaded");
+        }
+        Err(e) => log::warn!("model reload failed, the running model stays: {e:#}"),
+    }
+    if let Some(m) = metrics {
+        m.reloaded(ok);
+    }
 }
 
 /// When the last status line was written, and the frame count then.

@@ -1,6 +1,8 @@
-//! `kestrel run --http`: a real run serves `/metrics` that Prometheus' own linter (`promtool
-//! check metrics`, Debian package `prometheus`) accepts, with the run's counters in it,
-//! `/healthz` that turns 503 when frames stop, and `/snapshot.jpg`.
+//! `kestrel run` as a service: with `--http`, a real run serves `/metrics` that Prometheus'
+//! own linter (`promtool check metrics`, Debian package `prometheus`) accepts, with the run's
+//! counters in it, `/healthz` that turns 503 when frames stop, and `/snapshot.jpg`; with
+//! `--model FILE`, SIGHUP or a change of the file reloads the model, and a corrupt one leaves
+//! the old running.
 
 mod common;
 
@@ -118,6 +120,11 @@ fn a_run_serves_metrics_health_and_snapshots() {
         "{head}"
     );
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG starts with SOI");
+    // SIGHUP with the bundled model: nothing to reload, and the run goes on.
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended the run");
+    assert_eq!(get(port, "/healthz").unwrap().0, 200);
 
     // A source that never delivers a frame: /healthz fails once the silence is over.
     child.kill().ok();
@@ -246,6 +253,98 @@ fn zone_and_line_series_pass_promtool() {
     assert!(text.contains(crossed), "{text}");
     assert!(!text.contains("direction=\"in\""), "{text}");
     promtool_accepts(&text);
+}
+
+/// Waits until `series` in `/metrics` reaches `at_least`; returns the page.
+fn wait_metric(child: &mut Child, port: u16, series: &str, at_least: f64) -> String {
+    let start = Instant::now();
+    loop {
+        let page = wait_for(child, port, "/metrics", 200, Duration::from_secs(120));
+        if value(&page, series) >= at_least {
+            return page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{series} stays below {at_least}:\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([name, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sighup_reloads_the_model_and_a_corrupt_one_leaves_the_old_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = repo().join("models/ppocr-cls");
+    let model = dir.path().join("m.nnef.tgz");
+    let good = std::fs::read(shipped.join("ppocr-cls.nnef.tgz")).unwrap();
+    std::fs::write(&model, &good).unwrap();
+    std::fs::copy(
+        shipped.join("ppocr-cls.kestrel.toml"),
+        dir.path().join("m.kestrel.toml"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = kestrel()
+        .args([
+            "run",
+            "-v",
+            "--no-config",
+            "--source",
+            "synthetic",
+            "--fps",
+            "20",
+        ])
+        .args(["--size", "64x48", "--http", &format!("127.0.0.1:{port}")])
+        .arg("--model")
+        .arg(&model)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let frames = "kestrel_frames_total{camera=\"synthetic\"}";
+    let failed = "kestrel_model_reloads_total{camera=\"synthetic\",result=\"failed\"}";
+    let ok = "kestrel_model_reloads_total{camera=\"synthetic\",result=\"ok\"}";
+    let page = wait_metric(&mut child, port, frames, 3.0);
+    assert_eq!(value(&page, failed) + value(&page, ok), 0.0, "{page}");
+
+    // A corrupt file: the reload fails, the old model goes on.
+    std::fs::write(&model, &good[..good.len() / 2]).unwrap();
+    signal(&child, "-HUP");
+    let page = wait_metric(&mut child, port, failed, 1.0);
+    assert_eq!(value(&page, ok), 0.0, "{page}");
+    let before = value(&page, frames);
+    wait_metric(&mut child, port, frames, before + 3.0);
+
+    // The good file again: swapped in, frames go on.
+    std::fs::write(&model, &good).unwrap();
+    signal(&child, "-HUP");
+    let page = wait_metric(&mut child, port, ok, 1.0);
+    wait_metric(&mut child, port, frames, value(&page, frames) + 3.0);
+
+    // No signal: the file watcher sees the file written again.
+    let reloads = value(&page, ok);
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(&model, &good).unwrap();
+    wait_metric(&mut child, port, ok, reloads + 1.0);
+
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("model reload failed, the running model stays"),
+        "{err}"
+    );
+    assert!(err.contains("model reloaded"), "{err}");
 }
 
 #[test]
