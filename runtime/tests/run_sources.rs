@@ -1,6 +1,6 @@
 //! `kestrel run` end to end on real byte-stream sources: GStreamer through `cmd:`, a producer
 //! killed mid-stream (the run reconnects and `seq` keeps rising), a pipe with the wrong frame
-//! size, Y4M files with `--loop`, a model sidecar, and SIGTERM.
+//! size, Y4M files with `--loop`, a model sidecar, SIGTERM, and a stop on a quiet command.
 
 mod common;
 
@@ -249,6 +249,56 @@ fn sigterm_finishes_the_frame_prints_the_summary_and_exits_0() {
     assert_eq!(status.code(), Some(0));
     let last = json_lines(rest.as_bytes()).pop().unwrap();
     assert!(last["summary"]["frames"].as_u64().unwrap() >= 3, "{last}");
+}
+
+#[test]
+fn stopping_on_a_quiet_command_leaves_no_process_behind() {
+    // A pipeline that never writes a frame: the run stops with its capture thread blocked on
+    // the pipe, and every process of the command (its own process group) goes with it.
+    let marker = format!("sleep 61{}", std::process::id() % 1000);
+    let alive = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &format!("^{marker}")]) // the sleep itself, not the run naming it
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let mut child = kestrel()
+        .args([
+            "run",
+            "--no-config",
+            "--pixel-format",
+            "gray",
+            "--size",
+            "64x48",
+        ])
+        .arg("--source")
+        .arg(format!("cmd:{marker} | cat"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !alive() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let stopped = Instant::now();
+    while alive() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "`{marker} | cat` outlived the run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

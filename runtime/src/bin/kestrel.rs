@@ -326,6 +326,15 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .as_deref()
                 .map(|dir| Snapshots::new(dir, every))
                 .transpose()?;
+            // Stop signals from here on: a SIGTERM while the source starts ends the run
+            // cleanly (its first check of the flag), with the source's processes stopped.
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal while stopping ends the process at once.
+                signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+                    .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+                    .context("installing signal handlers")?;
+            }
             let source = camera::open(&uri, &source_options)?;
             let source_uri = source.uri().to_string();
             let metrics = http.or(file.http.clone()).map(|addr| {
@@ -397,18 +406,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 metrics: metrics.map(|(_, m)| m),
                 live,
                 reload: reload.map(|(_, t)| t),
-                ..RunOptions::default()
+                stop,
             };
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                // A second signal while stopping ends the process at once.
-                signal_hook::flag::register_conditional_shutdown(
-                    signal,
-                    130,
-                    run_options.stop.clone(),
-                )
-                .and_then(|_| signal_hook::flag::register(signal, run_options.stop.clone()))
-                .context("installing signal handlers")?;
-            }
             let stdout = std::io::stdout();
             let mut sink = JsonLines::new(stdout.lock());
             let outputs = Outputs {

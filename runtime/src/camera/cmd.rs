@@ -9,11 +9,37 @@
 //! exit ends the run instead. A process that ends without delivering a single whole frame
 //! but did write bytes has the wrong `--size`/`--pixel-format`: that is reported, not retried.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::stream::{FrameReader, Step};
-use super::{Backoff, CameraError, Frame, FrameSource, SourceCounters, SourceOptions};
+use super::{Backoff, CameraError, Frame, FrameSource, Interrupt, SourceCounters, SourceOptions};
+
+/// The running process, as the interrupter sees it from another thread.
+#[derive(Debug, Default)]
+struct Running {
+    /// Its process group (the `sh` it started leads it; 0: none running).
+    group: AtomicU32,
+    /// Set by the interrupter: no more respawns.
+    stopped: AtomicBool,
+}
+
+impl Running {
+    /// Sends `signal` to the running process group, if any.
+    fn signal(&self, signal: libc::c_int) {
+        let group = self.group.load(Ordering::Acquire);
+        if group != 0 {
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is
+            // touched. The group is ours until `reap` clears it before waiting.
+            unsafe {
+                libc::kill(-(group as libc::pid_t), signal);
+            }
+        }
+    }
+}
 
 /// A command whose stdout carries frames.
 pub struct CommandSource {
@@ -27,6 +53,7 @@ pub struct CommandSource {
     counters: SourceCounters,
     outage_since: Option<Instant>,
     exit_on_error: bool,
+    running: Arc<Running>,
 }
 
 impl CommandSource {
@@ -64,17 +91,20 @@ impl CommandSource {
             counters: SourceCounters::default(),
             outage_since: None,
             exit_on_error: options.exit_on_error,
+            running: Arc::default(),
         };
         source.start()?;
         Ok(source)
     }
 
     fn start(&mut self) -> Result<(), CameraError> {
+        // Its own process group: every process of a pipeline (`a | b`) is stopped with it.
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(&self.command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| CameraError::Capture {
                 uri: self.uri.clone(),
@@ -82,6 +112,7 @@ impl CommandSource {
             })?;
         let stdout = child.stdout.take().expect("piped stdout");
         log::info!("source '{}': started process {}", self.uri, child.id());
+        self.running.group.store(child.id(), Ordering::Release);
         self.child = Some((child, stdout));
         self.reader.reset();
         self.frames_this_run = 0;
@@ -93,6 +124,8 @@ impl CommandSource {
         match self.child.take() {
             Some((mut child, stdout)) => {
                 drop(stdout);
+                self.running.signal(libc::SIGKILL);
+                self.running.group.store(0, Ordering::Release);
                 let _ = child.kill();
                 match child.wait() {
                     Ok(status) => status.to_string(),
@@ -139,6 +172,9 @@ impl FrameSource for CommandSource {
                 Err(e) => format!(", read error: {e}"),
             };
             let status = self.reap();
+            if self.running.stopped.load(Ordering::Acquire) {
+                return Ok(None);
+            }
             if self.exit_on_error {
                 return Err(CameraError::Capture {
                     uri: self.uri.clone(),
@@ -155,6 +191,14 @@ impl FrameSource for CommandSource {
             );
             std::thread::sleep(delay);
         }
+    }
+
+    fn interrupter(&self) -> Option<Interrupt> {
+        let running = self.running.clone();
+        Some(Box::new(move || {
+            running.stopped.store(true, Ordering::Release);
+            running.signal(libc::SIGTERM);
+        }))
     }
 
     fn counters(&self) -> SourceCounters {

@@ -205,7 +205,16 @@ pub trait FrameSource: Send {
     fn counters(&self) -> SourceCounters {
         SourceCounters::default()
     }
+    /// A handle that, from another thread, ends a `next_frame` waiting for input and keeps
+    /// the source from starting again (a `cmd:` source stops its process group), so that a
+    /// run stopping on a quiet source leaves no process behind. `None`: nothing to interrupt.
+    fn interrupter(&self) -> Option<Interrupt> {
+        None
+    }
 }
+
+/// See [`FrameSource::interrupter`].
+pub type Interrupt = Box<dyn Fn() + Send + Sync>;
 
 /// What a source is asked for; backends negotiate the nearest they can do.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -297,6 +297,7 @@ pub fn run<W: Write>(
     let capture_stop = Arc::new(AtomicBool::new(false));
     let mut stats = Box::new(Stats::new());
     let opened = Instant::now();
+    let interrupt = source.interrupter();
     let capture = match mailbox::spawn_capture(source, mailbox.clone(), capture_stop.clone()) {
         Ok(handle) => handle,
         Err(e) => {
@@ -411,6 +412,10 @@ pub fn run<W: Write>(
     }
     watchdog.stopping();
     capture_stop.store(true, Ordering::Relaxed);
+    // A source waiting for input (a quiet `cmd:` process) is woken, and its process ended.
+    if let Some(interrupt) = &interrupt {
+        interrupt();
+    }
     // A capture thread blocked on a quiet pipe is left behind (the process is ending);
     // one that finishes soon is joined so its source (a child process) is cleaned up.
     let deadline = Instant::now() + Duration::from_millis(500);
