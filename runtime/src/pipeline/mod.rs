@@ -20,6 +20,10 @@
 //! global allocator), so a steady-state frame makes **no call to the system allocator**.
 //! `tests/zero_alloc.rs` counts both, over the whole frame path including `Session::run`.
 //! Still reaching the system per frame: the MQTT payload (rumqttc owns it, on its thread).
+//! Outside the frame path: a model reload ([`reload`]) builds its pipeline on a thread of its
+//! own and the loop only moves it in; `/metrics` and `/snapshot.jpg` ([`http`]) allocate
+//! their responses on the server's thread, the loop updates atomics and encodes a JPEG only
+//! when one is asked for.
 //!
 //! Each frame's time is split into stages ([`stats::Stages`]) reported per line and as
 //! p50/p99 in the summary, and, with `--http`, as Prometheus histograms ([`metrics`],
