@@ -2,7 +2,8 @@
 //! own linter (`promtool check metrics`, Debian package `prometheus`) accepts, with the run's
 //! counters in it, `/healthz` that turns 503 when frames stop, and `/snapshot.jpg`; with
 //! `--model FILE`, SIGHUP or a change of the file reloads the model, and a corrupt one leaves
-//! the old running.
+//! the old running; an RTSP camera through `cmd:` GStreamer (a real RTSP server, stopped and
+//! started again) reconnects.
 
 mod common;
 
@@ -345,6 +346,94 @@ fn sighup_reloads_the_model_and_a_corrupt_one_leaves_the_old_running() {
         "{err}"
     );
     assert!(err.contains("model reloaded"), "{err}");
+}
+
+/// Debian's python3 with GStreamer's RTSP server bindings; missing on CI is a failure.
+fn have_rtsp_server() -> bool {
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); \
+             from gi.repository import GstRtspServer",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let package = "python3-gi gir1.2-gst-rtsp-server-1.0";
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the RTSP server bindings are missing on CI (.ci/run installs {package})"
+        );
+        eprintln!("RTSP server bindings not installed: test skipped (apt install {package})");
+    }
+    ok
+}
+
+/// Starts `common/rtsp_server.py` on `port` and waits until it listens.
+fn rtsp_server(port: u16) -> Child {
+    let script = repo().join("runtime/tests/common/rtsp_server.py");
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "the RTSP server did not start");
+    server
+}
+
+#[test]
+fn an_rtsp_camera_through_gstreamer_reconnects_when_its_server_comes_back() {
+    if !have("gst-launch-1.0", "gstreamer1.0-tools") || !have_rtsp_server() {
+        return;
+    }
+    let (rtsp, http) = (free_port(), free_port());
+    let mut server = rtsp_server(rtsp);
+    let source = format!(
+        "cmd:gst-launch-1.0 -q rtspsrc location=rtsp://127.0.0.1:{rtsp}/test protocols=tcp \
+         latency=0 ! rtpjpegdepay ! jpegdec ! videoconvert ! videoscale \
+         ! video/x-raw,format=I420,width=320,height=240 ! fdsink"
+    );
+    let mut child = kestrel()
+        .args([
+            "run",
+            "--no-config",
+            "--pixel-format",
+            "i420",
+            "--size",
+            "320x240",
+        ])
+        .args(["--source", &source, "--http", &format!("127.0.0.1:{http}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let camera = format!("{{camera=\"{source}\"}}");
+    let frames = format!("kestrel_frames_total{camera}");
+    let reconnects = format!("kestrel_source_reconnects_total{camera}");
+    let page = wait_metric(&mut child, http, &frames, 10.0);
+    assert_eq!(value(&page, &reconnects), 0.0, "{page}");
+
+    // The server goes away, and comes back on the same port.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut server = rtsp_server(rtsp);
+    let page = wait_metric(&mut child, http, &reconnects, 1.0);
+    wait_metric(&mut child, http, &frames, value(&page, &frames) + 10.0);
+
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[test]
