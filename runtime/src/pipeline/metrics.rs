@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stats::Stages;
+use super::stats::{Stages, STAGES};
 use super::tasks::{Task, TaskResult};
 use crate::analytics::Analytics;
 use crate::camera::SourceCounters;
@@ -21,7 +21,7 @@ pub const BUCKETS: [f64; 13] = [
 ];
 
 /// The per-stage histograms' `stage` label values, in [`Stages`] order.
-const STAGE_NAMES: [&str; 6] = ["capture", "wait", "convert", "resize", "infer", "post"];
+const STAGE_NAMES: [&str; STAGES] = ["capture", "wait", "convert", "resize", "infer", "post"];
 
 /// A histogram with fixed buckets ([`BUCKETS`] and `+Inf`), updated atomically.
 #[derive(Debug, Default)]
@@ -81,7 +81,7 @@ pub struct Metrics {
     /// Microseconds from `started` to the last processed frame, plus one (0: none yet).
     last_frame_us: AtomicU64,
     latency: Histogram,
-    stages: [Histogram; 6],
+    stages: [Histogram; STAGES],
     /// Detections per class index (detection runs; empty otherwise).
     detections: Box<[AtomicU64]>,
     /// Zone and line counts (runs that watch any).
@@ -188,15 +188,7 @@ impl Metrics {
     pub fn frame(&self, latency: Duration, stages: &Stages, result: &TaskResult) {
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.latency.observe(latency.as_secs_f64());
-        let ms = [
-            stages.capture_ms,
-            stages.wait_ms,
-            stages.convert_ms,
-            stages.resize_ms,
-            stages.infer_ms,
-            stages.post_ms,
-        ];
-        for (h, v) in self.stages.iter().zip(ms) {
+        for (h, v) in self.stages.iter().zip(stages.values()) {
             h.observe(v / 1e3);
         }
         if let TaskResult::Detections(list) = result {

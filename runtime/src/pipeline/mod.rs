@@ -405,9 +405,10 @@ pub fn run<W: Write>(
             );
         }
         stages.post_ms += ms(t.elapsed());
-        stats.record(frame.captured.elapsed(), &stages);
+        let latency = frame.captured.elapsed();
+        stats.record(latency, &stages);
         if let Some(m) = &options.metrics {
-            m.frame(frame.captured.elapsed(), &stages, &pipeline.result);
+            m.frame(latency, &stages, &pipeline.result);
             m.source(mailbox.dropped(), mailbox.counters());
             if let Some(a) = pipeline.analytics().filter(|a| a.counts_changed()) {
                 m.counts(a);

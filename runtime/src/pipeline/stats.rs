@@ -30,10 +30,12 @@ pub struct Stages {
     pub post_ms: f64,
 }
 
-const STAGES: usize = 6;
+/// How many stages [`Stages`] holds.
+pub const STAGES: usize = 6;
 
 impl Stages {
-    fn values(&self) -> [f64; STAGES] {
+    /// The stages' times in declaration order (capture, wait, convert, resize, infer, post).
+    pub fn values(&self) -> [f64; STAGES] {
         [
             self.capture_ms,
             self.wait_ms,
