@@ -223,6 +223,10 @@ fn kernel_choice_can_be_forced_to_the_portable_one() {
     if cfg!(target_arch = "aarch64") {
         assert_eq!(auto, "binary kernel neon");
         assert!(int8.starts_with("int8 kernel neon"), "{int8}");
+        #[cfg(target_arch = "aarch64")]
+        if !std::arch::is_aarch64_feature_detected!("dotprod") {
+            assert!(int8.ends_with("channels: neon-16x8)"), "{int8}");
+        }
         assert_eq!(depthwise, "depthwise kernel neon");
         assert_eq!(bitpack, "bitpack kernel neon");
     }

@@ -433,6 +433,19 @@ fn wide_op(
     .unwrap()
 }
 
+/// Whether the op multiplies a 16-bit input of `k` channels in one product on this CPU
+/// (ARMv8.0 NEON: the best int8 kernel has no dot product; `K ≤ MAX_K16`).
+fn one_product(k: usize) -> bool {
+    #[cfg(target_arch = "aarch64")]
+    let no_dot = !std::arch::is_aarch64_feature_detected!("dotprod");
+    #[cfg(not(target_arch = "aarch64"))]
+    let no_dot = false;
+    no_dot && k <= kestrel_runtime::kernels::int8::MAX_K16
+}
+
+/// The 16-bit op against its definition bit for bit, in whichever form the CPU's kernel
+/// takes: two digit products (x86, aarch64 with dot product, any K past MAX_K16), or one
+/// product on 16-bit lanes (ARMv8.0 NEON: CI's qemu Cortex-A72 run).
 #[test]
 fn a_16_bit_input_equals_its_definition() {
     use kestrel_runtime::kernels::int8::quantize16;
@@ -444,11 +457,21 @@ fn a_16_bit_input_equals_its_definition() {
         (vec![1, 7, 9, 24], 3, 33),
         // Columns over several tasks (64 columns each) and a partial last block.
         (vec![1, 16, 13, 11], 1, 12),
+        // K past MAX_K16: two digit products where the kernel would take one (aarch64
+        // without dot product).
+        (vec![1, 600, 21], 1, 6),
+        // K = MAX_K16 with ±127 weights (below): one product whose sums may leave i32, so
+        // its correction is added in i64.
+        (vec![1, 516, 20], 1, 5),
     ] {
         let k = shape[axis];
         let outer: usize = shape[..axis].iter().product();
         let inner: usize = shape[axis + 1..].iter().product();
-        let p = params(&mut rng, o, k);
+        let mut p = params(&mut rng, o, k);
+        if k == 516 {
+            p.w.iter_mut()
+                .for_each(|w| *w = if *w < 0 { -127 } else { 127 });
+        }
         let mut x: Vec<f32> = (0..outer * k * inner)
             .map(|_| rng.random_range(-4.0..5.5f32))
             .collect();
@@ -467,6 +490,13 @@ fn a_16_bit_input_equals_its_definition() {
             ] {
                 let want = reference_wide(&p, &q, (outer, inner), zp, clamp, out);
                 let op = wide_op(&p, axis, zp, s, clamp, out);
+                let info = op.info().unwrap().join(" ");
+                let form = if one_product(k) {
+                    "one product"
+                } else {
+                    "two digit"
+                };
+                assert!(info.contains(form), "{info}");
                 let got = eval(&op, Tensor::from_shape(&shape, &x).unwrap());
                 assert_eq!(flat(&got), want, "{shape:?} {clamp:?} {out:?}");
             }

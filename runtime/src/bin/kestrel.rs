@@ -496,10 +496,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "binary kernel {}",
                 kestrel_runtime::kernels::select().name()
             );
-            println!(
-                "int8 kernel {}",
-                kestrel_runtime::kernels::int8::select().name()
-            );
+            let int8 = kestrel_runtime::kernels::int8::select();
+            match int8.codes16() {
+                Some(one) => println!(
+                    "int8 kernel {} (16-bit inputs of up to {} channels: {})",
+                    int8.name(),
+                    kestrel_runtime::kernels::int8::MAX_K16,
+                    one.name()
+                ),
+                None => println!("int8 kernel {}", int8.name()),
+            }
             println!(
                 "depthwise kernel {}",
                 kestrel_runtime::kernels::depthwise::select().name()

@@ -31,7 +31,12 @@
 //! `y = (256·Σ W·hi + Σ W·lo + bias + (128 − zp)·Σ W) · scale[o]`. Twice the multiplies of an
 //! 8-bit input, for an input step 256 times finer: what a layer needs whose input has a few
 //! values far out in the tails (a detector's peaks), where one 8-bit step over the whole
-//! range crushes everything else. (TFLite calls this the 16×8 mode.)
+//! range crushes everything else. (TFLite calls this the 16×8 mode.) Where the kernel has a
+//! one-product twin ([`k8::Int8Kernel::codes16`]: ARMv8.0 NEON, whose 8-bit products are no
+//! faster than its 16-bit ones) and `K ≤` [`k8::MAX_K16`], the codes are packed as i16 and
+//! multiplied once, `y = (Σ W·q + bias − zp·Σ W) · scale[o]`: the same integer, rounded once,
+//! so the same bits. The correction is added in i32 (the 8-bit stage) where no row's sum can
+//! leave i32 (`32768·Σ|W| + |bias − zp·Σ W| < 2^31`, most layers), in i64 otherwise.
 //!
 //! Work is split over the runtime's threads by column blocks (64 columns per task, each task
 //! packing its columns and multiplying them while they are in cache); when that leaves threads
@@ -102,6 +107,11 @@ pub struct Int8Linear {
     scales: Vec<f32>,
     /// 16-bit input: per row `bias + (128 − zp)·Σ W` (added to `256·Σ W·hi + Σ W·lo`).
     corr16: Vec<i64>,
+    /// 16-bit input in one product: the kernel (`self.packed` is in its format), and, where
+    /// `Σ W·q + bias − zp·Σ W` may leave i32 for some row, that correction in i64 (otherwise
+    /// the stage adds `corr` in i32, exactly, and converts once as the i64 stage would).
+    kernel16: Option<&'static dyn k8::Int8Kernel>,
+    corr_q: Option<Vec<i64>>,
     /// 16-bit input: per row, what makes a kernel's stored sum `Σ W·digit` (0 over signed
     /// codes, `−128·Σ W` over offset-binary ones).
     digit_corr: Vec<i32>,
@@ -231,6 +241,13 @@ impl Int8Linear {
         let mut corr = Vec::with_capacity(o);
         let mut corr_u = Vec::with_capacity(o);
         let (mut corr16, mut digit_corr, mut digit_corr_u) = (vec![], vec![], vec![]);
+        // The one-product form of a 16-bit input where the kernel has one and K allows it.
+        let kernel16 = if input_bits == 16 && k <= k8::MAX_K16 {
+            k8::select().codes16()
+        } else {
+            None
+        };
+        let (mut corr_q, mut fits_i32) = (vec![], true);
         for (row, b) in w.chunks_exact(k).zip(&bias_v) {
             // |Σ W| ≤ 127·K: i64 keeps the products exact for any K; the sums are wrapped to
             // i32 like the kernels' accumulators.
@@ -241,11 +258,18 @@ impl Int8Linear {
                 digit_corr_u.push((-128 * sum) as i32);
             }
             let c = *b as i64 - input_zero_point as i64 * sum;
+            if kernel16.is_some() {
+                // |Σ W·q| ≤ 32768·Σ|W|.
+                let reach = 32768 * row.iter().map(|&v| (v as i64).abs()).sum::<i64>();
+                fits_i32 &= reach + c.abs() <= i32::MAX as i64;
+                corr_q.push(c);
+            }
             corr.push(c as i32);
             corr_u.push((c - 128 * sum) as i32);
         }
         // Packed in the format of the kernel `eval` will run (chosen once per process).
-        let packed = Arc::new(PackedWeights::new(w, o, k, k8::select().format()));
+        let format = kernel16.unwrap_or(k8::select()).format();
+        let packed = Arc::new(PackedWeights::new(w, o, k, format));
         Ok(Int8Linear {
             weights,
             bias,
@@ -263,6 +287,8 @@ impl Int8Linear {
             corr_u,
             scales,
             corr16,
+            kernel16,
+            corr_q: (kernel16.is_some() && !fits_i32).then_some(corr_q),
             digit_corr,
             digit_corr_u,
         })
@@ -375,7 +401,11 @@ impl Op for Int8Linear {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "{}{}→{} on axis {} → {}",
-            if self.input_bits == 16 { "16-bit " } else { "" },
+            match (self.input_bits, self.kernel16) {
+                (16, Some(_)) => "16-bit (one product) ",
+                (16, None) => "16-bit (two digit products) ",
+                _ => "",
+            },
             self.k(),
             self.outputs(),
             self.axis,
@@ -409,7 +439,7 @@ impl EvalOp for Int8Linear {
             return Ok(tvec!(out.into_tvalue()));
         }
         let view = input.try_as_plain_ram()?;
-        if self.input_bits == 16 {
+        if self.input_bits == 16 && self.kernel16.is_none() {
             ensure!(float_in, "{NAME}: a 16-bit input must be f32");
             {
                 let mut out_view = out.try_as_plain_ram_mut()?;
@@ -424,9 +454,15 @@ impl EvalOp for Int8Linear {
             // SAFETY: i8 and QI8 tensors hold i8 values.
             (&[], unsafe { view.as_slice_unchecked::<i8>() })
         };
+        ensure!(
+            float_in || self.input_bits == 8,
+            "{NAME}: a 16-bit input must be f32"
+        );
         let mut out_view = out.try_as_plain_ram_mut()?;
         let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
-        let kernel = k8::select();
+        // An 8-bit input, or a 16-bit one in one product (packed as i16 codes by its kernel,
+        // the sums completed by the i64 correction).
+        let kernel = self.kernel16.unwrap_or(k8::select());
         let blocks = n.div_ceil(COLS);
         let step = self.packed.format().block_bytes(k);
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
@@ -489,7 +525,10 @@ impl EvalOp for Int8Linear {
                             lo: self.low,
                             hi: self.high,
                             out: stage_out.get(),
-                            wide: None,
+                            wide: self
+                                .corr_q
+                                .as_ref()
+                                .map(|corr| k8::Wide { high: None, corr }),
                         },
                     })
                 };
@@ -693,8 +732,10 @@ impl Int8Linear {
             };
             kernel.run(&job(digits.0, stage));
             let wide = k8::Wide {
-                high: high.as_ptr(),
-                ld,
+                high: Some(k8::HighSums {
+                    ptr: high.as_ptr(),
+                    ld,
+                }),
                 corr: &self.corr16,
             };
             let stage = Stage {

@@ -1,7 +1,7 @@
 //! The portable int8 kernel: i32 multiply-adds over the packed layouts, one output at a time.
 //! The reference every accelerated kernel is compared with, and the kernel of x86 machines
 //! without AVX-512 VNNI. It reads any [`Format`]: its own is [`Format::DOT4_U8`], and the tests
-//! also run it on the others.
+//! also run it on the others, [`Format::CODES16`] (16-bit codes) included.
 
 use super::{Format, Int8Kernel, Job, COLS, ROWS};
 
@@ -23,11 +23,38 @@ impl Int8Kernel for Generic {
         job.check(format);
         // The group length as a constant where it is one of the formats' (a run-time inner
         // loop length costs the compiler its unrolling).
+        if format.code_bytes == 2 {
+            return run_codes16(job);
+        }
         match format.group {
             4 => run_groups::<4>(job),
             16 => run_groups::<16>(job),
             _ => run_groups::<0>(job),
         }
+    }
+
+    /// One product of 16-bit codes does half the multiplies of two digit products.
+    fn codes16(&self) -> Option<&'static dyn Int8Kernel> {
+        Some(&Codes16)
+    }
+}
+
+/// The portable kernel's one-product twin for 16-bit inputs ([`Format::CODES16`]).
+#[derive(Debug)]
+pub struct Codes16;
+
+impl Int8Kernel for Codes16 {
+    fn name(&self) -> &'static str {
+        "generic-16x8"
+    }
+
+    fn format(&self) -> Format {
+        Format::CODES16
+    }
+
+    fn run(&self, job: &Job<'_>) {
+        job.check(Format::CODES16);
+        run_codes16(job);
     }
 }
 
@@ -55,6 +82,32 @@ fn run_groups<const G: usize>(job: &Job<'_>) {
                     for t in 0..g_len {
                         *a += wg[t] as i32 * ((xs[t] ^ flip) as i8 as i32);
                     }
+                }
+            }
+            for (j, &a) in acc.iter().enumerate().take(job.cols(b)) {
+                // SAFETY: o < M and column c0 + j < N (`cols`), inside the output.
+                unsafe { job.stage.store(o, c0 + j, a) };
+            }
+        }
+    }
+}
+
+/// [`Generic::run`] over 16-bit codes ([`Format::CODES16`]: each k's 16 columns in a row):
+/// `Σ W·q` in i32, exact for the `K ≤ MAX_K16` the job check allows.
+fn run_codes16(job: &Job<'_>) {
+    let (m, k) = (job.w.rows(), job.w.k());
+    let step = job.w.format().block_bytes(k);
+    let mut acc = [0i32; COLS];
+    for b in 0..job.blocks {
+        let x = &job.x[b * step..(b + 1) * step];
+        let c0 = (job.first_block + b) * COLS;
+        let rows = job.row_blocks.start * ROWS..(job.row_blocks.end * ROWS).min(m);
+        for o in rows {
+            acc.fill(0);
+            for (kk, row) in x.chunks_exact(2 * COLS).enumerate() {
+                let w = job.w.get(o, kk) as i32;
+                for (a, code) in acc.iter_mut().zip(row.chunks_exact(2)) {
+                    *a += w * i16::from_ne_bytes([code[0], code[1]]) as i32;
                 }
             }
             for (j, &a) in acc.iter().enumerate().take(job.cols(b)) {

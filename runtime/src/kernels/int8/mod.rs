@@ -21,6 +21,13 @@
 //! ([`Output::I32`]) and the second combines them with its own in i64 in its output stage
 //! ([`Wide`]), rounded once to f32: bit for bit the same on every kernel.
 //!
+//! Where two digit products cost more than one product on 16-bit lanes (ARMv8.0 NEON, whose
+//! 8-bit products are no denser than its 16-bit ones), a kernel offers a one-product twin
+//! ([`Int8Kernel::codes16`]): the codes packed as i16 ([`Format::CODES16`],
+//! [`pack_f32_codes16`]), `Σ W·q` exact in i32 for `K ≤` [`MAX_K16`], and a [`Wide`] stage
+//! without high sums adding the i64 correction: the same integer, rounded once, so the same
+//! bits as the digit products.
+//!
 //! # Layouts
 //!
 //! Each kernel names the packing it reads ([`Format`]): k in groups of `G` (K zero-padded to a
@@ -65,6 +72,9 @@ use std::sync::OnceLock;
 
 /// Columns per packed input block.
 pub const COLS: usize = 16;
+/// The longest reduction a one-product 16-bit kernel takes: `|Σ W·q| ≤ K · 127 · 32768`
+/// stays below 2^31 for `K ≤ 516`. Longer ones take the two digit products.
+pub const MAX_K16: usize = 516;
 /// Rows per packed weight block.
 pub const ROWS: usize = 4;
 /// How a kernel wants its operands packed (see the module docs).
@@ -74,6 +84,8 @@ pub struct Format {
     pub group: usize,
     /// Input bytes are offset binary (`q + 128`) rather than two's complement.
     pub offset_binary: bool,
+    /// Bytes per input code: 1 (i8 codes), or 2 (16-bit codes, [`Format::CODES16`]).
+    pub code_bytes: usize,
 }
 
 impl Format {
@@ -81,16 +93,27 @@ impl Format {
     pub const DOT4_U8: Format = Format {
         group: 4,
         offset_binary: true,
+        code_bytes: 1,
     };
     /// Groups of 4 k, signed input: NEON's `sdot`, and x86 AVX2's `vpmaddwd` (widened to i16).
     pub const DOT4_I8: Format = Format {
         group: 4,
         offset_binary: false,
+        code_bytes: 1,
     };
     /// 16 k per register, signed input: ARMv8.0 NEON's `smull`/`smlal2`.
     pub const K16_I8: Format = Format {
         group: 16,
         offset_binary: false,
+        code_bytes: 1,
+    };
+    /// 16-bit input codes (native-endian i16), one k per group: each k's 16 columns in one
+    /// 32-byte row; weights `[row block][K][4 rows]`. The one-product form of a 16-bit input
+    /// on ARMv8.0 NEON (`smlal` by element, 16-bit lanes; see [`MAX_K16`]).
+    pub const CODES16: Format = Format {
+        group: 1,
+        offset_binary: false,
+        code_bytes: 2,
     };
 
     /// Groups of k (K rounded up).
@@ -100,7 +123,7 @@ impl Format {
 
     /// Bytes of one packed input block per group.
     pub const fn step(self) -> usize {
-        COLS * self.group
+        COLS * self.group * self.code_bytes
     }
 
     /// Bytes of one packed input block.
@@ -251,8 +274,12 @@ pub struct Quantizer {
     pub zp: i32,
 }
 
-/// Packs a float input into `out` in `format`, quantizing it with `q`.
+/// Packs a float input into `out` in `format`, quantizing it with `q` (to 16 bits for
+/// [`Format::CODES16`], see [`pack_f32_codes16`]).
 pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8]) {
+    if format.code_bytes == 2 {
+        return pack_f32_codes16(p, q, out);
+    }
     let zpf = q.zp as f32;
     pack_with(p, format, out, |i| {
         format.code(quantize(p.x[i], q.inv_scale, zpf))
@@ -346,8 +373,35 @@ fn pack_digit_groups<const G: usize>(
     }
 }
 
+/// Packs a float input quantized to 16 bits ([`quantize16`] with `q`) in
+/// [`Format::CODES16`]: per block of 16 columns, K rows of 16 native-endian i16 codes;
+/// padded columns hold 0.
+pub fn pack_f32_codes16(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    let format = Format::CODES16;
+    p.check(format, out);
+    let (k, n, ld) = (p.k, p.n, p.ld);
+    let per_block = format.block_bytes(k);
+    let zpf = q.zp as f32;
+    for (bi, b) in p.blocks.clone().enumerate() {
+        let c0 = b * COLS;
+        let cols = n.saturating_sub(c0).min(COLS);
+        let block = &mut out[bi * per_block..(bi + 1) * per_block];
+        for (kk, row) in block.chunks_exact_mut(2 * COLS).enumerate() {
+            for (j, code) in row.chunks_exact_mut(2).enumerate() {
+                let v = if j < cols {
+                    quantize16(p.x[kk * ld.k + (c0 + j) * ld.c], q.inv_scale, zpf) as i16
+                } else {
+                    0
+                };
+                code.copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+}
+
 /// [`pack_f32`] for an input already quantized to i8.
 pub fn pack_i8(p: &Pack<'_, i8>, format: Format, out: &mut [u8]) {
+    assert_eq!(format.code_bytes, 1, "i8 codes packed for 16-bit codes");
     pack_with(p, format, out, |i| format.code(p.x[i]));
 }
 
@@ -430,28 +484,37 @@ pub enum Output {
     },
 }
 
-/// The second product of a 16-bit input (see [`pack_f32_digits`]): the sums of the high
-/// digits, already stored by a first product ([`Output::I32`]), are combined with this
-/// product's sums (the low digits) in i64 before the float stage.
+/// The i64 stage of a 16-bit input. Two-product form (see [`pack_f32_digits`]): the sums of
+/// the high digits, already stored by a first product ([`Output::I32`]), are combined with
+/// this product's sums (the low digits) in i64 before the float stage. One-product form
+/// ([`Format::CODES16`]): no high sums, this product's sum `Σ W·q` plus the correction.
 #[derive(Debug, Clone, Copy)]
 pub struct Wide<'a> {
-    /// The high digits' corrected sums, `high[o · ld.k + c · ld.c]`, over the same columns.
-    pub high: *const i32,
-    /// Distances between rows and columns of `high` (the NEON stage reads 4 rows at once
-    /// where `ld.k` is 1).
-    pub ld: Strides,
+    /// The high digits' corrected sums, or none (the one-product form).
+    pub high: Option<HighSums>,
     /// Per row: the i64 correction added to `256 · high + Σ W·lo` (the bias and the zero
-    /// point's and digit offset's `Σ W` terms).
+    /// point's and digit offset's `Σ W` terms), or to `Σ W·q` (bias − zp · Σ W).
     pub corr: &'a [i64],
+}
+
+/// Where a first product stored the high digits' sums (see [`Wide`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HighSums {
+    /// Row `o`, column `c` at `ptr[o · ld.k + c · ld.c]`, over the same columns as the job.
+    pub ptr: *const i32,
+    /// Distances between rows and columns (the NEON stage reads 4 rows at once where `ld.k`
+    /// is 1).
+    pub ld: Strides,
 }
 
 /// The fused output stage of one product (see the module docs).
 ///
 /// With [`Output::I32`] the stage only adds the correction (`corr`, or `corr_u` over
 /// offset-binary codes) and stores the i32 sum: no scale, no clamp. With [`Stage::wide`] the
-/// float stage reads `(256 · high[o, c] + s + wide.corr[o])`, exact in i64 and rounded once
-/// to f32, instead of `s + corr[o]` (`s` the signed sum; a kernel summing offset-binary codes
-/// gets it as its sum `+ corr_u[o] − corr[o]`).
+/// float stage reads `(256 · high[o, c] + s + wide.corr[o])` (or `s + wide.corr[o]` without
+/// high sums), exact in i64 and rounded once to f32, instead of `s + corr[o]` (`s` the
+/// signed sum; a kernel summing offset-binary codes gets it as its sum
+/// `+ corr_u[o] − corr[o]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Stage<'a> {
     /// Per row: i32 bias − zp · Σ_k W (added to the signed sum).
@@ -480,10 +543,14 @@ impl Stage<'_> {
         let y = || {
             let sum = match self.wide {
                 // SAFETY: the caller's contract.
-                Some(w) => unsafe {
-                    let h = *w.high.add(o * w.ld.k + c * w.ld.c) as i64;
+                Some(w) => {
+                    let h = match w.high {
+                        // SAFETY: the caller's contract.
+                        Some(h) => unsafe { *h.ptr.add(o * h.ld.k + c * h.ld.c) as i64 },
+                        None => 0,
+                    };
                     (256 * h + acc as i64 + w.corr[o]) as f32
-                },
+                }
                 None => acc.wrapping_add(self.corr[o]) as f32,
             };
             (sum * self.scale[o]).max(self.lo).min(self.hi)
@@ -550,6 +617,11 @@ impl Job<'_> {
             self.row_blocks.start <= self.row_blocks.end && self.row_blocks.end <= m.div_ceil(ROWS),
             "row blocks past the rows"
         );
+        assert!(
+            format.code_bytes == 1 || self.w.k() <= MAX_K16,
+            "K {} too long for 16-bit codes in one product",
+            self.w.k()
+        );
         if let Some(w) = self.stage.wide {
             assert!(w.corr.len() >= m, "wide correction shorter than the rows");
             assert!(
@@ -600,6 +672,16 @@ pub trait Int8Kernel: Send + Sync + Debug {
     /// [`pack_i8`] in [`Self::format`].
     fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
         pack_i8(p, self.format(), out)
+    }
+
+    /// The kernel's one-product twin for 16-bit inputs, where one product on 16-bit lanes
+    /// costs less than two digit products: a kernel reading [`Format::CODES16`] (its
+    /// `pack_f32` quantizes to 16 bits), for `K ≤` [`MAX_K16`], with a [`Wide`] stage without
+    /// high sums. `None` (the default) where the kernel has none: `sdot` and `vpdpbusd`
+    /// multiply 8-bit codes at twice their 16-bit rate, so two digit products cost what one
+    /// 16-bit product would.
+    fn codes16(&self) -> Option<&'static dyn Int8Kernel> {
+        None
     }
 }
 

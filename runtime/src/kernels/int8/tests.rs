@@ -5,8 +5,9 @@
 //! jobs starting mid-way).
 
 use super::{
-    available, digits, generic, pack_f32, pack_f32_digits, pack_i8, quantize, quantize16, Format,
-    Int8Kernel, Job, Output, Pack, PackedWeights, Quantizer, Stage, Strides, Wide, COLS, ROWS,
+    available, digits, generic, pack_f32, pack_f32_codes16, pack_f32_digits, pack_i8, quantize,
+    quantize16, Format, HighSums, Int8Kernel, Job, Output, Pack, PackedWeights, Quantizer, Stage,
+    Strides, Wide, COLS, MAX_K16, ROWS,
 };
 
 /// Every packing format some kernel reads.
@@ -252,6 +253,86 @@ fn the_digits_of_every_16_bit_code_recombine() {
     assert_eq!(quantize16(2.5, 1.0, 0.0), 2, "ties to even");
 }
 
+/// The case's input channels first (`[k][n]`) or last (`[n][k]`), and its strides.
+fn input(c: &Case, last: bool) -> (Vec<f32>, Strides) {
+    let (k, n) = (c.k, c.n);
+    if last {
+        let t = (0..n * k).map(|i| c.x[(i % k) * n + i / k]).collect();
+        (t, Strides { k: 1, c: k })
+    } else {
+        (c.x.clone(), Strides { k: n, c: 1 })
+    }
+}
+
+/// Output scale and zero point of the i8 outputs of [`split_jobs`].
+const OUT_I8: (f32, f32) = (1.0 / 0.05, -3.0);
+
+/// `m` × `n` outputs written by `run(first block, blocks, row blocks, output)` over split jobs
+/// (the first column block, then the rest; one row block, then the rest of the rows), in f32
+/// and in i8 (`OUT_I8`), channels first or `last`; returned as `[m][n]`.
+fn split_jobs(
+    m: usize,
+    n: usize,
+    last: bool,
+    mut run: impl FnMut(usize, usize, std::ops::Range<usize>, Output),
+) -> (Vec<f32>, Vec<i8>) {
+    let ld = if last {
+        Strides { k: 1, c: m }
+    } else {
+        Strides { k: n, c: 1 }
+    };
+    let mut yf = vec![f32::NAN; m * n];
+    let mut yq = vec![99i8; m * n];
+    let outs = [
+        Output::F32 {
+            ptr: yf.as_mut_ptr(),
+            ld,
+        },
+        Output::I8 {
+            ptr: yq.as_mut_ptr(),
+            ld,
+            inv_scale: OUT_I8.0,
+            zp: OUT_I8.1,
+        },
+    ];
+    let (blocks, row_blocks) = (n.div_ceil(COLS), m.div_ceil(ROWS));
+    for out in outs {
+        for (first, count) in [(0, 1), (1, blocks - 1)] {
+            for rows in [0..1, 1..row_blocks] {
+                if count > 0 && !rows.is_empty() {
+                    run(first, count, rows, out);
+                }
+            }
+        }
+    }
+    let back = |i: usize| if last { (i % n) * m + i / n } else { i };
+    (
+        (0..m * n).map(|i| yf[back(i)]).collect(),
+        (0..m * n).map(|i| yq[back(i)]).collect(),
+    )
+}
+
+/// The definition of a 16-bit input's product: `(Σ W·(q − zp) + bias) · scale`, the sum
+/// exact (i64) and rounded once to f32, clamped to `[lo, hi]`; `[m][n]`.
+fn definition16(c: &Case, q: Quantizer, lo: f32, hi: f32) -> Vec<f32> {
+    let (m, k, n) = (c.m, c.k, c.n);
+    let codes: Vec<i64> =
+        c.x.iter()
+            .map(|&v| quantize16(v, q.inv_scale, q.zp as f32) as i64)
+            .collect();
+    let mut want = vec![0f32; m * n];
+    for o in 0..m {
+        for col in 0..n {
+            let acc: i64 = (0..k)
+                .map(|kk| c.w[o * k + kk] as i64 * (codes[kk * n + col] - q.zp as i64))
+                .sum();
+            let y = (acc + c.bias[o] as i64) as f32 * c.scale[o];
+            want[o * n + col] = y.max(lo).min(hi);
+        }
+    }
+    want
+}
+
 /// A 16-bit input end to end on every kernel: its digit packer, the high digits' i32 sums
 /// (channels last, as the op keeps them) and the combining stage of the low digits' product,
 /// against the definition `(Σ W·(q − zp) + bias) · scale` with the sum exact (i64) and rounded
@@ -260,7 +341,7 @@ fn the_digits_of_every_16_bit_code_recombine() {
 #[test]
 fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
     let mut rng = SmallRng::seed_from_u64(12);
-    let (inv_out, zp_out) = (1.0 / 0.05, -3.0);
+    let (inv_out, zp_out) = OUT_I8;
     for (m, k, n) in [
         (5usize, 7usize, 33usize),
         (12, 48, 50),
@@ -281,21 +362,8 @@ fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
             .collect();
         let zero = vec![0i32; m];
         let corr_u: Vec<i32> = rowsum.iter().map(|s| (-128 * s) as i32).collect();
-        let codes: Vec<i64> =
-            c.x.iter()
-                .map(|&v| quantize16(v, q.inv_scale, q.zp as f32) as i64)
-                .collect();
         for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
-            let mut want = vec![0f32; m * n];
-            for o in 0..m {
-                for col in 0..n {
-                    let acc: i64 = (0..k)
-                        .map(|kk| c.w[o * k + kk] as i64 * (codes[kk * n + col] - q.zp as i64))
-                        .sum();
-                    let y = (acc + c.bias[o] as i64) as f32 * c.scale[o];
-                    want[o * n + col] = y.max(lo).min(hi);
-                }
-            }
+            let want = definition16(&c, q, lo, hi);
             let want_q: Vec<i8> = want.iter().map(|&y| quantize(y, inv_out, zp_out)).collect();
             for kernel in available() {
                 let format = kernel.format();
@@ -303,17 +371,7 @@ fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
                 let blocks = n.div_ceil(COLS);
                 let step = format.block_bytes(k);
                 for last in [false, true] {
-                    let (x, ld) = if last {
-                        let t: Vec<f32> = (0..n * k).map(|i| c.x[(i % k) * n + i / k]).collect();
-                        (t, Strides { k: 1, c: m })
-                    } else {
-                        (c.x.clone(), Strides { k: n, c: 1 })
-                    };
-                    let ld_in = if last {
-                        Strides { k: 1, c: k }
-                    } else {
-                        Strides { k: n, c: 1 }
-                    };
+                    let (x, ld_in) = input(&c, last);
                     let p = Pack {
                         x: &x,
                         k,
@@ -327,77 +385,46 @@ fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
                     let mut high = vec![0i32; m * n];
                     // The high sums with rows contiguous (NEON's layout) or columns.
                     for high_ld in [Strides { k: 1, c: m }, Strides { k: n, c: 1 }] {
-                        let mut yf = vec![f32::NAN; m * n];
-                        let mut yq = vec![99i8; m * n];
-                        let outs = [
-                            Output::F32 {
-                                ptr: yf.as_mut_ptr(),
-                                ld,
-                            },
-                            Output::I8 {
-                                ptr: yq.as_mut_ptr(),
-                                ld,
-                                inv_scale: inv_out,
-                                zp: zp_out,
-                            },
-                        ];
-                        for out in outs {
-                            // The first column block, then the rest; one row block per job, then
-                            // the rest of the rows.
-                            let row_blocks = m.div_ceil(ROWS);
-                            for (first, count) in [(0, 1), (1, blocks - 1)] {
-                                for rows in [0..1, 1..row_blocks] {
-                                    if count == 0 || rows.is_empty() {
-                                        continue;
-                                    }
-                                    let span = first * step..(first + count) * step;
-                                    let job = |x, stage| Job {
-                                        w: &w,
-                                        x,
-                                        first_block: first,
-                                        blocks: count,
-                                        row_blocks: rows.clone(),
-                                        n,
-                                        stage,
-                                    };
-                                    let stage = Stage {
-                                        corr: &zero,
-                                        corr_u: &corr_u,
-                                        scale: &c.scale,
-                                        lo: -f32::MAX,
-                                        hi: f32::MAX,
-                                        out: Output::I32 {
-                                            ptr: high.as_mut_ptr(),
-                                            ld: high_ld,
-                                        },
-                                        wide: None,
-                                    };
-                                    kernel.run(&job(&hi_plane[span.clone()], stage));
-                                    let wide = Wide {
-                                        high: high.as_ptr(),
-                                        ld: high_ld,
-                                        corr: &corr16,
-                                    };
-                                    let stage = Stage {
-                                        lo,
-                                        hi,
-                                        out,
-                                        wide: Some(wide),
-                                        ..stage
-                                    };
-                                    kernel.run(&job(&lo_plane[span.clone()], stage));
-                                }
-                            }
-                        }
-                        let back = |i: usize| {
-                            if last {
-                                (i % n) * m + i / n
-                            } else {
-                                i
-                            }
-                        };
-                        let yf: Vec<f32> = (0..m * n).map(|i| yf[back(i)]).collect();
-                        let yq: Vec<i8> = (0..m * n).map(|i| yq[back(i)]).collect();
+                        let (yf, yq) = split_jobs(m, n, last, |first, count, rows, out| {
+                            let span = first * step..(first + count) * step;
+                            let job = |x, stage| Job {
+                                w: &w,
+                                x,
+                                first_block: first,
+                                blocks: count,
+                                row_blocks: rows.clone(),
+                                n,
+                                stage,
+                            };
+                            let stage = Stage {
+                                corr: &zero,
+                                corr_u: &corr_u,
+                                scale: &c.scale,
+                                lo: -f32::MAX,
+                                hi: f32::MAX,
+                                out: Output::I32 {
+                                    ptr: high.as_mut_ptr(),
+                                    ld: high_ld,
+                                },
+                                wide: None,
+                            };
+                            kernel.run(&job(&hi_plane[span.clone()], stage));
+                            let wide = Wide {
+                                high: Some(HighSums {
+                                    ptr: high.as_ptr(),
+                                    ld: high_ld,
+                                }),
+                                corr: &corr16,
+                            };
+                            let stage = Stage {
+                                lo,
+                                hi,
+                                out,
+                                wide: Some(wide),
+                                ..stage
+                            };
+                            kernel.run(&job(&lo_plane[span], stage));
+                        });
                         let what = format!(
                             "{} M={m} K={k} N={n} last {last} clamp {lo}..{hi}",
                             kernel.name()
@@ -409,6 +436,134 @@ fn every_kernel_combines_the_digit_products_of_a_16_bit_input() {
             }
         }
     }
+}
+
+/// Every one-product 16-bit kernel (each available kernel's `codes16` twin: the portable
+/// one everywhere, `neon-16x8` on aarch64) against the definition bit for bit, with its own
+/// packer: f32 and i8 outputs, channels first and last, jobs over part of the columns and of
+/// the rows; the i32 stage where the sums fit, the i64 one for the largest sums the form
+/// allows (±127 weights on saturated codes, K = MAX_K16).
+#[test]
+fn every_16x8_kernel_gives_the_definition_s_bits() {
+    let mut rng = SmallRng::seed_from_u64(13);
+    let (inv_out, zp_out) = OUT_I8;
+    let twins: Vec<&dyn Int8Kernel> = available().iter().filter_map(|k| k.codes16()).collect();
+    assert!(twins.iter().any(|k| k.name() == "generic-16x8"));
+    #[cfg(target_arch = "aarch64")]
+    assert!(twins.iter().any(|k| k.name() == "neon-16x8"), "{twins:?}");
+    for (m, k, n, extreme) in [
+        (5usize, 7usize, 33usize, false),
+        (12, 48, 50, false),
+        (40, 24, 100, false),
+        (8, 16, 64, false),
+        (4, 1, 16, false),
+        (9, 3, 5, false),
+        (9, MAX_K16, 17, true),
+    ] {
+        let c = case(&mut rng, m, k, n, extreme);
+        let q = Quantizer {
+            inv_scale: 1.0 / 1e-4,
+            zp: 1234,
+        };
+        let corr_q: Vec<i64> = (0..m)
+            .map(|o| {
+                let sum: i64 = c.w[o * k..(o + 1) * k].iter().map(|&v| v as i64).sum();
+                c.bias[o] as i64 - q.zp as i64 * sum
+            })
+            .collect();
+        // The i32 stage (as an 8-bit input's) where no sum can leave i32, as the op picks it.
+        let fits = (0..m).all(|o| {
+            let abs: i64 = c.w[o * k..(o + 1) * k]
+                .iter()
+                .map(|&v| (v as i64).abs())
+                .sum();
+            32768 * abs + corr_q[o].abs() <= i32::MAX as i64
+        });
+        assert_eq!(fits, !extreme, "the cases cover both stages");
+        let corr32: Vec<i32> = corr_q.iter().map(|&v| v as i32).collect();
+        let unused = vec![0i32; m];
+        for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
+            let want = definition16(&c, q, lo, hi);
+            let want_q: Vec<i8> = want.iter().map(|&y| quantize(y, inv_out, zp_out)).collect();
+            for &kernel in &twins {
+                let format = kernel.format();
+                assert_eq!(format, Format::CODES16, "{}", kernel.name());
+                let w = PackedWeights::new(&c.w, m, k, format);
+                let blocks = n.div_ceil(COLS);
+                let step = format.block_bytes(k);
+                for last in [false, true] {
+                    let (x, ld_in) = input(&c, last);
+                    let p = Pack {
+                        x: &x,
+                        k,
+                        n,
+                        ld: ld_in,
+                        blocks: 0..blocks,
+                    };
+                    let mut packed = vec![0u8; format.packed_len(k, n)];
+                    kernel.pack_f32(&p, q, &mut packed);
+                    let (yf, yq) = split_jobs(m, n, last, |first, count, rows, out| {
+                        kernel.run(&Job {
+                            w: &w,
+                            x: &packed[first * step..(first + count) * step],
+                            first_block: first,
+                            blocks: count,
+                            row_blocks: rows,
+                            n,
+                            stage: Stage {
+                                corr: if fits { &corr32 } else { &unused },
+                                corr_u: &unused,
+                                scale: &c.scale,
+                                lo,
+                                hi,
+                                out,
+                                wide: (!fits).then_some(Wide {
+                                    high: None,
+                                    corr: &corr_q,
+                                }),
+                            },
+                        })
+                    });
+                    let what = format!(
+                        "{} M={m} K={k} N={n} last {last} clamp {lo}..{hi}",
+                        kernel.name()
+                    );
+                    assert_eq!(bits(&yf), bits(&want), "f32: {what}");
+                    assert_eq!(yq, want_q, "i8: {what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "too long for 16-bit codes")]
+fn a_16x8_job_refuses_a_reduction_its_sums_cannot_hold() {
+    let k = MAX_K16 + 1;
+    let w = PackedWeights::new(&vec![1; 4 * k], 4, k, Format::CODES16);
+    let x = vec![0u8; Format::CODES16.packed_len(k, 16)];
+    let mut y = [0f32; 64];
+    let job = Job {
+        w: &w,
+        x: &x,
+        first_block: 0,
+        blocks: 1,
+        row_blocks: 0..1,
+        n: 16,
+        stage: Stage {
+            corr: &[0; 4],
+            corr_u: &[0; 4],
+            scale: &[1.0; 4],
+            lo: -f32::MAX,
+            hi: f32::MAX,
+            out: Output::F32 {
+                ptr: y.as_mut_ptr(),
+                ld: Strides { k: 16, c: 1 },
+            },
+            wide: None,
+        },
+    };
+    generic().codes16().unwrap().run(&job);
 }
 
 #[test]
@@ -481,6 +636,23 @@ fn every_packer_writes_the_portable_bytes() {
                 let what = format!("{name} digits: k={k} n={n} {strides:?} {range:?}");
                 assert_eq!(got_hi, hi, "high {what}");
                 assert_eq!(got_lo, lo, "low {what}");
+                // 16-bit codes in one plane, for the kernel's one-product twin.
+                if let Some(twin) = kernel.codes16() {
+                    let len = range.len() * Format::CODES16.block_bytes(k);
+                    let mut codes = vec![0u8; len];
+                    pack_f32_codes16(&p, q16, &mut codes);
+                    let mut got = vec![1u8; len];
+                    twin.pack_f32(&p, q16, &mut got);
+                    let what = format!("{}: k={k} n={n} {strides:?} {range:?}", twin.name());
+                    assert_eq!(got, codes, "{what}");
+                    // The portable packer writes the code `quantize16` gives (the last
+                    // column of the last k, in the ranges' last block).
+                    let (b, col) = ((n - 1) / COLS - range.start, (n - 1) % COLS);
+                    let at = (b * k + (k - 1)) * 2 * COLS + 2 * col;
+                    let x_last = x[(k - 1) * strides.k + (n - 1) * strides.c];
+                    let code = quantize16(x_last, q16.inv_scale, q16.zp as f32) as i16;
+                    assert_eq!(codes[at..at + 2], code.to_ne_bytes(), "{what}");
+                }
             }
         }
     }

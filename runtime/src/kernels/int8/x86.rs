@@ -21,7 +21,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, COLS, ROWS};
+use super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, Wide, COLS, ROWS};
 
 /// The packing `vpdpbusd` reads: groups of 4 k, offset-binary input.
 const FORMAT: Format = Format::DOT4_U8;
@@ -331,13 +331,16 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                 }
                 let sum = match stage.wide {
                     None => _mm512_cvtepi32_ps(_mm512_add_epi32(*a, corr)),
-                    Some(w) if w.ld.c == 1 => {
+                    Some(Wide {
+                        high: Some(h),
+                        corr,
+                    }) if h.ld.c == 1 => {
                         // 256·high + signed sum + corr, exact in f64 (integers below 2^53),
                         // then one rounding to f32: the portable `i64 as f32`.
                         let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);
                         let s = _mm512_add_epi32(*a, _mm512_set1_epi32(signed));
-                        let h = _mm512_maskz_loadu_epi32(mask, w.high.add(o * w.ld.k + c).cast());
-                        let add = _mm512_set1_pd(w.corr[o] as f64);
+                        let h = _mm512_maskz_loadu_epi32(mask, h.ptr.add(o * h.ld.k + c).cast());
+                        let add = _mm512_set1_pd(corr[o] as f64);
                         let half = |h: __m256i, s: __m256i| {
                             let h = _mm512_mul_pd(_mm512_cvtepi32_pd(h), _mm512_set1_pd(256.0));
                             let v = _mm512_add_pd(_mm512_add_pd(h, _mm512_cvtepi32_pd(s)), add);
@@ -351,7 +354,8 @@ unsafe fn tile<const R: usize, const NB: usize>(job: &Job<'_>, rb: usize, b: usi
                         _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(lo8), hi8))
                     }
                     Some(_) => {
-                        // Other layouts of the high sums: the portable stage, on the signed sums.
+                        // Other layouts of the high sums (x86 kernels have no one-product
+                        // form): the portable stage, on the signed sums.
                         let mut sums = [0i32; COLS];
                         _mm512_storeu_si512(sums.as_mut_ptr().cast(), *a);
                         let signed = stage.corr_u[o].wrapping_sub(stage.corr[o]);

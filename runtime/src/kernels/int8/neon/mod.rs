@@ -17,6 +17,10 @@
 //!   are added by `addp` at the end of a tile, into one vector per column whose lanes are the
 //!   4 rows: the channels-last layout of an NHWC graph, stored with no transpose.
 //!
+//! * `neon-16x8` ([`smlal16`], [`Format::CODES16`]): the `neon` kernel's one-product twin for
+//!   16-bit inputs ([`Int8Kernel::codes16`]): `smlal` by element on 16-bit lanes, 4 MACs per
+//!   instruction, where the two digit products take 6 instructions for 16.
+//!
 //! Both pack float inputs 16 values at a time ([`pack`]): 8-bit codes, or the two digit
 //! planes of a 16-bit input in one pass. The output stage ([`store`]) runs on 4 lanes (add,
 //! `scvtf`, `fmul`, clamp with `fmaxnm`/`fminnm`, and for i8 `fcvtns`; a 16-bit input's
@@ -29,6 +33,7 @@
 
 pub mod pack;
 pub mod sdot;
+pub mod smlal16;
 pub mod smull;
 pub mod store;
 
@@ -86,6 +91,10 @@ impl Int8Kernel for Neon {
     fn sums_rows_contiguous(&self) -> bool {
         true
     }
+
+    fn codes16(&self) -> Option<&'static dyn Int8Kernel> {
+        Some(&smlal16::Smlal16)
+    }
 }
 
 impl Int8Kernel for NeonDot {
@@ -123,6 +132,16 @@ impl Int8Kernel for NeonDot {
 unsafe fn quantize_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> int32x4_t {
     let v = vaddq_f32(vmulq_f32(v, inv), zp);
     let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
+    vcvtnq_s32_f32(v)
+}
+
+/// Quantizes 4 floats to 16-bit codes in 32-bit lanes, as [`quantize_s32`] with the clamp
+/// at `[−32768, 32767]`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn quantize16_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> int32x4_t {
+    let v = vaddq_f32(vmulq_f32(v, inv), zp);
+    let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-32768.0)), vdupq_n_f32(32767.0));
     vcvtnq_s32_f32(v)
 }
 

@@ -9,6 +9,9 @@
 //! * The two digit planes of 16-bit codes ([`Digits`]): clamped to `[−32768, 32767]`,
 //!   narrowed once to i16; `shrn #8` gives the high digits (`q >> 8`), `xtn` and an `eor` of
 //!   0x80 the low ones (`(q & 0xFF) − 128`). One pass writes both planes.
+//! * 16-bit codes in one plane ([`pack_f32_codes16`], [`Format::CODES16`]): channels first,
+//!   16 floats per k quantized as the digits are, narrowed once (`xtn`) and stored as 32
+//!   bytes; channels last by the portable packer.
 //! * Channels last (each column's k contiguous): one 16-byte store per 16 floats and plane, in
 //!   any group size (4 columns × 4 k for groups of 4, 16 k of one column for groups of 16).
 //! * Channels first (each k's columns contiguous), groups of 4: the 4 k rows of 16 columns
@@ -19,7 +22,7 @@
 use std::arch::aarch64::*;
 
 use super::super::{Format, Pack, Quantizer, Strides, COLS};
-use super::{narrow16, quantize_s32};
+use super::{narrow16, quantize16_s32, quantize_s32};
 
 /// [`super::super::pack_f32`] in `format` (groups of 4 or 16 k), the same bytes.
 pub fn pack_f32(p: &Pack<'_, f32>, q: Quantizer, format: Format, out: &mut [u8]) {
@@ -51,6 +54,42 @@ pub fn pack_f32_digits(
         pack(p, format, [hi, lo], Digits::<true> { inv, zp }, portable)
     } else {
         pack(p, format, [hi, lo], Digits::<false> { inv, zp }, portable)
+    }
+}
+
+/// [`super::super::pack_f32_codes16`], the same bytes: whole blocks of contiguous columns
+/// (channels first) 16 floats per k at a time, quantized as the portable `quantize16` and
+/// narrowed by `xtn`; other blocks by the portable packer.
+pub fn pack_f32_codes16(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
+    let format = Format::CODES16;
+    p.check(format, out);
+    let (k, n, ld) = (p.k, p.n, p.ld);
+    let per_block = format.block_bytes(k);
+    // SAFETY: NEON is always present on aarch64.
+    let (inv, zp) = unsafe { (vdupq_n_f32(q.inv_scale), vdupq_n_f32(q.zp as f32)) };
+    for (bi, b) in p.blocks.clone().enumerate() {
+        let dst = &mut out[bi * per_block..(bi + 1) * per_block];
+        let c0 = b * COLS;
+        if ld.c != 1 || c0 + COLS > n {
+            let one = Pack {
+                blocks: b..b + 1,
+                ..p.clone()
+            };
+            super::super::pack_f32_codes16(&one, q, dst);
+            continue;
+        }
+        for (kk, row) in dst.chunks_exact_mut(2 * COLS).enumerate() {
+            let src = &p.x[kk * ld.k + c0..][..COLS];
+            // SAFETY: 16 floats of `src` read, 32 bytes of `row` written; NEON.
+            unsafe {
+                let q: [int32x4_t; 4] = std::array::from_fn(|i| {
+                    quantize16_s32(vld1q_f32(src.as_ptr().add(4 * i)), inv, zp)
+                });
+                let d = row.as_mut_ptr() as *mut i16;
+                vst1q_s16(d, vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1])));
+                vst1q_s16(d.add(8), vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3])));
+            }
+        }
     }
 }
 
@@ -93,11 +132,7 @@ impl<const OFFSET: bool> Encode<2> for Digits<OFFSET> {
     unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 2] {
         // SAFETY: NEON.
         unsafe {
-            let (lowest, highest) = (vdupq_n_f32(-32768.0), vdupq_n_f32(32767.0));
-            let q = v.map(|v| {
-                let v = vaddq_f32(vmulq_f32(v, self.inv), self.zp);
-                vcvtnq_s32_f32(vminnmq_f32(vmaxnmq_f32(v, lowest), highest))
-            });
+            let q = v.map(|v| quantize16_s32(v, self.inv, self.zp));
             let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
             let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
             let hi = vcombine_s8(vshrn_n_s16::<8>(a), vshrn_n_s16::<8>(b));

@@ -8,7 +8,7 @@ use std::arch::asm;
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{Sink, Tiles};
+use super::store::{put_block, Sink, Tiles};
 
 /// The packing this kernel reads: groups of 4 k, signed input.
 pub const FORMAT: Format = Format::DOT4_I8;
@@ -66,17 +66,7 @@ impl Tiles for Sdot {
                         x.add(b * groups * STEP),
                         groups,
                     );
-                    let mut c = 0;
-                    while c + 4 <= cols {
-                        s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2], acc[c + 3]]);
-                        c += 4;
-                    }
-                    match cols - c {
-                        1 => s.put(c0 + c, [acc[c]]),
-                        2 => s.put(c0 + c, [acc[c], acc[c + 1]]),
-                        3 => s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2]]),
-                        _ => {}
-                    }
+                    put_block(&s, c0, cols, &acc);
                 }
             }
         }

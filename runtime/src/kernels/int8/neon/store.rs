@@ -12,13 +12,15 @@
 //!   shifted (`sshll`), the low sums added (`saddw`) and the i64 correction, converted by
 //!   `scvtf` to f64 (exact below 2^53) and `fcvtn` to f32 (one rounding, as the portable
 //!   `i64 as f32`), then the float stage and the stores above.
+//! * The one-product stage of a 16-bit input (a [`Wide`](super::super::Wide) stage without
+//!   high sums): the sums widened and added to the i64 correction (`saddw`), then as above.
 //! * Anything else (the last, partial row block; i8 channels first; other strides): the
 //!   portable stage, element by element.
 
 use std::arch::aarch64::*;
 use std::ops::Range;
 
-use super::super::{Job, Output, Stage, Wide, ROWS};
+use super::super::{HighSums, Job, Output, Stage, Wide, COLS, ROWS};
 use super::quantize_s32;
 
 /// A kernel's loops over a job's tiles.
@@ -55,8 +57,17 @@ pub unsafe fn run<T: Tiles>(job: &Job<'_>) {
             }),
             (Output::I32 { .. }, _) => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
             (_, None) => float::<T, _>(job, whole, |o0| StageVectors::load(stage, o0)),
-            (_, Some(w)) if w.ld.k == 1 => {
-                float::<T, _>(job, whole, |o0| WideVectors::load(stage, &w, o0))
+            (_, Some(Wide { high: None, corr })) => {
+                float::<T, _>(job, whole, |o0| ExactVectors::load(stage, corr, o0))
+            }
+            (
+                _,
+                Some(Wide {
+                    high: Some(h),
+                    corr,
+                }),
+            ) if h.ld.k == 1 => {
+                float::<T, _>(job, whole, |o0| WideVectors::load(stage, h, corr, o0))
             }
             _ => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
         }
@@ -109,6 +120,29 @@ pub trait Sink {
     /// # Safety
     /// Those columns must lie in the output.
     unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]);
+}
+
+/// Hands the `cols` valid columns of a block's tile (one vector per column, from column `c0`)
+/// to the sink, 4 at a time.
+///
+/// # Safety
+/// The sink's: columns `c0..c0 + cols` lie in the output.
+#[inline(always)]
+pub unsafe fn put_block<S: Sink>(s: &S, c0: usize, cols: usize, acc: &[int32x4_t; COLS]) {
+    let mut c = 0;
+    // SAFETY (whole body): the caller's contract.
+    unsafe {
+        while c + 4 <= cols {
+            s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2], acc[c + 3]]);
+            c += 4;
+        }
+        match cols - c {
+            1 => s.put(c0 + c, [acc[c]]),
+            2 => s.put(c0 + c, [acc[c], acc[c + 1]]),
+            3 => s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2]]),
+            _ => {}
+        }
+    }
 }
 
 /// A float stage of a whole row block: column `c`'s sums (lanes: the 4 rows) to floats.
@@ -177,23 +211,75 @@ struct WideVectors {
 }
 
 impl WideVectors {
-    /// Rows `o0..o0 + 4` of `stage` and `wide` (checked: a whole row block; `wide.ld.k` = 1).
+    /// Rows `o0..o0 + 4` of `stage`, `high` and `corr` (checked: a whole row block;
+    /// `high.ld.k` = 1).
     ///
     /// # Safety
     /// NEON, always present on aarch64.
     #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn load(stage: &Stage<'_>, wide: &Wide<'_>, o0: usize) -> WideVectors {
-        assert!(o0 + ROWS <= wide.corr.len() && wide.ld.k == 1);
-        // SAFETY: checked just above; StageVectors::load checks its own.
+    unsafe fn load(stage: &Stage<'_>, high: HighSums, corr: &[i64], o0: usize) -> WideVectors {
+        assert!(high.ld.k == 1);
+        // SAFETY: NEON; both loads check their rows.
         unsafe {
-            let c = wide.corr.as_ptr().add(o0);
             WideVectors {
-                high: wide.high.wrapping_add(o0),
-                ldc: wide.ld.c,
-                corr: [vld1q_s64(c), vld1q_s64(c.add(2))],
+                high: high.ptr.wrapping_add(o0),
+                ldc: high.ld.c,
+                corr: corr_vectors(corr, o0),
                 y: StageVectors::load(stage, o0),
             }
+        }
+    }
+}
+
+/// Rows `o0..o0 + 4` of an i64 correction, 2 per vector.
+///
+/// # Safety
+/// NEON, always present on aarch64.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn corr_vectors(corr: &[i64], o0: usize) -> [int64x2_t; 2] {
+    let c = &corr[o0..o0 + ROWS];
+    // SAFETY: 4 values, just checked.
+    unsafe { [vld1q_s64(c.as_ptr()), vld1q_s64(c.as_ptr().add(2))] }
+}
+
+/// The one-product stage of a 16-bit input ([`Format::CODES16`](super::super::Format)) on a
+/// whole row block: the sums, exact in i32, plus the i64 correction.
+struct ExactVectors {
+    corr: [int64x2_t; 2],
+    y: StageVectors,
+}
+
+impl ExactVectors {
+    /// Rows `o0..o0 + 4` of `stage` and `corr` (checked: a whole row block).
+    ///
+    /// # Safety
+    /// NEON, always present on aarch64.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn load(stage: &Stage<'_>, corr: &[i64], o0: usize) -> ExactVectors {
+        // SAFETY: NEON; both loads check their rows.
+        unsafe {
+            ExactVectors {
+                corr: corr_vectors(corr, o0),
+                y: StageVectors::load(stage, o0),
+            }
+        }
+    }
+}
+
+impl Apply for ExactVectors {
+    /// `sums + corr` in i64 (`saddw`), to f64 (`scvtf`, exact), to f32 (`fcvtn`, the one
+    /// rounding), then `fmul` and clamp.
+    #[inline(always)]
+    unsafe fn apply(&self, _c: usize, sums: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON is always present on aarch64.
+        unsafe {
+            let lo = vaddw_s32(self.corr[0], vget_low_s32(sums));
+            let hi = vaddw_high_s32(self.corr[1], sums);
+            let f = vcvt_high_f32_f64(vcvt_f32_f64(vcvtq_f64_s64(lo)), vcvtq_f64_s64(hi));
+            self.y.scale_clamp(f)
         }
     }
 }
