@@ -1,7 +1,7 @@
 //! Mixed precision: which layers stay in float, and which read 16-bit inputs.
 //!
 //! Two steps back from an all-int8 graph, tried in this order: a layer reads its input
-//! quantized to 16 bits (its weights and kernels stay int8, twice the multiplies; it fixes
+//! quantized to 16 bits (its weights stay int8, twice the 8-bit multiplies; it fixes
 //! inputs with long tails, where one 8-bit step over the whole range crushes the rest), then
 //! a layer stays float. Both search the same way.
 //!
