@@ -1,0 +1,396 @@
+//! `kestrel run`: its flags ([`RunArgs`]), merged with the settings file in one place
+//! ([`Settings::resolve`]: a flag overrides the file, the file the defaults), and the wiring of
+//! a run from them ([`run`]): model and sidecar, pipeline and analytics, outputs, source,
+//! `/metrics`, hot reload, signals, then the frame loop and its summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kestrel_runtime::analytics::zones::{parse_line_flag, parse_zone_flag, LineSpec, ZoneSpec};
+use kestrel_runtime::analytics::AnalyticsConfig;
+use kestrel_runtime::camera::{self, PixelFormat, SourceOptions};
+use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
+use kestrel_runtime::pipeline::http::{HttpServer, Served};
+use kestrel_runtime::pipeline::live_snapshot::LiveSnapshot;
+use kestrel_runtime::pipeline::metrics::Metrics;
+use kestrel_runtime::pipeline::mqtt::MqttSink;
+use kestrel_runtime::pipeline::reload::{self, Trigger};
+use kestrel_runtime::pipeline::sidecar::Sidecar;
+use kestrel_runtime::pipeline::snapshot::Snapshots;
+use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
+use kestrel_runtime::pipeline::{Outputs, Pipeline, RunOptions};
+use kestrel_runtime::{bundled, LoadOptions, Model};
+
+use crate::load;
+
+/// The settings of `kestrel run` (boxed in [`Command`]: far larger than the others).
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Settings file (default: /etc/kestrel/kestrel.toml when it exists); flags given
+    /// on the command line override it.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    config: Option<PathBuf>,
+    /// Read no settings file.
+    #[arg(long)]
+    no_config: bool,
+    /// Model (.nnef.tgz, .nnef.tar or NNEF directory); default: the bundled model. Its
+    /// sidecar MODEL.kestrel.toml (task, labels, preprocessing) is read if present.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Frame source: synthetic, pipe: (stdin), cmd:"COMMAND", file:PATH, v4l2:/dev/videoN,
+    /// nokhwa:INDEX.
+    #[arg(long)]
+    source: Option<String>,
+    /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Frame size WxH: of the raw frames of a pipe/cmd/file, or asked of a camera.
+    /// [default: 640x480]
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+    /// Frames per second: pacing of synthetic and file sources, asked of a camera (0: as
+    /// fast as possible). [default: 30]
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Pixel format of raw frames (pipe, cmd, raw files), or forced on a camera:
+    /// i420, nv12, yuyv, rgb24, gray, mjpeg.
+    #[arg(long, value_parser = parse_pixel_format)]
+    pixel_format: Option<PixelFormat>,
+    /// Start a file source again at its end.
+    #[arg(long = "loop", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    looping: Option<bool>,
+    /// End the run when the source fails, instead of reconnecting.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    exit_on_source_error: Option<bool>,
+    /// Classes reported per frame for classifiers (default: the sidecar's, else 3).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Per-channel mean (pixels scaled to 0..1), e.g. 0.485,0.456,0.406; overrides the sidecar.
+    #[arg(long, value_parser = parse_triple)]
+    mean: Option<[f32; 3]>,
+    /// Per-channel std, e.g. 0.229,0.224,0.225; overrides the sidecar.
+    #[arg(long, value_parser = parse_triple)]
+    std: Option<[f32; 3]>,
+    /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Write an annotated JPEG of the current frame into DIR every --every seconds.
+    #[arg(long, value_name = "DIR")]
+    snapshot: Option<PathBuf>,
+    /// Seconds between snapshots. [default: 10]
+    #[arg(long)]
+    every: Option<f64>,
+    /// Detection runs: keep only these classes (labels), e.g. person,car.
+    #[arg(long, value_delimiter = ',', value_name = "LABELS")]
+    classes: Option<Vec<String>>,
+    /// A zone: NAME=x,y;x,y;x,y[@class,class] (relative coordinates, at least 3 points).
+    /// Repeatable; replaces the config file's zones.
+    #[arg(long = "zone", value_parser = parse_zone_flag, value_name = "ZONE")]
+    zones: Vec<ZoneSpec>,
+    /// A counting line: NAME=ax,ay;bx,by[@class,class]; `in` is onto the right-hand side
+    /// of a→b. Repeatable; replaces the config file's lines.
+    #[arg(long = "line", value_parser = parse_line_flag, value_name = "LINE")]
+    lines: Vec<LineSpec>,
+    /// Detection runs: seconds between status lines with the counts (0: none). [default: 10]
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    status_every: Option<f64>,
+    /// Serve Prometheus /metrics, /healthz and /snapshot.jpg on HOST:PORT, e.g. 127.0.0.1:9464
+    /// (default: off).
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
+    /// Seconds without a processed frame before /healthz answers 503. [default: 10]
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    healthz_silence: Option<f64>,
+}
+
+/// What a run uses, each value from its flag, else the settings file, else the default.
+struct Settings {
+    /// The settings file read (empty when none), to place errors in it.
+    file: Config,
+    options: LoadOptions,
+    /// The model file, or none for the bundled model.
+    model: Option<PathBuf>,
+    /// `--mean`/`--std` (or the file's), overriding the sidecar's.
+    normalize: Option<Normalize>,
+    top_k: Option<usize>,
+    source: String,
+    source_options: SourceOptions,
+    frames: Option<u64>,
+    analytics: AnalyticsConfig,
+    /// Whether the zones and the lines came from the file (to place their errors there),
+    /// and whether the classes did.
+    regions_from_file: (bool, bool),
+    classes_from_file: bool,
+    mqtt: Option<String>,
+    snapshot: Option<PathBuf>,
+    every: f64,
+    status_every: f64,
+    http: Option<String>,
+    healthz_silence: f64,
+}
+
+impl Settings {
+    /// Reads the settings file `args` names (or the default one) and merges the flags over it.
+    fn resolve(args: RunArgs, threads: Option<u16>) -> Result<Settings> {
+        let location = match (args.config, args.no_config) {
+            (Some(path), _) => Location::Explicit(path),
+            (None, true) => Location::None,
+            (None, false) => Location::Default,
+        };
+        let file = Config::locate(&location)?.unwrap_or_default();
+        if !file.path.as_os_str().is_empty() {
+            log::info!("settings from {}", file.path.display());
+        }
+        let model = args.model.or(file.model.clone());
+        let source = args.source.or(file.source.clone());
+        // With neither a model nor a source: the bundled model on 100 synthetic frames.
+        let default_run = model.is_none() && source.is_none();
+        let normalize = match (args.mean.or(file.mean), args.std.or(file.std)) {
+            (None, None) => None,
+            (m, s) => Some(Normalize::from_mean_std(
+                m.unwrap_or([0.0; 3]),
+                s.unwrap_or([1.0; 3]),
+            )),
+        };
+        let (width, height) = args.size.or(file.size).unwrap_or((640, 480));
+        let source_options = SourceOptions {
+            width,
+            height,
+            fps: args.fps.or(file.fps).unwrap_or(30.0),
+            pixel_format: args.pixel_format.or(file.pixel_format),
+            looping: args.looping.or(file.looping).unwrap_or(false),
+            exit_on_error: args
+                .exit_on_source_error
+                .or(file.exit_on_source_error)
+                .unwrap_or(false),
+        };
+        // Zones and lines: the flags replace the file's lists.
+        let regions_from_file = (args.zones.is_empty(), args.lines.is_empty());
+        let classes_from_file = args.classes.is_none();
+        let analytics = AnalyticsConfig {
+            tracker: file.tracker.unwrap_or_default(),
+            classes: args.classes.or(file.classes.clone()).unwrap_or_default(),
+            zones: if regions_from_file.0 {
+                file.zones.clone()
+            } else {
+                args.zones
+            },
+            lines: if regions_from_file.1 {
+                file.lines.clone()
+            } else {
+                args.lines
+            },
+        };
+        Ok(Settings {
+            options: LoadOptions {
+                threads: threads.or(file.threads).map(usize::from),
+            },
+            model,
+            normalize,
+            top_k: args.top_k.or(file.top_k),
+            source: source.unwrap_or_else(|| "synthetic".into()),
+            source_options,
+            frames: args.frames.or(file.frames).or(default_run.then_some(100)),
+            analytics,
+            regions_from_file,
+            classes_from_file,
+            mqtt: args.mqtt.or(file.mqtt.clone()),
+            snapshot: args.snapshot.or(file.snapshot.clone()),
+            every: args.every.or(file.every).unwrap_or(10.0),
+            status_every: args.status_every.or(file.status_every).unwrap_or(10.0),
+            http: args.http.or(file.http.clone()),
+            healthz_silence: args
+                .healthz_silence
+                .or(file.healthz_silence)
+                .unwrap_or(10.0),
+            file,
+        })
+    }
+}
+
+/// `kestrel run`: the frame loop over the settings' source, with every output they ask for.
+pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
+    let s = Settings::resolve(args, threads)?;
+    let (model, normalize, task) = match &s.model {
+        None => (
+            bundled::load(&s.options)?,
+            s.normalize.unwrap_or_else(bundled::normalize),
+            bundled::task(s.top_k.unwrap_or(3)),
+        ),
+        Some(path) => load_with_sidecar(path, &s.options, s.normalize, s.top_k)?,
+    };
+    let mut pipeline = Pipeline::new(&model, normalize, task)
+        .with_context(|| format!("model {}", model.source()))?;
+    // Class names are checked against the model's labels now, and placed in the file when
+    // they came from it.
+    if let Err(e) = pipeline.set_analytics(&s.analytics) {
+        let in_file = match e.item {
+            Some(("zone", _)) => s.regions_from_file.0,
+            Some(("line", _)) => s.regions_from_file.1,
+            _ => s.classes_from_file,
+        };
+        if in_file {
+            if let Some(placed) = s.file.place(&e) {
+                return Err(placed.into());
+            }
+        }
+        return Err(e).with_context(|| format!("model {}", model.source()));
+    }
+    let mut mqtt = s.mqtt.as_deref().map(MqttSink::connect).transpose()?;
+    let mut snapshots = s
+        .snapshot
+        .as_deref()
+        .map(|dir| Snapshots::new(dir, s.every))
+        .transpose()?;
+    // Stop signals from here on: a SIGTERM while the source starts ends the run cleanly (its
+    // first check of the flag), with the source's processes stopped.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .context("installing signal handlers")?;
+    }
+    let source = camera::open(&s.source, &s.source_options)?;
+    let source_uri = source.uri().to_string();
+    let metrics = s.http.as_ref().map(|addr| {
+        let metrics = Metrics::new(
+            &source_uri,
+            model.source(),
+            model.load_time(),
+            pipeline.task(),
+        )
+        .with_regions(pipeline.analytics());
+        (addr, Arc::new(metrics))
+    });
+    let live = metrics.as_ref().map(|_| Arc::new(LiveSnapshot::new()));
+    let _http = metrics
+        .as_ref()
+        .zip(live.as_ref())
+        .map(|((addr, m), live)| {
+            let served = Served {
+                metrics: m.clone(),
+                live: live.clone(),
+                silence: Duration::from_secs_f64(s.healthz_silence),
+            };
+            HttpServer::start(addr, served)
+        })
+        .transpose()?;
+    let reload = s.model.clone().map(|path| reload_trigger(path, &s));
+    // SIGHUP asks for a reload; with the bundled model there is nothing to reload and the
+    // signal is ignored (its default action would end the service).
+    let hup = reload.as_ref().map_or_else(
+        || Arc::new(AtomicBool::new(false)),
+        |(_, t)| t.requested.clone(),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)
+        .context("installing the SIGHUP handler")?;
+    if let Some((path, trigger)) = &reload {
+        reload::watch(
+            path.clone(),
+            trigger.requested.clone(),
+            Duration::from_secs(2),
+        )
+        .context("starting the model file watcher")?;
+    }
+    let run_options = RunOptions {
+        frames: s.frames,
+        status_every: (s.status_every > 0.0).then(|| Duration::from_secs_f64(s.status_every)),
+        metrics: metrics.map(|(_, m)| m),
+        live,
+        reload: reload.map(|(_, t)| t),
+        stop,
+    };
+    let stdout = std::io::stdout();
+    let mut sink = JsonLines::new(stdout.lock());
+    let outputs = Outputs {
+        json: &mut sink,
+        mqtt: mqtt.as_mut(),
+        snapshots: snapshots.as_mut(),
+    };
+    let mut report = pipeline::run(&mut pipeline, source, outputs, &run_options);
+    if let Some(m) = mqtt.as_mut() {
+        m.finish(Duration::from_secs(3));
+        report.summary.mqtt_dropped = Some(m.dropped());
+    }
+    sink.summary(&report.summary, model.source(), &source_uri)?;
+    match report.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Hot reload of the model file `path` (SIGHUP, or the file changed): the trigger whose
+/// loader builds a new pipeline as the run built its own.
+fn reload_trigger(path: PathBuf, s: &Settings) -> (PathBuf, Trigger) {
+    let (options, analytics) = (s.options.clone(), s.analytics.clone());
+    let (normalize, top_k) = (s.normalize, s.top_k);
+    let file = path.clone();
+    let loader = move || -> Result<Pipeline> {
+        let (model, normalize, task) = load_with_sidecar(&file, &options, normalize, top_k)?;
+        let mut pipeline = Pipeline::new(&model, normalize, task)
+            .with_context(|| format!("model {}", model.source()))?;
+        pipeline
+            .set_analytics(&analytics)
+            .with_context(|| format!("model {}", model.source()))?;
+        Ok(pipeline)
+    };
+    let trigger = Trigger {
+        requested: Arc::new(AtomicBool::new(false)),
+        loader: Arc::new(loader),
+    };
+    (path, trigger)
+}
+
+/// A model file and what its sidecar says of it (task, labels, preprocessing), the command
+/// line's normalisation and top-k first: what `kestrel run --model` starts from, and what a
+/// reload loads again.
+fn load_with_sidecar(
+    path: &Path,
+    options: &LoadOptions,
+    cli_normalize: Option<Normalize>,
+    top_k: Option<usize>,
+) -> Result<(Model, Normalize, Task)> {
+    let sidecar = Sidecar::find(path)?;
+    let top_k = top_k
+        .or(sidecar.as_ref().and_then(Sidecar::top_k))
+        .unwrap_or(3);
+    let normalize = cli_normalize
+        .or(sidecar.as_ref().and_then(Sidecar::normalize))
+        .unwrap_or_else(Normalize::unit);
+    let model = load(path, options)?;
+    let task = match &sidecar {
+        Some(s) => {
+            log::info!("task from {}", s.path().display());
+            s.task_for(top_k, &model)?
+        }
+        None => Task::classify(vec![], top_k),
+    };
+    Ok((model, normalize, task))
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("'{s}': expected a number of seconds ≥ 0")),
+    }
+}
+
+fn parse_triple(s: &str) -> Result<[f32; 3], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("bad number '{x}'"))
+        })
+        .collect::<Result<_, _>>()?;
+    match v.as_slice() {
+        [a] => Ok([*a; 3]),
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err("expected one or three comma-separated numbers".into()),
+    }
+}
