@@ -8,6 +8,9 @@
 //!   ──write NNEF to temp──► reload with the runtime loader, compare──► rename
 //! ```
 //!
+//! [`convert_int8`] runs these stages in order, one function each in `stages.rs` (load,
+//! calibrate, choose, land, write and verify, report).
+//!
 //! Map: [`layers`] finds the quantizable layers and folds batch-norm and ReLU into them,
 //! [`equalize`] balances channel ranges between layer pairs, [`calib`] estimates activation
 //! ranges (min/max, percentile, KL entropy), [`qparams`] turns ranges and weights into int8
@@ -44,28 +47,25 @@ pub mod report;
 pub mod rewrite;
 pub mod rounding;
 pub mod roundtrip;
+mod stages;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
-use kestrel_runtime::io::atomic::AtomicFile;
-use kestrel_runtime::model::{LoadOptions, Model};
 use tract_onnx::prelude::*;
 
-use crate::convert::write_graph;
-use crate::load::{load_onnx, InputShape};
-use crate::verify::compare;
+use crate::load::InputShape;
 use calib::{Method, Observer};
 use data::{load_samples, CalibSource};
 pub use error::Int8Error;
 use evaluate::{Evaluator, Reference};
-use layers::{find_layers, Layer, LayerOp};
+use layers::{find_layers, Layer};
 use mixed::{Precision, Step};
 use observe::{values, Watcher};
 use qparams::ActQ;
 pub use report::{EqualizationReport, Int8Report, LayerReport, OutputReport};
-use rewrite::{build, RewriteOptions};
+use rewrite::RewriteOptions;
 
 /// Fewest samples a conversion accepts: at least one calibrates and one is held out.
 pub const MIN_SAMPLES: usize = 2;
@@ -200,409 +200,64 @@ impl Int8Options {
     }
 }
 
-/// Converts `source` into an int8 graph at `output`.
+/// Converts `source` into an int8 graph at `output`: the stages of [`stages`], in order.
 pub fn convert_int8(
     source: &Path,
     output: &Path,
     options: &Int8Options,
 ) -> Result<Int8Report, Int8Error> {
     let start = Instant::now();
-    let gzip = crate::convert::output_kind(output)?;
-    let graph_err = |stage: &'static str| {
-        move |e: TractError| Int8Error::Graph {
-            path: source.to_path_buf(),
-            stage,
-            reason: format!("{e:#}"),
-        }
-    };
-    let typed = load_onnx(source, &options.input_shapes)?;
-    let float = typed.into_decluttered().map_err(graph_err("declutter"))?;
-    if float.inputs.len() != 1 {
-        return Err(Int8Error::Graph {
-            path: source.to_path_buf(),
-            stage: "calibration",
-            reason: format!(
-                "{} inputs: int8 calibration supports one",
-                float.inputs.len()
-            ),
-        });
-    }
-    let input_fact = float
-        .outlet_fact(float.inputs[0])
-        .map_err(graph_err("input"))?
-        .clone();
-    let samples = load_samples(&options.calib, &input_fact)?;
-    if samples.len() < MIN_SAMPLES {
-        return Err(Int8Error::Calibration {
-            path: options.calib.path.clone(),
-            reason: format!(
-                "{} sample(s): at least {MIN_SAMPLES} are needed, some to calibrate and some \
-                 held out to measure the int8 graph on",
-                samples.len()
-            ),
-        });
-    }
-    let held_count =
-        ((samples.len() as f64 * options.holdout).round() as usize).clamp(1, samples.len() - 1);
-    let (calib, held) = samples.split_at(samples.len() - held_count);
-
-    let boxes =
-        match &options.sidecar {
-            Some(path) => Some(agreement::BoxCheck::new(path, &float).map_err(|reason| {
-                Int8Error::Sidecar {
-                    path: path.clone(),
-                    reason,
-                }
-            })?),
-            None => None,
-        };
-    let tuning = spread(calib, TUNING_SAMPLES);
-    let plain = prepare(float.clone(), false, calib, options).map_err(graph_err("calibration"))?;
-    if plain.layers.is_empty() {
-        return Err(Int8Error::Graph {
-            path: source.to_path_buf(),
-            stage: "layer analysis",
-            reason: "no Conv, Gemm or MatMul with constant weights to quantize".into(),
-        });
-    }
-    // Cross-layer equalization, kept where it raises the end-to-end SQNR on the tuning samples
-    // (both variants with their own calibration and bias correction).
-    let mut equalization = EqualizationReport::default();
-    // The variant not chosen stays at hand: a plan with 16-bit inputs may prefer it.
-    let mut pairs = vec![];
-    let (prepared, alternative) = if options.equalize {
-        let keep = default_keep(&plain, options);
-        let quantized = |l: &Layer| !keep.contains(&l.name);
-        match equalize::equalize(&float, &plain.layers, &quantized, calib, options.threads)
-            .map_err(graph_err("equalization"))?
-        {
-            None => {
-                equalization.decision = "no layer pair to equalize".into();
-                (plain, None)
-            }
-            Some(eq) => {
-                let with =
-                    prepare(eq.graph, true, calib, options).map_err(graph_err("calibration"))?;
-                let a =
-                    trial(&plain, &float, &tuning, options, &boxes).map_err(graph_err("trial"))?;
-                let b =
-                    trial(&with, &float, &tuning, options, &boxes).map_err(graph_err("trial"))?;
-                equalization.sqnr_without_db = Some(a);
-                equalization.sqnr_with_db = Some(b);
-                let on = b > a;
-                equalization.decision = format!(
-                    "{} ({} pairs): end-to-end SQNR on the tuning samples {b:.1} dB with, \
-                     {a:.1} dB without",
-                    if on { "kept" } else { "dropped" },
-                    eq.pairs.len()
-                );
-                log::info!("equalization {}", equalization.decision);
-                pairs = eq.pairs;
-                if on {
-                    (with, Some(plain))
-                } else {
-                    (plain, Some(with))
-                }
-            }
-        }
-    } else {
-        equalization.decision = "off (--no-equalize)".into();
-        (plain, None)
-    };
-    let kinds = agreement::output_kinds(&float, boxes.is_some()).map_err(graph_err("outputs"))?;
-    let make = |p, samples| evaluator(p, &float, samples, &kinds, &boxes, options);
-    // The chosen variant first, the other (if any) second.
-    let variants: Vec<Prepared> = std::iter::once(prepared).chain(alternative).collect();
-    let tune = make(&variants[0], &tuning).map_err(graph_err("float reference"))?;
-    let (plan, shift) = search(&variants[0], &tune, options).map_err(graph_err("search"))?;
-    let (prepared, tune, mut plan, mut shift) = match variants.get(1) {
-        // The equalization trial ran with 8-bit inputs; with 16-bit ones the other variant
-        // may do better (a 16-bit input needs no balanced ranges, and the balancing moved
-        // range into the weights).
-        Some(alt) if !plan.wide.is_empty() => {
-            let worst = tune
-                .evaluate(&plan, &shift, false)
-                .map_err(graph_err("evaluation"))?
-                .worst_sqnr();
-            let tune_alt = make(alt, &tuning).map_err(graph_err("float reference"))?;
-            let shift_alt = correct_with(&tune_alt, &alt.layers, &plan, options)
-                .map_err(graph_err("bias correction"))?;
-            let worst_alt = tune_alt
-                .evaluate(&plan, &shift_alt, false)
-                .map_err(graph_err("evaluation"))?
-                .worst_sqnr();
-            if worst_alt > worst {
-                let (plan, shift) = search(alt, &tune_alt, options).map_err(graph_err("search"))?;
-                equalization.decision = format!(
-                    "{} with the 16-bit inputs: end-to-end SQNR on the tuning samples \
-                     {worst_alt:.1} dB {}, {worst:.1} dB {} (with 8-bit inputs: {})",
-                    if alt.equalized { "kept" } else { "dropped" },
-                    if alt.equalized { "with" } else { "without" },
-                    if alt.equalized { "without" } else { "with" },
-                    equalization.decision
-                );
-                log::info!("equalization {}", equalization.decision);
-                (alt, tune_alt, plan, shift)
-            } else {
-                (&variants[0], tune, plan, shift)
-            }
-        }
-        _ => (&variants[0], tune, plan, shift),
-    };
-    if prepared.equalized {
-        equalization.applied = true;
-        equalization.pairs = pairs;
-    }
-    let (graph, layers, act) = (&prepared.float, &prepared.layers, &prepared.act);
-    let report_on = make(prepared, held).map_err(graph_err("float reference"))?;
-    let correct = |plan: &Precision| -> Result<HashMap<String, Vec<f32>>, Int8Error> {
-        correct_with(&tune, layers, plan, options).map_err(graph_err("bias correction"))
-    };
-    let widenable = widenable(prepared, &plan.float, options);
-    let isolated = report_on
-        .isolated(&shift)
-        .map_err(graph_err("isolated evaluation"))?;
-    let mut eval = report_on
-        .evaluate(&plan, &shift, true)
-        .map_err(graph_err("evaluation"))?;
-    // What the search chose on the tuning samples may still miss the floor on the held-out
-    // ones: then more layers step back, worst isolated SQNR first, doubling — 16-bit inputs
-    // first (`--activation-bits auto`), then float layers (`--keep-float auto`, all of them in
-    // the worst case: `auto` always lands).
-    let mut landing = vec![];
-    let mut steps = vec![];
-    if options.activation_bits == ActivationBits::Auto {
-        steps.push(Step::Widen);
-    }
-    if matches!(
-        options.keep_float,
-        KeepFloat::Auto(_) | KeepFloat::Fewest | KeepFloat::Floor
-    ) {
-        steps.push(Step::Float);
-    }
-    for step in steps {
-        if eval.worst_sqnr() >= options.sqnr_floor_db {
-            break;
-        }
-        let ranked: Vec<String> = match step {
-            Step::Widen => mixed::ranking(layers, &isolated, &plan.float)
-                .into_iter()
-                .filter(|n| widenable.contains(n) && !plan.wide.contains(n))
-                .collect(),
-            Step::Float => {
-                let sensitivity = tune
-                    .sensitivity(&plan, &shift)
-                    .map_err(graph_err("sensitivity"))?;
-                mixed::ranking_by_sensitivity(&sensitivity, &plan.float)
-            }
-        };
-        let mut k = 1;
-        let mut taken = 0;
-        while eval.worst_sqnr() < options.sqnr_floor_db && taken < ranked.len() {
-            let take = (taken + k).min(ranked.len());
-            plan = step.apply(&plan, &ranked[taken..take]);
-            taken = take;
-            shift = correct(&plan)?;
-            eval = report_on
-                .evaluate(&plan, &shift, true)
-                .map_err(graph_err("evaluation"))?;
-            log::info!(
-                "held-out check, {step:?}: {taken} more layers -> {:.1} dB",
-                eval.worst_sqnr()
-            );
-            k *= 2;
-        }
-        if taken == 0 {
-            continue;
-        }
-        let int8_left = layers
-            .iter()
-            .filter(|l| !plan.float.contains(&l.name))
-            .count();
-        landing.push(match step {
-            Step::Widen => format!(
-                "16-bit inputs for {taken} more layers to reach the floor on the held-out samples"
-            ),
-            Step::Float if int8_left == 0 => {
-                "every layer is float: no layer could stay int8 above the floor on the held-out \
-                 samples, so this graph is the float model"
-                    .to_string()
-            }
-            Step::Float => format!(
-                "more layers kept float to reach the floor on the held-out samples ({int8_left} \
-                 int8 left)"
-            ),
-        });
-    }
-    let landing = (!landing.is_empty()).then(|| landing.join("; "));
-    let keep = plan.float.clone();
-    let worst = eval.worst_sqnr();
+    crate::convert::output_kind(output)?;
+    let loaded = stages::load(source, options)?;
+    let tuning = loaded.tuning();
+    let (variants, mut equalization) = stages::calibrate(source, &loaded, &tuning, options)?;
+    let kinds = agreement::output_kinds(&loaded.float, loaded.boxes.is_some())
+        .map_err(stages::graph_err(source, "outputs"))?;
+    let choice = stages::choose(
+        source,
+        &loaded,
+        (&variants, &mut equalization),
+        &tuning,
+        &kinds,
+        options,
+    )?;
+    let report_on = evaluator(
+        choice.prepared,
+        &loaded.float,
+        loaded.held(),
+        &kinds,
+        &loaded.boxes,
+        options,
+    )
+    .map_err(stages::graph_err(source, "float reference"))?;
+    let landed = stages::land(source, &choice, &report_on, options)?;
+    let worst = landed.eval.worst_sqnr();
     let forced = worst < options.sqnr_floor_db;
     if forced && !options.force {
         return Err(Int8Error::Collapse {
             path: output.to_path_buf(),
             sqnr_db: worst,
             floor_db: options.sqnr_floor_db,
-            agreement: eval.agreement_text(),
+            agreement: landed.eval.agreement_text(),
             hint: collapse_hint(options),
         });
     }
-
-    let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
-    rewrite.wide = plan.wide.clone();
-    rewrite.rounded = prepared.rounded.clone();
-    rewrite.bias_shift = shift.clone();
-    rewrite.requantize_all = options.requantize_all;
-    rewrite.tract_ops = options.tract_ops;
-    let mut int8 = build(graph, layers, act, &rewrite).map_err(graph_err("rewrite"))?;
-    let (model, float_ops) =
-        crate::float_ops::place(int8.model, options.depthwise, options.max_pool)
-            .map_err(graph_err("float ops rewrite"))?;
-    int8.model = model;
-    let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
-    write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
-        path: output.to_path_buf(),
-        stage: "NNEF serialisation (a quantized op tract cannot write?)",
-        reason: format!("{e:#}"),
-    })?;
-    let verify_err = |reason: String| {
-        Int8Error::from(crate::ConvertError::Verify {
-            path: output.to_path_buf(),
-            reason,
-        })
-    };
-    let one = LoadOptions { threads: Some(1) };
-    let reloaded = Model::load(file.temp_path(), &one)
-        .map_err(|e| verify_err(format!("the runtime cannot load the written graph: {e}")))?;
-    let in_memory = Model::from_typed("int8", int8.model.clone(), &one, Instant::now())
-        .map_err(|e| verify_err(e.to_string()))?;
-    let mut reload_diff = 0f64;
-    for sample in held {
-        let a = in_memory
-            .run(tvec!(sample.clone().into_tvalue()))
-            .map_err(|e| verify_err(e.to_string()))?;
-        let b = reloaded
-            .run(tvec!(sample.clone().into_tvalue()))
-            .map_err(|e| verify_err(e.to_string()))?;
-        for (ix, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-            let d = compare(&in_memory.outputs()[ix].name, x, y)
-                .map_err(|e| verify_err(format!("{e:#}")))?;
-            reload_diff = reload_diff.max(if d.relative.is_nan() {
-                f64::INFINITY
-            } else {
-                d.relative
-            });
-        }
-    }
-    if reload_diff > 1e-4 {
-        let culprit = std::fs::read(file.temp_path())
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| Ok(Model::parse_bytes("int8", &bytes)?))
-            .and_then(|parsed| {
-                let sample = held
-                    .first()
-                    .ok_or_else(|| anyhow::anyhow!("no held-out sample"))?;
-                roundtrip::first_divergence(&int8.model, &parsed, sample, 1e-4)
-            });
-        let culprit = match culprit {
-            Ok(Some(what)) => format!("; first divergence: {what}"),
-            Ok(None) => "; every node agrees before optimisation, so the optimised graphs differ"
-                .to_string(),
-            Err(e) => {
-                log::warn!("could not locate the divergence: {e:#}");
-                String::new()
-            }
-        };
-        return Err(verify_err(format!(
-            "the reloaded int8 graph differs from the one built by {reload_diff:.3e} \
-             (relative){culprit}"
-        )));
-    }
-    let output_file_bytes = file.file_mut().metadata().map(|m| m.len()).unwrap_or(0);
-    file.commit().map_err(crate::ConvertError::from)?;
-
-    let layer_reports = layers
-        .iter()
-        .zip(&eval.layers)
-        .zip(&isolated)
-        .map(|((l, (sqnr, cos)), (iso, _))| LayerReport {
-            name: l.name.clone(),
-            op: match l.op {
-                LayerOp::Conv(_) => "Conv".into(),
-                LayerOp::EinSum(_) => "EinSum".into(),
-            },
-            channels: l.channels(),
-            int8: !keep.contains(&l.name),
-            input_bits: if keep.contains(&l.name) {
-                None
-            } else if plan.wide.contains(&l.name) {
-                Some(16)
-            } else {
-                Some(8)
-            },
-            relu_fused: l.relu.is_some(),
-            sqnr_db: *sqnr,
-            isolated_sqnr_db: *iso,
-            bias_corrected: shift.contains_key(&l.name) && !keep.contains(&l.name),
-            cosine: *cos,
-            input: act[&l.input],
-            output: act[&l.output],
-        })
-        .collect();
-    let mut kept: Vec<String> = layers
-        .iter()
-        .filter(|l| keep.contains(&l.name))
-        .map(|l| l.name.clone())
-        .collect();
-    kept.dedup();
-    let wide_inputs: Vec<String> = layers
-        .iter()
-        .filter(|l| plan.wide.contains(&l.name) && !keep.contains(&l.name))
-        .map(|l| l.name.clone())
-        .collect();
-    Ok(Int8Report {
-        source: source.to_path_buf(),
-        output: output.to_path_buf(),
-        source_file_bytes: std::fs::metadata(source).map(|m| m.len()).unwrap_or(0),
-        output_file_bytes,
-        method: options.method,
-        per_channel: options.per_channel,
-        bias_correction: options.bias_correction,
-        equalization,
-        calibration_samples: calib.len(),
-        heldout_samples: held_count,
-        layers: layer_reports,
-        outputs: eval
-            .outputs
-            .iter()
-            .map(|o| OutputReport {
-                name: o.name.clone(),
-                activation: o.activation.clone(),
-                sqnr_db: o.sqnr_db,
-                cosine: o.cosine,
-                top_k_agreement: o.top_k,
-                max_score_diff: o.max_score_diff,
-            })
-            .collect(),
-        top1_agreement: eval.top1,
-        detections: eval.boxes.map(|b| report::DetectionReport {
-            sidecar: options.sidecar.clone().unwrap_or_default(),
-            reference_boxes: b.reference,
-            int8_boxes: b.int8,
-            matched: b.matched,
-            precision: b.precision(),
-            recall: b.recall(),
-        }),
-        landing,
-        sqnr_floor_db: options.sqnr_floor_db,
-        forced,
-        kept_float: kept,
-        wide_inputs,
-        reload_relative_diff: reload_diff,
-        depthwise: float_ops.depthwise,
-        max_pool: float_ops.max_pool,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    let written = stages::write_verified(
+        (source, output),
+        choice.prepared,
+        &landed,
+        loaded.held(),
+        options,
+    )?;
+    Ok(stages::report(
+        (source, output),
+        &loaded,
+        (choice.prepared, equalization),
+        landed,
+        written,
+        (forced, start.elapsed().as_secs_f64()),
+        options,
+    ))
 }
 
 /// The precision of every layer, searched on the tuning samples, and its bias shifts: the
