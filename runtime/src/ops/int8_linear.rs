@@ -424,89 +424,165 @@ impl EvalOp for Int8Linear {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let (images, n, ld_in, ld_out) = self.layout(input.shape())?;
+        let plan = self.plan(input.shape())?;
         let float_in = input.datum_type() == f32::datum_type();
         ensure!(
             float_in || input.datum_type().unquantized() == i8::datum_type(),
             "{NAME}: input must be f32 or i8, got {:?}",
             input.datum_type()
         );
-        let (o, k) = (self.outputs(), self.k());
-        let shape = self.output_shape(input.shape(), o)?;
-        // SAFETY: every element is written by the kernels below (all rows × valid columns).
-        let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
-        if n == 0 || images == 0 {
-            return Ok(tvec!(out.into_tvalue()));
-        }
-        let view = input.try_as_plain_ram()?;
-        if self.input_bits == 16 && self.kernel16.is_none() {
-            ensure!(float_in, "{NAME}: a 16-bit input must be f32");
-            {
-                let mut out_view = out.try_as_plain_ram_mut()?;
-                let ptr = out_view.as_bytes_mut().as_mut_ptr();
-                self.eval_wide(view.as_slice::<f32>()?, (images, n), (ld_in, ld_out), ptr);
-            }
-            return Ok(tvec!(out.into_tvalue()));
-        }
-        let (xf, xi): (&[f32], &[i8]) = if float_in {
-            (view.as_slice::<f32>()?, &[])
-        } else {
-            // SAFETY: i8 and QI8 tensors hold i8 values.
-            (&[], unsafe { view.as_slice_unchecked::<i8>() })
-        };
         ensure!(
             float_in || self.input_bits == 8,
             "{NAME}: a 16-bit input must be f32"
         );
-        let mut out_view = out.try_as_plain_ram_mut()?;
-        let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
-        // An 8-bit input, or a 16-bit one in one product (packed as i16 codes by its kernel,
-        // the sums completed by the i64 correction).
-        let kernel = self.kernel16.unwrap_or(k8::select());
+        let shape = self.output_shape(input.shape(), self.outputs())?;
+        // SAFETY: every element is written by the kernels below (all rows × valid columns).
+        let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
+        if plan.n == 0 || plan.images == 0 {
+            return Ok(tvec!(out.into_tvalue()));
+        }
+        let view = input.try_as_plain_ram()?;
+        {
+            let mut out_view = out.try_as_plain_ram_mut()?;
+            let out_ptr = out_view.as_bytes_mut().as_mut_ptr();
+            let x = if float_in {
+                Codes::F32(view.as_slice::<f32>()?)
+            } else {
+                // SAFETY: i8 and QI8 tensors hold i8 values.
+                Codes::I8(unsafe { view.as_slice_unchecked::<i8>() })
+            };
+            match x {
+                Codes::F32(x) if self.input_bits == 16 && self.kernel16.is_none() => {
+                    self.run_digits(&plan, x, out_ptr)
+                }
+                x => self.run_codes(&plan, x, out_ptr)?,
+            }
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// An input: floats (quantized while packed) or i8 codes (repacked).
+#[derive(Clone, Copy)]
+enum Codes<'a> {
+    F32(&'a [f32]),
+    I8(&'a [i8]),
+}
+
+/// How one evaluation splits its work, from the input's shape: `images` products over `n`
+/// columns laid out as `ld_in` / `ld_out`, in column blocks of `COLS` (`step` packed bytes
+/// each) grouped into `tasks`, each split again into `row_tasks` over the `row_blocks` when
+/// the columns leave threads idle.
+struct Plan {
+    images: usize,
+    n: usize,
+    ld_in: Strides,
+    ld_out: Strides,
+    blocks: usize,
+    step: usize,
+    tasks: usize,
+    row_blocks: usize,
+    row_tasks: usize,
+}
+
+impl Plan {
+    /// Column blocks of task `t`.
+    fn columns(&self, t: usize) -> std::ops::Range<usize> {
+        t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(self.blocks)
+    }
+
+    /// Row blocks of row task `r`.
+    fn rows(&self, r: usize) -> std::ops::Range<usize> {
+        let per = self.row_blocks.div_ceil(self.row_tasks);
+        (r * per).min(self.row_blocks)..((r + 1) * per).min(self.row_blocks)
+    }
+}
+
+/// Row tasks per column task: more than one when the column tasks cannot keep every thread
+/// busy (at least two row blocks, 8 output channels, per task).
+fn row_tasks(tasks: usize, row_blocks: usize) -> usize {
+    let threads = super::parallel::threads();
+    if threads == 1 || tasks >= 2 * threads {
+        1
+    } else {
+        (2 * threads)
+            .div_ceil(tasks)
+            .min(row_blocks.div_ceil(2))
+            .max(1)
+    }
+}
+
+impl Int8Linear {
+    /// The plan of an evaluation on an input of `shape` (see [`Int8Linear::layout`]).
+    fn plan(&self, shape: &[usize]) -> TractResult<Plan> {
+        let (images, n, ld_in, ld_out) = self.layout(shape)?;
         let blocks = n.div_ceil(COLS);
-        let step = self.packed.format().block_bytes(k);
         let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
-        let row_blocks = o.div_ceil(k8::ROWS);
-        let row_tasks = row_tasks(tasks, row_blocks);
-        let inv = 1.0 / self.input_scale;
-        // Column blocks of task t.
-        let columns = |t: usize| t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
-        scratch::bytes(blocks * step, |packed| {
+        let row_blocks = self.outputs().div_ceil(k8::ROWS);
+        Ok(Plan {
+            images,
+            n,
+            ld_in,
+            ld_out,
+            blocks,
+            step: self.packed.format().block_bytes(self.k()),
+            tasks,
+            row_blocks,
+            row_tasks: row_tasks(tasks, row_blocks),
+        })
+    }
+
+    /// One product per image: an 8-bit input, or a 16-bit one in one product (packed as i16
+    /// codes by its kernel, the sums completed by the i64 correction where they need it),
+    /// written at `out` (the output tensor's bytes).
+    fn run_codes(&self, plan: &Plan, x: Codes<'_>, out: *mut u8) -> TractResult<()> {
+        let (o, k, n) = (self.outputs(), self.k(), plan.n);
+        let kernel = self.kernel16.unwrap_or(k8::select());
+        let step = plan.step;
+        let q = k8::Quantizer {
+            inv_scale: 1.0 / self.input_scale,
+            zp: self.input_zero_point,
+        };
+        scratch::bytes(plan.blocks * step, |packed| {
             let packed = Disjoint::new(packed);
-            for b in 0..images {
-                let image = b * k * n;
-                let out_at = b * o * n;
+            for b in 0..plan.images {
+                let image = b * k * n..(b + 1) * k * n;
                 // SAFETY: image b's rows start there.
-                let stage_out = SendOutput(unsafe { self.destination(out_ptr, out_at, ld_out) });
+                let stage_out =
+                    SendOutput(unsafe { self.destination(out, b * o * n, plan.ld_out) });
                 let pack = |t: usize| {
-                    let range = columns(t);
+                    let range = plan.columns(t);
                     // SAFETY: column task t alone uses blocks `range` of the packed buffer.
                     let part = unsafe { packed.part(range.start * step, range.len() * step) };
-                    let (xs, ld) = (image..image + k * n, ld_in);
-                    if float_in {
-                        let p = k8::Pack {
-                            x: &xf[xs],
-                            k,
-                            n,
-                            ld,
-                            blocks: range.clone(),
-                        };
-                        let q = k8::Quantizer {
-                            inv_scale: inv,
-                            zp: self.input_zero_point,
-                        };
-                        kernel.pack_f32(&p, q, part);
-                    } else {
-                        kernel.pack_i8(
-                            &k8::Pack {
-                                x: &xi[xs],
-                                k,
-                                n,
-                                ld,
-                                blocks: range.clone(),
-                            },
-                            part,
-                        );
+                    let (ld, blocks) = (plan.ld_in, range.clone());
+                    match x {
+                        Codes::F32(x) => {
+                            let x = &x[image.clone()];
+                            kernel.pack_f32(
+                                &k8::Pack {
+                                    x,
+                                    k,
+                                    n,
+                                    ld,
+                                    blocks,
+                                },
+                                q,
+                                part,
+                            )
+                        }
+                        Codes::I8(x) => {
+                            let x = &x[image.clone()];
+                            kernel.pack_i8(
+                                &k8::Pack {
+                                    x,
+                                    k,
+                                    n,
+                                    ld,
+                                    blocks,
+                                },
+                                part,
+                            )
+                        }
                     }
                     (range, part)
                 };
@@ -532,29 +608,28 @@ impl EvalOp for Int8Linear {
                         },
                     })
                 };
-                if row_tasks == 1 {
+                if plan.row_tasks == 1 {
                     // Each task packs its columns and multiplies them at once (still in cache).
-                    run_indexed(tasks, |t| {
+                    run_indexed(plan.tasks, |t| {
                         let (range, part) = pack(t);
-                        compute(range, part, 0..row_blocks);
+                        compute(range, part, 0..plan.row_blocks);
                     });
                 } else {
                     // Too few columns for the threads (late, small feature maps): pack
                     // every column block, then split the rows too.
-                    run_indexed(tasks, |t| {
+                    run_indexed(plan.tasks, |t| {
                         pack(t);
                     });
-                    let per = row_blocks.div_ceil(row_tasks);
-                    run_indexed(tasks * row_tasks, |t| {
-                        let (c, r) = (t / row_tasks, t % row_tasks);
-                        let range = columns(c);
+                    run_indexed(plan.tasks * plan.row_tasks, |t| {
+                        let (c, r) = (t / plan.row_tasks, t % plan.row_tasks);
+                        let range = plan.columns(c);
                         let (start, len) = (range.start * step, range.len() * step);
                         // SAFETY: the packing tasks above have finished; every task only reads
                         // (shared slices of the same bytes).
                         let part = unsafe {
                             std::slice::from_raw_parts(packed.ptr(start, start + len), len)
                         };
-                        let rows = (r * per).min(row_blocks)..((r + 1) * per).min(row_blocks);
+                        let rows = plan.rows(r);
                         if !rows.is_empty() {
                             compute(range, part, rows);
                         }
@@ -562,61 +637,31 @@ impl EvalOp for Int8Linear {
                 }
             }
             TractResult::Ok(())
-        })?;
-        Ok(tvec!(out.into_tvalue()))
+        })
     }
-}
 
-/// Row tasks per column task: more than one when the column tasks cannot keep every thread
-/// busy (at least two row blocks, 8 output channels, per task).
-fn row_tasks(tasks: usize, row_blocks: usize) -> usize {
-    let threads = super::parallel::threads();
-    if threads == 1 || tasks >= 2 * threads {
-        1
-    } else {
-        (2 * threads)
-            .div_ceil(tasks)
-            .min(row_blocks.div_ceil(2))
-            .max(1)
-    }
-}
-
-impl Int8Linear {
-    /// A 16-bit input (see the module docs): `images` products over `n` columns of `x`,
-    /// written at `out` (the output tensor's bytes, f32 or i8). The two digit planes of each
-    /// column block are quantized and packed in one pass; per task, the kernel runs over the
-    /// high digits into i32 sums (per-thread scratch) and over the low digits
-    /// with the combining stage ([`k8::Wide`]), which reads those sums back and writes the
-    /// output. Tasks split the columns, and the rows too when the columns leave threads idle
-    /// (small late feature maps), as for an 8-bit input.
-    fn eval_wide(
-        &self,
-        x: &[f32],
-        (images, n): (usize, usize),
-        (ld_in, ld_out): (Strides, Strides),
-        out: *mut u8,
-    ) {
+    /// A 16-bit input in two digit products (see the module docs), written at `out` (the
+    /// output tensor's bytes, f32 or i8). The two digit planes of each column block are
+    /// quantized and packed in one pass; per task, the kernel runs over the high digits into
+    /// i32 sums (per-thread scratch) and over the low digits with the combining stage
+    /// ([`k8::Wide`]), which reads those sums back and writes the output. Tasks split as
+    /// [`Int8Linear::run_codes`]'s do.
+    fn run_digits(&self, plan: &Plan, x: &[f32], out: *mut u8) {
         let kernel = k8::select();
-        let (o, k) = (self.outputs(), self.k());
-        let step = self.packed.format().block_bytes(k);
-        let blocks = n.div_ceil(COLS);
-        let tasks = blocks.div_ceil(BLOCKS_PER_TASK);
-        let row_blocks = o.div_ceil(k8::ROWS);
-        let row_tasks = row_tasks(tasks, row_blocks);
+        let (o, k, n, step) = (self.outputs(), self.k(), plan.n, plan.step);
         let q = k8::Quantizer {
             inv_scale: 1.0 / self.input_scale,
             zp: self.input_zero_point,
         };
-        let columns = |t: usize| t * BLOCKS_PER_TASK..((t + 1) * BLOCKS_PER_TASK).min(blocks);
         let out = SendPtr(out);
-        scratch::bytes(2 * blocks * step, |packed| {
-            let (hi, lo) = packed.split_at_mut(blocks * step);
+        scratch::bytes(2 * plan.blocks * step, |packed| {
+            let (hi, lo) = packed.split_at_mut(plan.blocks * step);
             let (hi, lo) = (Disjoint::new(hi), Disjoint::new(lo));
-            for b in 0..images {
+            for b in 0..plan.images {
                 let image = &x[b * k * n..(b + 1) * k * n];
                 let out_at = b * o * n;
                 let pack = |t: usize| {
-                    let range = columns(t);
+                    let range = plan.columns(t);
                     let (start, len) = (range.start * step, range.len() * step);
                     // SAFETY: column task t alone writes blocks `range`; readers come after.
                     let (h, l) = unsafe { (hi.part(start, len), lo.part(start, len)) };
@@ -624,13 +669,13 @@ impl Int8Linear {
                         x: image,
                         k,
                         n,
-                        ld: ld_in,
+                        ld: plan.ld_in,
                         blocks: range,
                     };
                     kernel.pack_f32_digits(&p, q, h, l);
                 };
                 let compute = |t: usize, rows: std::ops::Range<usize>| {
-                    let range = columns(t);
+                    let range = plan.columns(t);
                     let c0 = range.start * COLS;
                     let cols = (n - c0).min(range.len() * COLS);
                     let (start, len) = (range.start * step, range.len() * step);
@@ -642,25 +687,24 @@ impl Int8Linear {
                             std::slice::from_raw_parts(lo.ptr(start, start + len), len),
                         )
                     };
+                    let ld_out = plan.ld_out;
                     // SAFETY: column c0 < n of image b lies in the output.
                     let dst =
                         unsafe { self.destination(out.get(), out_at + c0 * ld_out.c, ld_out) };
                     self.run_wide(kernel, (h, l), (range.len(), cols, rows), dst);
                 };
-                if row_tasks == 1 {
+                if plan.row_tasks == 1 {
                     // Each task packs its columns and multiplies them at once (still in cache).
-                    run_indexed(tasks, |t| {
+                    run_indexed(plan.tasks, |t| {
                         pack(t);
-                        compute(t, 0..row_blocks);
+                        compute(t, 0..plan.row_blocks);
                     });
                 } else {
-                    run_indexed(tasks, pack);
-                    let per = row_blocks.div_ceil(row_tasks);
-                    run_indexed(tasks * row_tasks, |t| {
-                        let r = t % row_tasks;
-                        let rows = (r * per).min(row_blocks)..((r + 1) * per).min(row_blocks);
+                    run_indexed(plan.tasks, pack);
+                    run_indexed(plan.tasks * plan.row_tasks, |t| {
+                        let rows = plan.rows(t % plan.row_tasks);
                         if !rows.is_empty() {
-                            compute(t / row_tasks, rows);
+                            compute(t / plan.row_tasks, rows);
                         }
                     });
                 }
