@@ -23,7 +23,10 @@
 //!   class), written straight into the output tensor; no counts are stored and re-read.
 //!
 //! Implementations: [`generic`] (portable, `u64::count_ones`), `x86` (POPCNT, AVX2, AVX-512
-//! VPOPCNTDQ) and `neon` (aarch64). [`select`] picks the best one the CPU supports, once;
+//! VPOPCNTDQ) and `neon` (aarch64). The accelerated ones implement only the unchecked
+//! `RawKernel` and reach the ops through one safe front, `Checked` (shape checks, portable
+//! fallbacks); a value of theirs exists only after its CPU features were detected. [`select`]
+//! picks the best one the CPU supports, once;
 //! `KESTREL_KERNELS=generic` forces the portable one (`KESTREL_KERNELS=NAME`, e.g. `x86-avx2`,
 //! a given one, in both this family and the int8 one). Every accelerated kernel is tested bit for
 //! bit against the portable one (on aarch64 under qemu in CI).
@@ -163,6 +166,106 @@ pub trait BinaryKernel: Send + Sync + Debug {
     /// Default: the portable loop [`mst::children_portable`].
     fn mst_children_lanes(&self, job: &mst::ChildJob<'_>, counts: &mut [u32]) {
         mst::children_portable(job, counts)
+    }
+}
+
+/// One ISA's binary kernels without checks: what `x86` and `neon` implement, behind the one
+/// safe front [`Checked`]. A value of an implementing type exists only after its `detect()`
+/// found the CPU features it needs (the types have a private field and no constructor), so
+/// neither the front nor the kernel checks them per call.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) trait RawKernel: Send + Sync + Debug + 'static {
+    /// Short name, for logs and benchmarks.
+    const NAME: &'static str;
+
+    /// [`BinaryKernel::xor_popcount`] over `rows`.
+    ///
+    /// # Safety
+    /// [`check_dims`]`(a, b, words, out)` returned `(m, n)` for `rows`.
+    unsafe fn xor_popcount(&self, rows: Rows<'_>, out: &mut [u32]);
+
+    /// A lane job, its results into `sink`.
+    ///
+    /// # Safety
+    /// The job passed [`LaneJob::check`] against the sink's counts (channels × lanes), or
+    /// [`LaneJob::check_store`] against its store, whose stride is `store::CLASSES`.
+    unsafe fn lanes(&self, job: &LaneJob<'_>, sink: Sink<'_>);
+
+    /// [`BinaryKernel::store_counts`]. Default: the portable loop.
+    ///
+    /// # Safety
+    /// `store::check_counts(counts, slots, store)` holds and the store's stride is
+    /// `store::CLASSES`.
+    unsafe fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        store::store_counts_portable(counts, slots, store)
+    }
+
+    /// [`BinaryKernel::mst_children_lanes`].
+    ///
+    /// # Safety
+    /// The job passed [`mst::ChildJob::check`] against `counts`.
+    unsafe fn children(&self, job: &mst::ChildJob<'_>, counts: &mut [u32]);
+}
+
+/// The operands of an XOR-popcount over rows: `m` rows of `a` and `n` of `b`, `words` each.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub a: &'a [u64],
+    pub b: &'a [u64],
+    pub words: usize,
+    pub m: usize,
+    pub n: usize,
+}
+
+/// The safe front of a [`RawKernel`], written once: it checks every job's shapes, sends
+/// stores with more border classes than the kernels' tables to the portable code, and calls
+/// the kernel with what its `# Safety` sections ask for.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Debug)]
+pub(crate) struct Checked<K>(pub(crate) K);
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl<K: RawKernel> BinaryKernel for Checked<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]) {
+        let (m, n) = check_dims(a, b, words, out);
+        let rows = Rows { a, b, words, m, n };
+        // SAFETY: check_dims returned (m, n).
+        unsafe { self.0.xor_popcount(rows, out) }
+    }
+
+    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
+        job.check(out);
+        // SAFETY: the job passed its check against `out`.
+        unsafe { self.0.lanes(job, counts_sink(job, out)) }
+    }
+
+    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
+        job.check_store(store);
+        if store.stride() != store::CLASSES {
+            return store::lanes_store_portable(job, store);
+        }
+        // SAFETY: the job passed its check against the store, whose stride is CLASSES.
+        unsafe { self.0.lanes(job, Sink::Store(store)) }
+    }
+
+    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        store::check_counts(counts, slots, store);
+        if store.stride() != store::CLASSES {
+            return store::store_counts_portable(counts, slots, store);
+        }
+        // SAFETY: checked just above.
+        unsafe { self.0.store_counts(counts, slots, store) }
+    }
+
+    fn mst_children_lanes(&self, job: &mst::ChildJob<'_>, counts: &mut [u32]) {
+        job.check(counts);
+        // SAFETY: the job passed its check against `counts`.
+        unsafe { self.0.children(job, counts) }
     }
 }
 

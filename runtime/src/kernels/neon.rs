@@ -119,85 +119,45 @@
 use std::arch::aarch64::*;
 
 use super::mst::{Child, ChildJob};
-use super::store::{
-    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
-};
-use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
+use super::store::{LaneStore, StoreKind, CLASSES};
+use super::{BinaryKernel, Checked, LaneJob, RawKernel, Rows, Sink};
 
-/// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Neon;
+/// NEON kernel: `eor` + `cnt` + `uadalp`, 4×4 register blocking. Exists only once NEON is
+/// detected.
+#[derive(Debug)]
+pub struct Neon(());
 
 impl Neon {
     /// The kernel, if this CPU has NEON.
     pub fn detect() -> Option<&'static dyn BinaryKernel> {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            Some(&Neon)
-        } else {
-            None
-        }
+        static KERNEL: Checked<Neon> = Checked(Neon(()));
+        std::arch::is_aarch64_feature_detected!("neon").then_some(&KERNEL as &dyn BinaryKernel)
     }
 }
 
-impl BinaryKernel for Neon {
-    fn name(&self) -> &'static str {
-        "neon"
+// SAFETY (every `unsafe` block of the impl below): a `Neon` exists only after `detect()`
+// found NEON; the jobs' shapes are the callers' `# Safety` contracts (checked by `Checked`),
+// which is all the drivers read and write.
+impl RawKernel for Neon {
+    const NAME: &'static str = "neon";
+
+    unsafe fn xor_popcount(&self, r: Rows<'_>, out: &mut [u32]) {
+        // SAFETY: see above the impl.
+        unsafe { neon_driver(r, out.as_mut_ptr()) }
     }
 
-    fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]) {
-        let (m, n) = check_dims(a, b, words, out);
-        assert!(
-            std::arch::is_aarch64_feature_detected!("neon"),
-            "the neon kernel needs NEON"
-        );
-        // SAFETY: NEON is present (checked above); the slices hold m·words, n·words and m·n
-        // elements (check_dims), which is all the driver reads and writes.
-        unsafe { neon_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n) }
+    unsafe fn lanes(&self, job: &LaneJob<'_>, sink: Sink<'_>) {
+        // SAFETY: see above the impl.
+        unsafe { neon_lanes(job, sink) }
     }
 
-    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
-        job.check(out);
-        assert!(
-            std::arch::is_aarch64_feature_detected!("neon"),
-            "the neon kernel needs NEON"
-        );
-        // SAFETY: NEON is present; the job passed its check.
-        unsafe { neon_lanes(job, counts_sink(job, out)) }
-    }
-
-    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
-        job.check_store(store);
-        if store.stride() != CLASSES {
-            return lanes_store_portable(job, store);
-        }
-        assert!(
-            std::arch::is_aarch64_feature_detected!("neon"),
-            "the neon kernel needs NEON"
-        );
-        // SAFETY: NEON is present; the job passed its check.
-        unsafe { neon_lanes(job, Sink::Store(store)) }
-    }
-
-    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
-        check_counts(counts, slots, store);
-        if store.stride() != CLASSES {
-            return store_counts_portable(counts, slots, store);
-        }
-        assert!(
-            std::arch::is_aarch64_feature_detected!("neon"),
-            "the neon kernel needs NEON"
-        );
-        // SAFETY: NEON is present; the rows are inside `counts` (checked).
+    unsafe fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        // SAFETY: see above the impl.
         unsafe { neon_store_counts(counts, slots, store) }
     }
 
-    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
-        job.check(counts);
-        assert!(
-            std::arch::is_aarch64_feature_detected!("neon"),
-            "the neon kernel needs NEON"
-        );
-        // SAFETY: NEON is present; the job passed its check.
+    unsafe fn children(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        // SAFETY: see above the impl.
         unsafe { neon_children(job, counts) }
     }
 }
@@ -646,16 +606,11 @@ const STEPS_PER_BLOCK: usize = 2048;
 /// NEON kernel over the whole output.
 ///
 /// # Safety
-/// NEON must be available; `a`, `b`, `out` valid for m·words, n·words, m·n elements.
+/// NEON must be available; `rows` as `check_dims` returns them, `out` valid for m·n elements.
 #[target_feature(enable = "neon")]
-unsafe fn neon_driver(
-    a: *const u64,
-    b: *const u64,
-    words: usize,
-    out: *mut u32,
-    m: usize,
-    n: usize,
-) {
+unsafe fn neon_driver(rows: Rows<'_>, out: *mut u32) {
+    let (a, b, words) = (rows.a.as_ptr(), rows.b.as_ptr(), rows.words);
+    let (m, n) = (rows.m, rows.n);
     // SAFETY (all tile calls below): a tile reads rows i..i+MR of a (i + MR <= m) and
     // j..j+NR of b (j + NR <= n), and writes out[(i+r)·n + j + c] for r < MR, c < NR.
     let mut i = 0;

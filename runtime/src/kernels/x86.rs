@@ -58,213 +58,119 @@
 use std::arch::x86_64::*;
 
 use super::mst::{children_portable, Child, ChildJob};
-use super::store::{
-    check_counts, lanes_store_portable, store_counts_portable, LaneStore, StoreKind, CLASSES,
-};
-use super::{check_dims, counts_sink, BinaryKernel, LaneJob, Sink};
+use super::store::{LaneStore, StoreKind, CLASSES};
+use super::{BinaryKernel, Checked, LaneJob, RawKernel, Rows, Sink};
 
-/// Scalar `POPCNT` kernel, 2×4 register blocking.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Popcnt;
+/// Scalar `POPCNT` kernel, 2×4 register blocking. Exists only once `POPCNT` is detected.
+#[derive(Debug)]
+pub struct Popcnt(());
 
 /// AVX2 `vpshufb` nibble-lookup kernel with `vpsadbw` accumulation, 2×4 register blocking.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avx2;
+/// Exists only once AVX2 and `POPCNT` are detected.
+#[derive(Debug)]
+pub struct Avx2(());
 
-/// AVX-512 `VPOPCNTDQ` kernel: 2×4 row tiles, 3×8-lane × 8-channel lane tiles.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avx512;
-
-impl Avx512 {
-    /// True when this CPU has what the kernel needs.
-    fn supported() -> bool {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512vpopcntdq")
-    }
-
-    /// The kernel, if this CPU has AVX-512 F, VL and VPOPCNTDQ.
-    pub fn detect() -> Option<&'static dyn BinaryKernel> {
-        Avx512::supported().then_some(&Avx512 as &'static dyn BinaryKernel)
-    }
-}
+/// AVX-512 `VPOPCNTDQ` kernel: 2×4 row tiles, 3×8-lane × 8-channel lane tiles. Exists only
+/// once AVX-512 F, VL and VPOPCNTDQ are detected.
+#[derive(Debug)]
+pub struct Avx512(());
 
 impl Popcnt {
     /// The kernel, if this CPU has `POPCNT`.
     pub fn detect() -> Option<&'static dyn BinaryKernel> {
-        if is_x86_feature_detected!("popcnt") {
-            Some(&Popcnt)
-        } else {
-            None
-        }
+        static KERNEL: Checked<Popcnt> = Checked(Popcnt(()));
+        is_x86_feature_detected!("popcnt").then_some(&KERNEL as &dyn BinaryKernel)
     }
 }
 
 impl Avx2 {
     /// The kernel, if this CPU has AVX2 and `POPCNT`.
     pub fn detect() -> Option<&'static dyn BinaryKernel> {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt") {
-            Some(&Avx2)
-        } else {
-            None
-        }
+        static KERNEL: Checked<Avx2> = Checked(Avx2(()));
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt"))
+            .then_some(&KERNEL as &dyn BinaryKernel)
     }
 }
 
-impl BinaryKernel for Popcnt {
-    fn name(&self) -> &'static str {
-        "x86-popcnt"
+impl Avx512 {
+    /// The kernel, if this CPU has AVX-512 F, VL and VPOPCNTDQ.
+    pub fn detect() -> Option<&'static dyn BinaryKernel> {
+        static KERNEL: Checked<Avx512> = Checked(Avx512(()));
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vpopcntdq"))
+        .then_some(&KERNEL as &dyn BinaryKernel)
+    }
+}
+
+// SAFETY (every `unsafe` block of the three impls below): a `Popcnt`, `Avx2` or `Avx512`
+// exists only after its `detect()` found its CPU features; the jobs' shapes are the callers'
+// `# Safety` contracts (checked by `Checked`), which is all the drivers read and write.
+
+impl RawKernel for Popcnt {
+    const NAME: &'static str = "x86-popcnt";
+
+    unsafe fn xor_popcount(&self, r: Rows<'_>, out: &mut [u32]) {
+        // SAFETY: see above the impls.
+        unsafe { popcnt_driver(r, out.as_mut_ptr()) }
     }
 
-    fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]) {
-        let (m, n) = check_dims(a, b, words, out);
-        assert!(
-            is_x86_feature_detected!("popcnt"),
-            "x86-popcnt needs POPCNT"
-        );
-        // SAFETY: POPCNT is present (checked above); the slices hold m·words, n·words and m·n
-        // elements (check_dims), which is all the driver reads and writes.
-        unsafe { popcnt_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n) }
+    unsafe fn lanes(&self, job: &LaneJob<'_>, sink: Sink<'_>) {
+        // SAFETY: see above the impls.
+        unsafe { popcnt_lanes(job, sink) }
     }
 
-    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
-        job.check(out);
-        assert!(
-            is_x86_feature_detected!("popcnt"),
-            "x86-popcnt needs POPCNT"
-        );
-        // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, counts_sink(job, out)) }
-    }
-
-    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
-        job.check_store(store);
-        if store.stride() != CLASSES {
-            return lanes_store_portable(job, store);
-        }
-        assert!(
-            is_x86_feature_detected!("popcnt"),
-            "x86-popcnt needs POPCNT"
-        );
-        // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, Sink::Store(store)) }
-    }
-
-    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
-        assert!(
-            is_x86_feature_detected!("popcnt"),
-            "x86-popcnt needs POPCNT"
-        );
-        // SAFETY: POPCNT is present.
+    unsafe fn children(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        // SAFETY: see above the impls.
         unsafe { popcnt_children(job, counts) }
     }
 }
 
-impl BinaryKernel for Avx2 {
-    fn name(&self) -> &'static str {
-        "x86-avx2"
-    }
+impl RawKernel for Avx2 {
+    const NAME: &'static str = "x86-avx2";
 
-    fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]) {
-        let (m, n) = check_dims(a, b, words, out);
-        assert!(
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt"),
-            "x86-avx2 needs AVX2 and POPCNT"
-        );
-        // SAFETY: AVX2 and POPCNT are present (checked above); the slices hold m·words, n·words
-        // and m·n elements (check_dims), which is all the drivers read and write.
+    unsafe fn xor_popcount(&self, r: Rows<'_>, out: &mut [u32]) {
+        // SAFETY: see above the impls.
         unsafe {
-            if words < AVX2_MIN_WORDS {
-                popcnt_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n)
+            if r.words < AVX2_MIN_WORDS {
+                popcnt_driver(r, out.as_mut_ptr())
             } else {
-                avx2_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n)
+                avx2_driver(r, out.as_mut_ptr())
             }
         }
     }
 
-    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
-        job.check(out);
-        assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
-        // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, counts_sink(job, out)) }
+    unsafe fn lanes(&self, job: &LaneJob<'_>, sink: Sink<'_>) {
+        // SAFETY: see above the impls (POPCNT comes with the AVX2 kernel's detection).
+        unsafe { popcnt_lanes(job, sink) }
     }
 
-    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
-        job.check_store(store);
-        if store.stride() != CLASSES {
-            return lanes_store_portable(job, store);
-        }
-        assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
-        // SAFETY: POPCNT is present; the job passed its check.
-        unsafe { popcnt_lanes(job, Sink::Store(store)) }
-    }
-
-    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
-        assert!(is_x86_feature_detected!("popcnt"), "x86-avx2 needs POPCNT");
-        // SAFETY: POPCNT is present.
+    unsafe fn children(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        // SAFETY: see above the impls.
         unsafe { popcnt_children(job, counts) }
     }
 }
 
-impl BinaryKernel for Avx512 {
-    fn name(&self) -> &'static str {
-        "x86-avx512"
+impl RawKernel for Avx512 {
+    const NAME: &'static str = "x86-avx512";
+
+    unsafe fn xor_popcount(&self, r: Rows<'_>, out: &mut [u32]) {
+        // SAFETY: see above the impls.
+        unsafe { avx512_driver(r, out.as_mut_ptr()) }
     }
 
-    fn xor_popcount(&self, a: &[u64], b: &[u64], words: usize, out: &mut [u32]) {
-        let (m, n) = check_dims(a, b, words, out);
-        assert!(
-            Avx512::supported(),
-            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
-        );
-        // SAFETY: the features are present (checked above); the slices hold m·words, n·words
-        // and m·n elements (check_dims), which is all the driver reads and writes.
-        unsafe { avx512_driver(a.as_ptr(), b.as_ptr(), words, out.as_mut_ptr(), m, n) }
+    unsafe fn lanes(&self, job: &LaneJob<'_>, sink: Sink<'_>) {
+        // SAFETY: see above the impls.
+        unsafe { avx512_lanes(job, sink) }
     }
 
-    fn xor_popcount_lanes(&self, job: &LaneJob<'_>, out: &mut [u32]) {
-        job.check(out);
-        assert!(
-            Avx512::supported(),
-            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
-        );
-        // SAFETY: the features are present; the job passed its check.
-        unsafe { avx512_lanes(job, counts_sink(job, out)) }
-    }
-
-    fn xor_popcount_lanes_store(&self, job: &LaneJob<'_>, store: &LaneStore<'_>) {
-        job.check_store(store);
-        if store.stride() != CLASSES {
-            return lanes_store_portable(job, store);
-        }
-        assert!(
-            Avx512::supported(),
-            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
-        );
-        // SAFETY: the features are present; the job passed its check.
-        unsafe { avx512_lanes(job, Sink::Store(store)) }
-    }
-
-    fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
-        check_counts(counts, slots, store);
-        if store.stride() != CLASSES {
-            return store_counts_portable(counts, slots, store);
-        }
-        assert!(
-            Avx512::supported(),
-            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
-        );
-        // SAFETY: the features are present; the rows are inside `counts` (checked).
+    unsafe fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
+        // SAFETY: see above the impls.
         unsafe { avx512_store_counts(counts, slots, store) }
     }
 
-    fn mst_children_lanes(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
-        job.check(counts);
-        assert!(
-            Avx512::supported(),
-            "x86-avx512 needs AVX-512 F, VL, VPOPCNTDQ"
-        );
-        // SAFETY: the features are present; the job passed its check.
+    unsafe fn children(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
+        // SAFETY: see above the impls.
         unsafe { avx512_children(job, counts) }
     }
 }
@@ -709,17 +615,12 @@ fn transpose8x8(mut x: u64) -> u64 {
 /// AVX-512 row kernel over the whole output.
 ///
 /// # Safety
-/// AVX-512 F, VL and VPOPCNTDQ must be available; `a`, `b`, `out` valid for m·words, n·words,
-/// m·n elements.
+/// AVX-512 F, VL and VPOPCNTDQ must be available; `rows` as `check_dims` returns them, `out`
+/// valid for m·n elements.
 #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
-unsafe fn avx512_driver(
-    a: *const u64,
-    b: *const u64,
-    words: usize,
-    out: *mut u32,
-    m: usize,
-    n: usize,
-) {
+unsafe fn avx512_driver(rows: Rows<'_>, out: *mut u32) {
+    let (a, b, words) = (rows.a.as_ptr(), rows.b.as_ptr(), rows.words);
+    let (m, n) = (rows.m, rows.n);
     // SAFETY: as in popcnt_driver: tiles stay within the M×N output and their rows.
     unsafe { drive_tiles!(avx512_tile, a, b, words, out, m, n) }
 }
@@ -769,16 +670,12 @@ unsafe fn avx512_tile<const MR: usize, const NR: usize>(
 /// POPCNT kernel over the whole output.
 ///
 /// # Safety
-/// POPCNT must be available; `a`, `b`, `out` must be valid for m·words, n·words, m·n elements.
+/// POPCNT must be available; `rows` as `check_dims` returns them, `out` valid for m·n
+/// elements.
 #[target_feature(enable = "popcnt")]
-unsafe fn popcnt_driver(
-    a: *const u64,
-    b: *const u64,
-    words: usize,
-    out: *mut u32,
-    m: usize,
-    n: usize,
-) {
+unsafe fn popcnt_driver(rows: Rows<'_>, out: *mut u32) {
+    let (a, b, words) = (rows.a.as_ptr(), rows.b.as_ptr(), rows.words);
+    let (m, n) = (rows.m, rows.n);
     // SAFETY: every tile reads rows i..i+MR of a and j..j+NR of b (in range: the driver keeps
     // i + MR <= m, j + NR <= n) and writes out[(i+r)·n + j + c] for r < MR, c < NR.
     unsafe { drive_tiles!(popcnt_tile, a, b, words, out, m, n) }
@@ -830,16 +727,12 @@ pub const AVX2_MIN_WORDS: usize = 12;
 /// AVX2 kernel over the whole output (`words >= 4`).
 ///
 /// # Safety
-/// AVX2 and POPCNT must be available; `a`, `b`, `out` valid for m·words, n·words, m·n elements.
+/// AVX2 and POPCNT must be available; `rows` as `check_dims` returns them, `out` valid for m·n
+/// elements.
 #[target_feature(enable = "avx2,popcnt")]
-unsafe fn avx2_driver(
-    a: *const u64,
-    b: *const u64,
-    words: usize,
-    out: *mut u32,
-    m: usize,
-    n: usize,
-) {
+unsafe fn avx2_driver(rows: Rows<'_>, out: *mut u32) {
+    let (a, b, words) = (rows.a.as_ptr(), rows.b.as_ptr(), rows.words);
+    let (m, n) = (rows.m, rows.n);
     // SAFETY: as in popcnt_driver: tiles stay within the M×N output and their rows.
     unsafe { drive_tiles!(avx2_tile, a, b, words, out, m, n) }
 }
@@ -1026,7 +919,14 @@ mod tests {
                 let mut got = vec![u32::MAX; m * n];
                 // SAFETY: AVX2 and POPCNT are present (checked); the vectors hold m·words,
                 // n·words and m·n elements.
-                unsafe { avx2_driver(a.as_ptr(), b.as_ptr(), words, got.as_mut_ptr(), m, n) };
+                let rows = Rows {
+                    a: &a,
+                    b: &b,
+                    words,
+                    m,
+                    n,
+                };
+                unsafe { avx2_driver(rows, got.as_mut_ptr()) };
                 assert_eq!(got, want, "avx2 tiles: M={m} N={n} words={words}");
             }
         }
