@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kestrel_runtime::kernels::{self, BinaryKernel};
+use kestrel_runtime::kernels::binary::{self as kernels, BinaryKernel};
 
 #[path = "common/peak.rs"]
 mod peak;

@@ -204,7 +204,7 @@ fn paired_share(
     bit_macs: f64,
     runs: usize,
 ) -> (Duration, f64) {
-    let name = peak::peak_name(kestrel_runtime::kernels::select().name());
+    let name = peak::peak_name(kestrel_runtime::kernels::binary::select().name());
     let mut s = model.session().unwrap();
     for _ in 0..3 {
         s.run(inputs.clone()).unwrap();
@@ -235,7 +235,7 @@ fn paired_share(
 
 /// Register-only peak of the selected kernel's instruction set, bit-MAC/s (median of 31 runs).
 fn peak_rate() -> (&'static str, f64) {
-    let name = peak::peak_name(kestrel_runtime::kernels::select().name());
+    let name = peak::peak_name(kestrel_runtime::kernels::binary::select().name());
     let iters = 1 << 16;
     let mut t: Vec<(f64, u64)> = (0..31)
         .map(|_| {
@@ -290,7 +290,7 @@ fn layers(c: &mut Criterion) {
     let (peak_name, peak) = peak_rate();
     eprintln!(
         "\nbinary vs f32, one thread, kernel {}, peak ({peak_name}) {:.1} Gbit-MAC/s:",
-        kestrel_runtime::kernels::select().name(),
+        kestrel_runtime::kernels::binary::select().name(),
         peak / 1e9
     );
     for line in summary {

@@ -1,4 +1,4 @@
-//! Dense vs MST-ordered XOR-popcount (`kestrel_runtime::kernels::mst`), side by side in one run.
+//! Dense vs MST-ordered XOR-popcount (`kestrel_runtime::kernels::binary::mst`), side by side in one run.
 //! `cargo bench --bench mst_kernels` (`-- rows`, `-- lanes`, `-- layer` for one part;
 //! `MST_BENCH_MODELS=a.nnef.tgz:b.nnef.tgz` adds models to the layer part).
 //!
@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kestrel_quantize::mst::{build, MstOptions};
-use kestrel_runtime::kernels::mst::MstSchedule;
-use kestrel_runtime::kernels::{self, BinaryKernel, LaneJob, LANE_SLACK};
+use kestrel_runtime::kernels::binary::mst::MstSchedule;
+use kestrel_runtime::kernels::binary::{self as kernels, BinaryKernel, LaneJob, LANE_SLACK};
 use kestrel_runtime::ops::bconv::BinaryConv2d;
 use kestrel_runtime::pool_alloc::{self, PoolAlloc};
 use kestrel_runtime::tract_core::internal::*;

@@ -15,8 +15,8 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use kestrel_runtime::kernels::store::{LaneStore, StoreKind, CLASSES};
-use kestrel_runtime::kernels::{self, LaneJob, LANE_SLACK};
+use kestrel_runtime::kernels::binary::store::{LaneStore, StoreKind, CLASSES};
+use kestrel_runtime::kernels::binary::{self as kernels, LaneJob, LANE_SLACK};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

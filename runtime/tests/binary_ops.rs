@@ -2,7 +2,7 @@
 //! (`kestrel_runtime::ops::reference`), exact equality, over many random shapes; and a
 //! NNEF round trip of a graph holding every binary op.
 //!
-//! The kernel the ops use is the one `kernels::select()` picks (every accelerated kernel is
+//! The kernel the ops use is the one `kernels::binary::select()` picks (every accelerated kernel is
 //! compared bit for bit with the portable one in `kernels`' own tests); CI also runs this
 //! file with `KESTREL_KERNELS=generic` semantics covered by those kernel tests, and under
 //! qemu-aarch64 for NEON.

@@ -2,7 +2,7 @@
 //!
 //! For every binary conv/dense op of a converted graph, [`tree::build`] computes a
 //! depth-bounded minimum spanning tree over the output channels whose edge cost is the runtime
-//! MST kernel's cost (differing *words*, see `kestrel_runtime::kernels::mst`), with a virtual
+//! MST kernel's cost (differing *words*, see `kestrel_runtime::kernels::binary::mst`), with a virtual
 //! root standing for "compute from scratch". The per-layer report gives the Hamming-distance sum
 //! vs dense bits, the word-ops the MST kernel executes vs dense, the bits the MST form stores vs
 //! dense (compression), the tree depth, and the kernel the cost model picks: `mst` only where

@@ -2,7 +2,7 @@
 //!
 //! Nodes are the output channels plus a virtual root; an edge parent → child costs what the
 //! runtime pays to compute the child from the parent (the MST kernel,
-//! `kestrel_runtime::kernels::mst`): `word_cost` per *word* where the two packed rows differ,
+//! `kestrel_runtime::kernels::binary::mst`): `word_cost` per *word* where the two packed rows differ,
 //! plus `child_cost` per child. The virtual root's edge to every channel costs a computation
 //! from scratch (`row words`, the dense kernel's unit), so the tree itself chooses how many
 //! channels start from scratch. The cost counts words, not bits: on a CPU a word that differs
@@ -15,7 +15,7 @@
 /// Costs of the tree's edges, in units of one dense word (XOR + popcount + add of one weight
 /// word against the input, as the dense kernel of the same form executes it).
 ///
-/// Each form of the runtime's MST kernel (`kestrel_runtime::kernels::mst`) has its own
+/// Each form of the runtime's MST kernel (`kestrel_runtime::kernels::binary::mst`) has its own
 /// constants, measured with `cargo bench --bench mst_kernels` (synthetic 4-ary trees, one root,
 /// children differing from their parents in a fraction f of their words; `word_cost` = the
 /// slope of time ratio over word-op ratio, `child_cost` from f = 0). See [`CostModel::rows`]

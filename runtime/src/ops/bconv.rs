@@ -8,7 +8,7 @@
 //! `dot = Σ b(x)·b(w)` over the taps. The op copies each image once into the pixel-lane
 //! layout ([`layout`]: zero-padded word planes per kernel column and stride phase, lanes =
 //! output pixels, none discarded) and hands it with the weights, as they are stored, to the
-//! kernel's lane form ([`crate::kernels::LaneJob`]), which walks the taps directly (no im2col).
+//! kernel's lane form ([`crate::kernels::binary::LaneJob`]), which walks the taps directly (no im2col).
 //! `dot_one = KH·KW·C_in − 2·popcount` is the **one-padding** result (padded taps are +1, zero
 //! words). **Zero padding** (padded taps contribute 0, the float model's semantics) is exact
 //! by subtracting the weight sums `Σ_ci b(w[c, ky, kx, ci])` of the taps that fell in the
@@ -18,13 +18,13 @@
 //! cached in the op).
 //!
 //! **Fused output stage**: the kernel's tile epilogue turns its accumulators into the output
-//! directly ([`crate::kernels::BinaryKernel::xor_popcount_lanes_store`],
-//! [`crate::kernels::store`]): per vector of lanes `dot = k − 2·n − table[class]`, then
+//! directly ([`crate::kernels::binary::BinaryKernel::xor_popcount_lanes_store`],
+//! [`crate::kernels::binary::store`]): per vector of lanes `dot = k − 2·n − table[class]`, then
 //! `mul·dot + bias` stored into the channel's NCHW row (lanes are the row-major pixels), or
 //! the packed bit `(dot < t) XOR flip` set in `[N, OH, OW, ⌈C_out/64⌉]`. No count is stored
 //! and re-read. Layers with more than 16 border classes (kernels above 3×3 with padding on
 //! every side) and MST layers store a band's counts and apply the same stage per channel
-//! ([`crate::kernels::BinaryKernel::store_counts`], the same vector epilogue on loaded counts). Bands of output pixels are split over the
+//! ([`crate::kernels::binary::BinaryKernel::store_counts`], the same vector epilogue on loaded counts). Bands of output pixels are split over the
 //! runtime's threads; the layout buffer, the tap offsets and (unfused) each band's counts live
 //! in per-thread scratch ([`super::scratch`]) reused across runs, so a steady-state run
 //! allocates only its output tensor.
@@ -32,7 +32,7 @@
 //! **MST** ([`BinaryConv2d::with_mst`], NNEF `mst_parents`): output channels computed in
 //! minimum-spanning-tree order, each child from its parent's counts plus a correction over
 //! only the (tap, word) positions where its weights differ
-//! ([`crate::kernels::mst::MstSchedule::xor_popcount_lanes`]). The counts equal the dense
+//! ([`crate::kernels::binary::mst::MstSchedule::xor_popcount_lanes`]). The counts equal the dense
 //! kernel's bit for bit (they include the zero words of the padded layout exactly as the dense
 //! ones do), so the zero-padding correction and the output stage stay per channel, each
 //! channel with its own correction table; only where a channel's counts sit in the band
@@ -56,9 +56,9 @@ use super::output_stage::{
 use super::packing::{padding_is_clear, words_for};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
-use crate::kernels::mst::MstSchedule;
-use crate::kernels::store::CLASSES;
-use crate::kernels::{self, LaneJob, LaneStore, StoreKind};
+use crate::kernels::binary::mst::MstSchedule;
+use crate::kernels::binary::store::CLASSES;
+use crate::kernels::binary::{self as kernels, LaneJob, LaneStore, StoreKind};
 use std::sync::Mutex;
 
 /// NNEF name.
@@ -306,7 +306,7 @@ impl BinaryConv2d {
     }
 
     /// The border classes of an `h × w` input's `oh × ow` output pixels and every channel's
-    /// zero-padding correction per class ([`crate::kernels::store`]): a class is a pair (set of
+    /// zero-padding correction per class ([`crate::kernels::binary::store`]): a class is a pair (set of
     /// kernel rows in the padding, set of kernel columns in the padding), the empty pair first
     /// (class 0, the interior, correcting by 0); its correction is the sum of the weight sums
     /// `Σ_ci b(w[c, ky, kx, ci])` of the taps in either set. One padding has one class.

@@ -21,8 +21,8 @@ use super::output_stage::{
 use super::packing::{words_for, WORD_BITS};
 use super::parallel::{run_indexed, Disjoint};
 use super::scratch;
-use crate::kernels;
-use crate::kernels::mst::MstSchedule;
+use crate::kernels::binary as kernels;
+use crate::kernels::binary::mst::MstSchedule;
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_binary_dense";

@@ -180,7 +180,7 @@ fn info(model: Option<&Path>, options: &LoadOptions) -> Result<()> {
     }
     println!("load    {:.2} ms", model.load_time().as_secs_f64() * 1e3);
     println!("threads {}", model.threads());
-    println!("binary kernel {}", kernels::select().name());
+    println!("binary kernel {}", kernels::binary::select().name());
     let int8 = kernels::int8::select();
     match int8.codes16() {
         Some(one) => println!(

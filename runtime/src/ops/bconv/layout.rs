@@ -1,4 +1,4 @@
-//! The pixel-lane layout of a binary conv's input (see [`crate::kernels::LaneJob`]).
+//! The pixel-lane layout of a binary conv's input (see [`crate::kernels::binary::LaneJob`]).
 //!
 //! Output pixel `(oy, ox)` is lane `q = oy·ow + ox`: lanes are exactly the output pixels in
 //! NCHW order, none computed and discarded, so a kernel's per-channel run of lanes is a run
@@ -21,7 +21,7 @@
 //! is corrected by the op).
 
 use super::ConvGeometry;
-use crate::kernels::LANE_SLACK;
+use crate::kernels::binary::LANE_SLACK;
 
 /// Where an image's words go and where the taps read.
 #[derive(Debug, Clone, Copy)]

@@ -445,7 +445,7 @@ fn tree_order(parents: &[Option<usize>]) -> Result<Vec<usize>, MstError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels;
+    use crate::kernels::binary as kernels;
     use rand::rngs::SmallRng;
     use rand::{RngExt, SeedableRng};
 

@@ -4,9 +4,8 @@
 //! accumulators that are widened too late.
 
 use super::store::{lanes_store_portable, CLASSES};
-use super::{
-    available, generic, known_kernel_name, pick_by_name, LaneJob, LaneStore, StoreKind, LANE_SLACK,
-};
+use super::{available, generic, LaneJob, LaneStore, StoreKind, LANE_SLACK};
+use crate::kernels::{known_kernel_name, pick_by_name};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 

@@ -889,7 +889,7 @@ mod tests {
         );
     }
 
-    use crate::kernels::generic;
+    use crate::kernels::binary::generic;
     use rand::rngs::SmallRng;
     use rand::{RngExt, SeedableRng};
 
