@@ -46,8 +46,8 @@
 //!   broadcast.
 //!
 //! Implementations: [`generic`](mod@generic) (portable i32 arithmetic, reads every format),
-//! `x86` (`x86-avx512-vnni`, [`Format::DOT4_U8`]: 8 rows × 32 columns per register tile, one
-//! `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step), `avx2` (`x86-avx2`,
+//! `x86/vnni512` (`x86-avx512-vnni`, [`Format::DOT4_U8`]: 8 rows × 32 columns per register
+//! tile, one `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step), `x86/avx2` (`x86-avx2`,
 //! [`Format::DOT4_I8`]: widened to i16, `vpmaddwd`; for x86 without VNNI), `neon` (`neon`,
 //! [`Format::K16_I8`]: `smull`/`smlal2`/`sadalp`, any aarch64 core; `neon-dotprod`,
 //! [`Format::DOT4_I8`]: `sdot`, 16 MACs per instruction, Cortex-A76/A78). [`select`] picks the
@@ -56,8 +56,6 @@
 //! (e.g. `x86-avx2`) a given one where the CPU has it. CI runs the
 //! bit-exactness tests under qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
 
-#[cfg(target_arch = "x86_64")]
-pub mod avx2;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -695,7 +693,7 @@ pub fn available() -> Vec<&'static dyn Int8Kernel> {
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "x86_64")]
     kernels.extend(
-        [avx2::Avx2::detect(), x86::Vnni512::detect()]
+        [x86::avx2::Avx2::detect(), x86::vnni512::Vnni512::detect()]
             .into_iter()
             .flatten(),
     );

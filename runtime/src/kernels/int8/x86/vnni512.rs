@@ -12,7 +12,7 @@
 //! 4), column tails a 1-block tile, a partial last block masked stores. The output stage runs
 //! at full width: add the correction, `vcvtdq2ps`, multiply by the scale, clamp, then a masked
 //! `vmovups` (f32) or `vcvtps2dq` + masked `vpmovdb` (i8). A 16-bit input's combining stage
-//! ([`super::Wide`], high sums with contiguous columns) works in f64 (`vcvtdq2pd`, exact
+//! ([`super::super::Wide`], high sums with contiguous columns) works in f64 (`vcvtdq2pd`, exact
 //! integers below 2^53) and rounds once (`vcvtpd2ps`), as the portable `i64 as f32`.
 //!
 //! Selected when the CPU has `avx512f`, `avx512bw` and `avx512vnni` (Ice Lake, Zen 4 and
@@ -21,7 +21,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, Wide, COLS, ROWS};
+use super::super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, Wide, COLS, ROWS};
 
 /// The packing `vpdpbusd` reads: groups of 4 k, offset-binary input.
 const FORMAT: Format = Format::DOT4_U8;
@@ -66,7 +66,7 @@ impl Int8Kernel for Vnni512 {
             } else if p.ld.k == 1 {
                 pack_channels_last(p, Codes(q), [out.as_mut_ptr()])
             } else {
-                super::pack_f32(p, q, FORMAT, out)
+                super::super::pack_f32(p, q, FORMAT, out)
             }
         }
     }
@@ -82,7 +82,7 @@ impl Int8Kernel for Vnni512 {
             } else if p.ld.k == 1 {
                 pack_channels_last(p, Digits(q), planes)
             } else {
-                super::pack_f32_digits(p, q, FORMAT, hi, lo)
+                super::super::pack_f32_digits(p, q, FORMAT, hi, lo)
             }
         }
     }
@@ -132,7 +132,7 @@ impl Encode<1> for Codes {
     }
 }
 
-/// The two digits of 16-bit codes (see [`super::digits`]), offset binary: the high digit's
+/// The two digits of 16-bit codes (see [`super::super::digits`]), offset binary: the high digit's
 /// code is `(q + 32768) >> 8`, the low digit's `q & 0xFF`.
 #[derive(Clone, Copy)]
 struct Digits(Quantizer);

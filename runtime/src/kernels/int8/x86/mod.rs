@@ -1,0 +1,6 @@
+//! x86-64 int8 kernels, one file per ISA variant: [`vnni512`] (`x86-avx512-vnni`, AVX-512
+//! VNNI's `vpdpbusd`) and [`avx2`] (`x86-avx2`, widened to i16 for `vpmaddwd`, for cores
+//! without VNNI).
+
+pub mod avx2;
+pub mod vnni512;
