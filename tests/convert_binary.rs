@@ -143,9 +143,8 @@ fn bipolar_quant_without_scale_is_a_clear_error_and_writes_nothing() {
         .join("bnn-bad-bipolar.onnx");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bad.nnef.tgz");
-    let err = convert(&onnx, &out, &ConvertOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = convert(&onnx, &out, &ConvertOptions::default()).unwrap_err();
+    let err = kestrel_runtime::error::Chain(&err).to_string();
     assert!(err.contains("bnn-bad-bipolar.onnx"), "{err}");
     assert!(
         err.contains("bq_missing_scale") && err.contains("scale is missing"),

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use crate::binary::{binarize, BinaryReport};
-use crate::error::{chain, ConvertError};
+use crate::error::ConvertError;
 use crate::float_ops::{self, OpChoice, PlacementReport};
 use crate::load::{load_onnx, InputShape};
 use crate::mst::{self, MstLayerReport, MstOptions};
@@ -117,7 +117,7 @@ pub fn convert(
     let graph_err = |stage: &'static str, e: anyhow::Error| ConvertError::Graph {
         path: source.to_path_buf(),
         stage,
-        reason: chain(&e),
+        source: e.into(),
     };
     let decluttered = typed
         .clone()
@@ -396,7 +396,7 @@ fn verify(
     };
     let run_err = |e: anyhow::Error| ConvertError::Verify {
         path: output.to_path_buf(),
-        reason: chain(&e),
+        reason: format!("{e:#}"),
     };
     let names: Vec<String> = reference.outputs().iter().map(|o| o.name.clone()).collect();
     let tol = options.tolerance;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use kestrel_runtime::error::Cause;
+
 /// Everything a conversion can fail on.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -12,12 +14,13 @@ pub enum ConvertError {
         path: PathBuf,
     },
     /// tract-onnx could not read or analyse the model.
-    #[error("{path}: cannot load ONNX model: {reason}")]
+    #[error("{path}: cannot load ONNX model")]
     Load {
         /// The model.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// tract's error, with its own causes.
+        #[source]
+        source: Cause,
     },
     /// An input shape that is missing, malformed or names no input.
     #[error("{path}: {reason}")]
@@ -28,14 +31,15 @@ pub enum ConvertError {
         reason: String,
     },
     /// The graph could not be simplified or serialised.
-    #[error("{path}: {stage}: {reason}")]
+    #[error("{path}: {stage}")]
     Graph {
         /// The model.
         path: PathBuf,
         /// Which step failed (declutter, write…).
         stage: &'static str,
-        /// Why.
-        reason: String,
+        /// Why: tract's error, with its own causes.
+        #[source]
+        source: Cause,
     },
     /// An output path the converter will not write.
     #[error("{path}: {reason}")]
@@ -81,8 +85,4 @@ impl ConvertError {
             ConvertError::Graph { .. } | ConvertError::Verify { .. } => false,
         }
     }
-}
-
-pub(crate) fn chain(e: &anyhow::Error) -> String {
-    format!("{e:#}")
 }

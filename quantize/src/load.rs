@@ -11,7 +11,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use kestrel_runtime::panic_guard::guard;
 
-use crate::error::{chain, ConvertError};
+use crate::error::ConvertError;
 
 /// An `--input-shape` value: input name and dimensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
     }
     let load_err = |e: anyhow::Error| ConvertError::Load {
         path: path.into(),
-        reason: chain(&e),
+        source: e.into(),
     };
     // Shape annotations inside the file (value_info, output shapes) often carry the exporter's
     // symbolic batch (`DynamicDimension.0`), which then refuses to unify with the batch of 1
@@ -133,7 +133,7 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
         .map_err(|e| ConvertError::Graph {
             path: path.into(),
             stage: "type analysis",
-            reason: chain(&e),
+            source: e.into(),
         })
 }
 

@@ -11,13 +11,17 @@ pub enum RuntimeError {
         /// The path given.
         path: PathBuf,
     },
-    /// A model file that exists but could not be read as an NNEF graph.
-    #[error("model {path}: cannot load NNEF graph: {reason}")]
+    /// A model file that exists but could not be read as an NNEF graph (or its archive could
+    /// not be read), or whose graph tract could not optimise or plan.
+    #[error("model {path}: cannot {stage}")]
     ModelLoad {
         /// The path (or `<bundled>`).
         path: String,
-        /// tract's explanation, with its cause chain.
-        reason: String,
+        /// What could not be done: `load NNEF graph`, `read archive`, `optimise graph`…
+        stage: &'static str,
+        /// Why: tract's error (with its own causes), or the I/O error.
+        #[source]
+        source: Cause,
     },
     /// A model file over the limits an untrusted file must keep (`load_limits`): a tensor
     /// header claiming more bytes than the file holds, an absurd shape, a decompression bomb.
@@ -56,9 +60,9 @@ pub enum RuntimeError {
         /// How many were given.
         given: usize,
     },
-    /// A failure while evaluating the graph.
-    #[error("inference failed: {0}")]
-    Run(String),
+    /// A failure while evaluating the graph: tract's error, or what was wrong with the inputs.
+    #[error("inference failed")]
+    Run(#[source] Cause),
     /// A bad array file (`.npy`/`.npz`).
     #[error("{path}: {reason}")]
     Array {
@@ -90,13 +94,56 @@ impl RuntimeError {
     }
 }
 
-/// Formats an `anyhow`/tract error with its whole cause chain on one line.
-pub(crate) fn chain(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+/// The cause an error keeps ([`std::error::Error::source`]): tract's errors (which keep their
+/// own causes), I/O errors, or a message.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Displays an error followed by its causes, `error: cause: cause…`, on one line (as
+/// `anyhow`'s `{:#}` does): for logs and messages that show an error outside `anyhow`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 /// Formats a datum type and shape as `f32 1,3,224,224`: the form used in messages and summaries.
 pub fn describe(dt: tract_nnef::prelude::DatumType, shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("{dt:?} {}", dims.join(",")).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let tract = anyhow::anyhow!("bad fragment").context("parsing graph.nnef");
+        let e = RuntimeError::ModelLoad {
+            path: "m.nnef.tgz".into(),
+            stage: "load NNEF graph",
+            source: tract.into(),
+        };
+        assert_eq!(
+            Chain(&e).to_string(),
+            "model m.nnef.tgz: cannot load NNEF graph: parsing graph.nnef: bad fragment"
+        );
+        let run = RuntimeError::Run("inputs hold no sample".into());
+        assert_eq!(
+            Chain(&run).to_string(),
+            "inference failed: inputs hold no sample"
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(run)),
+            "inference failed: inputs hold no sample"
+        );
+    }
 }

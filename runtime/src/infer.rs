@@ -71,10 +71,13 @@ pub fn infer(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeErr
         };
         match batch {
             Some(b) if b != n => {
-                return Err(RuntimeError::Run(format!(
-                    "inputs disagree on the number of samples ({b} vs {n} for '{}')",
-                    spec.name
-                )))
+                return Err(RuntimeError::Run(
+                    format!(
+                        "inputs disagree on the number of samples ({b} vs {n} for '{}')",
+                        spec.name
+                    )
+                    .into(),
+                ))
             }
             _ => batch = Some(n),
         }
@@ -99,7 +102,7 @@ pub fn infer(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeErr
                 }
             })
             .collect::<TractResult<_>>()
-            .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Run(e.into()))?;
         let outputs = session.run(slice)?;
         for (acc, o) in per_output.iter_mut().zip(outputs) {
             acc.push(o);
@@ -113,7 +116,7 @@ pub fn infer(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeErr
                 Ok(outs[0].clone().into_tensor())
             } else {
                 Tensor::stack_tensors(0, &outs)
-                    .map_err(|e| RuntimeError::Run(format!("stacking outputs: {e:#}")))
+                    .map_err(|e| RuntimeError::Run(e.context("stacking outputs").into()))
             }
         })
         .collect()

@@ -71,13 +71,14 @@ pub fn check_archive(
 ) -> Result<(), RuntimeError> {
     let corrupt = |e: io::Error| RuntimeError::ModelLoad {
         path: label.into(),
-        reason: format!("cannot read archive: {e}"),
+        stage: "read archive",
+        source: e.into(),
     };
     let truncated = |name: &str, declared: u64, there: u64| RuntimeError::ModelLoad {
         path: label.into(),
-        reason: format!(
-            "truncated archive: entry {name} declares {declared} bytes, {there} are there"
-        ),
+        stage: "read archive",
+        source: format!("truncated: entry {name} declares {declared} bytes, {there} are there")
+            .into(),
     };
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut reader, &mut magic).map_err(corrupt)?;
@@ -498,10 +499,8 @@ mod tests {
         let cut = &good[..512 + 512 + 512 + 64];
         let e = check_archive("m", cut, cut.len() as u64).unwrap_err();
         assert!(matches!(e, RuntimeError::ModelLoad { .. }), "{e}");
-        assert!(
-            e.to_string().contains("entry w.dat declares 144 bytes"),
-            "{e}"
-        );
+        let text = crate::error::Chain(&e).to_string();
+        assert!(text.contains("entry w.dat declares 144 bytes"), "{text}");
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {

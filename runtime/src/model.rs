@@ -26,7 +26,7 @@ use tract_nnef::internal::*;
 use tract_nnef::tract_core::plan::SimpleState;
 use tract_nnef::tract_core::runtime::RunOptions;
 
-use crate::error::{chain, RuntimeError};
+use crate::error::RuntimeError;
 use crate::load_limits;
 use crate::ops::registry;
 
@@ -134,7 +134,8 @@ impl Model {
         }
         .map_err(|e| RuntimeError::ModelLoad {
             path: label.clone(),
-            reason: chain(&e),
+            stage: "load NNEF graph",
+            source: e.into(),
         })?;
         Self::from_typed(&label, typed, options, start)
     }
@@ -161,7 +162,8 @@ impl Model {
         let typed = guarded(|| nnef.model_for_read(&mut reader as &mut dyn Read)).map_err(|e| {
             RuntimeError::ModelLoad {
                 path: label.into(),
-                reason: chain(&e),
+                stage: "load NNEF graph",
+                source: e.into(),
             }
         })?;
         load_limits::check_graph(label, &typed)?;
@@ -206,8 +208,12 @@ impl Model {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let threads = options.thread_count();
-        let optimized = guarded(|| typed.into_optimized())
-            .map_err(|e| unsupported(format!("cannot optimise graph: {}", chain(&e))))?;
+        let optimized =
+            guarded(|| typed.into_optimized()).map_err(|e| RuntimeError::ModelLoad {
+                path: label.into(),
+                stage: "optimise graph",
+                source: e.into(),
+            })?;
         let executor = if threads > 1 {
             worker_pool(threads).map_err(|e| unsupported(format!("cannot start threads: {e}")))?
         } else {
@@ -219,7 +225,11 @@ impl Model {
         };
         let plan = optimized
             .into_runnable_with_options(&run_options)
-            .map_err(|e| unsupported(format!("cannot plan graph: {}", chain(&e))))?;
+            .map_err(|e| RuntimeError::ModelLoad {
+                path: label.into(),
+                stage: "plan graph",
+                source: e.into(),
+            })?;
         let load_time = start.elapsed();
         log::debug!("loaded {label} in {load_time:?} ({threads} threads)");
         Ok(Model {
@@ -266,7 +276,7 @@ impl Model {
 
     /// A new session (mutable run state) on this model.
     pub fn session(&self) -> Result<Session, RuntimeError> {
-        let state = SimpleState::new(&self.inner.plan).map_err(|e| RuntimeError::Run(chain(&e)))?;
+        let state = SimpleState::new(&self.inner.plan).map_err(|e| RuntimeError::Run(e.into()))?;
         Ok(Session {
             model: self.clone(),
             state,
@@ -353,7 +363,7 @@ impl Session {
         self.check(&inputs)?;
         self.state
             .run(inputs)
-            .map_err(|e| RuntimeError::Run(chain(&e)))
+            .map_err(|e| RuntimeError::Run(e.into()))
     }
 
     /// Runs the model and adds the time spent in each node of the optimised graph to
@@ -392,7 +402,7 @@ impl Session {
                 observe(node, false);
                 result
             })
-            .map_err(|e| RuntimeError::Run(chain(&e)))
+            .map_err(|e| RuntimeError::Run(e.into()))
     }
 
     fn check(&self, inputs: &[TValue]) -> Result<(), RuntimeError> {

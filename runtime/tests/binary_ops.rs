@@ -485,8 +485,7 @@ fn unknown_padding_mode_in_a_graph_file_is_a_clear_load_error() {
         text.replace("pad_mode = \"one\"", "pad_mode = \"mirror\""),
     )
     .unwrap();
-    let err = Model::load(&nnef_dir, &LoadOptions { threads: Some(1) })
-        .unwrap_err()
-        .to_string();
+    let err = Model::load(&nnef_dir, &LoadOptions { threads: Some(1) }).unwrap_err();
+    let err = kestrel_runtime::error::Chain(&err).to_string();
     assert!(err.contains("unknown padding mode 'mirror'"), "{err}");
 }

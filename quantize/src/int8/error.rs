@@ -44,14 +44,15 @@ pub enum Int8Error {
         hint: String,
     },
     /// Building, writing or running the int8 graph failed.
-    #[error("{path}: int8 {stage}: {reason}")]
+    #[error("{path}: int8 {stage}")]
     Graph {
         /// The model.
         path: PathBuf,
         /// Which step.
         stage: &'static str,
-        /// Why.
-        reason: String,
+        /// Why: tract's error (with its own causes), or what is wrong.
+        #[source]
+        source: kestrel_runtime::error::Cause,
     },
 }
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use kestrel_runtime::error::Chain;
 use kestrel_runtime::io::atomic::AtomicFile;
 use kestrel_runtime::model::{LoadOptions, Model};
 use tract_onnx::prelude::*;
@@ -38,7 +39,7 @@ pub(super) fn graph_err(path: &Path, stage: &'static str) -> impl Fn(TractError)
     move |e: TractError| Int8Error::Graph {
         path: path.clone(),
         stage,
-        reason: format!("{e:#}"),
+        source: e.into(),
     }
 }
 
@@ -78,10 +79,11 @@ pub(super) fn load(source: &Path, options: &Int8Options) -> Result<Loaded, Int8E
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
             stage: "calibration",
-            reason: format!(
+            source: format!(
                 "{} inputs: int8 calibration supports one",
                 float.inputs.len()
-            ),
+            )
+            .into(),
         });
     }
     let input_fact = float
@@ -143,7 +145,7 @@ pub(super) fn calibrate(
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
             stage: "layer analysis",
-            reason: "no Conv, Gemm or MatMul with constant weights to quantize".into(),
+            source: "no Conv, Gemm or MatMul with constant weights to quantize".into(),
         });
     }
     let mut equalization = EqualizationReport::default();
@@ -416,7 +418,7 @@ pub(super) fn write_verified(
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
         path: output.to_path_buf(),
         stage: "NNEF serialisation (a quantized op tract cannot write?)",
-        reason: format!("{e:#}"),
+        source: e.into(),
     })?;
     let verify_err = |reason: String| {
         Int8Error::from(crate::ConvertError::Verify {
@@ -425,18 +427,22 @@ pub(super) fn write_verified(
         })
     };
     let one = LoadOptions { threads: Some(1) };
-    let reloaded = Model::load(file.temp_path(), &one)
-        .map_err(|e| verify_err(format!("the runtime cannot load the written graph: {e}")))?;
+    let reloaded = Model::load(file.temp_path(), &one).map_err(|e| {
+        verify_err(format!(
+            "the runtime cannot load the written graph: {}",
+            Chain(&e)
+        ))
+    })?;
     let in_memory = Model::from_typed("int8", int8.model.clone(), &one, std::time::Instant::now())
-        .map_err(|e| verify_err(e.to_string()))?;
+        .map_err(|e| verify_err(Chain(&e).to_string()))?;
     let mut reload_diff = 0f64;
     for sample in held {
         let a = in_memory
             .run(tvec!(sample.clone().into_tvalue()))
-            .map_err(|e| verify_err(e.to_string()))?;
+            .map_err(|e| verify_err(Chain(&e).to_string()))?;
         let b = reloaded
             .run(tvec!(sample.clone().into_tvalue()))
-            .map_err(|e| verify_err(e.to_string()))?;
+            .map_err(|e| verify_err(Chain(&e).to_string()))?;
         for (ix, (x, y)) in a.iter().zip(b.iter()).enumerate() {
             let d = compare(&in_memory.outputs()[ix].name, x, y)
                 .map_err(|e| verify_err(format!("{e:#}")))?;

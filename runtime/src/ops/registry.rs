@@ -106,9 +106,8 @@ mod tests {
         assert_eq!(y.shape.as_concrete().unwrap(), &[4, 2, 3]);
         for bad in ["[1, 1, 0]", "[0, 1, 3]"] {
             // Used to loop until memory ran out.
-            let err = Model::parse_bytes("bad.nnef.tar", &archive(&transposed(bad)))
-                .unwrap_err()
-                .to_string();
+            let err = Model::parse_bytes("bad.nnef.tar", &archive(&transposed(bad))).unwrap_err();
+            let err = crate::error::Chain(&err).to_string();
             assert!(
                 err.contains("bad.nnef.tar") && err.contains("not a permutation"),
                 "{err}"

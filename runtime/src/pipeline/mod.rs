@@ -121,7 +121,7 @@ impl Pipeline {
                 reason: e,
             })?;
         let input = Tensor::zero_dt(spec.datum_type, &spec.shape)
-            .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Run(e.into()))?;
         let mut pipeline = Pipeline {
             session: model.session()?,
             converter: Converter::new(),

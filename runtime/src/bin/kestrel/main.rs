@@ -154,8 +154,8 @@ fn bench_model(
     options: &LoadOptions,
 ) -> Result<()> {
     let model = load_or_bundled(model, options)?;
-    let inputs = random::random_inputs(model.inputs(), 1)
-        .map_err(|e| RuntimeError::Run(format!("{e:#}")))?;
+    let inputs =
+        random::random_inputs(model.inputs(), 1).map_err(|e| RuntimeError::Run(e.into()))?;
     let report = bench::bench(&model, &inputs, bench)?;
     let mut out = std::io::stdout().lock();
     if json {
