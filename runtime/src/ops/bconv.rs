@@ -412,8 +412,7 @@ impl EvalOp for BinaryConv2d {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let g = &self.geometry;
-        let cw = g.in_words();
+        let cw = self.geometry.in_words();
         let shape = input.shape();
         ensure!(
             input.datum_type() == u64::datum_type() && shape.len() == 4 && shape[3] == cw,
@@ -421,40 +420,83 @@ impl EvalOp for BinaryConv2d {
             input.datum_type(),
             shape
         );
+        let plan = self.plan(shape)?;
+        let (n, c_out, (oh, ow)) = (plan.n, self.geometry.c_out, plan.out);
+        let mut out = match self.output.kind {
+            // SAFETY: f32 has no invalid bit patterns, and every element is written by `run`
+            // (every output pixel lies in one band, every channel is written for it).
+            OutputKind::Float => unsafe { Tensor::uninitialized::<f32>(&[n, c_out, oh, ow])? },
+            OutputKind::Packed => Tensor::zero::<u64>(&[n, oh, ow, words_for(c_out)])?,
+        };
+        let input_view = input.try_as_plain_ram()?;
+        self.run(&plan, input_view.as_slice::<u64>()?, &mut out)?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// How one evaluation splits its work, from the input's shape: `n` images of `h`×`w` into
+/// `out` pixels, laid out as lanes (`layout`) with their border tables, in `bands` of `band`
+/// lanes over the threads; `fused` when the kernels' fused store takes the whole output
+/// stage.
+struct Plan {
+    n: usize,
+    h: usize,
+    w: usize,
+    out: (usize, usize),
+    layout: LaneLayout,
+    tables: Arc<BorderTables>,
+    band: usize,
+    bands: usize,
+    fused: bool,
+}
+
+impl BinaryConv2d {
+    /// The plan of an evaluation on a packed input of `shape` (`[N, H, W, C/64]`, checked).
+    fn plan(&self, shape: &[usize]) -> TractResult<Plan> {
+        let g = &self.geometry;
         let (n, h, w) = (shape[0], shape[1], shape[2]);
         let (oh, ow) = g.output_size(h, w)?;
-        let c_out = g.c_out;
-        let kernel = kernels::select();
-        let weights_view = self.weights.try_as_plain_ram()?;
-        let weights = weights_view.as_slice::<u64>()?;
-        let input_view = input.try_as_plain_ram()?;
-        let x = input_view.as_slice::<u64>()?;
         let layout = LaneLayout::new(g, oh, ow);
         let tables = self.tables(h, w, oh, ow)?;
-        let out_words = words_for(c_out);
-        let pixels = oh * ow;
-        let mst = self.mst.as_deref();
         // The fused store needs the kernels' table size; MST children need their parents'
         // counts, so MST (and layers with more border classes) store counts, then apply the
         // same output stage per channel.
-        let fused = mst.is_none() && tables.stride == CLASSES;
-
+        let fused = self.mst.is_none() && tables.stride == CLASSES;
         // Bands of output lanes (pixels): counts of a band fit BAND_COUNTS, and every thread
         // gets one.
         let lanes = layout.lanes;
-        let bands = (c_out * lanes)
+        let bands = (g.c_out * lanes)
             .div_ceil(BAND_COUNTS)
             .max(threads())
             .min(lanes);
         let band = lanes.div_ceil(bands).next_multiple_of(BAND_ALIGN);
-        let bands = lanes.div_ceil(band);
+        Ok(Plan {
+            n,
+            h,
+            w,
+            out: (oh, ow),
+            bands: lanes.div_ceil(band),
+            band,
+            layout,
+            tables,
+            fused,
+        })
+    }
 
-        let mut out = match self.output.kind {
-            // SAFETY: f32 has no invalid bit patterns, and every element is written below
-            // (every output pixel lies in one band, every channel is written for it).
-            OutputKind::Float => unsafe { Tensor::uninitialized::<f32>(&[n, c_out, oh, ow])? },
-            OutputKind::Packed => Tensor::zero::<u64>(&[n, oh, ow, out_words])?,
-        };
+    /// Runs `plan` on the packed input `x` into `out` (allocated as the plan's output): per
+    /// image, the input is laid out as lanes, then every band of lanes runs on the executor's
+    /// threads through the kernel (fused store, or counts then the output stage).
+    fn run(&self, plan: &Plan, x: &[u64], out: &mut Tensor) -> TractResult<()> {
+        let g = &self.geometry;
+        let (c_out, (h, w), (oh, ow)) = (g.c_out, (plan.h, plan.w), plan.out);
+        let (layout, tables) = (&plan.layout, &*plan.tables);
+        let kernel = kernels::select();
+        let weights_view = self.weights.try_as_plain_ram()?;
+        let weights = weights_view.as_slice::<u64>()?;
+        let out_words = words_for(c_out);
+        let pixels = oh * ow;
+        let mst = self.mst.as_deref();
+        let (lanes, band) = (layout.lanes, plan.band);
         let mut out_view = out.try_as_plain_ram_mut()?;
         let (out_f32, out_bits): (&mut [f32], &mut [u64]) = match self.output.kind {
             OutputKind::Float => (out_view.as_slice_mut::<f32>()?, &mut []),
@@ -483,7 +525,7 @@ impl EvalOp for BinaryConv2d {
                     m.lane_offsets(taps, layout.cw, layout.plane, diff_offsets);
                 }
                 let (taps, diff_offsets) = (&*taps, &*diff_offsets);
-                for b in 0..n {
+                for b in 0..plan.n {
                     layout.pack(
                         g,
                         &x[b * h * w * layout.cw..][..h * w * layout.cw],
@@ -492,7 +534,7 @@ impl EvalOp for BinaryConv2d {
                         buf,
                     );
                     let buf = &*buf;
-                    run_indexed(bands, |i| {
+                    run_indexed(plan.bands, |i| {
                         let q0 = i * band;
                         let len = band.min(lanes - q0);
                         let job = LaneJob {
@@ -532,7 +574,7 @@ impl EvalOp for BinaryConv2d {
                                 len,
                             )
                         };
-                        if fused {
+                        if plan.fused {
                             kernel.xor_popcount_lanes_store(&job, &store);
                             return;
                         }
@@ -547,7 +589,7 @@ impl EvalOp for BinaryConv2d {
                 }
             })
         });
-        Ok(tvec!(out.into_tvalue()))
+        Ok(())
     }
 }
 
