@@ -228,7 +228,7 @@ fn layers_forced_onto_their_mst_stay_bit_exact_through_nnef() {
     }
     assert_eq!(report.argmax_mismatches, 0);
     matches_reference("bnn-sign", &out);
-    // Children are stored as XOR differences from their parents (runtime ops/mst_delta.rs):
+    // Children are stored as XOR differences from their parents (runtime/src/ops/mst.rs):
     // every layer with a tree says so in the graph.
     let graph = graph_text(&out);
     assert_eq!(

@@ -48,8 +48,7 @@ use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric, string};
 
 use self::layout::LaneLayout;
-use super::bdense::{mst_parents_attribute, mst_parents_parameter, read_mst_parents};
-use super::mst_delta;
+use super::mst;
 use super::output_stage::{
     dump_layer, layer_parameters, load_layer, LayerArgs, OutputKind, OutputStage,
 };
@@ -631,8 +630,8 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("dilation"),
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("pad_mode"),
-            mst_parents_parameter(),
-            mst_delta::parameter(),
+            mst::parents_parameter(),
+            mst::weights_parameter(),
         ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -675,8 +674,8 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         padding: [padding[0], padding[1], padding[2], padding[3]],
         pad_mode,
     };
-    let parents = read_mst_parents(builder, invocation)?;
-    let weights = mst_delta::full_weights(
+    let parents = mst::read_parents(builder, invocation)?;
+    let weights = mst::full_weights(
         builder,
         invocation,
         weights,
@@ -706,10 +705,10 @@ fn dump(
         ("pad_mode", string(g.pad_mode.as_str())),
     ]
     .into_iter()
-    .chain(mst_parents_attribute(&op.mst_parents))
-    .chain(mst_delta::attribute(&op.mst_parents))
+    .chain(mst::parents_attribute(&op.mst_parents))
+    .chain(mst::weights_attribute(&op.mst_parents))
     .collect();
-    let weights = mst_delta::stored_weights(&op.weights, g.patch_words(), &op.mst_parents)?;
+    let weights = mst::stored_weights(&op.weights, g.patch_words(), &op.mst_parents)?;
     dump_layer(ast, node, NAME, &weights, &op.output, extra)
 }
 

@@ -10,11 +10,10 @@
 //! Note for converters: a float model flattens NCHW, the packed map is NHWC-with-words, so
 //! the weight columns of a dense layer after a conv are permuted accordingly when packed.
 
-use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
-use tract_nnef::ser::{array, numeric};
+use tract_nnef::ser::numeric;
 
-use super::mst_delta;
+use super::mst;
 use super::output_stage::{
     affine, dump_layer, layer_parameters, load_layer, OutputKind, OutputStage,
 };
@@ -252,8 +251,8 @@ pub(crate) fn register(registry: &mut Registry) {
         NAME,
         &layer_parameters(&[
             TypeName::Integer.named("k"),
-            mst_parents_parameter(),
-            mst_delta::parameter(),
+            mst::parents_parameter(),
+            mst::weights_parameter(),
         ]),
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -264,9 +263,9 @@ pub(crate) fn register(registry: &mut Registry) {
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
     let args = load_layer(builder, invocation)?;
     let k: usize = invocation.named_arg_as(builder, "k")?;
-    let parents = read_mst_parents(builder, invocation)?;
+    let parents = mst::read_parents(builder, invocation)?;
     let row_words = args.weights.shape().last().copied().unwrap_or(0);
-    let weights = mst_delta::full_weights(
+    let weights = mst::full_weights(
         builder,
         invocation,
         args.weights,
@@ -282,7 +281,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Option<Arc<RValue>>> {
-    let weights = mst_delta::stored_weights(&op.weights, op.words(), &op.mst_parents)?;
+    let weights = mst::stored_weights(&op.weights, op.words(), &op.mst_parents)?;
     dump_layer(
         ast,
         node,
@@ -291,44 +290,8 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &BinaryDense) -> TractResult<Op
         &op.output,
         [("k", numeric(op.k))]
             .into_iter()
-            .chain(mst_parents_attribute(&op.mst_parents))
-            .chain(mst_delta::attribute(&op.mst_parents))
+            .chain(mst::parents_attribute(&op.mst_parents))
+            .chain(mst::weights_attribute(&op.mst_parents))
             .collect(),
     )
-}
-
-/// The optional `mst_parents` NNEF parameter of the binary layers (dense and conv2d): the MST
-/// parent of each output channel as parent + 1 (0: computed from scratch); empty (the default,
-/// so graphs written before it existed load unchanged): the dense kernel.
-pub(crate) fn mst_parents_parameter() -> Parameter {
-    TypeName::Integer
-        .array()
-        .named("mst_parents")
-        .default(Literal::Array(vec![]))
-}
-
-/// Reads `mst_parents` (see [`mst_parents_parameter`]): `None` when empty.
-pub(crate) fn read_mst_parents(
-    builder: &mut ModelBuilder,
-    invocation: &ResolvedInvocation,
-) -> TractResult<Option<Vec<Option<usize>>>> {
-    let parents: TVec<usize> = invocation.named_arg_as(builder, "mst_parents")?;
-    Ok((!parents.is_empty()).then(|| parents.iter().map(|p| p.checked_sub(1)).collect()))
-}
-
-/// The `mst_parents` attribute of a layer with a tree (none without one).
-pub(crate) fn mst_parents_attribute(
-    parents: &Option<Vec<Option<usize>>>,
-) -> Option<(&'static str, RValue)> {
-    parents.as_ref().map(|parents| {
-        (
-            "mst_parents",
-            array(
-                parents
-                    .iter()
-                    .map(|p| numeric(p.map_or(0, |p| p + 1)))
-                    .collect::<Vec<_>>(),
-            ),
-        )
-    })
 }

@@ -18,7 +18,7 @@ pub mod bmaxpool;
 pub mod depthwise;
 pub mod int8_linear;
 pub mod maxpool;
-pub(crate) mod mst_delta;
+pub(crate) mod mst;
 pub mod output_stage;
 pub mod packing;
 pub mod parallel;

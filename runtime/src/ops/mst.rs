@@ -1,30 +1,60 @@
-//! MST weights stored as differences (NNEF `mst_weights = "xor"`): the compression half of
-//! MST-compression (Vo et al., ICCV 2023).
+//! A binary layer's MST (MST-compression, Vo et al., ICCV 2023) in its NNEF form, shared by
+//! the binary dense and conv2d ops: the tree and the weights stored as differences.
 //!
-//! A binary layer with a tree (`mst_parents`) writes each child's packed weight row as
-//! `row(child) XOR row(parent)` and each root's row as it is. A child differs from its parent
-//! in few bits, so its stored row is mostly zero words, and the `.nnef.tgz`'s deflate shrinks
-//! it to about what the paper stores (the positions of the differing bits): no format of our
-//! own, and the archive stays a plain NNEF tar. At load the rows are rebuilt parents first, so
-//! the op receives the same full weights as before; nothing changes at run time.
-//!
-//! Graphs without the attribute (written before it, or without a tree) load as `"full"`.
-//!
-//! Measured (mnist-bnn trained with the MST regulariser at λ = 1.0, `/conv2` 64 × 3×3×32, 21
-//! roots, 750 differing bits of 18 432): its weights deflate to 1 067 B stored full and 990 B
-//! stored as XOR (−7%); the whole `.nnef.tgz` is 56 941 B vs 57 000 B (the `mst_parents` list
-//! costs more than the XOR saves). Deflate's back-references already find the rows that repeat
-//! exactly, which is most of what the tree shares on this model; the XOR form wins where
-//! children differ from their parents in a few bits rather than not at all.
+//! * The tree, `mst_parents`: the parent of each output channel as parent + 1 (0: a root,
+//!   computed from scratch). Empty (the default, so graphs written before it existed load
+//!   unchanged): no tree, the dense kernel.
+//! * The weights, `mst_weights = "xor"`: a layer with a tree writes each child's packed weight
+//!   row as `row(child) XOR row(parent)` and each root's row as it is. A child differs from its
+//!   parent in few bits, so its stored row is mostly zero words, and the `.nnef.tgz`'s deflate
+//!   shrinks it to about what the paper stores (the positions of the differing bits): no
+//!   format of our own, and the archive stays a plain NNEF tar. At load the rows are rebuilt
+//!   parents first, so the op receives the same full weights as before; nothing changes at run
+//!   time. Graphs without the attribute (written before it, or without a tree) load as
+//!   `"full"`. What it saves on mnist-bnn is in `docs/binary.md`.
 
 use tract_nnef::internal::*;
-use tract_nnef::ser::string;
+use tract_nnef::ser::{array, numeric, string};
 
-/// The NNEF parameter name.
+/// The NNEF parameter name of the weights' form.
 const PARAM: &str = "mst_weights";
 
+/// The optional `mst_parents` parameter (see the module docs).
+pub(crate) fn parents_parameter() -> Parameter {
+    TypeName::Integer
+        .array()
+        .named("mst_parents")
+        .default(tract_nnef::ast::Literal::Array(vec![]))
+}
+
+/// Reads `mst_parents` (see [`parents_parameter`]): `None` when empty.
+pub(crate) fn read_parents(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Option<Vec<Option<usize>>>> {
+    let parents: TVec<usize> = invocation.named_arg_as(builder, "mst_parents")?;
+    Ok((!parents.is_empty()).then(|| parents.iter().map(|p| p.checked_sub(1)).collect()))
+}
+
+/// The `mst_parents` attribute of a layer with a tree (none without one).
+pub(crate) fn parents_attribute(
+    parents: &Option<Vec<Option<usize>>>,
+) -> Option<(&'static str, RValue)> {
+    parents.as_ref().map(|parents| {
+        (
+            "mst_parents",
+            array(
+                parents
+                    .iter()
+                    .map(|p| numeric(p.map_or(0, |p| p + 1)))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    })
+}
+
 /// The optional `mst_weights` parameter: `"full"` (the default) or `"xor"`.
-pub(crate) fn parameter() -> Parameter {
+pub(crate) fn weights_parameter() -> Parameter {
     TypeName::String
         .named(PARAM)
         .default(tract_nnef::ast::Literal::String("full".into()))
@@ -32,7 +62,9 @@ pub(crate) fn parameter() -> Parameter {
 
 /// The attribute a layer writes: `"xor"` when it has a tree (its weights then go through
 /// [`stored_weights`]), none otherwise.
-pub(crate) fn attribute(parents: &Option<Vec<Option<usize>>>) -> Option<(&'static str, RValue)> {
+pub(crate) fn weights_attribute(
+    parents: &Option<Vec<Option<usize>>>,
+) -> Option<(&'static str, RValue)> {
     parents.as_ref().map(|_| (PARAM, string("xor")))
 }
 
