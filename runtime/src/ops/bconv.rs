@@ -39,7 +39,7 @@
 //! buffer changes (its slot in tree order). Bands are still split over threads: each band computes
 //! its roots, then its children.
 //!
-//! Measured: see the "Binary layers" section of the repository README (`cargo bench --bench
+//! Its speed beside the float convolution: `docs/binary.md` (`cargo bench --bench
 //! binary_layers`).
 
 mod layout;

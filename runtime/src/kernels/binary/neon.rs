@@ -20,35 +20,21 @@
 //! vector) and stored, later blocks added to what is stored. An odd word count ends with a
 //! 64-bit step (`eor`/`cnt` on `.8b`, then the same `uadalp`).
 //!
-//! # Executed instructions (arm-icount, qemu, release build)
+//! # Cost
 //!
-//! Measured with `runtime/examples/kernel_icount.rs` under `../shared/tools/arm-icount` (the
-//! workspace's shared tools), steady state = difference of two runs with different iteration
-//! counts, divided by `M·N·words/2` (128-bit steps × outputs):
-//!
-//! | shape M×N×words | instr/call | per step·output | eor  | cnt  | uadalp | ldr  | rest (add, cmp, lsl, b.ne, movi, uaddlp, addp, str…) |
-//! |-----------------|-----------:|----------------:|-----:|-----:|-------:|-----:|------|
-//! | 196×256×36 (conv3x3 256) | 3 702 798 | **4.10** | 1.00 | 1.00 | 1.00 | 0.52 | 0.58 (add .14, cmp .08, lsl .07, b.ne .06, movi .06, uaddlp .06, addp .04) |
-//! | 3136×64×9 (conv3x3 64)   | 5 103 904 | 5.65 | 1.11 | 1.11 | 1.11 | 0.52 | 1.80 (add .36, movi .22, uaddlp .22, ldur .21, addp .17…) |
-//! | 49×512×8 (conv1x1 512)   |   538 077 | 5.36 | 1.00 | 1.00 | 1.00 | 0.59 | 1.77 (add .41, movi .25, uaddlp .25, addp .19, cmp .13…) |
-//! | 1×64×13 (dense 784)      |     2 909 | 6.99 | 1.08 | 1.08 | 1.08 | 1.14 | 2.61 (add .71, ldur .31, cmp .23…) |
-//! | 1×4096×64 (dense 4096)   |   651 877 | 4.97 | 1.00 | 1.00 | 1.00 | 1.14 | 0.83 (add .24, cmp .14, lsl .13, b.ne .12…) |
-//!
-//! (A "step·output" is 128 bits of one output's row; the odd tail of 9 and 13 words is a
-//! 64-bit step that costs a full one, hence 1.11 and 1.08.) The 4×4 tile's loop body is
-//! 8 `ldr q` + 16 × (`eor`, `cnt`, `uadalp`) + 4 scalar loop instructions: 3 ASIMD
-//! instructions per 128 bits, the minimum for this instruction set (no `udot` on ARMv8.0).
-//! Short rows (8–9 words, 4–5 steps) add the per-tile reduction (`movi` to zero, `uaddlp`,
-//! `addp`, `str`: ≈ 0.7 ASIMD per step), single rows (M = 1) load every weight once (1.14
-//! `ldr` per step, memory-bound in practice).
+//! The 4×4 tile's loop body is 8 `ldr q` + 16 × (`eor`, `cnt`, `uadalp`) + 4 scalar loop
+//! instructions: 3 ASIMD instructions per 128 bits, the minimum for this instruction set (no
+//! `udot` on ARMv8.0). Short rows (8–9 words, 4–5 steps) add the per-tile reduction (`movi`
+//! to zero, `uaddlp`, `addp`, `str`: ≈ 0.7 ASIMD per step); single rows (M = 1) load every
+//! weight once (memory-bound in practice). An odd word count's 64-bit step costs a full one.
 //!
 //! What it implies on a Cortex-A72 (Raspberry Pi 4, 1.5 GHz): `cnt` issues once per cycle,
 //! so a step costs at least 1 cycle (128 bit-MACs/cycle, 192 G bit-MAC/s per core); `eor`,
 //! `cnt` and `uadalp` all go to the two ASIMD pipes (`uadalp` to F1 only), so 3 ASIMD
 //! instructions per step need 1.5 cycles if they cannot overlap better: 85–128 bit-MACs per
-//! cycle, 128–192 G bit-MAC/s per core for the conv3x3 256 shape. Loads and loop overhead
-//! (1.1 per step) issue on the load and integer pipes in parallel and are not the bound;
-//! for 8–9-word rows the reduction adds ≈ 20% ASIMD work.
+//! cycle, 128–192 G bit-MAC/s per core. Loads and loop overhead issue on the load and integer
+//! pipes in parallel and are not the bound. The executed instructions per shape are in
+//! `benches/README.md` (*Binary kernels on ARM*).
 //!
 //! # Lane form (binary conv2d, `xor_popcount_lanes`)
 //!
@@ -56,62 +42,25 @@
 //! × 4 channels: per tap word 4 `ldr q` (paired as `ldp`), 4 `ld1r` (the channel's weight
 //! word broadcast to both lanes) and 16 × (`eor`, `cnt`, `uadalp`). The u16 accumulators are
 //! folded per block of whole taps (≤ 2048 steps): `uaddlp` to u32 and one `addp` of two
-//! vectors gives four consecutive lanes of one channel, stored channel-major.
-//!
-//! Executed instructions (arm-icount, qemu; `kernel_icount neon lanes …`, `kestrel-runtime`
-//! built at opt-level 3 without debug assertions; difference of 3 and 1 iterations), per
-//! 128 bit-MACs (one `eor`):
-//!
-//! | lane job | instr/call | per 128 bits | eor | cnt | uadalp | add | ld1r | ldp | rest |
-//! |----------|-----------:|-------------:|----:|----:|-------:|----:|-----:|----:|------|
-//! | conv3x3 256→256 @14 (222 lanes, 9 taps × 4 words) | 4 525 613 | **4.42** | 1 | 1 | 1 | 0.56 | 0.27 | 0.13 | 0.46 (cmp .10, lsl .07, b.ne .07, movi .04…) |
-//! | conv3x3 64→64 @56 (3246 lanes, 9 taps × 1 word) | 5 140 925 | 5.50 | 1 | 1 | 1 | 0.97 | 0.25 | 0.16 | 1.12 (cmp .17, ldr .08…) |
-//! | conv1x1 512→512 @7 (49 lanes, 1 tap × 8 words) | 544 241 | 5.31 | 1 | 1 | 1 | 0.74 | 0.28 | 0.16 | 1.13 |
-//!
-//! The ASIMD work is the same 3 instructions per 128 bits as the row form; the extra scalar
-//! `add`s are address arithmetic of the short tap loops (one word per tap for 64 channels),
-//! which issue on the integer pipes beside the ASIMD ones. On a Cortex-A72 the bound is the
-//! one derived above for the row form (3 ASIMD instructions per 128 bits: 85–128 bit-MACs per
-//! cycle, 128–192 G bit-MAC/s per core at 1.5 GHz), now without an im2col copy in front.
+//! vectors gives four consecutive lanes of one channel, stored channel-major. The ASIMD work
+//! is the same 3 instructions per 128 bits as the row form, so the same bound holds, without
+//! an im2col copy in front; the extra scalar `add`s (address arithmetic of short tap loops)
+//! issue on the integer pipes beside the ASIMD ones.
 //!
 //! # Fused output stage (`xor_popcount_lanes_store`)
 //!
 //! The lane tile's epilogue (`neon_store`, `neon_store_packed`) turns the counts into the
-//! layer's output in registers. Executed instructions per call (arm-icount, `kernel_icount
-//! neon lanes … ITERS float|packed`, built `--profile bundle-ci` with the rpi4 board's
-//! `RUSTFLAGS`, ITERS 3 minus 1, halved; `kernels::` functions), against the counts-only
-//! lane job:
-//!
-//! | lane job | counts only | float out | packed out, bit by bit (before) | packed out, 4 channels per OR (now) |
-//! |----------|------------:|----------:|--------------------------------:|------------------------------------:|
-//! | 3×3 64→64 @56 | 5 291 184 | 6 731 681 (was 7 001 183) | 17 472 717 | 7 434 195 |
-//! | 3×3 256→256 @14 | — | 4 981 601 (was 5 067 743) | 7 907 997 | 5 178 915 |
-//!
-//! Packed output used to recompute each lane's dot product in scalar code and OR one bit at
-//! a time (`LaneStore::put`, 12.2 M of the 17.5 M); now `cmlt`/`eor`/`ushl`/`orr` build each
-//! lane's 4 channel bits in a vector and one read-modify-write per lane stores them: the
-//! epilogue costs 2.1 M instead of 12.2 M on the 64@56 layer (5.7× less), about what float
-//! output costs (1.4 M). The packed path lives out of line so the float path's register
-//! allocation is not disturbed (inlined together, float went up 3.7%).
+//! layer's output in registers. Float output: the affine stage on the tile's vectors. Packed
+//! output: `cmlt`/`eor`/`ushl`/`orr` build each lane's 4 channel bits in a vector and one
+//! read-modify-write per lane stores them. The packed path lives out of line so the float
+//! path's register allocation is not disturbed.
 //!
 //! # MST children (`mst_children_lanes`)
 //!
-//! Executed instructions of the lane job, dense vs MST (`runtime/examples/mst_icount.rs`, built
-//! for aarch64 with the three `--config` flags above; `arm-icount --filter 'kernels::' --
-//! mst_icount neon dense|mst K WORDS SIZE C PERMILLE ITERS`, ITERS 3 minus 1, halved; the
-//! kernel functions only): a 4-ary tree, one root, children differing in PERMILLE/1000 of
-//! their (tap, word) positions.
-//!
-//! | lane job | dense instr | MST / dense at 0 / 5 / 10 / 25 / 50 / 100% differing |
-//! |----------|------------:|------------------------------------------------------|
-//! | 3×3 256→256 @14 (36 words/row) | 4 525 518 | 0.086 / 0.178 / 0.268 / 0.494 / 0.900 / 1.713 |
-//! | 3×3 64→64 @56 (9 words/row) | 5 140 830 | 0.258 / 0.403 / 0.403 / 0.682 / 0.961 / 1.519 |
-//! | 3×3 32→64 @14 (mnist conv2) | 362 910 | 0.274 / 0.418 / 0.418 / 0.696 / 0.974 / 1.530 |
-//! | 3×3 64→64 @7 (mnist conv3) | 110 110 | 0.312 / 0.456 / 0.456 / 0.732 / 1.008 / 1.559 |
-//!
-//! (9-word rows round 5% and 10% to one differing word.) Per differing word a child executes
-//! 1.3–1.6× the instructions of a dense word (the extra `and`, unshared input loads) and
-//! 2.2–3.0 dense words of fixed cost (parent load, fold, store): the converter's lane cost model.
+//! A child's counts are its parent's plus, per differing (tap, word), the change that word
+//! makes. Per differing word a child executes 1.3–1.6× the instructions of a dense word (the
+//! extra `and`, unshared input loads) and 2.2–3.0 dense words of fixed cost (parent load,
+//! fold, store): the converter's lane cost model, fitted on the counts in `benches/README.md`.
 //!
 //! Selected at run time with `std::arch::is_aarch64_feature_detected!("neon")` (NEON is
 //! baseline on aarch64, so this always holds on Linux).

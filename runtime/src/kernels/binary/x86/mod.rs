@@ -21,9 +21,8 @@
 //!   cycle in theory, against 64 for `POPCNT`. The last reduction transposes four tiles'
 //!   lanes so a row of four outputs is stored with one 128-bit store.
 //!   Short rows spend a larger share in that reduction: below [`AVX2_MIN_WORDS`] (12) words
-//!   the `x86-avx2` kernel runs the `POPCNT` code instead. Measured (min of 60 runs, this
-//!   Xeon): AVX2 ≈ POPCNT −8%…+9% for 8–13 words, 1.14× at 16–18 words, 1.33× at 36, 1.36×
-//!   at 64 (`benches/binary_kernels.rs` has the layer shapes).
+//!   the `x86-avx2` kernel runs the `POPCNT` code instead, where the two measure alike
+//!   (`benches/binary_kernels.rs`, `docs/perf-log.md`).
 //!
 //! * [`Avx512`] (`x86-avx512`): `MR = 2`, `NR = 4` over 512-bit chunks (8 words) with
 //!   `vpxorq` + `vpopcntq` + `vpaddq` into u64 lanes (no narrow accumulator, no block); the last
