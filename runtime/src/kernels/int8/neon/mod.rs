@@ -39,18 +39,19 @@ use std::arch::aarch64::*;
 
 use super::{Format, Int8Kernel, Job, Pack, Quantizer};
 
-/// ARMv8.0 NEON kernel.
+/// ARMv8.0 NEON kernel; a value exists only through [`Neon::detect`].
 #[derive(Debug)]
-pub struct Neon;
+pub struct Neon(());
 
-/// NEON kernel with `sdot`.
+/// NEON kernel with `sdot`; a value exists only through [`NeonDot::detect`], so only on a core
+/// with FEAT_DotProd.
 #[derive(Debug)]
-pub struct NeonDot;
+pub struct NeonDot(());
 
 impl Neon {
     /// The kernel (NEON is part of every aarch64 core Kestrel supports).
     pub fn detect() -> Option<&'static dyn Int8Kernel> {
-        std::arch::is_aarch64_feature_detected!("neon").then_some(&Neon as &dyn Int8Kernel)
+        std::arch::is_aarch64_feature_detected!("neon").then_some(&Neon(()) as &dyn Int8Kernel)
     }
 }
 
@@ -59,7 +60,7 @@ impl NeonDot {
     pub fn detect() -> Option<&'static dyn Int8Kernel> {
         (std::arch::is_aarch64_feature_detected!("neon")
             && std::arch::is_aarch64_feature_detected!("dotprod"))
-        .then_some(&NeonDot as &dyn Int8Kernel)
+        .then_some(&NeonDot(()) as &dyn Int8Kernel)
     }
 }
 
@@ -91,7 +92,7 @@ impl Int8Kernel for Neon {
     }
 
     fn codes16(&self) -> Option<&'static dyn Int8Kernel> {
-        Some(&smlal16::Smlal16)
+        Some(&smlal16::Smlal16(()))
     }
 }
 

@@ -26,9 +26,9 @@ use super::store::{put_block, Sink, Tiles};
 /// `[row block][K][4 rows]`.
 pub const FORMAT: Format = Format::CODES16;
 
-/// The `neon-16x8` kernel.
+/// The `neon-16x8` kernel (reached through the `neon` kernel's `codes16`).
 #[derive(Debug)]
-pub struct Smlal16;
+pub struct Smlal16(pub(super) ());
 
 impl Int8Kernel for Smlal16 {
     fn name(&self) -> &'static str {

@@ -32,14 +32,14 @@ const FORMAT: Format = Format::DOT4_I8;
 /// Bytes of one packed input block per group of 4 k.
 const STEP: usize = FORMAT.step();
 
-/// AVX2 kernel.
+/// AVX2 kernel; a value exists only through [`Avx2::detect`].
 #[derive(Debug)]
-pub struct Avx2;
+pub struct Avx2(());
 
 impl Avx2 {
     /// The kernel, if the CPU has AVX2.
     pub fn detect() -> Option<&'static dyn Int8Kernel> {
-        is_x86_feature_detected!("avx2").then_some(&Avx2 as &dyn Int8Kernel)
+        is_x86_feature_detected!("avx2").then_some(&Avx2(()) as &dyn Int8Kernel)
     }
 }
 

@@ -28,9 +28,9 @@ const FORMAT: Format = Format::DOT4_U8;
 /// Bytes of one packed input block per group of 4 k.
 const BLOCK_STEP: usize = FORMAT.step();
 
-/// AVX-512 VNNI kernel.
+/// AVX-512 VNNI kernel; a value exists only through [`Vnni512::detect`].
 #[derive(Debug)]
-pub struct Vnni512;
+pub struct Vnni512(());
 
 impl Vnni512 {
     /// The kernel, if the CPU has AVX-512 VNNI.
@@ -38,7 +38,7 @@ impl Vnni512 {
         (is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni"))
-        .then_some(&Vnni512 as &dyn Int8Kernel)
+        .then_some(&Vnni512(()) as &dyn Int8Kernel)
     }
 }
 
