@@ -77,9 +77,9 @@ mod tests {
     #[test]
     fn dependency_paths_are_told_from_kestrel_paths() {
         assert!(in_dependency(
-            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tract-core-0.23.9/src/model/fact.rs"
+            "/home/user/.cargo/registry/src/index.crates.io-0000000000000000/tract-core-0.23.9/src/model/fact.rs"
         ));
         assert!(!in_dependency("runtime/src/ops/bdense.rs"));
-        assert!(!in_dependency("/work/main/runtime/src/model.rs"));
+        assert!(!in_dependency("/src/kestrel/runtime/src/model.rs"));
     }
 }
