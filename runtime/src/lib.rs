@@ -45,6 +45,7 @@ pub mod panic_guard;
 pub mod pipeline;
 pub mod pool_alloc;
 pub mod random;
+pub mod redact;
 pub mod tract_knobs;
 
 pub use error::RuntimeError;

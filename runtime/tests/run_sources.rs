@@ -1,6 +1,7 @@
 //! `kestrel run` end to end on real byte-stream sources: GStreamer through `cmd:`, a producer
 //! killed mid-stream (the run reconnects and `seq` keeps rising), a pipe with the wrong frame
-//! size, Y4M files with `--loop`, a model sidecar, SIGTERM, and a stop on a quiet command.
+//! size, Y4M files with `--loop`, a model sidecar, SIGTERM, a stop on a quiet command, and a
+//! camera password that never reaches the output.
 
 mod common;
 
@@ -66,6 +67,43 @@ fn exit_on_source_error_ends_the_run_when_the_command_ends() {
     );
     let lines = json_lines(&out.stdout);
     assert!(lines.last().unwrap().get("summary").is_some());
+}
+
+#[test]
+fn a_camera_password_in_the_source_never_reaches_the_output() {
+    // A cmd: pipeline that holds its camera's URL, as the RTSP recipes do; it ends after 4
+    // frames and the run ends with it (the error path prints the source too).
+    let source = "cmd:head -c 32 /dev/zero # rtsp://cam:hunter2@192.0.2.7:554/stream1";
+    let out = kestrel()
+        .args(["-vv", "run", "--source", source, "--pixel-format", "gray"])
+        .args(["--size", "4x2", "--exit-on-source-error"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("rtsp://cam:***@192.0.2.7"), "{stderr}");
+    let lines = json_lines(&out.stdout);
+    let last = lines.last().unwrap().to_string();
+    assert!(last.contains("\"summary\""), "{last}");
+    assert!(
+        last.contains("rtsp://cam:***@192.0.2.7:554/stream1"),
+        "{last}"
+    );
+    // An MQTT URL with credentials is refused (anonymous brokers only), without echoing them.
+    let out = kestrel()
+        .args(["run", "--frames", "1"])
+        .args([
+            "--mqtt",
+            "mqtt://kestrel:s3cret-mqtt@127.0.0.1:1883/kestrel",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("kestrel:***@127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("s3cret-mqtt"), "{stderr}");
 }
 
 #[test]

@@ -296,9 +296,14 @@ pub(crate) fn check_size(uri: &str, options: &SourceOptions) -> Result<(), Camer
     Ok(())
 }
 
-/// Opens a source from its URI.
-pub fn open(uri: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>, CameraError> {
-    let (scheme, rest) = uri.split_once(':').unwrap_or((uri, ""));
+/// Opens a source from its URI; the source shows it with any URL password as `***`
+/// ([`crate::redact`]).
+pub fn open(raw: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>, CameraError> {
+    // What the source shows (logs, errors, `uri()` for the summary and /metrics) carries no
+    // URL password; what it runs or opens comes from the raw text.
+    let shown = crate::redact::redact(raw);
+    let uri = shown.as_ref();
+    let (scheme, rest) = raw.split_once(':').unwrap_or((raw, ""));
     match scheme {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(uri, options)?)),
         "pipe" => Ok(Box::new(pipe::Pipe::stdin(uri, rest, options)?)),

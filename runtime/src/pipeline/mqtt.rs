@@ -42,7 +42,7 @@ pub struct MqttUrlError {
 /// Host, port and topic of an `mqtt://HOST[:PORT]/TOPIC` URL (port 1883 by default).
 pub fn parse_url(url: &str) -> Result<(String, u16, String), MqttUrlError> {
     let err = |reason| MqttUrlError {
-        url: url.into(),
+        url: crate::redact::redact(url).into_owned(),
         reason,
     };
     let rest = url
@@ -51,6 +51,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String), MqttUrlError> {
     let (authority, topic) = rest.split_once('/').ok_or_else(|| err("no /TOPIC"))?;
     if topic.is_empty() || topic.contains(['+', '#']) {
         return Err(err("the topic must be non-empty and have no wildcards"));
+    }
+    if authority.contains('@') {
+        return Err(err(
+            "USER:PASSWORD@ is not supported: the broker must accept anonymous clients",
+        ));
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| err("bad port"))?),
