@@ -105,6 +105,12 @@ pub fn build(repo: &Path, board: &Board, profile: &str, linker: Linker) -> Resul
         .arg(if zig { "zigbuild" } else { "build" })
         .args(["--locked", "-p", "kestrel-runtime", "--bin", "kestrel"])
         .args(["--profile", profile, "--target", &target]);
+    if let Some(features) = &board.features {
+        cmd.arg("--no-default-features");
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+    }
     eprintln!(
         "building kestrel for {} ({}): RUSTFLAGS=\"{}\" cargo {}",
         board.name,

@@ -75,6 +75,8 @@ struct File {
     qemu_cpu: String,
     glibc: String,
     threads: u16,
+    #[serde(default)]
+    features: Option<Vec<String>>,
     model: PathBuf,
     camera: Camera,
     usb: Camera,
@@ -99,6 +101,8 @@ pub struct Board {
     pub glibc: Glibc,
     /// Inference threads.
     pub threads: u16,
+    /// The runtime's cargo features for this board; `None`: the crate's defaults.
+    pub features: Option<Vec<String>>,
     /// Default model, relative to the repository.
     pub model: PathBuf,
     /// The board's own camera.
@@ -140,6 +144,7 @@ impl Board {
             qemu_cpu: file.qemu_cpu,
             glibc,
             threads: file.threads,
+            features: file.features,
             model: file.model,
             camera: file.camera,
             usb: file.usb,

@@ -8,10 +8,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broker::free_port;
+use common::rtsp::{have_rtsp_server, RtspServer};
 use common::{have, kestrel, repo, text};
 
 /// One HTTP/1.1 GET: (status, body as text).
@@ -37,15 +39,6 @@ fn get_bytes(port: u16, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     let head = String::from_utf8_lossy(&reply[..end]).into_owned();
     let code = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((code, head, reply[end..].to_vec()))
-}
-
-/// A port free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `path` until it answers `code` (or panics after `limit`, with the child's stderr).
@@ -348,54 +341,13 @@ fn sighup_reloads_the_model_and_a_corrupt_one_leaves_the_old_running() {
     assert!(err.contains("model reloaded"), "{err}");
 }
 
-/// Debian's python3 with GStreamer's RTSP server bindings; missing on CI is a failure.
-fn have_rtsp_server() -> bool {
-    let ok = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('GstRtspServer', '1.0'); \
-             from gi.repository import GstRtspServer",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let package = "python3-gi gir1.2-gst-rtsp-server-1.0";
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the RTSP server bindings are missing on CI (.ci/run installs {package})"
-        );
-        eprintln!("RTSP server bindings not installed: test skipped (apt install {package})");
-    }
-    ok
-}
-
-/// Starts `common/rtsp_server.py` on `port` and waits until it listens.
-fn rtsp_server(port: u16) -> Child {
-    let script = repo().join("runtime/tests/common/rtsp_server.py");
-    let mut server = std::process::Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready", "the RTSP server did not start");
-    server
-}
-
 #[test]
 fn an_rtsp_camera_through_gstreamer_reconnects_when_its_server_comes_back() {
     if !have("gst-launch-1.0", "gstreamer1.0-tools") || !have_rtsp_server() {
         return;
     }
     let (rtsp, http) = (free_port(), free_port());
-    let mut server = rtsp_server(rtsp);
+    let server = RtspServer::start(rtsp, None);
     let source = format!(
         "cmd:gst-launch-1.0 -q rtspsrc location=rtsp://127.0.0.1:{rtsp}/test protocols=tcp \
          latency=0 ! rtpjpegdepay ! jpegdec ! videoconvert ! videoscale \
@@ -422,18 +374,16 @@ fn an_rtsp_camera_through_gstreamer_reconnects_when_its_server_comes_back() {
     assert_eq!(value(&page, &reconnects), 0.0, "{page}");
 
     // The server goes away, and comes back on the same port.
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     std::thread::sleep(Duration::from_secs(2));
-    let mut server = rtsp_server(rtsp);
+    let server = RtspServer::start(rtsp, None);
     let page = wait_metric(&mut child, http, &reconnects, 1.0);
     wait_metric(&mut child, http, &frames, value(&page, &frames) + 10.0);
 
     signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }
 
 #[test]

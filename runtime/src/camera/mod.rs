@@ -11,6 +11,7 @@
 //! | `cmd:COMMAND` | [`cmd`] | raw frames from `sh -c COMMAND`, respawned when it dies |
 //! | `file:PATH` | [`file`] | Y4M, concatenated MJPEG or raw frames, `--loop` |
 //! | `v4l2:/dev/videoN` | [`v4l2`] | a V4L2 camera, mmap streaming |
+//! | `rtsp://HOST[:PORT]/PATH` | `rtsp` | an IP camera: H.264 or JPEG over RTSP (cargo feature `rtsp`, default) |
 //! | `nokhwa:INDEX` | `nokhwa` | any camera nokhwa knows (cargo feature `nokhwa`) |
 //!
 //! Frames come in the camera's own pixel format ([`PixelFormat`]); the pipeline converts
@@ -23,6 +24,8 @@ pub mod file;
 pub mod nokhwa;
 pub mod pace;
 pub mod pipe;
+#[cfg(feature = "rtsp")]
+pub mod rtsp;
 pub mod stream;
 pub mod synthetic;
 pub mod v4l2;
@@ -310,6 +313,15 @@ pub fn open(raw: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>, 
         "cmd" => Ok(Box::new(cmd::CommandSource::spawn(uri, rest, options)?)),
         "file" => Ok(Box::new(file::FileSource::open(uri, rest, options)?)),
         "v4l2" => Ok(Box::new(v4l2::V4l2Source::open(uri, rest, options)?)),
+        #[cfg(feature = "rtsp")]
+        "rtsp" => Ok(Box::new(rtsp::RtspSource::open(uri, raw, options)?)),
+        #[cfg(not(feature = "rtsp"))]
+        "rtsp" => Err(CameraError::BadUri {
+            uri: uri.into(),
+            reason: "this kestrel was built without the `rtsp` cargo feature: use a cmd: \
+                     GStreamer pipeline (docs/cameras.md)"
+                .into(),
+        }),
         #[cfg(feature = "nokhwa")]
         "nokhwa" => Ok(Box::new(nokhwa::NokhwaSource::open(uri, rest, options)?)),
         #[cfg(not(feature = "nokhwa"))]
@@ -320,7 +332,7 @@ pub fn open(raw: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>, 
         _ => Err(CameraError::BadUri {
             uri: uri.into(),
             reason: "unknown source (known: synthetic, pipe:, cmd:COMMAND, file:PATH, \
-                     v4l2:/dev/videoN, nokhwa:INDEX)"
+                     v4l2:/dev/videoN, rtsp://HOST/PATH, nokhwa:INDEX)"
                 .into(),
         }),
     }

@@ -260,7 +260,7 @@ fn guess_size(total: u64, asked: PixelFormat) -> Option<(usize, usize, PixelForm
 
 /// Result of looking for one JPEG at the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
-enum Scan {
+pub(crate) enum Scan {
     /// An image of `len` bytes after `skip` bytes of padding, with its (width, height).
     Found {
         skip: usize,
@@ -274,7 +274,7 @@ enum Scan {
 }
 
 /// Finds the first whole JPEG image in `b`.
-fn find_jpeg(b: &[u8]) -> Scan {
+pub(crate) fn find_jpeg(b: &[u8]) -> Scan {
     // Padding between images (some encoders pad to a block size) is skipped.
     let Some(s) = b.windows(2).position(|w| w == [0xFF, 0xD8]) else {
         // Keep a trailing 0xFF: it may be the first half of the next SOI.

@@ -19,6 +19,7 @@ impl Drop for Broker {
     }
 }
 
+/// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod clip;
+pub mod rtsp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
