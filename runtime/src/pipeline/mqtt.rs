@@ -362,15 +362,25 @@ fn describe(e: &ConnectionError) -> String {
     }
 }
 
-/// The rustls error inside `e`, through rumqttc's TLS and I/O wrappers.
+/// The rustls error inside `e`, through rumqttc's TLS, state and I/O wrappers (a handshake
+/// refused by the broker surfaces on the first read, as an I/O error inside a state error).
 fn find_rustls(e: &ConnectionError) -> Option<&rustls::Error> {
-    let io = match e {
-        ConnectionError::Tls(rumqttc::TlsError::TLS(t)) => return Some(t),
-        ConnectionError::Tls(rumqttc::TlsError::Io(io)) | ConnectionError::Io(io) => io,
-        ConnectionError::MqttState(rumqttc::StateError::Io(io)) => io,
-        _ => return None,
-    };
-    io.get_ref()?.downcast_ref::<rustls::Error>()
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Which topic under the run's topic a message goes to.
