@@ -111,6 +111,13 @@ pub struct Board {
 pub const MODELS_DIR: &str = "/usr/share/kestrel/models";
 
 impl Board {
+    /// Whether the board's camera goes through NVIDIA's Argus daemon (the Jetson boards), whose
+    /// socket lives in /tmp: its packages add the unit drop-in that keeps /tmp shared
+    /// (boards/debian/kestrel-argus.conf), where every other board's service has a private one.
+    pub fn argus(&self) -> bool {
+        self.name.starts_with("jetson")
+    }
+
     /// Reads `boards_dir/<name>.toml`.
     pub fn load(boards_dir: &Path, name: &str) -> Result<Board, ProfileError> {
         let path = boards_dir.join(format!("{name}.toml"));
