@@ -15,13 +15,12 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
 
-use common::broker::{free_port, subscribe};
+use common::broker::{free_port, spawn_mosquitto, subscribe};
 use common::{have, json_lines, kestrel, text};
 
 /// The broker's password for user `kestrel`: searched for in every output.
@@ -56,79 +55,46 @@ impl Pki {
         pki
     }
 
-    fn openssl(&self, args: &[&str]) {
+    /// `openssl ARGS` in the PKI's folder (`args` split at white space).
+    fn openssl(&self, args: &str) {
         let out = Command::new("openssl")
-            .args(args)
+            .args(args.split_whitespace())
             .current_dir(self.dir.path())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             text(&out.stderr)
         );
     }
 
+    /// A self-signed CA: `name.key`, `name.pem`.
     fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=kestrel test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+        self.openssl(&format!(
+            "req -x509 {NEW_KEY} -keyout {name}.key -out {name}.pem -days 2 \
+             -subj /CN=kestrel-test-{name} -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign"
+        ));
     }
 
+    /// A certificate signed by `ca` with `extensions` (lines of an openssl extension file):
+    /// `name.key`, `name.pem`.
     fn leaf(&self, name: &str, ca: &str, extensions: &str) {
         let ext = self.path(&format!("{name}.ext"));
         std::fs::write(&ext, format!("basicConstraints=CA:FALSE\n{extensions}")).unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN=kestrel test {name}"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
+        self.openssl(&format!(
+            "req {NEW_KEY} -keyout {name}.key -out {name}.csr -subj /CN=kestrel-test-{name}"
+        ));
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -days 2 \
+             -out {name}.pem -extfile {name}.ext"
+        ));
     }
 }
+
+/// A new P-256 key, unencrypted (`openssl req` arguments).
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -185,23 +151,7 @@ fn start_tls_broker(pki: &Pki, mutual: bool) -> TlsBroker {
         ),
     )
     .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    let started = Instant::now();
-    for port in [tls, plain] {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "mosquitto did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let child = spawn_mosquitto(&conf, &[tls, plain]);
     TlsBroker {
         child,
         tls,
@@ -212,6 +162,17 @@ fn start_tls_broker(pki: &Pki, mutual: bool) -> TlsBroker {
 
 fn tools() -> bool {
     have("mosquitto", "mosquitto") && have("openssl", "openssl")
+}
+
+/// A PKI and a broker using it (`mutual`: client certificates instead of passwords); `None`
+/// where the tools are missing (the test is skipped).
+fn setup(mutual: bool) -> Option<(Pki, TlsBroker)> {
+    if !tools() {
+        return None;
+    }
+    let pki = Pki::new();
+    let broker = start_tls_broker(&pki, mutual);
+    Some((pki, broker))
 }
 
 /// `kestrel run` on `frames` synthetic frames at `fps` (0: at once) with `-v` (its log on
@@ -266,11 +227,9 @@ fn receive(rx: &std::sync::mpsc::Receiver<Vec<u8>>, n: usize) -> Vec<u64> {
 
 #[test]
 fn the_right_password_over_tls_publishes_every_frame() {
-    if !tools() {
+    let Some((pki, broker)) = setup(false) else {
         return;
-    }
-    let pki = Pki::new();
-    let broker = start_tls_broker(&pki, false);
+    };
     // From a config file (mode 600: it names a secret file, it holds no secret itself) and a
     // password file.
     let rx = subscribe(broker.plain, "kestrel/tls");
@@ -320,11 +279,9 @@ fn the_right_password_over_tls_publishes_every_frame() {
 
 #[test]
 fn a_wrong_password_or_an_untrusted_broker_leaves_the_run_going() {
-    if !tools() {
+    let Some((pki, broker)) = setup(false) else {
         return;
-    }
-    let pki = Pki::new();
-    let broker = start_tls_broker(&pki, false);
+    };
     let url = |password: &str| {
         format!(
             "mqtts://kestrel:{password}@127.0.0.1:{}/kestrel/bad",
@@ -360,11 +317,9 @@ fn a_wrong_password_or_an_untrusted_broker_leaves_the_run_going() {
 
 #[test]
 fn mutual_tls_admits_only_a_client_with_a_certificate() {
-    if !tools() {
+    let Some((pki, broker)) = setup(true) else {
         return;
-    }
-    let pki = Pki::new();
-    let broker = start_tls_broker(&pki, true);
+    };
     let url = format!("mqtts://127.0.0.1:{}/kestrel/mtls", broker.tls);
     let ca = pki.path("ca.pem").display().to_string();
     let rx = subscribe(broker.plain, "kestrel/mtls");
@@ -418,46 +373,26 @@ fn unusable_tls_files_are_refused_at_start() {
     chmod(&open_key, 0o644);
     let open_key = open_key.display().to_string();
     let not_pem = pki.path("client.ext").display().to_string();
-    for (args, needle) in [
-        (vec!["--mqtt-ca", &missing], format!("mqtt_ca {missing}")),
+    // (CA file, client key file with the client certificate, what the refusal says)
+    for (ca, key, needle) in [
+        (&missing, None, format!("mqtt_ca {missing}")),
         (
-            vec!["--mqtt-ca", &not_pem],
+            &not_pem,
+            None,
             format!("mqtt_ca {not_pem}: holds no PEM certificate"),
         ),
+        (&ca, Some(&missing), format!("mqtt_key {missing}")),
         (
-            vec![
-                "--mqtt-ca",
-                &ca,
-                "--mqtt-cert",
-                &cert,
-                "--mqtt-key",
-                &missing,
-            ],
-            format!("mqtt_key {missing}"),
-        ),
-        (
-            vec![
-                "--mqtt-ca",
-                &ca,
-                "--mqtt-cert",
-                &cert,
-                "--mqtt-key",
-                &open_key,
-            ],
+            &ca,
+            Some(&open_key),
             format!("(mode 0644): chmod 600 {open_key}"),
         ),
-        (
-            vec![
-                "--mqtt-ca",
-                &ca,
-                "--mqtt-cert",
-                &cert,
-                "--mqtt-key",
-                &other_key,
-            ],
-            "do not go together".to_string(),
-        ),
+        (&ca, Some(&other_key), "do not go together".to_string()),
     ] {
+        let mut args = vec!["--mqtt-ca", ca.as_str()];
+        if let Some(key) = key {
+            args.extend(["--mqtt-cert", cert.as_str(), "--mqtt-key", key.as_str()]);
+        }
         let out = kestrel()
             .args(["run", "--no-config", "--frames", "1", "--mqtt", url])
             .args(&args)
