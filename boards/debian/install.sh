@@ -13,20 +13,27 @@ install -D -m 755 "$here/usr/bin/kestrel" /usr/bin/kestrel
 install -d /usr/share/kestrel/models /usr/share/doc/kestrel
 cp "$here"/usr/share/kestrel/models/* /usr/share/kestrel/models/
 cp "$here/usr/share/doc/kestrel/README.boards.md" /usr/share/doc/kestrel/
-if [ -e /etc/kestrel/kestrel.toml ]; then
-    install -D -m 644 "$here/etc/kestrel/kestrel.toml" /etc/kestrel/kestrel.toml.new
-    echo "kept /etc/kestrel/kestrel.toml; the bundle's version is /etc/kestrel/kestrel.toml.new"
-else
-    install -D -m 644 "$here/etc/kestrel/kestrel.toml" /etc/kestrel/kestrel.toml
-fi
 if ! getent passwd kestrel >/dev/null; then
     useradd --system --user-group --home-dir /var/lib/kestrel --shell /usr/sbin/nologin kestrel
 fi
 if getent group video >/dev/null; then
     usermod -a -G video kestrel
 fi
+# The settings may hold a broker password or a token: 0640 root:kestrel, as the .deb installs
+# them (the service refuses a config with a secret that other users can read).
+if [ -e /etc/kestrel/kestrel.toml ]; then
+    install -D -m 640 -o root -g kestrel "$here/etc/kestrel/kestrel.toml" /etc/kestrel/kestrel.toml.new
+    echo "kept /etc/kestrel/kestrel.toml; the bundle's version is /etc/kestrel/kestrel.toml.new"
+else
+    install -D -m 640 -o root -g kestrel "$here/etc/kestrel/kestrel.toml" /etc/kestrel/kestrel.toml
+fi
 if [ -d /run/systemd/system ]; then
     install -D -m 644 "$here/usr/lib/systemd/system/kestrel.service" /usr/lib/systemd/system/kestrel.service
+    # Jetson bundles: the drop-in that keeps /tmp shared for nvargus-daemon's socket.
+    if [ -e "$here/usr/lib/systemd/system/kestrel.service.d/argus.conf" ]; then
+        install -D -m 644 "$here/usr/lib/systemd/system/kestrel.service.d/argus.conf" \
+            /usr/lib/systemd/system/kestrel.service.d/argus.conf
+    fi
     systemctl daemon-reload
     systemctl enable --now kestrel
     echo "kestrel service started: journalctl -u kestrel -f"

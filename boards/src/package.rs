@@ -6,9 +6,10 @@
 //! | path | what |
 //! | --- | --- |
 //! | `/usr/bin/kestrel` | the stripped binary |
-//! | `/etc/kestrel/kestrel.toml` | the board's settings (a conffile: upgrades keep edits) |
+//! | `/etc/kestrel/kestrel.toml` | the board's settings (a conffile: upgrades keep edits), 0640 root:kestrel |
 //! | `/usr/share/kestrel/models/` | the default model and its sidecar |
 //! | `/usr/lib/systemd/system/kestrel.service` | the service (boards/debian/kestrel.service) |
+//! | `/usr/lib/systemd/system/kestrel.service.d/argus.conf` | Jetson boards: /tmp shared for nvargus-daemon |
 //! | `/usr/share/doc/kestrel/README.boards.md` | boards/README.md |
 //!
 //! The files that depend on the board are staged under `<profile dir>/bundle/` of the board's
@@ -54,6 +55,10 @@ pub struct Job<'a> {
     /// Output folder.
     pub out: &'a Path,
 }
+
+/// Where the Jetson packages install the unit drop-in that keeps /tmp shared
+/// ([`Board::argus`]).
+pub const ARGUS_DROP_IN: &str = "usr/lib/systemd/system/kestrel.service.d/argus.conf";
 
 /// The version packaged (the workspace version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -191,10 +196,11 @@ pub fn tarball(job: &Job) -> Result<PathBuf> {
             Ok(())
         };
         add(&built.binary, "usr/bin/kestrel", 0o755)?;
+        // It may come to hold a password: not for other users (install.sh sets root:kestrel).
         add(
             &stage.join("kestrel.toml"),
             "etc/kestrel/kestrel.toml",
-            0o644,
+            0o640,
         )?;
         let models_dir = MODELS_DIR.trim_start_matches('/');
         let mut models: Vec<_> = fs::read_dir(stage.join("models"))?
@@ -215,6 +221,9 @@ pub fn tarball(job: &Job) -> Result<PathBuf> {
             "usr/lib/systemd/system/kestrel.service",
             0o644,
         )?;
+        if board.argus() {
+            add(&debian.join("kestrel-argus.conf"), ARGUS_DROP_IN, 0o644)?;
+        }
         add(
             &repo.join("boards/README.md"),
             "usr/share/doc/kestrel/README.boards.md",

@@ -115,6 +115,13 @@ pub struct Board {
 pub const MODELS_DIR: &str = "/usr/share/kestrel/models";
 
 impl Board {
+    /// Whether the board's camera goes through NVIDIA's Argus daemon (the Jetson boards), whose
+    /// socket lives in /tmp: its packages add the unit drop-in that keeps /tmp shared
+    /// (boards/debian/kestrel-argus.conf), where every other board's service has a private one.
+    pub fn argus(&self) -> bool {
+        self.name.starts_with("jetson")
+    }
+
     /// Reads `boards_dir/<name>.toml`.
     pub fn load(boards_dir: &Path, name: &str) -> Result<Board, ProfileError> {
         let path = boards_dir.join(format!("{name}.toml"));
@@ -225,12 +232,19 @@ impl Board {
         s.push_str(&format!(
             "\n{other}\
              \n# Publish every frame's result to the fleet's MQTT broker (QoS 1):\n\
-             # mqtt = \"mqtt://broker.local:1883/kestrel/{}\"\n\
+             # mqtt = \"mqtt://broker.local:1883/kestrel/{0}\"\n\
+             # or over TLS with a password (a file of its own: owner kestrel, chmod 600;\n\
+             # docs/analytics.md has client certificates):\n\
+             # mqtt = \"mqtts://broker.example:8883/kestrel/{0}\"\n\
+             # mqtt_user = \"{0}\"\n\
+             # mqtt_password_file = \"/etc/kestrel/mqtt.pass\"\n\
+             # mqtt_ca = \"/etc/kestrel/broker-ca.pem\"   # a private CA (default: the system's)\n\
              # Annotated JPEG snapshots every 10 s:\n\
              # snapshot = \"/var/lib/kestrel/snapshots\"\n\
              # every = 10\n\
              # Prometheus /metrics, /healthz and /snapshot.jpg, on this board only (a scraper\n\
-             # elsewhere needs the board's address here):\n\
+             # elsewhere needs the board's address here, and a bearer token: http_token_file,\n\
+             # a file holding only the token, owner kestrel, chmod 600):\n\
              # http = \"127.0.0.1:9464\"\n\
              \n# Counting, with a detection model: objects in a zone, crossings of a line\n\
              # (relative coordinates, 0..1; events on MQTT under TOPIC/events/, counts retained\n\
@@ -282,6 +296,16 @@ mod tests {
         assert!(Glibc::parse("2.9") < Glibc::parse("2.27"));
         assert!(Glibc::parse("2.27") < Glibc::parse("2.31"));
         assert_eq!(Glibc::parse("two"), None);
+    }
+
+    /// The Argus drop-in goes to the Jetson packages, and only to them.
+    #[test]
+    fn only_jetson_boards_keep_tmp_shared() {
+        for name in Board::names(&boards_dir()).unwrap() {
+            let board = Board::load(&boards_dir(), &name).unwrap();
+            let jetson = board.camera.source.contains("nvarguscamerasrc");
+            assert_eq!(board.argus(), jetson, "{name}");
+        }
     }
 
     /// Every profile loads, and the config it renders (both cameras) is one the board's

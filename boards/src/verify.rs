@@ -1,7 +1,8 @@
 //! Checks a board's `.deb` the way the board would meet it:
 //!
 //! 1. its file list (`dpkg-deb --contents`) has the binary, the default model and its sidecar,
-//!    the config (marked a conffile) and the systemd unit (the `.tar.gz` beside it, if any,
+//!    the config (marked a conffile, mode 0640) and the systemd unit (with the Argus drop-in on
+//!    Jetson boards) (the `.tar.gz` beside it, if any,
 //!    holds the same files and `install.sh`);
 //! 2. the binary needs no glibc symbol newer than the board's floor (`objdump -T`);
 //! 3. the binary, extracted from the package, runs under `qemu-aarch64 -cpu <board's core>`
@@ -21,13 +22,17 @@ pub fn required_files(board: &Board) -> Vec<String> {
         .strip_suffix(".nnef.tgz")
         .unwrap_or(&model)
         .to_string();
-    vec![
+    let mut files = vec![
         "./usr/bin/kestrel".into(),
         "./etc/kestrel/kestrel.toml".into(),
         format!(".{MODELS_DIR}/{model}"),
         format!(".{MODELS_DIR}/{stem}.kestrel.toml"),
         "./usr/lib/systemd/system/kestrel.service".into(),
-    ]
+    ];
+    if board.argus() {
+        files.push(format!("./{}", crate::package::ARGUS_DROP_IN));
+    }
+    files
 }
 
 /// The paths of a `dpkg-deb --contents` listing (`-rwxr-xr-x root/root 123 date ./usr/bin/x`).
@@ -37,6 +42,15 @@ pub fn listed_paths(listing: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(5))
         .map(|p| p.to_string())
         .collect()
+}
+
+/// The permissions column (`-rw-r-----`) of `path` in a `dpkg-deb --contents` listing.
+pub fn listed_mode<'a>(listing: &'a str, path: &str) -> Option<&'a str> {
+    listing.lines().find_map(|l| {
+        let mut fields = l.split_whitespace();
+        let mode = fields.next()?;
+        (fields.nth(4)? == path).then_some(mode)
+    })
 }
 
 /// The newest `GLIBC_x.y` version in `objdump -T` output.
@@ -64,7 +78,15 @@ fn run(cmd: &mut Command) -> Result<std::process::Output> {
 /// Check 1: the file list and the conffile.
 pub fn check_contents(board: &Board, deb: &Path) -> Result<()> {
     let out = run(Command::new("dpkg-deb").arg("--contents").arg(deb))?;
-    let paths = listed_paths(&String::from_utf8_lossy(&out.stdout));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let paths = listed_paths(&listing);
+    // The config may come to hold a password: never readable by other users.
+    let mode = listed_mode(&listing, "./etc/kestrel/kestrel.toml");
+    ensure!(
+        mode == Some("-rw-r-----"),
+        "{}: /etc/kestrel/kestrel.toml has mode {mode:?}, not -rw-r----- (0640)",
+        deb.display()
+    );
     for want in required_files(board) {
         ensure!(
             paths.contains(&want),
@@ -234,6 +256,11 @@ mod tests {
             listed_paths(listing),
             ["./", "./usr/bin/kestrel", "./etc/kestrel/kestrel.toml"]
         );
+        assert_eq!(
+            listed_mode(listing, "./etc/kestrel/kestrel.toml"),
+            Some("-rw-r--r--")
+        );
+        assert_eq!(listed_mode(listing, "./nothing"), None);
     }
 
     #[test]

@@ -18,12 +18,19 @@
 //! top_k = 3
 //! mean = [0.5, 0.5, 0.5]                        # one number or three
 //! std = [0.5, 0.5, 0.5]
-//! mqtt = "mqtt://localhost:1883/kestrel/frames"
+//! mqtt = "mqtt://localhost:1883/kestrel/frames"  # or mqtts://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC
+//! mqtt_user = "cam-1"                           # unless the URL has USER@
+//! mqtt_password_file = "/etc/kestrel/mqtt.pass" # the password alone, mode 600 (or mqtt_password)
+//! mqtt_ca = "/etc/kestrel/broker-ca.pem"        # mqtts: trust this CA, not the system's roots
+//! mqtt_cert = "/etc/kestrel/cam-1.pem"          # mqtts: mutual TLS, with mqtt_key (mode 600)
+//! mqtt_key = "/etc/kestrel/cam-1.key"
+//! mqtt_insecure = false                         # true: allow a password over plain mqtt://
 //! snapshot = "/var/lib/kestrel/snapshots"
 //! every = 10                                    # seconds between snapshots (0: every frame)
 //! classes = ["person", "car"]                   # detections kept (default: every class)
 //! status_every = 10                             # seconds between status lines (0: none)
-//! http = "127.0.0.1:9464"                       # /metrics and /healthz (default: off)
+//! http = "127.0.0.1:9464"                       # /metrics and /healthz (default: off; PORT = 127.0.0.1:PORT)
+//! http_token_file = "/etc/kestrel/http.token"   # bearer token, needed off loopback (or http_token)
 //! healthz_silence = 10                          # seconds without a frame before /healthz fails
 //!
 //! [tracker]                                     # ByteTrack settings (analytics::track)
@@ -49,7 +56,10 @@
 //!
 //! A configuration that cannot be used is refused before anything starts, with the file, the
 //! line and the key ([`ConfigError`]): an unknown key (a typo must not silently fall back to a
-//! default), a value of the wrong type, or a value out of range. Whether the source can be
+//! default), a value of the wrong type, or a value out of range. A file that holds a secret
+//! (`mqtt_password`, `http_token`, a URL with a password in `mqtt` or `source`) and is open to
+//! other users (mode & 0o007) is refused too, with the `chmod` that fixes it
+//! ([`crate::secret`]: the group may read it, the packages install it `0640 root:kestrel`). Whether the source can be
 //! opened or the model loaded is checked later, by the same code as for command-line flags.
 
 use std::fmt;
@@ -63,6 +73,7 @@ use crate::analytics::track::TrackerConfig;
 use crate::analytics::zones::{AnchorPoint, LineSpec, ZoneSpec};
 use crate::analytics::AnalyticsError;
 use crate::camera::PixelFormat;
+use crate::secret::Secret;
 
 /// Where the board packages install the configuration, and where `kestrel run` looks for it
 /// when `--config` is not given.
@@ -128,6 +139,20 @@ pub struct Config {
     pub std: Option<[f32; 3]>,
     /// MQTT URL.
     pub mqtt: Option<String>,
+    /// MQTT user name.
+    pub mqtt_user: Option<String>,
+    /// MQTT password.
+    pub mqtt_password: Option<Secret>,
+    /// A file holding the MQTT password, resolved against the file's folder.
+    pub mqtt_password_file: Option<PathBuf>,
+    /// The CA certificates an `mqtts://` broker is checked against.
+    pub mqtt_ca: Option<PathBuf>,
+    /// The client certificate for mutual TLS.
+    pub mqtt_cert: Option<PathBuf>,
+    /// The client key for mutual TLS.
+    pub mqtt_key: Option<PathBuf>,
+    /// Allow a password over plain `mqtt://`.
+    pub mqtt_insecure: Option<bool>,
     /// Snapshot folder, resolved against the file's folder.
     pub snapshot: Option<PathBuf>,
     /// Seconds between snapshots.
@@ -138,6 +163,10 @@ pub struct Config {
     pub status_every: Option<f64>,
     /// Address of the `/metrics` and `/healthz` endpoint.
     pub http: Option<String>,
+    /// Bearer token the endpoint asks for.
+    pub http_token: Option<Secret>,
+    /// A file holding the bearer token, resolved against the file's folder.
+    pub http_token_file: Option<PathBuf>,
     /// Seconds without a frame before `/healthz` fails.
     pub healthz_silence: Option<f64>,
     /// Tracker settings (`[tracker]`; defaults for the keys not given).
@@ -209,11 +238,20 @@ struct File {
     mean: Option<Spanned<Triple>>,
     std: Option<Spanned<Triple>>,
     mqtt: Option<Spanned<String>>,
+    mqtt_user: Option<Spanned<String>>,
+    mqtt_password: Option<Spanned<String>>,
+    mqtt_password_file: Option<Spanned<String>>,
+    mqtt_ca: Option<Spanned<String>>,
+    mqtt_cert: Option<Spanned<String>>,
+    mqtt_key: Option<Spanned<String>>,
+    mqtt_insecure: Option<bool>,
     snapshot: Option<Spanned<String>>,
     every: Option<Spanned<f64>>,
     classes: Option<Spanned<Vec<String>>>,
     status_every: Option<Spanned<f64>>,
     http: Option<Spanned<String>>,
+    http_token: Option<Spanned<String>>,
+    http_token_file: Option<Spanned<String>>,
     healthz_silence: Option<Spanned<f64>>,
     tracker: Option<TrackerFile>,
     #[serde(rename = "zone", default)]
@@ -295,7 +333,30 @@ impl Config {
                 ..err("not UTF-8 text".into())
             }
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        if let Some(what) = config.secret_held() {
+            crate::secret::check_private(path, crate::secret::NOT_OTHERS, "config")
+                .map_err(|e| err(format!("{what}: {}", e.reason)))?;
+        }
+        Ok(config)
+    }
+
+    /// The first setting of this file that is a secret (a password, a token, a URL with a
+    /// password), to refuse the file when others can read it.
+    pub fn secret_held(&self) -> Option<&'static str> {
+        let url_password =
+            |u: &Option<String>| u.as_deref().is_some_and(|u| crate::redact::redact(u) != u);
+        if self.mqtt_password.is_some() {
+            Some("mqtt_password")
+        } else if self.http_token.is_some() {
+            Some("http_token")
+        } else if url_password(&self.mqtt) {
+            Some("a password in mqtt")
+        } else if url_password(&self.source) {
+            Some("a password in source")
+        } else {
+            None
+        }
     }
 
     /// Parses configuration text; `origin` is the file it came from (for messages and for
@@ -434,6 +495,56 @@ impl Config {
             crate::pipeline::mqtt::parse_url(&url).map_err(|e| bad("mqtt", span, e.to_string()))?;
             config.mqtt = Some(url);
         }
+        if let Some(v) = file.mqtt_user {
+            config.mqtt_user = Some(nonempty("mqtt_user", v)?);
+        }
+        let one_of =
+            |key: &str, a: &Option<Spanned<String>>, b: &Option<Spanned<String>>| match (a, b) {
+                (Some(_), Some(v)) => Err(bad(
+                    key,
+                    v.span(),
+                    format!("give either {} or {key}, not both", &key[..key.len() - 5]),
+                )),
+                _ => Ok(()),
+            };
+        one_of(
+            "mqtt_password_file",
+            &file.mqtt_password,
+            &file.mqtt_password_file,
+        )?;
+        one_of("http_token_file", &file.http_token, &file.http_token_file)?;
+        if let Some(v) = file.mqtt_password {
+            config.mqtt_password = Some(Secret::new(nonempty("mqtt_password", v)?));
+        }
+        if let Some(v) = file.mqtt_password_file {
+            config.mqtt_password_file = Some(resolve(&nonempty("mqtt_password_file", v)?));
+        }
+        if let Some(v) = file.mqtt_ca {
+            config.mqtt_ca = Some(resolve(&nonempty("mqtt_ca", v)?));
+        }
+        if let Some(v) = file.mqtt_cert {
+            config.mqtt_cert = Some(resolve(&nonempty("mqtt_cert", v)?));
+        }
+        if let Some(v) = file.mqtt_key {
+            config.mqtt_key = Some(resolve(&nonempty("mqtt_key", v)?));
+        }
+        config.mqtt_insecure = file.mqtt_insecure;
+        if let Some(v) = file.http_token {
+            let span = v.span();
+            let token = nonempty("http_token", v)?;
+            if token.len() < crate::pipeline::http::MIN_TOKEN {
+                let min = crate::pipeline::http::MIN_TOKEN;
+                return Err(bad(
+                    "http_token",
+                    span,
+                    format!("shorter than {min} characters: too easy to guess"),
+                ));
+            }
+            config.http_token = Some(Secret::new(token));
+        }
+        if let Some(v) = file.http_token_file {
+            config.http_token_file = Some(resolve(&nonempty("http_token_file", v)?));
+        }
         if let Some(v) = file.snapshot {
             config.snapshot = Some(resolve(&nonempty("snapshot", v)?));
         }
@@ -446,13 +557,7 @@ impl Config {
         if let Some(v) = file.http {
             let span = v.span();
             let addr = nonempty("http", v)?;
-            addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                bad(
-                    "http",
-                    span,
-                    format!("expected HOST:PORT, e.g. 127.0.0.1:9464 ({e})"),
-                )
-            })?;
+            crate::pipeline::http::parse_addr(&addr).map_err(|e| bad("http", span, e))?;
             config.http = Some(addr);
         }
         if let Some(v) = file.healthz_silence {
@@ -850,5 +955,88 @@ mod tests {
         std::fs::write(&good, "model = \"m.nnef.tgz\"\n").unwrap();
         let c = Config::load(&good).unwrap();
         assert_eq!(c.model, Some(dir.path().join("m.nnef.tgz")));
+    }
+
+    #[test]
+    fn mqtt_and_http_credentials_parse() {
+        let c = parse(
+            "mqtt = \"mqtts://broker/k\"\nmqtt_user = \"cam\"\nmqtt_password_file = \"mqtt.pass\"\n\
+             mqtt_ca = \"ca.pem\"\nmqtt_cert = \"/etc/ssl/cam.pem\"\nmqtt_key = \"cam.key\"\n\
+             mqtt_insecure = true\nhttp = \"9464\"\nhttp_token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.mqtt_user.as_deref(), Some("cam"));
+        let here = Path::new("/etc/kestrel");
+        assert_eq!(c.mqtt_password_file, Some(here.join("mqtt.pass")));
+        assert_eq!(c.mqtt_ca, Some(here.join("ca.pem")));
+        assert_eq!(c.mqtt_cert.as_deref(), Some(Path::new("/etc/ssl/cam.pem")));
+        assert_eq!(c.mqtt_key, Some(here.join("cam.key")));
+        assert_eq!(c.mqtt_insecure, Some(true));
+        assert_eq!(c.http.as_deref(), Some("9464"));
+        assert_eq!(
+            c.http_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(c.secret_held(), Some("http_token"));
+        // Secrets never show in the settings' Debug form.
+        let c = parse("mqtt_password = \"hunter2\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        for (text, key) in [
+            (
+                "mqtt_password = \"a\"\nmqtt_password_file = \"f\"\n",
+                "mqtt_password_file",
+            ),
+            (
+                "http_token = \"0123456789abcdef\"\nhttp_token_file = \"f\"\n",
+                "http_token_file",
+            ),
+            ("http_token = \"short\"\n", "http_token"),
+            ("mqtt_user = \"\"\n", "mqtt_user"),
+            ("mqtt = \"mqtts://u:hunter2@h:x/t\"\n", "mqtt"),
+        ] {
+            let e = error(text);
+            assert_eq!(e.key.as_deref(), Some(key), "{text:?}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_holding_a_secret_is_not_open_to_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let plain = dir.path().join("plain.toml");
+        std::fs::write(&plain, "fps = 5\nmqtt = \"mqtt://broker/k\"\n").unwrap();
+        chmod(&plain, 0o644);
+        assert!(Config::load(&plain).is_ok(), "no secret: any mode");
+        for (text, what) in [
+            ("mqtt_password = \"hunter2\"\n", "mqtt_password"),
+            ("http_token = \"hunter2hunter2hunter2\"\n", "http_token"),
+            (
+                "mqtt = \"mqtts://u:hunter2@broker/k\"\n",
+                "a password in mqtt",
+            ),
+            (
+                "source = \"cmd:x rtsp://u:hunter2@cam/s\"\n",
+                "a password in source",
+            ),
+        ] {
+            let path = dir.path().join("secret.toml");
+            std::fs::write(&path, text).unwrap();
+            chmod(&path, 0o644);
+            let e = Config::load(&path).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(what), "{shown}");
+            assert!(
+                shown.ends_with(&format!("chmod 640 {}", path.display())),
+                "{shown}"
+            );
+            assert!(!shown.contains("hunter2"), "{shown}");
+            // What the packages install: group-readable, closed to others.
+            chmod(&path, 0o640);
+            assert!(Config::load(&path).is_ok(), "{text}");
+        }
     }
 }

@@ -25,15 +25,18 @@ fn runtime_bad_input(cause: &(dyn std::error::Error + 'static)) -> Option<bool> 
     use crate::camera::CameraError;
     use crate::config::ConfigError;
     use crate::pipeline::http::HttpError;
-    use crate::pipeline::mqtt::MqttUrlError;
+    use crate::pipeline::mqtt::{MqttError, MqttUrlError};
     use crate::pipeline::sidecar::SidecarError;
     use crate::pipeline::PipelineError;
+    use crate::secret::SecretFileError;
     use crate::RuntimeError;
     if let Some(r) = cause.downcast_ref::<RuntimeError>() {
         return Some(r.is_bad_input());
     }
     if cause.is::<SidecarError>()
         || cause.is::<MqttUrlError>()
+        || cause.is::<MqttError>()
+        || cause.is::<SecretFileError>()
         || cause.is::<ConfigError>()
         || cause.is::<AnalyticsError>()
         || cause.is::<HttpError>()

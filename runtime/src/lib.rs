@@ -46,6 +46,7 @@ pub mod pipeline;
 pub mod pool_alloc;
 pub mod random;
 pub mod redact;
+pub mod secret;
 pub mod tract_knobs;
 
 pub use error::RuntimeError;

@@ -91,7 +91,8 @@ fn a_camera_password_in_the_source_never_reaches_the_output() {
         last.contains("rtsp://cam:***@192.0.2.7:554/stream1"),
         "{last}"
     );
-    // An MQTT URL with credentials is refused (anonymous brokers only), without echoing them.
+    // A password over plain mqtt:// is refused (it would travel in clear text; mqtts:// or
+    // --mqtt-insecure), without echoing it.
     let out = kestrel()
         .args(["run", "--frames", "1"])
         .args([
@@ -103,6 +104,7 @@ fn a_camera_password_in_the_source_never_reaches_the_output() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("kestrel:***@127.0.0.1"), "{stderr}");
+    assert!(stderr.contains("clear text"), "{stderr}");
     assert!(!stderr.contains("s3cret-mqtt"), "{stderr}");
 }
 

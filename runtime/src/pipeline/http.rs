@@ -8,6 +8,16 @@
 //!   one when no frame comes within 2 s; `503` before the first;
 //! - anything else: 404; a method other than GET or HEAD: 405.
 //!
+//! Who may ask: the endpoint listens where it is told, `127.0.0.1` when given only a port.
+//! With a bearer token configured ([`Served::token`], config `http_token` or
+//! `http_token_file`), every path but `/healthz` (the probe of a load balancer or of systemd,
+//! which tells nothing about the camera) answers `401` unless the request carries
+//! `Authorization: Bearer TOKEN`, compared in constant time. Bound to any address other than
+//! loopback the token is required: [`HttpServer::start`] refuses to listen without one, since
+//! `/snapshot.jpg` shows whatever the camera sees to anyone on the network. There is no TLS:
+//! the token protects against other hosts on a trusted network, a reverse proxy with TLS
+//! protects it on an untrusted one.
+//!
 //! A scrape allocates its response on this thread; the frame loop only updates atomics.
 
 use std::net::SocketAddr;
@@ -17,6 +27,20 @@ use std::time::Duration;
 
 use super::live_snapshot::LiveSnapshot;
 use super::metrics::Metrics;
+use crate::secret::Secret;
+
+/// The shortest bearer token accepted (a token anyone could guess protects nothing).
+pub const MIN_TOKEN: usize = 16;
+
+/// Parses the endpoint's address: `HOST:PORT`, or a bare `PORT` for `127.0.0.1:PORT` (the
+/// endpoint stays on this machine unless an address says otherwise).
+pub fn parse_addr(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = addr.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    addr.parse()
+        .map_err(|e| format!("expected HOST:PORT or PORT, e.g. 127.0.0.1:9464 ({e})"))
+}
 
 /// How long `/snapshot.jpg` waits for the next frame before serving the last one.
 const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(2);
@@ -30,6 +54,8 @@ pub struct Served {
     pub live: Arc<LiveSnapshot>,
     /// Time without a frame after which `/healthz` fails.
     pub silence: Duration,
+    /// The bearer token every path but `/healthz` asks for; required off loopback.
+    pub token: Option<Secret>,
 }
 
 /// Why the endpoint could not start.
@@ -57,14 +83,26 @@ impl HttpServer {
             addr: addr.to_string(),
             source,
         };
-        let parsed: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
-            err(format!("expected HOST:PORT ({e})").into())
-        })?;
+        let parsed = parse_addr(addr).map_err(|e| err(e.into()))?;
+        if !parsed.ip().is_loopback() && served.token.is_none() {
+            return Err(err(format!(
+                "{} is reachable from other machines, and /metrics and /snapshot.jpg would be \
+                 open to them: set a bearer token (http_token_file or http_token in the \
+                 config), or listen on 127.0.0.1",
+                parsed.ip()
+            )
+            .into()));
+        }
         let server = Arc::new(tiny_http::Server::http(parsed).map_err(err)?);
         let addr = server
             .server_addr()
             .to_ip()
             .ok_or_else(|| err("not an IP socket".into()))?;
+        let guarded = if served.token.is_some() {
+            " (bearer token required but for /healthz)"
+        } else {
+            ""
+        };
         let serving = server.clone();
         let thread = std::thread::Builder::new()
             .name("kestrel-http".into())
@@ -74,7 +112,7 @@ impl HttpServer {
                 }
             })
             .map_err(|e| err(e.into()))?;
-        log::info!("serving /metrics, /healthz and /snapshot.jpg on http://{addr}");
+        log::info!("serving /metrics, /healthz and /snapshot.jpg on http://{addr}{guarded}");
         Ok(HttpServer {
             server,
             thread: Some(thread),
@@ -101,6 +139,21 @@ fn respond(request: tiny_http::Request, served: &Served) {
     use tiny_http::{Header, Method, Response};
     let text = |ct: &str| Header::from_bytes("Content-Type", ct).expect("a valid header");
     let path = request.url().split('?').next().unwrap_or("");
+    if path != "/healthz" {
+        if let Some(token) = &served.token {
+            if !authorized(&request, token) {
+                let response = Response::from_string("unauthorized: Authorization: Bearer TOKEN\n")
+                    .with_status_code(401)
+                    .with_header(
+                        Header::from_bytes("WWW-Authenticate", "Bearer").expect("a valid header"),
+                    );
+                if let Err(e) = request.respond(response) {
+                    log::debug!("http: {e}");
+                }
+                return;
+            }
+        }
+    }
     let response = match (request.method(), path) {
         (Method::Get | Method::Head, "/metrics") => Response::from_string(served.metrics.render())
             .with_header(text("text/plain; version=0.0.4; charset=utf-8")),
@@ -135,6 +188,21 @@ fn respond(request: tiny_http::Request, served: &Served) {
     }
 }
 
+/// Whether `request` carries `Authorization: Bearer TOKEN` with the right token.
+fn authorized(request: &tiny_http::Request, token: &Secret) -> bool {
+    request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .any(|h| {
+            let value = h.value.as_str().trim();
+            let Some((scheme, given)) = value.split_once(' ') else {
+                return false;
+            };
+            scheme.eq_ignore_ascii_case("bearer") && token.matches(given.trim().as_bytes())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,14 +216,20 @@ mod tests {
             metrics: m.clone(),
             live: Arc::new(LiveSnapshot::new()),
             silence: Duration::from_secs(silence_s),
+            token: None,
         }
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        get_with(addr, path, "")
+    }
+
+    /// One GET with `headers` (each ending in CRLF): (status, the whole reply).
+    fn get_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut body = String::new();
@@ -202,5 +276,68 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("cannot listen"), "{e}");
+    }
+
+    #[test]
+    fn a_token_guards_every_path_but_healthz() {
+        let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
+        let token = "0123456789abcdef-token";
+        let guarded = Served {
+            token: Some(Secret::new(token)),
+            ..served(&m, 60)
+        };
+        let server = HttpServer::start("127.0.0.1:0", guarded).unwrap();
+        let addr = server.addr();
+        for path in ["/metrics", "/snapshot.jpg", "/nope"] {
+            let (code, body) = get(addr, path);
+            assert_eq!(code, 401, "{path}: {body}");
+            assert!(body.contains("WWW-Authenticate: Bearer"), "{body}");
+            for wrong in [
+                "Bearer 0123456789abcdef-tokeN\r\n",
+                "Bearer 0123456789abcdef-token-and-more\r\n",
+                "Basic 0123456789abcdef-token\r\n",
+                "Bearer\r\n",
+            ] {
+                let (code, _) = get_with(addr, path, &format!("Authorization: {wrong}"));
+                assert_eq!(code, 401, "{path} with {wrong:?}");
+            }
+        }
+        let (code, body) = get_with(
+            addr,
+            "/metrics",
+            &format!("Authorization: Bearer {token}\r\n"),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("kestrel_frames_total"), "{body}");
+        let (code, _) = get_with(
+            addr,
+            "/metrics",
+            &format!("authorization: bearer {token}\r\n"),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(get(addr, "/healthz").0, 200);
+    }
+
+    #[test]
+    fn off_loopback_a_token_is_required() {
+        let m = Arc::new(Metrics::new("c", "m", Duration::ZERO, &Task::Raw));
+        let e = HttpServer::start("0.0.0.0:0", served(&m, 0)).err().unwrap();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("0.0.0.0 is reachable from other machines")
+                && shown.contains("http_token"),
+            "{shown}"
+        );
+        let guarded = Served {
+            token: Some(Secret::new("0123456789abcdef")),
+            ..served(&m, 0)
+        };
+        assert!(HttpServer::start("0.0.0.0:0", guarded).is_ok());
+        // A bare port is loopback.
+        assert_eq!(
+            parse_addr("9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert!(parse_addr("localhost").is_err());
     }
 }

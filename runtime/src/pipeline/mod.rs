@@ -444,7 +444,10 @@ pub fn run<W: Write>(
             }
         }
     }
-    summary.mqtt_dropped = mqtt.map(|m| m.dropped());
+    if let Some(m) = mqtt {
+        summary.mqtt_dropped = Some(m.dropped());
+        summary.mqtt_connection_errors = Some(m.connection_errors());
+    }
     RunReport { summary, error }
 }
 

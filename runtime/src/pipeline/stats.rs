@@ -106,6 +106,10 @@ pub struct Summary {
     /// MQTT messages dropped because the broker could not keep up (oldest first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_dropped: Option<u64>,
+    /// MQTT connection attempts that failed (unreachable broker, TLS handshake, refused
+    /// credentials) and connections lost: a broker problem shows here while frames go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_connection_errors: Option<u64>,
     /// Zone and line counts at the end (detection runs): see [`crate::analytics::Counts`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<serde_json::Value>,
@@ -196,6 +200,7 @@ impl Stats {
                 post: percentiles(&s[5]),
             }),
             mqtt_dropped: None,
+            mqtt_connection_errors: None,
             counts: None,
             tracks: None,
             events_dropped: None,

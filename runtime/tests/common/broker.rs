@@ -36,22 +36,31 @@ pub fn start_broker(port: u16) -> Broker {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
     )
     .unwrap();
+    let child = spawn_mosquitto(&conf, &[port]);
+    Broker { child, _dir: dir }
+}
+
+/// Starts `mosquitto -c conf` and waits (up to 10 s) until it listens on every port of `ports`
+/// on 127.0.0.1.
+pub fn spawn_mosquitto(conf: &std::path::Path, ports: &[u16]) -> Child {
     let child = Command::new("mosquitto")
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start mosquitto");
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "mosquitto did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    for &port in ports {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    Broker { child, _dir: dir }
+    child
 }
 
 /// Subscribes to `topic` (wildcards allowed); every message arrives on the returned channel as

@@ -16,12 +16,13 @@ use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
 use kestrel_runtime::pipeline::http::{HttpServer, Served};
 use kestrel_runtime::pipeline::live_snapshot::LiveSnapshot;
 use kestrel_runtime::pipeline::metrics::Metrics;
-use kestrel_runtime::pipeline::mqtt::MqttSink;
+use kestrel_runtime::pipeline::mqtt::{BrokerSettings, MqttSink};
 use kestrel_runtime::pipeline::reload::{self, Trigger};
 use kestrel_runtime::pipeline::sidecar::Sidecar;
 use kestrel_runtime::pipeline::snapshot::Snapshots;
 use kestrel_runtime::pipeline::{self, preprocess::Normalize, sinks::JsonLines, tasks::Task};
 use kestrel_runtime::pipeline::{Outputs, Pipeline, RunOptions};
+use kestrel_runtime::secret::{self, Secret};
 use kestrel_runtime::{bundled, LoadOptions, Model};
 
 use crate::load;
@@ -74,9 +75,29 @@ pub(crate) struct RunArgs {
     /// Per-channel std, e.g. 0.229,0.224,0.225; overrides the sidecar.
     #[arg(long, value_parser = parse_triple)]
     std: Option<[f32; 3]>,
-    /// Also publish each frame's JSON line to mqtt://HOST:PORT/TOPIC (QoS 1).
-    #[arg(long)]
+    /// Also publish each frame's JSON line to mqtt://HOST[:PORT]/TOPIC or, over TLS,
+    /// mqtts://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC (QoS 1; ports 1883 and 8883 by default).
+    #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+    /// MQTT user name (when the URL has no USER@).
+    #[arg(long, value_name = "USER")]
+    mqtt_user: Option<String>,
+    /// A file holding only the MQTT password (mode 600): kept out of the command line, which
+    /// every user can read in `ps`.
+    #[arg(long, value_name = "FILE")]
+    mqtt_password_file: Option<PathBuf>,
+    /// mqtts: trust the CA certificates (PEM) of FILE instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    mqtt_ca: Option<PathBuf>,
+    /// mqtts: the client certificate (PEM) for mutual TLS, with --mqtt-key.
+    #[arg(long, value_name = "FILE", requires = "mqtt_key")]
+    mqtt_cert: Option<PathBuf>,
+    /// mqtts: the client's private key (PEM, mode 600) for mutual TLS, with --mqtt-cert.
+    #[arg(long, value_name = "FILE", requires = "mqtt_cert")]
+    mqtt_key: Option<PathBuf>,
+    /// Send a password over plain mqtt:// (in clear text) instead of refusing to.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    mqtt_insecure: Option<bool>,
     /// Write an annotated JPEG of the current frame into DIR every --every seconds.
     #[arg(long, value_name = "DIR")]
     snapshot: Option<PathBuf>,
@@ -97,10 +118,14 @@ pub(crate) struct RunArgs {
     /// Detection runs: seconds between status lines with the counts (0: none). [default: 10]
     #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
     status_every: Option<f64>,
-    /// Serve Prometheus /metrics, /healthz and /snapshot.jpg on HOST:PORT, e.g. 127.0.0.1:9464
-    /// (default: off).
+    /// Serve Prometheus /metrics, /healthz and /snapshot.jpg on HOST:PORT, e.g. 127.0.0.1:9464,
+    /// or PORT for 127.0.0.1:PORT (default: off). Any address but loopback needs a bearer token.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
+    /// A file holding only the bearer token (mode 600) that /metrics and /snapshot.jpg ask
+    /// for (`Authorization: Bearer TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
     /// Seconds without a processed frame before /healthz answers 503. [default: 10]
     #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
     healthz_silence: Option<f64>,
@@ -124,11 +149,13 @@ struct Settings {
     /// and whether the classes did.
     regions_from_file: (bool, bool),
     classes_from_file: bool,
-    mqtt: Option<String>,
+    mqtt: Option<BrokerSettings>,
     snapshot: Option<PathBuf>,
     every: f64,
     status_every: f64,
     http: Option<String>,
+    /// The bearer token of `--http` (config `http_token`, or read from the token file).
+    http_token: Option<Secret>,
     healthz_silence: f64,
 }
 
@@ -184,6 +211,29 @@ impl Settings {
                 args.lines
             },
         };
+        let mqtt = args.mqtt.or(file.mqtt.clone()).map(|url| BrokerSettings {
+            url,
+            user: args.mqtt_user.or(file.mqtt_user.clone()),
+            // A password file on the command line overrides the file's password.
+            password: match &args.mqtt_password_file {
+                Some(_) => None,
+                None => file.mqtt_password.clone(),
+            },
+            password_file: args.mqtt_password_file.or(file.mqtt_password_file.clone()),
+            ca: args.mqtt_ca.or(file.mqtt_ca.clone()),
+            // The certificate and key go together: both from the flags, or both from the file.
+            cert: args.mqtt_cert.clone().or(file.mqtt_cert.clone()),
+            key: match args.mqtt_cert {
+                Some(_) => args.mqtt_key,
+                None => file.mqtt_key.clone(),
+            },
+            insecure: args.mqtt_insecure.or(file.mqtt_insecure).unwrap_or(false),
+        });
+        let http_token = match (args.http_token_file, &file.http_token_file) {
+            (Some(path), _) => Some(token_file(&path)?),
+            (None, Some(path)) => Some(token_file(path)?),
+            (None, None) => file.http_token.clone(),
+        };
         Ok(Settings {
             options: LoadOptions {
                 threads: threads.or(file.threads).map(usize::from),
@@ -197,11 +247,12 @@ impl Settings {
             analytics,
             regions_from_file,
             classes_from_file,
-            mqtt: args.mqtt.or(file.mqtt.clone()),
+            mqtt,
             snapshot: args.snapshot.or(file.snapshot.clone()),
             every: args.every.or(file.every).unwrap_or(10.0),
             status_every: args.status_every.or(file.status_every).unwrap_or(10.0),
             http: args.http.or(file.http.clone()),
+            http_token,
             healthz_silence: args
                 .healthz_silence
                 .or(file.healthz_silence)
@@ -239,7 +290,7 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
         }
         return Err(e).with_context(|| format!("model {}", model.source()));
     }
-    let mut mqtt = s.mqtt.as_deref().map(MqttSink::connect).transpose()?;
+    let mut mqtt = s.mqtt.as_ref().map(MqttSink::connect).transpose()?;
     let mut snapshots = s
         .snapshot
         .as_deref()
@@ -275,6 +326,7 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
                 metrics: m.clone(),
                 live: live.clone(),
                 silence: Duration::from_secs_f64(s.healthz_silence),
+                token: s.http_token.clone(),
             };
             HttpServer::start(addr, served)
         })
@@ -315,6 +367,7 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
     if let Some(m) = mqtt.as_mut() {
         m.finish(Duration::from_secs(3));
         report.summary.mqtt_dropped = Some(m.dropped());
+        report.summary.mqtt_connection_errors = Some(m.connection_errors());
     }
     sink.summary(&report.summary, model.source(), &source_uri)?;
     match report.error {
@@ -370,6 +423,22 @@ fn load_with_sidecar(
         None => Task::classify(vec![], top_k),
     };
     Ok((model, normalize, task))
+}
+
+/// The `--http` bearer token from its file: private to its owner, long enough to resist
+/// guessing.
+fn token_file(path: &Path) -> Result<Secret> {
+    let token = secret::read_secret_file(path, "http_token_file")?;
+    let min = kestrel_runtime::pipeline::http::MIN_TOKEN;
+    if token.expose().len() < min {
+        return Err(secret::SecretFileError {
+            what: "http_token_file".into(),
+            path: path.into(),
+            reason: format!("the token is shorter than {min} characters: too easy to guess"),
+        }
+        .into());
+    }
+    Ok(token)
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
