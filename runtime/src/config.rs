@@ -54,10 +54,34 @@
 //! b = [0.5, 1.0]
 //! ```
 //!
+//! Several cameras in one process: a `[[camera]]` table each, instead of `source` (the two
+//! exclude each other). A camera takes its own `source`, `size`, `fps`, `pixel_format`,
+//! `mqtt_topic` (default: the `mqtt` URL's topic, then `/NAME`) and zones and lines
+//! (`[[camera.zone]]`, `[[camera.line]]`; none: the file's `[[zone]]`s and `[[line]]`s); the
+//! model and every other setting are the file's, shared. `--source` on the command line runs
+//! that one source instead.
+//!
+//! ```toml
+//! [[camera]]
+//! name = "door"                                 # letters, digits, - _ . ; unique
+//! source = "rtsp://viewer:secret@10.0.0.21/stream1"
+//! [[camera.line]]
+//! name = "threshold"
+//! a = [0.0, 0.6]
+//! b = [1.0, 0.6]
+//!
+//! [[camera]]
+//! name = "yard"
+//! source = "v4l2:/dev/video0"
+//! size = "1280x720"
+//! mqtt_topic = "site/outside/yard"
+//! ```
+//!
 //! A configuration that cannot be used is refused before anything starts, with the file, the
 //! line and the key ([`ConfigError`]): an unknown key (a typo must not silently fall back to a
 //! default), a value of the wrong type, or a value out of range. A file that holds a secret
-//! (`mqtt_password`, `http_token`, a URL with a password in `mqtt` or `source`) and is open to
+//! (`mqtt_password`, `http_token`, a URL with a password in `mqtt`, `source` or a camera's
+//! `source`) and is open to
 //! other users (mode & 0o007) is refused too, with the `chmod` that fixes it
 //! ([`crate::secret`]: the group may read it, the packages install it `0640 root:kestrel`). Whether the source can be
 //! opened or the model loaded is checked later, by the same code as for command-line flags.
@@ -179,6 +203,8 @@ pub struct Config {
     pub zone_lines: Vec<usize>,
     /// 1-based line of each `[[line]]`'s name.
     pub line_lines: Vec<usize>,
+    /// Cameras (`[[camera]]`), in file order; none: the one `source`.
+    pub cameras: Vec<CameraConfig>,
 }
 
 /// One number for all three channels, or three.
@@ -258,6 +284,49 @@ struct File {
     zones: Vec<ZoneFile>,
     #[serde(rename = "line", default)]
     lines: Vec<LineFile>,
+    #[serde(rename = "camera", default)]
+    cameras: Vec<CameraFile>,
+}
+
+/// One `[[camera]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraFile {
+    name: Spanned<String>,
+    source: Spanned<String>,
+    pixel_format: Option<Spanned<String>>,
+    size: Option<Spanned<String>>,
+    fps: Option<Spanned<f64>>,
+    mqtt_topic: Option<Spanned<String>>,
+    #[serde(rename = "zone", default)]
+    zones: Vec<ZoneFile>,
+    #[serde(rename = "line", default)]
+    lines: Vec<LineFile>,
+}
+
+/// A camera of a process that watches several (`[[camera]]`): its own source and frame
+/// settings, zones and lines, and MQTT topic; the model, the tracker and every other setting
+/// are the file's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    /// Unique name: the `camera` field of its JSON lines and the label of its metrics.
+    pub name: String,
+    /// `--source` URI.
+    pub source: String,
+    /// Pixel format of raw frames, or forced on a camera (else the file's).
+    pub pixel_format: Option<PixelFormat>,
+    /// Frame size (else the file's).
+    pub size: Option<(usize, usize)>,
+    /// Frames per second (else the file's).
+    pub fps: Option<f64>,
+    /// Topic its messages go to (else `TOPIC/NAME`, TOPIC from the `mqtt` URL).
+    pub mqtt_topic: Option<String>,
+    /// Its zones (`[[camera.zone]]`); none: the file's top-level zones.
+    pub zones: Vec<ZoneSpec>,
+    /// Its lines (`[[camera.line]]`); none: the file's top-level lines.
+    pub lines: Vec<LineSpec>,
+    /// 1-based line of its name in the file.
+    pub line: usize,
 }
 
 /// Parses a frame size `WxH`, e.g. `640x480` (shared with the command line).
@@ -354,6 +423,12 @@ impl Config {
             Some("a password in mqtt")
         } else if url_password(&self.source) {
             Some("a password in source")
+        } else if self
+            .cameras
+            .iter()
+            .any(|c| url_password(&Some(c.source.clone())))
+        {
+            Some("a password in a camera's source")
         } else {
             None
         }
@@ -616,66 +691,164 @@ impl Config {
                 ..d
             });
         }
-        for (i, z) in file.zones.into_iter().enumerate() {
-            let key = |field: &str| format!("zone[{i}].{field}");
-            let line = line_of(text, z.name.span().start);
-            let spec = ZoneSpec {
-                name: z.name.get_ref().clone(),
-                polygon: z.polygon.get_ref().clone(),
-                classes: match z.classes {
-                    Some(c) => class_list(&key("classes"), c)?,
-                    None => Vec::new(),
-                },
-                anchor: anchor(&key("anchor"), z.anchor)?,
-            };
-            if let Err((field, reason)) = spec.validate() {
-                let span = if field == "name" {
-                    z.name.span()
-                } else {
-                    z.polygon.span()
+        let zones = |prefix: &str, zones: Vec<ZoneFile>| {
+            let mut specs: Vec<ZoneSpec> = Vec::new();
+            let mut lines = Vec::new();
+            for (i, z) in zones.into_iter().enumerate() {
+                let key = |field: &str| format!("{prefix}[{i}].{field}");
+                let line = line_of(text, z.name.span().start);
+                let spec = ZoneSpec {
+                    name: z.name.get_ref().clone(),
+                    polygon: z.polygon.get_ref().clone(),
+                    classes: match z.classes {
+                        Some(c) => class_list(&key("classes"), c)?,
+                        None => Vec::new(),
+                    },
+                    anchor: anchor(&key("anchor"), z.anchor)?,
                 };
-                return Err(bad(&key(field), span, reason));
+                if let Err((field, reason)) = spec.validate() {
+                    let span = if field == "name" {
+                        z.name.span()
+                    } else {
+                        z.polygon.span()
+                    };
+                    return Err(bad(&key(field), span, reason));
+                }
+                if specs.iter().any(|o| o.name == spec.name) {
+                    return Err(bad(
+                        &key("name"),
+                        z.name.span(),
+                        format!("a zone named '{}' is already defined", spec.name),
+                    ));
+                }
+                specs.push(spec);
+                lines.push(line);
             }
-            if config.zones.iter().any(|o| o.name == spec.name) {
+            Ok((specs, lines))
+        };
+        let lines = |prefix: &str, lines: Vec<LineFile>| {
+            let mut specs: Vec<LineSpec> = Vec::new();
+            let mut at = Vec::new();
+            for (i, l) in lines.into_iter().enumerate() {
+                let key = |field: &str| format!("{prefix}[{i}].{field}");
+                let line = line_of(text, l.name.span().start);
+                let spec = LineSpec {
+                    name: l.name.get_ref().clone(),
+                    a: *l.a.get_ref(),
+                    b: *l.b.get_ref(),
+                    classes: match l.classes {
+                        Some(c) => class_list(&key("classes"), c)?,
+                        None => Vec::new(),
+                    },
+                    anchor: anchor(&key("anchor"), l.anchor)?,
+                };
+                if let Err((field, reason)) = spec.validate() {
+                    let span = match field {
+                        "name" => l.name.span(),
+                        "a" => l.a.span(),
+                        _ => l.b.span(),
+                    };
+                    return Err(bad(&key(field), span, reason));
+                }
+                if specs.iter().any(|o| o.name == spec.name) {
+                    return Err(bad(
+                        &key("name"),
+                        l.name.span(),
+                        format!("a line named '{}' is already defined", spec.name),
+                    ));
+                }
+                specs.push(spec);
+                at.push(line);
+            }
+            Ok((specs, at))
+        };
+        (config.zones, config.zone_lines) = zones("zone", file.zones)?;
+        (config.lines, config.line_lines) = lines("line", file.lines)?;
+        for (i, c) in file.cameras.into_iter().enumerate() {
+            let key = |field: &str| format!("camera[{i}].{field}");
+            let name_span = c.name.span();
+            let name = nonempty(&key("name"), c.name)?;
+            if !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
                 return Err(bad(
                     &key("name"),
-                    z.name.span(),
-                    format!("a zone named '{}' is already defined", spec.name),
+                    name_span,
+                    format!("'{name}': use letters, digits, '-', '_' and '.' (it names MQTT topics and metric labels)"),
                 ));
             }
-            config.zones.push(spec);
-            config.zone_lines.push(line);
+            if config.cameras.iter().any(|o| o.name == name) {
+                return Err(bad(
+                    &key("name"),
+                    name_span,
+                    format!("a camera named '{name}' is already defined"),
+                ));
+            }
+            let pixel_format = match c.pixel_format {
+                None => None,
+                Some(v) => {
+                    let span = v.span();
+                    Some(
+                        parse_pixel_format(v.get_ref())
+                            .map_err(|e| bad(&key("pixel_format"), span, e))?,
+                    )
+                }
+            };
+            let size = match c.size {
+                None => None,
+                Some(v) => {
+                    let span = v.span();
+                    let (w, h) =
+                        parse_size(v.get_ref()).map_err(|e| bad(&key("size"), span.clone(), e))?;
+                    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+                        return Err(bad(
+                            &key("size"),
+                            span,
+                            format!("{w}x{h} is out of range (1x1 to 16384x16384)"),
+                        ));
+                    }
+                    Some((w, h))
+                }
+            };
+            let mqtt_topic = match c.mqtt_topic {
+                None => None,
+                Some(v) => {
+                    let span = v.span();
+                    let topic = nonempty(&key("mqtt_topic"), v)?;
+                    if topic.contains(['+', '#']) || topic.starts_with('/') {
+                        return Err(bad(
+                            &key("mqtt_topic"),
+                            span,
+                            "a topic has no wildcards and does not start with '/'".into(),
+                        ));
+                    }
+                    Some(topic)
+                }
+            };
+            let (zones, _) = zones(&key("zone"), c.zones)?;
+            let (lines, _) = lines(&key("line"), c.lines)?;
+            config.cameras.push(CameraConfig {
+                line: line_of(text, name_span.start),
+                name,
+                source: nonempty(&key("source"), c.source)?,
+                pixel_format,
+                size,
+                fps: c.fps.map(|v| non_negative(&key("fps"), v)).transpose()?,
+                mqtt_topic,
+                zones,
+                lines,
+            });
         }
-        for (i, l) in file.lines.into_iter().enumerate() {
-            let key = |field: &str| format!("line[{i}].{field}");
-            let line = line_of(text, l.name.span().start);
-            let spec = LineSpec {
-                name: l.name.get_ref().clone(),
-                a: *l.a.get_ref(),
-                b: *l.b.get_ref(),
-                classes: match l.classes {
-                    Some(c) => class_list(&key("classes"), c)?,
-                    None => Vec::new(),
-                },
-                anchor: anchor(&key("anchor"), l.anchor)?,
-            };
-            if let Err((field, reason)) = spec.validate() {
-                let span = match field {
-                    "name" => l.name.span(),
-                    "a" => l.a.span(),
-                    _ => l.b.span(),
-                };
-                return Err(bad(&key(field), span, reason));
-            }
-            if config.lines.iter().any(|o| o.name == spec.name) {
-                return Err(bad(
-                    &key("name"),
-                    l.name.span(),
-                    format!("a line named '{}' is already defined", spec.name),
-                ));
-            }
-            config.lines.push(spec);
-            config.line_lines.push(line);
+        if config.source.is_some() && !config.cameras.is_empty() {
+            return Err(ConfigError {
+                path: origin.into(),
+                line: config.cameras.first().map(|c| c.line),
+                key: Some("camera".into()),
+                reason: "`source` and `[[camera]]` exclude each other: put the source in a \
+                         [[camera]] table"
+                    .into(),
+            });
         }
         Ok(config)
     }
@@ -781,6 +954,61 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text).expect_err(text)
+    }
+
+    const CAMERAS: &str = "mqtt = \"mqtt://broker/site\"\n\
+        [[camera]]\nname = \"door\"\nsource = \"rtsp://cam1/s\"\nfps = 10\n\
+        mqtt_topic = \"shop/door\"\n\
+        [[camera.zone]]\nname = \"in\"\npolygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0]]\n\
+        [[camera]]\nname = \"yard\"\nsource = \"v4l2:/dev/video0\"\nsize = \"320x240\"\n\
+        pixel_format = \"yuyv\"\n";
+
+    #[test]
+    fn cameras_parse_with_their_own_settings_and_zones() {
+        let c = parse(CAMERAS).unwrap();
+        assert_eq!(c.cameras.len(), 2);
+        let (door, yard) = (&c.cameras[0], &c.cameras[1]);
+        assert_eq!(
+            (door.name.as_str(), door.source.as_str()),
+            ("door", "rtsp://cam1/s")
+        );
+        assert_eq!((door.fps, door.size, door.line), (Some(10.0), None, 3));
+        assert_eq!(door.mqtt_topic.as_deref(), Some("shop/door"));
+        assert_eq!((door.zones.len(), door.zones[0].name.as_str()), (1, "in"));
+        assert!(c.zones.is_empty(), "a camera's zone is not the file's");
+        assert_eq!(
+            (yard.size, yard.pixel_format),
+            (Some((320, 240)), Some(PixelFormat::Yuyv))
+        );
+        assert_eq!((yard.mqtt_topic.as_deref(), yard.zones.len()), (None, 0));
+    }
+
+    #[test]
+    fn bad_cameras_name_the_camera_and_the_line() {
+        let twice = CAMERAS.replace("name = \"yard\"", "name = \"door\"");
+        let e = error(&twice);
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("camera[1].name"), Some(11)),
+            "{e}"
+        );
+        assert!(
+            e.reason
+                .contains("a camera named 'door' is already defined"),
+            "{e}"
+        );
+        let e = error(&CAMERAS.replace("name = \"yard\"", "name = \"yard/2\""));
+        assert_eq!(e.key.as_deref(), Some("camera[1].name"), "{e}");
+        let e = error(&CAMERAS.replace("320x240", "0x240"));
+        assert_eq!(e.key.as_deref(), Some("camera[1].size"), "{e}");
+        let e = error(&CAMERAS.replace("shop/door", "shop/#"));
+        assert_eq!(e.key.as_deref(), Some("camera[0].mqtt_topic"), "{e}");
+        let e = error(&CAMERAS.replace("polygon = [[0.1, 0.5], ", "polygon = ["));
+        assert_eq!(e.key.as_deref(), Some("camera[0].zone[0].polygon"), "{e}");
+        let e = error(&format!("source = \"synthetic\"\n{CAMERAS}"));
+        assert!(e.reason.contains("exclude each other"), "{e}");
+        let e = error("[[camera]]\nname = \"x\"\n");
+        assert!(e.reason.contains("source"), "{e}");
     }
 
     const ANALYTICS: &str = "classes = [\"person\", \"car\"]\nstatus_every = 5\n\

@@ -48,14 +48,38 @@ const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(2);
 /// What the endpoint serves.
 #[derive(Debug, Clone)]
 pub struct Served {
-    /// `/metrics` and `/healthz`.
-    pub metrics: Arc<Metrics>,
-    /// `/snapshot.jpg`.
-    pub live: Arc<LiveSnapshot>,
+    /// The cameras: `/metrics` shows them all, `/healthz` fails when one falls silent,
+    /// `/snapshot.jpg?camera=NAME` shows one (the first without `?camera`).
+    pub cameras: Vec<ServedCamera>,
     /// Time without a frame after which `/healthz` fails.
     pub silence: Duration,
     /// The bearer token every path but `/healthz` asks for; required off loopback.
     pub token: Option<Secret>,
+}
+
+/// One camera's counters and latest frame.
+#[derive(Debug, Clone)]
+pub struct ServedCamera {
+    /// Its name (`[[camera]]`), or its source for a process with one camera.
+    pub name: String,
+    /// `/metrics` and `/healthz`.
+    pub metrics: Arc<Metrics>,
+    /// `/snapshot.jpg`.
+    pub live: Arc<LiveSnapshot>,
+}
+
+impl Served {
+    /// The camera `/snapshot.jpg?camera=NAME` asks for; the first without a query.
+    fn camera(&self, query: Option<&str>) -> Option<&ServedCamera> {
+        let name = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("camera="));
+        match name {
+            None => self.cameras.first(),
+            Some(name) => self.cameras.iter().find(|c| c.name == name),
+        }
+    }
 }
 
 /// Why the endpoint could not start.
@@ -138,7 +162,10 @@ impl Drop for HttpServer {
 fn respond(request: tiny_http::Request, served: &Served) {
     use tiny_http::{Header, Method, Response};
     let text = |ct: &str| Header::from_bytes("Content-Type", ct).expect("a valid header");
-    let path = request.url().split('?').next().unwrap_or("");
+    let (path, query) = match request.url().split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (request.url(), None),
+    };
     if path != "/healthz" {
         if let Some(token) = &served.token {
             if !authorized(&request, token) {
@@ -155,28 +182,42 @@ fn respond(request: tiny_http::Request, served: &Served) {
         }
     }
     let response = match (request.method(), path) {
-        (Method::Get | Method::Head, "/metrics") => Response::from_string(served.metrics.render())
-            .with_header(text("text/plain; version=0.0.4; charset=utf-8")),
+        (Method::Get | Method::Head, "/metrics") => Response::from_string(
+            super::metrics::render_all(served.cameras.iter().map(|c| &*c.metrics)),
+        )
+        .with_header(text("text/plain; version=0.0.4; charset=utf-8")),
         (Method::Get | Method::Head, "/healthz") => {
-            let (quiet, silence) = (served.metrics.silence(), served.silence);
-            if quiet < silence {
+            let silent: Vec<String> = served
+                .cameras
+                .iter()
+                .filter(|c| c.metrics.silence() >= served.silence)
+                .map(|c| {
+                    let quiet = c.metrics.silence().as_secs_f64();
+                    match served.cameras.len() {
+                        1 => format!("no frame for {quiet:.1} s"),
+                        _ => format!("camera {}: no frame for {quiet:.1} s", c.name),
+                    }
+                })
+                .collect();
+            if silent.is_empty() {
                 Response::from_string("ok\n").with_header(text("text/plain; charset=utf-8"))
             } else {
                 Response::from_string(format!(
-                    "no frame for {:.1} s (limit {:.1} s)\n",
-                    quiet.as_secs_f64(),
-                    silence.as_secs_f64()
+                    "{} (limit {:.1} s)\n",
+                    silent.join("; "),
+                    served.silence.as_secs_f64()
                 ))
                 .with_status_code(503)
                 .with_header(text("text/plain; charset=utf-8"))
             }
         }
-        (Method::Get | Method::Head, "/snapshot.jpg") => {
-            match served.live.request(SNAPSHOT_PATIENCE) {
+        (Method::Get | Method::Head, "/snapshot.jpg") => match served.camera(query) {
+            None => Response::from_string("no such camera\n").with_status_code(404),
+            Some(camera) => match camera.live.request(SNAPSHOT_PATIENCE) {
                 Some(jpeg) => Response::from_data(jpeg).with_header(text("image/jpeg")),
                 None => Response::from_string("no frame yet\n").with_status_code(503),
-            }
-        }
+            },
+        },
         (Method::Get | Method::Head, _) => {
             Response::from_string("not found: /metrics, /healthz, /snapshot.jpg\n")
                 .with_status_code(404)
@@ -213,11 +254,56 @@ mod tests {
 
     fn served(m: &Arc<Metrics>, silence_s: u64) -> Served {
         Served {
-            metrics: m.clone(),
-            live: Arc::new(LiveSnapshot::new()),
+            cameras: vec![ServedCamera {
+                name: "c".into(),
+                metrics: m.clone(),
+                live: Arc::new(LiveSnapshot::new()),
+            }],
             silence: Duration::from_secs(silence_s),
             token: None,
         }
+    }
+
+    #[test]
+    fn two_cameras_share_the_families_and_a_silent_one_fails_healthz() {
+        let cams: Vec<Arc<Metrics>> = ["door", "yard"]
+            .iter()
+            .map(|c| Arc::new(Metrics::new(c, "m", Duration::ZERO, &Task::Raw)))
+            .collect();
+        cams[0].frame(
+            Duration::from_millis(5),
+            &Stages::default(),
+            &TaskResult::None,
+        );
+        let mut both = served(&cams[0], 60);
+        both.cameras.push(ServedCamera {
+            name: "yard".into(),
+            metrics: cams[1].clone(),
+            live: Arc::new(LiveSnapshot::new()),
+        });
+        both.silence = Duration::from_millis(200);
+        let server = HttpServer::start("127.0.0.1:0", both).unwrap();
+        let (code, body) = get(server.addr(), "/metrics");
+        assert_eq!(code, 200);
+        assert_eq!(
+            body.matches("# TYPE kestrel_frames_total counter").count(),
+            1,
+            "{body}"
+        );
+        assert!(
+            body.contains("kestrel_frames_total{camera=\"door\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("kestrel_frames_total{camera=\"yard\"} 0"),
+            "{body}"
+        );
+        // The yard camera has never sent a frame: once the silence is over, /healthz says so.
+        std::thread::sleep(Duration::from_millis(250));
+        let (code, body) = get(server.addr(), "/healthz");
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("camera yard: no frame"), "{body}");
+        assert_eq!(get(server.addr(), "/snapshot.jpg?camera=gate").0, 404);
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String) {

@@ -336,6 +336,49 @@ impl Metrics {
     }
 }
 
+/// `/metrics` of several cameras: each family's `# HELP` and `# TYPE` once, then the samples
+/// of every camera (each labelled with its `camera`), as the exposition format asks. A sample
+/// line that two cameras write alike (none today) is written once.
+pub fn render_all<'a>(cameras: impl IntoIterator<Item = &'a Metrics>) -> String {
+    // Families in the order they first appear: (name, header lines, sample lines).
+    let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
+    for text in cameras.into_iter().map(Metrics::render) {
+        let mut current = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                let at = match families.iter().position(|(n, _, _)| n == name) {
+                    Some(at) => at,
+                    None => {
+                        families.push((name.to_string(), String::new(), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                current = Some((at, families[at].1.is_empty()));
+            }
+            let Some((at, new)) = current else { continue };
+            let family = &mut families[at];
+            if line.starts_with('#') {
+                if new {
+                    family.1.push_str(line);
+                    family.1.push('\n');
+                }
+            } else if !family.2.iter().any(|l| l == line) {
+                family.2.push(line.to_string());
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, header, samples) in families {
+        out.push_str(&header);
+        for line in samples {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 impl Metrics {
     /// The class's label value: its label, or its index when the model names none.
     fn class(&self, c: usize) -> String {

@@ -171,6 +171,23 @@ pub struct BrokerSettings {
     pub insecure: bool,
 }
 
+impl BrokerSettings {
+    /// The URL's topic (`None` when the URL does not parse: connecting reports that).
+    pub fn topic(&self) -> Option<String> {
+        parse_url(&self.url).ok().map(|u| u.topic)
+    }
+
+    /// The same broker and credentials, publishing under `topic` (a camera's own).
+    pub fn with_topic(&self, topic: &str) -> BrokerSettings {
+        let mut settings = self.clone();
+        if let Some((scheme, rest)) = self.url.split_once("://") {
+            let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+            settings.url = format!("{scheme}://{authority}/{topic}");
+        }
+        settings
+    }
+}
+
 /// MQTT settings that cannot be used: the run does not start (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -233,8 +250,14 @@ impl BrokerSettings {
                 ));
             }
         }
+        // One connection per camera: a broker drops the older of two clients with one id.
+        static CLIENTS: AtomicU64 = AtomicU64::new(0);
+        let client = CLIENTS.fetch_add(1, Ordering::Relaxed);
         let mut options = MqttOptions::new(
-            format!("kestrel-{}", std::process::id()),
+            match client {
+                0 => format!("kestrel-{}", std::process::id()),
+                n => format!("kestrel-{}-{n}", std::process::id()),
+            },
             url.host.clone(),
             url.port,
         );
@@ -608,6 +631,18 @@ impl MqttSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_camera_topic_keeps_the_broker_and_its_user() {
+        let b = BrokerSettings {
+            url: "mqtts://cam:pw@broker:8883/site/frames".into(),
+            ..BrokerSettings::default()
+        };
+        assert_eq!(b.topic().as_deref(), Some("site/frames"));
+        let door = b.with_topic("site/frames/door");
+        assert_eq!(door.url, "mqtts://cam:pw@broker:8883/site/frames/door");
+        assert_eq!(door.topic().as_deref(), Some("site/frames/door"));
+    }
 
     fn plain(host: &str, port: u16, topic: &str) -> BrokerUrl {
         BrokerUrl {

@@ -122,6 +122,8 @@ struct StatusLine<'a> {
 pub struct JsonLines<W: Write> {
     out: W,
     buf: Vec<u8>,
+    /// `{"camera":NAME,` opening every line of a process with several cameras; empty else.
+    camera: Vec<u8>,
 }
 
 impl<W: Write> JsonLines<W> {
@@ -130,7 +132,17 @@ impl<W: Write> JsonLines<W> {
         JsonLines {
             out,
             buf: Vec::with_capacity(1024),
+            camera: Vec::new(),
         }
+    }
+
+    /// Every line (and every message published from it) starts with `"camera": name`.
+    pub fn with_camera(mut self, name: &str) -> Self {
+        self.camera = b"{\"camera\":".to_vec();
+        // A string always serializes.
+        let _ = serde_json::to_writer(&mut self.camera, name);
+        self.camera.push(b',');
+        self
     }
 
     /// Writes one frame's line.
@@ -239,7 +251,18 @@ impl<W: Write> JsonLines<W> {
 
     fn emit<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, value)?;
+        if self.camera.is_empty() {
+            serde_json::to_writer(&mut self.buf, value)?;
+        } else {
+            // `{"camera":NAME,` then the object without its `{` (every line is an object
+            // with fields): shifted in place, no allocation.
+            self.buf.extend_from_slice(&self.camera);
+            let start = self.buf.len();
+            serde_json::to_writer(&mut self.buf, value)?;
+            debug_assert_eq!(self.buf[start], b'{');
+            self.buf.copy_within(start + 1.., start);
+            self.buf.pop();
+        }
         self.buf.push(b'\n');
         self.out.write_all(&self.buf)?;
         self.out.flush()
@@ -260,6 +283,19 @@ impl<W: Write> JsonLines<W> {
 mod tests {
     use super::*;
     use crate::pipeline::tasks::ClassScore;
+
+    #[test]
+    fn a_camera_name_opens_every_line() {
+        let mut sink = JsonLines::new(Vec::new()).with_camera("door \"1\"");
+        let summary = crate::pipeline::stats::Stats::new().summary(0, Default::default());
+        sink.summary(&summary, "m", "s").unwrap();
+        let line: serde_json::Value = serde_json::from_slice(sink.last_line()).unwrap();
+        assert_eq!(line["camera"], "door \"1\"");
+        assert_eq!(line["model"], "m");
+        assert!(sink
+            .last_line()
+            .starts_with(b"{\"camera\":\"door \\\"1\\\"\",\"summary\""));
+    }
 
     #[test]
     fn frame_line_is_json_with_labels() {

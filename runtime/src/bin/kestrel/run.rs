@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use kestrel_runtime::analytics::zones::{parse_line_flag, parse_zone_flag, LineSpec, ZoneSpec};
 use kestrel_runtime::analytics::AnalyticsConfig;
 use kestrel_runtime::camera::{self, PixelFormat, SourceOptions};
-use kestrel_runtime::config::{parse_pixel_format, parse_size, Config, Location};
-use kestrel_runtime::pipeline::http::{HttpServer, Served};
+use kestrel_runtime::config::{parse_pixel_format, parse_size, CameraConfig, Config, Location};
+use kestrel_runtime::pipeline::http::{HttpServer, Served, ServedCamera};
 use kestrel_runtime::pipeline::live_snapshot::LiveSnapshot;
 use kestrel_runtime::pipeline::metrics::Metrics;
 use kestrel_runtime::pipeline::mqtt::{BrokerSettings, MqttSink};
@@ -26,6 +26,8 @@ use kestrel_runtime::secret::{self, Secret};
 use kestrel_runtime::{bundled, LoadOptions, Model};
 
 use crate::load;
+
+mod cameras;
 
 /// The settings of `kestrel run` (boxed in [`Command`]: far larger than the others).
 #[derive(clap::Args, Debug)]
@@ -42,7 +44,8 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Frame source: synthetic, pipe: (stdin), cmd:"COMMAND", file:PATH, v4l2:/dev/videoN,
-    /// nokhwa:INDEX.
+    /// rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, nokhwa:INDEX. Given, it replaces the
+    /// settings file's `source` or `[[camera]]` tables.
     #[arg(long)]
     source: Option<String>,
     /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
@@ -157,6 +160,8 @@ struct Settings {
     /// The bearer token of `--http` (config `http_token`, or read from the token file).
     http_token: Option<Secret>,
     healthz_silence: f64,
+    /// `[[camera]]` tables of the file (none when `--source` is given): one frame loop each.
+    cameras: Vec<CameraConfig>,
 }
 
 impl Settings {
@@ -172,9 +177,14 @@ impl Settings {
             log::info!("settings from {}", file.path.display());
         }
         let model = args.model.or(file.model.clone());
+        // `--source` runs that one source, whatever cameras the file lists.
+        let cameras = match args.source {
+            Some(_) => Vec::new(),
+            None => file.cameras.clone(),
+        };
         let source = args.source.or(file.source.clone());
         // With neither a model nor a source: the bundled model on 100 synthetic frames.
-        let default_run = model.is_none() && source.is_none();
+        let default_run = model.is_none() && source.is_none() && cameras.is_empty();
         let normalize = match (args.mean.or(file.mean), args.std.or(file.std)) {
             (None, None) => None,
             (m, s) => Some(Normalize::from_mean_std(
@@ -257,6 +267,7 @@ impl Settings {
                 .healthz_silence
                 .or(file.healthz_silence)
                 .unwrap_or(10.0),
+            cameras,
             file,
         })
     }
@@ -273,6 +284,9 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
         ),
         Some(path) => load_with_sidecar(path, &s.options, s.normalize, s.top_k)?,
     };
+    if !s.cameras.is_empty() {
+        return cameras::run(&s, &model, normalize, &task);
+    }
     let mut pipeline = Pipeline::new(&model, normalize, task)
         .with_context(|| format!("model {}", model.source()))?;
     // Class names are checked against the model's labels now, and placed in the file when
@@ -296,62 +310,39 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
         .as_deref()
         .map(|dir| Snapshots::new(dir, s.every))
         .transpose()?;
-    // Stop signals from here on: a SIGTERM while the source starts ends the run cleanly (its
-    // first check of the flag), with the source's processes stopped.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while stopping ends the process at once.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
-            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
-            .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     let source = camera::open(&s.source, &s.source_options)?;
     let source_uri = source.uri().to_string();
-    let metrics = s.http.as_ref().map(|addr| {
-        let metrics = Metrics::new(
-            &source_uri,
-            model.source(),
-            model.load_time(),
-            pipeline.task(),
+    let metrics = s.http.as_ref().map(|_| {
+        Arc::new(
+            Metrics::new(
+                &source_uri,
+                model.source(),
+                model.load_time(),
+                pipeline.task(),
+            )
+            .with_regions(pipeline.analytics()),
         )
-        .with_regions(pipeline.analytics());
-        (addr, Arc::new(metrics))
     });
     let live = metrics.as_ref().map(|_| Arc::new(LiveSnapshot::new()));
-    let _http = metrics
+    let cameras = metrics
         .as_ref()
         .zip(live.as_ref())
-        .map(|((addr, m), live)| {
-            let served = Served {
-                metrics: m.clone(),
-                live: live.clone(),
-                silence: Duration::from_secs_f64(s.healthz_silence),
-                token: s.http_token.clone(),
-            };
-            HttpServer::start(addr, served)
-        })
-        .transpose()?;
-    let reload = s.model.clone().map(|path| reload_trigger(path, &s));
-    // SIGHUP asks for a reload; with the bundled model there is nothing to reload and the
-    // signal is ignored (its default action would end the service).
-    let hup = reload.as_ref().map_or_else(
-        || Arc::new(AtomicBool::new(false)),
-        |(_, t)| t.requested.clone(),
-    );
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)
-        .context("installing the SIGHUP handler")?;
-    if let Some((path, trigger)) = &reload {
-        reload::watch(
-            path.clone(),
-            trigger.requested.clone(),
-            Duration::from_secs(2),
-        )
-        .context("starting the model file watcher")?;
-    }
+        .map(|(m, live)| ServedCamera {
+            name: source_uri.clone(),
+            metrics: m.clone(),
+            live: live.clone(),
+        });
+    let _http = start_http(&s, cameras.into_iter().collect())?;
+    let reload = s
+        .model
+        .clone()
+        .map(|path| reload_trigger(path, &s, s.analytics.clone()));
+    hook_reload(reload.as_ref())?;
     let run_options = RunOptions {
         frames: s.frames,
         status_every: (s.status_every > 0.0).then(|| Duration::from_secs_f64(s.status_every)),
-        metrics: metrics.map(|(_, m)| m),
+        metrics,
         live,
         reload: reload.map(|(_, t)| t),
         stop,
@@ -363,23 +354,88 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
         mqtt: mqtt.as_mut(),
         snapshots: snapshots.as_mut(),
     };
-    let mut report = pipeline::run(&mut pipeline, source, outputs, &run_options);
-    if let Some(m) = mqtt.as_mut() {
+    let report = pipeline::run(&mut pipeline, source, outputs, &run_options);
+    finish(
+        report,
+        mqtt.as_mut(),
+        &mut sink,
+        model.source(),
+        &source_uri,
+    )
+}
+
+/// The end of one camera's run: MQTT drained (bounded), the summary line written, and the
+/// error that ended the run, if one did.
+fn finish<W: std::io::Write>(
+    mut report: pipeline::RunReport,
+    mqtt: Option<&mut MqttSink>,
+    sink: &mut JsonLines<W>,
+    model: &str,
+    source: &str,
+) -> Result<()> {
+    if let Some(m) = mqtt {
         m.finish(Duration::from_secs(3));
         report.summary.mqtt_dropped = Some(m.dropped());
         report.summary.mqtt_connection_errors = Some(m.connection_errors());
     }
-    sink.summary(&report.summary, model.source(), &source_uri)?;
+    sink.summary(&report.summary, model, source)?;
     match report.error {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
 
+/// Stop signals from here on: a SIGTERM while a source starts ends the run cleanly (its
+/// first check of the flag), with the source's processes stopped.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// `--http`'s endpoint over `cameras` (none without `--http`).
+fn start_http(s: &Settings, cameras: Vec<ServedCamera>) -> Result<Option<HttpServer>> {
+    let (Some(addr), false) = (&s.http, cameras.is_empty()) else {
+        return Ok(None);
+    };
+    let served = Served {
+        cameras,
+        silence: Duration::from_secs_f64(s.healthz_silence),
+        token: s.http_token.clone(),
+    };
+    Ok(Some(HttpServer::start(addr, served)?))
+}
+
+/// SIGHUP asks `reload` for a reload, and so does a change of its file; with the bundled
+/// model there is nothing to reload and the signal is ignored (its default action would end
+/// the service).
+fn hook_reload(reload: Option<&(PathBuf, Trigger)>) -> Result<()> {
+    let hup = reload.map_or_else(
+        || Arc::new(AtomicBool::new(false)),
+        |(_, t)| t.requested.clone(),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)
+        .context("installing the SIGHUP handler")?;
+    if let Some((path, trigger)) = reload {
+        reload::watch(
+            path.clone(),
+            trigger.requested.clone(),
+            Duration::from_secs(2),
+        )
+        .context("starting the model file watcher")?;
+    }
+    Ok(())
+}
+
 /// Hot reload of the model file `path` (SIGHUP, or the file changed): the trigger whose
-/// loader builds a new pipeline as the run built its own.
-fn reload_trigger(path: PathBuf, s: &Settings) -> (PathBuf, Trigger) {
-    let (options, analytics) = (s.options.clone(), s.analytics.clone());
+/// loader builds a new pipeline as the run built its own, with `analytics`.
+fn reload_trigger(path: PathBuf, s: &Settings, analytics: AnalyticsConfig) -> (PathBuf, Trigger) {
+    let options = s.options.clone();
     let (normalize, top_k) = (s.normalize, s.top_k);
     let file = path.clone();
     let loader = move || -> Result<Pipeline> {
