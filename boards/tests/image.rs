@@ -251,11 +251,8 @@ fn an_image_boots_into_kestrel() {
         return;
     }
     let Some(kestrel) = arm64_kestrel() else {
-        assert!(
-            std::env::var_os("CI").is_none()
-                || std::env::var_os("KESTREL_IMAGE_TEST_SKIP_RUN").is_some(),
-            "no aarch64 kestrel (build it or set KESTREL_IMAGE_TEST_BINARY)"
-        );
+        // CI runs this test again after the rpi4 bundle, naming its binary
+        // (KESTREL_IMAGE_TEST_BINARY, which must then exist).
         eprintln!("no aarch64 kestrel built: test skipped (cargo build -p kestrel-runtime --target aarch64-unknown-linux-gnu --bin kestrel)");
         return;
     };

@@ -97,6 +97,21 @@ impl Superblock {
     }
 }
 
+/// An e2fsprogs tool: from `PATH`, else from `/usr/sbin` or `/sbin`, where Debian puts them
+/// and where a user's `PATH` often does not look.
+pub fn tool(name: &str) -> Command {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    let found = ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    match found {
+        Some(p) if !on_path => Command::new(p),
+        _ => Command::new(name),
+    }
+}
+
 /// Runs an e2fsprogs tool; `ok` lists the exit codes that mean success.
 fn run(cmd: &mut Command, ok: &[i32]) -> Result<std::process::Output, Ext4Error> {
     let tool = format!("{cmd:?}");
@@ -120,12 +135,12 @@ fn run(cmd: &mut Command, ok: &[i32]) -> Result<std::process::Output, Ext4Error>
 
 /// Checks and repairs the filesystem (`e2fsck -fy`; 1 = errors corrected is success).
 pub fn fsck_fix(file: &Path) -> Result<(), Ext4Error> {
-    run(Command::new("e2fsck").arg("-fy").arg(file), &[0, 1]).map(drop)
+    run(tool("e2fsck").arg("-fy").arg(file), &[0, 1]).map(drop)
 }
 
 /// Checks the filesystem without changing it (`e2fsck -fn`): clean or an error.
 pub fn fsck_check(file: &Path) -> Result<(), Ext4Error> {
-    run(Command::new("e2fsck").arg("-fn").arg(file), &[0]).map(drop)
+    run(tool("e2fsck").arg("-fn").arg(file), &[0]).map(drop)
 }
 
 /// Grows the filesystem in `file` to `bytes` (the file is extended first, then
@@ -139,13 +154,13 @@ pub fn grow(file: &Path, bytes: u64) -> Result<(), Ext4Error> {
     f.set_len(bytes)
         .map_err(|e| Ext4Error::Io(file.to_path_buf(), e))?;
     drop(f);
-    run(Command::new("resize2fs").arg(file), &[0]).map(drop)
+    run(tool("resize2fs").arg(file), &[0]).map(drop)
 }
 
 /// Whether `path` exists in the filesystem (`debugfs -R stat`).
 pub fn exists(file: &Path, path: &str) -> Result<bool, Ext4Error> {
     let out = run(
-        Command::new("debugfs")
+        tool("debugfs")
             .arg("-R")
             .arg(format!("stat \"{path}\""))
             .arg(file),
@@ -271,11 +286,7 @@ pub fn apply(file: &Path, entries: &[Entry]) -> Result<(), Ext4Error> {
     let cmds = dir.path().join("debugfs.cmd");
     fs::write(&cmds, &script).map_err(|e| Ext4Error::Io(cmds.clone(), e))?;
     let out = run(
-        Command::new("debugfs")
-            .arg("-w")
-            .arg("-f")
-            .arg(&cmds)
-            .arg(file),
+        tool("debugfs").arg("-w").arg("-f").arg(&cmds).arg(file),
         &[0],
     )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
