@@ -278,6 +278,9 @@ fn an_image_boots_into_kestrel() {
     fs::write(&pass, "correct horse battery\n").unwrap();
     let out_dir = d.join("out");
     fs::create_dir(&out_dir).unwrap();
+    // A path debugfs' command line would split.
+    let spaced = d.join("my \"arm64\" kestrel");
+    fs::copy(&kestrel, &spaced).unwrap();
     let out = out_dir.join("kestrel-rpi4.img");
     let run = boards()
         .args(["image", "rpi4", "--base"])
@@ -287,7 +290,7 @@ fn an_image_boots_into_kestrel() {
         .arg("--config")
         .arg(&user_config)
         .arg("--binary")
-        .arg(&kestrel)
+        .arg(&spaced)
         .args(["--hostname", "cam-1", "--user", "ops", "--ssh-key"])
         .arg(&key)
         .args([

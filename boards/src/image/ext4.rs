@@ -281,8 +281,21 @@ pub fn apply(file: &Path, entries: &[Entry]) -> Result<(), Ext4Error> {
             present.insert(p.to_string());
         }
     }
-    let script = script(entries, &|p| present.contains(p));
+    // debugfs reads the build machine's files through links of plain names: a source path
+    // with spaces or quotes cannot break its command line.
     let dir = tempfile::tempdir().map_err(|e| Ext4Error::Io(std::env::temp_dir(), e))?;
+    let mut linked = entries.to_vec();
+    for (i, e) in linked.iter_mut().enumerate() {
+        if let Entry::File { source, .. } = e {
+            let abs =
+                fs::canonicalize(&*source).map_err(|err| Ext4Error::Io(source.clone(), err))?;
+            let link = dir.path().join(format!("f{i}"));
+            std::os::unix::fs::symlink(&abs, &link)
+                .map_err(|err| Ext4Error::Io(link.clone(), err))?;
+            *source = link;
+        }
+    }
+    let script = script(&linked, &|p| present.contains(p));
     let cmds = dir.path().join("debugfs.cmd");
     fs::write(&cmds, &script).map_err(|e| Ext4Error::Io(cmds.clone(), e))?;
     let out = run(

@@ -294,6 +294,17 @@ pub fn image(job: &Job) -> Result<Written> {
     drop(root_file);
     let sb = ext4::Superblock::read(&root_path)
         .map_err(|e| bad(job.base, format!("partition {}: {e}", root.slot + 1)))?;
+    if sb.free_inodes < entries.len() as u64 {
+        return Err(bad(
+            job.base,
+            format!(
+                "too little room: the root filesystem (partition {}) has {} free inodes, Kestrel's files need {}",
+                root.slot + 1,
+                sb.free_inodes,
+                entries.len()
+            ),
+        ));
+    }
     let mut root_len = root.len();
     if sb.free_bytes() < need {
         // resize2fs needs room for the new groups' metadata too: a quarter more, in MiB.
