@@ -67,6 +67,7 @@ fn root_fs(dir: &Path, fs_type: &str, mib: u64) -> PathBuf {
     for d in [
         "etc/systemd/system/multi-user.target.wants",
         "usr/lib/systemd/system",
+        "usr/lib/aarch64-linux-gnu",
         "usr/bin",
         "usr/share/doc",
         "var/lib",
@@ -537,6 +538,22 @@ fn bad_inputs_are_refused_and_leave_nothing() {
         &[(0x0c, Some(&boot), 0), (0x83, Some(&ext2_root), 0)],
     );
     call(args(&ext2), &ext2, "not ext4");
+
+    // A root that is not a 64-bit Raspberry Pi OS (an empty filesystem).
+    let empty_tree = d.join("empty");
+    fs::create_dir(&empty_tree).unwrap();
+    let empty_root = d.join("empty.ext4");
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&empty_tree)
+        .arg(&empty_root)
+        .arg("8M"));
+    let empty = d.join("empty.img");
+    assemble(
+        &empty,
+        &[(0x0c, Some(&boot), 0), (0x83, Some(&empty_root), 0)],
+    );
+    call(args(&empty), &empty, "not a Raspberry Pi OS root");
 
     // A truncated .xz.
     let good = d.join("good.img");

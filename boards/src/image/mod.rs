@@ -294,6 +294,18 @@ pub fn image(job: &Job) -> Result<Written> {
     drop(root_file);
     let sb = ext4::Superblock::read(&root_path)
         .map_err(|e| bad(job.base, format!("partition {}: {e}", root.slot + 1)))?;
+    // A Raspberry Pi OS root, and the 64-bit one: the binary is arm64.
+    for (path, what) in [
+        ("/etc/passwd", "no /etc/passwd: not a Raspberry Pi OS root filesystem"),
+        (
+            "/usr/lib/aarch64-linux-gnu",
+            "no /usr/lib/aarch64-linux-gnu: not a 64-bit (arm64) Raspberry Pi OS; Kestrel's binary needs the 64-bit Lite image",
+        ),
+    ] {
+        if !ext4::exists(&root_path, path)? {
+            return Err(bad(job.base, format!("partition {}: {what}", root.slot + 1)));
+        }
+    }
     if sb.free_inodes < entries.len() as u64 {
         return Err(bad(
             job.base,
