@@ -134,9 +134,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cargo boards: error: {e:#}");
-            let bad_input = e
-                .chain()
-                .any(|c| c.is::<ProfileError>() || c.is::<image::BadInput>());
+            let bad_input = e.chain().any(|c| {
+                c.is::<ProfileError>()
+                    || c.is::<image::BadInput>()
+                    || c.is::<image::SettingsError>()
+            });
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }

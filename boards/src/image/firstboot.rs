@@ -28,7 +28,7 @@ pub const CUSTOM_TOML: &str = "custom.toml";
 
 /// A setting that cannot go into `custom.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
+#[error("first-boot settings: {0}")]
 pub struct SettingsError(pub String);
 
 /// Wi-Fi for the first boot.

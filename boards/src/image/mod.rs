@@ -37,6 +37,10 @@ use crate::profile::{Board, MODELS_DIR};
 use ext4::Entry;
 use firstboot::Settings;
 
+/// First-boot settings (`--hostname`, `--user`, `--ssh-key`, `--wifi-*`) that cannot be
+/// used: bad input too, though not a file's.
+pub use firstboot::SettingsError;
+
 /// Input that cannot make an image: the file, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
@@ -212,9 +216,7 @@ pub fn image(job: &Job) -> Result<Written> {
         ));
     }
     check_binary(job.binary)?;
-    job.settings
-        .check()
-        .map_err(|e| bad(job.out, format!("first-boot settings: {e}")))?;
+    job.settings.check()?;
     let model_name = job.model.map(|m| {
         m.file_name()
             .unwrap_or_default()
