@@ -4,14 +4,17 @@
 //! cargo boards list
 //! cargo boards bundle rpi4 [--usb] [--profile release] [--out dist] [--linker auto|zig|gcc]
 //! cargo boards verify rpi4 dist/kestrel_0.1.0_rpi4_arm64.deb [--frames 50]
+//! cargo boards image rpi4 --base raspios-lite-arm64.img.xz -o kestrel-rpi4.img [--config my.toml]
 //! ```
 //!
 //! `bundle` cross-builds `kestrel` with the board's flags ([`cross`]), stages its config and
 //! default model and writes a `.deb` and a `.tar.gz` ([`package`]); `verify` checks a `.deb`
-//! as the board would meet it ([`verify`]). Profiles: `boards/<board>.toml` ([`profile`]).
+//! as the board would meet it ([`verify`]); `image` writes a Raspberry Pi OS SD-card image with
+//! Kestrel installed ([`image`]). Profiles: `boards/<board>.toml` ([`profile`]).
 //! Exit codes: 0 success, 1 a build or check failed, 2 usage or a bad profile.
 
 mod cross;
+mod image;
 mod package;
 mod profile;
 mod verify;
@@ -63,6 +66,54 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         frames: u64,
     },
+    /// Write a Raspberry Pi OS SD-card image with Kestrel installed and enabled.
+    Image(Box<ImageArgs>),
+}
+
+/// `cargo boards image`'s arguments.
+#[derive(clap::Args, Debug)]
+struct ImageArgs {
+    /// Board profile: rpi4 or rpi5.
+    board: String,
+    /// Raspberry Pi OS Lite (64-bit) image, .img or .img.xz, as downloaded.
+    #[arg(long)]
+    base: PathBuf,
+    /// The image to write (the .bmap goes beside it).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Kestrel settings over the profile's (camera, model, mqtt, zones, lines): a kestrel.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A model to install instead of the board's default (its .kestrel.toml sidecar beside it).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Configure a USB camera (v4l2:/dev/video0) instead of the board's own camera.
+    #[arg(long)]
+    usb: bool,
+    /// An aarch64 kestrel to install instead of building one (as `bundle` does).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Cargo profile of the build when no --binary is given.
+    #[arg(long, default_value = "release")]
+    profile: String,
+    /// Hostname set at first boot.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Login user made at first boot (no password: SSH key only).
+    #[arg(long)]
+    user: Option<String>,
+    /// SSH public key file for --user (SSH is enabled, password login off).
+    #[arg(long, requires = "user")]
+    ssh_key: Option<PathBuf>,
+    /// Wi-Fi network joined at first boot.
+    #[arg(long, requires_all = ["wifi_password_file", "wifi_country"])]
+    wifi_ssid: Option<String>,
+    /// File holding the Wi-Fi passphrase (only its WPA PSK goes into the image).
+    #[arg(long, requires = "wifi_ssid")]
+    wifi_password_file: Option<PathBuf>,
+    /// Wi-Fi regulatory country, two letters (GB, DE, US).
+    #[arg(long, requires = "wifi_ssid")]
+    wifi_country: Option<String>,
 }
 
 /// The repository (this tool runs from it, with `cargo boards`).
@@ -83,7 +134,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cargo boards: error: {e:#}");
-            let bad_input = e.chain().any(|c| c.is::<ProfileError>());
+            let bad_input = e.chain().any(|c| {
+                c.is::<ProfileError>()
+                    || c.is::<image::BadInput>()
+                    || c.is::<image::SettingsError>()
+            });
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
@@ -134,6 +189,77 @@ fn dispatch(cli: Cli) -> Result<()> {
             let board = Board::load(&boards_dir(), &board)?;
             verify::verify(&board, &deb, frames)?;
         }
+        Command::Image(args) => run_image(*args)?,
     }
+    Ok(())
+}
+
+/// Reads a small input file for `image`; unreadable is bad input naming it.
+fn read_input(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        image::BadInput {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it: {e}"),
+        }
+        .into()
+    })
+}
+
+fn run_image(args: ImageArgs) -> Result<()> {
+    let board = Board::load(&boards_dir(), &args.board)?;
+    let wifi = match (
+        &args.wifi_ssid,
+        &args.wifi_password_file,
+        &args.wifi_country,
+    ) {
+        (Some(ssid), Some(file), Some(country)) => {
+            let passphrase = read_input(file)?;
+            let psk = image::firstboot::wpa_psk(ssid, passphrase.trim_end_matches(['\n', '\r']))
+                .map_err(|e| image::BadInput {
+                    path: file.clone(),
+                    reason: e.to_string(),
+                })?;
+            Some(image::firstboot::Wifi {
+                ssid: ssid.clone(),
+                psk,
+                country: country.clone(),
+            })
+        }
+        _ => None,
+    };
+    let ssh_keys = match &args.ssh_key {
+        Some(file) => read_input(file)?
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
+    let settings = image::firstboot::Settings {
+        hostname: args.hostname.clone(),
+        user: args.user.clone(),
+        ssh_keys,
+        wifi,
+    };
+    let binary = match &args.binary {
+        Some(b) => b.clone(),
+        None => {
+            let built = cross::build(&repo(), &board, &args.profile, cross::Linker::Auto)?;
+            built.binary
+        }
+    };
+    let written = image::image(&image::Job {
+        repo: &repo(),
+        board: &board,
+        base: &args.base,
+        out: &args.out,
+        binary: &binary,
+        config: args.config.as_deref(),
+        model: args.model.as_deref(),
+        usb: args.usb,
+        settings: &settings,
+    })?;
+    println!("{}", written.image.display());
+    println!("{}", written.bmap.display());
     Ok(())
 }

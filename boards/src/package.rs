@@ -95,20 +95,26 @@ pub fn stage(job: &Job) -> Result<PathBuf> {
         .with_context(|| format!("the config rendered for {}", board.name))?;
     fs::write(&config_path, config)
         .with_context(|| format!("writing {}", config_path.display()))?;
-    let model = repo.join(&board.model);
-    let sidecar = sidecar_path(&model);
-    let labels = Sidecar::load(&sidecar)
-        .with_context(|| format!("the default model of board {}", board.name))?
-        .labels_file();
-    for file in [Some(&model), Some(&sidecar), labels.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    let files = model_files(&repo.join(&board.model))
+        .with_context(|| format!("the default model of board {}", board.name))?;
+    for file in &files {
         let name = file.file_name().context("model path has no file name")?;
         fs::copy(file, models.join(name))
             .with_context(|| format!("copying {} (board {})", file.display(), board.name))?;
     }
     Ok(stage)
+}
+
+/// The files a model is installed with: the model, its sidecar (`MODEL.kestrel.toml`) and
+/// the labels file the sidecar names, if any. The sidecar must load: a model without one
+/// cannot run.
+pub fn model_files(model: &Path) -> Result<Vec<PathBuf>> {
+    let sidecar = sidecar_path(model);
+    let labels = Sidecar::load(&sidecar)?.labels_file();
+    Ok([Some(model.to_path_buf()), Some(sidecar), labels]
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// The package file stem: `kestrel_0.1.0_rpi4-usb_arm64`.

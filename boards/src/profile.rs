@@ -264,7 +264,7 @@ impl Board {
 }
 
 /// A TOML basic string (JSON's string escapes are a subset of TOML's).
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     serde_json::Value::String(s.into()).to_string()
 }
 
