@@ -8,7 +8,8 @@
 //! ```toml
 //! threads = 4                                   # inference threads (default: every core)
 //! model = "/usr/share/kestrel/models/ppocr-cls.nnef.tgz"   # relative paths: from this file's folder
-//! source = "v4l2:/dev/video0"                   # synthetic | pipe: | cmd:"…" | file:PATH | v4l2:/dev/videoN
+//! source = "v4l2:/dev/video0"                   # synthetic | pipe: | cmd:"…" | file:PATH | v4l2:/dev/videoN | rtsp://…
+//! source_password_file = "/etc/kestrel/cam.pass" # the password of rtsp://USER@…, alone, mode 600
 //! pixel_format = "yuyv"                         # i420 | nv12 | yuyv | rgb24 | gray | mjpeg
 //! size = "640x480"
 //! fps = 30                                      # 0: as fast as possible
@@ -64,7 +65,8 @@
 //! ```toml
 //! [[camera]]
 //! name = "door"                                 # letters, digits, - _ . ; unique
-//! source = "rtsp://viewer:secret@10.0.0.21/stream1"
+//! source = "rtsp://viewer@10.0.0.21/stream1"
+//! password_file = "/etc/kestrel/door.pass"      # viewer's password, alone, mode 600
 //! [[camera.line]]
 //! name = "threshold"
 //! a = [0.0, 0.6]
@@ -143,6 +145,8 @@ pub struct Config {
     pub model: Option<PathBuf>,
     /// The frame source URI.
     pub source: Option<String>,
+    /// `source_password_file`: the password of the source URL's user, in a file of its own.
+    pub source_password_file: Option<PathBuf>,
     /// Pixel format of raw frames, or forced on a camera.
     pub pixel_format: Option<PixelFormat>,
     /// Frame size (width, height).
@@ -253,6 +257,7 @@ struct File {
     threads: Option<Spanned<i64>>,
     model: Option<Spanned<String>>,
     source: Option<Spanned<String>>,
+    source_password_file: Option<Spanned<String>>,
     pixel_format: Option<Spanned<String>>,
     size: Option<Spanned<String>>,
     fps: Option<Spanned<f64>>,
@@ -294,6 +299,7 @@ struct File {
 struct CameraFile {
     name: Spanned<String>,
     source: Spanned<String>,
+    password_file: Option<Spanned<String>>,
     pixel_format: Option<Spanned<String>>,
     size: Option<Spanned<String>>,
     fps: Option<Spanned<f64>>,
@@ -313,6 +319,8 @@ pub struct CameraConfig {
     pub name: String,
     /// `--source` URI.
     pub source: String,
+    /// A file holding only the password of the source URL's user (`rtsp://USER@…`).
+    pub password_file: Option<PathBuf>,
     /// Pixel format of raw frames, or forced on a camera (else the file's).
     pub pixel_format: Option<PixelFormat>,
     /// Frame size (else the file's).
@@ -531,6 +539,9 @@ impl Config {
         }
         if let Some(v) = file.source {
             config.source = Some(nonempty("source", v)?);
+        }
+        if let Some(v) = file.source_password_file {
+            config.source_password_file = Some(resolve(&nonempty("source_password_file", v)?));
         }
         if let Some(v) = file.pixel_format {
             let span = v.span();
@@ -832,6 +843,10 @@ impl Config {
                 line: line_of(text, name_span.start),
                 name,
                 source: nonempty(&key("source"), c.source)?,
+                password_file: c
+                    .password_file
+                    .map(|v| nonempty(&key("password_file"), v).map(|p| resolve(&p)))
+                    .transpose()?,
                 pixel_format,
                 size,
                 fps: c.fps.map(|v| non_negative(&key("fps"), v)).transpose()?,
@@ -957,7 +972,8 @@ mod tests {
     }
 
     const CAMERAS: &str = "mqtt = \"mqtt://broker/site\"\n\
-        [[camera]]\nname = \"door\"\nsource = \"rtsp://cam1/s\"\nfps = 10\n\
+        [[camera]]\nname = \"door\"\nsource = \"rtsp://viewer@cam1/s\"\nfps = 10\n\
+        password_file = \"door.pass\"\n\
         mqtt_topic = \"shop/door\"\n\
         [[camera.zone]]\nname = \"in\"\npolygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0]]\n\
         [[camera]]\nname = \"yard\"\nsource = \"v4l2:/dev/video0\"\nsize = \"320x240\"\n\
@@ -970,7 +986,11 @@ mod tests {
         let (door, yard) = (&c.cameras[0], &c.cameras[1]);
         assert_eq!(
             (door.name.as_str(), door.source.as_str()),
-            ("door", "rtsp://cam1/s")
+            ("door", "rtsp://viewer@cam1/s")
+        );
+        assert_eq!(
+            door.password_file.as_deref(),
+            Some(Path::new("/etc/kestrel/door.pass"))
         );
         assert_eq!((door.fps, door.size, door.line), (Some(10.0), None, 3));
         assert_eq!(door.mqtt_topic.as_deref(), Some("shop/door"));
@@ -989,7 +1009,7 @@ mod tests {
         let e = error(&twice);
         assert_eq!(
             (e.key.as_deref(), e.line),
-            (Some("camera[1].name"), Some(11)),
+            (Some("camera[1].name"), Some(12)),
             "{e}"
         );
         assert!(

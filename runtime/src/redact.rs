@@ -35,9 +35,53 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A URL whose user has no password yet (`scheme://user@host…`) with `password` added
+/// (percent-encoded): how a password kept in a file of its own reaches an `rtsp://` source.
+/// `None` when `url` is not such a URL (no user, or a password already).
+pub fn with_password(url: &str, password: &str) -> Option<String> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |e| start + e);
+    let at = start + url[start..end].rfind('@')?;
+    if at == start || url[start..at].contains(':') {
+        return None;
+    }
+    let mut out = String::with_capacity(url.len() + 3 * password.len() + 1);
+    out.push_str(&url[..at]);
+    out.push(':');
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(&url[at..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, with_password};
+
+    #[test]
+    fn a_password_joins_a_user_without_one() {
+        assert_eq!(
+            with_password("rtsp://viewer@10.0.0.2:554/s?x=1", "p@ss:w/rd").as_deref(),
+            Some("rtsp://viewer:p%40ss%3Aw%2Frd@10.0.0.2:554/s?x=1")
+        );
+        let joined = with_password("rtsp://viewer@cam/s", "secret").unwrap();
+        assert_eq!(redact(&joined), "rtsp://viewer:***@cam/s");
+        assert_eq!(with_password("rtsp://cam/s", "x"), None, "no user");
+        assert_eq!(
+            with_password("rtsp://a:b@cam/s", "x"),
+            None,
+            "a password already"
+        );
+        assert_eq!(with_password("rtsp://@cam/s", "x"), None, "an empty user");
+        assert_eq!(with_password("synthetic", "x"), None);
+    }
 
     #[test]
     fn passwords_become_stars_and_nothing_else_changes() {

@@ -153,3 +153,63 @@ fn a_camera_with_a_password_reconnects_when_its_server_comes_back_and_never_show
     );
     assert!(!stderr.contains("sesame") && !text(&out.stdout).contains("sesame"));
 }
+
+#[test]
+fn a_password_file_gives_the_url_user_its_password() {
+    if !ready() {
+        return;
+    }
+    let port = free_port();
+    let _server = RtspServer::start(port, Some("cam:hunter2"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cam.pass");
+    std::fs::write(&file, "hunter2\n").unwrap();
+    let mode = |m| {
+        let mut p = std::fs::metadata(&file).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut p, m);
+        std::fs::set_permissions(&file, p).unwrap();
+    };
+    mode(0o600);
+    let run = |url: &str| {
+        kestrel()
+            .args([
+                "run",
+                "--no-config",
+                "--frames",
+                "3",
+                "--exit-on-source-error",
+            ])
+            .args([
+                "--source",
+                url,
+                "--source-password-file",
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let url = format!("rtsp://cam@127.0.0.1:{port}/h264");
+    let out = run(&url);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(common::json_lines(&out.stdout)[3]["summary"]["frames"], 3);
+    assert!(!stderr.contains("hunter2") && !text(&out.stdout).contains("hunter2"));
+
+    // Open to others, or for a URL without a user: refused at start, exit 2, naming the file.
+    mode(0o644);
+    let out = run(&url);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    mode(0o600);
+    let out = run(&format!("rtsp://127.0.0.1:{port}/h264"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("source_password_file") && stderr.contains("USER@"),
+        "{stderr}"
+    );
+}

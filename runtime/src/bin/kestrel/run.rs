@@ -48,6 +48,10 @@ pub(crate) struct RunArgs {
     /// settings file's `source` or `[[camera]]` tables.
     #[arg(long)]
     source: Option<String>,
+    /// A file holding only the password (mode 600) of the source URL's user
+    /// (rtsp://USER@HOST/…): kept out of the command line and the settings file.
+    #[arg(long, value_name = "FILE")]
+    source_password_file: Option<PathBuf>,
     /// Stop after N frames (default: run until the source ends; 100 for the bundled default).
     #[arg(long)]
     frames: Option<u64>,
@@ -145,6 +149,8 @@ struct Settings {
     normalize: Option<Normalize>,
     top_k: Option<usize>,
     source: String,
+    /// The password file of the source URL's user.
+    source_password_file: Option<PathBuf>,
     source_options: SourceOptions,
     frames: Option<u64>,
     analytics: AnalyticsConfig,
@@ -252,6 +258,9 @@ impl Settings {
             normalize,
             top_k: args.top_k.or(file.top_k),
             source: source.unwrap_or_else(|| "synthetic".into()),
+            source_password_file: args
+                .source_password_file
+                .or(file.source_password_file.clone()),
             source_options,
             frames: args.frames.or(file.frames).or(default_run.then_some(100)),
             analytics,
@@ -311,7 +320,8 @@ pub(crate) fn run(args: RunArgs, threads: Option<u16>) -> Result<()> {
         .map(|dir| Snapshots::new(dir, s.every))
         .transpose()?;
     let stop = stop_on_signals()?;
-    let source = camera::open(&s.source, &s.source_options)?;
+    let raw = with_password(&s.source, s.source_password_file.as_deref())?;
+    let source = camera::open(&raw, &s.source_options)?;
     let source_uri = source.uri().to_string();
     let metrics = s.http.as_ref().map(|_| {
         Arc::new(
@@ -383,6 +393,26 @@ fn finish<W: std::io::Write>(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// `uri` with the password of `file` (a secret file: mode 600) given to its URL's user; `uri`
+/// itself without a file.
+fn with_password(uri: &str, file: Option<&Path>) -> Result<String> {
+    let Some(file) = file else {
+        return Ok(uri.to_string());
+    };
+    let password = secret::read_secret_file(file, "source_password_file")?;
+    kestrel_runtime::redact::with_password(uri, password.expose()).ok_or_else(|| {
+        secret::SecretFileError {
+            what: "source_password_file".into(),
+            path: file.into(),
+            reason: format!(
+                "the source '{}' is not a URL with a user and no password (rtsp://USER@HOST/…)",
+                kestrel_runtime::redact::redact(uri)
+            ),
+        }
+        .into()
+    })
 }
 
 /// Stop signals from here on: a SIGTERM while a source starts ends the run cleanly (its

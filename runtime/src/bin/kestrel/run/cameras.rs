@@ -77,7 +77,8 @@ pub(super) fn run(s: &Settings, model: &Model, normalize: Normalize, task: &Task
             .map(|dir| Snapshots::new(&dir.join(&name), s.every))
             .transpose()
             .with_context(at)?;
-        let source = camera::open(&c.source, &source_options).with_context(at)?;
+        let raw = with_password(&c.source, c.password_file.as_deref()).with_context(at)?;
+        let source = camera::open(&raw, &source_options).with_context(at)?;
         let metrics = s.http.as_ref().map(|_| {
             Arc::new(
                 Metrics::new(&name, model.source(), model.load_time(), pipeline.task())
