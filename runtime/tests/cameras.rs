@@ -231,3 +231,89 @@ fn two_cameras_soak_flat_over_ten_thousand_frames_with_rtsp_restarts() {
         "RSS grew from {start} KiB at frame {settled} to {end} KiB at frame {total}"
     );
 }
+
+#[test]
+fn sighup_reloads_the_model_in_every_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = common::repo().join("models/ppocr-cls");
+    let model = dir.path().join("m.nnef.tgz");
+    std::fs::copy(shipped.join("ppocr-cls.nnef.tgz"), &model).unwrap();
+    std::fs::copy(
+        shipped.join("ppocr-cls.kestrel.toml"),
+        dir.path().join("m.kestrel.toml"),
+    )
+    .unwrap();
+    let (_cfg, config) = settings(&format!(
+        "model = \"{}\"\nsize = \"64x48\"\nfps = 20\nstatus_every = 0\n\
+         [[camera]]\nname = \"a\"\nsource = \"synthetic\"\n\
+         [[camera]]\nname = \"b\"\nsource = \"synthetic\"\n",
+        model.display()
+    ));
+    let mut child = kestrel()
+        .args(["run", "-v", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both streams read as they come: stdout's frame lines, stderr's log.
+    let read = |stream: Box<dyn std::io::Read + Send>| {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let into = seen.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+                let mut all = into.lock().unwrap();
+                all.push_str(&line.unwrap());
+                all.push('\n');
+            }
+        });
+        (seen, reader)
+    };
+    let (stdout, out_reader) = read(Box::new(child.stdout.take().unwrap()));
+    let (stderr, err_reader) = read(Box::new(child.stderr.take().unwrap()));
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ok() {
+            assert!(
+                Instant::now() < deadline,
+                "no {what}:\n{}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    // Once both cameras run (the SIGHUP handler is in place before the first frame) …
+    wait_for("frames of both cameras", &|| {
+        let out = stdout.lock().unwrap();
+        out.contains("{\"camera\":\"a\",\"seq\"") && out.contains("{\"camera\":\"b\",\"seq\"")
+    });
+    signal("-HUP");
+    // … one signal reloads the model in each of them.
+    wait_for("reload in each camera", &|| {
+        stderr.lock().unwrap().matches("model reloaded").count() >= 2
+    });
+    signal("-TERM");
+    let status = child.wait().unwrap();
+    out_reader.join().unwrap();
+    err_reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr.matches("model reloaded").count(), 2, "{stderr}");
+    let stdout = stdout.lock().unwrap().clone();
+    let lines = json_lines(stdout.as_bytes());
+    for camera in ["a", "b"] {
+        let summary = lines
+            .iter()
+            .find(|l| l["camera"] == camera && l.get("summary").is_some())
+            .expect("a summary per camera");
+        assert!(
+            summary["summary"]["frames"].as_u64().unwrap() > 0,
+            "{summary}"
+        );
+    }
+}
