@@ -229,8 +229,24 @@ impl Board {
                 toml_string(&self.usb.source)
             )
         };
+        let ip = if self
+            .features
+            .as_ref()
+            .is_some_and(|f| !f.iter().any(|f| f == "rtsp"))
+        {
+            // No native rtsp:// in this build: GStreamer and the board's decoder.
+            "# An IP camera: a cmd: GStreamer pipeline with the hardware decoder\n\
+             # (docs/cameras.md, \"IP cameras\").\n"
+                .to_string()
+        } else {
+            "# An IP camera (H.264 or MJPEG over RTSP), its user's password in a file of its\n\
+             # own (owner kestrel, chmod 600):\n\
+             # source = \"rtsp://viewer@192.168.1.20:554/stream1\"\n\
+             # source_password_file = \"/etc/kestrel/camera.pass\"\n"
+                .to_string()
+        };
         s.push_str(&format!(
-            "\n{other}\
+            "\n{other}{ip}\
              \n# Publish every frame's result to the fleet's MQTT broker (QoS 1):\n\
              # mqtt = \"mqtt://broker.local:1883/kestrel/{0}\"\n\
              # or over TLS with a password (a file of its own: owner kestrel, chmod 600;\n\
@@ -256,7 +272,16 @@ impl Board {
              # [[line]]\n\
              # name = \"entrance\"\n\
              # a = [0.5, 0.0]\n\
-             # b = [0.5, 1.0]\n",
+             # b = [0.5, 1.0]\n\
+             \n# Several cameras: a [[camera]] table each, in place of `source` (each may have\n\
+             # its own size, fps, mqtt_topic and [[camera.zone]] / [[camera.line]] tables).\n\
+             # [[camera]]\n\
+             # name = \"door\"\n\
+             # source = \"v4l2:/dev/video0\"\n\
+             # [[camera]]\n\
+             # name = \"yard\"\n\
+             # source = \"rtsp://viewer@192.168.1.21:554/stream1\"\n\
+             # password_file = \"/etc/kestrel/yard.pass\"\n",
             self.name
         ));
         s
@@ -346,7 +371,8 @@ mod tests {
     }
 
     /// The .deb's libc6 dependency (runtime/Cargo.toml, one cargo-deb variant per board) is
-    /// the board's glibc floor.
+    /// the board's glibc floor; a build with the `rtsp` feature (OpenH264, C++) depends on
+    /// libstdc++ too.
     #[test]
     fn deb_variants_match_the_profiles() {
         let manifest = std::fs::read_to_string(boards_dir().join("../runtime/Cargo.toml")).unwrap();
@@ -355,7 +381,16 @@ mod tests {
         for name in Board::names(&boards_dir()).unwrap() {
             let board = Board::load(&boards_dir(), &name).unwrap();
             let depends = variants[name.as_str()]["depends"].as_str().unwrap();
-            assert_eq!(depends, format!("libc6 (>= {})", board.glibc), "{name}");
+            let rtsp = board
+                .features
+                .as_ref()
+                .is_none_or(|f| f.iter().any(|f| f == "rtsp"));
+            let cxx = if rtsp { ", libstdc++6 (>= 5)" } else { "" };
+            assert_eq!(
+                depends,
+                format!("libc6 (>= {}){cxx}", board.glibc),
+                "{name}"
+            );
         }
     }
 
