@@ -54,6 +54,15 @@ pub fn render(
             .filter(|(_, v)| !v.is_table() && !is_table_array(v))
             .map(|(k, _)| k.clone())
             .collect();
+        // `[[camera]]` tables take the place of the profile's one camera (`source` and the two
+        // exclude each other) and of its pixel format.
+        if table.get("camera").is_some_and(is_table_array) {
+            for key in ["source", "pixel_format"] {
+                if !user_keys.iter().any(|k| k == key) {
+                    user_keys.push(key.into());
+                }
+            }
+        }
         if model.is_some() && user_keys.iter().any(|k| k == "model") {
             return Err(RenderError(
                 "sets `model`, and --model names another: keep one".into(),
@@ -111,6 +120,16 @@ mod tests {
         assert_eq!(c.source.as_deref(), Some("rtsp://cam.local/stream"));
         assert_eq!(c.threads, Some(4));
         assert_eq!(text.matches("\nsource =").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn camera_tables_replace_the_profile_camera() {
+        let user = "[[camera]]\nname = \"door\"\nsource = \"rtsp://viewer@cam/s\"\n\
+                    [[camera]]\nname = \"yard\"\nsource = \"v4l2:/dev/video0\"\n";
+        let text = render(&rpi5(), false, None, Some((Path::new("my.toml"), user))).unwrap();
+        let c = Config::parse(&text, Path::new(DEFAULT_PATH)).unwrap();
+        assert_eq!((c.source, c.pixel_format), (None, None));
+        assert_eq!(c.cameras.len(), 2);
     }
 
     #[test]
