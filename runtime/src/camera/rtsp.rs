@@ -90,6 +90,8 @@ pub struct RtspSource {
     outage_since: Option<Instant>,
     /// Frames the decoder refused (logged at the first of each run of them).
     refused: u64,
+    /// Whether a connection was tried before: every later attempt is a reconnect.
+    tried: bool,
     exit_on_error: bool,
     stop: Arc<Stop>,
 }
@@ -157,6 +159,7 @@ impl RtspSource {
             counters: SourceCounters::default(),
             outage_since: None,
             refused: 0,
+            tried: false,
             exit_on_error: options.exit_on_error,
             stop: Arc::default(),
         };
@@ -196,6 +199,10 @@ impl RtspSource {
         if self.stop.stopped.load(Ordering::Acquire) {
             return Err(Lost::Stopped);
         }
+        if self.tried {
+            self.counters.reconnects += 1;
+        }
+        self.tried = true;
         let (url, credentials) = (self.url.clone(), self.credentials.clone());
         let started = self.run(CONNECT_TIMEOUT, async move {
             let options = SessionOptions::default()
@@ -455,9 +462,6 @@ impl FrameSource for RtspSource {
                     if self.exit_on_error {
                         self.close();
                         return Err(self.capture_error(reason));
-                    }
-                    if self.session.is_some() {
-                        self.counters.reconnects += 1;
                     }
                     self.lose(&reason);
                 }
