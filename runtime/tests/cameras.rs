@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::{free_port, start_broker, subscribe_topics};
 use common::rtsp::{have_rtsp_server, RtspServer};
-use common::{have, json_lines, kestrel, text};
+use common::{have, json_lines, kestrel, rss_kib, text};
 
 /// A settings file (mode 600: it holds a camera password) in a fresh folder.
 fn settings(body: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -146,16 +146,6 @@ fn a_bad_camera_is_refused_at_start_naming_it() {
     );
     assert!(stderr.contains("unknown source"), "{stderr}");
     assert!(out.stdout.is_empty(), "no camera started");
-}
-
-/// Resident set size of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
 }
 
 /// Two cameras (one RTSP, one synthetic and unpaced) for 10 000 frames (about 30 s), the RTSP server
