@@ -337,11 +337,10 @@ impl Metrics {
 }
 
 /// `/metrics` of several cameras: each family's `# HELP` and `# TYPE` once, then the samples
-/// of every camera (each labelled with its `camera`), as the exposition format asks. A sample
-/// line that two cameras write alike (none today) is written once.
+/// of every camera (each labelled with its `camera`), as the exposition format asks.
 pub fn render_all<'a>(cameras: impl IntoIterator<Item = &'a Metrics>) -> String {
     // Families in the order they first appear: (name, header lines, sample lines).
-    let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut families: Vec<(String, String, String)> = Vec::new();
     for text in cameras.into_iter().map(Metrics::render) {
         let mut current = None;
         for line in text.lines() {
@@ -350,33 +349,29 @@ pub fn render_all<'a>(cameras: impl IntoIterator<Item = &'a Metrics>) -> String 
                 let at = match families.iter().position(|(n, _, _)| n == name) {
                     Some(at) => at,
                     None => {
-                        families.push((name.to_string(), String::new(), Vec::new()));
+                        families.push((name.to_string(), String::new(), String::new()));
                         families.len() - 1
                     }
                 };
                 current = Some((at, families[at].1.is_empty()));
             }
             let Some((at, new)) = current else { continue };
-            let family = &mut families[at];
-            if line.starts_with('#') {
-                if new {
-                    family.1.push_str(line);
-                    family.1.push('\n');
-                }
-            } else if !family.2.iter().any(|l| l == line) {
-                family.2.push(line.to_string());
-            }
+            let (_, header, samples) = &mut families[at];
+            let into = if !line.starts_with('#') {
+                samples
+            } else if new {
+                header
+            } else {
+                continue;
+            };
+            into.push_str(line);
+            into.push('\n');
         }
     }
-    let mut out = String::new();
-    for (_, header, samples) in families {
-        out.push_str(&header);
-        for line in samples {
-            out.push_str(&line);
-            out.push('\n');
-        }
-    }
-    out
+    families
+        .into_iter()
+        .flat_map(|(_, header, samples)| [header, samples])
+        .collect()
 }
 
 impl Metrics {
