@@ -525,6 +525,23 @@ impl Config {
             Ok(t)
         };
 
+        let pixel_format = |key: &str, v: Spanned<String>| {
+            let span = v.span();
+            parse_pixel_format(v.get_ref()).map_err(|e| bad(key, span, e))
+        };
+        let size = |key: &str, v: Spanned<String>| {
+            let span = v.span();
+            let (w, h) = parse_size(v.get_ref()).map_err(|e| bad(key, span.clone(), e))?;
+            if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+                return Err(bad(
+                    key,
+                    span,
+                    format!("{w}x{h} is out of range (1x1 to 16384x16384)"),
+                ));
+            }
+            Ok((w, h))
+        };
+
         let mut config = Config {
             path: origin.into(),
             looping: file.looping,
@@ -544,21 +561,10 @@ impl Config {
             config.source_password_file = Some(resolve(&nonempty("source_password_file", v)?));
         }
         if let Some(v) = file.pixel_format {
-            let span = v.span();
-            let f = parse_pixel_format(v.get_ref()).map_err(|e| bad("pixel_format", span, e))?;
-            config.pixel_format = Some(f);
+            config.pixel_format = Some(pixel_format("pixel_format", v)?);
         }
         if let Some(v) = file.size {
-            let span = v.span();
-            let (w, h) = parse_size(v.get_ref()).map_err(|e| bad("size", span.clone(), e))?;
-            if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
-                return Err(bad(
-                    "size",
-                    span,
-                    format!("{w}x{h} is out of range (1x1 to 16384x16384)"),
-                ));
-            }
-            config.size = Some((w, h));
+            config.size = Some(size("size", v)?);
         }
         if let Some(v) = file.fps {
             config.fps = Some(non_negative("fps", v)?);
@@ -796,32 +802,11 @@ impl Config {
                     format!("a camera named '{name}' is already defined"),
                 ));
             }
-            let pixel_format = match c.pixel_format {
-                None => None,
-                Some(v) => {
-                    let span = v.span();
-                    Some(
-                        parse_pixel_format(v.get_ref())
-                            .map_err(|e| bad(&key("pixel_format"), span, e))?,
-                    )
-                }
-            };
-            let size = match c.size {
-                None => None,
-                Some(v) => {
-                    let span = v.span();
-                    let (w, h) =
-                        parse_size(v.get_ref()).map_err(|e| bad(&key("size"), span.clone(), e))?;
-                    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
-                        return Err(bad(
-                            &key("size"),
-                            span,
-                            format!("{w}x{h} is out of range (1x1 to 16384x16384)"),
-                        ));
-                    }
-                    Some((w, h))
-                }
-            };
+            let pixel_format = c
+                .pixel_format
+                .map(|v| pixel_format(&key("pixel_format"), v))
+                .transpose()?;
+            let size = c.size.map(|v| size(&key("size"), v)).transpose()?;
             let mqtt_topic = match c.mqtt_topic {
                 None => None,
                 Some(v) => {
