@@ -22,7 +22,7 @@
 //!
 //! # Cost
 //!
-//! The 4×4 tile's loop body is 8 `ldr q` + 16 × (`eor`, `cnt`, `uadalp`) + 4 scalar loop
+//! The row form's 4×4 tile loop body is 8 `ldr q` + 16 × (`eor`, `cnt`, `uadalp`) + 4 scalar loop
 //! instructions: 3 ASIMD instructions per 128 bits, the minimum for this instruction set (no
 //! `udot` on ARMv8.0). Short rows (8–9 words, 4–5 steps) add the per-tile reduction (`movi`
 //! to zero, `uaddlp`, `addp`, `str`: ≈ 0.7 ASIMD per step); single rows (M = 1) load every
@@ -38,34 +38,36 @@
 //!
 //! # Lane form (binary conv2d, `xor_popcount_lanes`)
 //!
-//! A q register holds two lanes (two output pixels' words); the tile is 4 vectors (8 lanes)
-//! × 4 channels: per tap word 4 `ldr q` (paired as `ldp`), 4 `ld1r` (the channel's weight
-//! word broadcast to both lanes) and 16 × (`eor`, `cnt`, `uadalp`). The u16 accumulators are
-//! folded per block of whole taps (≤ 2048 steps): `uaddlp` to u32 and one `addp` of two
-//! vectors gives four consecutive lanes of one channel, stored channel-major. The ASIMD work
-//! is the same 3 instructions per 128 bits as the row form, so the same bound holds, without
-//! an im2col copy in front; the extra scalar `add`s (address arithmetic of short tap loops)
-//! issue on the integer pipes beside the ASIMD ones.
+//! A q register holds two lanes (two output pixels' words). Jobs of at most 1 023 tap words
+//! (every binary conv layer Kestrel meets) run through the register tiles of `lanes.rs`: 4
+//! vectors (8 lanes) × 4 channels, the tap words' input offsets flattened on the stack, the
+//! 4 channels' weights interleaved so that one `ld4r` broadcasts them, 55 instructions per 16
+//! XOR-popcounts of 128 bits, one u16 fold per tile, and the output stage in the tile's
+//! epilogue (float or packed, four or eight lanes per instruction). Longer jobs take
+//! `lane_tile`: the same 4 × 4 tile over index arithmetic, its u16 accumulators folded to
+//! u32 per block of whole taps (≤ 2048 steps).
 //!
 //! # Fused output stage (`xor_popcount_lanes_store`)
 //!
-//! The lane tile's epilogue (`neon_store`, `neon_store_packed`) turns the counts into the
-//! layer's output in registers. Float output: the affine stage on the tile's vectors. Packed
-//! output: `cmlt`/`eor`/`ushl`/`orr` build each lane's 4 channel bits in a vector and one
-//! read-modify-write per lane stores them. The packed path lives out of line so the float
-//! path's register allocation is not disturbed.
+//! The register tiles' epilogue is in `lanes.rs`, and [`BinaryKernel::store_counts`] (MST
+//! layers) goes through it too, counts narrowed to u16 per block of 4 channels × 8 lanes. The
+//! blocked tiles, and blocks whose counts exceed u16, use `neon_store`, `neon_store_packed`:
+//! float, the affine stage on the tile's vectors; packed, `cmlt`/`eor`/`ushl`/`orr` build
+//! each lane's 4 channel bits in a vector and one read-modify-write per lane stores them.
 //!
 //! # MST children (`mst_children_lanes`)
 //!
 //! A child's counts are its parent's plus, per differing (tap, word), the change that word
-//! makes. Per differing word a child executes 1.3–1.6× the instructions of a dense word (the
-//! extra `and`, unshared input loads) and 2.2–3.0 dense words of fixed cost (parent load,
-//! fold, store): the converter's lane cost model, fitted on the counts in `benches/README.md`.
+//! makes. Per differing word a child executes 1.9–2.0× the instructions of a dense word of
+//! the register tiles (the extra `and`, unshared input loads, index arithmetic) and 3.2–3.8
+//! dense words of fixed cost (parent load, fold, store): counts in `benches/README.md`.
 //!
 //! Selected at run time with `std::arch::is_aarch64_feature_detected!("neon")` (NEON is
 //! baseline on aarch64, so this always holds on Linux).
 
 use std::arch::aarch64::*;
+
+mod lanes;
 
 use super::mst::{Child, ChildJob};
 use super::store::{LaneStore, StoreKind, CLASSES};
@@ -102,7 +104,7 @@ impl RawKernel for Neon {
 
     unsafe fn store_counts(&self, counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
         // SAFETY: see above the impl.
-        unsafe { neon_store_counts(counts, slots, store) }
+        unsafe { lanes::store_counts(counts, slots, store) }
     }
 
     unsafe fn children(&self, job: &ChildJob<'_>, counts: &mut [u32]) {
@@ -218,7 +220,9 @@ unsafe fn child_tile<const MR: usize>(
     }
 }
 
-/// NEON lane kernel over the whole job: 4 vectors of 2 lanes × 4 channels, then tails.
+/// NEON lane kernel over the whole job: jobs of at most `lanes::MAX_TAP_WORDS` tap words
+/// through `lanes::run`'s register tiles, longer ones through `lane_tile`'s blocks: 4
+/// vectors of 2 lanes × 4 channels, then tails.
 ///
 /// # Safety
 /// NEON must be available; the job must have passed [`LaneJob::check`] for the counts of
@@ -226,6 +230,10 @@ unsafe fn child_tile<const MR: usize>(
 /// partial vector's load).
 #[target_feature(enable = "neon")]
 unsafe fn neon_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
+    if job.taps.len() * job.words <= lanes::MAX_TAP_WORDS {
+        // SAFETY: the caller's contract, and the job is short enough.
+        return unsafe { lanes::run(job, sink) };
+    }
     // SAFETY: tiles read lanes p..p+2·MR of every tap word (inside the input and its slack by
     // the job's check) and weights of channels c..c+NR; they write channels c..c+NR, lanes
     // that exist from p, of the sink.
@@ -324,59 +332,6 @@ unsafe fn lane_tile<const MR: usize, const NR: usize>(
         }
         // SAFETY: the caller's contract.
         Sink::Store(s) => unsafe { neon_store::<NR, 2>(s, &totals, valid, c0, p) },
-    }
-}
-
-/// [`BinaryKernel::store_counts`] with NEON: blocks of 4 channels × 8 lanes (then single
-/// channels) loaded from the channels' rows and put through the lane tiles' fused store,
-/// [`neon_store`].
-///
-/// # Safety
-/// NEON must be available; `counts` checked with [`check_counts`].
-#[target_feature(enable = "neon")]
-unsafe fn neon_store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
-    let lanes = store.lanes();
-    let row = |c: usize| &counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes];
-    #[target_feature(enable = "neon")]
-    #[inline]
-    unsafe fn block<const NR: usize>(
-        store: &LaneStore<'_>,
-        rows: [&[u32]; NR],
-        c0: usize,
-        p: usize,
-    ) {
-        let valid = (store.lanes() - p).min(8);
-        let v: [[uint32x4_t; 2]; NR] = std::array::from_fn(|c| {
-            std::array::from_fn(|g| {
-                let n = valid.saturating_sub(4 * g).min(4);
-                let mut lanes = [0u32; 4];
-                if n > 0 {
-                    lanes[..n].copy_from_slice(&rows[c][p + 4 * g..][..n]);
-                }
-                // SAFETY: a 4-lane stack buffer.
-                unsafe { vld1q_u32(lanes.as_ptr()) }
-            })
-        });
-        // SAFETY: channels c0..c0 + NR, lanes p..p + valid of the store.
-        unsafe { neon_store::<NR, 2>(store, &v, valid, c0, p) }
-    }
-    let channels = store.channels();
-    let mut c0 = 0;
-    while c0 < channels {
-        let wide = c0 + 4 <= channels;
-        let mut p = 0;
-        while p < lanes {
-            // SAFETY: the caller's contract; blocks stay inside channels and lanes.
-            unsafe {
-                if wide {
-                    block::<4>(store, std::array::from_fn(|c| row(c0 + c)), c0, p);
-                } else {
-                    block::<1>(store, [row(c0)], c0, p);
-                }
-            }
-            p += 8;
-        }
-        c0 += if wide { 4 } else { 1 };
     }
 }
 
