@@ -46,10 +46,9 @@ impl CostModel {
     /// Binary conv2d (lane form): a child walks its differing (tap, word) planes with the
     /// output pixels as vector lanes, the same work per word as the dense lane kernel
     /// (AVX-512: `vpternlogq` + `vpopcntq` + `vpaddq` per 8 lanes; NEON: one `and` more per
-    /// 128 bits), but its input loads are not shared with other channels. On NEON a differing
-    /// word costs 1.9–2.0 dense words and a child's fixed part 3.2–3.8 (`benches/README.md`,
-    /// *MST children*): heavier than these constants, so on ARM the model favours MST more
-    /// than the counts do.
+    /// 128 bits), but its input loads are not shared with other channels. NEON's counts
+    /// (`benches/README.md`, *MST children*): 1.7 dense words per differing word, 0.8–1.3 per
+    /// child.
     pub fn lanes() -> CostModel {
         CostModel {
             word_cost: 1.5,

@@ -523,6 +523,9 @@ mod tests {
             (1, 8, 17, 3),
             (3, 4, 64, 40),
             (5, 1, 6, 0),
+            // At the NEON register tiles' limit (1 023 differing words) and past it.
+            (1, 1023, 3, 9000),
+            (1, 1024, 3, 9000),
             // More differing words than a NEON u16 block folds (2048).
             (1, 2200, 3, 9000),
         ] {

@@ -111,18 +111,21 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn store_counts(counts: &[u32], slots: Option<&[u32]>, store: &LaneStore<'_>) {
     let lanes = store.lanes();
-    let row = |c: usize| &counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes];
+    // Channel c's row of counts (inside `counts`: the caller's check).
+    let row = |c: usize| counts[slots.map_or(c, |s| s[c] as usize) * lanes..][..lanes].as_ptr();
     // Lanes p..p + valid of a row, lanes 0–3 and 4–7 (0 past valid).
-    let load = |r: &[u32], p: usize, valid: usize| -> [uint32x4_t; 2] {
+    let load = |r: *const u32, p: usize, valid: usize| -> [uint32x4_t; 2] {
         let mut b = [0u32; 8];
-        let v = if valid == 8 {
-            r[p..p + 8].as_ptr()
-        } else {
-            b[..valid].copy_from_slice(&r[p..p + valid]);
-            b.as_ptr()
-        };
-        // SAFETY: NEON is baseline on aarch64; 8 u32 at v.
-        unsafe { [vld1q_u32(v), vld1q_u32(v.add(4))] }
+        // SAFETY: NEON is baseline on aarch64; lanes p..p + valid of the row.
+        unsafe {
+            let v = if valid == 8 {
+                r.add(p)
+            } else {
+                std::ptr::copy_nonoverlapping(r.add(p), b.as_mut_ptr(), valid);
+                b.as_ptr()
+            };
+            [vld1q_u32(v), vld1q_u32(v.add(4))]
+        }
     };
     #[target_feature(enable = "neon")]
     #[inline]
@@ -155,16 +158,17 @@ pub(super) unsafe fn store_counts(counts: &[u32], slots: Option<&[u32]>, store: 
     let mut c0 = 0;
     while c0 < channels {
         let wide = c0 + 4 <= channels;
+        let rows = [0, 1, 2, 3].map(|c| row(if wide { c0 + c } else { c0 }));
         let mut p = 0;
         while p < lanes {
             let valid = (lanes - p).min(8);
             // SAFETY: channels c0..c0 + NR and lanes p..p + valid are the store's.
             unsafe {
                 if wide {
-                    let v = [0, 1, 2, 3].map(|c| load(row(c0 + c), p, valid));
+                    let v = rows.map(|r| load(r, p, valid));
                     block::<4>(store, &v, valid, c0, p);
                 } else {
-                    block::<1>(store, &[load(row(c0), p, valid)], valid, c0, p);
+                    block::<1>(store, &[load(rows[0], p, valid)], valid, c0, p);
                 }
             }
             p += 8;

@@ -58,15 +58,18 @@
 //! # MST children (`mst_children_lanes`)
 //!
 //! A child's counts are its parent's plus, per differing (tap, word), the change that word
-//! makes. Per differing word a child executes 1.9–2.0× the instructions of a dense word of
-//! the register tiles (the extra `and`, unshared input loads, index arithmetic) and 3.2–3.8
-//! dense words of fixed cost (parent load, fold, store): counts in `benches/README.md`.
+//! makes. Children of at most 1 023 differing words run through `children.rs`'s register
+//! tiles: per differing word 1.7× the instructions of a dense word of the register tiles
+//! (the extra `and`, input loads not shared with other channels) and 0.8–1.3 dense words of
+//! fixed cost (parent load, fold, store): counts in `benches/README.md`, the converter's lane
+//! cost model.
 //!
 //! Selected at run time with `std::arch::is_aarch64_feature_detected!("neon")` (NEON is
 //! baseline on aarch64, so this always holds on Linux).
 
 use std::arch::aarch64::*;
 
+mod children;
 mod lanes;
 
 use super::mst::{Child, ChildJob};
@@ -113,8 +116,9 @@ impl RawKernel for Neon {
     }
 }
 
-/// NEON MST children: per child, tiles of 4 q vectors (8 lanes), then single vectors (2
-/// lanes, the last one partial). Per differing word: 4 `ldr q`, 2 `ld1r` (child word, mask)
+/// NEON MST children: children of at most `children::MAX_DIFF_WORDS` differing words through
+/// `children.rs`'s register tiles; longer ones here: per child, tiles of 4 q vectors (8
+/// lanes), then single vectors (2 lanes, the last one partial). Per differing word: 4 `ldr q`, 2 `ld1r` (child word, mask)
 /// and 4 × (`eor`, `and`, `cnt`, `uadalp`) — one ASIMD instruction more per 128 bits than the
 /// dense lane kernel (no three-input logic op before ARMv8.2's SHA3 `bcax`). The u16 lanes are
 /// folded every [`STEPS_PER_BLOCK`] differing words; the tile's counts are doubled, added to
@@ -125,8 +129,13 @@ impl RawKernel for Neon {
 #[target_feature(enable = "neon")]
 unsafe fn neon_children(job: &ChildJob<'_>, counts: &mut [u32]) {
     let lanes = job.lanes;
-    let base = counts.as_mut_ptr();
     for (i, ch) in job.children.iter().enumerate() {
+        if (ch.end - ch.start) as usize <= children::MAX_DIFF_WORDS {
+            // SAFETY: the caller's contract; the child is short enough.
+            unsafe { children::child(job, i, counts) };
+            continue;
+        }
+        let base = counts.as_mut_ptr();
         // SAFETY: the child's and its parent's slots are rows of `counts` (checked); tiles read
         // the child's differing planes at lanes < lanes + 8 (inside LANE_SLACK) and write
         // lanes < lanes of the child's row only.
