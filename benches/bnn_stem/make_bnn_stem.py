@@ -36,18 +36,25 @@ def bn_params(c):
     return [f32(v) for v in (gamma, beta, mean, var)]
 
 
-def make():
-    nodes, inits = [], []
-    counter = [0]
+class Graph:
+    """Nodes and initializers under construction, with numbered names."""
 
-    def name(prefix):
-        counter[0] += 1
-        return f"{prefix}{counter[0]}"
+    def __init__(self):
+        self.nodes, self.inits, self.count = [], [], 0
 
-    def const(prefix, arr):
-        n = name(prefix)
-        inits.append(numpy_helper.from_array(f32(arr), n))
+    def name(self, prefix):
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def const(self, prefix, arr):
+        n = self.name(prefix)
+        self.inits.append(numpy_helper.from_array(f32(arr), n))
         return n
+
+
+def make():
+    g = Graph()
+    nodes, inits, name, const = g.nodes, g.inits, g.name, g.const
 
     def bn_sign(x, c):
         g, b, m, v = bn_params(c)
@@ -89,16 +96,20 @@ def make():
     w = const("w", rng.normal(0, 0.1, (10, 256)))
     b = const("b", rng.normal(0, 0.1, 10))
     nodes.append(helper.make_node("Gemm", [x, w, b], ["logits"], name="classifier", transB=1))
+    return finish(nodes, inits, "bnn-stem", [1, 3, 32, 32], [1, 10])
+
+
+def finish(nodes, inits, name, x_shape, logits_shape):
+    """The checked ONNX model of a graph from input `x` to output `logits` (opset 13)."""
     graph = helper.make_graph(
-        nodes, "bnn-stem",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, logits_shape)],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="kestrel-benches")
     onnx.checker.check_model(model)
     return model
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
