@@ -1,5 +1,5 @@
 //! The NEON lane kernel's register-tile path, for lane jobs of at most [`MAX_TAP_WORDS`] tap
-//! words (taps × words: every 3×3 layer up to 7 168 input channels, every 5×5 up to 2 560).
+//! words (taps × words: every 3×3 layer up to 7 232 input channels, every 5×5 up to 2 560).
 //!
 //! # Loop
 //!
@@ -30,14 +30,16 @@
 //!
 //! # Output stage
 //!
-//! The tile's counts go straight into the op's output, four lanes per instruction, without
-//! bounds checks in the loop: `dot = k − 2n` (`ushll`/`ushll2` by 1, `sub`), then float
-//! `scvtf`, `fmul` by the channel's multiplier, `fadd` of its bias (two roundings, as
-//! [`LaneStore::put`]) and one store per 4 lanes; or packed `cmgt` against the threshold,
-//! `eor` with the flip mask, `and`/`orr` into the lanes' bit vector, then one
-//! read-modify-write of the output words per 4 lanes (vector when a pixel holds one word). A
-//! tile whose 8 lanes are all interior (one load of their class bytes) skips the border
-//! tables; otherwise the class tables apply with `tbl` as in the other lane paths.
+//! The tile's counts go straight into the op's output without bounds checks in the loop.
+//! Float: `dot = k − 2n` (`ushll`/`ushll2` by 1, `sub`), `scvtf`, `fmul` by the channel's
+//! multiplier, `fadd` of its bias (two roundings, as [`LaneStore::put`]), one store per 4
+//! lanes. Packed: interior lanes compare their u16 counts with a per-channel bound (`cmhs`, 8
+//! lanes per instruction; see [`store_packed`]), border lanes their corrected dot with the
+//! threshold; `eor` with the flip mask, `and`/`orr` into each lane's byte, and one byte store
+//! per lane (`st1` lanes), or a read-modify-write for the block that ends the byte. A tile
+//! whose 8 lanes are all interior (one load of their class bytes) skips the border tables;
+//! otherwise the class tables apply with `tbl` as in the other lane paths. MST layers'
+//! stored counts go through the same stage ([`store_counts`]).
 
 use std::arch::aarch64::*;
 use std::mem::MaybeUninit;
