@@ -19,8 +19,8 @@
 //!   (`xor_popcount_lanes_store`), on an input already in the op's lane layout.
 //! * `kernel-counts`: the lane kernel storing raw u32 popcounts (`xor_popcount_lanes`), no
 //!   output stage (daBNN's `bconv_3x3` likewise stores float popcounts).
-//! * `layout`: the op's lane-layout copy for 3×3/s1/p1 (a replica of `ops/bconv/layout.rs`'s
-//!   `LaneLayout::pack`, which is private), packed NHWC → three zero-padded column blocks.
+//! * `layout`: the op's lane-layout copy (`ops::bconv::layout::LaneLayout::pack`), packed
+//!   NHWC → three zero-padded column blocks.
 //! * `none`: an empty window.
 //!
 //! Uses the `kestrel` binary's pool allocator, as `benches/binary_layers.rs` does.
@@ -30,7 +30,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kestrel_runtime::kernels::binary::store::{LaneStore, StoreKind, CLASSES};
-use kestrel_runtime::kernels::binary::{self as kernels, LaneJob, LANE_SLACK};
+use kestrel_runtime::kernels::binary::{self as kernels, LaneJob};
+use kestrel_runtime::ops::bconv::layout::LaneLayout;
 use kestrel_runtime::ops::bconv::{BinaryConv2d, ConvGeometry, PadMode};
 use kestrel_runtime::ops::output_stage::OutputKind;
 use kestrel_runtime::pool_alloc::{self, PoolAlloc};
@@ -64,59 +65,6 @@ fn words(len: usize, seed: &mut u64) -> Vec<u64> {
             z ^ (z >> 31)
         })
         .collect()
-}
-
-/// The op's lane layout for a 3×3, stride 1, padding 1 conv (`ops/bconv/layout.rs`): output
-/// pixel q = y·s + x is lane q; block kx holds `cw` word planes of `(s + 2) × s` words, word
-/// (r, x) of plane w = padded input (row r, column x + kx), word w. Tap (ky, kx) of lane q
-/// reads `taps[3·ky + kx] + q` of plane 0 (+ w·plane for word w).
-struct Layout {
-    s: usize,
-    cw: usize,
-    plane: usize,
-    len: usize,
-}
-
-impl Layout {
-    fn new(s: usize, cw: usize) -> Layout {
-        let plane = (s + 2) * s;
-        Layout {
-            s,
-            cw,
-            plane,
-            len: 3 * cw * plane + LANE_SLACK,
-        }
-    }
-
-    fn taps(&self) -> Vec<usize> {
-        (0..9)
-            .map(|t| (t % 3) * self.cw * self.plane + (t / 3) * self.s)
-            .collect()
-    }
-
-    /// `LaneLayout::pack` for this geometry (the same loops, specialised to s1/p1/d1).
-    fn pack(&self, image: &[u64], buf: &mut [u64]) {
-        let (s, cw, plane) = (self.s, self.cw, self.plane);
-        buf.fill(0);
-        for kx in 0..3 {
-            let first = 1usize.saturating_sub(kx);
-            let end = (s + 1 - kx).min(s);
-            let block = kx * cw * plane;
-            for r in 0..s + 2 {
-                let Some(y) = r.checked_sub(1).filter(|&y| y < s) else {
-                    continue;
-                };
-                let row = block + r * s;
-                for ox in first..end {
-                    let x = ox + kx - 1;
-                    let src = &image[(y * s + x) * cw..][..cw];
-                    for (word, &v) in src.iter().enumerate() {
-                        buf[row + ox + word * plane] = v;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Reference dot products `[c][y][x]` (f32 of i32): zero or one padding.
@@ -168,20 +116,21 @@ fn main() -> ExitCode {
     let x = words(s * s * cw, &mut seed);
     let w = words(c * 9 * cw, &mut seed);
     let kernel = kernels::select();
+    let geometry = |zero: bool| ConvGeometry {
+        c_in: c,
+        c_out: c,
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        padding: [1; 4],
+        pad_mode: if zero { PadMode::Zero } else { PadMode::One },
+    };
 
     // (output to check, zero padding?) or None for modes without a checkable output.
     let checked: Option<(Vec<f32>, bool)> = match mode.as_str() {
         "op-zero" | "op-one" => {
             let zero = mode == "op-zero";
-            let g = ConvGeometry {
-                c_in: c,
-                c_out: c,
-                kernel: [3, 3],
-                stride: [1, 1],
-                dilation: [1, 1],
-                padding: [1; 4],
-                pad_mode: if zero { PadMode::Zero } else { PadMode::One },
-            };
+            let g = geometry(zero);
             let mut m = TypedModel::default();
             let src = m.add_source("x", u64::fact([1, s, s, cw])).unwrap();
             let wt = Tensor::from_shape(&[c, 3, 3, cw], &w).unwrap();
@@ -211,10 +160,13 @@ fn main() -> ExitCode {
             Some((view.as_slice::<f32>().unwrap().to_vec(), zero))
         }
         "kernel-float-zero" | "kernel-float-one" | "kernel-counts" | "layout" | "none" => {
-            let layout = Layout::new(s, cw);
+            // The layout does not depend on the padding mode (zero words either way).
+            let g = geometry(false);
+            let layout = LaneLayout::new(&g, s, s);
             let mut buf = vec![0u64; layout.len];
-            layout.pack(&x, &mut buf);
-            let taps = layout.taps();
+            layout.pack(&g, &x, s, s, &mut buf);
+            let mut taps = [0usize; 9];
+            layout.taps(&g, &mut taps);
             let lanes = s * s;
             let job = LaneJob {
                 input: &buf,
@@ -232,10 +184,10 @@ fn main() -> ExitCode {
                 }
                 "layout" => {
                     let mut out = vec![0u64; layout.len];
-                    layout.pack(&x, &mut out);
+                    layout.pack(&g, &x, s, s, &mut out);
                     mark(1);
                     for _ in 0..runs {
-                        layout.pack(black_box(&x), black_box(&mut out));
+                        layout.pack(&g, black_box(&x), s, s, black_box(&mut out));
                     }
                     mark(2);
                     assert_eq!(out, buf);

@@ -42,7 +42,7 @@
 //! Its speed beside the float convolution: `docs/binary.md` (`cargo bench --bench
 //! binary_layers`).
 
-mod layout;
+pub mod layout;
 
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, numeric, string};

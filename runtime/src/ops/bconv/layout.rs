@@ -25,7 +25,7 @@ use crate::kernels::binary::LANE_SLACK;
 
 /// Where an image's words go and where the taps read.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LaneLayout {
+pub struct LaneLayout {
     /// Words per packed pixel.
     pub cw: usize,
     /// Words between consecutive word planes (`hq · ow`).
