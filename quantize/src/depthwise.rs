@@ -57,9 +57,20 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
     Ok((model.into_compact()?, report))
 }
 
-/// The op replacing `layer`, and the outlet it replaces (the layer's output, or the HardSwish
-/// after it); or why the op cannot take it.
-fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), String> {
+/// Where a depthwise layer's kernel reads: what `kestrel_depthwise` and
+/// `kestrel_int8_depthwise` need of its convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Strides (1 or 2).
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub padding: [usize; 4],
+}
+
+/// The geometry of `layer` if Kestrel's depthwise ops can take it, or why not.
+pub(crate) fn geometry(model: &TypedModel, layer: &Layer) -> Result<Geometry, String> {
     let LayerOp::Conv(conv) = &layer.op else {
         return Err("not a convolution".into());
     };
@@ -100,11 +111,29 @@ fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), St
         padded[0].pad_after,
         padded[1].pad_after,
     ];
+    if padding[0] >= kernel[0]
+        || padding[2] >= kernel[0]
+        || padding[1] >= kernel[1]
+        || padding[3] >= kernel[1]
+    {
+        return Err(format!("padding {padding:?} as large as the kernel"));
+    }
+    Ok(Geometry {
+        kernel: [kernel[0], kernel[1]],
+        stride: [stride[0], stride[1]],
+        padding,
+    })
+}
+
+/// The op replacing `layer`, and the outlet it replaces (the layer's output, or the HardSwish
+/// after it); or why the op cannot take it.
+fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), String> {
+    let g = geometry(model, layer)?;
     let c = layer.channels();
     let weights = layer
         .weights
         .clone()
-        .into_shape(&[c, kernel[0], kernel[1]])
+        .into_shape(&[c, g.kernel[0], g.kernel[1]])
         .map_err(|e| e.to_string())?;
     let bias = tensor1(&layer.bias);
     let mut output = layer.output;
@@ -119,12 +148,11 @@ fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), St
             None => Fused::None,
         },
     };
-    let stride = [stride[0], stride[1]];
     let op = Depthwise::new(
         weights.into_arc_tensor(),
         bias.into_arc_tensor(),
-        stride,
-        padding,
+        g.stride,
+        g.padding,
         fused,
     )
     .map_err(|e| e.to_string())?;
@@ -132,7 +160,7 @@ fn op_for(model: &TypedModel, layer: &Layer) -> Result<(Depthwise, OutletId), St
 }
 
 /// The HardSwish node reading `outlet` alone, if there is one.
-fn hardswish_after(model: &TypedModel, outlet: OutletId) -> Option<usize> {
+pub(crate) fn hardswish_after(model: &TypedModel, outlet: OutletId) -> Option<usize> {
     if model.outputs.contains(&outlet) {
         return None;
     }

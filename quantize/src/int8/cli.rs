@@ -75,7 +75,8 @@ pub struct Int8Args {
     /// Write the int8 graph even below --sqnr-floor.
     #[arg(long)]
     pub force: bool,
-    /// Quantize depthwise convolutions too (default: float, tract has no fast int8 depthwise).
+    /// Quantize depthwise convolutions too, as Kestrel's `kestrel_int8_depthwise` (default:
+    /// float; on MobileNetV3 they cost end-to-end accuracy, quantize/README.md).
     #[arg(long)]
     pub int8_depthwise: bool,
     /// Quantize the stem convolution too (a k×k conv on ≤ 4 channels of a graph input, i.e.

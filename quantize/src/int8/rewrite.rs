@@ -1,8 +1,10 @@
 //! Building the int8 graph: each quantized [`Layer`] becomes one op, everything else is
 //! copied in float. A 1×1 convolution or dense layer becomes Kestrel's fused
 //! `kestrel_int8_linear` (input quantized while packed, i32 sums, per-channel scale, ReLU /
-//! clip, f32 or i8 out); other convolutions (and every layer with `tract_ops`) tract's
-//! `Conv{q_params}` / `EinSum{q_params}` between casts.
+//! clip, f32 or i8 out), a depthwise convolution Kestrel's `kestrel_int8_depthwise` (the same
+//! input and output handling, its ReLU / clip or the HardSwish after it fused); other
+//! convolutions (and every layer with `tract_ops`) tract's `Conv{q_params}` /
+//! `EinSum{q_params}` between casts.
 //!
 //! Between two quantized layers the activation stays int8 (an i8 tensor re-typed as
 //! `QI8(zp, scale)`); a float op reading it gets a dequantizing cast. A layer in `wide` reads
@@ -23,6 +25,9 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::layers::{Layer, LayerOp};
 use super::qparams::{quantize_bias, quantize_weights, ActQ, QWeights};
+use crate::depthwise::{geometry, hardswish_after, Geometry};
+use kestrel_runtime::ops::depthwise::Fused;
+use kestrel_runtime::ops::int8_depthwise::Int8Depthwise;
 use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
 
 /// How to build the int8 graph.
@@ -97,6 +102,9 @@ struct Builder<'a> {
     map: HashMap<OutletId, Wire>,
     floats: HashMap<OutletId, OutletId>,
     quants: HashMap<OutletId, OutletId>,
+    /// Depthwise layers whose HardSwish `kestrel_int8_depthwise` fuses: the HardSwish's
+    /// output (in `src`), which the op's output stands for.
+    hardswish: HashMap<String, OutletId>,
 }
 
 impl Builder<'_> {
@@ -168,6 +176,16 @@ impl Builder<'_> {
         }
         let qin = if wide { qin.wide() } else { qin };
         let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
+        if !options.tract_ops && layer.is_depthwise() && !wide {
+            if let Ok(g) = geometry(self.src, layer) {
+                // With a fused HardSwish the op writes what the HardSwish wrote.
+                let qout = match self.hardswish.get(&layer.name) {
+                    Some(o) if !float_out => act[o],
+                    _ => qout,
+                };
+                return self.depthwise8(layer, g, (qin, qout), &w, &bias, float_out);
+            }
+        }
         if !options.tract_ops {
             if let Some(axes) = fused_axes(self.src, layer) {
                 let io = (qin, qout, wide);
@@ -313,6 +331,68 @@ impl Builder<'_> {
                 .to_string();
             out = self.dst.wire_node(name, AxisOp::Add(a), &[out])?[0];
         }
+        Ok(if float_out {
+            Wire::Float(out)
+        } else {
+            Wire::Quant(out, qout)
+        })
+    }
+
+    /// The depthwise layer as one `kestrel_int8_depthwise`: it reads the input as it is (f32,
+    /// or i8 when an int8 layer wrote it with `qin`'s parameters) and writes f32 or i8
+    /// (`float_out`), its ReLU / clip, or the HardSwish after it, fused.
+    fn depthwise8(
+        &mut self,
+        layer: &Layer,
+        g: Geometry,
+        (qin, qout): (ActQ, ActQ),
+        w: &QWeights,
+        bias: &[i32],
+        float_out: bool,
+    ) -> TractResult<Wire> {
+        let input = match self.map.get(&layer.input).copied() {
+            Some(Wire::Quant(q, have)) if have == qin => q,
+            _ => self.float(layer.input)?,
+        };
+        let c = layer.channels();
+        let weights = w
+            .values
+            .clone()
+            .into_shape(&[c, g.kernel[0], g.kernel[1]])?;
+        let scale: Vec<f32> = (0..c)
+            .map(|o| w.scales[o.min(w.scales.len() - 1)] * qin.scale)
+            .collect();
+        let fused = match layer.relu {
+            Some(None) => Fused::Relu,
+            Some(Some(high)) => Fused::Clip(high),
+            None if self.hardswish.contains_key(&layer.name) => Fused::HardSwish,
+            None => Fused::None,
+        };
+        let output = if float_out {
+            Int8Output::Float
+        } else {
+            Int8Output::Int8 {
+                zero_point: qout.zero_point,
+                scale: qout.scale,
+            }
+        };
+        let op = Int8Depthwise::new(
+            (
+                weights.into_arc_tensor(),
+                tensor1(bias).into_arc_tensor(),
+                tensor1(&scale).into_arc_tensor(),
+            ),
+            g.stride,
+            g.padding,
+            fused,
+            (qin.zero_point, qin.scale),
+            output,
+        )?;
+        let name = self
+            .dst
+            .unique_name(format!("{}.int8", layer.name))
+            .to_string();
+        let out = self.dst.wire_node(name, op, &[input])?[0];
         Ok(if float_out {
             Wire::Float(out)
         } else {
@@ -545,20 +625,45 @@ pub fn build(
         })
         .map(|l| (l.output.node, l))
         .collect();
-    let absorbed: HashSet<usize> = active
+    // Depthwise layers with a HardSwish after them (and nothing else reading their output):
+    // `kestrel_int8_depthwise` fuses it. Not where each layer's own output is exposed.
+    let hardswish: HashMap<String, OutletId> =
+        if options.tract_ops || options.expose_layers || options.isolated {
+            HashMap::new()
+        } else {
+            active
+                .iter()
+                .filter(|l| l.is_depthwise() && l.relu.is_none() && geometry(src, l).is_ok())
+                .filter_map(|l| {
+                    hardswish_after(src, l.output).map(|n| (l.name.clone(), OutletId::new(n, 0)))
+                })
+                .collect()
+        };
+    let mut absorbed: HashSet<usize> = active
         .iter()
         .chain(folded.values())
         .flat_map(|l| l.nodes.iter().copied().filter(|n| *n != l.output.node))
         .collect();
+    absorbed.extend(hardswish.values().map(|o| o.node));
+    let requantized = requantized(layers, options);
+    // The outlets int8 layers with 8-bit inputs read.
+    let read8: HashSet<OutletId> = active
+        .iter()
+        .filter(|l| !options.wide.contains(&l.name))
+        .map(|l| l.input)
+        .collect();
+    let float_out = |l: &Layer| match hardswish.get(&l.name) {
+        Some(o) => !(read8.contains(o) && act.contains_key(o)),
+        None => !requantized.contains(&l.name),
+    };
     let mut b = Builder {
         src,
         dst: TypedModel::default(),
         map: HashMap::new(),
         floats: HashMap::new(),
         quants: HashMap::new(),
+        hardswish: hardswish.clone(),
     };
-    let requantized = requantized(layers, options);
-    let float_out = |l: &Layer| !requantized.contains(&l.name);
     // Isolated: the quantized side branch of each layer, by layer name.
     let mut side: HashMap<String, OutletId> = HashMap::new();
     for id in src.eval_order()? {
@@ -569,7 +674,8 @@ pub fn build(
                 let out = b
                     .layer(layer, act, options, float_out(layer))
                     .with_context(|| format!("quantizing layer '{}'", layer.name))?;
-                b.map.insert(layer.output, out);
+                let output = hardswish.get(&layer.name).copied();
+                b.map.insert(output.unwrap_or(layer.output), out);
                 continue;
             }
             if let Some(layer) = folded.get(&id) {

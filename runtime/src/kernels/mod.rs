@@ -6,6 +6,7 @@
 //!   output stage, MST children);
 //! * [`int8`]: the int8 1×1 convolution / dense product (8-bit and 16-bit inputs);
 //! * [`depthwise`]: the float depthwise convolution;
+//! * [`depthwise8`]: the int8 depthwise convolution;
 //! * [`bitpack`]: packing signs into bits;
 //! * [`pool`]: the 2×2 max-pool.
 
@@ -13,6 +14,7 @@ pub mod binary;
 pub mod bitpack;
 mod choice;
 pub mod depthwise;
+pub mod depthwise8;
 pub mod int8;
 pub mod pool;
 

@@ -39,7 +39,8 @@ pub enum Fused {
 }
 
 impl Fused {
-    fn activation(self) -> Activation {
+    /// The kernels' form of the activation.
+    pub(crate) fn activation(self) -> Activation {
         let clamp = |low, high| Activation {
             low,
             high,
@@ -169,19 +170,29 @@ impl Depthwise {
     /// The padded layout of one channel (module docs): row length, phase plane length, and
     /// the tap offsets (`taps[..KH·KW]`).
     fn layout(&self, h: usize, w: usize) -> (usize, usize, [usize; MAX_KERNEL * MAX_KERNEL]) {
-        let [kh, kw] = self.kernel();
-        let [pt, pl, pb, pr] = self.padding;
-        let sx = self.stride[1];
-        let ld = (w + pl + pr).div_ceil(sx) + SLACK;
-        let phase_len = (h + pt + pb) * ld;
-        let mut taps = [0; MAX_KERNEL * MAX_KERNEL];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                taps[ky * kw + kx] = (kx % sx) * phase_len + ky * ld + kx / sx;
-            }
-        }
-        (ld, phase_len, taps)
+        layout(self.kernel(), self.padding, self.stride, [h, w])
     }
+}
+
+/// The padded layout of one `[h, w]` channel plane for a `[kh, kw]` kernel (module docs): row
+/// length, phase plane length, and the tap offsets (`taps[..KH·KW]`), in values. The int8
+/// depthwise op lays its planes out the same way.
+pub(crate) fn layout(
+    [kh, kw]: [usize; 2],
+    [pt, pl, pb, pr]: [usize; 4],
+    stride: [usize; 2],
+    [h, w]: [usize; 2],
+) -> (usize, usize, [usize; MAX_KERNEL * MAX_KERNEL]) {
+    let sx = stride[1];
+    let ld = (w + pl + pr).div_ceil(sx) + SLACK;
+    let phase_len = (h + pt + pb) * ld;
+    let mut taps = [0; MAX_KERNEL * MAX_KERNEL];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            taps[ky * kw + kx] = (kx % sx) * phase_len + ky * ld + kx / sx;
+        }
+    }
+    (ld, phase_len, taps)
 }
 
 impl Op for Depthwise {
@@ -383,18 +394,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         stride.len() == 2 && padding.len() == 4,
         "{NAME}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
     );
-    let fused = match invocation
-        .named_arg_as::<String>(builder, "activation")?
-        .as_str()
-    {
-        "none" => Fused::None,
-        "relu" => Fused::Relu,
-        "clip" => Fused::Clip(invocation.named_arg_as(builder, "clip")?),
-        "hardswish" => Fused::HardSwish,
-        other => {
-            bail!("{NAME}: unknown activation '{other}' (expected none, relu, clip or hardswish)")
-        }
-    };
+    let fused = read_fused(builder, invocation, NAME)?;
     let op = Depthwise::new(
         weights,
         bias,
@@ -411,7 +411,35 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
     let bias = ast.konst_variable(format!("{}_bias", node.name), &op.bias)?;
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
-    let activation = match op.fused {
+    write_fused(op.fused, &mut attributes);
+    Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
+}
+
+/// The fused activation of a depthwise op's invocation (`activation`, `clip`).
+pub(crate) fn read_fused(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    op: &str,
+) -> TractResult<Fused> {
+    Ok(
+        match invocation
+            .named_arg_as::<String>(builder, "activation")?
+            .as_str()
+        {
+            "none" => Fused::None,
+            "relu" => Fused::Relu,
+            "clip" => Fused::Clip(invocation.named_arg_as(builder, "clip")?),
+            "hardswish" => Fused::HardSwish,
+            other => {
+                bail!("{op}: unknown activation '{other}' (expected none, relu, clip or hardswish)")
+            }
+        },
+    )
+}
+
+/// Appends the attributes [`read_fused`] reads.
+pub(crate) fn write_fused(fused: Fused, attributes: &mut Vec<(&'static str, RValue)>) {
+    let activation = match fused {
         Fused::None => "none",
         Fused::Relu => "relu",
         Fused::Clip(high) => {
@@ -421,5 +449,4 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
         Fused::HardSwish => "hardswish",
     };
     attributes.push(("activation", string(activation)));
-    Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }

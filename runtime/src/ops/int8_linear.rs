@@ -963,22 +963,12 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let scale: Arc<Tensor> = invocation.named_arg_as(builder, "scale")?;
     let axis: usize = invocation.named_arg_as(builder, "axis")?;
     let output_axis: i64 = invocation.named_arg_as(builder, "output_axis")?;
-    let zp = int_arg(builder, invocation, "input_zero_point")?;
+    let zp = int_arg(builder, invocation, NAME, "input_zero_point")?;
     let input_scale: f32 = invocation.named_arg_as(builder, "input_scale")?;
     let low: f32 = invocation.named_arg_as(builder, "low")?;
     let high: f32 = invocation.named_arg_as(builder, "high")?;
-    let output = match invocation
-        .named_arg_as::<String>(builder, "output")?
-        .as_str()
-    {
-        "float" => Int8Output::Float,
-        "int8" => Int8Output::Int8 {
-            zero_point: int_arg(builder, invocation, "output_zero_point")?,
-            scale: invocation.named_arg_as(builder, "output_scale")?,
-        },
-        other => bail!("{NAME}: unknown output '{other}' (expected \"float\" or \"int8\")"),
-    };
-    let bits = int_arg(builder, invocation, "input_bits")?;
+    let output = read_output(builder, invocation, NAME)?;
+    let bits = int_arg(builder, invocation, NAME, "input_bits")?;
     let quant = (zp, input_scale, u32::try_from(bits).unwrap_or(0));
     let op = Int8Linear::build(weights, bias, scale, axis, quant, (low, high), output)?;
     let op = match output_axis {
@@ -992,13 +982,49 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     builder.wire(op, &[input])
 }
 
-fn int_arg(
+/// An integer attribute of `op`'s invocation that must fit i32.
+pub(crate) fn int_arg(
     builder: &mut ModelBuilder,
     invocation: &ResolvedInvocation,
+    op: &str,
     name: &str,
 ) -> TractResult<i32> {
     let v: i64 = invocation.named_arg_as(builder, name)?;
-    i32::try_from(v).with_context(|| format!("{NAME}: {name} = {v} out of range"))
+    i32::try_from(v).with_context(|| format!("{op}: {name} = {v} out of range"))
+}
+
+/// The output type of an int8 op's invocation (`output`, `output_zero_point`,
+/// `output_scale`).
+pub(crate) fn read_output(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    op: &str,
+) -> TractResult<Int8Output> {
+    Ok(
+        match invocation
+            .named_arg_as::<String>(builder, "output")?
+            .as_str()
+        {
+            "float" => Int8Output::Float,
+            "int8" => Int8Output::Int8 {
+                zero_point: int_arg(builder, invocation, op, "output_zero_point")?,
+                scale: invocation.named_arg_as(builder, "output_scale")?,
+            },
+            other => bail!("{op}: unknown output '{other}' (expected \"float\" or \"int8\")"),
+        },
+    )
+}
+
+/// Appends the attributes [`read_output`] reads.
+pub(crate) fn write_output(output: Int8Output, attributes: &mut Vec<(&'static str, RValue)>) {
+    match output {
+        Int8Output::Float => attributes.push(("output", string("float"))),
+        Int8Output::Int8 { zero_point, scale } => {
+            attributes.push(("output", string("int8")));
+            attributes.push(("output_zero_point", numeric(zero_point)));
+            attributes.push(("output_scale", numeric(scale)));
+        }
+    }
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Option<Arc<RValue>>> {
@@ -1015,14 +1041,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Opt
         ("low", numeric(op.low)),
         ("high", numeric(op.high)),
     ];
-    match op.output {
-        Int8Output::Float => attributes.push(("output", string("float"))),
-        Int8Output::Int8 { zero_point, scale } => {
-            attributes.push(("output", string("int8")));
-            attributes.push(("output_zero_point", numeric(zero_point)));
-            attributes.push(("output_scale", numeric(scale)));
-        }
-    }
+    write_output(op.output, &mut attributes);
     Ok(Some(tract_nnef::ser::invocation(
         NAME,
         &[input, weights, bias, scale],

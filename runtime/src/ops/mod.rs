@@ -8,7 +8,9 @@
 //! [`int8_linear`] is an int8 1×1 convolution / dense layer with its quantization fused (the
 //! converter's `--int8` output), on the int8 kernels of `crate::kernels::int8`.
 //! [`depthwise`] is a float depthwise convolution with its activation fused, on the kernels
-//! of `crate::kernels::depthwise` (the converter puts it where tract's depthwise conv stood).
+//! of `crate::kernels::depthwise` (the converter puts it where tract's depthwise conv stood);
+//! [`int8_depthwise`] is its int8 twin (i8 or f32 in, f32 or i8 out), on
+//! `crate::kernels::depthwise8`.
 //! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
 pub mod bconv;
@@ -16,6 +18,7 @@ pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
 pub mod depthwise;
+pub mod int8_depthwise;
 pub mod int8_linear;
 pub mod maxpool;
 pub(crate) mod mst;

@@ -21,6 +21,7 @@ pub fn kestrel_registry() -> Registry {
     super::bdense::register(&mut registry);
     super::bmaxpool::register(&mut registry);
     super::depthwise::register(&mut registry);
+    super::int8_depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);
     super::maxpool::register(&mut registry);
     registry

@@ -23,6 +23,7 @@ thread_local! {
     static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SHORTS: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with<T: Copy + Default, R>(
@@ -69,6 +70,11 @@ pub(crate) fn ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
 /// `len` floats of scratch (the padded planes of a depthwise convolution).
 pub(crate) fn floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     with(&FLOATS, len, f)
+}
+
+/// `len` i16 values of scratch (the padded planes of an int8 depthwise convolution).
+pub(crate) fn shorts<R>(len: usize, f: impl FnOnce(&mut [i16]) -> R) -> R {
+    with(&SHORTS, len, f)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct Placement {
 impl Placement {
     /// Panics unless a `[h, w]` plane fits `buf_len` floats at this placement: every write of
     /// [`fill`] is then inside the buffer and inside its own padded row.
-    fn check(&self, buf_len: usize, src_len: usize, [h, w]: [usize; 2]) {
+    pub(crate) fn check(&self, buf_len: usize, src_len: usize, [h, w]: [usize; 2]) {
         assert!(
             (1..=2).contains(&self.stride),
             "depthwise pad: stride {}",

@@ -1,0 +1,53 @@
+//! The portable int8 depthwise kernel: a row at a time in chunks of [`CHUNK`] columns, one tap
+//! at a time over the chunk (a widening multiply-add per value, which compilers vectorise for
+//! the baseline ISA), the chunk's i32 sums on the stack.
+
+use super::{Depthwise8Kernel, Out, PlaneJob};
+
+/// Columns summed at once.
+const CHUNK: usize = 64;
+
+/// The portable kernel.
+#[derive(Debug)]
+pub struct Generic;
+
+impl Depthwise8Kernel for Generic {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+
+    fn run(&self, job: &PlaneJob<'_>, mut out: Out<'_>) {
+        job.check(out.len());
+        let mut acc = [0i32; CHUNK];
+        for r in 0..job.rows {
+            let base = r * job.row_step;
+            for c0 in (0..job.cols).step_by(CHUNK) {
+                let n = CHUNK.min(job.cols - c0);
+                let acc = &mut acc[..n];
+                acc.fill(job.bias);
+                for (&t, &w) in job.taps.iter().zip(job.weights) {
+                    let src = &job.input[base + t + c0..][..n];
+                    let w = i32::from(w);
+                    // Exact (the sums stay far inside i32, module docs); wrapping ops only
+                    // keep overflow checks of test builds from blocking vectorisation.
+                    for (a, &x) in acc.iter_mut().zip(src) {
+                        *a = a.wrapping_add(w.wrapping_mul(i32::from(x)));
+                    }
+                }
+                let at = r * job.cols + c0;
+                match &mut out {
+                    Out::F32(o) => {
+                        for (v, &a) in o[at..][..n].iter_mut().zip(acc.iter()) {
+                            *v = job.value(a);
+                        }
+                    }
+                    Out::I8 { out, inv_scale, zp } => {
+                        for (v, &a) in out[at..][..n].iter_mut().zip(acc.iter()) {
+                            *v = crate::kernels::int8::quantize(job.value(a), *inv_scale, *zp);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! int8 depthwise-convolution kernels of `kestrel_int8_depthwise`, behind one trait, chosen once
+//! at start-up like the other kernel families.
+//!
+//! # What they compute
+//!
+//! The op lays out each channel's plane as the float depthwise op does (`super::depthwise`:
+//! every kernel tap is one offset, stride 2 through phase planes), but as i16 values
+//! `q − zp`: the input's int8 codes minus their zero point, so the padding is plain 0 and no
+//! zero-point correction is left. Weights are symmetric i8 codes (in `[−127, 127]`), held as
+//! i16. A kernel computes, for every output row `r < rows` and column `c < cols`,
+//!
+//! ```text
+//! acc = bias + Σ_t w[t] · input[taps[t] + r·row_step + c]      exact in i32
+//! y   = act(f32(acc) · scale)                                    one rounding, then IEEE ops
+//! out = y                                   (Out::F32)
+//!     = round_half_even(min(max(y · inv + zp, −128), 127))      (Out::I8)
+//! ```
+//!
+//! with `act` the float depthwise kernels' [`Activation`] (clamp, then optional HardSwish),
+//! applied operation by operation. The sum is exact (`|q − zp| ≤ 255`, `|w| ≤ 127`, at most 49
+//! taps: below 2^21), so the order of the taps does not matter, and every kernel does the
+//! float steps with the same IEEE operations in the same order: all kernels agree bit for bit
+//! with [`generic()`].
+//!
+//! As in the float kernels, vector kernels run whole vectors along a row; the last one reads
+//! up to [`SLACK`] values past the row and its extra lanes are never stored.
+
+pub mod generic;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod pad;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Debug;
+use std::sync::OnceLock;
+
+pub use super::depthwise::Activation;
+
+/// Values a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
+/// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
+pub const SLACK: usize = 16;
+
+/// Largest `|input|` of a job: `|q − zp|` for i8 codes and a zero point in `[−128, 127]`.
+pub const MAX_INPUT: i16 = 255;
+
+/// One channel of an int8 depthwise convolution (module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct PlaneJob<'a> {
+    /// The channel's padded plane of `q − zp` (phase planes for stride 2), laid out by the op.
+    pub input: &'a [i16],
+    /// Offset of each tap's read for output row 0, column 0.
+    pub taps: &'a [usize],
+    /// One weight per tap, in `[−127, 127]`.
+    pub weights: &'a [i16],
+    /// The channel's i32 bias (at the scale `scale`).
+    pub bias: i32,
+    /// The channel's dequantization scale (input scale × weight scale).
+    pub scale: f32,
+    /// Distance in `input` between output row `r` and `r + 1`'s reads.
+    pub row_step: usize,
+    /// Output rows.
+    pub rows: usize,
+    /// Output columns (the output plane is `rows × cols`, rows contiguous).
+    pub cols: usize,
+    /// The fused activation.
+    pub act: Activation,
+}
+
+/// Where a job's output plane goes.
+#[derive(Debug)]
+pub enum Out<'a> {
+    /// Floats.
+    F32(&'a mut [f32]),
+    /// int8 codes: `round_half_even(min(max(y · inv_scale + zp, −128), 127))`.
+    I8 {
+        /// The plane.
+        out: &'a mut [i8],
+        /// 1 / output scale.
+        inv_scale: f32,
+        /// Output zero point, as a float.
+        zp: f32,
+    },
+}
+
+impl Out<'_> {
+    /// Values the plane holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Out::F32(o) => o.len(),
+            Out::I8 { out, .. } => out.len(),
+        }
+    }
+
+    /// Whether the plane is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PlaneJob<'_> {
+    /// Checks the contract of [`Depthwise8Kernel::run`]: one weight per tap (each in
+    /// `[−127, 127]`), an output of `rows × cols`, and every read (with [`SLACK`] past each
+    /// row) inside `input`. The input's values are the op's to keep in `[−255, 255]`.
+    pub fn check(&self, out_len: usize) {
+        assert!(!self.taps.is_empty(), "a depthwise job needs taps");
+        assert!(self.taps.len() <= 49, "at most 7x7 taps");
+        assert_eq!(self.taps.len(), self.weights.len(), "one weight per tap");
+        assert!(
+            self.weights.iter().all(|w| (-127..=127).contains(w)),
+            "weights in [-127, 127]"
+        );
+        assert_eq!(out_len, self.rows * self.cols, "out must hold rows × cols");
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.taps.iter().max().expect("taps") + (self.rows - 1) * self.row_step;
+            assert!(
+                last + self.cols + SLACK <= self.input.len(),
+                "depthwise job reads past its input"
+            );
+        }
+    }
+
+    /// The float result of an accumulator (bias included): `act(f32(acc) · scale)`.
+    #[inline(always)]
+    pub fn value(&self, acc: i32) -> f32 {
+        self.act.apply(acc as f32 * self.scale)
+    }
+}
+
+/// An int8 depthwise-convolution kernel: one channel plane per call.
+pub trait Depthwise8Kernel: Send + Sync + Debug {
+    /// Short name, for logs and benchmarks (`generic`, `neon`).
+    fn name(&self) -> &'static str;
+
+    /// Computes the job's output plane into `out` (module docs). Panics if the job fails
+    /// [`PlaneJob::check`].
+    fn run(&self, job: &PlaneJob<'_>, out: Out<'_>);
+}
+
+/// The portable kernel.
+pub fn generic() -> &'static dyn Depthwise8Kernel {
+    &generic::Generic
+}
+
+/// Every kernel this CPU can run, portable first and fastest last: `generic`, then `neon` on
+/// aarch64. (On x86-64 the portable kernel is written for the compiler to vectorise.)
+pub fn available() -> Vec<&'static dyn Depthwise8Kernel> {
+    #[allow(unused_mut)]
+    let mut kernels = vec![generic()];
+    #[cfg(target_arch = "aarch64")]
+    kernels.push(neon::Neon::detect());
+    kernels
+}
+
+/// The kernel the op uses: the fastest available, unless `KESTREL_KERNELS` names another
+/// (the rule is [`super::pick_by_name`]). Decided once per process.
+pub fn select() -> &'static dyn Depthwise8Kernel {
+    static CHOICE: OnceLock<&'static dyn Depthwise8Kernel> = OnceLock::new();
+    *CHOICE.get_or_init(|| super::select_from("int8 depthwise", available(), |k| k.name()))
+}
+
+/// The definition, one output at a time (for the kernels' tests).
+pub fn reference(job: &PlaneJob<'_>, out: Out<'_>) {
+    job.check(out.len());
+    let acc = |r: usize, c: usize| {
+        let base = r * job.row_step + c;
+        job.taps
+            .iter()
+            .zip(job.weights)
+            .fold(job.bias, |a, (&t, &w)| {
+                a + i32::from(w) * i32::from(job.input[base + t])
+            })
+    };
+    match out {
+        Out::F32(o) => {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = job.value(acc(i / job.cols, i % job.cols));
+            }
+        }
+        Out::I8 { out, inv_scale, zp } => {
+            for (i, v) in out.iter_mut().enumerate() {
+                let y = job.value(acc(i / job.cols, i % job.cols));
+                *v = super::int8::quantize(y, inv_scale, zp);
+            }
+        }
+    }
+}

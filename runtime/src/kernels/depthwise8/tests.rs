@@ -1,0 +1,231 @@
+//! The int8 depthwise kernels: every kernel `available()` returns against [`reference`] bit for
+//! bit, float and int8 outputs, over kernel sizes 1–7, both strides' layouts, every activation
+//! and every tail (1 to 6 rows and 1 to 70 columns: whole and partial vectors of 8 and 16
+//! lanes), with inputs and weights at the ends of their ranges; and the padded layout of
+//! [`pad::fill`] against its definition.
+
+use super::pad::{fill, Placement, Source};
+use super::{available, reference, Activation, Out, PlaneJob, MAX_INPUT, SLACK};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+struct Case {
+    input: Vec<i16>,
+    taps: Vec<usize>,
+    weights: Vec<i16>,
+    bias: i32,
+    scale: f32,
+    row_step: usize,
+    rows: usize,
+    cols: usize,
+}
+
+/// A channel laid out as the op lays it out, with random contents; `extreme` puts every input
+/// and weight at the end of its range (the largest sums).
+fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize, extreme: bool) -> Case {
+    let ld = cols + (k - 1) / s + SLACK;
+    let phase_len = ((rows - 1) * s + k) * ld;
+    let input = (0..s * phase_len)
+        .map(|_| match extreme {
+            true if rng.random_bool(0.5) => MAX_INPUT,
+            true => -MAX_INPUT,
+            false => rng.random_range(-MAX_INPUT..=MAX_INPUT),
+        })
+        .collect();
+    let taps = (0..k * k)
+        .map(|t| (t % k % s) * phase_len + t / k * ld + t % k / s)
+        .collect();
+    let weights = (0..k * k)
+        .map(|_| match extreme {
+            true => 127,
+            false => rng.random_range(-127..=127),
+        })
+        .collect();
+    Case {
+        input,
+        taps,
+        weights,
+        bias: rng.random_range(-5000..5000),
+        scale: rng.random_range(1e-4f32..2e-3),
+        row_step: s * ld,
+        rows,
+        cols,
+    }
+}
+
+impl Case {
+    fn job(&self, act: Activation) -> PlaneJob<'_> {
+        PlaneJob {
+            input: &self.input,
+            taps: &self.taps,
+            weights: &self.weights,
+            bias: self.bias,
+            scale: self.scale,
+            row_step: self.row_step,
+            rows: self.rows,
+            cols: self.cols,
+            act,
+        }
+    }
+}
+
+const ACTIVATIONS: [Activation; 4] = [
+    Activation::NONE,
+    Activation {
+        low: 0.0,
+        high: f32::INFINITY,
+        hardswish: false,
+    },
+    Activation {
+        low: 0.0,
+        high: 6.0,
+        hardswish: false,
+    },
+    Activation {
+        low: f32::NEG_INFINITY,
+        high: f32::INFINITY,
+        hardswish: true,
+    },
+];
+
+fn each_case(mut f: impl FnMut(&Case, Activation)) {
+    let mut rng = SmallRng::seed_from_u64(0x1d_e8);
+    for k in [1, 2, 3, 5, 7] {
+        for s in [1, 2] {
+            for cols in (1..=40).chain([47, 48, 63, 64, 65, 70]) {
+                let rows = 1 + cols % 6;
+                let c = case(&mut rng, k, s, rows, cols, cols % 7 == 0);
+                for act in ACTIVATIONS {
+                    f(&c, act);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_equals_the_definition_bit_for_bit() {
+    let mut cases = 0;
+    each_case(|c, act| {
+        let job = c.job(act);
+        let n = c.rows * c.cols;
+        let mut want = vec![0f32; n];
+        reference(&job, Out::F32(&mut want));
+        // An output scale that uses the whole code range (and clips some values).
+        let top = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let (inv, zp) = (100.0 / top, -3.0);
+        let mut want8 = vec![0i8; n];
+        reference(
+            &job,
+            Out::I8 {
+                out: &mut want8,
+                inv_scale: inv,
+                zp,
+            },
+        );
+        for kernel in available() {
+            let mut got = vec![f32::NAN; n];
+            kernel.run(&job, Out::F32(&mut got));
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{}: {} taps, {}x{}, {act:?}\n got {got:?}\nwant {want:?}",
+                kernel.name(),
+                c.taps.len(),
+                c.rows,
+                c.cols
+            );
+            let mut got8 = vec![0x55i8; n];
+            kernel.run(
+                &job,
+                Out::I8 {
+                    out: &mut got8,
+                    inv_scale: inv,
+                    zp,
+                },
+            );
+            assert_eq!(
+                got8,
+                want8,
+                "{}: {} taps, {}x{}, {act:?}, int8 output",
+                kernel.name(),
+                c.taps.len(),
+                c.rows,
+                c.cols
+            );
+        }
+        cases += 1;
+    });
+    assert!(cases > 400);
+}
+
+#[test]
+fn a_job_that_reads_past_its_input_is_refused() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut c = case(&mut rng, 3, 1, 2, 8, false);
+    c.input.truncate(c.input.len() - 1);
+    for kernel in available() {
+        let job = c.job(Activation::NONE);
+        let run = || kernel.run(&job, Out::F32(&mut [0.0; 16]));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+        assert!(
+            r.is_err(),
+            "{} ran a job reading past its input",
+            kernel.name()
+        );
+    }
+}
+
+#[test]
+fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    for stride in [1, 2] {
+        for (h, w) in [(1usize, 1usize), (3, 5), (4, 8), (7, 7), (6, 13)] {
+            for (top, left) in [(0, 0), (1, 1), (2, 3)] {
+                let ld = (w + left + 3).div_ceil(stride) + SLACK;
+                let at = Placement {
+                    ld,
+                    phase_len: (h + top + 3) * ld,
+                    top,
+                    left,
+                    stride,
+                };
+                let codes: Vec<i8> = (0..h * w).map(|_| rng.random()).collect();
+                let zp = rng.random_range(-128..=127);
+                let floats: Vec<f32> = (0..h * w).map(|_| rng.random_range(-3.0..3.0)).collect();
+                let (scale, fzp) = (0.02f32, rng.random_range(-20..=20));
+                let inv = 1.0 / scale;
+                for src in [Source::I8(&codes, zp), Source::F32(&floats, inv, fzp)] {
+                    let mut buf = vec![i16::MIN; stride * at.phase_len];
+                    fill(&mut buf, src, [h, w], &at);
+                    for y in 0..h {
+                        for x in 0..w {
+                            let want = match src {
+                                Source::I8(..) => i16::from(codes[y * w + x]) - zp as i16,
+                                Source::F32(..) => {
+                                    let q = crate::kernels::int8::quantize(
+                                        floats[y * w + x],
+                                        inv,
+                                        fzp as f32,
+                                    );
+                                    i16::from(q) - fzp as i16
+                                }
+                            };
+                            let px = x + left;
+                            let i = (px % stride) * at.phase_len + (y + top) * ld + px / stride;
+                            assert_eq!(buf[i], want, "stride {stride} {h}x{w} at ({y}, {x})");
+                            buf[i] = i16::MIN;
+                        }
+                    }
+                    assert!(
+                        buf.iter().all(|&v| v == i16::MIN),
+                        "fill wrote outside the plane's interior"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! `kestrel_int8_depthwise`: an int8 depthwise 2-D convolution (one filter per channel,
+//! channels first: `[N, C, H, W]` or `[C, H, W]`) with its quantization, bias and activation
+//! (ReLU, ReLU6 / clip, HardSwish) fused.
+//!
+//! ```text
+//! y[n, c, oy, ox] = act(scale[c] · (bias[c] + Σ_{ky, kx} w[c, ky, kx] · (q[n, c, oy·sy + ky − pt, ox·sx + kx − pl] − zp)))
+//! ```
+//!
+//! with `q` the input's int8 codes (zero point `zp` = `input_zero_point`; `q − zp` is 0 outside
+//! the plane), `w` symmetric per-channel i8 weights in `[−127, 127]`, `bias` i32 at the scale
+//! `scale[c]` = input scale × the channel's weight scale, and `act` as in `kestrel_depthwise`.
+//! The output is f32, or requantized to i8 (`output_zero_point`, `output_scale`, typed `QI8`)
+//! for another int8 layer to read.
+//!
+//! The input is the previous int8 layer's i8 codes, or floats, quantized with
+//! `input_scale`/`input_zero_point` (the int8 product kernels' rounding) while each plane is
+//! copied into its padded layout: no separate quantizing op, no float tensor between two int8
+//! layers. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
+//! smaller than the kernel) are `kestrel_depthwise`'s; the kernels are
+//! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU.
+
+use tract_nnef::internal::*;
+use tract_nnef::ser::{array, invocation, numeric};
+
+use super::depthwise::{layout, read_fused, write_fused, Fused, MAX_KERNEL};
+use super::int8_linear::{int_arg, read_output, write_output, Int8Output};
+use super::parallel::{run_indexed, threads, Disjoint};
+use super::scratch;
+use crate::kernels::depthwise8::pad::{self, Placement, Source};
+use crate::kernels::depthwise8::{self as dw8, Out, PlaneJob};
+
+/// NNEF name.
+pub const NAME: &str = "kestrel_int8_depthwise";
+
+/// The int8 depthwise convolution operator.
+#[derive(Debug, Clone)]
+pub struct Int8Depthwise {
+    /// Weights `[C, KH, KW]` i8, in `[−127, 127]`.
+    pub weights: Arc<Tensor>,
+    /// i32 bias `[C]` at the scale `scale[c]`.
+    pub bias: Arc<Tensor>,
+    /// f32 `[C]`: input scale × the channel's weight scale.
+    pub scale: Arc<Tensor>,
+    /// Stride along height and width (1 or 2).
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub padding: [usize; 4],
+    /// The fused activation.
+    pub fused: Fused,
+    /// Input quantization: zero point (in `[−128, 127]`).
+    pub input_zero_point: i32,
+    /// Input quantization: scale.
+    pub input_scale: f32,
+    /// Output type.
+    pub output: Int8Output,
+    weights16: Vec<i16>,
+}
+
+impl std::hash::Hash for Int8Depthwise {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.weights.hash(state);
+        self.bias.hash(state);
+        self.stride.hash(state);
+        self.padding.hash(state);
+        self.input_zero_point.hash(state);
+        self.input_scale.to_bits().hash(state);
+    }
+}
+
+impl PartialEq for Int8Depthwise {
+    fn eq(&self, other: &Self) -> bool {
+        self.weights == other.weights
+            && self.bias == other.bias
+            && self.scale == other.scale
+            && self.stride == other.stride
+            && self.padding == other.padding
+            && self.fused == other.fused
+            && self.input_zero_point == other.input_zero_point
+            && self.input_scale.to_bits() == other.input_scale.to_bits()
+            && self.output == other.output
+    }
+}
+
+impl Eq for Int8Depthwise {}
+
+impl Int8Depthwise {
+    /// Builds the op, checking weights `[C, KH, KW]` i8 in `[−127, 127]` (KH, KW ≤
+    /// [`MAX_KERNEL`]), bias i32 `[C]`, scale f32 `[C]` (finite, positive), strides 1 or 2,
+    /// padding smaller than the kernel, a finite positive clip, an input zero point in
+    /// `[−128, 127]` and finite positive input and output scales.
+    pub fn new(
+        (weights, bias, scale): (Arc<Tensor>, Arc<Tensor>, Arc<Tensor>),
+        stride: [usize; 2],
+        padding: [usize; 4],
+        fused: Fused,
+        (input_zero_point, input_scale): (i32, f32),
+        output: Int8Output,
+    ) -> TractResult<Int8Depthwise> {
+        let s = weights.shape().to_vec();
+        ensure!(
+            weights.datum_type().unquantized() == i8::datum_type()
+                && s.len() == 3
+                && s[0] > 0
+                && (1..=MAX_KERNEL).contains(&s[1])
+                && (1..=MAX_KERNEL).contains(&s[2]),
+            "{NAME}: weights must be i8 [C, KH, KW] with KH, KW in 1..={MAX_KERNEL}, got {:?} {s:?}",
+            weights.datum_type()
+        );
+        let w8 = weights.try_as_plain_ram()?;
+        // SAFETY: i8 and QI8 tensors hold i8 values.
+        let w8 = unsafe { w8.as_slice_unchecked::<i8>() };
+        ensure!(
+            !w8.contains(&i8::MIN),
+            "{NAME}: weights must lie in [-127, 127]"
+        );
+        let c = s[0];
+        ensure!(
+            bias.datum_type() == i32::datum_type() && bias.shape() == [c],
+            "{NAME}: bias must be i32 [{c}], got {:?} {:?}",
+            bias.datum_type(),
+            bias.shape()
+        );
+        ensure!(
+            scale.datum_type() == f32::datum_type() && scale.shape() == [c],
+            "{NAME}: scale must be f32 [{c}], got {:?} {:?}",
+            scale.datum_type(),
+            scale.shape()
+        );
+        // The kernels' i32 sums: bias plus at most KH·KW products of 127 · 255.
+        let products = (s[1] * s[2]) as i64 * 127 * i64::from(dw8::MAX_INPUT);
+        ensure!(
+            bias.try_as_plain_ram()?
+                .as_slice::<i32>()?
+                .iter()
+                .all(|&b| i64::from(b).abs() + products <= i64::from(i32::MAX)),
+            "{NAME}: a bias is too large for the i32 sums"
+        );
+        ensure!(
+            scale
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .iter()
+                .all(|v| v.is_finite() && *v > 0.0),
+            "{NAME}: scales must be finite and positive"
+        );
+        ensure!(
+            stride.iter().all(|s| (1..=2).contains(s)),
+            "{NAME}: strides must be 1 or 2, got {stride:?}"
+        );
+        let [pt, pl, pb, pr] = padding;
+        ensure!(
+            pt < s[1] && pb < s[1] && pl < s[2] && pr < s[2],
+            "{NAME}: padding {padding:?} must be smaller than the kernel {}x{}",
+            s[1],
+            s[2]
+        );
+        if let Fused::Clip(high) = fused {
+            ensure!(
+                high.is_finite() && high > 0.0,
+                "{NAME}: clip {high} must be finite and positive"
+            );
+        }
+        ensure!(
+            (-128..=127).contains(&input_zero_point),
+            "{NAME}: input_zero_point {input_zero_point} outside [-128, 127]"
+        );
+        ensure!(
+            input_scale.is_finite() && input_scale > 0.0,
+            "{NAME}: input_scale {input_scale} must be finite and positive"
+        );
+        if let Int8Output::Int8 { zero_point, scale } = output {
+            ensure!(
+                (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
+                "{NAME}: output zero point {zero_point} / scale {scale} out of range"
+            );
+        }
+        let weights16 = w8.iter().map(|&w| i16::from(w)).collect();
+        Ok(Int8Depthwise {
+            weights,
+            bias,
+            scale,
+            stride,
+            padding,
+            fused,
+            input_zero_point,
+            input_scale,
+            output,
+            weights16,
+        })
+    }
+
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.weights.shape()[0]
+    }
+
+    /// Kernel height and width.
+    pub fn kernel(&self) -> [usize; 2] {
+        [self.weights.shape()[1], self.weights.shape()[2]]
+    }
+
+    fn output_size(&self, h: usize, w: usize) -> TractResult<(usize, usize)> {
+        let [kh, kw] = self.kernel();
+        super::window::output_hw([h, w], self.padding, [kh, kw], self.stride)
+            .with_context(|| format!("{NAME}: a {kh}x{kw} kernel does not fit a {h}x{w} input"))
+    }
+
+    fn output_dt(&self) -> DatumType {
+        match self.output {
+            Int8Output::Float => f32::datum_type(),
+            Int8Output::Int8 { zero_point, scale } => {
+                DatumType::QI8(QParams::ZpScale { zero_point, scale })
+            }
+        }
+    }
+
+    /// Checks an input type: f32, or i8 codes whose quantization (if typed) is the op's.
+    fn check_input(&self, dt: DatumType) -> TractResult<()> {
+        ensure!(
+            dt == f32::datum_type() || dt.unquantized() == i8::datum_type(),
+            "{NAME}: input must be f32 or i8, got {dt:?}"
+        );
+        if let Some(QParams::ZpScale { zero_point, scale }) = dt.qparams() {
+            ensure!(
+                zero_point == self.input_zero_point && scale == self.input_scale,
+                "{NAME}: input quantized as {dt:?}, the op expects zero point {} scale {}",
+                self.input_zero_point,
+                self.input_scale
+            );
+        }
+        Ok(())
+    }
+
+    /// Output shape of an input of `shape` (`[N, C, H, W]` or `[C, H, W]`).
+    fn output_shape(&self, s: &[usize]) -> TractResult<TVec<usize>> {
+        let r = s.len();
+        ensure!(
+            (r == 3 || r == 4) && s[r - 3] == self.channels(),
+            "{NAME}: input must be [N, {c}, H, W] or [{c}, H, W], got {s:?}",
+            c = self.channels(),
+        );
+        let (oh, ow) = self.output_size(s[r - 2], s[r - 1])?;
+        let mut out: TVec<usize> = s.into();
+        out[r - 2] = oh;
+        out[r - 1] = ow;
+        Ok(out)
+    }
+
+    /// Runs the planes of `x` (`shape`) into `out`, split over the executor's threads; each
+    /// task zeroes its padded buffer once and lays out each plane's interior in it.
+    fn run(&self, shape: &[usize], x: Source<'_>, out: Dst<'_>) -> TractResult<()> {
+        let r = shape.len();
+        let [h, w] = [shape[r - 2], shape[r - 1]];
+        let (oh, ow) = self.output_size(h, w)?;
+        let planes: usize = shape[..r - 2].iter().product();
+        let plane_out = oh * ow;
+        if planes == 0 || plane_out == 0 {
+            return Ok(());
+        }
+        let [kh, kw] = self.kernel();
+        let (ld, phase_len, taps) = layout([kh, kw], self.padding, self.stride, [h, w]);
+        let taps = &taps[..kh * kw];
+        let bias = self.bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<i32>()?;
+        let scale = self.scale.try_as_plain_ram()?;
+        let scale = scale.as_slice::<f32>()?;
+        let channels = self.channels();
+        let act = self.fused.activation();
+        let at = Placement {
+            ld,
+            phase_len,
+            top: self.padding[0],
+            left: self.padding[1],
+            stride: self.stride[1],
+        };
+        let kernel = dw8::select();
+        let tasks = threads().min(planes);
+        let plane = |p: usize| match x {
+            Source::I8(s, zp) => Source::I8(&s[p * h * w..][..h * w], zp),
+            Source::F32(s, inv, zp) => Source::F32(&s[p * h * w..][..h * w], inv, zp),
+        };
+        let (f32_out, i8_out, requant) = match out {
+            Dst::F32(o) => (Some(Disjoint::new(o)), None, (0.0, 0.0)),
+            Dst::I8(o, inv, zp) => (None, Some(Disjoint::new(o)), (inv, zp)),
+        };
+        run_indexed(tasks, |t| {
+            let range = t * planes / tasks..(t + 1) * planes / tasks;
+            scratch::shorts(self.stride[1] * phase_len, |buf| {
+                buf.fill(0);
+                for p in range {
+                    pad::fill(buf, plane(p), [h, w], &at);
+                    let ch = p % channels;
+                    let job = PlaneJob {
+                        input: buf,
+                        taps,
+                        weights: &self.weights16[ch * kh * kw..][..kh * kw],
+                        bias: bias[ch],
+                        scale: scale[ch],
+                        row_step: self.stride[0] * ld,
+                        rows: oh,
+                        cols: ow,
+                        act,
+                    };
+                    // SAFETY: plane p belongs to this task alone.
+                    let dst = unsafe {
+                        match (&f32_out, &i8_out) {
+                            (Some(o), _) => Out::F32(o.part(p * plane_out, plane_out)),
+                            (_, Some(o)) => Out::I8 {
+                                out: o.part(p * plane_out, plane_out),
+                                inv_scale: requant.0,
+                                zp: requant.1,
+                            },
+                            _ => unreachable!("one output"),
+                        }
+                    };
+                    kernel.run(&job, dst);
+                }
+            })
+        });
+        Ok(())
+    }
+}
+
+/// The output buffer of one evaluation.
+enum Dst<'a> {
+    F32(&'a mut [f32]),
+    I8(&'a mut [i8], f32, f32),
+}
+
+impl Op for Int8Depthwise {
+    fn name(&self) -> StaticName {
+        "KestrelInt8Depthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let [kh, kw] = self.kernel();
+        Ok(vec![format!(
+            "{kh}x{kw} stride {:?} padding {:?} {:?} → {}, kernel {}",
+            self.stride,
+            self.padding,
+            self.fused,
+            match self.output {
+                Int8Output::Float => "f32",
+                Int8Output::Int8 { .. } => "i8",
+            },
+            dw8::select().name()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Depthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        self.check_input(input.datum_type())?;
+        let shape = self.output_shape(input.shape())?;
+        // SAFETY: `run` writes every element (each plane by one kernel call).
+        let mut out = unsafe { Tensor::uninitialized_dt(self.output_dt(), &shape)? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let source = if input.datum_type() == f32::datum_type() {
+                Source::F32(
+                    view.as_slice::<f32>()?,
+                    1.0 / self.input_scale,
+                    self.input_zero_point,
+                )
+            } else {
+                // SAFETY: i8 and QI8 tensors hold i8 values.
+                Source::I8(
+                    unsafe { view.as_slice_unchecked::<i8>() },
+                    self.input_zero_point,
+                )
+            };
+            let mut out_view = out.try_as_plain_ram_mut()?;
+            let dst = match self.output {
+                Int8Output::Float => Dst::F32(out_view.as_slice_mut::<f32>()?),
+                Int8Output::Int8 { zero_point, scale } => Dst::I8(
+                    // SAFETY: a QI8 tensor holds i8 values.
+                    unsafe { out_view.as_slice_mut_unchecked::<i8>() },
+                    1.0 / scale,
+                    zero_point as f32,
+                ),
+            };
+            self.run(input.shape(), source, dst)?;
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8Depthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let f = inputs[0];
+        self.check_input(f.datum_type)?;
+        let r = f.rank();
+        ensure!(
+            (r == 3 || r == 4) && f.shape[r - 3].to_usize().ok() == Some(self.channels()),
+            "{NAME}: input must be [N, {c}, H, W] or [{c}, H, W], got {f:?}",
+            c = self.channels()
+        );
+        let (oh, ow) = self.output_size(f.shape[r - 2].to_usize()?, f.shape[r - 1].to_usize()?)?;
+        let mut shape = f.shape.to_tvec();
+        shape[r - 2] = oh.into();
+        shape[r - 1] = ow.into();
+        Ok(tvec!(self.output_dt().fact(shape)))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let out = self.output_facts(inputs)?.remove(0);
+        let [kh, kw] = self.kernel();
+        let macs = out.shape.iter().product::<TDim>() * (kh * kw);
+        Ok(tvec!((Cost::FMA(i32::datum_type()), macs)))
+    }
+
+    as_op!();
+}
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_primitive(
+        NAME,
+        &[
+            TypeName::Scalar.tensor().named("input"),
+            TypeName::Integer.tensor().named("weights"),
+            TypeName::Integer.tensor().named("bias"),
+            TypeName::Scalar.tensor().named("scale"),
+            TypeName::Integer.array().named("stride"),
+            TypeName::Integer.array().named("padding"),
+            TypeName::String.named("activation").default("none"),
+            TypeName::Scalar.named("clip").default(0.0),
+            TypeName::Integer.named("input_zero_point"),
+            TypeName::Scalar.named("input_scale"),
+            TypeName::String.named("output"),
+            TypeName::Integer.named("output_zero_point").default(0),
+            TypeName::Scalar.named("output_scale").default(1.0),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        load,
+    );
+    registry.register_dumper(dump);
+}
+
+fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    let input = invocation.named_arg_as(builder, "input")?;
+    let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
+    let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
+    let scale: Arc<Tensor> = invocation.named_arg_as(builder, "scale")?;
+    let stride: TVec<usize> = invocation.named_arg_as(builder, "stride")?;
+    let padding: TVec<usize> = invocation.named_arg_as(builder, "padding")?;
+    ensure!(
+        stride.len() == 2 && padding.len() == 4,
+        "{NAME}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
+    );
+    let fused = read_fused(builder, invocation, NAME)?;
+    let output = read_output(builder, invocation, NAME)?;
+    let quant = (
+        int_arg(builder, invocation, NAME, "input_zero_point")?,
+        invocation.named_arg_as(builder, "input_scale")?,
+    );
+    let op = Int8Depthwise::new(
+        (weights, bias, scale),
+        [stride[0], stride[1]],
+        [padding[0], padding[1], padding[2], padding[3]],
+        fused,
+        quant,
+        output,
+    )?;
+    builder.wire(op, &[input])
+}
+
+fn dump(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    op: &Int8Depthwise,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    let weights = ast.konst_variable(format!("{}_weights", node.name), &op.weights)?;
+    let bias = ast.konst_variable(format!("{}_bias", node.name), &op.bias)?;
+    let scale = ast.konst_variable(format!("{}_scale", node.name), &op.scale)?;
+    let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
+    let mut attributes = vec![
+        ("stride", ints(&op.stride)),
+        ("padding", ints(&op.padding)),
+        ("input_zero_point", numeric(op.input_zero_point)),
+        ("input_scale", numeric(op.input_scale)),
+    ];
+    write_fused(op.fused, &mut attributes);
+    write_output(op.output, &mut attributes);
+    Ok(Some(invocation(
+        NAME,
+        &[input, weights, bias, scale],
+        &attributes,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2-channel 3×3 op on a 5×6 plane against the definition computed here in i64 and f64
+    /// (for these small values the float stage is exact up to one rounding).
+    fn op(stride: usize, output: Int8Output) -> Int8Depthwise {
+        let w: Vec<i8> = (0..18).map(|i| (i * 37 % 255 - 127) as i8).collect();
+        let weights = Tensor::from_shape(&[2, 3, 3], &w)
+            .unwrap()
+            .into_arc_tensor();
+        let bias = tensor1(&[100i32, -250]).into_arc_tensor();
+        let scale = tensor1(&[0.01f32, 0.02]).into_arc_tensor();
+        Int8Depthwise::new(
+            (weights, bias, scale),
+            [stride, stride],
+            [1, 1, 1, 1],
+            Fused::None,
+            (5, 0.1),
+            output,
+        )
+        .unwrap()
+    }
+
+    /// Runs the op alone in a plan on `input`.
+    fn run(op: &Int8Depthwise, input: Tensor) -> TractResult<Tensor> {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", input.datum_type().fact(input.shape()))?;
+        let y = m.wire_node("dw", op.clone(), &[x])?;
+        m.select_output_outlets(&y)?;
+        let plan = m.into_runnable()?;
+        Ok(plan
+            .run(tvec!(input.into_tvalue()))?
+            .remove(0)
+            .into_tensor())
+    }
+
+    fn definition(op: &Int8Depthwise, q: &[i8], [h, w]: [usize; 2]) -> Vec<f64> {
+        let (oh, ow) = op.output_size(h, w).unwrap();
+        let s = op.stride[0] as isize;
+        let wt = op.weights.try_as_plain_ram().unwrap();
+        let wt = wt.as_slice::<i8>().unwrap();
+        let bias = op.bias.try_as_plain_ram().unwrap();
+        let bias = bias.as_slice::<i32>().unwrap();
+        let scale = op.scale.try_as_plain_ram().unwrap();
+        let scale = scale.as_slice::<f32>().unwrap();
+        let mut out = vec![];
+        for c in 0..2 {
+            for oy in 0..oh as isize {
+                for ox in 0..ow as isize {
+                    let mut acc = bias[c] as i64;
+                    for ky in 0..3isize {
+                        for kx in 0..3isize {
+                            let (y, x) = (oy * s + ky - 1, ox * s + kx - 1);
+                            if (0..h as isize).contains(&y) && (0..w as isize).contains(&x) {
+                                let v = q[c * h * w + (y as usize) * w + x as usize] as i64 - 5;
+                                acc += wt[c * 9 + (ky * 3 + kx) as usize] as i64 * v;
+                            }
+                        }
+                    }
+                    out.push(acc as f64 * scale[c] as f64);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn i8_and_f32_inputs_give_the_definition() {
+        let (h, w) = (5, 6);
+        let q: Vec<i8> = (0..2 * h * w).map(|i| (i * 53 % 256) as u8 as i8).collect();
+        for stride in [1, 2] {
+            let op = op(stride, Int8Output::Float);
+            let want = definition(&op, &q, [h, w]);
+            let dt = DatumType::QI8(QParams::ZpScale {
+                zero_point: 5,
+                scale: 0.1,
+            });
+            let codes = Tensor::from_shape(&[1, 2, h, w], &q).unwrap();
+            let codes = unsafe { codes.into_array_unchecked::<i8>() };
+            let codes = Tensor::from(codes).cast_to_dt(dt).unwrap().into_owned();
+            // Floats that quantize back to the same codes.
+            let floats: Vec<f32> = q.iter().map(|&v| (v as f32 - 5.0) * 0.1).collect();
+            let floats = Tensor::from_shape(&[1, 2, h, w], &floats).unwrap();
+            for input in [codes, floats] {
+                let got = run(&op, input).unwrap();
+                let got = got.try_as_plain_ram().unwrap();
+                let got = got.as_slice::<f32>().unwrap();
+                assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0),
+                        "{g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_int8_output_is_typed_and_requantized() {
+        let (h, w) = (5, 6);
+        let q: Vec<i8> = (0..2 * h * w).map(|i| (i * 29 % 256) as u8 as i8).collect();
+        let output = Int8Output::Int8 {
+            zero_point: -3,
+            scale: 0.5,
+        };
+        let op = op(1, output);
+        let want = definition(&op, &q, [h, w]);
+        let input = Tensor::from_shape(&[2, h, w], &q).unwrap();
+        let got = run(&op, input).unwrap();
+        assert_eq!(
+            got.datum_type(),
+            DatumType::QI8(QParams::ZpScale {
+                zero_point: -3,
+                scale: 0.5
+            })
+        );
+        let got = got.try_as_plain_ram().unwrap();
+        let got = unsafe { got.as_slice_unchecked::<i8>() };
+        for (g, w) in got.iter().zip(&want) {
+            let q = (w / 0.5 - 3.0).round_ties_even().clamp(-128.0, 127.0);
+            assert!((*g as f64 - q).abs() <= 1.0, "{g} vs {q}");
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_with_the_op_named() {
+        let weights = Tensor::from_shape(&[1, 3, 3], &[i8::MIN; 9]).unwrap();
+        let e = Int8Depthwise::new(
+            (
+                weights.into_arc_tensor(),
+                tensor1(&[0i32]).into_arc_tensor(),
+                tensor1(&[1.0f32]).into_arc_tensor(),
+            ),
+            [1, 1],
+            [1; 4],
+            Fused::None,
+            (0, 1.0),
+            Int8Output::Float,
+        )
+        .unwrap_err();
+        assert!(format!("{e}").contains(NAME), "{e}");
+        let o = op(1, Int8Output::Float);
+        let wrong = Tensor::zero::<f32>(&[1, 3, 5, 5]).unwrap();
+        let e = run(&o, wrong).unwrap_err();
+        assert!(format!("{e:#}").contains(NAME), "{e:#}");
+    }
+}

@@ -1,0 +1,69 @@
+//! int8 depthwise layers (`--int8-depthwise`) on `int8-equalize.onnx`, a MobileNet-style chain
+//! (stem, pw1, dw1 with ReLU6, pw2, dw2 linear, pw3; tests/fixtures/make_int8_equalize.py):
+//! each depthwise layer becomes one `kestrel_int8_depthwise`, the ones an 8-bit int8 layer
+//! reads write i8 (no float tensor between pw1, dw1 and pw2), and the graph lands above the
+//! SQNR floor, checked by the converter against the runtime's reload.
+
+use std::path::{Path, PathBuf};
+
+use kestrel_quantize::int8::data::CalibSource;
+use kestrel_quantize::int8::images::Preprocess;
+use kestrel_quantize::int8::{convert_int8, ActivationBits, Int8Options, KeepFloat};
+use kestrel_runtime::io::npy::write_arrays;
+use kestrel_runtime::tract_core::prelude::*;
+
+fn calibration(dir: &Path, n: usize) -> PathBuf {
+    let v = kestrel::normalish(n * 3 * 16 * 16, 0x9e37_79b9_7f4a_7c15);
+    let path = dir.join("calib.npy");
+    let t = tract_ndarray::Array4::from_shape_vec((n, 3, 16, 16), v).unwrap();
+    write_arrays(&path, &[("calib", &t.into_tensor())]).unwrap();
+    path
+}
+
+#[test]
+fn depthwise_layers_run_in_int8_between_int8_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Int8Options::new(CalibSource {
+        path: calibration(dir.path(), 40),
+        preprocess: Preprocess::default(),
+        count: 0,
+    });
+    o.int8_depthwise = true;
+    o.activation_bits = ActivationBits::Eight;
+    o.keep_float = KeepFloat::None;
+    o.sqnr_floor_db = 20.0;
+    let out = dir.path().join("dw8.nnef.tar");
+    let fixture = kestrel::fixtures_dir()
+        .join("onnx")
+        .join("int8-equalize.onnx");
+    let report = convert_int8(&fixture, &out, &o).unwrap();
+    let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("kestrel_int8_depthwise("))
+        .collect();
+    assert_eq!(calls.len(), 2, "{text}");
+    // dw1 (ReLU6, read by pw2) writes i8; the graph keeps no tract convolution for them.
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("output = \"int8\"") && l.contains("activation = \"clip\"")),
+        "{calls:#?}"
+    );
+    assert!(!text.contains("kestrel_depthwise("), "{text}");
+    let dws: Vec<_> = report
+        .layers
+        .iter()
+        .filter(|l| l.name.starts_with("dw"))
+        .collect();
+    assert!(
+        dws.len() == 2 && dws.iter().all(|l| l.int8),
+        "{}",
+        report.to_text()
+    );
+    assert!(
+        !report.forced && report.outputs[0].sqnr_db >= 20.0,
+        "{}",
+        report.to_text()
+    );
+}
