@@ -58,6 +58,11 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
     let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
     let (bias, scale) = (vdupq_n_s32(job.bias), vdupq_n_f32(job.scale));
     let (qmin, qmax) = (vdupq_n_f32(-128.0), vdupq_n_f32(127.0));
+    // Requantization constants (unused for a float output).
+    let (inv, zp) = match dst {
+        Dst::I8(_, inv, zp) => (vdupq_n_f32(inv), vdupq_n_f32(zp)),
+        Dst::F32(_) => (vdupq_n_f32(1.0), vdupq_n_f32(0.0)),
+    };
     // The float value of four sums (`PlaneJob::value`, lane by lane).
     let value = |acc: int32x4_t| {
         let x = vmulq_f32(vcvtq_f32_s32(acc), scale);
@@ -74,26 +79,33 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
         let lanes = acc.len() * 4;
         match dst {
             Dst::F32(o) => {
-                let mut buf = [0f32; 16];
+                let mut buf = std::mem::MaybeUninit::<[f32; 16]>::uninit();
                 let full = valid >= lanes;
-                let p = if full { o.add(at) } else { buf.as_mut_ptr() };
+                let p = if full {
+                    o.add(at)
+                } else {
+                    buf.as_mut_ptr().cast()
+                };
                 for (i, &a) in acc.iter().enumerate() {
                     vst1q_f32(p.add(4 * i), value(a));
                 }
                 if !full {
-                    std::ptr::copy_nonoverlapping(buf.as_ptr(), o.add(at), valid);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), o.add(at), valid);
                 }
             }
-            Dst::I8(o, inv, zp) => {
-                let (inv, zp) = (vdupq_n_f32(inv), vdupq_n_f32(zp));
+            Dst::I8(o, ..) => {
                 let code = |a: int32x4_t| {
                     let v = vaddq_f32(vmulq_f32(value(a), inv), zp);
                     vmovn_s32(vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, qmin), qmax)))
                 };
                 let lo = vmovn_s16(vcombine_s16(code(acc[0]), code(acc[1])));
-                let mut buf = [0i8; 16];
+                let mut buf = std::mem::MaybeUninit::<[i8; 16]>::uninit();
                 let full = valid >= lanes;
-                let p = if full { o.add(at) } else { buf.as_mut_ptr() };
+                let p = if full {
+                    o.add(at)
+                } else {
+                    buf.as_mut_ptr().cast()
+                };
                 if lanes == 16 {
                     let hi = vmovn_s16(vcombine_s16(code(acc[2]), code(acc[3])));
                     vst1q_s8(p, vcombine_s8(lo, hi));
@@ -101,7 +113,7 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
                     vst1_s8(p, lo);
                 }
                 if !full {
-                    std::ptr::copy_nonoverlapping(buf.as_ptr(), o.add(at), valid);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), o.add(at), valid);
                 }
             }
         }
