@@ -1,9 +1,18 @@
-//! The aarch64 depthwise kernel (`neon`, any ARMv8 core): the output plane in tiles of 2 rows ×
-//! 4 vectors of 4 lanes, or 4 rows × 2 vectors on narrow planes (a partial last vector stored
-//! through a stack buffer), the tile's accumulators in registers across all taps: per tap one
-//! `ld1r` weight, then one load and one `fmla` per accumulator. 3×3 jobs (strides 1 and 2) use
-//! hand-unrolled 2 × 16 tiles instead where the row allows: the nine weights in three
-//! registers (`fmla` by element) and each input row loaded once for both output rows.
+//! The aarch64 depthwise kernel (`neon`, any ARMv8 core).
+//!
+//! 3×3 and 5×5 jobs at stride 1 or 2 (every depthwise layer of MobileNet-class models) run
+//! square tiles: 2 output rows (1 for an odd last row) × 4, 2 or 1 vectors of 4 lanes, as the
+//! row's width allows, with the job's weights held in registers (four per vector, `fmla` by
+//! element) and each input row of the tile loaded once for every output row that reads it.
+//! Other jobs run per-tap tiles: 2 rows × 4 vectors, or 4 rows × 2 or 1 vectors on narrow
+//! planes, the tile's accumulators in registers across all taps, per tap one `ld1r` weight,
+//! then one load and one `fmla` per accumulator.
+//!
+//! Every tile adds the taps to each output in tap order (kernel row, then column), the FMA
+//! sequence of [`super::reference_fma`]. The output stage is compiled once per kind of
+//! activation (clamp, HardSwish, both), so a layer pays only for the operations its
+//! activation has; whole tiles store without a bounds check, the partial last vector of a row
+//! lane by lane.
 
 use std::arch::aarch64::*;
 
@@ -27,39 +36,85 @@ impl DepthwiseKernel for Neon {
 
     fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
         job.check(out);
+        let act = job.act;
+        // Clamping to (−∞, +∞) changes no value but NaN (whose propagation is unspecified).
+        let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
+        let out = out.as_mut_ptr();
         // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
         // vectors included) is inside `job.input` and every store inside `out`.
-        unsafe { run_neon(job, out.as_mut_ptr()) }
+        unsafe {
+            match (clamp, act.hardswish) {
+                (_, false) => run_neon::<true, false>(job, out),
+                (false, true) => run_neon::<false, true>(job, out),
+                (true, true) => run_neon::<true, true>(job, out),
+            }
+        }
     }
 }
 
-/// A 3×3 job's structure, if it has it: the distance between kernel rows, the vertical stride
-/// (1 or 2) and each kernel column's offset (`taps[3·ky + kx] = column[kx] + ky·ld`,
-/// `row_step = stride·ld`).
-fn square3(job: &PlaneJob<'_>) -> Option<(usize, usize, [usize; 3])> {
+/// A K×K job's structure, if it has it: the distance between kernel rows `ld`, the stride
+/// (1 or 2) and each kernel column's offset (`taps[K·ky + kx] = column[kx] + ky·ld`,
+/// `row_step = stride·ld`, and `column[kx] = column[kx % stride] + kx / stride`: the op's
+/// phase planes).
+fn square<const K: usize>(job: &PlaneJob<'_>) -> Option<(usize, usize, [usize; K])> {
     let t = job.taps;
-    if t.len() != 9 {
+    if K < 2 || t.len() != K * K {
         return None;
     }
-    let column = [t[0], t[1], t[2]];
-    let ld = t[3].checked_sub(t[0]).filter(|&ld| ld > 0)?;
-    let regular = (0..9).all(|i| t[i] == column[i % 3] + (i / 3) * ld);
+    let column: [usize; K] = std::array::from_fn(|kx| t[kx]);
+    let ld = t[K].checked_sub(t[0]).filter(|&ld| ld > 0)?;
+    let regular = t
+        .chunks_exact(K)
+        .zip((0..K).map(|ky| ky * ld))
+        .all(|(row, base)| row.iter().zip(&column).all(|(&tap, &c)| tap == c + base));
     let stride = job.row_step / ld;
-    (regular && (1..=2).contains(&stride) && stride * ld == job.row_step)
-        .then_some((ld, stride, column))
+    let phased = (1..=2).contains(&stride)
+        && (0..K).all(|kx| column[kx] == column[kx % stride] + kx / stride);
+    (regular && phased && stride * ld == job.row_step).then_some((ld, stride, column))
 }
 
+/// The square tiles' weights: up to 28 taps, four per vector, the last vector zero-padded.
+const SQUARE_WEIGHT_VECTORS: usize = 7;
+
+/// Stores the first `valid` (1–3) lanes of `v` at `dst`, lane by lane: no call, so nothing
+/// the tile holds in registers is spilled around it.
+///
+/// # Safety
+/// `dst` is valid for `valid` floats.
+#[inline(always)]
+unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
+    if valid >= 2 {
+        vst1_f32(dst, vget_low_f32(v));
+        if valid == 3 {
+            vst1q_lane_f32::<2>(dst.add(2), v);
+        }
+    } else {
+        vst1q_lane_f32::<0>(dst, v);
+    }
+}
+
+/// Computes `job` into `out` (the module's tiles). `CLAMP`: the activation clamps to `[low,
+/// high]`; `HS`: HardSwish after it.
+///
+/// # Safety
+/// The job passed [`PlaneJob::check`] against an output of `rows × cols` floats at `out`.
+// `kx % s` in the square tiles' macros is `kx % 1` for stride 1.
+#[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
-unsafe fn run_neon(job: &PlaneJob<'_>, out: *mut f32) {
-    let (cols, n) = (job.cols, job.taps.len());
+unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *mut f32) {
+    let (cols, rows, n) = (job.cols, job.rows, job.taps.len());
     let (taps, weights) = (job.taps.as_ptr(), job.weights.as_ptr());
     let act = job.act;
     let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
     let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
     let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
     let apply = |acc: float32x4_t| {
-        let x = vminq_f32(vmaxq_f32(acc, low), high);
-        if act.hardswish {
+        let x = if CLAMP {
+            vminq_f32(vmaxq_f32(acc, low), high)
+        } else {
+            acc
+        };
+        if HS {
             let t = vaddq_f32(vmulq_f32(x, sixth), half);
             vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
         } else {
@@ -67,16 +122,32 @@ unsafe fn run_neon(job: &PlaneJob<'_>, out: *mut f32) {
         }
     };
     let (input, step) = (job.input.as_ptr(), job.row_step);
-    let store = |dst: *mut f32, v: float32x4_t, valid: usize| {
-        if valid >= 4 {
-            vst1q_f32(dst, v);
-        } else {
-            let mut buf = [0f32; 4];
-            vst1q_f32(buf.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, valid);
-        }
-    };
-    // One tile: rows r..r+R × V vectors from column c.
+    // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 4j..) through
+    // the activation into `out`: whole tiles without a bounds check, else vector by vector,
+    // the partial one lane by lane.
+    macro_rules! store_tile {
+        ($a:ident, $r:expr, $c:expr) => {{
+            let (r, c) = ($r, $c);
+            for (i, row) in $a.iter().enumerate() {
+                let dst = out.add((r + i) * cols + c);
+                if c + 4 * row.len() <= cols {
+                    for (j, v) in row.iter().enumerate() {
+                        vst1q_f32(dst.add(4 * j), apply(*v));
+                    }
+                } else {
+                    for (j, v) in row.iter().enumerate() {
+                        let col = c + 4 * j;
+                        if col + 4 <= cols {
+                            vst1q_f32(dst.add(4 * j), apply(*v));
+                        } else if col < cols {
+                            store_part(dst.add(4 * j), apply(*v), cols - col);
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    // Per-tap tile: rows r..r+R × V vectors from column c.
     macro_rules! tile {
         ($r:expr, $c:expr, $rows:literal, $vecs:literal) => {{
             let (r, c) = ($r, $c);
@@ -90,140 +161,141 @@ unsafe fn run_neon(job: &PlaneJob<'_>, out: *mut f32) {
                     }
                 }
             }
-            for (i, row) in acc.iter().enumerate() {
-                for (j, a) in row.iter().enumerate() {
-                    let col = c + 4 * j;
-                    if col < cols {
-                        store(out.add((r + i) * cols + col), apply(*a), cols - col);
-                    }
-                }
+            store_tile!(acc, r, c);
+        }};
+    }
+    // Every row of the column block at c in per-tap tiles of R rows, then single rows.
+    macro_rules! tile_rows {
+        ($c:expr, $rows:literal, $vecs:literal) => {{
+            let mut r = 0;
+            while r + $rows <= rows {
+                tile!(r, $c, $rows, $vecs);
+                r += $rows;
+            }
+            while r < rows {
+                tile!(r, $c, 1, $vecs);
+                r += 1;
             }
         }};
     }
-    // Tile shapes by what is left of the row: 2 rows × 4 vectors where 13+ columns are left,
-    // else 4 rows × 2 vectors (5–12 columns: 7×7 planes), else 4 rows × 1 vector; always at
-    // least four accumulators for the `fmla` latency, eight where the plane allows.
-    let rows = job.rows;
-    // 3×3 jobs: 2 rows × 16 columns with the 9 weights in registers and each input row loaded
-    // once (four vectors in one `ld1`) for both output rows that read it.
-    let sq3 = square3(job);
-    // Taps 0–3, 4–7 and 8 (lane 0); loaded only for a 3×3 job (9 weights).
-    let w3 = match sq3 {
-        Some(_) => [
-            vld1q_f32(weights),
-            vld1q_f32(weights.add(4)),
-            vdupq_n_f32(*weights.add(8)),
-        ],
-        None => [vdupq_n_f32(0.0); 3],
+
+    // Square jobs: the weights in registers.
+    let sq3 = square::<3>(job);
+    let sq5 = if sq3.is_none() {
+        square::<5>(job)
+    } else {
+        None
     };
-    // One (input row, kernel column) step of a 3×3 tile: the four vectors at input row `u`,
-    // column `kx`, into each listed (output row, tap) accumulator row.
-    macro_rules! step3 {
-        ($acc:ident, $base:expr, $ld:expr, $col:expr, $u:literal, $kx:literal,
-         [$(($i:literal, $t:literal)),*]) => {{
-            let x = vld1q_f32_x4($base.add($u * $ld + $col[$kx]));
-            $(
-                $acc[$i][0] = vfmaq_laneq_f32::<{ $t % 4 }>($acc[$i][0], x.0, w3[$t / 4]);
-                $acc[$i][1] = vfmaq_laneq_f32::<{ $t % 4 }>($acc[$i][1], x.1, w3[$t / 4]);
-                $acc[$i][2] = vfmaq_laneq_f32::<{ $t % 4 }>($acc[$i][2], x.2, w3[$t / 4]);
-                $acc[$i][3] = vfmaq_laneq_f32::<{ $t % 4 }>($acc[$i][3], x.3, w3[$t / 4]);
-            )*
-        }};
-    }
-    // A 2-row × 16-column 3×3 tile at vertical stride 1 or 2: each output row meets its taps
-    // in order (kernel row, then column), the FMA sequence of `tile!`.
-    macro_rules! tile3 {
-        ($r:expr, $c:expr, $ld:expr, $col:expr, 1) => {{
-            let (r, c, ld, col) = ($r, $c, $ld, $col);
-            let b = vdupq_n_f32(job.bias);
-            let mut a = [[b; 4]; 2];
-            let base = input.add(r * step + c);
-            step3!(a, base, ld, col, 0, 0, [(0, 0)]);
-            step3!(a, base, ld, col, 0, 1, [(0, 1)]);
-            step3!(a, base, ld, col, 0, 2, [(0, 2)]);
-            step3!(a, base, ld, col, 1, 0, [(0, 3), (1, 0)]);
-            step3!(a, base, ld, col, 1, 1, [(0, 4), (1, 1)]);
-            step3!(a, base, ld, col, 1, 2, [(0, 5), (1, 2)]);
-            step3!(a, base, ld, col, 2, 0, [(0, 6), (1, 3)]);
-            step3!(a, base, ld, col, 2, 1, [(0, 7), (1, 4)]);
-            step3!(a, base, ld, col, 2, 2, [(0, 8), (1, 5)]);
-            step3!(a, base, ld, col, 3, 0, [(1, 6)]);
-            step3!(a, base, ld, col, 3, 1, [(1, 7)]);
-            step3!(a, base, ld, col, 3, 2, [(1, 8)]);
-            store_tile!(a, r, c);
-        }};
-        ($r:expr, $c:expr, $ld:expr, $col:expr, 2) => {{
-            let (r, c, ld, col) = ($r, $c, $ld, $col);
-            let b = vdupq_n_f32(job.bias);
-            let mut a = [[b; 4]; 2];
-            let base = input.add(r * step + c);
-            step3!(a, base, ld, col, 0, 0, [(0, 0)]);
-            step3!(a, base, ld, col, 0, 1, [(0, 1)]);
-            step3!(a, base, ld, col, 0, 2, [(0, 2)]);
-            step3!(a, base, ld, col, 1, 0, [(0, 3)]);
-            step3!(a, base, ld, col, 1, 1, [(0, 4)]);
-            step3!(a, base, ld, col, 1, 2, [(0, 5)]);
-            step3!(a, base, ld, col, 2, 0, [(0, 6), (1, 0)]);
-            step3!(a, base, ld, col, 2, 1, [(0, 7), (1, 1)]);
-            step3!(a, base, ld, col, 2, 2, [(0, 8), (1, 2)]);
-            step3!(a, base, ld, col, 3, 0, [(1, 3)]);
-            step3!(a, base, ld, col, 3, 1, [(1, 4)]);
-            step3!(a, base, ld, col, 3, 2, [(1, 5)]);
-            step3!(a, base, ld, col, 4, 0, [(1, 6)]);
-            step3!(a, base, ld, col, 4, 1, [(1, 7)]);
-            step3!(a, base, ld, col, 4, 2, [(1, 8)]);
-            store_tile!(a, r, c);
-        }};
-    }
-    macro_rules! store_tile {
-        ($a:ident, $r:expr, $c:expr) => {{
-            for (i, row) in $a.iter().enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    let col = $c + 4 * j;
-                    if col < cols {
-                        store(out.add(($r + i) * cols + col), apply(*v), cols - col);
+    let wv: [float32x4_t; SQUARE_WEIGHT_VECTORS] = if sq3.is_some() || sq5.is_some() {
+        let mut buf = [0f32; 4 * SQUARE_WEIGHT_VECTORS];
+        buf[..n].copy_from_slice(job.weights);
+        std::array::from_fn(|i| vld1q_f32(buf.as_ptr().add(4 * i)))
+    } else {
+        [zero; SQUARE_WEIGHT_VECTORS]
+    };
+    // One step of a square tile: input row `u` (counted from the tile's first output row's
+    // first input row), kernel column `kx`, its `V` vectors loaded once; output row `i` of
+    // the tile reads that row as kernel row `ky = u − s·i` and adds tap `K·ky + kx` when
+    // `0 ≤ ky < K` (known when compiling: the tap is a lane of a weight register).
+    // Kernel column `kx` reads phase plane `kx % s` at column `kx / s` (`square`), so a step
+    // addresses its row's phase start plus a constant: one pointer per phase and input row.
+    macro_rules! sq_step {
+        ($a:ident, $p0:ident, $p1:ident, $k:literal, $s:literal, $v:literal,
+         [$($i:literal)*], $u:literal, $kx:literal) => {{
+            let p = if $kx % $s == 0 { $p0 } else { $p1 }.add($kx / $s);
+            let x: [float32x4_t; $v] = std::array::from_fn(|j| vld1q_f32(p.add(4 * j)));
+            $({
+                const KY: usize = ($u as usize).wrapping_sub($s * $i);
+                const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
+                if KY < $k {
+                    for j in 0..$v {
+                        $a[$i][j] =
+                            vfmaq_laneq_f32::<{ (T % 4) as i32 }>($a[$i][j], x[j], wv[T / 4]);
                     }
                 }
+            })*
+        }};
+    }
+    macro_rules! sq_row {
+        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $v:literal,
+         $is:tt, $u:literal, [$($kx:literal)*]) => {{
+            let pu = $base.add($u * $ld);
+            let (p0, p1) = (pu.add($col[0]), pu.add($col[$s - 1]));
+            $( sq_step!($a, p0, p1, $k, $s, $v, $is, $u, $kx); )*
+        }};
+    }
+    // A square tile: output rows r..r+R (`$is` = [0 1] or [0]) × V vectors from column c,
+    // input rows `$us`, kernel columns `$kxs`.
+    macro_rules! sq_tile {
+        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $rows:literal,
+         $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
+            let (r, c) = ($r, $c);
+            let mut a = [[vdupq_n_f32(job.bias); $v]; $rows];
+            let base = input.add(r * step + c);
+            $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
+            store_tile!(a, r, c);
+        }};
+    }
+    // Every row of one column block of a square job: pairs of rows, then an odd last row.
+    macro_rules! sq_block {
+        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $u2:tt, $u1:tt,
+         $kxs:tt) => {{
+            let mut r = 0;
+            while r + 2 <= rows {
+                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $u2, $kxs);
+                r += 2;
+            }
+            if r < rows {
+                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $u1, $kxs);
+            }
+        }};
+    }
+    macro_rules! sq_blocks {
+        ($v:expr, $($rest:tt)*) => {
+            match $v {
+                4 => sq_block!(4, $($rest)*),
+                2 => sq_block!(2, $($rest)*),
+                _ => sq_block!(1, $($rest)*),
+            }
+        };
+    }
+
+    // Vectors per tile row of the column block at c: 4 where 13+ columns are left, 2 for
+    // 5–12, else 1.
+    let vecs = |c: usize| match cols - c {
+        13.. => 4,
+        5..=12 => 2,
+        _ => 1,
+    };
+    // Every row of the column block at c.
+    macro_rules! block {
+        ($c:expr) => {{
+            let (c, v) = ($c, vecs($c));
+            match (sq3, sq5) {
+                (Some((ld, 1, col)), _) => {
+                    sq_blocks!(v, c, ld, col, 3, 1, [0 1 2 3], [0 1 2], [0 1 2])
+                }
+                (Some((ld, _, col)), _) => {
+                    sq_blocks!(v, c, ld, col, 3, 2, [0 1 2 3 4], [0 1 2], [0 1 2])
+                }
+                (_, Some((ld, 1, col))) => sq_blocks!(
+                    v, c, ld, col, 5, 1, [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                (_, Some((ld, _, col))) => sq_blocks!(
+                    v, c, ld, col, 5, 2, [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                // Per-tap tiles, always at least four accumulators for the `fmla` latency.
+                _ => match v {
+                    4 => tile_rows!(c, 2, 4),
+                    2 => tile_rows!(c, 4, 2),
+                    _ => tile_rows!(c, 4, 1),
+                },
             }
         }};
     }
     let mut c = 0;
     while c < cols {
-        let left = cols - c;
-        let mut r = 0;
-        if left > 12 {
-            while r + 2 <= rows {
-                match sq3 {
-                    Some((ld, 1, col)) => tile3!(r, c, ld, col, 1),
-                    Some((ld, _, col)) => tile3!(r, c, ld, col, 2),
-                    None => tile!(r, c, 2, 4),
-                }
-                r += 2;
-            }
-            if r < rows {
-                tile!(r, c, 1, 4);
-            }
-            c += 16;
-        } else if left > 4 {
-            while r + 4 <= rows {
-                tile!(r, c, 4, 2);
-                r += 4;
-            }
-            while r < rows {
-                tile!(r, c, 1, 2);
-                r += 1;
-            }
-            c += 8;
-        } else {
-            while r + 4 <= rows {
-                tile!(r, c, 4, 1);
-                r += 4;
-            }
-            while r < rows {
-                tile!(r, c, 1, 1);
-                r += 1;
-            }
-            c += 4;
-        }
+        block!(c);
+        c += 4 * vecs(c);
     }
 }

@@ -59,7 +59,7 @@ impl Case {
     }
 }
 
-const ACTIVATIONS: [Activation; 4] = [
+const ACTIVATIONS: [Activation; 5] = [
     Activation::NONE,
     Activation {
         low: 0.0,
@@ -74,6 +74,11 @@ const ACTIVATIONS: [Activation; 4] = [
     Activation {
         low: f32::NEG_INFINITY,
         high: f32::INFINITY,
+        hardswish: true,
+    },
+    Activation {
+        low: 0.0,
+        high: 6.0,
         hardswish: true,
     },
 ];
