@@ -1,11 +1,12 @@
 //! `kestrel_depthwise` against a direct f64 reference over random shapes (kernel sizes,
 //! strides, paddings, plane sizes, batch, every fused activation), on one and on two threads;
-//! a NNEF round trip; and bad parameters refused with the op's name.
+//! a NNEF round trip; the input HardSwish (tract's, bit for bit); and bad parameters refused
+//! with the op's name.
 //!
 //! The kernel is the one `kernels::depthwise::select()` picks (every vector kernel is compared
 //! bit for bit with the FMA reference in the kernels' own tests, under qemu for NEON).
 
-use kestrel_runtime::ops::depthwise::{Depthwise, Fused};
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation};
 use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::{LoadOptions, Model};
 use rand::rngs::SmallRng;
@@ -220,4 +221,69 @@ fn bad_parameters_are_errors_naming_the_op() {
     let wrong_c = f32::fact([1, 3, 8, 8]);
     assert!(format!("{:#}", op.output_facts(&[&wrong_c]).unwrap_err())
         .contains("[N, 2, H, W] or [2, H, W]"));
+}
+
+/// The op with its input HardSwish gives the bits of tract's HardSwish followed by the op
+/// without it, and the attribute survives the NNEF round trip; an unknown input activation in
+/// a graph file is a load error naming the op and the value.
+#[test]
+fn the_input_hardswish_is_tracts_and_round_trips() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    for s in [[1, 1], [2, 2]] {
+        let c = case(&mut rng, [1, 6, 13, 17], [3, 3], s, Fused::HardSwish);
+        // Inputs across HardSwish's bends at -3 and 3.
+        let x =
+            c.x.clone()
+                .into_plain_array::<f32>()
+                .unwrap()
+                .mapv(|v| v * 8.0);
+        let x = x.into_tensor();
+        let fused = c.op.clone().with_input(InputActivation::HardSwish);
+        let mut hs = x.clone();
+        kestrel_runtime::tract_core::ops::nn::hard_swish()
+            .0
+            .eval_in_place(&mut hs, None)
+            .unwrap();
+        let want = eval(&c.op, &hs);
+        assert_eq!(eval(&fused, &x), want, "stride {s:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dw.nnef.tgz");
+        write_nnef_tgz(&graph(&fused, x.shape()), &path);
+        let loaded = Model::load(&path, &LoadOptions::default()).unwrap();
+        let out = loaded.run(tvec!(x.clone().into_tvalue())).unwrap();
+        assert_eq!(
+            out[0].clone().into_tensor(),
+            want,
+            "round trip, stride {s:?}"
+        );
+    }
+
+    let c = case(&mut rng, [1, 2, 8, 8], [3, 3], [1, 1], Fused::None);
+    let op = c.op.with_input(InputActivation::HardSwish);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dw.nnef");
+    kestrel_runtime::ops::registry::nnef()
+        .write_to_dir(&graph(&op, &[1, 2, 8, 8]), &dir)
+        .unwrap();
+    let text = dir.join("graph.nnef");
+    let graph_text = std::fs::read_to_string(&text).unwrap();
+    assert!(
+        graph_text.contains("input_activation = \"hardswish\""),
+        "{graph_text}"
+    );
+    std::fs::write(
+        &text,
+        graph_text.replace(
+            "input_activation = \"hardswish\"",
+            "input_activation = \"gelu\"",
+        ),
+    )
+    .unwrap();
+    let err = Model::load(&dir, &LoadOptions::default()).expect_err("a load error");
+    let msg = kestrel_runtime::error::Chain(&err).to_string();
+    assert!(
+        msg.contains("kestrel_depthwise") && msg.contains("gelu"),
+        "{msg}"
+    );
 }

@@ -1,12 +1,16 @@
 //! `kestrel_depthwise`: a float depthwise 2-D convolution (one filter per channel, channels
-//! first: `[N, C, H, W]` or `[C, H, W]`), with its bias and activation (ReLU, ReLU6 / clip, HardSwish) fused.
+//! first: `[N, C, H, W]` or `[C, H, W]`), with its bias and activation (ReLU, ReLU6 / clip, HardSwish) fused,
+//! and optionally the HardSwish of its input (MobileNetV3's expansion convolutions end in one).
 //!
 //! Per channel, the op copies the plane into a zero-padded buffer laid out so that every
 //! kernel tap is one offset (`crate::kernels::depthwise`): rows `ld` floats apart, and at
 //! column stride 2 the even padded columns in one phase plane and the odd ones in another, so
 //! that a tap's consecutive outputs read consecutive floats. The kernels then run whole
 //! vectors along output rows with no border case; the padding is written once per task (it is
-//! the same for every channel) and only the interior is copied per channel.
+//! the same for every channel) and only the interior is copied per channel. An input HardSwish
+//! is applied during that copy, with tract's arithmetic (`crate::kernels::depthwise::pad`): the
+//! op then gives the bits tract's `HardSwish` followed by the op would, with one pass over the
+//! plane instead of two.
 //!
 //! Shapes the op takes: kernels up to 7×7, strides 1 or 2 on each axis, zero padding smaller
 //! than the kernel, dilation 1, one output channel per input channel. The converter leaves
@@ -17,7 +21,7 @@ use tract_nnef::ser::{array, invocation, numeric, string};
 
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
-use crate::kernels::depthwise::{self as dw, Activation, PlaneJob, SLACK};
+use crate::kernels::depthwise::{self as dw, Activation, Layout, Plane, SLACK};
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_depthwise";
@@ -58,6 +62,16 @@ impl Fused {
     }
 }
 
+/// What the op applies to its input before the convolution (while copying each plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InputActivation {
+    /// Nothing.
+    #[default]
+    None,
+    /// tract's HardSwish, `(x · min(max(x + 3, 0), 6)) · (1/6)`.
+    HardSwish,
+}
+
 /// The depthwise convolution operator.
 #[derive(Debug, Clone)]
 pub struct Depthwise {
@@ -71,6 +85,8 @@ pub struct Depthwise {
     pub padding: [usize; 4],
     /// The fused activation.
     pub fused: Fused,
+    /// The activation applied to the input first.
+    pub input: InputActivation,
 }
 
 impl std::hash::Hash for Depthwise {
@@ -83,6 +99,7 @@ impl std::hash::Hash for Depthwise {
         if let Fused::Clip(high) = self.fused {
             high.to_bits().hash(state);
         }
+        self.input.hash(state);
     }
 }
 
@@ -93,6 +110,7 @@ impl PartialEq for Depthwise {
             && self.stride == other.stride
             && self.padding == other.padding
             && self.fused == other.fused
+            && self.input == other.input
     }
 }
 
@@ -148,7 +166,13 @@ impl Depthwise {
             stride,
             padding,
             fused,
+            input: InputActivation::None,
         })
+    }
+
+    /// The op applying `input` to its input first.
+    pub fn with_input(self, input: InputActivation) -> Depthwise {
+        Depthwise { input, ..self }
     }
 
     /// Channels.
@@ -203,9 +227,10 @@ impl Op for Depthwise {
     fn info(&self) -> TractResult<Vec<String>> {
         let [kh, kw] = self.kernel();
         Ok(vec![format!(
-            "{kh}x{kw} stride {:?} padding {:?} {:?}, kernel {}",
+            "{kh}x{kw} stride {:?} padding {:?} input {:?} {:?}, kernel {}",
             self.stride,
             self.padding,
+            self.input,
             self.fused,
             dw::select().name()
         )])
@@ -308,29 +333,29 @@ impl Depthwise {
             left: pl,
             stride: sx,
         };
+        let hardswish = self.input == InputActivation::HardSwish;
+        let filler = dw::pad::PlaneFill::new(placement, [h, w], sx * phase_len, hardswish);
         let kernel = dw::select();
+        let layout = Layout::new(taps, sy * ld, plan.out_hw[0], plan.out_hw[1], act);
         let tasks = threads().min(plan.planes);
         let out = Disjoint::new(out);
         run_indexed(tasks, |t| {
             let range = t * plan.planes / tasks..(t + 1) * plan.planes / tasks;
             scratch::floats(sx * phase_len, |buf| {
                 buf.fill(0.0);
+                let (plane_in, taps) = (h * w, kh * kw);
+                let mut ch = range.start % plan.channels;
                 for p in range {
-                    dw::pad::fill(buf, &x[p * h * w..][..h * w], [h, w], &placement);
-                    let ch = p % plan.channels;
-                    let job = PlaneJob {
-                        input: buf,
-                        taps,
-                        weights: &weights[ch * kh * kw..][..kh * kw],
-                        bias: bias[ch],
-                        row_step: sy * ld,
-                        rows: plan.out_hw[0],
-                        cols: plan.out_hw[1],
-                        act,
-                    };
+                    filler.fill(buf, &x[p * plane_in..][..plane_in]);
                     // SAFETY: plane p belongs to this task alone.
                     let dst = unsafe { out.part(p * plane_out, plane_out) };
-                    kernel.run(&job, dst);
+                    let plane = Plane {
+                        input: buf,
+                        weights: &weights[ch * taps..][..taps],
+                        bias: bias[ch],
+                    };
+                    kernel.run_plane(&layout, plane, dst);
+                    ch = if ch + 1 == plan.channels { 0 } else { ch + 1 };
                 }
             })
         });
@@ -377,6 +402,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("activation").default("none"),
             TypeName::Scalar.named("clip").default(0.0),
+            TypeName::String.named("input_activation").default("none"),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -401,7 +427,19 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         [stride[0], stride[1]],
         [padding[0], padding[1], padding[2], padding[3]],
         fused,
-    )?;
+    )?
+    .with_input(
+        match invocation
+            .named_arg_as::<String>(builder, "input_activation")?
+            .as_str()
+        {
+            "none" => InputActivation::None,
+            "hardswish" => InputActivation::HardSwish,
+            other => {
+                bail!("{NAME}: unknown input_activation '{other}' (expected none or hardswish)")
+            }
+        },
+    );
     builder.wire(op, &[input])
 }
 
@@ -412,6 +450,9 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
     write_fused(op.fused, &mut attributes);
+    if op.input == InputActivation::HardSwish {
+        attributes.push(("input_activation", string("hardswish")));
+    }
     Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }
 

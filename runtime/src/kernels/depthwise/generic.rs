@@ -1,7 +1,7 @@
 //! The portable depthwise kernel: a row at a time, one tap at a time over the whole row
 //! (a multiply and an add per tap, which compilers vectorise for the baseline ISA).
 
-use super::{DepthwiseKernel, PlaneJob};
+use super::{DepthwiseKernel, Layout, Plane};
 
 /// The portable kernel.
 #[derive(Debug)]
@@ -12,8 +12,9 @@ impl DepthwiseKernel for Generic {
         "generic"
     }
 
-    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
-        job.check(out);
+    fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]) {
+        layout.check(&plane, out);
+        let job = layout.job(plane);
         if job.cols == 0 {
             return;
         }

@@ -19,6 +19,12 @@
 //! with `act` the fused activation ([`Activation`]): clamp to `[low, high]` (none, ReLU,
 //! ReLU6), then optionally HardSwish `x · min(max(x·(1/6) + 1/2, 0), 1)`.
 //!
+//! What every plane of a layer shares is a [`Layout`], built and checked once per layer: the
+//! taps, sizes and activation, how far a plane's reads reach, and the square structure the
+//! NEON kernel's register tiles need; each plane then passes three length checks
+//! ([`DepthwiseKernel::run_plane`]). [`DepthwiseKernel::run`] takes a whole [`PlaneJob`]
+//! (layout and data) for tests and benchmarks.
+//!
 //! Padding, borders and strides are all in the layout: the inner loop has no border case, and
 //! a vector kernel runs whole vectors along a row (the last one partial: its extra lanes read
 //! [`SLACK`] floats past the row and are never stored).
@@ -128,21 +134,160 @@ impl PlaneJob<'_> {
     /// Checks the contract of [`DepthwiseKernel::run`]: one weight per tap, an output of
     /// `rows × cols`, and every read (with [`SLACK`] past each row) inside `input`.
     pub fn check(&self, out: &[f32]) {
-        assert!(!self.taps.is_empty(), "a depthwise job needs taps");
-        assert_eq!(self.taps.len(), self.weights.len(), "one weight per tap");
+        Layout::of(self).check(&self.plane(), out);
+    }
+
+    /// The job's own data.
+    pub fn plane(&self) -> Plane<'_> {
+        Plane {
+            input: self.input,
+            weights: self.weights,
+            bias: self.bias,
+        }
+    }
+}
+
+/// What every plane of a layer shares: a [`PlaneJob`] without the plane's data, with what the
+/// kernels derive from it worked out once per layer instead of once per plane (how far a
+/// plane's reads reach, the square structure of 3×3 and 5×5 kernels).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    taps: &'a [usize],
+    row_step: usize,
+    rows: usize,
+    cols: usize,
+    act: Activation,
+    /// Input floats a plane's reads need, [`SLACK`] included (0 for an empty output).
+    reach: usize,
+    /// The kernel's square structure, if it is 3×3 or 5×5 and has one.
+    square: Option<Square>,
+}
+
+/// A K×K kernel's structure in the op's layout: `taps[K·ky + kx] = column[kx] + ky·ld`,
+/// `row_step = stride·ld`, and `column[kx] = column[kx % stride] + kx / stride` (the phase
+/// planes). The NEON kernel's square tiles need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Square {
+    /// K: 3 or 5.
+    pub k: usize,
+    /// Distance between kernel rows.
+    pub ld: usize,
+    /// 1 or 2.
+    pub stride: usize,
+    /// Each kernel column's offset (`[..k]`).
+    pub column: [usize; 5],
+}
+
+impl Square {
+    fn of<const K: usize>(taps: &[usize], row_step: usize) -> Option<Square> {
+        if taps.len() != K * K {
+            return None;
+        }
+        let column: [usize; K] = std::array::from_fn(|kx| taps[kx]);
+        let ld = taps[K].checked_sub(taps[0]).filter(|&ld| ld > 0)?;
+        let regular = taps
+            .chunks_exact(K)
+            .zip((0..K).map(|ky| ky * ld))
+            .all(|(row, base)| row.iter().zip(&column).all(|(&tap, &c)| tap == c + base));
+        let stride = row_step / ld;
+        let phased = (1..=2).contains(&stride)
+            && (0..K).all(|kx| column[kx] == column[kx % stride] + kx / stride);
+        (regular && phased && stride * ld == row_step).then(|| Square {
+            k: K,
+            ld,
+            stride,
+            column: std::array::from_fn(|kx| column.get(kx).copied().unwrap_or(0)),
+        })
+    }
+}
+
+impl<'a> Layout<'a> {
+    /// The layout of `rows × cols` output planes read through `taps` (module docs).
+    /// Panics without taps.
+    pub fn new(
+        taps: &'a [usize],
+        row_step: usize,
+        rows: usize,
+        cols: usize,
+        act: Activation,
+    ) -> Layout<'a> {
+        assert!(!taps.is_empty(), "a depthwise job needs taps");
+        let reach = if rows > 0 && cols > 0 {
+            taps.iter().max().expect("taps") + (rows - 1) * row_step + cols + SLACK
+        } else {
+            0
+        };
+        let square = Square::of::<3>(taps, row_step).or_else(|| Square::of::<5>(taps, row_step));
+        Layout {
+            taps,
+            row_step,
+            rows,
+            cols,
+            act,
+            reach,
+            square,
+        }
+    }
+
+    /// The layout of `job`'s plane.
+    pub fn of(job: &PlaneJob<'a>) -> Layout<'a> {
+        Layout::new(job.taps, job.row_step, job.rows, job.cols, job.act)
+    }
+
+    /// The job of one plane of this layout.
+    pub fn job<'b>(&'b self, plane: Plane<'b>) -> PlaneJob<'b> {
+        PlaneJob {
+            input: plane.input,
+            taps: self.taps,
+            weights: plane.weights,
+            bias: plane.bias,
+            row_step: self.row_step,
+            rows: self.rows,
+            cols: self.cols,
+            act: self.act,
+        }
+    }
+
+    /// Taps.
+    pub fn taps(&self) -> &'a [usize] {
+        self.taps
+    }
+
+    /// Output rows and columns.
+    pub fn out_hw(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+
+    /// The square structure, if any.
+    pub fn square(&self) -> Option<Square> {
+        self.square
+    }
+
+    /// Checks one plane against the layout: one weight per tap, an output of `rows × cols`,
+    /// and every read (with [`SLACK`] past each row) inside `input`. Three comparisons.
+    pub fn check(&self, plane: &Plane<'_>, out: &[f32]) {
+        assert_eq!(self.taps.len(), plane.weights.len(), "one weight per tap");
         assert_eq!(
             out.len(),
             self.rows * self.cols,
             "out must hold rows × cols"
         );
-        if self.rows > 0 && self.cols > 0 {
-            let last = self.taps.iter().max().expect("taps") + (self.rows - 1) * self.row_step;
-            assert!(
-                last + self.cols + SLACK <= self.input.len(),
-                "depthwise job reads past its input"
-            );
-        }
+        assert!(
+            self.reach <= plane.input.len(),
+            "depthwise job reads past its input"
+        );
     }
+}
+
+/// One plane's own data: its laid-out input, its weights (one per tap) and its bias.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    /// The channel's padded plane (phase planes for stride 2).
+    pub input: &'a [f32],
+    /// One weight per tap.
+    pub weights: &'a [f32],
+    /// The channel's bias.
+    pub bias: f32,
 }
 
 /// A depthwise-convolution kernel: one channel plane per call.
@@ -150,9 +295,15 @@ pub trait DepthwiseKernel: Send + Sync + Debug {
     /// Short name, for logs and benchmarks (`generic`, `x86-avx2`, `x86-avx512`, `neon`).
     fn name(&self) -> &'static str;
 
+    /// Computes the output of `plane`, laid out as `layout` says, into `out` (module docs).
+    /// Panics if the plane fails [`Layout::check`].
+    fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]);
+
     /// Computes the job's output plane into `out` (module docs). Panics if the job fails
     /// [`PlaneJob::check`].
-    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]);
+    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
+        self.run_plane(&Layout::of(job), job.plane(), out)
+    }
 }
 
 /// The portable kernel.

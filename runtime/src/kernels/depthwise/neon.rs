@@ -16,7 +16,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{DepthwiseKernel, PlaneJob};
+use super::{DepthwiseKernel, Layout, Plane, Square};
 
 /// The NEON kernel.
 #[derive(Debug)]
@@ -34,43 +34,36 @@ impl DepthwiseKernel for Neon {
         "neon"
     }
 
-    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
-        job.check(out);
-        let act = job.act;
+    fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]) {
+        layout.check(&plane, out);
+        let act = layout.act;
         // Clamping to (−∞, +∞) changes no value but NaN (whose propagation is unspecified).
         let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
-        let out = out.as_mut_ptr();
-        // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
-        // vectors included) is inside `job.input` and every store inside `out`.
+        let plane = Raw {
+            input: plane.input.as_ptr(),
+            weights: plane.weights.as_ptr(),
+            bias: plane.bias,
+            out: out.as_mut_ptr(),
+        };
+        // SAFETY: NEON is baseline on aarch64; the plane passed its check, so every read
+        // (whole vectors included) is inside its input and every store inside `out`.
         unsafe {
             match (clamp, act.hardswish) {
-                (_, false) => run_neon::<true, false>(job, out),
-                (false, true) => run_neon::<false, true>(job, out),
-                (true, true) => run_neon::<true, true>(job, out),
+                (_, false) => run_neon::<true, false>(layout, plane),
+                (false, true) => run_neon::<false, true>(layout, plane),
+                (true, true) => run_neon::<true, true>(layout, plane),
             }
         }
     }
 }
 
-/// A K×K job's structure, if it has it: the distance between kernel rows `ld`, the stride
-/// (1 or 2) and each kernel column's offset (`taps[K·ky + kx] = column[kx] + ky·ld`,
-/// `row_step = stride·ld`, and `column[kx] = column[kx % stride] + kx / stride`: the op's
-/// phase planes).
-fn square<const K: usize>(job: &PlaneJob<'_>) -> Option<(usize, usize, [usize; K])> {
-    let t = job.taps;
-    if K < 2 || t.len() != K * K {
-        return None;
-    }
-    let column: [usize; K] = std::array::from_fn(|kx| t[kx]);
-    let ld = t[K].checked_sub(t[0]).filter(|&ld| ld > 0)?;
-    let regular = t
-        .chunks_exact(K)
-        .zip((0..K).map(|ky| ky * ld))
-        .all(|(row, base)| row.iter().zip(&column).all(|(&tap, &c)| tap == c + base));
-    let stride = job.row_step / ld;
-    let phased = (1..=2).contains(&stride)
-        && (0..K).all(|kx| column[kx] == column[kx % stride] + kx / stride);
-    (regular && phased && stride * ld == job.row_step).then_some((ld, stride, column))
+/// One plane's data and output as pointers, checked against its layout.
+#[derive(Clone, Copy)]
+struct Raw {
+    input: *const f32,
+    weights: *const f32,
+    bias: f32,
+    out: *mut f32,
 }
 
 /// The square tiles' weights: up to 28 taps, four per vector, the last vector zero-padded.
@@ -93,18 +86,18 @@ unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
     }
 }
 
-/// Computes `job` into `out` (the module's tiles). `CLAMP`: the activation clamps to `[low,
-/// high]`; `HS`: HardSwish after it.
+/// Computes `plane` laid out as `layout` (the module's tiles). `CLAMP`: the activation clamps
+/// to `[low, high]`; `HS`: HardSwish after it.
 ///
 /// # Safety
-/// The job passed [`PlaneJob::check`] against an output of `rows × cols` floats at `out`.
+/// The plane passed [`Layout::check`].
 // `kx % s` in the square tiles' macros is `kx % 1` for stride 1.
 #[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
-unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *mut f32) {
-    let (cols, rows, n) = (job.cols, job.rows, job.taps.len());
-    let (taps, weights) = (job.taps.as_ptr(), job.weights.as_ptr());
-    let act = job.act;
+unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw) {
+    let (cols, rows, n) = (layout.cols, layout.rows, layout.taps.len());
+    let (taps, weights, out, bias) = (layout.taps.as_ptr(), plane.weights, plane.out, plane.bias);
+    let act = layout.act;
     let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
     let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
     let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
@@ -121,7 +114,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *
             x
         }
     };
-    let (input, step) = (job.input.as_ptr(), job.row_step);
+    let (input, step) = (plane.input, layout.row_step);
     // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 4j..) through
     // the activation into `out`: whole tiles without a bounds check, else vector by vector,
     // the partial one lane by lane.
@@ -151,7 +144,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *
     macro_rules! tile {
         ($r:expr, $c:expr, $rows:literal, $vecs:literal) => {{
             let (r, c) = ($r, $c);
-            let mut acc = [[vdupq_n_f32(job.bias); $vecs]; $rows];
+            let mut acc = [[vdupq_n_f32(bias); $vecs]; $rows];
             for t in 0..n {
                 let w = vld1q_dup_f32(weights.add(t));
                 let p = input.add(r * step + *taps.add(t) + c);
@@ -179,19 +172,20 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *
         }};
     }
 
-    // Square jobs: the weights in registers.
-    let sq3 = square::<3>(job);
-    let sq5 = if sq3.is_none() {
-        square::<5>(job)
-    } else {
-        None
-    };
-    let wv: [float32x4_t; SQUARE_WEIGHT_VECTORS] = if sq3.is_some() || sq5.is_some() {
-        let mut buf = [0f32; 4 * SQUARE_WEIGHT_VECTORS];
-        buf[..n].copy_from_slice(job.weights);
-        std::array::from_fn(|i| vld1q_f32(buf.as_ptr().add(4 * i)))
-    } else {
-        [zero; SQUARE_WEIGHT_VECTORS]
+    // Square jobs: the weights in registers, K² of them (the last vector's first lane alone
+    // is read).
+    let square = layout.square;
+    let wv: [float32x4_t; SQUARE_WEIGHT_VECTORS] = match square {
+        Some(Square { k, .. }) => std::array::from_fn(|i| {
+            if 4 * i + 4 <= k * k {
+                vld1q_f32(weights.add(4 * i))
+            } else if 4 * i < k * k {
+                vld1q_dup_f32(weights.add(4 * i))
+            } else {
+                zero
+            }
+        }),
+        None => [zero; SQUARE_WEIGHT_VECTORS],
     };
     // One step of a square tile: input row `u` (counted from the tile's first output row's
     // first input row), kernel column `kx`, its `V` vectors loaded once; output row `i` of
@@ -230,7 +224,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *
         ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $rows:literal,
          $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
             let (r, c) = ($r, $c);
-            let mut a = [[vdupq_n_f32(job.bias); $v]; $rows];
+            let mut a = [[vdupq_n_f32(bias); $v]; $rows];
             let base = input.add(r * step + c);
             $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
             store_tile!(a, r, c);
@@ -271,17 +265,17 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, out: *
     macro_rules! block {
         ($c:expr) => {{
             let (c, v) = ($c, vecs($c));
-            match (sq3, sq5) {
-                (Some((ld, 1, col)), _) => {
+            match square {
+                Some(Square { k: 3, ld, stride: 1, column: col }) => {
                     sq_blocks!(v, c, ld, col, 3, 1, [0 1 2 3], [0 1 2], [0 1 2])
                 }
-                (Some((ld, _, col)), _) => {
+                Some(Square { k: 3, ld, column: col, .. }) => {
                     sq_blocks!(v, c, ld, col, 3, 2, [0 1 2 3 4], [0 1 2], [0 1 2])
                 }
-                (_, Some((ld, 1, col))) => sq_blocks!(
+                Some(Square { k: 5, ld, stride: 1, column: col }) => sq_blocks!(
                     v, c, ld, col, 5, 1, [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
                 ),
-                (_, Some((ld, _, col))) => sq_blocks!(
+                Some(Square { ld, column: col, .. }) => sq_blocks!(
                     v, c, ld, col, 5, 2, [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
                 ),
                 // Per-tap tiles, always at least four accumulators for the `fmla` latency.

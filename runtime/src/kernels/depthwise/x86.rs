@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{DepthwiseKernel, PlaneJob};
+use super::{DepthwiseKernel, Layout, Plane, PlaneJob};
 
 /// AVX2 with FMA.
 #[derive(Debug)]
@@ -35,12 +35,12 @@ impl DepthwiseKernel for Avx2 {
         "x86-avx2"
     }
 
-    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
-        job.check(out);
-        // SAFETY: `Avx2` exists only where `detect` found AVX2 and FMA; the job passed its
-        // check, so every read (whole vectors included) is inside `job.input` and every store
+    fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]) {
+        layout.check(&plane, out);
+        // SAFETY: `Avx2` exists only where `detect` found AVX2 and FMA; the plane passed its
+        // check, so every read (whole vectors included) is inside its input and every store
         // inside `out`.
-        unsafe { run_avx2(job, out.as_mut_ptr()) }
+        unsafe { run_avx2(&layout.job(plane), out.as_mut_ptr()) }
     }
 }
 
@@ -49,10 +49,10 @@ impl DepthwiseKernel for Avx512 {
         "x86-avx512"
     }
 
-    fn run(&self, job: &PlaneJob<'_>, out: &mut [f32]) {
-        job.check(out);
+    fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]) {
+        layout.check(&plane, out);
         // SAFETY: as for `Avx2`, with AVX-512F detected.
-        unsafe { run_avx512(job, out.as_mut_ptr()) }
+        unsafe { run_avx512(&layout.job(plane), out.as_mut_ptr()) }
     }
 }
 
