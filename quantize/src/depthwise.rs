@@ -1,6 +1,9 @@
 //! Puts Kestrel's `kestrel_depthwise` where tract's float depthwise convolution stood, with the
 //! batch-norm and activation after it folded in (ReLU, ReLU6 / clip, HardSwish): one op, one
-//! pass over the plane, vectorised borders (see `kestrel_runtime::ops::depthwise`).
+//! pass over the plane, vectorised borders (see `kestrel_runtime::ops::depthwise`). A
+//! HardSwish whose only reader is the op (MobileNetV3's expansion convolutions end in one)
+//! moves into the op too, as its input activation: applied while the op copies each plane,
+//! with tract's arithmetic, so the graph computes the same bits with one pass fewer.
 //!
 //! A depthwise convolution the op cannot take (channels last, a channel multiplier, dilation,
 //! a stride above 2, a kernel above 7×7, padding as large as the kernel, a symbolic plane size)
@@ -15,7 +18,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use crate::float_ops::PlacementReport;
 use crate::int8::layers::{find_layers, Layer, LayerOp};
-use kestrel_runtime::ops::depthwise::{Depthwise, Fused, MAX_KERNEL};
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, MAX_KERNEL};
 
 /// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
 pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
@@ -54,7 +57,48 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
             }
         }
     }
+    report.fused_inputs = fuse_input_hardswish(&mut model)?;
     Ok((model.into_compact()?, report))
+}
+
+/// Moves each HardSwish read by a `kestrel_depthwise` alone into that op (its input
+/// activation); returns how many moved. The HardSwish nodes are left dead for the caller's
+/// compaction.
+fn fuse_input_hardswish(model: &mut TypedModel) -> TractResult<usize> {
+    let ops: Vec<usize> = model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<Depthwise>())
+        .map(|n| n.id)
+        .collect();
+    let mut fused = 0;
+    for id in ops {
+        let node = model.node(id);
+        let op = node.op_as::<Depthwise>().expect("filtered");
+        let input = node.inputs[0];
+        let producer = model.node(input.node);
+        let hardswish = producer
+            .op_as::<ElementWiseOp>()
+            .is_some_and(|e| e.0.name() == "HardSwish" && e.1.is_none());
+        if op.input != InputActivation::None
+            || !hardswish
+            || producer.inputs.len() != 1
+            || model.outputs.contains(&input)
+            || model.outlet_successors(input).len() != 1
+            || model.outlet_fact(producer.inputs[0])?.datum_type != f32::datum_type()
+        {
+            continue;
+        }
+        let (source, name) = (producer.inputs[0], node.name.clone());
+        let op = op.clone().with_input(InputActivation::HardSwish);
+        let mut patch = TypedModelPatch::new(format!("HardSwish into {name}"));
+        let x = patch.tap_model(model, source)?;
+        let y = patch.wire_node(name, op, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// Where a depthwise layer's kernel reads: what `kestrel_depthwise` and
@@ -189,10 +233,24 @@ mod tests {
 
     /// `x [1, 8, 13, 11]` → depthwise 3×3 (stride, dilation, layout as given) → `after`.
     fn graph(stride: usize, dilation: usize, nhwc: bool, after: After) -> TypedModel {
+        graph_after(stride, dilation, nhwc, false, after)
+    }
+
+    /// [`graph`], with a HardSwish on `x` first if `hardswish_first`.
+    fn graph_after(
+        stride: usize,
+        dilation: usize,
+        nhwc: bool,
+        hardswish_first: bool,
+        after: After,
+    ) -> TypedModel {
         let c = 8;
         let shape = if nhwc { [1, 13, 11, c] } else { [1, c, 13, 11] };
         let mut m = TypedModel::default();
-        let x = m.add_source("x", f32::fact(shape)).unwrap();
+        let mut x = m.add_source("x", f32::fact(shape)).unwrap();
+        if hardswish_first {
+            x = m.wire_node("hs0", hard_swish(), &[x]).unwrap()[0];
+        }
         let w = m
             .add_const(
                 "w",
@@ -244,6 +302,11 @@ mod tests {
         m.into_decluttered().unwrap()
     }
 
+    /// The op names of `m`, in node order.
+    fn op_names(m: &TypedModel) -> Vec<String> {
+        m.nodes.iter().map(|n| n.op.name().to_string()).collect()
+    }
+
     fn run(m: &TypedModel, seed: u64) -> Tensor {
         let shape = m
             .input_fact(0)
@@ -270,16 +333,53 @@ mod tests {
             let source = graph(stride, 1, false, after);
             let (placed, report) = place(source.clone()).unwrap();
             assert_eq!((report.replaced, report.kept.len()), (1, 0));
-            let names: Vec<String> = placed
-                .nodes
-                .iter()
-                .map(|n| n.op.name().to_string())
-                .collect();
-            assert_eq!(names, ["Source", "KestrelDepthwise"], "{names:?}");
+            assert_eq!(op_names(&placed), ["Source", "KestrelDepthwise"]);
             let (want, got) = (run(&source, 9), run(&placed, 9));
             // Folding the batch-norm into the weights rounds differently: close, not equal.
             want.close_enough(&got, Approximation::Approximate).unwrap();
         }
+    }
+
+    /// A HardSwish before the op moves into it: same bits as the op after tract's HardSwish.
+    #[test]
+    fn a_hardswish_read_by_the_op_alone_moves_into_it() {
+        for stride in [1, 2] {
+            let source = graph_after(stride, 1, false, true, After::HardSwish);
+            let (placed, report) = place(source.clone()).unwrap();
+            assert_eq!((report.replaced, report.fused_inputs), (1, 1));
+            assert_eq!(op_names(&placed), ["Source", "KestrelDepthwise"]);
+            let op = placed.nodes[1].op_as::<Depthwise>().unwrap();
+            assert_eq!(op.input, InputActivation::HardSwish);
+            // The same op after tract's HardSwish, unfused.
+            let mut unfused = TypedModel::default();
+            let x = unfused
+                .add_source("x", source.input_fact(0).unwrap().clone())
+                .unwrap();
+            let h = unfused.wire_node("hs0", hard_swish(), &[x]).unwrap()[0];
+            let plain = op.clone().with_input(InputActivation::None);
+            let y = unfused.wire_node("dw", plain, &[h]).unwrap()[0];
+            unfused.select_output_outlets(&[y]).unwrap();
+            let (want, got) = (run(&unfused, 5), run(&placed, 5));
+            assert_eq!(want, got, "stride {stride}");
+            // And close to tract's own graph.
+            run(&source, 5)
+                .close_enough(&got, Approximation::Approximate)
+                .unwrap();
+        }
+    }
+
+    /// A HardSwish with another reader stays: the other reader needs its output.
+    #[test]
+    fn a_hardswish_with_another_reader_stays() {
+        let mut source = graph_after(1, 1, false, true, After::HardSwish);
+        let hs = source.node_by_name("hs0").unwrap().id;
+        let out = source.output_outlets().unwrap()[0];
+        source
+            .select_output_outlets(&[out, OutletId::new(hs, 0)])
+            .unwrap();
+        let (placed, report) = place(source).unwrap();
+        assert_eq!((report.replaced, report.fused_inputs), (1, 0));
+        assert!(placed.nodes.iter().any(|n| n.op.name() == "HardSwish"));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Kestrel's own float ops in place of tract's, in float and int8 graphs alike: the depthwise
 //! convolution ([`crate::depthwise`]) and the 2×2 stride-2 max-pool ([`crate::maxpool`]). Each
 //! is on by default; `--depthwise tract` and `--max-pool tract` keep tract's, for comparisons.
+//! Before them, the batch-norm left after 1×1 convolutions folds into their weights
+//! ([`crate::batch_norm`]).
 
 use serde::Serialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::TractErrorContext;
 
-use crate::{depthwise, maxpool};
+use crate::{batch_norm, depthwise, maxpool};
 
 /// Whose op a converted graph runs for one kind of layer (`--depthwise`, `--max-pool`).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +27,9 @@ pub struct PlacementReport {
     pub replaced: usize,
     /// Layers left to tract: (name, why).
     pub kept: Vec<(String, String)>,
+    /// Activations before a replaced layer moved into its op (the depthwise op's input
+    /// HardSwish).
+    pub fused_inputs: usize,
 }
 
 impl PlacementReport {
@@ -35,7 +40,15 @@ impl PlacementReport {
         let mut s = String::new();
         if self.replaced + self.kept.len() > 0 {
             let all = self.replaced + self.kept.len();
-            let _ = writeln!(s, "  {kind}  {} of {all} run by {op}", self.replaced);
+            let _ = write!(s, "  {kind}  {} of {all} run by {op}", self.replaced);
+            if self.fused_inputs > 0 {
+                let _ = write!(
+                    s,
+                    ", {} with the HardSwish before it fused",
+                    self.fused_inputs
+                );
+            }
+            s.push('\n');
         }
         for (name, why) in &self.kept {
             let _ = writeln!(s, "    tract's: {name}: {why}");
@@ -57,6 +70,8 @@ pub struct FloatOpsReport {
     pub depthwise: Option<PlacementReport>,
     /// The max-pool pass.
     pub max_pool: Option<PlacementReport>,
+    /// Layers whose batch-norm was folded into their weights ([`crate::batch_norm`]).
+    pub batch_norm_folded: usize,
 }
 
 /// Runs the passes asked for on `graph` (decluttered).
@@ -66,7 +81,11 @@ pub fn place(
     max_pool: OpChoice,
 ) -> TractResult<(TypedModel, FloatOpsReport)> {
     let mut report = FloatOpsReport::default();
-    let mut graph = graph;
+    let (mut graph, folded) = batch_norm::fold(graph).context("batch-norm folding")?;
+    report.batch_norm_folded = folded;
+    if folded > 0 {
+        log::info!("batch-norm folded into the weights of {folded} 1×1 layers");
+    }
     if depthwise == OpChoice::Kestrel {
         let (g, r) = depthwise::place(graph).context("depthwise rewrite")?;
         graph = g;

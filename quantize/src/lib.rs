@@ -13,6 +13,7 @@
 //! parameter bytes. Binary-layer recognition, MST reordering and int8 calibration plug in
 //! between declutter and write (their own modules, per their issues).
 
+pub mod batch_norm;
 pub mod binary;
 pub mod convert;
 pub mod depthwise;
