@@ -159,7 +159,9 @@ pub struct Layout<'a> {
     act: Activation,
     /// Input floats a plane's reads need, [`SLACK`] included (0 for an empty output).
     reach: usize,
-    /// The kernel's square structure, if it is 3×3 or 5×5 and has one.
+    /// The kernel's square structure, if it is 3×3 or 5×5 and has one (read by the NEON
+    /// kernel only).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     square: Option<Square>,
 }
 
@@ -167,7 +169,7 @@ pub struct Layout<'a> {
 /// `row_step = stride·ld`, and `column[kx] = column[kx % stride] + kx / stride` (the phase
 /// planes). The NEON kernel's square tiles need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Square {
+pub(crate) struct Square {
     /// K: 3 or 5.
     pub k: usize,
     /// Distance between kernel rows.
@@ -246,21 +248,6 @@ impl<'a> Layout<'a> {
             cols: self.cols,
             act: self.act,
         }
-    }
-
-    /// Taps.
-    pub fn taps(&self) -> &'a [usize] {
-        self.taps
-    }
-
-    /// Output rows and columns.
-    pub fn out_hw(&self) -> [usize; 2] {
-        [self.rows, self.cols]
-    }
-
-    /// The square structure, if any.
-    pub fn square(&self) -> Option<Square> {
-        self.square
     }
 
     /// Checks one plane against the layout: one weight per tap, an output of `rows × cols`,
