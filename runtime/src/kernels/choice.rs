@@ -1,9 +1,9 @@
 //! One rule for every kernel family's choice: `KESTREL_KERNELS` and CPU detection.
 
-use super::{binary, bitpack, depthwise, depthwise8, int8, pool};
+use super::{binary, bitpack, depthwise, depthwise8, int8, linear, pool};
 
 /// The rule `KESTREL_KERNELS` follows in every kernel family (binary, int8, depthwise, int8
-/// depthwise, bitpack, pool): the kernel of `kernels` (slowest first) with that name, else the last (best) one.
+/// depthwise, linear, bitpack, pool): the kernel of `kernels` (slowest first) with that name, else the last (best) one.
 /// The variable is shared, so a name of another family is ignored quietly; a name of none is a
 /// warning.
 pub fn pick_by_name<K: Copy>(var: Option<&str>, kernels: Vec<K>, name: impl Fn(&K) -> &str) -> K {
@@ -41,6 +41,7 @@ pub fn known_kernel_name(name: &str) -> bool {
         || int8::available().iter().any(|k| k.name() == name)
         || depthwise::available().iter().any(|k| k.name() == name)
         || depthwise8::available().iter().any(|k| k.name() == name)
+        || linear::available().iter().any(|k| k.name() == name)
         || bitpack::available().iter().any(|k| k.name() == name)
         || pool::available().iter().any(|k| k.name() == name)
 }

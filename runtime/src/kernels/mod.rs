@@ -7,6 +7,7 @@
 //! * [`int8`]: the int8 1×1 convolution / dense product (8-bit and 16-bit inputs);
 //! * [`depthwise`]: the float depthwise convolution;
 //! * [`depthwise8`]: the int8 depthwise convolution;
+//! * [`linear`]: the float 1×1 convolution / dense product;
 //! * [`bitpack`]: packing signs into bits;
 //! * [`pool`]: the 2×2 max-pool.
 
@@ -16,6 +17,7 @@ mod choice;
 pub mod depthwise;
 pub mod depthwise8;
 pub mod int8;
+pub mod linear;
 pub mod pool;
 
 pub(crate) use choice::select_from;

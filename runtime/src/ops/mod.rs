@@ -11,6 +11,8 @@
 //! of `crate::kernels::depthwise` (the converter puts it where tract's depthwise conv stood);
 //! [`int8_depthwise`] is its int8 twin (i8 or f32 in, f32 or i8 out), on
 //! `crate::kernels::depthwise8`.
+//! [`linear`] is a float 1×1 convolution / dense layer with its bias and ReLU / clip fused,
+//! on `crate::kernels::linear` (the converter puts it where tract's `EinSum` stood).
 //! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
 pub mod bconv;
@@ -20,6 +22,7 @@ pub mod bmaxpool;
 pub mod depthwise;
 pub mod int8_depthwise;
 pub mod int8_linear;
+pub mod linear;
 pub mod maxpool;
 pub(crate) mod mst;
 pub mod output_stage;

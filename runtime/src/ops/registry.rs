@@ -23,6 +23,7 @@ pub fn kestrel_registry() -> Registry {
     super::depthwise::register(&mut registry);
     super::int8_depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);
+    super::linear::register(&mut registry);
     super::maxpool::register(&mut registry);
     registry
 }
