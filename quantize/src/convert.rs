@@ -49,6 +49,8 @@ pub struct ConvertOptions {
     pub depthwise: OpChoice,
     /// Whose 2×2 max-pool the graph runs (`--max-pool`).
     pub max_pool: OpChoice,
+    /// Whose float 1×1 convolution / dense op the graph runs (`--linear`).
+    pub linear: OpChoice,
 }
 
 impl Default for ConvertOptions {
@@ -63,6 +65,7 @@ impl Default for ConvertOptions {
             mst: Some(MstOptions::default()),
             depthwise: OpChoice::Kestrel,
             max_pool: OpChoice::Kestrel,
+            linear: OpChoice::Kestrel,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct ConvertReport {
     pub depthwise: Option<PlacementReport>,
     /// What the max-pool pass did (`None` with `--max-pool tract`).
     pub max_pool: Option<PlacementReport>,
+    /// What the linear pass did (`None` with `--linear tract`).
+    pub linear: Option<PlacementReport>,
     /// Wall time of the conversion, seconds.
     pub seconds: f64,
 }
@@ -140,8 +145,13 @@ pub fn convert(
         }
         _ => vec![],
     };
-    let (graph, float_ops) = float_ops::place(graph, options.depthwise, options.max_pool)
-        .map_err(|e| graph_err("float ops rewrite", e))?;
+    let choices = float_ops::Choices {
+        depthwise: options.depthwise,
+        max_pool: options.max_pool,
+        linear: options.linear,
+    };
+    let (graph, float_ops) =
+        float_ops::place(graph, choices).map_err(|e| graph_err("float ops rewrite", e))?;
     let after = graph_stats(&graph);
 
     let mut file = AtomicFile::create(output)?;
@@ -222,6 +232,7 @@ pub fn convert(
         mst,
         depthwise: float_ops.depthwise,
         max_pool: float_ops.max_pool,
+        linear: float_ops.linear,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -551,6 +562,7 @@ impl ConvertReport {
         s.push_str(&float_ops::to_text(
             self.depthwise.as_ref(),
             self.max_pool.as_ref(),
+            self.linear.as_ref(),
         ));
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s

@@ -1,6 +1,7 @@
 //! Kestrel's own float ops in place of tract's, in float and int8 graphs alike: the depthwise
-//! convolution ([`crate::depthwise`]) and the 2×2 stride-2 max-pool ([`crate::maxpool`]). Each
-//! is on by default; `--depthwise tract` and `--max-pool tract` keep tract's, for comparisons.
+//! convolution ([`crate::depthwise`]), the 2×2 stride-2 max-pool ([`crate::maxpool`]) and the
+//! 1×1 convolution / dense layer ([`crate::linear`]). Each is on by default; `--depthwise
+//! tract`, `--max-pool tract` and `--linear tract` keep tract's, for comparisons.
 //! Before them, the batch-norm left after 1×1 convolutions folds into their weights
 //! ([`crate::batch_norm`]).
 
@@ -8,9 +9,10 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::TractErrorContext;
 
-use crate::{batch_norm, depthwise, maxpool};
+use crate::{batch_norm, depthwise, linear, maxpool};
 
-/// Whose op a converted graph runs for one kind of layer (`--depthwise`, `--max-pool`).
+/// Whose op a converted graph runs for one kind of layer (`--depthwise`, `--max-pool`,
+/// `--linear`).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OpChoice {
     /// Kestrel's op wherever it applies.
@@ -70,16 +72,31 @@ pub struct FloatOpsReport {
     pub depthwise: Option<PlacementReport>,
     /// The max-pool pass.
     pub max_pool: Option<PlacementReport>,
+    /// The 1×1 convolution / dense pass.
+    pub linear: Option<PlacementReport>,
     /// Layers whose batch-norm was folded into their weights ([`crate::batch_norm`]).
     pub batch_norm_folded: usize,
 }
 
-/// Runs the passes asked for on `graph` (decluttered).
-pub fn place(
-    graph: TypedModel,
-    depthwise: OpChoice,
-    max_pool: OpChoice,
-) -> TractResult<(TypedModel, FloatOpsReport)> {
+/// Whose op each kind of layer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Choices {
+    /// Depthwise convolutions (`--depthwise`).
+    pub depthwise: OpChoice,
+    /// 2×2 stride-2 max-pools (`--max-pool`).
+    pub max_pool: OpChoice,
+    /// Float 1×1 convolutions and dense layers (`--linear`).
+    pub linear: OpChoice,
+}
+
+/// Runs the passes asked for on `graph` (decluttered): batch-norm folding, then the
+/// depthwise, max-pool and linear passes.
+pub fn place(graph: TypedModel, choices: Choices) -> TractResult<(TypedModel, FloatOpsReport)> {
+    let Choices {
+        depthwise,
+        max_pool,
+        linear: linear_choice,
+    } = choices;
     let mut report = FloatOpsReport::default();
     let (mut graph, folded) = batch_norm::fold(graph).context("batch-norm folding")?;
     report.batch_norm_folded = folded;
@@ -96,17 +113,29 @@ pub fn place(
         graph = g;
         report.max_pool = Some(r);
     }
+    if linear_choice == OpChoice::Kestrel {
+        let (g, r) = linear::place(graph).context("linear rewrite")?;
+        graph = g;
+        report.linear = Some(r);
+    }
     Ok((graph, report))
 }
 
-/// The summary lines of both passes (see [`PlacementReport::to_text`]).
-pub fn to_text(depthwise: Option<&PlacementReport>, max_pool: Option<&PlacementReport>) -> String {
+/// The summary lines of the passes (see [`PlacementReport::to_text`]).
+pub fn to_text(
+    depthwise: Option<&PlacementReport>,
+    max_pool: Option<&PlacementReport>,
+    linear: Option<&PlacementReport>,
+) -> String {
     let mut s = String::new();
     if let Some(d) = depthwise {
         s.push_str(&d.to_text("depthwise", "kestrel_depthwise"));
     }
     if let Some(m) = max_pool {
         s.push_str(&m.to_text("max-pool", "kestrel_max_pool_2x2"));
+    }
+    if let Some(l) = linear {
+        s.push_str(&l.to_text("1×1 / dense", "kestrel_linear"));
     }
     s
 }

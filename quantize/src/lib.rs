@@ -20,6 +20,7 @@ pub mod depthwise;
 pub mod error;
 pub mod float_ops;
 pub mod int8;
+pub mod linear;
 pub mod load;
 pub mod maxpool;
 pub mod mst;

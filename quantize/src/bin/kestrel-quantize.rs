@@ -67,6 +67,10 @@ enum Command {
         /// everywhere (for comparisons).
         #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
         max_pool: OpChoice,
+        /// Whose float 1×1 convolution and dense layer the graph runs: Kestrel's where it
+        /// applies (channels first), or tract's everywhere (for comparisons).
+        #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
+        linear: OpChoice,
         #[command(flatten)]
         int8: kestrel_quantize::int8::cli::Int8Args,
     },
@@ -115,6 +119,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             mst_dot,
             depthwise,
             max_pool,
+            linear,
             int8,
         } => {
             if int8.int8 {
@@ -124,8 +129,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                     report.as_deref(),
                     input_shapes,
                     &int8,
-                    depthwise,
-                    max_pool,
+                    kestrel_quantize::float_ops::Choices {
+                        depthwise,
+                        max_pool,
+                        linear,
+                    },
                 );
             }
             let options = ConvertOptions {
@@ -140,6 +148,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }),
                 depthwise,
                 max_pool,
+                linear,
                 ..ConvertOptions::default()
             };
             let result = convert(&model, &output, &options)?;

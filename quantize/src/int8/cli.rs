@@ -11,7 +11,6 @@ use super::calib::Method;
 use super::data::CalibSource;
 use super::images::{parse_floats, parse_size, Layout, Preprocess};
 use super::{convert_int8, ActivationBits, Int8Options, KeepFloat};
-use crate::float_ops::OpChoice;
 use crate::load::InputShape;
 
 /// int8 post-training quantization flags.
@@ -211,12 +210,12 @@ pub fn run(
     report: Option<&Path>,
     input_shapes: Vec<InputShape>,
     args: &Int8Args,
-    depthwise: OpChoice,
-    max_pool: OpChoice,
+    choices: crate::float_ops::Choices,
 ) -> Result<()> {
     let mut options = args.options(input_shapes)?;
-    options.depthwise = depthwise;
-    options.max_pool = max_pool;
+    options.depthwise = choices.depthwise;
+    options.max_pool = choices.max_pool;
+    options.linear = choices.linear;
     let result = convert_int8(model, output, &options)?;
     print!("{}", result.to_text());
     if let Some(path) = report {

@@ -166,6 +166,8 @@ pub struct Int8Options {
     pub depthwise: crate::float_ops::OpChoice,
     /// Whose 2×2 max-pool runs the float max-pools (`--max-pool`).
     pub max_pool: crate::float_ops::OpChoice,
+    /// Whose 1×1 convolution / dense op runs the float ones (`--linear`).
+    pub linear: crate::float_ops::OpChoice,
     /// A detector's sidecar: both graphs' boxes are decoded and compared (see [`agreement`]).
     pub sidecar: Option<std::path::PathBuf>,
 }
@@ -197,6 +199,7 @@ impl Int8Options {
             tract_ops: false,
             depthwise: crate::float_ops::OpChoice::Kestrel,
             max_pool: crate::float_ops::OpChoice::Kestrel,
+            linear: crate::float_ops::OpChoice::Kestrel,
             sidecar: None,
         }
     }

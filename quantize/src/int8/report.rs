@@ -140,6 +140,8 @@ pub struct Int8Report {
     pub depthwise: Option<crate::float_ops::PlacementReport>,
     /// What the max-pool pass did on the float max-pools (`None` with `--max-pool tract`).
     pub max_pool: Option<crate::float_ops::PlacementReport>,
+    /// What the linear pass did on the float 1×1 / dense layers (`None` with `--linear tract`).
+    pub linear: Option<crate::float_ops::PlacementReport>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -190,6 +192,7 @@ impl Int8Report {
         s.push_str(&crate::float_ops::to_text(
             self.depthwise.as_ref(),
             self.max_pool.as_ref(),
+            self.linear.as_ref(),
         ));
         let _ = writeln!(
             s,
@@ -420,6 +423,7 @@ mod tests {
             reload_relative_diff: 0.0,
             depthwise: None,
             max_pool: None,
+            linear: None,
             seconds: 1.0,
         }
     }

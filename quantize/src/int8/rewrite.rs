@@ -466,17 +466,17 @@ impl Builder<'_> {
 
 /// How a `kestrel_int8_linear` computes this layer, if it can.
 #[derive(Debug, Clone, PartialEq)]
-struct FusedAxes {
+pub(crate) struct FusedAxes {
     /// The input axis it contracts.
-    axis: usize,
+    pub(crate) axis: usize,
     /// The op's output axis holding the output channels (`axis`, or elsewhere when the
     /// layer also moves its channels: `NIHW,OI->NHWO`, a head feeding an NHWC reshape).
-    output_axis: usize,
+    pub(crate) output_axis: usize,
     /// Input axes of size 1 the layer's output drops (removed after the op, which keeps
     /// every axis).
-    dropped: Vec<usize>,
+    pub(crate) dropped: Vec<usize>,
     /// Output axes of size 1 it adds (inserted after that).
-    added: Vec<usize>,
+    pub(crate) added: Vec<usize>,
 }
 
 /// How a `kestrel_int8_linear` computes this layer, if it can: an `EinSum` (a 1×1
@@ -484,7 +484,7 @@ struct FusedAxes {
 /// input with the contracted axis replaced by the output channels, in place (size-1 axes
 /// dropped or added around it), or moved elsewhere (no axes dropped or added; the op then
 /// reads channels first and writes channels last or the reverse, see `Int8Linear::layout`).
-fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<FusedAxes> {
+pub(crate) fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<FusedAxes> {
     let LayerOp::EinSum(axes) = &layer.op else {
         return None;
     };

@@ -410,9 +410,15 @@ pub(super) fn write_verified(
     rewrite.tract_ops = options.tract_ops;
     let mut int8 = build(&prepared.float, &prepared.layers, &prepared.act, &rewrite)
         .map_err(err("rewrite"))?;
-    let (model, float_ops) =
-        crate::float_ops::place(int8.model, options.depthwise, options.max_pool)
-            .map_err(err("float ops rewrite"))?;
+    let (model, float_ops) = crate::float_ops::place(
+        int8.model,
+        crate::float_ops::Choices {
+            depthwise: options.depthwise,
+            max_pool: options.max_pool,
+            linear: options.linear,
+        },
+    )
+    .map_err(err("float ops rewrite"))?;
     int8.model = model;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
@@ -578,6 +584,7 @@ pub(super) fn report(
         reload_relative_diff: written.reload_diff,
         depthwise: written.float_ops.depthwise,
         max_pool: written.float_ops.max_pool,
+        linear: written.float_ops.linear,
         seconds,
     }
 }
