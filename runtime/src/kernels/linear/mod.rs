@@ -236,6 +236,25 @@ impl Job<'_> {
     }
 }
 
+/// A vector kernel's body for one clamp setting: `(job, y)` with `y` pointing into the
+/// output `job.check` accepted.
+pub(crate) type Body = unsafe fn(&Job<'_>, *mut f32);
+
+/// Checks `job` against `y`, skips an empty job, and runs `clamped` or `unclamped` (a vector
+/// kernel's body compiled with and without the clamp).
+///
+/// # Safety
+/// Both bodies must be safe to call on this CPU for any job that passed [`Job::check`].
+pub(crate) unsafe fn run_checked(job: &Job<'_>, y: &mut [f32], clamped: Body, unclamped: Body) {
+    job.check(y);
+    if job.cols == 0 || job.blocks.is_empty() {
+        return;
+    }
+    let body = if job.clamp.on { clamped } else { unclamped };
+    // SAFETY: the caller's contract; the job passed its check.
+    unsafe { body(job, y.as_mut_ptr()) }
+}
+
 /// A float matrix-product kernel.
 pub trait LinearKernel: Send + Sync + Debug {
     /// Short name, for logs and benchmarks (`generic`, `x86-avx2`, `neon`).

@@ -31,20 +31,10 @@ impl LinearKernel for Neon {
     }
 
     fn run(&self, job: &Job<'_>, y: &mut [f32]) {
-        job.check(y);
-        if job.cols == 0 || job.blocks.is_empty() {
-            return;
-        }
-        // SAFETY: NEON is baseline on aarch64; the job passed its check, so every tile reads
-        // inside `x` (columns < cols of K rows) and the block's packed weights, and writes
-        // only existing rows and columns of `y`.
-        unsafe {
-            if job.clamp.on {
-                run_job::<true>(job, y.as_mut_ptr())
-            } else {
-                run_job::<false>(job, y.as_mut_ptr())
-            }
-        }
+        // SAFETY: NEON is baseline on aarch64; for a job that passed its check every tile
+        // reads inside `x` (columns < cols of K rows) and the block's packed weights, and
+        // writes only existing rows and columns of `y`.
+        unsafe { super::run_checked(job, y, run_job::<true>, run_job::<false>) }
     }
 }
 

@@ -30,20 +30,10 @@ impl LinearKernel for Avx2 {
     }
 
     fn run(&self, job: &Job<'_>, y: &mut [f32]) {
-        job.check(y);
-        if job.cols == 0 || job.blocks.is_empty() {
-            return;
-        }
-        // SAFETY: `Avx2` exists only where `detect` found AVX2 and FMA; the job passed its
-        // check, so every tile reads inside `x` and the block's packed weights and writes only
+        // SAFETY: `Avx2` exists only where `detect` found AVX2 and FMA; for a job that passed
+        // its check every tile reads inside `x` and the block's packed weights and writes only
         // existing rows and columns of `y`.
-        unsafe {
-            if job.clamp.on {
-                run_job::<true>(job, y.as_mut_ptr())
-            } else {
-                run_job::<false>(job, y.as_mut_ptr())
-            }
-        }
+        unsafe { super::run_checked(job, y, run_job::<true>, run_job::<false>) }
     }
 }
 
