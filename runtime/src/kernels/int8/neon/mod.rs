@@ -12,9 +12,9 @@
 //!   one row, another 16 k of one column; `smull` multiplies their low halves (8 products),
 //!   `smlal2` adds the high halves' products into the same i16 lanes (two products of
 //!   |w| ≤ 127 and |x| ≤ 128 stay below 2^15), `sadalp` adds pairs into the i32 accumulator:
-//!   16 MACs in 3 instructions. Tile 4 rows × 4 columns: per 16 k, 4 loads (`ldp`), 48
-//!   multiply-adds and 4 loop instructions for 256 MACs, ~4.6 per instruction against
-//!   `fmla`'s 4; 16 per 3 is the most ARMv8.0 allows. The 4 partial sums of each accumulator
+//!   16 MACs in 3 instructions. Tile 4 rows × 4 columns, its loop written out: per 16 k, 2
+//!   four-register loads, 48 multiply-adds and 2 loop instructions for 256 MACs, ~4.9 per
+//!   instruction against `fmla`'s 4; 16 per 3 is the most ARMv8.0 allows. The 4 partial sums of each accumulator
 //!   are added by `addp` at the end of a tile, into one vector per column whose lanes are the
 //!   4 rows: the channels-last layout of an NHWC graph, stored with no transpose.
 //!

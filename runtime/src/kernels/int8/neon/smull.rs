@@ -49,7 +49,12 @@ impl Tiles for Smull {
                     let xb = x.add(b * groups * STEP);
                     let mut c = 0;
                     while c + 4 <= cols {
-                        s.put(c0 + c, reduce(tile::<4>(wb, xb.add(c * 16), groups)));
+                        let acc = if groups > 0 {
+                            tile4(wb, xb.add(c * 16), groups)
+                        } else {
+                            tile::<4>(wb, xb.add(c * 16), groups)
+                        };
+                        s.put(c0 + c, reduce(acc));
                         c += 4;
                     }
                     let xq = xb.add(c * 16);
@@ -105,6 +110,139 @@ unsafe fn tile<const NC: usize>(
                 acc[r][c] = vpadalq_s16(acc[r][c], products(wr[r], xr[c]));
             }
         }
+    }
+    acc
+}
+
+/// One group of [`tile4`]: for each (row `r`, column `c`) pair, eight at a time, `smull` and
+/// `smlal2` of row register `v(16 + r)` and column register `v(20 + c)` into temporary
+/// `v24`–`v31`, then `op` (`saddlp` to start a sum, `sadalp` to add to it) into `v(4r + c)`.
+macro_rules! group {
+    ($op:literal) => {
+        concat!(
+            "smull v24.8h, v16.8b, v20.8b\n",
+            "smull v25.8h, v16.8b, v21.8b\n",
+            "smull v26.8h, v16.8b, v22.8b\n",
+            "smull v27.8h, v16.8b, v23.8b\n",
+            "smull v28.8h, v17.8b, v20.8b\n",
+            "smull v29.8h, v17.8b, v21.8b\n",
+            "smull v30.8h, v17.8b, v22.8b\n",
+            "smull v31.8h, v17.8b, v23.8b\n",
+            "smlal2 v24.8h, v16.16b, v20.16b\n",
+            "smlal2 v25.8h, v16.16b, v21.16b\n",
+            "smlal2 v26.8h, v16.16b, v22.16b\n",
+            "smlal2 v27.8h, v16.16b, v23.16b\n",
+            "smlal2 v28.8h, v17.16b, v20.16b\n",
+            "smlal2 v29.8h, v17.16b, v21.16b\n",
+            "smlal2 v30.8h, v17.16b, v22.16b\n",
+            "smlal2 v31.8h, v17.16b, v23.16b\n",
+            $op,
+            " v0.4s, v24.8h\n",
+            $op,
+            " v1.4s, v25.8h\n",
+            $op,
+            " v2.4s, v26.8h\n",
+            $op,
+            " v3.4s, v27.8h\n",
+            $op,
+            " v4.4s, v28.8h\n",
+            $op,
+            " v5.4s, v29.8h\n",
+            $op,
+            " v6.4s, v30.8h\n",
+            $op,
+            " v7.4s, v31.8h\n",
+            "smull v24.8h, v18.8b, v20.8b\n",
+            "smull v25.8h, v18.8b, v21.8b\n",
+            "smull v26.8h, v18.8b, v22.8b\n",
+            "smull v27.8h, v18.8b, v23.8b\n",
+            "smull v28.8h, v19.8b, v20.8b\n",
+            "smull v29.8h, v19.8b, v21.8b\n",
+            "smull v30.8h, v19.8b, v22.8b\n",
+            "smull v31.8h, v19.8b, v23.8b\n",
+            "smlal2 v24.8h, v18.16b, v20.16b\n",
+            "smlal2 v25.8h, v18.16b, v21.16b\n",
+            "smlal2 v26.8h, v18.16b, v22.16b\n",
+            "smlal2 v27.8h, v18.16b, v23.16b\n",
+            "smlal2 v28.8h, v19.16b, v20.16b\n",
+            "smlal2 v29.8h, v19.16b, v21.16b\n",
+            "smlal2 v30.8h, v19.16b, v22.16b\n",
+            "smlal2 v31.8h, v19.16b, v23.16b\n",
+            $op,
+            " v8.4s, v24.8h\n",
+            $op,
+            " v9.4s, v25.8h\n",
+            $op,
+            " v10.4s, v26.8h\n",
+            $op,
+            " v11.4s, v27.8h\n",
+            $op,
+            " v12.4s, v28.8h\n",
+            $op,
+            " v13.4s, v29.8h\n",
+            $op,
+            " v14.4s, v30.8h\n",
+            $op,
+            " v15.4s, v31.8h\n",
+        )
+    };
+}
+
+/// [`tile`] of 4 columns, written out: per group one 4-register load of the 4 rows' 16 k
+/// (post-incremented by 64), one of the 4 columns' (post-incremented by the group stride),
+/// and for each of the 16 (row, column) pairs `smull` + `smlal2` into an i16 temporary and
+/// `sadalp` into the pair's accumulator `v(4r + c)` (`saddlp` for the first group, so nothing
+/// is zeroed); then `subs`, `b.ne` — 52 instructions for 256 multiply-adds, where LLVM's loop
+/// spent 56. The sums are those of [`tile`] (integer
+/// adds in another order: the same bits).
+///
+/// # Safety
+/// As [`tile`] with `NC = 4`, and `groups > 0`.
+#[inline(always)]
+unsafe fn tile4(w: *const i8, x: *const i8, groups: usize) -> [[int32x4_t; 4]; ROWS] {
+    let mut acc = [[vdupq_n_s32(0); 4]; ROWS];
+    // SAFETY: the caller's bounds (groups > 0); NEON only; v16–v31 are declared clobbered.
+    unsafe {
+        std::arch::asm!(
+            // Group 0 starts the sums (`saddlp`, no zeroing), the loop adds the others.
+            "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{w}], #64",
+            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], {xs}",
+            group!("saddlp"),
+            "subs {n}, {n}, #1",
+            "b.eq 3f",
+            "2:",
+            "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{w}], #64",
+            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], {xs}",
+            group!("sadalp"),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            "3:",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            xs = in(reg) STEP,
+            n = inout(reg) groups => _,
+            out("v0") acc[0][0],
+            out("v1") acc[0][1],
+            out("v2") acc[0][2],
+            out("v3") acc[0][3],
+            out("v4") acc[1][0],
+            out("v5") acc[1][1],
+            out("v6") acc[1][2],
+            out("v7") acc[1][3],
+            out("v8") acc[2][0],
+            out("v9") acc[2][1],
+            out("v10") acc[2][2],
+            out("v11") acc[2][3],
+            out("v12") acc[3][0],
+            out("v13") acc[3][1],
+            out("v14") acc[3][2],
+            out("v15") acc[3][3],
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack, readonly),
+        );
     }
     acc
 }
