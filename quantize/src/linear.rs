@@ -24,14 +24,25 @@ use crate::int8::rewrite::fused_axes;
 const MIN_COLUMNS: usize = 8;
 
 /// Replaces every float `EinSum` layer of `model` (decluttered) the op can take.
+///
+/// The layers are found again after each replacement: a layer reading the output of one
+/// replaced before it (two 1×1 layers in a row) must see the new op's outlet, not the old one.
 pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
-    let layers = find_layers(&model)?;
     let mut model = model;
     let mut report = PlacementReport::default();
-    for layer in layers {
-        let LayerOp::EinSum(_) = &layer.op else {
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let next = find_layers(&model)?
+            .into_iter()
+            .find(|l| matches!(l.op, LayerOp::EinSum(_)) && !seen.contains(&l.name));
+        let Some(layer) = next else {
+            break;
+        };
+        seen.insert(layer.name.clone());
+        let LayerOp::EinSum(expr) = &layer.op else {
             continue;
         };
+        let expr = expr.to_string();
         let head = model.node(layer.nodes[0]);
         let name = head.name.clone();
         let f32_only = [head.inputs[0], head.inputs[1]].iter().all(|&o| {
@@ -47,7 +58,13 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
             report.keep(
                 "linear",
                 &name,
-                "its product is not a 1×1 convolution or dense layer".into(),
+                format!(
+                    "its product ({expr}, input {:?}) is not a 1×1 convolution or dense layer",
+                    model
+                        .outlet_fact(layer.input)
+                        .map(|f| format!("{:?}", f.shape))
+                        .unwrap_or_default()
+                ),
             );
             continue;
         };
@@ -107,9 +124,10 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
         }
         patch.shunt_outside(&model, layer.output, y)?;
         patch.apply(&mut model)?;
+        model = model.into_compact()?;
         report.replaced += 1;
     }
-    Ok((model.into_compact()?, report))
+    Ok((model, report))
 }
 
 #[cfg(test)]
@@ -188,6 +206,47 @@ mod tests {
         assert_eq!((report.replaced, report.kept.len()), (1, 0), "{report:?}");
         let names = ops(&placed);
         assert_eq!(names, ["Source", "KestrelLinear"], "{names:?}");
+        run(&source, shape)
+            .close_enough(&run(&placed, shape), Approximation::Approximate)
+            .unwrap();
+    }
+
+    /// Two 1×1 layers in a row (16 → 12 → 8, channels first, biases): the second reads the
+    /// first's output, which the first replacement rewires.
+    #[test]
+    fn two_layers_in_a_row_both_become_the_op() {
+        let shape = [1, 16, 5, 7];
+        let mut m = TypedModel::default();
+        let mut y = m.add_source("x", f32::fact(shape)).unwrap();
+        for (i, (cin, cout)) in [(16, 12), (12, 8)].into_iter().enumerate() {
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format: DataFormat::NCHW,
+                    kernel_shape: tvec![1, 1],
+                    padding: PaddingSpec::Valid,
+                    dilations: None,
+                    strides: None,
+                    input_channels: cin,
+                    output_channels: cout,
+                },
+                kernel_fmt: KernelFormat::OIHW,
+                group: 1,
+                q_params: None,
+            };
+            let w = random_tensor(DatumType::F32, &[cout, cin, 1, 1], 10 + i as u64).unwrap();
+            let w = m.add_const(format!("w{i}"), w).unwrap();
+            let b = random_tensor(DatumType::F32, &[cout], 20 + i as u64).unwrap();
+            let b = m.add_const(format!("b{i}"), b).unwrap();
+            y = m.wire_node(format!("conv{i}"), conv, &[y, w, b]).unwrap()[0];
+        }
+        m.select_output_outlets(&[y]).unwrap();
+        let source = m.into_decluttered().unwrap();
+        let (placed, report) = place(source.clone()).unwrap();
+        assert_eq!((report.replaced, report.kept.len()), (2, 0), "{report:?}");
+        let names = ops(&placed);
+        let linear = names.iter().filter(|n| *n == "KestrelLinear").count();
+        assert_eq!(linear, 2, "{names:?}");
+        assert!(!names.iter().any(|n| n == "EinSum"), "{names:?}");
         run(&source, shape)
             .close_enough(&run(&placed, shape), Approximation::Approximate)
             .unwrap();
