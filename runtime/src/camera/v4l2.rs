@@ -321,9 +321,10 @@ impl V4l2Source {
     fn start(&self) -> Result<Open, String> {
         let p = self.path.display();
         let device = Device::with_path(&self.path).map_err(|e| format!("{p}: {e}"))?;
-        // G_FMT fails on anything but a video capture node: ENOTTY, EINVAL.
+        // G_FMT fails on anything but a video capture node: ENOTTY, EINVAL (ENOSYS under
+        // qemu-user, which passes on no ioctl it does not know).
         device.format().map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTTY | libc::EINVAL) => {
+            Some(libc::ENOTTY | libc::EINVAL | libc::ENOSYS) => {
                 format!("{p}: not a V4L2 video capture device ({e})")
             }
             _ => format!("{p}: {e}"),
