@@ -139,25 +139,30 @@ mod tests {
     use tract_onnx::tract_core::ops::math;
     use tract_onnx::tract_core::ops::nn::DataFormat;
 
-    /// `x` → 1×1 conv (16 → 12) with a bias → batch-norm `Mul`, `Add` → ReLU6 clip, in
-    /// `format`, as tract declutters it.
-    fn graph(format: DataFormat, shape: [usize; 4]) -> TypedModel {
-        let mut m = TypedModel::default();
-        let x = m.add_source("x", f32::fact(shape)).unwrap();
-        let conv = Conv {
+    /// A 1×1 convolution `cin` → `cout` in `format`, OIHW weights.
+    fn conv1x1(format: DataFormat, cin: usize, cout: usize) -> Conv {
+        Conv {
             pool_spec: PoolSpec {
                 data_format: format,
                 kernel_shape: tvec![1, 1],
                 padding: PaddingSpec::Valid,
                 dilations: None,
                 strides: None,
-                input_channels: 16,
-                output_channels: 12,
+                input_channels: cin,
+                output_channels: cout,
             },
             kernel_fmt: KernelFormat::OIHW,
             group: 1,
             q_params: None,
-        };
+        }
+    }
+
+    /// `x` → 1×1 conv (16 → 12) with a bias → batch-norm `Mul`, `Add` → ReLU6 clip, in
+    /// `format`, as tract declutters it.
+    fn graph(format: DataFormat, shape: [usize; 4]) -> TypedModel {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact(shape)).unwrap();
+        let conv = conv1x1(format, 16, 12);
         let w = random_tensor(DatumType::F32, &[12, 16, 1, 1], 1).unwrap();
         let w = m.add_const("w", w).unwrap();
         let b = m
@@ -219,20 +224,7 @@ mod tests {
         let mut m = TypedModel::default();
         let mut y = m.add_source("x", f32::fact(shape)).unwrap();
         for (i, (cin, cout)) in [(16, 12), (12, 8)].into_iter().enumerate() {
-            let conv = Conv {
-                pool_spec: PoolSpec {
-                    data_format: DataFormat::NCHW,
-                    kernel_shape: tvec![1, 1],
-                    padding: PaddingSpec::Valid,
-                    dilations: None,
-                    strides: None,
-                    input_channels: cin,
-                    output_channels: cout,
-                },
-                kernel_fmt: KernelFormat::OIHW,
-                group: 1,
-                q_params: None,
-            };
+            let conv = conv1x1(DataFormat::NCHW, cin, cout);
             let w = random_tensor(DatumType::F32, &[cout, cin, 1, 1], 10 + i as u64).unwrap();
             let w = m.add_const(format!("w{i}"), w).unwrap();
             let b = random_tensor(DatumType::F32, &[cout], 20 + i as u64).unwrap();
