@@ -10,6 +10,7 @@ Calibration and held-out split are Kestrel's: images in name order, the last fif
 onnxruntime: quantize_static, QDQ format, per-channel weights, QUInt8 activations / QInt8
 weights (its x86 default), 1 intra-op thread, median of --runs. Accuracy: SQNR and cosine of
 the first output against the float model, and top-1 agreement, on the held-out images.
+Needs numpy, pillow, onnxruntime and sympy (onnxruntime's quantization pre-processing).
 """
 
 import argparse

@@ -33,8 +33,13 @@ ARM_PEERS = os.path.join(REPO, "..", "shared", "tools", "arm-peers", "arm-peers"
 
 
 def run(cmd, **kw):
+    """`cmd`'s standard output; on failure its standard error's tail and a one-line reason."""
     print("+ " + " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+    done = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        sys.exit(f"side_by_side: {' '.join(cmd[:2])} ... failed with exit status {done.returncode}")
+    return done.stdout
 
 
 def ort_latency_ms(text):
