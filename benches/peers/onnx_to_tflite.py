@@ -35,13 +35,27 @@ def parse_shape(text):
         raise argparse.ArgumentTypeError(f"--shape {text!r}: dimensions must be integers")
 
 
-def to_onnx_layout(y, want_shape):
-    """onnx2tf writes some outputs channels last: bring a 4-D one back to the ONNX layout."""
+def in_onnx_layout(y, want_shape):
+    """`y` in the ONNX layout of `want_shape` (onnx2tf writes some 4-D outputs channels last),
+    or None when neither layout has that shape."""
     if list(y.shape) == list(want_shape):
         return y
-    if y.ndim == 4 and list(y.transpose(0, 3, 1, 2).shape) == list(want_shape):
+    if y.ndim == 4 and [y.shape[0], y.shape[3], y.shape[1], y.shape[2]] == list(want_shape):
         return y.transpose(0, 3, 1, 2)
-    raise SystemExit(f"TFLite output shape {list(y.shape)} does not match onnxruntime's {list(want_shape)}")
+    return None
+
+
+def to_onnx_layout(y, want_shape):
+    """[`in_onnx_layout`], exiting with a message when the shapes cannot match."""
+    out = in_onnx_layout(y, want_shape)
+    if out is None:
+        raise SystemExit(f"TFLite output shape {list(y.shape)} does not match onnxruntime's {list(want_shape)}")
+    return out
+
+
+def to_onnx_layout_ok(y, want_shape):
+    """Whether `y` has `want_shape` in either layout."""
+    return in_onnx_layout(y, want_shape) is not None
 
 
 def main():
@@ -103,12 +117,12 @@ def main():
         worst = 0.0
         for r in ref:
             # onnx2tf keeps the output order but renames them: match by shape, then order.
-            cands = [d for d in outs if to_onnx_layout_ok(it.get_tensor(d["index"]), r.shape)]
-            if not cands:
+            found = next(((d, y) for d in outs
+                          if (y := in_onnx_layout(it.get_tensor(d["index"]), r.shape)) is not None), None)
+            if found is None:
                 sys.exit(f"no TFLite output has onnxruntime's shape {list(r.shape)}")
-            d = cands[0]
+            d, y = found
             outs.remove(d)
-            y = to_onnx_layout(it.get_tensor(d["index"]), r.shape)
             diff = float(np.abs(y - r).max())
             print(f"output {list(r.shape)}: max abs diff {diff:.3g} (values {r.min():.4g} .. {r.max():.4g})")
             worst = max(worst, diff)
@@ -121,14 +135,6 @@ def main():
         os.replace(tmp_out, a.out)
         print(f"wrote {a.out} ({os.path.getsize(a.out)} B; input {name} {xt.shape} channels "
               f"{'last' if xt is not x else 'as the ONNX'})")
-
-
-def to_onnx_layout_ok(y, want_shape):
-    try:
-        to_onnx_layout(y, want_shape)
-        return True
-    except SystemExit:
-        return False
 
 
 if __name__ == "__main__":
