@@ -2,8 +2,9 @@
 //! [`pack_f32_digits`](super::super::pack_f32_digits) 16 floats at a time, the same
 //! quantization (`fmul`, `fadd`, `fmaxnm` (a NaN gives the lowest code), `fminnm`, `fcvtns`
 //! rounding half to even), narrowed to bytes (and flipped to offset binary by one `eor` where
-//! the format asks). Blocks with a partial column range, or channels-last input with a partial
-//! group of k, go through the portable packer.
+//! the format asks). Channels-last blocks with a partial column range or a partial group of
+//! k go through the portable packer; a partial channels-first block selects the code of zero
+//! into its missing columns.
 //!
 //! * 8-bit codes ([`Codes`]): clamped to `[−128, 127]`, narrowed by two `xtn` steps.
 //! * The two digit planes of 16-bit codes ([`Digits`]): clamped to `[−32768, 32767]`,
@@ -186,11 +187,12 @@ fn pack<const P: usize, E: Encode<P>>(
     for (bi, b) in p.blocks.clone().enumerate() {
         let range = bi * per_block..(bi + 1) * per_block;
         let whole = (b + 1) * COLS <= n;
-        // Contiguous columns take the channels-first path, which pads a partial group; with
-        // K = 1 (or N = 1) the strides are both 1 and channels last would need whole groups.
+        // Contiguous columns take the channels-first path, which pads a partial group and a
+        // partial block; with K = 1 (or N = 1) the strides are both 1 and channels last would
+        // need whole groups and whole blocks.
         let first = ld.c == 1;
-        let last = !first && ld.k == 1 && whole_k;
-        if !whole || !(first || last) {
+        let last = !first && ld.k == 1 && whole_k && whole;
+        if !(first || last) {
             let one = Pack {
                 blocks: b..b + 1,
                 ..p.clone()
@@ -200,14 +202,16 @@ fn pack<const P: usize, E: Encode<P>>(
         }
         let at = Block {
             x: x.as_ptr(),
+            len: x.len(),
             k,
             c0: b * COLS,
+            cols: (n - b * COLS).min(COLS),
             ld,
         };
         let dst = out.each_mut().map(|o| o[range.clone()].as_mut_ptr());
-        // SAFETY: NEON is always present on aarch64; the block is whole (16 columns, and
-        // whole groups of k when channels last) and inside x (Pack::check); each plane's
-        // `dst` holds it.
+        // SAFETY: NEON is always present on aarch64; the block's valid columns are inside x
+        // (Pack::check), and the block is whole (16 columns and whole groups of k) when
+        // channels last; each plane's `dst` holds it.
         unsafe {
             match (last, format.group) {
                 (true, 4) => channels_last::<4, P, E>(&at, enc, dst),
@@ -219,11 +223,14 @@ fn pack<const P: usize, E: Encode<P>>(
     }
 }
 
-/// One whole block of 16 columns from `c0` of an input of `k` rows laid out as `ld`.
+/// One block of `cols` (1–16) valid columns from `c0` of an input of `k` rows laid out as
+/// `ld`, in `len` floats at `x`.
 struct Block {
     x: *const f32,
+    len: usize,
     k: usize,
     c0: usize,
+    cols: usize,
     ld: Strides,
 }
 
@@ -263,8 +270,13 @@ unsafe fn channels_last<const G: usize, const P: usize, E: Encode<P>>(
     }
 }
 
-/// Channels first: row `kk` of the block is 16 contiguous floats; rows past `k` are the code
-/// of zero (`pad`) in every plane.
+/// Channels first: row `kk` of the block is `cols` contiguous floats; columns past `cols`
+/// and rows past `k` are the code of zero (`pad`) in every plane, as the portable packer
+/// writes them.
+///
+/// A partial block reads 16 floats where they lie inside x (the rest of the row, or the next
+/// row's start: values discarded by a byte select), else its valid floats through a
+/// zero-filled copy.
 #[target_feature(enable = "neon")]
 unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
     b: &Block,
@@ -274,12 +286,29 @@ unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
 ) {
     let step = COLS * G;
     let pad = vdupq_n_u8(pad);
+    const LANES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    let valid = vcltq_u8(vld1q_u8(LANES.as_ptr()), vdupq_n_u8(b.cols as u8));
     let row = |kk: usize| {
         if kk >= b.k {
             return [pad; P];
         }
-        // SAFETY: row kk < k, columns c0 .. c0 + 16 < n: inside x.
-        unsafe { encode16(|s| b.x.add(kk * b.ld.k + b.c0 + 4 * s), enc) }
+        let start = kk * b.ld.k + b.c0;
+        if b.cols == COLS {
+            // SAFETY: row kk < k, columns c0 .. c0 + 16 ≤ n: inside x.
+            return unsafe { encode16(|s| b.x.add(start + 4 * s), enc) };
+        }
+        let mut copy = [0f32; COLS];
+        let src = if start + COLS <= b.len {
+            // SAFETY: 16 floats from `start` are inside x.
+            unsafe { b.x.add(start) }
+        } else {
+            // SAFETY: the row's `cols` valid floats are inside x.
+            unsafe { std::ptr::copy_nonoverlapping(b.x.add(start), copy.as_mut_ptr(), b.cols) };
+            copy.as_ptr()
+        };
+        // SAFETY: 16 floats at `src`, in x or in `copy`.
+        let bytes = unsafe { encode16(|s| src.add(4 * s), enc) };
+        bytes.map(|v| vbslq_u8(valid, v, pad))
     };
     for g in 0..b.k.div_ceil(G) {
         let rows: [[uint8x16_t; P]; G] = std::array::from_fn(|t| row(g * G + t));
