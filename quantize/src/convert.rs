@@ -105,6 +105,8 @@ pub struct ConvertReport {
     pub max_pool: Option<PlacementReport>,
     /// What the linear pass did (`None` with `--linear tract`).
     pub linear: Option<PlacementReport>,
+    /// What the k×k convolution pass did (`None` with `--linear tract`).
+    pub conv: Option<PlacementReport>,
     /// Wall time of the conversion, seconds.
     pub seconds: f64,
 }
@@ -233,6 +235,7 @@ pub fn convert(
         depthwise: float_ops.depthwise,
         max_pool: float_ops.max_pool,
         linear: float_ops.linear,
+        conv: float_ops.conv,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -563,6 +566,7 @@ impl ConvertReport {
             self.depthwise.as_ref(),
             self.max_pool.as_ref(),
             self.linear.as_ref(),
+            self.conv.as_ref(),
         ));
         let _ = writeln!(s, "  time    {:.2} s", self.seconds);
         s

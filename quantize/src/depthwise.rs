@@ -118,15 +118,25 @@ pub(crate) fn geometry(model: &TypedModel, layer: &Layer) -> Result<Geometry, St
     let LayerOp::Conv(conv) = &layer.op else {
         return Err("not a convolution".into());
     };
+    if conv.output_channels() != conv.input_channels() {
+        return Err("a channel multiplier above 1".into());
+    }
+    window_geometry(model, layer)
+}
+
+/// The geometry of the convolution `layer` if Kestrel's windowed ops (`kestrel_depthwise`,
+/// `kestrel_conv`) can take it: channels first, dilation 1, a kernel up to
+/// [`MAX_KERNEL`]², strides 1 or 2, padding smaller than the kernel, a known plane size.
+pub(crate) fn window_geometry(model: &TypedModel, layer: &Layer) -> Result<Geometry, String> {
+    let LayerOp::Conv(conv) = &layer.op else {
+        return Err("not a convolution".into());
+    };
     let spec = &conv.pool_spec;
     if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW) {
         return Err(format!(
             "data format {:?} (the op is channels first)",
             spec.data_format
         ));
-    }
-    if conv.output_channels() != conv.input_channels() {
-        return Err("a channel multiplier above 1".into());
     }
     if spec.dilations().iter().any(|&d| d != 1) {
         return Err(format!("dilation {:?}", spec.dilations()));

@@ -1,7 +1,9 @@
 //! Kestrel's own float ops in place of tract's, in float and int8 graphs alike: the depthwise
-//! convolution ([`crate::depthwise`]), the 2×2 stride-2 max-pool ([`crate::maxpool`]) and the
-//! 1×1 convolution / dense layer ([`crate::linear`]). Each is on by default; `--depthwise
-//! tract`, `--max-pool tract` and `--linear tract` keep tract's, for comparisons.
+//! convolution ([`crate::depthwise`]), the 2×2 stride-2 max-pool ([`crate::maxpool`]), the
+//! 1×1 convolution / dense layer ([`crate::linear`]) and the k×k convolution with one group
+//! ([`crate::conv`], on the same product kernels as the 1×1 layers). Each is on by default;
+//! `--depthwise tract`, `--max-pool tract` and `--linear tract` (1×1 and k×k alike) keep
+//! tract's, for comparisons.
 //! Before them, the batch-norm left after 1×1 convolutions folds into their weights
 //! ([`crate::batch_norm`]).
 
@@ -9,7 +11,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::TractErrorContext;
 
-use crate::{batch_norm, depthwise, linear, maxpool};
+use crate::{batch_norm, conv, depthwise, linear, maxpool};
 
 /// Whose op a converted graph runs for one kind of layer (`--depthwise`, `--max-pool`,
 /// `--linear`).
@@ -74,6 +76,8 @@ pub struct FloatOpsReport {
     pub max_pool: Option<PlacementReport>,
     /// The 1×1 convolution / dense pass.
     pub linear: Option<PlacementReport>,
+    /// The k×k convolution pass (with `--linear kestrel`).
+    pub conv: Option<PlacementReport>,
     /// Layers whose batch-norm was folded into their weights ([`crate::batch_norm`]).
     pub batch_norm_folded: usize,
 }
@@ -85,12 +89,13 @@ pub struct Choices {
     pub depthwise: OpChoice,
     /// 2×2 stride-2 max-pools (`--max-pool`).
     pub max_pool: OpChoice,
-    /// Float 1×1 convolutions and dense layers (`--linear`).
+    /// Float 1×1 convolutions and dense layers, and k×k convolutions with one group
+    /// (`--linear`).
     pub linear: OpChoice,
 }
 
 /// Runs the passes asked for on `graph` (decluttered): batch-norm folding, then the
-/// depthwise, max-pool and linear passes.
+/// depthwise, max-pool, linear and convolution passes.
 pub fn place(graph: TypedModel, choices: Choices) -> TractResult<(TypedModel, FloatOpsReport)> {
     let Choices {
         depthwise,
@@ -117,6 +122,9 @@ pub fn place(graph: TypedModel, choices: Choices) -> TractResult<(TypedModel, Fl
         let (g, r) = linear::place(graph).context("linear rewrite")?;
         graph = g;
         report.linear = Some(r);
+        let (g, r) = conv::place(graph).context("convolution rewrite")?;
+        graph = g;
+        report.conv = Some(r);
     }
     Ok((graph, report))
 }
@@ -126,6 +134,7 @@ pub fn to_text(
     depthwise: Option<&PlacementReport>,
     max_pool: Option<&PlacementReport>,
     linear: Option<&PlacementReport>,
+    conv: Option<&PlacementReport>,
 ) -> String {
     let mut s = String::new();
     if let Some(d) = depthwise {
@@ -136,6 +145,9 @@ pub fn to_text(
     }
     if let Some(l) = linear {
         s.push_str(&l.to_text("1×1 / dense", "kestrel_linear"));
+    }
+    if let Some(c) = conv {
+        s.push_str(&c.to_text("k×k convolution", "kestrel_conv"));
     }
     s
 }

@@ -15,6 +15,7 @@
 
 pub mod batch_norm;
 pub mod binary;
+pub mod conv;
 pub mod convert;
 pub mod depthwise;
 pub mod error;

@@ -67,8 +67,9 @@ enum Command {
         /// everywhere (for comparisons).
         #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
         max_pool: OpChoice,
-        /// Whose float 1×1 convolution and dense layer the graph runs: Kestrel's where it
-        /// applies (channels first), or tract's everywhere (for comparisons).
+        /// Whose float 1×1 convolution, dense layer and k×k convolution with one group the
+        /// graph runs: Kestrel's where it applies (channels first), or tract's everywhere
+        /// (for comparisons).
         #[arg(long, value_enum, default_value_t = OpChoice::Kestrel)]
         linear: OpChoice,
         #[command(flatten)]

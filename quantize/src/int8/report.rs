@@ -142,6 +142,9 @@ pub struct Int8Report {
     pub max_pool: Option<crate::float_ops::PlacementReport>,
     /// What the linear pass did on the float 1×1 / dense layers (`None` with `--linear tract`).
     pub linear: Option<crate::float_ops::PlacementReport>,
+    /// What the convolution pass did on the float k×k convolutions (`None` with `--linear
+    /// tract`).
+    pub conv: Option<crate::float_ops::PlacementReport>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -193,6 +196,7 @@ impl Int8Report {
             self.depthwise.as_ref(),
             self.max_pool.as_ref(),
             self.linear.as_ref(),
+            self.conv.as_ref(),
         ));
         let _ = writeln!(
             s,
@@ -424,6 +428,7 @@ mod tests {
             depthwise: None,
             max_pool: None,
             linear: None,
+            conv: None,
             seconds: 1.0,
         }
     }

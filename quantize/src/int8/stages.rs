@@ -585,6 +585,7 @@ pub(super) fn report(
         depthwise: written.float_ops.depthwise,
         max_pool: written.float_ops.max_pool,
         linear: written.float_ops.linear,
+        conv: written.float_ops.conv,
         seconds,
     }
 }

@@ -22,6 +22,7 @@ use tract_nnef::ser::{array, invocation, numeric, string};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
 use crate::kernels::depthwise::{self as dw, Activation, Layout, Plane, SLACK};
+use crate::kernels::linear::Clamp;
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_depthwise";
@@ -42,7 +43,33 @@ pub enum Fused {
     HardSwish,
 }
 
+impl std::hash::Hash for Fused {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        if let Fused::Clip(high) = self {
+            high.to_bits().hash(state);
+        }
+    }
+}
+
 impl Fused {
+    /// The clamp of the float product ops (`kestrel_linear`, `kestrel_conv`), which take
+    /// none, ReLU or a finite positive clip: anything else is an error naming `op`.
+    pub(crate) fn product_clamp(self, op: &str) -> TractResult<Clamp> {
+        match self {
+            Fused::None => Ok(Clamp::NONE),
+            Fused::Relu => Ok(Clamp::new(0.0, f32::INFINITY)),
+            Fused::Clip(high) => {
+                ensure!(
+                    high.is_finite() && high > 0.0,
+                    "{op}: clip {high} must be finite and positive"
+                );
+                Ok(Clamp::new(0.0, high))
+            }
+            Fused::HardSwish => bail!("{op}: takes no fused HardSwish (none, relu or clip)"),
+        }
+    }
+
     /// The kernels' form of the activation.
     pub(crate) fn activation(self) -> Activation {
         let clamp = |low, high| Activation {
@@ -95,10 +122,7 @@ impl std::hash::Hash for Depthwise {
         self.bias.hash(state);
         self.stride.hash(state);
         self.padding.hash(state);
-        std::mem::discriminant(&self.fused).hash(state);
-        if let Fused::Clip(high) = self.fused {
-            high.to_bits().hash(state);
-        }
+        self.fused.hash(state);
         self.input.hash(state);
     }
 }
@@ -136,24 +160,8 @@ impl Depthwise {
             "{NAME}: weights must be f32 [C, KH, KW] with KH, KW in 1..={MAX_KERNEL}, got {:?} {s:?}",
             weights.datum_type()
         );
-        ensure!(
-            bias.datum_type() == f32::datum_type() && bias.shape() == [s[0]],
-            "{NAME}: bias must be f32 [{}], got {:?} {:?}",
-            s[0],
-            bias.datum_type(),
-            bias.shape()
-        );
-        ensure!(
-            stride.iter().all(|s| (1..=2).contains(s)),
-            "{NAME}: strides must be 1 or 2, got {stride:?}"
-        );
-        let [pt, pl, pb, pr] = padding;
-        ensure!(
-            pt < s[1] && pb < s[1] && pl < s[2] && pr < s[2],
-            "{NAME}: padding {padding:?} must be smaller than the kernel {}x{}",
-            s[1],
-            s[2]
-        );
+        super::window::check_bias(NAME, &bias, s[0])?;
+        super::window::check_geometry(NAME, [s[1], s[2]], stride, padding)?;
         if let Fused::Clip(high) = fused {
             ensure!(
                 high.is_finite() && high > 0.0,

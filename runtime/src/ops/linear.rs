@@ -39,6 +39,7 @@ pub struct Linear {
     pub axis: usize,
     /// The fused activation: none, ReLU or clip.
     pub fused: Fused,
+    clamp: Clamp,
     packed: Arc<PackedWeights>,
 }
 
@@ -47,10 +48,7 @@ impl std::hash::Hash for Linear {
         self.weights.hash(state);
         self.bias.hash(state);
         self.axis.hash(state);
-        std::mem::discriminant(&self.fused).hash(state);
-        if let Fused::Clip(high) = self.fused {
-            high.to_bits().hash(state);
-        }
+        self.fused.hash(state);
     }
 }
 
@@ -80,21 +78,8 @@ impl Linear {
             "{NAME}: weights must be f32 [O, K] with O, K > 0, got {:?} {s:?}",
             weights.datum_type()
         );
-        ensure!(
-            bias.datum_type() == f32::datum_type() && bias.shape() == [s[0]],
-            "{NAME}: bias must be f32 [{}], got {:?} {:?}",
-            s[0],
-            bias.datum_type(),
-            bias.shape()
-        );
-        match fused {
-            Fused::None | Fused::Relu => {}
-            Fused::Clip(high) => ensure!(
-                high.is_finite() && high > 0.0,
-                "{NAME}: clip {high} must be finite and positive"
-            ),
-            Fused::HardSwish => bail!("{NAME}: takes no fused HardSwish (none, relu or clip)"),
-        }
+        super::window::check_bias(NAME, &bias, s[0])?;
+        let clamp = fused.product_clamp(NAME)?;
         let packed = PackedWeights::new(
             weights.try_as_plain_ram()?.as_slice::<f32>()?,
             bias.try_as_plain_ram()?.as_slice::<f32>()?,
@@ -106,6 +91,7 @@ impl Linear {
             bias,
             axis,
             fused,
+            clamp,
             packed: Arc::new(packed),
         })
     }
@@ -118,14 +104,6 @@ impl Linear {
     /// Reduction length (K).
     pub fn k(&self) -> usize {
         self.weights.shape()[1]
-    }
-
-    fn clamp(&self) -> Clamp {
-        match self.fused {
-            Fused::Relu => Clamp::new(0.0, f32::INFINITY),
-            Fused::Clip(high) => Clamp::new(0.0, high),
-            Fused::None | Fused::HardSwish => Clamp::NONE,
-        }
     }
 
     /// `(outer, inner)` of an input of `shape`, checked.
@@ -151,7 +129,7 @@ impl Linear {
         let kernel = kl::select();
         let blocks = self.packed.blocks();
         let tasks = threads().min(blocks);
-        let clamp = self.clamp();
+        let clamp = self.clamp;
         let y = Disjoint::new(y);
         run_indexed(tasks, |t| {
             let range = t * blocks / tasks..(t + 1) * blocks / tasks;

@@ -12,14 +12,18 @@
 //! [`int8_depthwise`] is its int8 twin (i8 or f32 in, f32 or i8 out), on
 //! `crate::kernels::depthwise8`.
 //! [`linear`] is a float 1×1 convolution / dense layer with its bias and ReLU / clip fused,
-//! on `crate::kernels::linear` (the converter puts it where tract's `EinSum` stood).
+//! on `crate::kernels::linear` (the converter puts it where tract's `EinSum` stood);
+//! [`conv`] a float k×k convolution on the same kernels, its columns built by
+//! [`im2col`] a few output rows at a time.
 //! [`reference`] holds the float semantics they must equal, for tests and the converter.
 
 pub mod bconv;
 pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
+pub mod conv;
 pub mod depthwise;
+pub(crate) mod im2col;
 pub mod int8_depthwise;
 pub mod int8_linear;
 pub mod linear;

@@ -20,6 +20,7 @@ pub fn kestrel_registry() -> Registry {
     super::bconv::register(&mut registry);
     super::bdense::register(&mut registry);
     super::bmaxpool::register(&mut registry);
+    super::conv::register(&mut registry);
     super::depthwise::register(&mut registry);
     super::int8_depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);

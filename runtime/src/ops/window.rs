@@ -1,5 +1,40 @@
-//! The output size of a sliding 2-D window (convolution, pooling): one formula for every
-//! windowed op, so that they agree on which inputs fit.
+//! The geometry of a sliding 2-D window (convolution, pooling): its output size, one formula
+//! for every windowed op so that they agree on which inputs fit, and the checks the float
+//! convolution ops share at load (strides, padding, bias).
+
+use tract_nnef::internal::*;
+
+/// Checks a float windowed op's geometry (`kestrel_depthwise`, `kestrel_conv`): strides 1 or
+/// 2 and zero padding (top, left, bottom, right) smaller than the `[kh, kw]` kernel; errors
+/// name `op`.
+pub(crate) fn check_geometry(
+    op: &str,
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 4],
+) -> TractResult<()> {
+    ensure!(
+        stride.iter().all(|s| (1..=2).contains(s)),
+        "{op}: strides must be 1 or 2, got {stride:?}"
+    );
+    let [pt, pl, pb, pr] = padding;
+    ensure!(
+        pt < kh && pb < kh && pl < kw && pr < kw,
+        "{op}: padding {padding:?} must be smaller than the kernel {kh}x{kw}"
+    );
+    Ok(())
+}
+
+/// Checks that `bias` is f32 `[len]`; errors name `op`.
+pub(crate) fn check_bias(op: &str, bias: &Tensor, len: usize) -> TractResult<()> {
+    ensure!(
+        bias.datum_type() == f32::datum_type() && bias.shape() == [len],
+        "{op}: bias must be f32 [{len}], got {:?} {:?}",
+        bias.datum_type(),
+        bias.shape()
+    );
+    Ok(())
+}
 
 /// Output height and width of a window spanning `span` input rows and columns (dilation
 /// included) at `stride` (≥ 1) over an `h × w` input padded by `[top, left, bottom, right]`:
