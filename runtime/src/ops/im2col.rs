@@ -6,8 +6,8 @@
 //!
 //! Pure data movement: every layout of it gives the same bits. Per matrix row and output
 //! row the valid columns are one run (stride 1: a slice copy; stride 2: every other input
-//! value, four at a time through de-interleaving vector loads), the padding on either side
-//! is zero-filled.
+//! value, four at a time through de-interleaving vector loads); the padding on either side
+//! is the caller's zeros, left in place (see [`im2col`]).
 
 use std::ops::Range;
 
