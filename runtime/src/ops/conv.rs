@@ -6,8 +6,8 @@
 //! `M` the convolution's columns ([`super::im2col`]): each sum one fused multiply-add per tap
 //! in the order `(c, ky, kx)` from the bias, the linear kernels' definition, so every kernel
 //! gives the same bits. `M` is built a few output rows at a time into a per-thread buffer of
-//! at most [`CHUNK_FLOATS`] (the rows' columns stay in cache for the product), never for the
-//! whole image.
+//! [`CHUNK_FLOATS`], or of [`MIN_CHUNK_COLUMNS`] output positions where its columns are long
+//! (the rows' columns stay in cache for the product), never for the whole image.
 //!
 //! Why not tract's convolution: tract gathers its input through a lazy im2col that packs
 //! value by value, then runs its generic tile loop (a list of fused operations interpreted
@@ -36,8 +36,15 @@ pub const NAME: &str = "kestrel_conv";
 /// Largest kernel height and width.
 pub const MAX_KERNEL: usize = 7;
 
-/// Floats of columns built per chunk (32 KiB); a chunk holds at least one output row.
+/// Floats of columns built per chunk (32 KiB), unless [`MIN_CHUNK_COLUMNS`] need more.
 pub const CHUNK_FLOATS: usize = 8 * 1024;
+
+/// The fewest output positions per chunk (whole output rows, at least one): the product's
+/// weights are reused across a chunk's columns, and on long columns (K = C·KH·KW in the
+/// hundreds) a 32 KiB chunk would hold a single narrow row. On x86 (AVX2) the float twin
+/// of `benches/bnn_stem` (64 → 64 3×3 layers at 32×32) ran 1.07–1.16× tract's latency with
+/// one 32-column row per chunk, 0.97–1.02× with 128 columns (`docs/perf-log.md`).
+pub const MIN_CHUNK_COLUMNS: usize = 128;
 
 /// The float convolution operator.
 #[derive(Debug, Clone)]
@@ -185,8 +192,11 @@ impl Conv {
         let blocks = self.packed.blocks();
         let tasks = threads().min(blocks);
         let clamp = self.clamp;
-        // Output rows per chunk: as many as CHUNK_FLOATS of columns hold, at least one.
-        let chunk_rows = (CHUNK_FLOATS / (k * wo)).clamp(1, out_h);
+        // Output rows per chunk: as many as CHUNK_FLOATS of columns hold, at least
+        // MIN_CHUNK_COLUMNS positions (and one row).
+        let chunk_rows = (CHUNK_FLOATS / (k * wo))
+            .max(MIN_CHUNK_COLUMNS.div_ceil(wo))
+            .clamp(1, out_h);
         let y = Disjoint::new(y);
         run_indexed(tasks, |t| {
             let range = t * blocks / tasks..(t + 1) * blocks / tasks;
@@ -444,6 +454,10 @@ mod tests {
             ([1, 3, 8, 8], [8, 3, 3], [2, 2], [0, 0, 1, 1], None),
             ([1, 2, 7, 9], [3, 2, 3], [1, 2], [0, 1, 1, 0], None),
             ([1, 1, 3, 3], [2, 7, 7], [1, 1], [3, 3, 3, 3], None),
+            // Long columns (K = 144): chunks of 4 of the 39 output rows, the last partial.
+            ([1, 16, 39, 40], [9, 3, 3], [1, 1], [1, 1, 1, 1], Some(6.0)),
+            // Two images, chunks of 2 rows at stride 2 (the padding rows in the first).
+            ([2, 8, 31, 130], [17, 3, 3], [2, 2], [1, 1, 1, 1], None),
         ] {
             let [n, c, h, w] = shape;
             let x: Vec<f32> = (0..n * c * h * w).map(|_| rand()).collect();
