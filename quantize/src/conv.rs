@@ -13,7 +13,7 @@
 use tract_onnx::prelude::*;
 
 use crate::depthwise::window_geometry;
-use crate::float_ops::PlacementReport;
+use crate::float_ops::{all_f32, PlacementReport};
 use crate::int8::layers::{find_layers, Layer, LayerOp};
 use kestrel_runtime::ops::conv::Conv as KestrelConv;
 use kestrel_runtime::ops::depthwise::Fused;
@@ -60,12 +60,7 @@ fn op_for(model: &TypedModel, layer: &Layer) -> Result<KestrelConv, String> {
         return Err("an int8 convolution".into());
     }
     let head = model.node(layer.nodes[0]);
-    let float = head.inputs.iter().all(|&o| {
-        model
-            .outlet_fact(o)
-            .is_ok_and(|f| f.datum_type == f32::datum_type())
-    }) && head.outputs[0].fact.datum_type == f32::datum_type();
-    if !float {
+    if !all_f32(model, head, &head.inputs) {
         return Err("not f32".into());
     }
     let g = window_geometry(model, layer)?;

@@ -24,6 +24,15 @@ pub enum OpChoice {
     Tract,
 }
 
+/// Whether `node`'s `inputs` and its first output are all f32: what the float passes take.
+pub(crate) fn all_f32(model: &TypedModel, node: &TypedNode, inputs: &[OutletId]) -> bool {
+    inputs.iter().all(|&o| {
+        model
+            .outlet_fact(o)
+            .is_ok_and(|f| f.datum_type == f32::datum_type())
+    }) && node.outputs[0].fact.datum_type == f32::datum_type()
+}
+
 /// What one pass did: how many layers now run Kestrel's op, and which stay tract's and why.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlacementReport {

@@ -15,7 +15,7 @@ use kestrel_runtime::ops::linear::Linear;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 
-use crate::float_ops::PlacementReport;
+use crate::float_ops::{all_f32, PlacementReport};
 use crate::int8::layers::{find_layers, LayerOp};
 use crate::int8::rewrite::fused_axes;
 
@@ -45,12 +45,7 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
         let expr = expr.to_string();
         let head = model.node(layer.nodes[0]);
         let name = head.name.clone();
-        let f32_only = [head.inputs[0], head.inputs[1]].iter().all(|&o| {
-            model
-                .outlet_fact(o)
-                .is_ok_and(|f| f.datum_type == f32::datum_type())
-        }) && head.outputs[0].fact.datum_type == f32::datum_type();
-        if !f32_only {
+        if !all_f32(&model, head, &[head.inputs[0], head.inputs[1]]) {
             report.keep("linear", &name, "not f32".into());
             continue;
         }

@@ -33,8 +33,9 @@ use crate::kernels::linear::{self as kl, Clamp, Job, PackedWeights, ROWS};
 /// NNEF name.
 pub const NAME: &str = "kestrel_conv";
 
-/// Largest kernel height and width.
-pub const MAX_KERNEL: usize = 7;
+/// Largest kernel height and width: the depthwise op's, as the converter checks both ops'
+/// geometry with one rule.
+pub const MAX_KERNEL: usize = super::depthwise::MAX_KERNEL;
 
 /// Floats of columns built per chunk (32 KiB), unless [`MIN_CHUNK_COLUMNS`] need more.
 pub const CHUNK_FLOATS: usize = 8 * 1024;
@@ -157,8 +158,9 @@ impl Conv {
         Ok([oh, ow])
     }
 
-    /// `(images, window)` of an input of `shape` (`[N, C, H, W]` or `[C, H, W]`), checked.
-    fn window(&self, shape: &[usize]) -> TractResult<(usize, Window)> {
+    /// `(images, window, output height)` of an input of `shape` (`[N, C, H, W]` or
+    /// `[C, H, W]`), checked.
+    fn window(&self, shape: &[usize]) -> TractResult<(usize, Window, usize)> {
         let r = shape.len();
         ensure!(
             (3..=4).contains(&r) && shape[r - 3] == self.inputs(),
@@ -166,7 +168,7 @@ impl Conv {
             c = self.inputs()
         );
         let hw = [shape[r - 2], shape[r - 1]];
-        let [_, ow] = self.out_hw(hw)?;
+        let [oh, ow] = self.out_hw(hw)?;
         let images = if r == 4 { shape[0] } else { 1 };
         Ok((
             images,
@@ -177,6 +179,7 @@ impl Conv {
                 input: [self.inputs(), hw[0], hw[1]],
                 out_w: ow,
             },
+            oh,
         ))
     }
 
@@ -267,8 +270,8 @@ impl EvalOp for Conv {
             "{NAME}: input must be f32, got {:?}",
             input.datum_type()
         );
-        let (images, g) = self.window(input.shape())?;
-        let [oh, ow] = self.out_hw([g.input[1], g.input[2]])?;
+        let (images, g, oh) = self.window(input.shape())?;
+        let ow = g.out_w;
         let r = input.rank();
         let mut shape: TVec<usize> = input.shape().into();
         shape[r - 3] = self.outputs();
