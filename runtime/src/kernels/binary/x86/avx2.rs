@@ -10,7 +10,8 @@ use std::arch::x86_64::*;
 
 use super::super::mst::ChildJob;
 use super::super::{BinaryKernel, Checked, LaneJob, RawKernel, Rows, Sink};
-use super::popcnt::{popcnt_children, popcnt_driver, popcnt_lanes};
+use super::popcnt::{popcnt_children, popcnt_driver};
+use super::popcnt_lanes::popcnt_lanes;
 
 /// AVX2 `vpshufb` nibble-lookup kernel with `vpsadbw` accumulation, 2×4 register blocking.
 /// Exists only once AVX2 and `POPCNT` are detected.

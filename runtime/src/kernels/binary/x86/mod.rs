@@ -45,10 +45,12 @@
 //!   vectors into one vector of 16 i32 lanes with one `vpermt2d` and runs the output stage at
 //!   full width (`avx512_store16`): one narrowing µop per 16 lanes keeps port 5 for
 //!   `vpopcntq`. Channel tails use `NR = 1`, lane tails `MR = 1` (masked store).
-//! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, `MR = 2` lanes × `NR = 4` channels (eight
-//!   accumulators in general registers), the same structure with one lane per "vector".
-//!   (A `vpshufb` lane kernel for AVX2-only CPUs is not written: its per-lane counts need a
-//!   `vpsadbw` per 31 steps, as in the row kernel; measure before adding it.)
+//! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, one lane × 8 channels over weights
+//!   interleaved per block of 8 channels ([`popcnt_lanes`]): eight `u64` accumulators in
+//!   general registers, three ALU µops per 64 bit-MACs, and an epilogue that writes a packed
+//!   lane's byte of 8 channels from per-block bounds. (A `vpshufb` lane kernel measured in C
+//!   on an AVX2-only Zen 1 ran within 15% of scalar `POPCNT` there; on cores with 256-bit
+//!   vector units it would be ahead: `docs/perf-log.md`, 2026-12-06.)
 //!
 //! All are selected at run time with `is_x86_feature_detected!`; `x86-avx2` also requires
 //! `popcnt` (for its fallback), `x86-avx512` requires `avx512f`, `avx512vl` and
@@ -93,6 +95,7 @@ macro_rules! drive_tiles {
 mod avx2;
 mod avx512;
 mod popcnt;
+mod popcnt_lanes;
 
 pub use avx2::{Avx2, AVX2_MIN_WORDS};
 pub use avx512::Avx512;

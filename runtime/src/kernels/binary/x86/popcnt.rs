@@ -1,5 +1,6 @@
-//! `x86-popcnt`: scalar `POPCNT` kernels, rows and lanes, `MR = 2` × `NR = 4` (see the
-//! parent module's design); also the `x86-avx2` kernel's lane, MST and short-row code.
+//! `x86-popcnt`: scalar `POPCNT` kernels, rows (`MR = 2` × `NR = 4`, see the parent module's
+//! design) and lanes ([`super::popcnt_lanes`]); also the `x86-avx2` kernel's MST and
+//! short-row code.
 //!
 //! Every `unsafe` block of its `RawKernel` impl relies on the same two facts: a value of the
 //! kernel type exists only after its `detect()` found the CPU features, and the job's shapes
@@ -8,6 +9,7 @@
 
 use super::super::mst::{children_portable, ChildJob};
 use super::super::{BinaryKernel, Checked, LaneJob, RawKernel, Rows, Sink};
+use super::popcnt_lanes::popcnt_lanes;
 
 /// Scalar `POPCNT` kernel, 2×4 register blocking. Exists only once `POPCNT` is detected.
 #[derive(Debug)]
@@ -47,68 +49,6 @@ impl RawKernel for Popcnt {
 #[target_feature(enable = "popcnt")]
 pub(super) unsafe fn popcnt_children(job: &ChildJob<'_>, counts: &mut [u32]) {
     children_portable(job, counts)
-}
-
-/// POPCNT lane kernel over the whole job.
-///
-/// # Safety
-/// POPCNT must be available; the job must have passed [`LaneJob::check`] for the counts of
-/// `sink` or [`LaneJob::check_store`] for its store.
-#[target_feature(enable = "popcnt")]
-pub(super) unsafe fn popcnt_lanes(job: &LaneJob<'_>, sink: Sink<'_>) {
-    // SAFETY: tiles read lanes p..p+MR (< lanes) of every tap word (inside the input by the
-    // job's check) and weights of channels c..c+NR (< channels); they write channels
-    // c..c+NR, lanes p..p+valid of the sink.
-    unsafe { drive_lanes!(popcnt_lane_tile, 1, 2, 4, job, sink) }
-}
-
-/// One POPCNT lane tile: `MR` consecutive lanes × `NR` channels; the fused store is the
-/// portable [`LaneStore::put`] on the accumulators.
-///
-/// # Safety
-/// POPCNT must be available; `input + taps[t] + w·plane + r` readable for r < MR, `weights`
-/// for `NR` channel rows of `row` words, channels `c0..c0 + NR`, lanes `p..p + valid` of
-/// `sink` writable (valid ≤ MR).
-#[target_feature(enable = "popcnt")]
-#[inline]
-#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
-unsafe fn popcnt_lane_tile<const MR: usize, const NR: usize>(
-    input: *const u64,
-    taps: &[usize],
-    words: usize,
-    plane: usize,
-    weights: *const u64,
-    row: usize,
-    valid: usize,
-    sink: Sink<'_>,
-    c0: usize,
-    p: usize,
-) {
-    let mut acc = [[0u64; NR]; MR];
-    for (t, &tap) in taps.iter().enumerate() {
-        for w in 0..words {
-            // SAFETY: the caller's contract covers these reads.
-            let src = unsafe { input.add(tap + w * plane) };
-            let x: [u64; MR] = std::array::from_fn(|r| unsafe { *src.add(r) });
-            for c in 0..NR {
-                let y = unsafe { *weights.add(c * row + t * words + w) };
-                for r in 0..MR {
-                    acc[r][c] += u64::from((x[r] ^ y).count_ones());
-                }
-            }
-        }
-    }
-    for c in 0..NR {
-        for r in 0..valid.min(MR) {
-            match sink {
-                // SAFETY: r < valid, c < NR: writable by the caller's contract.
-                Sink::Counts { out, ld } => unsafe {
-                    *out.add((c0 + c) * ld + p + r) = acc[r][c] as u32
-                },
-                Sink::Store(s) => s.put(c0 + c, p + r, acc[r][c] as u32),
-            }
-        }
-    }
 }
 
 /// POPCNT kernel over the whole output.
