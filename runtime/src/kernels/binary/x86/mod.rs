@@ -48,9 +48,9 @@
 //! * `x86-popcnt` and `x86-avx2`: scalar `POPCNT`, one lane × 8 channels over weights
 //!   interleaved per block of 8 channels ([`popcnt_lanes`]): eight `u64` accumulators in
 //!   general registers, three ALU µops per 64 bit-MACs, and an epilogue that writes a packed
-//!   lane's byte of 8 channels from per-block bounds. (A `vpshufb` lane kernel measured in C
-//!   on an AVX2-only Zen 1 ran within 15% of scalar `POPCNT` there; on cores with 256-bit
-//!   vector units it would be ahead: `docs/perf-log.md`, 2026-12-06.)
+//!   lane's byte of 8 channels from per-block bounds. (A `vpshufb` lane kernel, measured in C
+//!   on an AVX2-only Zen 1, is no faster there; on cores with full-width 256-bit units it
+//!   would be: `docs/perf-log.md`, 2026-12-06.)
 //!
 //! All are selected at run time with `is_x86_feature_detected!`; `x86-avx2` also requires
 //! `popcnt` (for its fallback), `x86-avx512` requires `avx512f`, `avx512vl` and
