@@ -288,6 +288,10 @@ impl BrokerSettings {
         &self,
         bad: &dyn Fn(String) -> MqttError,
     ) -> Result<rustls::ClientConfig, MqttError> {
+        // ring, not aws-lc-rs: it cross-builds for the boards with the C cross-compiler alone.
+        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange
+        // (X25519MLKEM768); the broker link carries counts and events, not long-lived secrets.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca {
