@@ -5,7 +5,8 @@
 //!
 //! Two primitives: the row form (`xor_popcount`, binary dense; M rows × N weight rows) and the
 //! lane form (`xor_popcount_lanes`, binary conv; M = output lanes of one image in the conv's
-//! lane layout, N = output channels, words = taps × words per tap). Every available kernel is
+//! lane layout, N = output channels, words = taps × words per tap), the latter also through
+//! the fused output stage with packed bits out (`… packed` rows). Every available kernel is
 //! run on every shape; at the end a table (stderr) gives the median time per call, bit-MAC/s
 //! = M·N·words·64 / median and the ratio to the peak of the matching instruction set, and the
 //! same for the fastest sample (steadier on a shared machine): the portable peak for
@@ -18,6 +19,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kestrel_runtime::kernels::binary::store::{LaneStore, StoreKind, CLASSES};
 use kestrel_runtime::kernels::binary::{self as kernels, BinaryKernel};
 
 #[path = "common/peak.rs"]
@@ -186,7 +188,7 @@ fn binary_kernels(c: &mut Criterion) {
                 start.elapsed()
             });
             rows.push((
-                name,
+                name.to_string(),
                 m,
                 n,
                 words,
@@ -220,25 +222,67 @@ fn binary_kernels(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(2));
         group.throughput(Throughput::Elements(bit_macs));
+        // The fused output stage's parameters, packed bits out (what a binary conv followed
+        // by another binary layer runs): interior lanes, one threshold and flip per channel.
+        let classes = vec![0u8; lanes];
+        let corr = vec![0i32; channels * CLASSES];
+        let k_bits = (k * k * words * 64) as i32;
+        let threshold: Vec<i32> = (0..channels as i32).map(|c| c % 7 - 3).collect();
+        let flip: Vec<u32> = (0..channels as u32).map(|c| c % 2).collect();
+        let ld = channels.div_ceil(64);
         for kernel in kernels::available() {
             let mut out = vec![0u32; lanes * channels];
-            let (t, fastest) = measure(&mut group, kernel.name(), |iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
-                }
-                start.elapsed()
-            });
-            rows.push((
-                name,
-                lanes,
-                channels,
-                k * k * words,
-                kernel.name(),
-                t,
-                fastest,
-                bit_macs as f64,
-            ));
+            let mut packed = vec![0u64; lanes * ld];
+            for fused in [false, true] {
+                let id = if fused {
+                    format!("{} packed", kernel.name())
+                } else {
+                    kernel.name().to_string()
+                };
+                let (t, fastest) = measure(&mut group, &id, |iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        if !fused {
+                            kernel.xor_popcount_lanes(black_box(&job), black_box(&mut out));
+                            continue;
+                        }
+                        // SAFETY: `packed` holds lanes × ld words, written only through this
+                        // store while it lives (bits accumulate across calls: the same work).
+                        let store = unsafe {
+                            LaneStore::new(
+                                StoreKind::Packed {
+                                    threshold: &threshold,
+                                    flip: &flip,
+                                },
+                                k_bits,
+                                &classes,
+                                &corr,
+                                CLASSES,
+                                packed.as_mut_ptr().cast(),
+                                ld,
+                                channels,
+                                lanes,
+                            )
+                        };
+                        kernel.xor_popcount_lanes_store(black_box(&job), black_box(&store));
+                    }
+                    start.elapsed()
+                });
+                rows.push((
+                    if fused {
+                        format!("{name} packed")
+                    } else {
+                        name.to_string()
+                    },
+                    lanes,
+                    channels,
+                    k * k * words,
+                    kernel.name(),
+                    t,
+                    fastest,
+                    bit_macs as f64,
+                ));
+            }
         }
         group.finish();
     }
