@@ -103,14 +103,16 @@ unsafe fn run<const N: usize, const W: usize>(
 
 /// A packed block's constants: an interior lane's bit of channel `c` is
 /// `(n > bound[c]) XOR flip[c]`, since `k − 2n < threshold ⇔ n > ⌊(k − threshold) / 2⌋`.
-struct PackedBlock {
+struct PackedBlock<'a> {
     bound: [i64; NR],
     flip: u8,
+    /// The store's thresholds (border lanes compare their corrected dot products).
+    threshold: &'a [i32],
 }
 
-impl PackedBlock {
+impl<'a> PackedBlock<'a> {
     /// The block's constants when `sink` is a packed store and `c0..c0 + N` a byte's channels.
-    fn new<const N: usize>(sink: Sink<'_>, c0: usize) -> Option<PackedBlock> {
+    fn new<const N: usize>(sink: Sink<'a>, c0: usize) -> Option<PackedBlock<'a>> {
         let Sink::Store(s) = sink else { return None };
         let StoreKind::Packed { threshold, flip } = s.kind() else {
             return None;
@@ -122,6 +124,7 @@ impl PackedBlock {
         Some(PackedBlock {
             bound: std::array::from_fn(|c| (k - i64::from(threshold[c0 + c])).div_euclid(2)),
             flip: (0..NR).fold(0, |f, c| f | (flip[c0 + c] as u8) << c),
+            threshold,
         })
     }
 
@@ -140,13 +143,9 @@ impl PackedBlock {
                 byte |= u8::from(acc[c] as u32 as i64 > self.bound[c]) << c;
             }
         } else {
-            let (threshold, k) = match s.kind() {
-                StoreKind::Packed { threshold, .. } => (threshold, s.k()),
-                StoreKind::Float { .. } => unreachable!("a packed block"),
-            };
             for c in 0..N {
-                let dot = k - 2 * acc[c] as u32 as i32 - s.table(c0 + c)[class];
-                byte |= u8::from(dot < threshold[c0 + c]) << c;
+                let dot = s.k() - 2 * acc[c] as u32 as i32 - s.table(c0 + c)[class];
+                byte |= u8::from(dot < self.threshold[c0 + c]) << c;
             }
         }
         let (out, ld) = s.out();
