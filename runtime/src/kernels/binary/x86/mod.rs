@@ -50,7 +50,7 @@
 //!   general registers, three ALU µops per 64 bit-MACs, and an epilogue that writes a packed
 //!   lane's byte of 8 channels from per-block bounds. (A `vpshufb` lane kernel, measured in C
 //!   on an AVX2-only Zen 1, is no faster there; on cores with full-width 256-bit units it
-//!   would be: `docs/perf-log.md`, 2026-12-06.)
+//!   would be faster: `docs/perf-log.md`, 2026-12-06.)
 //!
 //! All are selected at run time with `is_x86_feature_detected!`; `x86-avx2` also requires
 //! `popcnt` (for its fallback), `x86-avx512` requires `avx512f`, `avx512vl` and
