@@ -40,11 +40,11 @@ pub const MAX_KERNEL: usize = super::depthwise::MAX_KERNEL;
 /// Floats of columns built per chunk (32 KiB), unless [`MIN_CHUNK_COLUMNS`] need more.
 pub const CHUNK_FLOATS: usize = 8 * 1024;
 
-/// The fewest output positions per chunk (whole output rows, at least one): the product's
-/// weights are reused across a chunk's columns, and on long columns (K = C·KH·KW in the
-/// hundreds) a 32 KiB chunk would hold a single narrow row. On x86 (AVX2) the float twin
-/// of `benches/bnn_stem` (64 → 64 3×3 layers at 32×32) ran 1.07–1.16× tract's latency with
-/// one 32-column row per chunk, 0.97–1.02× with 128 columns (`docs/perf-log.md`).
+/// The fewest output positions per chunk (whole output rows, at least one): the product
+/// reuses each packed weight block across a chunk's columns, and on long columns (K =
+/// C·KH·KW in the hundreds) a 32 KiB chunk would hold a single narrow row, too few columns
+/// to pay for the weights' loads (measured on `benches/bnn_stem`'s float twin:
+/// `docs/perf-log.md`, 2026-12-05).
 pub const MIN_CHUNK_COLUMNS: usize = 128;
 
 /// The float convolution operator.

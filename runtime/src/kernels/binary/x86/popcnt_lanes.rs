@@ -144,7 +144,7 @@ impl<'a> PackedBlock<'a> {
             }
         } else {
             for c in 0..N {
-                let dot = s.k() - 2 * acc[c] as u32 as i32 - s.table(c0 + c)[class];
+                let dot = s.dot(c0 + c, p, acc[c] as u32);
                 byte |= u8::from(dot < self.threshold[c0 + c]) << c;
             }
         }
@@ -205,27 +205,27 @@ unsafe fn emit<const N: usize>(sink: Sink<'_>, acc: &[u64; N], c0: usize, p: usi
     }
 }
 
-/// The fused output stage of one lane × `N` channels: the values of [`LaneStore::put`], a
-/// whole byte for a packed block of 8 channels starting on a byte.
+/// The fused output stage of one lane × `N` channels: the values of [`LaneStore::put`]
+/// (packed blocks of 8 channels starting on a byte go through [`PackedBlock`] instead).
 ///
 /// # Safety
 /// Channels `c0..c0 + N`, lane `p` of the store are the caller's to write.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn store<const N: usize>(s: &LaneStore<'_>, acc: &[u64; N], c0: usize, p: usize) {
-    let class = usize::from(s.classes()[p]);
-    // Class 0 (the interior) corrects by 0 (the store's invariant).
-    let dot = |c: usize| -> i32 {
-        let dot = s.k() - 2 * acc[c] as u32 as i32;
-        if class == 0 {
-            dot
-        } else {
-            dot - s.table(c0 + c)[class]
-        }
-    };
-    let (out, ld) = s.out();
     match s.kind() {
         StoreKind::Float { mul, bias } => {
+            // Class 0 (the interior) corrects by 0 (the store's invariant): no table lookup.
+            let interior = s.classes()[p] == 0;
+            let dot = |c: usize| -> i32 {
+                let n = acc[c] as u32;
+                if interior {
+                    s.k() - 2 * n as i32
+                } else {
+                    s.dot(c0 + c, p, n)
+                }
+            };
+            let (out, ld) = s.out();
             for c in 0..N {
                 let y = mul[c0 + c] * dot(c) as f32;
                 // SAFETY: channel c0 + c, lane p (the caller's contract).
