@@ -196,19 +196,23 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn check(rng: &mut SmallRng, m: usize, k: usize, n: usize, extreme: bool) {
-    let c = case(rng, m, k, n, extreme);
+    check_case(&case(rng, m, k, n, extreme));
+}
+
+fn check_case(c: &Case) {
+    let (m, k, n) = (c.m, c.k, c.n);
     for (lo, hi) in [(-f32::MAX, f32::MAX), (0.0, 6.0)] {
-        let (wf, wq) = reference(&c, lo, hi);
+        let (wf, wq) = reference(c, lo, hi);
         for last in [false, true] {
             for format in FORMATS {
-                let (gf, gq) = run((generic(), format), &c, usize::MAX, (lo, hi), last);
+                let (gf, gq) = run((generic(), format), c, usize::MAX, (lo, hi), last);
                 let what = format!("M={m} K={k} N={n} last {last} {format:?}");
                 assert_eq!(bits(&gf), bits(&wf), "generic f32: {what}");
                 assert_eq!(gq, wq, "generic i8: {what}");
             }
             for kernel in available() {
                 for per_job in [1, 3, usize::MAX] {
-                    let (f, q) = run((kernel, kernel.format()), &c, per_job, (lo, hi), last);
+                    let (f, q) = run((kernel, kernel.format()), c, per_job, (lo, hi), last);
                     let name = kernel.name();
                     let what = format!("M={m} K={k} N={n} jobs of {per_job}, channels last {last}");
                     assert_eq!(bits(&f), bits(&wf), "{name} f32: {what}");
@@ -240,6 +244,19 @@ fn every_kernel_equals_the_definition_on_layer_shapes_and_extremes() {
     }
     // ±127 weights on saturated inputs: the largest sums a layer can make.
     check(&mut rng, 9, 1280, 40, true);
+}
+
+/// Scales whose products overflow f32 (and a NaN) in some row blocks: the portable stage's
+/// clamp to `±f32::MAX` turns them into `±f32::MAX`, and so must every kernel that leaves the
+/// clamp out where it cannot change a value.
+#[test]
+fn every_kernel_clamps_overflowing_scales_as_the_definition() {
+    let mut rng = SmallRng::seed_from_u64(10);
+    let mut c = case(&mut rng, 12, 40, 33, true);
+    c.scale[1] = 1e30;
+    c.scale[6] = f32::NAN;
+    c.scale[7] = -3e38;
+    check_case(&c);
 }
 
 #[test]

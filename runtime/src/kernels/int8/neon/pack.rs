@@ -115,7 +115,15 @@ impl<const OFFSET: bool> Encode<1> for Codes<OFFSET> {
     unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 1] {
         // SAFETY: NEON.
         unsafe {
-            let q = v.map(|v| quantize_s32(v, self.inv, self.zp));
+            // Written out rather than `v.map(..)`: LLVM may leave the map's closure outlined
+            // (a call per 16 floats, its registers spilled around it).
+            let (inv, zp) = (self.inv, self.zp);
+            let q = [
+                quantize_s32(v[0], inv, zp),
+                quantize_s32(v[1], inv, zp),
+                quantize_s32(v[2], inv, zp),
+                quantize_s32(v[3], inv, zp),
+            ];
             [offset::<OFFSET>(vreinterpretq_u8_s8(narrow16(q)))]
         }
     }
@@ -133,7 +141,14 @@ impl<const OFFSET: bool> Encode<2> for Digits<OFFSET> {
     unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 2] {
         // SAFETY: NEON.
         unsafe {
-            let q = v.map(|v| quantize16_s32(v, self.inv, self.zp));
+            // Written out, as in `Codes`.
+            let (inv, zp) = (self.inv, self.zp);
+            let q = [
+                quantize16_s32(v[0], inv, zp),
+                quantize16_s32(v[1], inv, zp),
+                quantize16_s32(v[2], inv, zp),
+                quantize16_s32(v[3], inv, zp),
+            ];
             let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
             let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
             let hi = vcombine_s8(vshrn_n_s16::<8>(a), vshrn_n_s16::<8>(b));
@@ -307,11 +322,19 @@ unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
             copy.as_ptr()
         };
         // SAFETY: 16 floats at `src`, in x or in `copy`.
-        let bytes = unsafe { encode16(|s| src.add(4 * s), enc) };
-        bytes.map(|v| vbslq_u8(valid, v, pad))
+        let mut bytes = unsafe { encode16(|s| src.add(4 * s), enc) };
+        for v in &mut bytes {
+            *v = vbslq_u8(valid, *v, pad);
+        }
+        bytes
     };
+    let mut rows = [[vdupq_n_u8(0); P]; G];
     for g in 0..b.k.div_ceil(G) {
-        let rows: [[uint8x16_t; P]; G] = std::array::from_fn(|t| row(g * G + t));
+        // A loop, not `array::from_fn`: LLVM may leave that closure outlined, a call (and its
+        // spills) per 16 floats.
+        for (t, r) in rows.iter_mut().enumerate() {
+            *r = row(g * G + t);
+        }
         for (plane, d) in dst.iter().enumerate() {
             // SAFETY (both arms): the group's `step` bytes lie in the plane's block bytes.
             unsafe {

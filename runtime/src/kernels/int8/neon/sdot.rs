@@ -1,14 +1,23 @@
 //! The `neon-dotprod` kernel (FEAT_DotProd: Cortex-A76/A78): tile 4 rows × 16 columns over
-//! [`Format::DOT4_I8`]. One weight register holds a group of 4 k for the 4 rows; `sdot` by
-//! element multiplies it by one column's 4 k (a 32-bit lane of an input register), so each of
-//! the 16 accumulators is one column whose lanes are the 4 rows, for [`super::store`].
+//! [`Format::DOT4_I8`]. One weight register holds a group of 4 k for the 4 rows, one input
+//! register the same group for 4 columns. Two tiles read them:
+//!
+//! * *column tiles* (any output): `sdot` by element multiplies the weight register by one
+//!   column's 4 k (a 32-bit lane of an input register), so each of the 16 accumulators is
+//!   one column whose lanes are the 4 rows, for [`super::store`]'s sinks;
+//! * *row tiles* (channels-first f32, an NCHW graph's 1×1 convolutions): `sdot` by element
+//!   multiplies an input register by one row's 4 k (a lane of the weight register), so each
+//!   accumulator holds 4 columns of one row and is stored as it is: no transpose. The
+//!   accumulators start at the rows' corrections (no `add` per vector; i32 sums wrap, so the
+//!   order changes no bit), then [`RowStage`]: no transpose, and no clamp where it changes
+//!   nothing.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{put_block, Sink, Tiles};
+use super::store::{put_block, store_part, unclamped, RowStage, Sink, Tiles};
 
 /// The packing this kernel reads: groups of 4 k, signed input.
 pub const FORMAT: Format = Format::DOT4_I8;
@@ -71,6 +80,197 @@ impl Tiles for Sdot {
             }
         }
     }
+
+    #[inline(always)]
+    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if unclamped(&job.stage, rows.clone()) {
+                row_tiles::<false>(job, rows, ptr, ldk)
+            } else {
+                row_tiles::<true>(job, rows, ptr, ldk)
+            }
+        }
+    }
+}
+
+/// Row tiles (module docs) of whole row blocks `rows`, stored channels first at `ptr`, row
+/// `o` at `ptr + o · ldk`; `CLAMP`: the stage's clamp applies.
+///
+/// # Safety
+/// As [`Tiles::rows_f32`]; FEAT_DotProd.
+// Columns index every row's accumulators; the rows are const generics of `RowStage::row`.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn row_tiles<const CLAMP: bool>(
+    job: &Job<'_>,
+    rows: Range<usize>,
+    ptr: *mut f32,
+    ldk: usize,
+) {
+    let stage = &job.stage;
+    let groups = job.w.groups();
+    let (w, x) = (job.w.data().as_ptr(), job.x.as_ptr() as *const i8);
+    for rb in rows {
+        let o0 = rb * ROWS;
+        // SAFETY (all): row block rb is whole and in the stage vectors (job.check, the
+        // caller); its groups and block b's lie in the packed buffers; rows o0..o0 + 4 ×
+        // columns c0..c0 + cols in the output (the caller's contract).
+        unsafe {
+            let corr = vld1q_s32(stage.corr.as_ptr().add(o0));
+            let y = RowStage::<CLAMP>::load(stage, o0);
+            let dst = ptr.add(o0 * ldk);
+            for b in 0..job.blocks {
+                let c0 = (job.first_block + b) * COLS;
+                let acc = row_tile(
+                    w.add(rb * groups * ROWS * 4),
+                    x.add(b * groups * STEP),
+                    groups,
+                    corr,
+                );
+                let cols = job.cols(b);
+                let at = |r: usize, q: usize| dst.add(r * ldk + c0 + 4 * q);
+                if cols == COLS {
+                    for q in 0..4 {
+                        vst1q_f32(at(0, q), y.row::<0>(acc[q]));
+                        vst1q_f32(at(1, q), y.row::<1>(acc[4 + q]));
+                        vst1q_f32(at(2, q), y.row::<2>(acc[8 + q]));
+                        vst1q_f32(at(3, q), y.row::<3>(acc[12 + q]));
+                    }
+                } else {
+                    for q in 0..cols.div_ceil(4) {
+                        let n = (cols - 4 * q).min(4);
+                        store_part(at(0, q), y.row::<0>(acc[q]), n);
+                        store_part(at(1, q), y.row::<1>(acc[4 + q]), n);
+                        store_part(at(2, q), y.row::<2>(acc[8 + q]), n);
+                        store_part(at(3, q), y.row::<3>(acc[12 + q]), n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sums of 4 rows × 16 columns over `groups` groups of 4 k, each row's starting at its
+/// lane of `corr`: `acc[4·row + q]`, lanes = columns `4q..4q + 4`.
+///
+/// # Safety
+/// `w` must hold `groups · 16` bytes and `x` `groups · 64`; FEAT_DotProd.
+#[inline(always)]
+unsafe fn row_tile(w: *const i8, x: *const i8, groups: usize, corr: int32x4_t) -> [int32x4_t; 16] {
+    // SAFETY: NEON is always present on aarch64.
+    let [a, b, c, d] = unsafe {
+        [
+            vdupq_laneq_s32::<0>(corr),
+            vdupq_laneq_s32::<1>(corr),
+            vdupq_laneq_s32::<2>(corr),
+            vdupq_laneq_s32::<3>(corr),
+        ]
+    };
+    let mut acc = [a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d];
+    let (mut w, mut x) = (w, x);
+    let turns = groups / 4;
+    if turns > 0 {
+        // SAFETY: the caller's bounds: 4·turns ≤ groups.
+        unsafe { row_loop(&mut acc, &mut w, &mut x, turns) };
+    }
+    for _ in 0..groups % 4 {
+        // SAFETY: the caller's bounds.
+        unsafe {
+            let wv = vld1q_s8(w);
+            let xv: [int8x16_t; 4] = std::array::from_fn(|q| vld1q_s8(x.add(16 * q)));
+            for q in 0..4 {
+                acc[q] = sdot::<0>(acc[q], xv[q], wv);
+                acc[4 + q] = sdot::<1>(acc[4 + q], xv[q], wv);
+                acc[8 + q] = sdot::<2>(acc[8 + q], xv[q], wv);
+                acc[12 + q] = sdot::<3>(acc[12 + q], xv[q], wv);
+            }
+            (w, x) = (w.add(ROWS * 4), x.add(STEP));
+        }
+    }
+    acc
+}
+
+/// One row of a row tile's group: accumulators `v$a0..v$a3` (columns 0–3, 4–7, … of row
+/// `$r`) gain input registers `$x0..$x3` times lane `$r` of weight register `$w`.
+macro_rules! sdot_row {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal, $w:literal, $r:literal,
+     $x0:literal, $x1:literal, $x2:literal, $x3:literal) => {
+        concat!(
+            "sdot v", $a0, ".4s, v", $x0, ".16b, v", $w, ".4b[", $r, "]\n", "sdot v", $a1,
+            ".4s, v", $x1, ".16b, v", $w, ".4b[", $r, "]\n", "sdot v", $a2, ".4s, v", $x2,
+            ".16b, v", $w, ".4b[", $r, "]\n", "sdot v", $a3, ".4s, v", $x3, ".16b, v", $w, ".4b[",
+            $r, "]\n",
+        )
+    };
+}
+
+/// The 16 `sdot` of one group of a row tile: accumulator `v(4r + q)` (row `r`, columns
+/// `4q..4q + 4`) gains input register `x_q` times lane `r` of weight register `w`.
+macro_rules! sdot_rows {
+    ($w:literal, $x0:literal, $x1:literal, $x2:literal, $x3:literal) => {
+        concat!(
+            sdot_row!("0", "1", "2", "3", $w, "0", $x0, $x1, $x2, $x3),
+            sdot_row!("4", "5", "6", "7", $w, "1", $x0, $x1, $x2, $x3),
+            sdot_row!("8", "9", "10", "11", $w, "2", $x0, $x1, $x2, $x3),
+            sdot_row!("12", "13", "14", "15", $w, "3", $x0, $x1, $x2, $x3),
+        )
+    };
+}
+
+/// The loop of [`main_loop`] and [`row_loop`]: `$turns` turns of four groups, each group's 16
+/// `sdot` written by `$group` (its weight register, then its four input registers), into the
+/// 16 accumulators `$acc` held in v0–v15; v16–v27 are declared clobbered.
+macro_rules! dot_turns {
+    ($group:ident, $acc:ident, $w:ident, $x:ident, $turns:ident) => {
+        asm!(
+            "2:",
+            "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{w}], #64",
+            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], #64",
+            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{x}], #64",
+            $group!("16", "20", "21", "22", "23"),
+            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], #64",
+            $group!("17", "24", "25", "26", "27"),
+            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{x}], #64",
+            $group!("18", "20", "21", "22", "23"),
+            $group!("19", "24", "25", "26", "27"),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            w = inout(reg) *$w,
+            x = inout(reg) *$x,
+            n = inout(reg) $turns => _,
+            inout("v0") $acc[0],
+            inout("v1") $acc[1],
+            inout("v2") $acc[2],
+            inout("v3") $acc[3],
+            inout("v4") $acc[4],
+            inout("v5") $acc[5],
+            inout("v6") $acc[6],
+            inout("v7") $acc[7],
+            inout("v8") $acc[8],
+            inout("v9") $acc[9],
+            inout("v10") $acc[10],
+            inout("v11") $acc[11],
+            inout("v12") $acc[12],
+            inout("v13") $acc[13],
+            inout("v14") $acc[14],
+            inout("v15") $acc[15],
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// [`main_loop`] for row tiles: the same loads and loop, the `sdot` operands swapped.
+///
+/// # Safety
+/// As [`main_loop`]'s.
+#[inline(always)]
+unsafe fn row_loop(acc: &mut [int32x4_t; 16], w: &mut *const i8, x: &mut *const i8, turns: usize) {
+    // SAFETY: the caller's bounds and features.
+    unsafe { dot_turns!(sdot_rows, acc, w, x, turns) }
 }
 
 /// The sums of 4 rows × 16 columns over `groups` groups of 4 k: `acc[column]`, lanes = rows.
@@ -208,44 +408,6 @@ unsafe fn main_loop(
     x: &mut *const i8,
     turns: usize,
 ) {
-    // SAFETY: the caller's bounds and features; v16–v27 are declared clobbered.
-    unsafe {
-        asm!(
-            "2:",
-            "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{w}], #64",
-            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], #64",
-            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{x}], #64",
-            sdot_group!("16", "20", "21", "22", "23"),
-            "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], #64",
-            sdot_group!("17", "24", "25", "26", "27"),
-            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{x}], #64",
-            sdot_group!("18", "20", "21", "22", "23"),
-            sdot_group!("19", "24", "25", "26", "27"),
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            w = inout(reg) *w,
-            x = inout(reg) *x,
-            n = inout(reg) turns => _,
-            inout("v0") acc[0],
-            inout("v1") acc[1],
-            inout("v2") acc[2],
-            inout("v3") acc[3],
-            inout("v4") acc[4],
-            inout("v5") acc[5],
-            inout("v6") acc[6],
-            inout("v7") acc[7],
-            inout("v8") acc[8],
-            inout("v9") acc[9],
-            inout("v10") acc[10],
-            inout("v11") acc[11],
-            inout("v12") acc[12],
-            inout("v13") acc[13],
-            inout("v14") acc[14],
-            inout("v15") acc[15],
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-            options(nostack, readonly),
-        );
-    }
+    // SAFETY: the caller's bounds and features.
+    unsafe { dot_turns!(sdot_group, acc, w, x, turns) }
 }

@@ -2,14 +2,15 @@
 //! [`Format::K16_I8`], products through i16 (`smull`, `smlal2`, `sadalp`; see the parent
 //! module). The accumulators start from the first group's products (`saddlp`) instead of
 //! being zeroed, and end as one vector per column whose lanes are the 4 rows, for
-//! [`super::store`].
+//! [`super::store`]'s sinks — or, for channels-first f32 (an NCHW graph's 1×1 convolutions),
+//! as one vector per row whose lanes are 4 columns, stored with no transpose.
 
 use std::arch::aarch64::*;
 
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{Sink, Tiles};
+use super::store::{rows_sink, unclamped, RowStage, Sink, Tiles};
 
 /// The packing this kernel reads: 16 k per register, signed input.
 pub const FORMAT: Format = Format::K16_I8;
@@ -49,23 +50,116 @@ impl Tiles for Smull {
                     let xb = x.add(b * groups * STEP);
                     let mut c = 0;
                     while c + 4 <= cols {
-                        let acc = if groups > 0 {
-                            tile4(wb, xb.add(c * 16), groups)
-                        } else {
-                            tile::<4>(wb, xb.add(c * 16), groups)
-                        };
-                        s.put(c0 + c, reduce(acc));
+                        s.put(c0 + c, reduce(full_tile(wb, xb.add(c * 16), groups)));
                         c += 4;
                     }
-                    let xq = xb.add(c * 16);
-                    match cols - c {
-                        1 => s.put(c0 + c, reduce(tile::<1>(wb, xq, groups))),
-                        2 => s.put(c0 + c, reduce(tile::<2>(wb, xq, groups))),
-                        3 => s.put(c0 + c, reduce(tile::<3>(wb, xq, groups))),
-                        _ => {}
-                    }
+                    put_tail(&s, c0 + c, cols - c, wb, xb.add(c * 16), groups);
                 }
             }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if unclamped(&job.stage, rows.clone()) {
+                row_tiles::<false>(job, rows, ptr, ldk)
+            } else {
+                row_tiles::<true>(job, rows, ptr, ldk)
+            }
+        }
+    }
+}
+
+/// Channels-first f32 output of whole row blocks `rows` (row `o` at `ptr + o · ldk`): each
+/// 4 × 4 tile reduced into one vector per row whose lanes are its 4 columns
+/// ([`reduce_rows`]), the row's correction added, [`RowStage`] and one store per row — no
+/// transpose. A block's last 1–3 columns go through the transposing sink. `CLAMP`: the
+/// stage's clamp applies.
+///
+/// # Safety
+/// As [`Tiles::rows_f32`].
+#[inline(always)]
+unsafe fn row_tiles<const CLAMP: bool>(
+    job: &Job<'_>,
+    rows: Range<usize>,
+    ptr: *mut f32,
+    ldk: usize,
+) {
+    let stage = &job.stage;
+    let groups = job.w.groups();
+    let (w, x) = (job.w.data().as_ptr(), job.x.as_ptr() as *const i8);
+    for rb in rows {
+        let o0 = rb * ROWS;
+        // SAFETY (all): row block rb is whole and in the stage vectors (job.check, the
+        // caller); its groups and block b's lie in the packed buffers; rows o0..o0 + 4 ×
+        // columns c0..c0 + cols in the output (the caller's contract).
+        unsafe {
+            let c = vld1q_s32(stage.corr.as_ptr().add(o0));
+            let corr = [
+                vdupq_laneq_s32::<0>(c),
+                vdupq_laneq_s32::<1>(c),
+                vdupq_laneq_s32::<2>(c),
+                vdupq_laneq_s32::<3>(c),
+            ];
+            let y = RowStage::<CLAMP>::load(stage, o0);
+            let dst = ptr.add(o0 * ldk);
+            let wb = w.add(rb * groups * W_STEP);
+            for b in 0..job.blocks {
+                let c0 = (job.first_block + b) * COLS;
+                let cols = job.cols(b);
+                let xb = x.add(b * groups * STEP);
+                let mut c = 0;
+                while c + 4 <= cols {
+                    let acc = full_tile(wb, xb.add(c * 16), groups);
+                    let v = reduce_rows(acc);
+                    let at = |r: usize| dst.add(r * ldk + c0 + c);
+                    vst1q_f32(at(0), y.row::<0>(vaddq_s32(v[0], corr[0])));
+                    vst1q_f32(at(1), y.row::<1>(vaddq_s32(v[1], corr[1])));
+                    vst1q_f32(at(2), y.row::<2>(vaddq_s32(v[2], corr[2])));
+                    vst1q_f32(at(3), y.row::<3>(vaddq_s32(v[3], corr[3])));
+                    c += 4;
+                }
+                if c < cols {
+                    let s = rows_sink(stage, o0, ptr, ldk);
+                    put_tail(&s, c0 + c, cols - c, wb, xb.add(c * 16), groups);
+                }
+            }
+        }
+    }
+}
+
+/// A tile of 4 columns: [`tile4`], or [`tile`] without groups.
+///
+/// # Safety
+/// As [`tile`] with `NC = 4`.
+#[inline(always)]
+unsafe fn full_tile(w: *const i8, x: *const i8, groups: usize) -> [[int32x4_t; 4]; ROWS] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if groups > 0 {
+            tile4(w, x, groups)
+        } else {
+            tile::<4>(w, x, groups)
+        }
+    }
+}
+
+/// The last `n` (0–3) columns of a block, from column `c` (their input groups at `x`), into
+/// the sink.
+///
+/// # Safety
+/// As [`tile`]'s bounds for those columns; the sink's contract for them.
+#[inline(always)]
+unsafe fn put_tail<S: Sink>(s: &S, c: usize, n: usize, w: *const i8, x: *const i8, groups: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match n {
+            1 => s.put(c, reduce(tile::<1>(w, x, groups))),
+            2 => s.put(c, reduce(tile::<2>(w, x, groups))),
+            3 => s.put(c, reduce(tile::<3>(w, x, groups))),
+            _ => {}
         }
     }
 }
@@ -245,6 +339,16 @@ unsafe fn tile4(w: *const i8, x: *const i8, groups: usize) -> [[int32x4_t; 4]; R
         );
     }
     acc
+}
+
+/// Adds each accumulator's 4 partial sums (`addp`) into one vector per row, lanes = the
+/// tile's 4 columns: [`reduce`]'s sums, transposed, for the same number of `addp`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn reduce_rows(acc: [[int32x4_t; 4]; ROWS]) -> [int32x4_t; ROWS] {
+    // Written out: LLVM may leave an `array::map` closure outlined.
+    let row = |a: [int32x4_t; 4]| vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+    [row(acc[0]), row(acc[1]), row(acc[2]), row(acc[3])]
 }
 
 /// Adds each accumulator's 4 partial sums (`addp`) into one vector per column, lanes = the

@@ -32,6 +32,25 @@ pub trait Tiles {
     /// `job.check(the kernel's format)`; `rows` within the job's row blocks; the sinks'
     /// contracts.
     unsafe fn blocks<S: Sink>(job: &Job<'_>, rows: Range<usize>, sink: impl Fn(usize) -> S);
+
+    /// Channels-first f32 output (row `o` at `ptr + o · ldk`, its columns contiguous) of the
+    /// whole row blocks `rows` through the plain stage (no 16-bit input). The default runs
+    /// [`Tiles::blocks`] into a sink that transposes 4 column vectors into 4 row vectors; a
+    /// kernel whose tiles can hold columns in lanes overrides it and stores no transpose.
+    ///
+    /// # Safety
+    /// As [`Tiles::blocks`]; `job.stage.wide` is `None` and its output is `ptr`, `ldk`.
+    #[inline(always)]
+    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            Self::blocks(job, rows, |o0| RowsF32 {
+                ptr: ptr.add(o0 * ldk),
+                ldk,
+                y: StageVectors::load(&job.stage, o0),
+            })
+        }
+    }
 }
 
 /// Runs a checked job with kernel `T`'s loops and the job's output path. Inlined into each
@@ -56,6 +75,7 @@ pub unsafe fn run<T: Tiles>(job: &Job<'_>) {
                 corr: vld1q_s32(stage.corr[o0..o0 + ROWS].as_ptr()),
             }),
             (Output::I32 { .. }, _) => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
+            (Output::F32 { ptr, ld }, None) if ld.c == 1 => T::rows_f32(job, whole, ptr, ld.k),
             (_, None) => float::<T, _>(job, whole, |o0| StageVectors::load(stage, o0)),
             (_, Some(Wide { high: None, corr })) => {
                 float::<T, _>(job, whole, |o0| ExactVectors::load(stage, corr, o0))
@@ -413,6 +433,99 @@ impl Sink for Portable<'_, '_> {
                 // SAFETY: row o0 + r < m and column c + j lie in the output (caller).
                 unsafe { self.stage.store(self.o0 + r, c + j, v) };
             }
+        }
+    }
+}
+
+/// The largest scale whose products with i32 sums (below 2³¹ in magnitude, exactly 2³¹ at
+/// most once converted) stay finite, so a clamp to `±f32::MAX` changes none of them.
+const UNCLAMPED_SCALE: f32 = 79_228_162_514_264_337_593_543_950_336.0; // 2^96
+
+/// Whether the stage's clamp changes no value of row blocks `rows`: it is `±f32::MAX` (none)
+/// and every row's scale is at most 2⁹⁶ in magnitude (NaN is not).
+pub fn unclamped(stage: &Stage<'_>, rows: Range<usize>) -> bool {
+    let used = &stage.scale[rows.start * ROWS..rows.end * ROWS];
+    stage.lo == -f32::MAX && stage.hi == f32::MAX && used.iter().all(|s| s.abs() <= UNCLAMPED_SCALE)
+}
+
+/// The plain stage of one row block on vectors whose lanes are 4 columns of one row (row
+/// tiles, channels-first f32): `scvtf`, `fmul` by the row's lane of the scales, and the clamp
+/// if `CLAMP` (leave it out only where [`unclamped`] holds) — the portable stage's
+/// operations, so the same bits.
+pub struct RowStage<const CLAMP: bool> {
+    scale: float32x4_t,
+    lo: float32x4_t,
+    hi: float32x4_t,
+}
+
+impl<const CLAMP: bool> RowStage<CLAMP> {
+    /// Rows `o0..o0 + 4` of `stage`. Panics unless they are a whole row block.
+    #[inline(always)]
+    pub fn load(stage: &Stage<'_>, o0: usize) -> Self {
+        let scale = &stage.scale[o0..o0 + ROWS];
+        // SAFETY: 4 floats, just checked; NEON is always present on aarch64.
+        unsafe {
+            RowStage {
+                scale: vld1q_f32(scale.as_ptr()),
+                lo: vdupq_n_f32(stage.lo),
+                hi: vdupq_n_f32(stage.hi),
+            }
+        }
+    }
+
+    /// Row `R`'s corrected sums to floats.
+    #[inline(always)]
+    pub fn row<const R: i32>(&self, sums: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON is always present on aarch64.
+        unsafe {
+            let y = vmulq_laneq_f32::<R>(vcvtq_f32_s32(sums), self.scale);
+            if CLAMP {
+                vminnmq_f32(vmaxnmq_f32(y, self.lo), self.hi)
+            } else {
+                y
+            }
+        }
+    }
+}
+
+/// Stores the first `n` (1–4) lanes of `v` at `dst`, with no call.
+///
+/// # Safety
+/// `dst` is valid for `n` floats.
+#[inline(always)]
+pub unsafe fn store_part(dst: *mut f32, v: float32x4_t, n: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match n {
+            4.. => vst1q_f32(dst, v),
+            3 => {
+                vst1_f32(dst, vget_low_f32(v));
+                vst1q_lane_f32::<2>(dst.add(2), v);
+            }
+            2 => vst1_f32(dst, vget_low_f32(v)),
+            _ => vst1q_lane_f32::<0>(dst, v),
+        }
+    }
+}
+
+/// The transposing channels-first sink of row block `o0` ([`Tiles::rows_f32`]'s default),
+/// for a kernel's partial tiles.
+///
+/// # Safety
+/// As [`Tiles::rows_f32`]; rows `o0..o0 + 4` are a whole row block.
+#[inline(always)]
+pub unsafe fn rows_sink<'a>(
+    stage: &'a Stage<'_>,
+    o0: usize,
+    ptr: *mut f32,
+    ldk: usize,
+) -> impl Sink + 'a {
+    // SAFETY: the caller's contract; NEON.
+    unsafe {
+        RowsF32 {
+            ptr: ptr.add(o0 * ldk),
+            ldk,
+            y: StageVectors::load(stage, o0),
         }
     }
 }
