@@ -27,6 +27,9 @@
 //! `scvtf`, `fmul`, clamp with `fmaxnm`/`fminnm`, and for i8 `fcvtns`; a 16-bit input's
 //! combining stage in i64 and f64 first) with the same IEEE operations as the portable stage,
 //! so the kernels give the same bits (checked under qemu as a Cortex-A72 and an A76).
+//! Channels-first f32 outputs (an NCHW graph's 1×1 layers) come from tiles whose lanes are 4
+//! columns of one row ([`store::RowStage`]): stored as they are, with no transpose, and with
+//! no clamp where the stage's clamp changes no value.
 //!
 //! Executed instructions of whole graphs with them: `benches/icount/README.md`.
 
