@@ -7,10 +7,9 @@
 //!   one column whose lanes are the 4 rows, for [`super::store`]'s sinks;
 //! * *row tiles* (channels-first f32, an NCHW graph's 1×1 convolutions): `sdot` by element
 //!   multiplies an input register by one row's 4 k (a lane of the weight register), so each
-//!   accumulator holds 4 columns of one row and is stored as it is: no transpose. The
-//!   accumulators start at the rows' corrections (no `add` per vector; i32 sums wrap, so the
-//!   order changes no bit), then [`RowStage`]: no transpose, and no clamp where it changes
-//!   nothing.
+//!   accumulator holds 4 columns of one row. The accumulators start at the rows' corrections
+//!   (no `add` per vector; i32 sums wrap, so the order changes no bit), then [`RowStage`] and
+//!   one store per vector: no transpose, and no clamp where it changes nothing.
 
 use std::arch::aarch64::*;
 use std::arch::asm;

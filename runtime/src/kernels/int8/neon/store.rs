@@ -6,7 +6,10 @@
 //! * Channels-last output (an NHWC graph's layout; rows contiguous): one `st1` per column
 //!   (f32, or the i32 sums of a 16-bit input's high digits) or one 4-byte store (i8), no
 //!   transpose.
-//! * Channels-first f32: 4 columns are transposed (`trn1`/`trn2`) into 4 rows, one `st1` each.
+//! * Channels-first f32 through the plain stage: the kernel's row tiles
+//!   ([`Tiles::rows_f32`], [`RowStage`]), whose vectors hold 4 columns of one row, one `st1`
+//!   each and no transpose. Otherwise (a 16-bit input's stages, `smull`'s last 1–3 columns of
+//!   a block) 4 columns are transposed (`trn1`/`trn2`) into 4 rows, one `st1` each.
 //! * The combining stage of a 16-bit input ([`Wide`](super::super::Wide), high sums stored
 //!   channels last): per column, the 4 rows' high sums are loaded by one `ld1`, widened and
 //!   shifted (`sshll`), the low sums added (`saddw`) and the i64 correction, converted by
