@@ -115,15 +115,7 @@ impl<const OFFSET: bool> Encode<1> for Codes<OFFSET> {
     unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 1] {
         // SAFETY: NEON.
         unsafe {
-            // Written out rather than `v.map(..)`: LLVM may leave the map's closure outlined
-            // (a call per 16 floats, its registers spilled around it).
-            let (inv, zp) = (self.inv, self.zp);
-            let q = [
-                quantize_s32(v[0], inv, zp),
-                quantize_s32(v[1], inv, zp),
-                quantize_s32(v[2], inv, zp),
-                quantize_s32(v[3], inv, zp),
-            ];
+            let q = v.map(|v| quantize_s32(v, self.inv, self.zp));
             [offset::<OFFSET>(vreinterpretq_u8_s8(narrow16(q)))]
         }
     }
@@ -141,14 +133,7 @@ impl<const OFFSET: bool> Encode<2> for Digits<OFFSET> {
     unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 2] {
         // SAFETY: NEON.
         unsafe {
-            // Written out, as in `Codes`.
-            let (inv, zp) = (self.inv, self.zp);
-            let q = [
-                quantize16_s32(v[0], inv, zp),
-                quantize16_s32(v[1], inv, zp),
-                quantize16_s32(v[2], inv, zp),
-                quantize16_s32(v[3], inv, zp),
-            ];
+            let q = v.map(|v| quantize16_s32(v, self.inv, self.zp));
             let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
             let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
             let hi = vcombine_s8(vshrn_n_s16::<8>(a), vshrn_n_s16::<8>(b));

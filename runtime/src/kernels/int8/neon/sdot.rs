@@ -16,7 +16,7 @@ use std::arch::asm;
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{put_block, store_part, unclamped, RowStage, Sink, Tiles};
+use super::store::{put_block, store_part, RowStage, Sink, Tiles};
 
 /// The packing this kernel reads: groups of 4 k, signed input.
 pub const FORMAT: Format = Format::DOT4_I8;
@@ -81,15 +81,14 @@ impl Tiles for Sdot {
     }
 
     #[inline(always)]
-    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+    unsafe fn rows_f32<const CLAMP: bool>(
+        job: &Job<'_>,
+        rows: Range<usize>,
+        ptr: *mut f32,
+        ldk: usize,
+    ) {
         // SAFETY: the caller's contract.
-        unsafe {
-            if unclamped(&job.stage, rows.clone()) {
-                row_tiles::<false>(job, rows, ptr, ldk)
-            } else {
-                row_tiles::<true>(job, rows, ptr, ldk)
-            }
-        }
+        unsafe { row_tiles::<CLAMP>(job, rows, ptr, ldk) }
     }
 }
 

@@ -10,7 +10,7 @@ use std::arch::aarch64::*;
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{rows_sink, unclamped, RowStage, Sink, Tiles};
+use super::store::{rows_sink, RowStage, Sink, Tiles};
 
 /// The packing this kernel reads: 16 k per register, signed input.
 pub const FORMAT: Format = Format::K16_I8;
@@ -60,15 +60,14 @@ impl Tiles for Smull {
     }
 
     #[inline(always)]
-    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+    unsafe fn rows_f32<const CLAMP: bool>(
+        job: &Job<'_>,
+        rows: Range<usize>,
+        ptr: *mut f32,
+        ldk: usize,
+    ) {
         // SAFETY: the caller's contract.
-        unsafe {
-            if unclamped(&job.stage, rows.clone()) {
-                row_tiles::<false>(job, rows, ptr, ldk)
-            } else {
-                row_tiles::<true>(job, rows, ptr, ldk)
-            }
-        }
+        unsafe { row_tiles::<CLAMP>(job, rows, ptr, ldk) }
     }
 }
 

@@ -37,14 +37,20 @@ pub trait Tiles {
     unsafe fn blocks<S: Sink>(job: &Job<'_>, rows: Range<usize>, sink: impl Fn(usize) -> S);
 
     /// Channels-first f32 output (row `o` at `ptr + o · ldk`, its columns contiguous) of the
-    /// whole row blocks `rows` through the plain stage (no 16-bit input). The default runs
-    /// [`Tiles::blocks`] into a sink that transposes 4 column vectors into 4 row vectors; a
-    /// kernel whose tiles can hold columns in lanes overrides it and stores no transpose.
+    /// whole row blocks `rows` through the plain stage (no 16-bit input); `CLAMP` is false
+    /// only where [`unclamped`] holds. The default runs [`Tiles::blocks`] into a sink that
+    /// transposes 4 column vectors into 4 row vectors (and always clamps); a kernel whose
+    /// tiles can hold columns in lanes overrides it and stores no transpose.
     ///
     /// # Safety
     /// As [`Tiles::blocks`]; `job.stage.wide` is `None` and its output is `ptr`, `ldk`.
     #[inline(always)]
-    unsafe fn rows_f32(job: &Job<'_>, rows: Range<usize>, ptr: *mut f32, ldk: usize) {
+    unsafe fn rows_f32<const CLAMP: bool>(
+        job: &Job<'_>,
+        rows: Range<usize>,
+        ptr: *mut f32,
+        ldk: usize,
+    ) {
         // SAFETY: the caller's contract.
         unsafe {
             Self::blocks(job, rows, |o0| RowsF32 {
@@ -78,7 +84,13 @@ pub unsafe fn run<T: Tiles>(job: &Job<'_>) {
                 corr: vld1q_s32(stage.corr[o0..o0 + ROWS].as_ptr()),
             }),
             (Output::I32 { .. }, _) => T::blocks(job, whole, |o0| Portable { stage, o0, m }),
-            (Output::F32 { ptr, ld }, None) if ld.c == 1 => T::rows_f32(job, whole, ptr, ld.k),
+            (Output::F32 { ptr, ld }, None) if ld.c == 1 => {
+                if unclamped(stage, whole.clone()) {
+                    T::rows_f32::<false>(job, whole, ptr, ld.k)
+                } else {
+                    T::rows_f32::<true>(job, whole, ptr, ld.k)
+                }
+            }
             (_, None) => float::<T, _>(job, whole, |o0| StageVectors::load(stage, o0)),
             (_, Some(Wide { high: None, corr })) => {
                 float::<T, _>(job, whole, |o0| ExactVectors::load(stage, corr, o0))
@@ -446,7 +458,7 @@ const UNCLAMPED_SCALE: f32 = 79_228_162_514_264_337_593_543_950_336.0; // 2^96
 
 /// Whether the stage's clamp changes no value of row blocks `rows`: it is `±f32::MAX` (none)
 /// and every row's scale is at most 2⁹⁶ in magnitude (NaN is not).
-pub fn unclamped(stage: &Stage<'_>, rows: Range<usize>) -> bool {
+fn unclamped(stage: &Stage<'_>, rows: Range<usize>) -> bool {
     let used = &stage.scale[rows.start * ROWS..rows.end * ROWS];
     stage.lo == -f32::MAX && stage.hi == f32::MAX && used.iter().all(|s| s.abs() <= UNCLAMPED_SCALE)
 }
