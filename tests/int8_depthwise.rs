@@ -2,7 +2,9 @@
 //! (stem, pw1, dw1 with ReLU6, pw2, dw2 linear, pw3; tests/fixtures/make_int8_equalize.py):
 //! each depthwise layer becomes one `kestrel_int8_depthwise`, the ones an 8-bit int8 layer
 //! reads write i8 (no float tensor between pw1, dw1 and pw2), and the graph lands above the
-//! SQNR floor, checked by the converter against the runtime's reload.
+//! SQNR floor, checked by the converter against the runtime's reload; and on
+//! `int8-dw-hardswish.onnx`, a depthwise layer reading a float HardSwish quantizes it per
+//! channel.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +22,13 @@ fn calibration(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-#[test]
-fn depthwise_layers_run_in_int8_between_int8_layers() {
+/// Converts fixture `name` with every layer int8 (depthwise ones too, 8-bit inputs) at SQNR
+/// floor `floor`, options changed by `more`: the report and the graph's text.
+fn convert(
+    name: &str,
+    floor: f64,
+    more: impl FnOnce(&mut Int8Options),
+) -> (kestrel_quantize::int8::Int8Report, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut o = Int8Options::new(CalibSource {
         path: calibration(dir.path(), 40),
@@ -31,17 +38,26 @@ fn depthwise_layers_run_in_int8_between_int8_layers() {
     o.int8_depthwise = true;
     o.activation_bits = ActivationBits::Eight;
     o.keep_float = KeepFloat::None;
-    o.sqnr_floor_db = 20.0;
+    o.sqnr_floor_db = floor;
+    more(&mut o);
     let out = dir.path().join("dw8.nnef.tar");
-    let fixture = kestrel::fixtures_dir()
-        .join("onnx")
-        .join("int8-equalize.onnx");
+    let fixture = kestrel::fixtures_dir().join("onnx").join(name);
     let report = convert_int8(&fixture, &out, &o).unwrap();
     let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
-    let calls: Vec<&str> = text
-        .lines()
+    (report, text)
+}
+
+/// The graph's `kestrel_int8_depthwise` lines.
+fn depthwise_calls(text: &str) -> Vec<&str> {
+    text.lines()
         .filter(|l| l.contains("kestrel_int8_depthwise("))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn depthwise_layers_run_in_int8_between_int8_layers() {
+    let (report, text) = convert("int8-equalize.onnx", 20.0, |_| {});
+    let calls = depthwise_calls(&text);
     assert_eq!(calls.len(), 2, "{text}");
     // dw1 (ReLU6, read by pw2) writes i8; the graph keeps no tract convolution for them.
     assert!(
@@ -66,4 +82,30 @@ fn depthwise_layers_run_in_int8_between_int8_layers() {
         "{}",
         report.to_text()
     );
+}
+
+/// `int8-dw-hardswish.onnx` (tests/fixtures/make_int8_dw_hardswish.py): dw1 reads a
+/// HardSwish whose channels' ranges lie 10^3 apart. The converter quantizes that float input
+/// per channel inside `kestrel_int8_depthwise` (`input_zero_points`, `input_scales`), and the
+/// graph lands above the default floor (29.2 dB; one range for all channels gives 5.4 dB).
+#[test]
+fn a_float_depthwise_input_is_quantized_per_channel() {
+    let (report, text) = convert("int8-dw-hardswish.onnx", 25.0, |o| o.equalize = false);
+    let calls = depthwise_calls(&text);
+    assert_eq!(calls.len(), 1, "{text}");
+    assert!(
+        calls[0].contains("input_scales = [") && calls[0].contains("input_zero_points = ["),
+        "{calls:#?}"
+    );
+    assert!(
+        report
+            .layers
+            .iter()
+            .filter(|l| l.name != "stem")
+            .all(|l| l.int8)
+            && !report.forced,
+        "{}",
+        report.to_text()
+    );
+    assert!(report.outputs[0].sqnr_db >= 25.0, "{}", report.to_text());
 }

@@ -209,6 +209,8 @@ pub struct Evaluator<'a> {
     pub unquantizable: HashSet<String>,
     /// Error-compensated weights (`RewriteOptions::rounded`).
     pub rounded: Arc<HashMap<String, super::qparams::QWeights>>,
+    /// Per-channel depthwise input parameters (`RewriteOptions::channel_act`).
+    pub channel_act: Arc<HashMap<OutletId, Vec<ActQ>>>,
     /// Threads per run.
     pub threads: usize,
     /// The samples.
@@ -310,6 +312,7 @@ impl Evaluator<'_> {
         r.tract_ops = self.tract_ops;
         r.wide = plan.wide.clone();
         r.rounded = self.rounded.clone();
+        r.channel_act = self.channel_act.clone();
         r
     }
 

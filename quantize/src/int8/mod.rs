@@ -382,6 +382,9 @@ struct Prepared {
     layers: Vec<Layer>,
     /// Activation parameters of every layer input and output.
     act: HashMap<OutletId, ActQ>,
+    /// Per-channel parameters of int8 depthwise layers' inputs
+    /// ([`RewriteOptions::channel_act`]).
+    channel_act: Arc<HashMap<OutletId, Vec<ActQ>>>,
     /// Layers whose input range is too narrow for an i32 bias.
     unquantizable: HashSet<String>,
     /// `float` is an equalized copy of the source graph (whose outputs are the reference).
@@ -398,7 +401,22 @@ fn prepare(
     options: &Int8Options,
 ) -> TractResult<Prepared> {
     let layers = find_layers(&float)?;
-    let act = calibrate(&float, &layers, calib, options)?;
+    let (act, channel_ranges) = calibrate(&float, &layers, calib, options)?;
+    let channel_act: HashMap<OutletId, Vec<ActQ>> = layers
+        .iter()
+        .filter_map(|l| {
+            let ranges = channel_ranges.get(&l.input)?;
+            let qs = rewrite::per_channel_input(l, ranges, act[&l.input], options.per_channel);
+            if qs.is_none() {
+                log::info!(
+                    "layer '{}': one input range for all channels (its bias does not fit \
+                     at per-channel ones)",
+                    l.name
+                );
+            }
+            Some((l.input, qs?))
+        })
+        .collect();
     let mut unquantizable: HashSet<String> = HashSet::new();
     for l in &layers {
         let q = qparams::quantize_weights(&l.weights, l.weight_out_axis, options.per_channel)?;
@@ -422,6 +440,7 @@ fn prepare(
         float,
         layers,
         act,
+        channel_act: Arc::new(channel_act),
         unquantizable,
         equalized,
         rounded: Arc::new(rounded),
@@ -522,6 +541,7 @@ fn correct_with(
     r.tract_ops = options.tract_ops;
     r.wide = plan.wide.clone();
     r.rounded = tune.rounded.clone();
+    r.channel_act = tune.channel_act.clone();
     let requantized = rewrite::requantized(layers, &r);
     bias::correct_biases(tune, plan, &requantized)
 }
@@ -594,6 +614,7 @@ fn evaluator<'a>(
         tract_ops: options.tract_ops,
         unquantizable: p.unquantizable.clone(),
         rounded: p.rounded.clone(),
+        channel_act: p.channel_act.clone(),
         threads: options.threads,
         samples,
         reference,
@@ -616,13 +637,17 @@ fn progress(options: &Int8Options, total: usize, what: &str) -> indicatif::Progr
     bar
 }
 
-/// Activation parameters of every layer input and output.
+/// Per-channel (min, max) of a tensor: each channel's range over the samples.
+type ChannelRanges = HashMap<OutletId, Vec<(f32, f32)>>;
+
+/// Activation parameters of every layer input and output and, with `int8_depthwise`, each
+/// depthwise layer's input range per channel, clipped to the tensor's range.
 fn calibrate(
     float: &TypedModel,
     layers: &[Layer],
     samples: &[Tensor],
     options: &Int8Options,
-) -> TractResult<HashMap<OutletId, ActQ>> {
+) -> TractResult<(HashMap<OutletId, ActQ>, ChannelRanges)> {
     let mut watched: Vec<OutletId> = vec![];
     for l in layers {
         for o in [l.input, l.output] {
@@ -631,6 +656,19 @@ fn calibrate(
             }
         }
     }
+    // Depthwise inputs per channel: (index in `watched`, channel axis, channels).
+    let per_channel: Vec<(usize, usize, usize)> = layers
+        .iter()
+        .filter(|l| options.int8_depthwise && !options.tract_ops && l.is_depthwise())
+        .filter_map(|l| {
+            let ix = watched.iter().position(|o| *o == l.input)?;
+            Some((ix, l.channel_axis, l.channels()))
+        })
+        .collect();
+    let mut channel_obs: Vec<Vec<Observer>> = per_channel
+        .iter()
+        .map(|&(_, _, c)| vec![Observer::default(); c])
+        .collect();
     let watcher = Watcher::new(float, &watched, options.threads)?;
     let mut observers = vec![Observer::default(); watched.len()];
     let passes = if options.method.needs_histogram() {
@@ -649,18 +687,44 @@ fn calibrate(
                     obs.observe_histogram(values(t)?);
                 }
             }
+            if pass == 0 {
+                for (&(ix, axis, c), obs) in per_channel.iter().zip(&mut channel_obs) {
+                    let t = &tensors[ix];
+                    anyhow::ensure!(
+                        t.shape().get(axis) == Some(&c),
+                        "calibration: a depthwise input of shape {:?} has no {c} channels on \
+                         axis {axis}",
+                        t.shape()
+                    );
+                    let inner: usize = t.shape()[axis + 1..].iter().product();
+                    for (i, chunk) in values(t)?.chunks(inner.max(1)).enumerate() {
+                        obs[i % c].observe_range(chunk);
+                    }
+                }
+            }
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    Ok(watched
+    let ranges: Vec<(f32, f32)> = observers.iter().map(|o| o.range(options.method)).collect();
+    let channels = per_channel
         .iter()
-        .zip(&observers)
-        .map(|(o, obs)| {
-            let (lo, hi) = obs.range(options.method);
-            (*o, ActQ::from_range(lo, hi))
+        .zip(&channel_obs)
+        .map(|(&(ix, ..), obs)| {
+            let (lo, hi) = ranges[ix];
+            let clip = |o: &Observer| {
+                let (l, h) = o.min_max();
+                (l.clamp(lo, hi), h.clamp(lo, hi))
+            };
+            (watched[ix], obs.iter().map(clip).collect())
         })
-        .collect())
+        .collect();
+    let act = watched
+        .iter()
+        .zip(&ranges)
+        .map(|(o, &(lo, hi))| (*o, ActQ::from_range(lo, hi)))
+        .collect();
+    Ok((act, channels))
 }
 
 /// At most `n` of `samples`, evenly spread.

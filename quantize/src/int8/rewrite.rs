@@ -27,7 +27,7 @@ use super::layers::{Layer, LayerOp};
 use super::qparams::{quantize_bias, quantize_weights, ActQ, QWeights};
 use crate::depthwise::{geometry, hardswish_after, Geometry};
 use kestrel_runtime::ops::depthwise::Fused;
-use kestrel_runtime::ops::int8_depthwise::Int8Depthwise;
+use kestrel_runtime::ops::int8_depthwise::{InputQuant, Int8Depthwise};
 use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
 
 /// How to build the int8 graph.
@@ -59,6 +59,9 @@ pub struct RewriteOptions {
     /// Weights already rounded (error-compensated, see [`super::rounding`]), by layer name,
     /// used for the layers in `wide`; the others are rounded to nearest.
     pub rounded: Arc<HashMap<String, QWeights>>,
+    /// Per-channel parameters of depthwise layers' inputs, by outlet of `src`: such a layer
+    /// reading a float tensor quantizes each channel with its own ([`per_channel_input`]).
+    pub channel_act: Arc<HashMap<OutletId, Vec<ActQ>>>,
 }
 
 impl RewriteOptions {
@@ -75,6 +78,7 @@ impl RewriteOptions {
             tract_ops: false,
             wide: HashSet::new(),
             rounded: Arc::new(HashMap::new()),
+            channel_act: Arc::new(HashMap::new()),
         }
     }
 }
@@ -183,7 +187,13 @@ impl Builder<'_> {
                     Some(o) if !float_out => act[o],
                     _ => qout,
                 };
-                return self.depthwise8(layer, g, (qin, qout), &w, &bias, float_out);
+                let float_in = !matches!(self.map.get(&layer.input), Some(Wire::Quant(..)));
+                let input = match options.channel_act.get(&layer.input) {
+                    Some(qs) if float_in => Input::Channels(qs),
+                    _ => Input::Tensor(qin),
+                };
+                let float_bias = &float_bias;
+                return self.depthwise8(layer, g, (input, qout), (&w, float_bias), float_out);
             }
         }
         if !options.tract_ops {
@@ -339,19 +349,19 @@ impl Builder<'_> {
     }
 
     /// The depthwise layer as one `kestrel_int8_depthwise`: it reads the input as it is (f32,
-    /// or i8 when an int8 layer wrote it with `qin`'s parameters) and writes f32 or i8
-    /// (`float_out`), its ReLU / clip, or the HardSwish after it, fused.
+    /// or i8 when an int8 layer wrote it with a tensor's parameters `qin`) and writes f32 or
+    /// i8 (`float_out`), its ReLU / clip, or the HardSwish after it, fused. The bias is
+    /// quantized at each channel's input scale × weight scale.
     fn depthwise8(
         &mut self,
         layer: &Layer,
         g: Geometry,
-        (qin, qout): (ActQ, ActQ),
-        w: &QWeights,
-        bias: &[i32],
+        (qin, qout): (Input<'_>, ActQ),
+        (w, float_bias): (&QWeights, &[f32]),
         float_out: bool,
     ) -> TractResult<Wire> {
-        let input = match self.map.get(&layer.input).copied() {
-            Some(Wire::Quant(q, have)) if have == qin => q,
+        let input = match (self.map.get(&layer.input).copied(), qin) {
+            (Some(Wire::Quant(q, have)), Input::Tensor(qin)) if have == qin => q,
             _ => self.float(layer.input)?,
         };
         let c = layer.channels();
@@ -359,9 +369,18 @@ impl Builder<'_> {
             .values
             .clone()
             .into_shape(&[c, g.kernel[0], g.kernel[1]])?;
-        let scale: Vec<f32> = (0..c)
-            .map(|o| w.scales[o.min(w.scales.len() - 1)] * qin.scale)
+        let weight_scale = |o: usize| w.scales[o.min(w.scales.len() - 1)];
+        let scale: Vec<f32> = (0..c).map(|o| weight_scale(o) * qin.of(o).scale).collect();
+        let bias: Vec<i32> = (0..c)
+            .map(|o| quantize_bias(&float_bias[o..=o], qin.of(o).scale, &[weight_scale(o)])[0])
             .collect();
+        let quant = match qin {
+            Input::Tensor(q) => (q.zero_point, q.scale).into(),
+            Input::Channels(qs) => InputQuant::Channels {
+                zero_points: qs.iter().map(|q| q.zero_point).collect(),
+                scales: qs.iter().map(|q| q.scale).collect(),
+            },
+        };
         let fused = match layer.relu {
             Some(None) => Fused::Relu,
             Some(Some(high)) => Fused::Clip(high),
@@ -379,13 +398,13 @@ impl Builder<'_> {
         let op = Int8Depthwise::new(
             (
                 weights.into_arc_tensor(),
-                tensor1(bias).into_arc_tensor(),
+                tensor1(&bias).into_arc_tensor(),
                 tensor1(&scale).into_arc_tensor(),
             ),
             g.stride,
             g.padding,
             fused,
-            (qin.zero_point, qin.scale),
+            quant,
             output,
         )?;
         let name = self
@@ -463,6 +482,66 @@ impl Builder<'_> {
         Ok(Wire::Float(self.clamp(layer, out, name)?))
     }
 }
+
+/// A depthwise layer's input quantization: one for the tensor, or one per channel.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Tensor(ActQ),
+    Channels(&'a [ActQ]),
+}
+
+impl Input<'_> {
+    /// Channel `c`'s parameters.
+    fn of(&self, c: usize) -> ActQ {
+        match self {
+            Input::Tensor(q) => *q,
+            Input::Channels(qs) => qs[c],
+        }
+    }
+}
+
+/// Per-channel parameters of a depthwise layer's input from its channels' ranges `(lo, hi)`,
+/// given the tensor's own `tensor` (over the whole range): each channel gets its range, but a
+/// step no finer than 1/[`CHANNEL_STEP_FLOOR`] of the tensor's (a channel that is almost
+/// constant would otherwise make its bias `b / (s_in · s_w)` overflow an i32, for nothing: its
+/// values are exact at that step already). `None` when the layer's bias does not fit its i32
+/// sums at these scales (the layer then keeps the tensor's parameters).
+pub fn per_channel_input(
+    layer: &Layer,
+    ranges: &[(f32, f32)],
+    tensor: ActQ,
+    per_channel_weights: bool,
+) -> Option<Vec<ActQ>> {
+    let floor = tensor.scale / CHANNEL_STEP_FLOOR;
+    let qs: Vec<ActQ> = ranges
+        .iter()
+        .map(|&(lo, hi)| {
+            let q = ActQ::from_range(lo, hi);
+            if q.scale >= floor {
+                q
+            } else {
+                // Widen the range around its middle to the floor's step.
+                let mid = 0.5 * (lo.min(0.0) + hi.max(0.0));
+                let half = 0.5 * 255.0 * floor;
+                ActQ::from_range(mid - half, mid + half)
+            }
+        })
+        .collect();
+    let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel_weights).ok()?;
+    let k = layer.weights.len() / layer.channels().max(1);
+    let products = k as f64 * 127.0 * 255.0;
+    let fits = qs.len() == layer.channels()
+        && layer.bias.iter().zip(&qs).enumerate().all(|(c, (b, q))| {
+            let sw = w.scales[c.min(w.scales.len() - 1)];
+            let b = (*b as f64 / (q.scale as f64 * sw as f64)).abs();
+            b.is_finite() && b + products < i32::MAX as f64 / 2.0
+        });
+    fits.then_some(qs)
+}
+
+/// How much finer than the tensor's step a channel's input step may be
+/// ([`per_channel_input`]).
+pub const CHANNEL_STEP_FLOOR: f32 = 64.0;
 
 /// How a `kestrel_int8_linear` computes this layer, if it can.
 #[derive(Debug, Clone, PartialEq)]

@@ -405,6 +405,7 @@ pub(super) fn write_verified(
     let mut rewrite = RewriteOptions::new(options.per_channel, landed.plan.float.clone());
     rewrite.wide = landed.plan.wide.clone();
     rewrite.rounded = prepared.rounded.clone();
+    rewrite.channel_act = prepared.channel_act.clone();
     rewrite.bias_shift = landed.shift.clone();
     rewrite.requantize_all = options.requantize_all;
     rewrite.tract_ops = options.tract_ops;

@@ -6,19 +6,24 @@
 //! y[n, c, oy, ox] = act(scale[c] · (bias[c] + Σ_{ky, kx} w[c, ky, kx] · (q[n, c, oy·sy + ky − pt, ox·sx + kx − pl] − zp)))
 //! ```
 //!
-//! with `q` the input's int8 codes (zero point `zp` = `input_zero_point`; `q − zp` is 0 outside
-//! the plane), `w` symmetric per-channel i8 weights in `[−127, 127]`, `bias` i32 at the scale
-//! `scale[c]` = input scale × the channel's weight scale, and `act` as in `kestrel_depthwise`.
+//! with `q` the input's int8 codes (zero point `zp`; `q − zp` is 0 outside the plane), `w` symmetric per-channel i8 weights in `[−127, 127]`, `bias` i32 at the scale
+//! `scale[c]` = the channel's input scale × its weight scale, and `act` as in
+//! `kestrel_depthwise`.
 //! The output is f32, or requantized to i8 (`output_zero_point`, `output_scale`, typed `QI8`)
 //! for another int8 layer to read.
 //!
-//! The input is the previous int8 layer's i8 codes, or floats, quantized with
-//! `input_scale`/`input_zero_point` (the int8 product kernels' rounding) while each plane is
-//! copied into its padded layout: no separate quantizing op, no float tensor between two int8
-//! layers. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
+//! The input is the previous int8 layer's i8 codes (one zero point and scale for the tensor),
+//! or floats, quantized (the int8 product kernels' rounding) while each plane is copied into
+//! its padded layout: no separate quantizing op, no float tensor between two int8 layers. A
+//! float input may have its own zero point and scale per channel ([`InputQuant::Channels`]):
+//! the layer before a depthwise convolution (an expansion 1×1 and its HardSwish) leaves
+//! channels whose ranges differ by 10–100×, and one step for all of them rounds the narrow
+//! ones to a few codes. Per channel it costs nothing: each plane is quantized on its own
+//! anyway and the channel's scale is already in `scale[c]`. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
 //! smaller than the kernel) are `kestrel_depthwise`'s; the kernels are
 //! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU.
 
+use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, invocation, numeric};
 
@@ -47,10 +52,8 @@ pub struct Int8Depthwise {
     pub padding: [usize; 4],
     /// The fused activation.
     pub fused: Fused,
-    /// Input quantization: zero point (in `[−128, 127]`).
-    pub input_zero_point: i32,
-    /// Input quantization: scale.
-    pub input_scale: f32,
+    /// Input quantization.
+    pub input: InputQuant,
     /// Output type.
     pub output: Int8Output,
     weights16: Vec<i16>,
@@ -62,8 +65,7 @@ impl std::hash::Hash for Int8Depthwise {
         self.bias.hash(state);
         self.stride.hash(state);
         self.padding.hash(state);
-        self.input_zero_point.hash(state);
-        self.input_scale.to_bits().hash(state);
+        self.input.hash(state);
     }
 }
 
@@ -75,25 +77,140 @@ impl PartialEq for Int8Depthwise {
             && self.stride == other.stride
             && self.padding == other.padding
             && self.fused == other.fused
-            && self.input_zero_point == other.input_zero_point
-            && self.input_scale.to_bits() == other.input_scale.to_bits()
+            && self.input == other.input
             && self.output == other.output
     }
 }
 
 impl Eq for Int8Depthwise {}
 
+/// How [`Int8Depthwise`] reads its input: `real = (q − zero point) · scale`.
+#[derive(Debug, Clone)]
+pub enum InputQuant {
+    /// One zero point (in `[−128, 127]`) and scale for the tensor: the i8 codes an int8 layer
+    /// wrote, or a float input quantized with them.
+    Tensor {
+        /// Zero point.
+        zero_point: i32,
+        /// Scale.
+        scale: f32,
+    },
+    /// One per channel, for a float input only (module docs).
+    Channels {
+        /// Zero points, in `[−128, 127]`.
+        zero_points: Vec<i32>,
+        /// Scales.
+        scales: Vec<f32>,
+    },
+}
+
+impl From<(i32, f32)> for InputQuant {
+    fn from((zero_point, scale): (i32, f32)) -> InputQuant {
+        InputQuant::Tensor { zero_point, scale }
+    }
+}
+
+impl PartialEq for InputQuant {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        match (self, other) {
+            (
+                InputQuant::Tensor { zero_point, scale },
+                InputQuant::Tensor {
+                    zero_point: z,
+                    scale: s,
+                },
+            ) => zero_point == z && scale.to_bits() == s.to_bits(),
+            (
+                InputQuant::Channels {
+                    zero_points,
+                    scales,
+                },
+                InputQuant::Channels {
+                    zero_points: z,
+                    scales: s,
+                },
+            ) => zero_points == z && bits(scales) == bits(s),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for InputQuant {}
+
+impl std::hash::Hash for InputQuant {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            InputQuant::Tensor { zero_point, scale } => {
+                zero_point.hash(state);
+                scale.to_bits().hash(state);
+            }
+            InputQuant::Channels {
+                zero_points,
+                scales,
+            } => {
+                zero_points.hash(state);
+                scales.iter().for_each(|s| s.to_bits().hash(state));
+            }
+        }
+    }
+}
+
+impl InputQuant {
+    /// Channel `c`'s zero point and scale.
+    pub fn of(&self, c: usize) -> (i32, f32) {
+        match self {
+            InputQuant::Tensor { zero_point, scale } => (*zero_point, *scale),
+            InputQuant::Channels {
+                zero_points,
+                scales,
+            } => (zero_points[c], scales[c]),
+        }
+    }
+
+    /// Checks every zero point is in `[−128, 127]` and every scale finite and positive, one
+    /// per channel of `channels` for [`InputQuant::Channels`].
+    fn check(&self, channels: usize) -> TractResult<()> {
+        let (zps, scales): (&[i32], &[f32]) = match self {
+            InputQuant::Tensor { zero_point, scale } => (
+                std::slice::from_ref(zero_point),
+                std::slice::from_ref(scale),
+            ),
+            InputQuant::Channels {
+                zero_points,
+                scales,
+            } => {
+                ensure!(
+                    zero_points.len() == channels && scales.len() == channels,
+                    "{NAME}: {} input zero points and {} input scales for {channels} channels",
+                    zero_points.len(),
+                    scales.len()
+                );
+                (zero_points, scales)
+            }
+        };
+        if let Some(z) = zps.iter().find(|z| !(-128..=127).contains(*z)) {
+            bail!("{NAME}: input zero point {z} outside [-128, 127]");
+        }
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            bail!("{NAME}: input scale {s} must be finite and positive");
+        }
+        Ok(())
+    }
+}
+
 impl Int8Depthwise {
     /// Builds the op, checking weights `[C, KH, KW]` i8 in `[−127, 127]` (KH, KW ≤
     /// [`MAX_KERNEL`]), bias i32 `[C]`, scale f32 `[C]` (finite, positive), strides 1 or 2,
-    /// padding smaller than the kernel, a finite positive clip, an input zero point in
-    /// `[−128, 127]` and finite positive input and output scales.
+    /// padding smaller than the kernel, a finite positive clip, input zero points in
+    /// `[−128, 127]` (one per channel with [`InputQuant::Channels`]) and finite positive input
+    /// and output scales.
     pub fn new(
         (weights, bias, scale): (Arc<Tensor>, Arc<Tensor>, Arc<Tensor>),
         stride: [usize; 2],
         padding: [usize; 4],
         fused: Fused,
-        (input_zero_point, input_scale): (i32, f32),
+        input: InputQuant,
         output: Int8Output,
     ) -> TractResult<Int8Depthwise> {
         let s = weights.shape().to_vec();
@@ -160,14 +277,7 @@ impl Int8Depthwise {
                 "{NAME}: clip {high} must be finite and positive"
             );
         }
-        ensure!(
-            (-128..=127).contains(&input_zero_point),
-            "{NAME}: input_zero_point {input_zero_point} outside [-128, 127]"
-        );
-        ensure!(
-            input_scale.is_finite() && input_scale > 0.0,
-            "{NAME}: input_scale {input_scale} must be finite and positive"
-        );
+        input.check(c)?;
         if let Int8Output::Int8 { zero_point, scale } = output {
             ensure!(
                 (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
@@ -182,8 +292,7 @@ impl Int8Depthwise {
             stride,
             padding,
             fused,
-            input_zero_point,
-            input_scale,
+            input,
             output,
             weights16,
         })
@@ -220,12 +329,22 @@ impl Int8Depthwise {
             dt == f32::datum_type() || dt.unquantized() == i8::datum_type(),
             "{NAME}: input must be f32 or i8, got {dt:?}"
         );
+        if dt == f32::datum_type() {
+            return Ok(());
+        }
+        let InputQuant::Tensor {
+            zero_point: zp,
+            scale: s,
+        } = self.input
+        else {
+            bail!(
+                "{NAME}: an i8 input ({dt:?}) needs one zero point and scale, not one per channel"
+            );
+        };
         if let Some(QParams::ZpScale { zero_point, scale }) = dt.qparams() {
             ensure!(
-                zero_point == self.input_zero_point && scale == self.input_scale,
-                "{NAME}: input quantized as {dt:?}, the op expects zero point {} scale {}",
-                self.input_zero_point,
-                self.input_scale
+                zero_point == zp && scale == s,
+                "{NAME}: input quantized as {dt:?}, the op expects zero point {zp} scale {s}"
             );
         }
         Ok(())
@@ -248,7 +367,7 @@ impl Int8Depthwise {
 
     /// Runs the planes of `x` (`shape`) into `out`, split over the executor's threads; each
     /// task zeroes its padded buffer once and lays out each plane's interior in it.
-    fn run(&self, shape: &[usize], x: Source<'_>, out: Dst<'_>) -> TractResult<()> {
+    fn run(&self, shape: &[usize], x: Src<'_>, out: Dst<'_>) -> TractResult<()> {
         let r = shape.len();
         let [h, w] = [shape[r - 2], shape[r - 1]];
         let (oh, ow) = self.output_size(h, w)?;
@@ -275,9 +394,12 @@ impl Int8Depthwise {
         };
         let kernel = dw8::select();
         let tasks = threads().min(planes);
-        let plane = |p: usize| match x {
-            Source::I8(s, zp) => Source::I8(&s[p * h * w..][..h * w], zp),
-            Source::F32(s, inv, zp) => Source::F32(&s[p * h * w..][..h * w], inv, zp),
+        let plane = |p: usize| {
+            let (zp, scale) = self.input.of(p % channels);
+            match x {
+                Src::I8(s) => Source::I8(&s[p * h * w..][..h * w], zp),
+                Src::F32(s) => Source::F32(&s[p * h * w..][..h * w], 1.0 / scale, zp),
+            }
         };
         let (f32_out, i8_out, requant) = match out {
             Dst::F32(o) => (Some(Disjoint::new(o)), None, (0.0, 0.0)),
@@ -321,6 +443,13 @@ impl Int8Depthwise {
     }
 }
 
+/// The input of one evaluation.
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    I8(&'a [i8]),
+    F32(&'a [f32]),
+}
+
 /// The output buffer of one evaluation.
 enum Dst<'a> {
     F32(&'a mut [f32]),
@@ -362,17 +491,10 @@ impl EvalOp for Int8Depthwise {
         {
             let view = input.try_as_plain_ram()?;
             let source = if input.datum_type() == f32::datum_type() {
-                Source::F32(
-                    view.as_slice::<f32>()?,
-                    1.0 / self.input_scale,
-                    self.input_zero_point,
-                )
+                Src::F32(view.as_slice::<f32>()?)
             } else {
                 // SAFETY: i8 and QI8 tensors hold i8 values.
-                Source::I8(
-                    unsafe { view.as_slice_unchecked::<i8>() },
-                    self.input_zero_point,
-                )
+                Src::I8(unsafe { view.as_slice_unchecked::<i8>() })
             };
             let mut out_view = out.try_as_plain_ram_mut()?;
             let dst = match self.output {
@@ -429,8 +551,16 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("activation").default("none"),
             TypeName::Scalar.named("clip").default(0.0),
-            TypeName::Integer.named("input_zero_point"),
-            TypeName::Scalar.named("input_scale"),
+            TypeName::Integer.named("input_zero_point").default(0),
+            TypeName::Scalar.named("input_scale").default(1.0),
+            TypeName::Integer
+                .array()
+                .named("input_zero_points")
+                .default(Literal::Array(vec![])),
+            TypeName::Scalar
+                .array()
+                .named("input_scales")
+                .default(Literal::Array(vec![])),
             TypeName::String.named("output"),
             TypeName::Integer.named("output_zero_point").default(0),
             TypeName::Scalar.named("output_scale").default(1.0),
@@ -454,10 +584,23 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     );
     let fused = read_fused(builder, invocation, NAME)?;
     let output = read_output(builder, invocation, NAME)?;
-    let quant = (
-        int_arg(builder, invocation, NAME, "input_zero_point")?,
-        invocation.named_arg_as(builder, "input_scale")?,
-    );
+    let zero_points: TVec<i64> = invocation.named_arg_as(builder, "input_zero_points")?;
+    let scales: TVec<f32> = invocation.named_arg_as(builder, "input_scales")?;
+    let quant = if zero_points.is_empty() && scales.is_empty() {
+        InputQuant::Tensor {
+            zero_point: int_arg(builder, invocation, NAME, "input_zero_point")?,
+            scale: invocation.named_arg_as(builder, "input_scale")?,
+        }
+    } else {
+        let zero_points = zero_points
+            .iter()
+            .map(|&z| i32::try_from(z).with_context(|| format!("{NAME}: input zero point {z}")))
+            .collect::<TractResult<Vec<i32>>>()?;
+        InputQuant::Channels {
+            zero_points,
+            scales: scales.to_vec(),
+        }
+    };
     let op = Int8Depthwise::new(
         (weights, bias, scale),
         [stride[0], stride[1]],
@@ -479,12 +622,24 @@ fn dump(
     let bias = ast.konst_variable(format!("{}_bias", node.name), &op.bias)?;
     let scale = ast.konst_variable(format!("{}_scale", node.name), &op.scale)?;
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
-    let mut attributes = vec![
-        ("stride", ints(&op.stride)),
-        ("padding", ints(&op.padding)),
-        ("input_zero_point", numeric(op.input_zero_point)),
-        ("input_scale", numeric(op.input_scale)),
-    ];
+    let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
+    match &op.input {
+        InputQuant::Tensor { zero_point, scale } => {
+            attributes.push(("input_zero_point", numeric(zero_point)));
+            attributes.push(("input_scale", numeric(scale)));
+        }
+        InputQuant::Channels {
+            zero_points,
+            scales,
+        } => {
+            let list = array(zero_points.iter().map(numeric).collect::<Vec<_>>());
+            attributes.push(("input_zero_points", list));
+            attributes.push((
+                "input_scales",
+                array(scales.iter().map(numeric).collect::<Vec<_>>()),
+            ));
+        }
+    }
     write_fused(op.fused, &mut attributes);
     write_output(op.output, &mut attributes);
     Ok(Some(invocation(
@@ -512,7 +667,7 @@ mod tests {
             [stride, stride],
             [1, 1, 1, 1],
             Fused::None,
-            (5, 0.1),
+            (5, 0.1).into(),
             output,
         )
         .unwrap()
@@ -531,7 +686,8 @@ mod tests {
             .into_tensor())
     }
 
-    fn definition(op: &Int8Depthwise, q: &[i8], [h, w]: [usize; 2]) -> Vec<f64> {
+    /// With each channel's own input zero point `zps[c]`.
+    fn definition(op: &Int8Depthwise, q: &[i8], zps: [i64; 2], [h, w]: [usize; 2]) -> Vec<f64> {
         let (oh, ow) = op.output_size(h, w).unwrap();
         let s = op.stride[0] as isize;
         let wt = op.weights.try_as_plain_ram().unwrap();
@@ -549,7 +705,8 @@ mod tests {
                         for kx in 0..3isize {
                             let (y, x) = (oy * s + ky - 1, ox * s + kx - 1);
                             if (0..h as isize).contains(&y) && (0..w as isize).contains(&x) {
-                                let v = q[c * h * w + (y as usize) * w + x as usize] as i64 - 5;
+                                let v =
+                                    q[c * h * w + (y as usize) * w + x as usize] as i64 - zps[c];
                                 acc += wt[c * 9 + (ky * 3 + kx) as usize] as i64 * v;
                             }
                         }
@@ -561,13 +718,26 @@ mod tests {
         out
     }
 
+    /// `got` (f32) against the definition, within a relative 1e-6.
+    fn assert_close(got: &Tensor, want: &[f64]) {
+        let got = got.try_as_plain_ram().unwrap();
+        let got = got.as_slice::<f32>().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{g} vs {w}"
+            );
+        }
+    }
+
     #[test]
     fn i8_and_f32_inputs_give_the_definition() {
         let (h, w) = (5, 6);
         let q: Vec<i8> = (0..2 * h * w).map(|i| (i * 53 % 256) as u8 as i8).collect();
         for stride in [1, 2] {
             let op = op(stride, Int8Output::Float);
-            let want = definition(&op, &q, [h, w]);
+            let want = definition(&op, &q, [5, 5], [h, w]);
             let dt = DatumType::QI8(QParams::ZpScale {
                 zero_point: 5,
                 scale: 0.1,
@@ -579,16 +749,7 @@ mod tests {
             let floats: Vec<f32> = q.iter().map(|&v| (v as f32 - 5.0) * 0.1).collect();
             let floats = Tensor::from_shape(&[1, 2, h, w], &floats).unwrap();
             for input in [codes, floats] {
-                let got = run(&op, input).unwrap();
-                let got = got.try_as_plain_ram().unwrap();
-                let got = got.as_slice::<f32>().unwrap();
-                assert_eq!(got.len(), want.len());
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0),
-                        "{g} vs {w}"
-                    );
-                }
+                assert_close(&run(&op, input).unwrap(), &want);
             }
         }
     }
@@ -602,7 +763,7 @@ mod tests {
             scale: 0.5,
         };
         let op = op(1, output);
-        let want = definition(&op, &q, [h, w]);
+        let want = definition(&op, &q, [5, 5], [h, w]);
         let input = Tensor::from_shape(&[2, h, w], &q).unwrap();
         let got = run(&op, input).unwrap();
         assert_eq!(
@@ -620,6 +781,75 @@ mod tests {
         }
     }
 
+    /// Per-channel input parameters: each float plane quantized with its own zero point and
+    /// scale gives the definition on the codes it quantizes to; the op survives an NNEF round
+    /// trip; an i8 input is refused.
+    #[test]
+    fn a_float_input_is_quantized_per_channel() {
+        let (h, w) = (5, 6);
+        let q: Vec<i8> = (0..2 * h * w).map(|i| (i * 53 % 256) as u8 as i8).collect();
+        let (zps, scales) = ([5, -40], [0.1f32, 0.0025]);
+        let base = op(1, Int8Output::Float);
+        // `scale[c]` = the channel's input scale × weight scale (weight scales 0.1 and 8).
+        let scale = tensor1(&[0.1f32 * 0.1, 0.0025 * 8.0]).into_arc_tensor();
+        let per_channel = Int8Depthwise::new(
+            (base.weights.clone(), base.bias.clone(), scale),
+            [1, 1],
+            [1, 1, 1, 1],
+            Fused::None,
+            InputQuant::Channels {
+                zero_points: zps.to_vec(),
+                scales: scales.to_vec(),
+            },
+            Int8Output::Float,
+        )
+        .unwrap();
+        let floats: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = i / (h * w);
+                (v as f32 - zps[c] as f32) * scales[c]
+            })
+            .collect();
+        let floats = Tensor::from_shape(&[1, 2, h, w], &floats).unwrap();
+        let want = definition(&per_channel, &q, [5, -40], [h, w]);
+        assert_close(&run(&per_channel, floats).unwrap(), &want);
+        // NNEF round trip: the arrays come back.
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([1, 2, h, w])).unwrap();
+        let y = m.wire_node("dw", per_channel.clone(), &[x]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let nnef = crate::ops::registry::nnef();
+        let mut buf = vec![];
+        nnef.write_to_tar(&m, &mut buf).unwrap();
+        let back = nnef.model_for_read(&mut &buf[..]).unwrap();
+        let op = back
+            .nodes()
+            .iter()
+            .find_map(|n| n.op_as::<Int8Depthwise>())
+            .expect("the op after a round trip");
+        assert_eq!(op, &per_channel);
+        // An i8 input has one zero point: refused.
+        let codes = Tensor::from_shape(&[1, 2, h, w], &q).unwrap();
+        let e = run(&per_channel, codes).unwrap_err();
+        assert!(format!("{e:#}").contains("per channel"), "{e:#}");
+        // Wrong lengths are load errors.
+        let e = Int8Depthwise::new(
+            (base.weights.clone(), base.bias.clone(), base.scale.clone()),
+            [1, 1],
+            [1; 4],
+            Fused::None,
+            InputQuant::Channels {
+                zero_points: vec![0],
+                scales: vec![1.0, 1.0],
+            },
+            Int8Output::Float,
+        )
+        .unwrap_err();
+        assert!(format!("{e}").contains("2 channels"), "{e}");
+    }
+
     #[test]
     fn bad_parameters_are_refused_with_the_op_named() {
         let weights = Tensor::from_shape(&[1, 3, 3], &[i8::MIN; 9]).unwrap();
@@ -632,7 +862,7 @@ mod tests {
             [1, 1],
             [1; 4],
             Fused::None,
-            (0, 1.0),
+            (0, 1.0).into(),
             Int8Output::Float,
         )
         .unwrap_err();
