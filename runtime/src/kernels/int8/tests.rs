@@ -641,6 +641,18 @@ fn every_packer_writes_the_portable_bytes() {
                 kernel.pack_f32(&p, q, &mut got);
                 let name = kernel.name();
                 assert_eq!(got, want, "{name}: k={k} n={n} {strides:?} {range:?}");
+                // The same codes as i8.
+                let codes: Vec<i8> = x.iter().map(|&v| quantize(v, 1.0, -3.0)).collect();
+                let c = Pack {
+                    x: &codes,
+                    k,
+                    n,
+                    ld: strides,
+                    blocks: range.clone(),
+                };
+                let mut got = vec![1u8; len];
+                kernel.pack_i8(&c, &mut got);
+                assert_eq!(got, want, "{name} i8: k={k} n={n} {strides:?} {range:?}");
                 // Both digit planes of 16-bit codes (a scale that reaches both clamps).
                 let q16 = Quantizer {
                     inv_scale: 4000.0,

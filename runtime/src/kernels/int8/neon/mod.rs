@@ -91,6 +91,10 @@ impl Int8Kernel for Neon {
         pack::pack_f32_digits(p, q, smull::FORMAT, hi, lo)
     }
 
+    fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
+        pack::pack_i8(p, smull::FORMAT, out)
+    }
+
     fn sums_rows_contiguous(&self) -> bool {
         true
     }
@@ -121,6 +125,10 @@ impl Int8Kernel for NeonDot {
 
     fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
         pack::pack_f32_digits(p, q, sdot::FORMAT, hi, lo)
+    }
+
+    fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
+        pack::pack_i8(p, sdot::FORMAT, out)
     }
 
     fn sums_rows_contiguous(&self) -> bool {

@@ -1,5 +1,6 @@
 //! NEON packers: [`pack_f32`](super::super::pack_f32) and
-//! [`pack_f32_digits`](super::super::pack_f32_digits) 16 floats at a time, the same
+//! [`pack_f32_digits`](super::super::pack_f32_digits) 16 floats at a time (and
+//! [`pack_i8`](super::super::pack_i8) 16 codes at a time, by the same block walks), the same
 //! quantization (`fmul`, `fadd`, `fmaxnm` (a NaN gives the lowest code), `fminnm`, `fcvtns`
 //! rounding half to even), narrowed to bytes (and flipped to offset binary by one `eor` where
 //! the format asks). Channels-last blocks with a partial column range or a partial group of
@@ -94,13 +95,67 @@ pub fn pack_f32_codes16(p: &Pack<'_, f32>, q: Quantizer, out: &mut [u8]) {
     }
 }
 
-/// How 16 floats become bytes in `P` planes.
+/// [`super::super::pack_i8`] in `format` (groups of 4 or 16 k), the same bytes: the packers
+/// of [`pack_f32`] with codes loaded as they are (16 bytes per row of a channels-first block,
+/// or 4 runs of 4), flipped to offset binary where the format asks.
+pub fn pack_i8(p: &Pack<'_, i8>, format: Format, out: &mut [u8]) {
+    assert_eq!(format.code_bytes, 1, "i8 codes packed for 16-bit codes");
+    let portable =
+        |one: &Pack<'_, i8>, [dst]: [&mut [u8]; 1]| super::super::pack_i8(one, format, dst);
+    if format.offset_binary {
+        pack(p, format, [out], Bytes::<true>, portable)
+    } else {
+        pack(p, format, [out], Bytes::<false>, portable)
+    }
+}
+
+/// How 16 input values become bytes in `P` planes.
 trait Encode<const P: usize>: Copy {
-    /// The bytes of the 16 floats `v[0..4]` (4 each) in each plane.
+    /// The input's element type.
+    type Elem: Copy + Default;
+
+    /// The bytes, in each plane, of 16 values read in 4 runs of 4 from `at(0)` .. `at(3)`.
     ///
     /// # Safety
-    /// NEON (always present on aarch64).
-    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; P];
+    /// Each `at(i)` points to 4 readable values; NEON (always present on aarch64).
+    unsafe fn runs(self, at: impl Fn(usize) -> *const Self::Elem) -> [uint8x16_t; P];
+
+    /// The bytes of 16 contiguous values at `p`.
+    ///
+    /// # Safety
+    /// `p` points to 16 readable values; NEON.
+    #[inline(always)]
+    unsafe fn row(self, p: *const Self::Elem) -> [uint8x16_t; P] {
+        // SAFETY: the caller's 16 values, 4 per run.
+        unsafe { self.runs(|i| p.add(4 * i)) }
+    }
+}
+
+/// i8 codes as they are (offset binary with `OFFSET`).
+#[derive(Clone, Copy)]
+struct Bytes<const OFFSET: bool>;
+
+impl<const OFFSET: bool> Encode<1> for Bytes<OFFSET> {
+    type Elem = i8;
+
+    #[inline(always)]
+    unsafe fn runs(self, at: impl Fn(usize) -> *const i8) -> [uint8x16_t; 1] {
+        // SAFETY: 4 bytes at each `at(i)` (read unaligned); NEON.
+        unsafe {
+            let word = |i: usize| std::ptr::read_unaligned(at(i) as *const u32);
+            let mut v = vdupq_n_u32(word(0));
+            v = vsetq_lane_u32::<1>(word(1), v);
+            v = vsetq_lane_u32::<2>(word(2), v);
+            v = vsetq_lane_u32::<3>(word(3), v);
+            [offset::<OFFSET>(vreinterpretq_u8_u32(v))]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn row(self, p: *const i8) -> [uint8x16_t; 1] {
+        // SAFETY: 16 bytes at `p`; NEON.
+        unsafe { [offset::<OFFSET>(vld1q_u8(p as *const u8))] }
+    }
 }
 
 /// 8-bit codes (offset binary with `OFFSET`).
@@ -111,10 +166,13 @@ struct Codes<const OFFSET: bool> {
 }
 
 impl<const OFFSET: bool> Encode<1> for Codes<OFFSET> {
+    type Elem = f32;
+
     #[inline(always)]
-    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 1] {
-        // SAFETY: NEON.
+    unsafe fn runs(self, at: impl Fn(usize) -> *const f32) -> [uint8x16_t; 1] {
+        // SAFETY: 4 floats at each `at(i)`; NEON.
         unsafe {
+            let v: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(at(i)));
             let q = v.map(|v| quantize_s32(v, self.inv, self.zp));
             [offset::<OFFSET>(vreinterpretq_u8_s8(narrow16(q)))]
         }
@@ -129,10 +187,13 @@ struct Digits<const OFFSET: bool> {
 }
 
 impl<const OFFSET: bool> Encode<2> for Digits<OFFSET> {
+    type Elem = f32;
+
     #[inline(always)]
-    unsafe fn encode(self, v: [float32x4_t; 4]) -> [uint8x16_t; 2] {
-        // SAFETY: NEON.
+    unsafe fn runs(self, at: impl Fn(usize) -> *const f32) -> [uint8x16_t; 2] {
+        // SAFETY: 4 floats at each `at(i)`; NEON.
         unsafe {
+            let v: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(at(i)));
             let q = v.map(|v| quantize16_s32(v, self.inv, self.zp));
             let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
             let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
@@ -166,11 +227,11 @@ unsafe fn offset<const OFFSET: bool>(v: uint8x16_t) -> uint8x16_t {
 /// Packs the blocks of `p` into the `P` planes `out` by `enc` (`portable` for the blocks the
 /// vector paths do not take).
 fn pack<const P: usize, E: Encode<P>>(
-    p: &Pack<'_, f32>,
+    p: &Pack<'_, E::Elem>,
     format: Format,
     out: [&mut [u8]; P],
     enc: E,
-    portable: impl Fn(&Pack<'_, f32>, [&mut [u8]; P]),
+    portable: impl Fn(&Pack<'_, E::Elem>, [&mut [u8]; P]),
 ) {
     assert!(
         matches!(format.group, 4 | 16),
@@ -224,9 +285,9 @@ fn pack<const P: usize, E: Encode<P>>(
 }
 
 /// One block of `cols` (1–16) valid columns from `c0` of an input of `k` rows laid out as
-/// `ld`, in `len` floats at `x`.
-struct Block {
-    x: *const f32,
+/// `ld`, in `len` values at `x`.
+struct Block<T> {
+    x: *const T,
     len: usize,
     k: usize,
     c0: usize,
@@ -234,21 +295,12 @@ struct Block {
     ld: Strides,
 }
 
-/// The bytes of 16 floats read 4 at a time from `at(0)`, `at(1)`, `at(2)`, `at(3)`.
-#[inline(always)]
-unsafe fn encode16<const P: usize, E: Encode<P>>(
-    at: impl Fn(usize) -> *const f32,
-    enc: E,
-) -> [uint8x16_t; P] {
-    // SAFETY: the caller's pointers hold 4 floats each; NEON.
-    unsafe { enc.encode(std::array::from_fn(|i| vld1q_f32(at(i)))) }
-}
-
 /// Channels last: chunk `i` of a group's `16·G` bytes is 16 consecutive bytes of the packed
-/// order `[16 columns][G k]`, i.e. 4 runs of 4 floats each contiguous in the input.
+/// order `[16 columns][G k]`, i.e. 4 runs of 4 values each contiguous in the input (one run
+/// of 16 for groups of 16).
 #[target_feature(enable = "neon")]
 unsafe fn channels_last<const G: usize, const P: usize, E: Encode<P>>(
-    b: &Block,
+    b: &Block<E::Elem>,
     enc: E,
     dst: [*mut u8; P],
 ) {
@@ -261,9 +313,16 @@ unsafe fn channels_last<const G: usize, const P: usize, E: Encode<P>>(
                 // SAFETY: column c0 + j < n and k g·G + t .. + 4 ≤ k (whole groups): inside x.
                 unsafe { b.x.add((b.c0 + j) * b.ld.c + g * G + t) }
             };
-            // SAFETY: 16 bytes at chunk `chunk` of group g lie in each plane's block bytes.
-            let bytes = unsafe { encode16(at, enc) };
+            // SAFETY: 4 runs of 4 values at `at` (contiguous for groups of 16); NEON.
+            let bytes = unsafe {
+                if G == 16 {
+                    enc.row(at(0))
+                } else {
+                    enc.runs(at)
+                }
+            };
             for (d, v) in dst.iter().zip(bytes) {
+                // SAFETY: 16 bytes at chunk `chunk` of group g lie in each plane's block bytes.
                 unsafe { vst1q_u8(d.add(g * step + chunk * 16), v) };
             }
         }
@@ -279,7 +338,7 @@ unsafe fn channels_last<const G: usize, const P: usize, E: Encode<P>>(
 /// zero-filled copy.
 #[target_feature(enable = "neon")]
 unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
-    b: &Block,
+    b: &Block<E::Elem>,
     enc: E,
     dst: [*mut u8; P],
     pad: u8,
@@ -295,19 +354,19 @@ unsafe fn channels_first<const G: usize, const P: usize, E: Encode<P>>(
         let start = kk * b.ld.k + b.c0;
         if b.cols == COLS {
             // SAFETY: row kk < k, columns c0 .. c0 + 16 ≤ n: inside x.
-            return unsafe { encode16(|s| b.x.add(start + 4 * s), enc) };
+            return unsafe { enc.row(b.x.add(start)) };
         }
-        let mut copy = [0f32; COLS];
+        let mut copy = [E::Elem::default(); COLS];
         let src = if start + COLS <= b.len {
-            // SAFETY: 16 floats from `start` are inside x.
+            // SAFETY: 16 values from `start` are inside x.
             unsafe { b.x.add(start) }
         } else {
             // SAFETY: the row's `cols` valid floats are inside x.
             unsafe { std::ptr::copy_nonoverlapping(b.x.add(start), copy.as_mut_ptr(), b.cols) };
             copy.as_ptr()
         };
-        // SAFETY: 16 floats at `src`, in x or in `copy`.
-        let mut bytes = unsafe { encode16(|s| src.add(4 * s), enc) };
+        // SAFETY: 16 values at `src`, in x or in `copy`.
+        let mut bytes = unsafe { enc.row(src) };
         for v in &mut bytes {
             *v = vbslq_u8(valid, *v, pad);
         }
