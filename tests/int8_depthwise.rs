@@ -85,8 +85,9 @@ fn depthwise_layers_run_in_int8_between_int8_layers() {
 }
 
 /// `int8-dw-hardswish.onnx` (tests/fixtures/make_int8_dw_hardswish.py): dw1 reads a
-/// HardSwish whose channels' ranges lie 10^3 apart. The converter quantizes that float input
-/// per channel inside `kestrel_int8_depthwise` (`input_zero_points`, `input_scales`), and the
+/// HardSwish whose channels' ranges lie 10^3 apart. The converter moves the HardSwish into
+/// `kestrel_int8_depthwise` and quantizes its output per channel there (`input_zero_points`,
+/// `input_scales`), and the
 /// graph lands above the default floor (29.2 dB; one range for all channels gives 5.4 dB).
 #[test]
 fn a_float_depthwise_input_is_quantized_per_channel() {
@@ -94,7 +95,9 @@ fn a_float_depthwise_input_is_quantized_per_channel() {
     let calls = depthwise_calls(&text);
     assert_eq!(calls.len(), 1, "{text}");
     assert!(
-        calls[0].contains("input_scales = [") && calls[0].contains("input_zero_points = ["),
+        calls[0].contains("input_scales = [")
+            && calls[0].contains("input_zero_points = [")
+            && calls[0].contains("input_activation = \"hardswish\""),
         "{calls:#?}"
     );
     assert!(

@@ -19,6 +19,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use crate::float_ops::PlacementReport;
 use crate::int8::layers::{find_layers, Layer, LayerOp};
 use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, MAX_KERNEL};
+use kestrel_runtime::ops::int8_depthwise::Int8Depthwise;
 
 /// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
 pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
@@ -27,9 +28,6 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
         .into_iter()
         .filter(Layer::is_depthwise)
         .collect();
-    if layers.is_empty() {
-        return Ok((model, report));
-    }
     let mut model = model;
     // Outlets replaced so far: a layer reading one reads its replacement.
     let mut moved: HashMap<OutletId, OutletId> = HashMap::new();
@@ -61,26 +59,38 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
     Ok((model.into_compact()?, report))
 }
 
-/// Moves each HardSwish read by a `kestrel_depthwise` alone into that op (its input
-/// activation); returns how many moved. The HardSwish nodes are left dead for the caller's
+/// Moves each HardSwish read by a `kestrel_depthwise` or `kestrel_int8_depthwise` alone into
+/// that op (its input activation, applied while each plane is copied, before an int8 op
+/// quantizes it); returns how many moved. The HardSwish nodes are left dead for the caller's
 /// compaction.
 fn fuse_input_hardswish(model: &mut TypedModel) -> TractResult<usize> {
     let ops: Vec<usize> = model
         .nodes
         .iter()
-        .filter(|n| n.op_is::<Depthwise>())
+        .filter(|n| n.op_is::<Depthwise>() || n.op_is::<Int8Depthwise>())
         .map(|n| n.id)
         .collect();
     let mut fused = 0;
     for id in ops {
         let node = model.node(id);
-        let op = node.op_as::<Depthwise>().expect("filtered");
+        let (current, with): (InputActivation, Box<dyn TypedOp>) =
+            match (node.op_as::<Depthwise>(), node.op_as::<Int8Depthwise>()) {
+                (Some(op), _) => (
+                    op.input,
+                    Box::new(op.clone().with_input(InputActivation::HardSwish)),
+                ),
+                (_, Some(op)) => (
+                    op.input_activation,
+                    Box::new(op.clone().with_input(InputActivation::HardSwish)),
+                ),
+                _ => unreachable!("filtered"),
+            };
         let input = node.inputs[0];
         let producer = model.node(input.node);
         let hardswish = producer
             .op_as::<ElementWiseOp>()
             .is_some_and(|e| e.0.name() == "HardSwish" && e.1.is_none());
-        if op.input != InputActivation::None
+        if current != InputActivation::None
             || !hardswish
             || producer.inputs.len() != 1
             || model.outputs.contains(&input)
@@ -90,10 +100,9 @@ fn fuse_input_hardswish(model: &mut TypedModel) -> TractResult<usize> {
             continue;
         }
         let (source, name) = (producer.inputs[0], node.name.clone());
-        let op = op.clone().with_input(InputActivation::HardSwish);
         let mut patch = TypedModelPatch::new(format!("HardSwish into {name}"));
         let x = patch.tap_model(model, source)?;
-        let y = patch.wire_node(name, op, &[x])?[0];
+        let y = patch.wire_node(name, with, &[x])?[0];
         patch.shunt_outside(model, OutletId::new(id, 0), y)?;
         patch.apply(model)?;
         fused += 1;

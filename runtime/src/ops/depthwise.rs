@@ -436,7 +436,17 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         [padding[0], padding[1], padding[2], padding[3]],
         fused,
     )?
-    .with_input(
+    .with_input(read_input_activation(builder, invocation, NAME)?);
+    builder.wire(op, &[input])
+}
+
+/// The input activation of a depthwise op's invocation (`input_activation`).
+pub(crate) fn read_input_activation(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    op: &str,
+) -> TractResult<InputActivation> {
+    Ok(
         match invocation
             .named_arg_as::<String>(builder, "input_activation")?
             .as_str()
@@ -444,11 +454,20 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
             "none" => InputActivation::None,
             "hardswish" => InputActivation::HardSwish,
             other => {
-                bail!("{NAME}: unknown input_activation '{other}' (expected none or hardswish)")
+                bail!("{op}: unknown input_activation '{other}' (expected none or hardswish)")
             }
         },
-    );
-    builder.wire(op, &[input])
+    )
+}
+
+/// Writes `input_activation` unless it is none.
+pub(crate) fn write_input_activation(
+    input: InputActivation,
+    attributes: &mut Vec<(&'static str, RValue)>,
+) {
+    if input == InputActivation::HardSwish {
+        attributes.push(("input_activation", string("hardswish")));
+    }
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Option<Arc<RValue>>> {
@@ -458,9 +477,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
     write_fused(op.fused, &mut attributes);
-    if op.input == InputActivation::HardSwish {
-        attributes.push(("input_activation", string("hardswish")));
-    }
+    write_input_activation(op.input, &mut attributes);
     Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }
 

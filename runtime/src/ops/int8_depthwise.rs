@@ -19,7 +19,10 @@
 //! the layer before a depthwise convolution (an expansion 1×1 and its HardSwish) leaves
 //! channels whose ranges differ by 10–100×, and one step for all of them rounds the narrow
 //! ones to a few codes. Per channel it costs nothing: each plane is quantized on its own
-//! anyway and the channel's scale is already in `scale[c]`. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
+//! anyway and the channel's scale is already in `scale[c]`. A float input may also go through
+//! tract's HardSwish first (`input_activation`, as in `kestrel_depthwise`): the HardSwish of
+//! a MobileNetV3 expansion layer is then applied while each plane is quantized, never written
+//! out. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
 //! smaller than the kernel) are `kestrel_depthwise`'s; the kernels are
 //! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU.
 
@@ -27,7 +30,10 @@ use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, invocation, numeric};
 
-use super::depthwise::{layout, read_fused, write_fused, Fused, MAX_KERNEL};
+use super::depthwise::{
+    layout, read_fused, read_input_activation, write_fused, write_input_activation, Fused,
+    InputActivation, MAX_KERNEL,
+};
 use super::int8_linear::{int_arg, read_output, write_output, Int8Output};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
@@ -54,6 +60,9 @@ pub struct Int8Depthwise {
     pub fused: Fused,
     /// Input quantization.
     pub input: InputQuant,
+    /// The activation applied to a float input before it is quantized (tract's HardSwish,
+    /// operation by operation, as `kestrel_depthwise` applies it).
+    pub input_activation: InputActivation,
     /// Output type.
     pub output: Int8Output,
     weights16: Vec<i16>,
@@ -66,6 +75,7 @@ impl std::hash::Hash for Int8Depthwise {
         self.stride.hash(state);
         self.padding.hash(state);
         self.input.hash(state);
+        self.input_activation.hash(state);
     }
 }
 
@@ -78,6 +88,7 @@ impl PartialEq for Int8Depthwise {
             && self.padding == other.padding
             && self.fused == other.fused
             && self.input == other.input
+            && self.input_activation == other.input_activation
             && self.output == other.output
     }
 }
@@ -293,9 +304,18 @@ impl Int8Depthwise {
             padding,
             fused,
             input,
+            input_activation: InputActivation::None,
             output,
             weights16,
         })
+    }
+
+    /// The op with `input` applied to its (float) input first.
+    pub fn with_input(self, input: InputActivation) -> Int8Depthwise {
+        Int8Depthwise {
+            input_activation: input,
+            ..self
+        }
     }
 
     /// Channels.
@@ -332,6 +352,10 @@ impl Int8Depthwise {
         if dt == f32::datum_type() {
             return Ok(());
         }
+        ensure!(
+            self.input_activation == InputActivation::None,
+            "{NAME}: an input activation needs a float input, got {dt:?}"
+        );
         let InputQuant::Tensor {
             zero_point: zp,
             scale: s,
@@ -379,6 +403,7 @@ impl Int8Depthwise {
         let [kh, kw] = self.kernel();
         let (ld, phase_len, taps) = layout([kh, kw], self.padding, self.stride, [h, w]);
         let taps = &taps[..kh * kw];
+        let square = dw8::Square::find(taps, self.stride[0] * ld);
         let bias = self.bias.try_as_plain_ram()?;
         let bias = bias.as_slice::<i32>()?;
         let scale = self.scale.try_as_plain_ram()?;
@@ -398,7 +423,13 @@ impl Int8Depthwise {
             let (zp, scale) = self.input.of(p % channels);
             match x {
                 Src::I8(s) => Source::I8(&s[p * h * w..][..h * w], zp),
-                Src::F32(s) => Source::F32(&s[p * h * w..][..h * w], 1.0 / scale, zp),
+                Src::F32(s) => {
+                    let s = &s[p * h * w..][..h * w];
+                    match self.input_activation {
+                        InputActivation::None => Source::F32(s, 1.0 / scale, zp),
+                        InputActivation::HardSwish => Source::HardSwishF32(s, 1.0 / scale, zp),
+                    }
+                }
             }
         };
         let (f32_out, i8_out, requant) = match out {
@@ -422,6 +453,7 @@ impl Int8Depthwise {
                         rows: oh,
                         cols: ow,
                         act,
+                        square,
                     };
                     // SAFETY: plane p belongs to this task alone.
                     let dst = unsafe {
@@ -562,6 +594,7 @@ pub(crate) fn register(registry: &mut Registry) {
                 .named("input_scales")
                 .default(Literal::Array(vec![])),
             TypeName::String.named("output"),
+            TypeName::String.named("input_activation").default("none"),
             TypeName::Integer.named("output_zero_point").default(0),
             TypeName::Scalar.named("output_scale").default(1.0),
         ],
@@ -608,7 +641,8 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         fused,
         quant,
         output,
-    )?;
+    )?
+    .with_input(read_input_activation(builder, invocation, NAME)?);
     builder.wire(op, &[input])
 }
 
@@ -641,6 +675,7 @@ fn dump(
         }
     }
     write_fused(op.fused, &mut attributes);
+    write_input_activation(op.input_activation, &mut attributes);
     write_output(op.output, &mut attributes);
     Ok(Some(invocation(
         NAME,
@@ -848,6 +883,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e}").contains("2 channels"), "{e}");
+    }
+
+    /// With a HardSwish input activation the op gives, bit for bit, what it gives without one
+    /// on tract's HardSwish of the input; the activation survives an NNEF round trip and
+    /// refuses an i8 input.
+    #[test]
+    fn an_input_hardswish_is_tracts_hardswish_first() {
+        let (h, w) = (5, 6);
+        let x: Vec<f32> = (0..2 * h * w)
+            .map(|i| ((i * 37 % 61) as f32 - 30.0) * 0.2)
+            .collect();
+        let plain = op(2, Int8Output::Float);
+        let hs = plain.clone().with_input(InputActivation::HardSwish);
+        let after: Vec<f32> = x
+            .iter()
+            .map(|&v| crate::kernels::depthwise::pad::hardswish(v))
+            .collect();
+        let input = |v: &[f32]| Tensor::from_shape(&[1, 2, h, w], v).unwrap();
+        let got = run(&hs, input(&x)).unwrap();
+        let want = run(&plain, input(&after)).unwrap();
+        assert_eq!(got, want);
+        let mut m = TypedModel::default();
+        let s = m.add_source("x", f32::fact([1, 2, h, w])).unwrap();
+        let y = m.wire_node("dw", hs.clone(), &[s]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let nnef = crate::ops::registry::nnef();
+        let mut buf = vec![];
+        nnef.write_to_tar(&m, &mut buf).unwrap();
+        let back = nnef.model_for_read(&mut &buf[..]).unwrap();
+        let op = back.nodes().iter().find_map(|n| n.op_as::<Int8Depthwise>());
+        assert_eq!(op, Some(&hs));
+        let codes = Tensor::from_shape(&[1, 2, h, w], &vec![0i8; 2 * h * w]).unwrap();
+        let e = run(&hs, codes).unwrap_err();
+        assert!(format!("{e:#}").contains("input activation"), "{e:#}");
     }
 
     #[test]

@@ -181,6 +181,17 @@ pub(crate) struct Square {
 }
 
 impl Square {
+    /// The structure of a 3×3 or 5×5 kernel's `taps` at `row_step`, if they have one.
+    pub(crate) fn find(taps: &[usize], row_step: usize) -> Option<Square> {
+        Square::of::<3>(taps, row_step).or_else(|| Square::of::<5>(taps, row_step))
+    }
+
+    /// The largest offset a square tile reads for output row 0, column 0: the last kernel
+    /// row's rightmost column (the largest tap).
+    pub(crate) fn last_tap(&self) -> usize {
+        (self.k - 1) * self.ld + self.column[..self.k].iter().max().copied().unwrap_or(0)
+    }
+
     fn of<const K: usize>(taps: &[usize], row_step: usize) -> Option<Square> {
         if taps.len() != K * K {
             return None;
@@ -219,7 +230,7 @@ impl<'a> Layout<'a> {
         } else {
             0
         };
-        let square = Square::of::<3>(taps, row_step).or_else(|| Square::of::<5>(taps, row_step));
+        let square = Square::find(taps, row_step);
         Layout {
             taps,
             row_step,

@@ -52,6 +52,46 @@ impl Placement {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+impl Placement {
+    /// Walks the padded rows of an `[h, ·]` plane at `dst`: `one(y, row)` at stride 1 (`row`
+    /// where input row `y`'s first value goes), `two(y, even, odd)` at stride 2 (where its
+    /// even and odd values start, in their phase planes). One walk for the float and the
+    /// int8 layouts' vector fills.
+    ///
+    /// # Safety
+    /// `dst` is a buffer this placement fits (see `check`), so each row pointer is inside it.
+    #[inline(always)]
+    pub(crate) unsafe fn walk<T>(
+        &self,
+        dst: *mut T,
+        h: usize,
+        mut one: impl FnMut(usize, *mut T),
+        mut two: impl FnMut(usize, *mut T, *mut T),
+    ) {
+        // SAFETY: rows `top..top + h` of each phase, `left` in: inside the buffer.
+        unsafe {
+            if self.stride == 1 {
+                for y in 0..h {
+                    one(y, dst.add((y + self.top) * self.ld + self.left));
+                }
+            } else {
+                let (first, second) = (dst, dst.add(self.phase_len));
+                let half = self.left / 2;
+                let (even, odd) = if self.left.is_multiple_of(2) {
+                    (first.add(half), second.add(half))
+                } else {
+                    (second.add(half), first.add(half + 1))
+                };
+                for y in 0..h {
+                    let row = (y + self.top) * self.ld;
+                    two(y, even.add(row), odd.add(row));
+                }
+            }
+        }
+    }
+}
+
 /// [`fill`] for every plane of a layer: the placement checked once, against the buffer's and
 /// each plane's size, so a plane's fill checks two lengths.
 #[derive(Debug, Clone, Copy)]
@@ -266,28 +306,12 @@ mod neon {
         // stride 2, all within `ld`), and reads `h·w` floats of `src`. NEON is baseline on
         // aarch64.
         unsafe {
-            if at.stride == 1 {
-                for y in 0..h {
-                    copy(
-                        dst.add((y + at.top) * at.ld + at.left),
-                        src.add(y * w),
-                        w,
-                        m,
-                    );
-                }
-            } else {
-                let (first, second) = (dst, dst.add(at.phase_len));
-                let half = at.left / 2;
-                let (even, odd) = if at.left.is_multiple_of(2) {
-                    (first.add(half), second.add(half))
-                } else {
-                    (second.add(half), first.add(half + 1))
-                };
-                for y in 0..h {
-                    let row = (y + at.top) * at.ld;
-                    split(even.add(row), odd.add(row), src.add(y * w), w, m);
-                }
-            }
+            at.walk(
+                dst,
+                h,
+                |y, d| copy(d, src.add(y * w), w, m),
+                |y, e, o| split(e, o, src.add(y * w), w, m),
+            )
         }
     }
 

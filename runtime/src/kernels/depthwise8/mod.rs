@@ -37,6 +37,7 @@ use std::fmt::Debug;
 use std::sync::OnceLock;
 
 pub use super::depthwise::Activation;
+pub(crate) use super::depthwise::Square;
 
 /// Values a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
 /// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
@@ -66,6 +67,9 @@ pub struct PlaneJob<'a> {
     pub cols: usize,
     /// The fused activation.
     pub act: Activation,
+    /// The taps' 3×3 or 5×5 structure (`Square::find` of `taps` and `row_step`, computed once
+    /// per layer), for the NEON kernel's square tiles; `None` runs per-tap tiles.
+    pub(crate) square: Option<Square>,
 }
 
 /// Where a job's output plane goes.
@@ -112,8 +116,19 @@ impl PlaneJob<'_> {
             "weights in [-127, 127]"
         );
         assert_eq!(out_len, self.rows * self.cols, "out must hold rows × cols");
+        let last_tap = *self.taps.iter().max().expect("taps");
+        if let Some(sq) = self.square {
+            // The square tiles read only at offsets up to the last tap, a row_step apart.
+            assert!(
+                sq.k * sq.k == self.taps.len()
+                    && sq.stride * sq.ld == self.row_step
+                    && sq.last_tap() <= last_tap,
+                "a depthwise job's square does not fit its taps"
+            );
+            debug_assert_eq!(Some(sq), Square::find(self.taps, self.row_step));
+        }
         if self.rows > 0 && self.cols > 0 {
-            let last = self.taps.iter().max().expect("taps") + (self.rows - 1) * self.row_step;
+            let last = last_tap + (self.rows - 1) * self.row_step;
             assert!(
                 last + self.cols + SLACK <= self.input.len(),
                 "depthwise job reads past its input"

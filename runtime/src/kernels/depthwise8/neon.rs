@@ -5,10 +5,14 @@
 //! (`scvtf`, `fmul`, the activation) and either stores floats or requantizes (`fmul`, `fadd`,
 //! clamp, `fcvtns`, two narrowing moves) and stores 16 codes at once; a partial last vector
 //! goes through a stack buffer.
+//!
+//! 3×3 and 5×5 jobs (a [`Square`]) run square tiles instead, as the float kernel does: 2
+//! output rows × 16 columns with the weights in registers (`smlal` by element) and each input
+//! row loaded once for both output rows (`square`).
 
 use std::arch::aarch64::*;
 
-use super::{Depthwise8Kernel, Out, PlaneJob};
+use super::{Depthwise8Kernel, Out, PlaneJob, Square};
 
 /// The NEON kernel.
 #[derive(Debug)]
@@ -31,12 +35,19 @@ impl Depthwise8Kernel for Neon {
         // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
         // vectors included) is inside `job.input`, and every store is inside the plane
         // (`rows × cols`, partial vectors through a stack buffer).
+        let dst = match out {
+            Out::F32(o) => Dst::F32(o.as_mut_ptr()),
+            Out::I8 { out, inv_scale, zp } => Dst::I8(out.as_mut_ptr(), inv_scale, zp),
+        };
+        // Clamping to (−∞, +∞) changes no value (`f32(acc) · scale` is never NaN): skipped,
+        // as in the float kernel.
+        let act = job.act;
+        let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
         unsafe {
-            match out {
-                Out::F32(o) => run_neon(job, Dst::F32(o.as_mut_ptr())),
-                Out::I8 { out, inv_scale, zp } => {
-                    run_neon(job, Dst::I8(out.as_mut_ptr(), inv_scale, zp))
-                }
+            match (clamp, act.hardswish) {
+                (_, false) => run_neon::<true, false>(job, dst),
+                (false, true) => run_neon::<false, true>(job, dst),
+                (true, true) => run_neon::<true, true>(job, dst),
             }
         }
     }
@@ -48,8 +59,10 @@ enum Dst {
     I8(*mut i8, f32, f32),
 }
 
+/// The plane of `job` into `dst`. `CLAMP`: the activation clamps to `[low, high]`; `HS`:
+/// HardSwish after it (the output stage compiled once per kind of activation).
 #[target_feature(enable = "neon")]
-unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
+unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: Dst) {
     let (cols, n) = (job.cols, job.taps.len());
     let (taps, weights) = (job.taps.as_ptr(), job.weights.as_ptr());
     let act = job.act;
@@ -66,8 +79,12 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
     // The float value of four sums (`PlaneJob::value`, lane by lane).
     let value = |acc: int32x4_t| {
         let x = vmulq_f32(vcvtq_f32_s32(acc), scale);
-        let x = vminq_f32(vmaxq_f32(x, low), high);
-        if act.hardswish {
+        let x = if CLAMP {
+            vminq_f32(vmaxq_f32(x, low), high)
+        } else {
+            x
+        };
+        if HS {
             let t = vaddq_f32(vmulq_f32(x, sixth), half);
             vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
         } else {
@@ -118,6 +135,9 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
             }
         }
     };
+    if let Some(sq) = job.square {
+        return square(job, sq, store);
+    }
     for r in 0..job.rows {
         let base = job.input.as_ptr().add(r * job.row_step);
         let mut c = 0;
@@ -135,7 +155,8 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
                     acc[2] = vmlal_s16(acc[2], vget_low_s16(x1), vget_low_s16(w));
                     acc[3] = vmlal_high_s16(acc[3], x1, w);
                 }
-                store(&acc, at, left);
+                let out = acc;
+                store(&out, at, left);
                 c += 16;
             } else {
                 let mut acc = [bias; 2];
@@ -145,9 +166,111 @@ unsafe fn run_neon(job: &PlaneJob<'_>, dst: Dst) {
                     acc[0] = vmlal_s16(acc[0], vget_low_s16(x0), vget_low_s16(w));
                     acc[1] = vmlal_high_s16(acc[1], x0, w);
                 }
-                store(&acc, at, left);
+                let out = acc;
+                store(&out, at, left);
                 c += 8;
             }
         }
+    }
+}
+
+/// The square tiles of a 3×3 or 5×5 job: 2 output rows (1 for an odd last row) × 16 columns
+/// (8 where at most 8 are left), the K² weights in registers (8 per vector, `smlal` by
+/// element), each input row of the tile loaded once (one pointer per phase plane and input
+/// row, kernel columns as constant offsets) for every output row that reads it. `store` writes
+/// one output row's accumulators (`L/4` of them for `L` columns) at a plane index.
+///
+/// # Safety
+/// The job passed its check with `sq` its square; NEON.
+// `kx % s` in the tiles' macros is `kx % 1` for stride 1.
+#[allow(clippy::modulo_one)]
+#[target_feature(enable = "neon")]
+unsafe fn square(job: &PlaneJob<'_>, sq: Square, store: impl Fn(&[int32x4_t], usize, usize)) {
+    let (rows, cols, step, ld, col) = (job.rows, job.cols, job.row_step, sq.ld, sq.column);
+    let input = job.input.as_ptr();
+    let bias = vdupq_n_s32(job.bias);
+    // The weights, zero-padded to 4 vectors of 8.
+    let mut w = [0i16; 32];
+    w[..job.weights.len()].copy_from_slice(job.weights);
+    let wv: [int16x8_t; 4] = std::array::from_fn(|i| vld1q_s16(w.as_ptr().add(8 * i)));
+    // Input row `u` (from the tile's first output row's first input row), kernel column
+    // `kx`: its `V` vectors loaded once; output row `i` of the tile reads it as kernel row
+    // `ky = u − s·i` and adds tap `K·ky + kx` when `0 ≤ ky < K` (known when compiling).
+    macro_rules! step {
+        ($a:ident, $p0:ident, $p1:ident, $k:literal, $s:literal, $v:literal,
+         [$($i:literal)*], $u:literal, $kx:literal) => {{
+            let p = if $kx % $s == 0 { $p0 } else { $p1 }.add($kx / $s);
+            let x: [int16x8_t; $v] = std::array::from_fn(|j| vld1q_s16(p.add(8 * j)));
+            $({
+                const KY: usize = ($u as usize).wrapping_sub($s * $i);
+                const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
+                if KY < $k {
+                    for j in 0..$v {
+                        const L: i32 = (T % 8) as i32;
+                        $a[$i][2 * j] =
+                            vmlal_laneq_s16::<L>($a[$i][2 * j], vget_low_s16(x[j]), wv[T / 8]);
+                        $a[$i][2 * j + 1] =
+                            vmlal_high_laneq_s16::<L>($a[$i][2 * j + 1], x[j], wv[T / 8]);
+                    }
+                }
+            })*
+        }};
+    }
+    macro_rules! row {
+        ($a:ident, $base:expr, $k:literal, $s:literal, $v:literal, $is:tt, $u:literal,
+         [$($kx:literal)*]) => {{
+            let pu = $base.add($u * ld);
+            let (p0, p1) = (pu.add(col[0]), pu.add(col[$s - 1]));
+            $( step!($a, p0, p1, $k, $s, $v, $is, $u, $kx); )*
+        }};
+    }
+    // A tile: output rows r..r+R × 8·V columns from c.
+    macro_rules! tile {
+        ($r:expr, $c:expr, $k:literal, $s:literal, $rows:literal, $is:tt, $v:literal,
+         [$($u:literal)*], $kxs:tt) => {{
+            let (r, c) = ($r, $c);
+            let mut a = [[bias; 2 * $v]; $rows];
+            let base = input.add(r * step + c);
+            $( row!(a, base, $k, $s, $v, $is, $u, $kxs); )*
+            for i in 0..$rows {
+                // A copy: the tile's accumulators never have their address taken, so they
+                // stay in registers across the taps.
+                let acc: [int32x4_t; 2 * $v] = a[i];
+                store(&acc, (r + i) * cols + c, cols - c);
+            }
+        }};
+    }
+    // Every row of the column block at c: pairs of rows, then an odd last row.
+    macro_rules! block {
+        ($c:expr, $v:literal, $k:literal, $s:literal, $u2:tt, $u1:tt, $kxs:tt) => {{
+            let mut r = 0;
+            while r + 2 <= rows {
+                tile!(r, $c, $k, $s, 2, [0 1], $v, $u2, $kxs);
+                r += 2;
+            }
+            if r < rows {
+                tile!(r, $c, $k, $s, 1, [0], $v, $u1, $kxs);
+            }
+        }};
+    }
+    macro_rules! blocks {
+        ($($rest:tt)*) => {{
+            let mut c = 0;
+            while c < cols {
+                if cols - c > 8 {
+                    block!(c, 2, $($rest)*);
+                    c += 16;
+                } else {
+                    block!(c, 1, $($rest)*);
+                    c += 8;
+                }
+            }
+        }};
+    }
+    match (sq.k, sq.stride) {
+        (3, 1) => blocks!(3, 1, [0 1 2 3], [0 1 2], [0 1 2]),
+        (3, _) => blocks!(3, 2, [0 1 2 3 4], [0 1 2], [0 1 2]),
+        (_, 1) => blocks!(5, 1, [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]),
+        _ => blocks!(5, 2, [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]),
     }
 }

@@ -3,11 +3,18 @@
 //! ([`Placement`]: rows `ld` apart, stride 2 as two phase planes), only the interior written
 //! (the op zeroes the buffer once per task; 0 is the padding, a real zero).
 //!
-//! The source is either the previous layer's int8 codes (`q − zp` is one subtraction) or
-//! floats, quantized on the way (`q = round_half_even(min(max(x · inv + zp, −128), 127))`, the
-//! int8 product kernels' rule, [`crate::kernels::int8::quantize`]). A row at a time through
-//! safe slices, which compilers vectorise.
+//! The source is the previous layer's int8 codes (`q − zp` is one subtraction), or floats
+//! quantized on the way (`q = round_half_even(min(max(x · inv + zp, −128), 127))`, the int8
+//! product kernels' rule, [`crate::kernels::int8::quantize`]), optionally through tract's
+//! HardSwish first ([`crate::kernels::depthwise::pad::hardswish`], operation by operation):
+//! a HardSwish the layer alone reads is then never written out.
+//!
+//! Every variant gives the same bits. The portable one goes a row at a time through safe
+//! slices; the NEON one converts 8 values per step (`fcvtns` after `fmaxnm`/`fminnm`, as the
+//! int8 packers quantize; `sxtl` for codes), splits stride-2 rows by `ld2`, and ends a row
+//! with an overlapping last vector instead of a scalar tail.
 
+use crate::kernels::depthwise::pad::hardswish;
 pub use crate::kernels::depthwise::pad::Placement;
 use crate::kernels::int8::quantize;
 
@@ -18,48 +25,64 @@ pub enum Source<'a> {
     I8(&'a [i8], i32),
     /// Floats quantized with `1 / scale` and this zero point.
     F32(&'a [f32], f32, i32),
+    /// Floats through tract's HardSwish, then quantized as [`Source::F32`].
+    HardSwishF32(&'a [f32], f32, i32),
 }
 
 impl Source<'_> {
     fn len(&self) -> usize {
         match self {
             Source::I8(s, _) => s.len(),
-            Source::F32(s, ..) => s.len(),
+            Source::F32(s, ..) | Source::HardSwishF32(s, ..) => s.len(),
+        }
+    }
+
+    /// One value of `q − zp` for source element `i` (the definition every variant meets).
+    #[inline(always)]
+    fn value(&self, i: usize) -> i16 {
+        match *self {
+            Source::I8(s, zp) => i16::from(s[i]) - zp as i16,
+            Source::F32(s, inv, zp) => i16::from(quantize(s[i], inv, zp as f32)) - zp as i16,
+            Source::HardSwishF32(s, inv, zp) => {
+                i16::from(quantize(hardswish(s[i]), inv, zp as f32)) - zp as i16
+            }
         }
     }
 }
 
-/// Writes the `[h, w]` plane `src` into `buf` at `at` as `q − zp`.
-pub fn fill(buf: &mut [i16], src: Source<'_>, [h, w]: [usize; 2], at: &Placement) {
+/// Writes the `[h, w]` plane `src` into `buf` at `at` as `q − zp` (portable, or NEON on
+/// aarch64).
+pub fn fill(buf: &mut [i16], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+    at.check(buf.len(), src.len(), hw);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the placement was just checked.
+    unsafe {
+        neon::fill_unchecked(buf, src, hw, at)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    fill_portable(buf, src, hw, at)
+}
+
+/// [`fill`] row by row with safe slices: the reference the NEON variant is tested against.
+pub fn fill_portable(buf: &mut [i16], src: Source<'_>, [h, w]: [usize; 2], at: &Placement) {
     at.check(buf.len(), src.len(), [h, w]);
     if w == 0 {
         return;
     }
     for y in 0..h {
         let start = (y + at.top) * at.ld;
-        match src {
-            Source::I8(s, zp) => {
-                let row = &s[y * w..][..w];
-                put(buf, at, start, row, |q| i16::from(q) - zp as i16);
-            }
-            Source::F32(s, inv, zp) => {
-                let row = &s[y * w..][..w];
-                let zf = zp as f32;
-                put(buf, at, start, row, |x| {
-                    i16::from(quantize(x, inv, zf)) - zp as i16
-                });
-            }
-        }
+        put(buf, at, start, w, |x| src.value(y * w + x));
     }
 }
 
-/// One row of `T` into its padded row starting at `start` (both phases at stride 2).
+/// One row of `n` values (`f(i)` for column `i`) into its padded row starting at `start`
+/// (both phases at stride 2).
 #[inline(always)]
-fn put<T: Copy>(buf: &mut [i16], at: &Placement, start: usize, row: &[T], f: impl Fn(T) -> i16) {
+fn put(buf: &mut [i16], at: &Placement, start: usize, n: usize, f: impl Fn(usize) -> i16) {
     let pl = at.left;
     if at.stride == 1 {
-        for (d, &v) in buf[start + pl..][..row.len()].iter_mut().zip(row) {
-            *d = f(v);
+        for (i, d) in buf[start + pl..][..n].iter_mut().enumerate() {
+            *d = f(i);
         }
         return;
     }
@@ -74,14 +97,256 @@ fn put<T: Copy>(buf: &mut [i16], at: &Placement, start: usize, row: &[T], f: imp
             &mut first[start + pl.div_ceil(2)..],
         )
     };
-    let pairs = row.chunks_exact(2);
-    let last = pairs.remainder().first().copied();
-    let n = pairs.len();
-    for ((e, o), p) in even[..n].iter_mut().zip(&mut odd[..n]).zip(pairs) {
-        *e = f(p[0]);
-        *o = f(p[1]);
+    let pairs = n / 2;
+    for (i, (e, o)) in even[..pairs].iter_mut().zip(&mut odd[..pairs]).enumerate() {
+        *e = f(2 * i);
+        *o = f(2 * i + 1);
     }
-    if let Some(v) = last {
-        even[n] = f(v);
+    if n % 2 == 1 {
+        even[pairs] = f(n - 1);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{Placement, Source};
+    use crate::kernels::int8::neon::quantize_s32;
+
+    /// How 8 source values become 8 values of `q − zp`.
+    trait Convert: Copy {
+        type Elem: Copy;
+
+        /// Element `i` of the row at `s` ([`Source::value`]'s rule).
+        unsafe fn one(self, s: *const Self::Elem, i: usize) -> i16;
+
+        /// 8 contiguous values at `s`.
+        unsafe fn eight(self, s: *const Self::Elem) -> int16x8_t;
+
+        /// The 8 even and 8 odd values of the 16 at `s`.
+        unsafe fn pairs(self, s: *const Self::Elem) -> (int16x8_t, int16x8_t);
+    }
+
+    #[derive(Clone, Copy)]
+    struct Codes {
+        zp: int16x8_t,
+        zp_scalar: i16,
+    }
+
+    impl Convert for Codes {
+        type Elem = i8;
+
+        #[inline(always)]
+        unsafe fn one(self, s: *const i8, i: usize) -> i16 {
+            // SAFETY: the caller's element.
+            i16::from(unsafe { *s.add(i) }) - self.zp_scalar
+        }
+
+        #[inline(always)]
+        unsafe fn eight(self, s: *const i8) -> int16x8_t {
+            // SAFETY: 8 bytes at `s`; NEON.
+            unsafe { vsubq_s16(vmovl_s8(vld1_s8(s)), self.zp) }
+        }
+
+        #[inline(always)]
+        unsafe fn pairs(self, s: *const i8) -> (int16x8_t, int16x8_t) {
+            // SAFETY: 16 bytes at `s`; NEON.
+            unsafe {
+                let v = vld2_s8(s);
+                (
+                    vsubq_s16(vmovl_s8(v.0), self.zp),
+                    vsubq_s16(vmovl_s8(v.1), self.zp),
+                )
+            }
+        }
+    }
+
+    /// Floats quantized (after tract's HardSwish with `HS`).
+    #[derive(Clone, Copy)]
+    struct Floats<const HS: bool> {
+        inv: float32x4_t,
+        zpf: float32x4_t,
+        zp: int16x8_t,
+        inv_scalar: f32,
+        zp_scalar: i32,
+    }
+
+    impl<const HS: bool> Floats<HS> {
+        /// `v`, or its HardSwish with the operations of `super::hardswish`.
+        #[inline(always)]
+        unsafe fn map(self, v: float32x4_t) -> float32x4_t {
+            if !HS {
+                return v;
+            }
+            // SAFETY: NEON.
+            unsafe {
+                let t = vaddq_f32(v, vdupq_n_f32(3.0));
+                let t = vmaxq_f32(vminq_f32(t, vdupq_n_f32(6.0)), vdupq_n_f32(0.0));
+                vmulq_f32(vmulq_f32(t, v), vdupq_n_f32(1.0 / 6.0))
+            }
+        }
+
+        /// 8 floats in two vectors to `q − zp`.
+        #[inline(always)]
+        unsafe fn codes(self, a: float32x4_t, b: float32x4_t) -> int16x8_t {
+            // SAFETY: NEON.
+            unsafe {
+                let qa = quantize_s32(self.map(a), self.inv, self.zpf);
+                let qb = quantize_s32(self.map(b), self.inv, self.zpf);
+                vsubq_s16(vcombine_s16(vmovn_s32(qa), vmovn_s32(qb)), self.zp)
+            }
+        }
+    }
+
+    impl<const HS: bool> Convert for Floats<HS> {
+        type Elem = f32;
+
+        #[inline(always)]
+        unsafe fn one(self, s: *const f32, i: usize) -> i16 {
+            // SAFETY: the caller's element.
+            let x = unsafe { *s.add(i) };
+            let x = if HS { super::hardswish(x) } else { x };
+            let q = super::quantize(x, self.inv_scalar, self.zp_scalar as f32);
+            i16::from(q) - self.zp_scalar as i16
+        }
+
+        #[inline(always)]
+        unsafe fn eight(self, s: *const f32) -> int16x8_t {
+            // SAFETY: 8 floats at `s`; NEON.
+            unsafe { self.codes(vld1q_f32(s), vld1q_f32(s.add(4))) }
+        }
+
+        #[inline(always)]
+        unsafe fn pairs(self, s: *const f32) -> (int16x8_t, int16x8_t) {
+            // SAFETY: 16 floats at `s`; NEON.
+            unsafe {
+                let (v, w) = (vld2q_f32(s), vld2q_f32(s.add(8)));
+                (self.codes(v.0, w.0), self.codes(v.1, w.1))
+            }
+        }
+    }
+
+    /// NEON [`super::fill`] without the placement check.
+    ///
+    /// # Safety
+    /// `at.check(buf.len(), src.len(), [h, w])` passes.
+    pub unsafe fn fill_unchecked(buf: &mut [i16], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+        // SAFETY: NEON is baseline on aarch64; the caller checked the placement.
+        unsafe {
+            match src {
+                Source::I8(s, zp) => {
+                    let c = Codes {
+                        zp: vdupq_n_s16(zp as i16),
+                        zp_scalar: zp as i16,
+                    };
+                    plane(buf, s.as_ptr(), hw, at, c)
+                }
+                Source::F32(s, inv, zp) => plane(buf, s.as_ptr(), hw, at, floats::<false>(inv, zp)),
+                Source::HardSwishF32(s, inv, zp) => {
+                    plane(buf, s.as_ptr(), hw, at, floats::<true>(inv, zp))
+                }
+            }
+        }
+    }
+
+    fn floats<const HS: bool>(inv: f32, zp: i32) -> Floats<HS> {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe {
+            Floats {
+                inv: vdupq_n_f32(inv),
+                zpf: vdupq_n_f32(zp as f32),
+                zp: vdupq_n_s16(zp as i16),
+                inv_scalar: inv,
+                zp_scalar: zp,
+            }
+        }
+    }
+
+    /// Every row of the plane at `src`.
+    ///
+    /// # Safety
+    /// The placement check passes for `buf`, the plane and `hw`; NEON.
+    #[inline(always)]
+    unsafe fn plane<C: Convert>(
+        buf: &mut [i16],
+        src: *const C::Elem,
+        [h, w]: [usize; 2],
+        at: &Placement,
+        c: C,
+    ) {
+        let dst = buf.as_mut_ptr();
+        // SAFETY: the placement check bounds every row's writes inside `buf` (rows `top..top
+        // + h` of a phase, `left + w` values at stride 1 and `⌈(left + w)/2⌉` per phase at
+        // stride 2, all within `ld`), and reads `h·w` values of `src`.
+        unsafe {
+            at.walk(
+                dst,
+                h,
+                |y, d| row(d, src.add(y * w), w, c),
+                |y, e, o| split(e, o, src.add(y * w), w, c),
+            )
+        }
+    }
+
+    /// Converts `n` values from `s` to `d`; the last vector overlaps the one before it.
+    ///
+    /// # Safety
+    /// `s` readable and `d` writable for `n` values.
+    #[inline(always)]
+    unsafe fn row<C: Convert>(d: *mut i16, s: *const C::Elem, n: usize, c: C) {
+        // SAFETY (all): indices below `n` on both sides.
+        unsafe {
+            if n < 8 {
+                for i in 0..n {
+                    *d.add(i) = c.one(s, i);
+                }
+                return;
+            }
+            let mut i = 0;
+            while i + 8 <= n {
+                vst1q_s16(d.add(i), c.eight(s.add(i)));
+                i += 8;
+            }
+            if i < n {
+                vst1q_s16(d.add(n - 8), c.eight(s.add(n - 8)));
+            }
+        }
+    }
+
+    /// Writes value `2i` of the `n` at `s` to `e[i]` and `2i + 1` to `o[i]` (`e` gets
+    /// `⌈n/2⌉`, `o` `⌊n/2⌋`); the last 8 pairs overlap the ones before them.
+    ///
+    /// # Safety
+    /// `s` readable for `n` values, `e` writable for `⌈n/2⌉` and `o` for `⌊n/2⌋`.
+    #[inline(always)]
+    unsafe fn split<C: Convert>(e: *mut i16, o: *mut i16, s: *const C::Elem, n: usize, c: C) {
+        let pairs = n / 2;
+        // SAFETY (all): pair indices below `pairs`, element indices below `n`.
+        unsafe {
+            if pairs >= 8 {
+                let mut i = 0;
+                while i + 8 <= pairs {
+                    let (ev, od) = c.pairs(s.add(2 * i));
+                    vst1q_s16(e.add(i), ev);
+                    vst1q_s16(o.add(i), od);
+                    i += 8;
+                }
+                if i < pairs {
+                    let back = pairs - 8;
+                    let (ev, od) = c.pairs(s.add(2 * back));
+                    vst1q_s16(e.add(back), ev);
+                    vst1q_s16(o.add(back), od);
+                }
+            } else {
+                for i in 0..pairs {
+                    *e.add(i) = c.one(s, 2 * i);
+                    *o.add(i) = c.one(s, 2 * i + 1);
+                }
+            }
+            if n % 2 == 1 {
+                *e.add(pairs) = c.one(s, n - 1);
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! lanes), with inputs and weights at the ends of their ranges; and the padded layout of
 //! [`pad::fill`] against its definition.
 
-use super::pad::{fill, Placement, Source};
+use super::pad::{fill, fill_portable, Placement, Source};
 use super::{available, reference, Activation, Out, PlaneJob, MAX_INPUT, SLACK};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -65,6 +65,7 @@ impl Case {
             rows: self.rows,
             cols: self.cols,
             act,
+            square: super::Square::find(&self.taps, self.row_step),
         }
     }
 }
@@ -182,8 +183,25 @@ fn a_job_that_reads_past_its_input_is_refused() {
 #[test]
 fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
     let mut rng = SmallRng::seed_from_u64(7);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e30,
+        -1e30,
+        0.01,
+        -0.01,
+    ];
     for stride in [1, 2] {
-        for (h, w) in [(1usize, 1usize), (3, 5), (4, 8), (7, 7), (6, 13)] {
+        for (h, w) in [
+            (1usize, 1usize),
+            (3, 5),
+            (4, 8),
+            (7, 7),
+            (6, 13),
+            (3, 16),
+            (2, 37),
+        ] {
             for (top, left) in [(0, 0), (1, 1), (2, 3)] {
                 let ld = (w + left + 3).div_ceil(stride) + SLACK;
                 let at = Placement {
@@ -195,23 +213,36 @@ fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
                 };
                 let codes: Vec<i8> = (0..h * w).map(|_| rng.random()).collect();
                 let zp = rng.random_range(-128..=127);
-                let floats: Vec<f32> = (0..h * w).map(|_| rng.random_range(-3.0..3.0)).collect();
+                let mut floats: Vec<f32> =
+                    (0..h * w).map(|_| rng.random_range(-5.0..5.0)).collect();
+                for (f, s) in floats.iter_mut().skip(w / 2).zip(specials) {
+                    *f = s;
+                }
                 let (scale, fzp) = (0.02f32, rng.random_range(-20..=20));
                 let inv = 1.0 / scale;
-                for src in [Source::I8(&codes, zp), Source::F32(&floats, inv, fzp)] {
+                let sources = [
+                    Source::I8(&codes, zp),
+                    Source::F32(&floats, inv, fzp),
+                    Source::HardSwishF32(&floats, inv, fzp),
+                ];
+                for src in sources {
                     let mut buf = vec![i16::MIN; stride * at.phase_len];
                     fill(&mut buf, src, [h, w], &at);
+                    let mut portable = vec![i16::MIN; stride * at.phase_len];
+                    fill_portable(&mut portable, src, [h, w], &at);
+                    assert_eq!(buf, portable, "stride {stride} {h}x{w} {src:?}");
+                    let quantized = |x: f32| {
+                        let q = crate::kernels::int8::quantize(x, inv, fzp as f32);
+                        i16::from(q) - fzp as i16
+                    };
                     for y in 0..h {
                         for x in 0..w {
+                            let i = y * w + x;
                             let want = match src {
-                                Source::I8(..) => i16::from(codes[y * w + x]) - zp as i16,
-                                Source::F32(..) => {
-                                    let q = crate::kernels::int8::quantize(
-                                        floats[y * w + x],
-                                        inv,
-                                        fzp as f32,
-                                    );
-                                    i16::from(q) - fzp as i16
+                                Source::I8(..) => i16::from(codes[i]) - zp as i16,
+                                Source::F32(..) => quantized(floats[i]),
+                                Source::HardSwishF32(..) => {
+                                    quantized(crate::kernels::depthwise::pad::hardswish(floats[i]))
                                 }
                             };
                             let px = x + left;

@@ -140,7 +140,7 @@ impl Int8Kernel for NeonDot {
 /// (`fmul`, `fadd`, `fmaxnm` (a NaN gives −128), `fminnm`, `fcvtns` rounding half to even).
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn quantize_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> int32x4_t {
+pub(crate) unsafe fn quantize_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> int32x4_t {
     let v = vaddq_f32(vmulq_f32(v, inv), zp);
     let v = vminnmq_f32(vmaxnmq_f32(v, vdupq_n_f32(-128.0)), vdupq_n_f32(127.0));
     vcvtnq_s32_f32(v)
