@@ -283,8 +283,8 @@ mod neon {
             at.walk(
                 dst,
                 h,
-                |y, d| row(d, src.add(y * w), w, c),
-                |y, e, o| split(e, o, src.add(y * w), w, c),
+                move |y, d| row(d, src.add(y * w), w, c),
+                move |y, e, o| split(e, o, src.add(y * w), w, c),
             )
         }
     }
