@@ -67,6 +67,12 @@ fn depthwise_layers_run_in_int8_between_int8_layers() {
         "{calls:#?}"
     );
     assert!(!text.contains("kestrel_depthwise("), "{text}");
+    // Both depthwise layers read i8 written by an int8 layer: one range per tensor.
+    assert!(
+        report.layers.iter().all(|l| l.input_channels.is_none()),
+        "{}",
+        report.to_text()
+    );
     let dws: Vec<_> = report
         .layers
         .iter()
@@ -111,4 +117,14 @@ fn a_float_depthwise_input_is_quantized_per_channel() {
         report.to_text()
     );
     assert!(report.outputs[0].sqnr_db >= 25.0, "{}", report.to_text());
+    // The report says which layer reads its input per channel, with one range per channel.
+    let dw1 = report.layers.iter().find(|l| l.name == "dw1").unwrap();
+    assert_eq!(dw1.input_channels.as_ref().map(Vec::len), Some(32));
+    assert!(
+        report
+            .to_text()
+            .contains("inputs quantized per channel: dw1"),
+        "{}",
+        report.to_text()
+    );
 }

@@ -38,6 +38,9 @@ pub struct LayerReport {
     pub cosine: f64,
     /// Input activation parameters.
     pub input: ActQ,
+    /// The input's parameters per channel, when the layer quantizes its float input per
+    /// channel (an int8 depthwise layer); `input` is then the tensor's range.
+    pub input_channels: Option<Vec<ActQ>>,
     /// Output activation parameters.
     pub output: ActQ,
 }
@@ -264,6 +267,19 @@ impl Int8Report {
                 self.wide_inputs.join(", ")
             );
         }
+        let per_channel: Vec<&str> = self
+            .layers
+            .iter()
+            .filter(|l| l.input_channels.is_some())
+            .map(|l| l.name.as_str())
+            .collect();
+        if !per_channel.is_empty() {
+            let _ = writeln!(
+                s,
+                "  inputs quantized per channel: {}",
+                per_channel.join(", ")
+            );
+        }
         if !self.kept_float.is_empty() {
             let _ = writeln!(s, "  kept in float: {}", self.kept_float.join(", "));
         }
@@ -392,6 +408,7 @@ mod tests {
                     bias_corrected: true,
                     cosine: 0.999,
                     input: q,
+                    input_channels: None,
                     output: q,
                 },
                 LayerReport {
@@ -406,6 +423,7 @@ mod tests {
                     bias_corrected: false,
                     cosine: 0.9,
                     input: q,
+                    input_channels: None,
                     output: q,
                 },
             ],

@@ -15,7 +15,7 @@ use tract_onnx::prelude::*;
 
 use super::equalize::PairReport;
 use super::evaluate::{Evaluation, Evaluator};
-use super::layers::LayerOp;
+use super::layers::{Layer, LayerOp};
 use super::mixed::{self, Precision, Step};
 use super::report;
 use super::rewrite::{build, RewriteOptions};
@@ -505,6 +505,23 @@ pub(super) fn report(
 ) -> Int8Report {
     let (layers, act, keep) = (&prepared.layers, &prepared.act, &landed.plan.float);
     let (plan, eval) = (&landed.plan, &landed.eval);
+    // A depthwise layer quantizes its input per channel where that input is float: no int8
+    // layer wrote it as i8 (`rewrite::Builder::layer`).
+    let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
+    rewrite.wide = plan.wide.clone();
+    rewrite.requantize_all = options.requantize_all;
+    let requantized = super::rewrite::requantized(layers, &rewrite);
+    let written_i8: std::collections::HashSet<OutletId> = layers
+        .iter()
+        .filter(|l| requantized.contains(&l.name))
+        .map(|l| l.output)
+        .collect();
+    let channel_input = |l: &Layer| {
+        prepared
+            .channel_act
+            .get(&l.input)
+            .filter(|_| !written_i8.contains(&l.input))
+    };
     let layer_reports = layers
         .iter()
         .zip(&eval.layers)
@@ -530,6 +547,9 @@ pub(super) fn report(
             bias_corrected: landed.shift.contains_key(&l.name) && !keep.contains(&l.name),
             cosine: *cos,
             input: act[&l.input],
+            input_channels: channel_input(l)
+                .filter(|_| !keep.contains(&l.name))
+                .cloned(),
             output: act[&l.output],
         })
         .collect();
