@@ -126,10 +126,21 @@ pub fn quantize_weights(weights: &Tensor, axis: usize, per_channel: bool) -> Tra
 
 /// The i32 bias of a layer: `round(b / (s_in · s_w[o]))`, saturated.
 pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    quantize_bias_each(bias, |_| input_scale, weight_scales)
+}
+
+/// [`quantize_bias`] with an input scale per channel, `input_scale(o)` (a depthwise layer
+/// quantizing its input per channel).
+pub fn quantize_bias_each(
+    bias: &[f32],
+    input_scale: impl Fn(usize) -> f32,
+    weight_scales: &[f32],
+) -> Vec<i32> {
     bias.iter()
         .zip(weight_scales)
-        .map(|(b, sw)| {
-            let q = (*b as f64 / (input_scale as f64 * *sw as f64)).round();
+        .enumerate()
+        .map(|(o, (b, sw))| {
+            let q = (*b as f64 / (input_scale(o) as f64 * *sw as f64)).round();
             q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
         })
         .collect()
@@ -139,11 +150,24 @@ pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> V
 /// at most 127·255 (k = weights per output channel) stay inside i32. A tiny input scale (an
 /// almost constant input) makes `b / (s_in·s_w)` huge; such a layer stays float.
 pub fn accumulator_fits(bias: &[f32], input_scale: f32, weights: &QWeights, k: usize) -> bool {
+    accumulator_fits_each(bias, |_| input_scale, weights, k)
+}
+
+/// [`accumulator_fits`] with an input scale per channel, `input_scale(o)`.
+pub fn accumulator_fits_each(
+    bias: &[f32],
+    input_scale: impl Fn(usize) -> f32,
+    weights: &QWeights,
+    k: usize,
+) -> bool {
     let products = k as f64 * 127.0 * 255.0;
-    bias.iter().zip(&weights.scales).all(|(b, sw)| {
-        let q = (*b as f64 / (input_scale as f64 * *sw as f64)).abs();
-        q.is_finite() && q + products < i32::MAX as f64 / 2.0
-    })
+    bias.iter()
+        .zip(&weights.scales)
+        .enumerate()
+        .all(|(o, (b, sw))| {
+            let q = (*b as f64 / (input_scale(o) as f64 * *sw as f64)).abs();
+            q.is_finite() && q + products < i32::MAX as f64 / 2.0
+        })
 }
 
 /// Whether every quantized bias `b / (s_in · s_w)` fits an i32 (a 16-bit input sums in i64,

@@ -24,7 +24,9 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::layers::{Layer, LayerOp};
-use super::qparams::{quantize_bias, quantize_weights, ActQ, QWeights};
+use super::qparams::{
+    accumulator_fits_each, quantize_bias, quantize_bias_each, quantize_weights, ActQ, QWeights,
+};
 use crate::depthwise::{geometry, hardswish_after, Geometry};
 use kestrel_runtime::ops::depthwise::Fused;
 use kestrel_runtime::ops::int8_depthwise::{InputQuant, Int8Depthwise};
@@ -92,6 +94,8 @@ pub struct Int8Graph {
     pub exposed: Vec<String>,
     /// Number of layers quantized.
     pub quantized: usize,
+    /// The layers that quantize their (float) input per channel, by name.
+    pub per_channel_inputs: HashSet<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -109,6 +113,8 @@ struct Builder<'a> {
     /// Depthwise layers whose HardSwish `kestrel_int8_depthwise` fuses: the HardSwish's
     /// output (in `src`), which the op's output stands for.
     hardswish: HashMap<String, OutletId>,
+    /// The layers built so far that quantize their input per channel.
+    per_channel_inputs: HashSet<String>,
 }
 
 impl Builder<'_> {
@@ -179,7 +185,6 @@ impl Builder<'_> {
             float_bias.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
         }
         let qin = if wide { qin.wide() } else { qin };
-        let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
         if !options.tract_ops && layer.is_depthwise() && !wide {
             if let Ok(g) = geometry(self.src, layer) {
                 // With a fused HardSwish the op writes what the HardSwish wrote.
@@ -189,13 +194,16 @@ impl Builder<'_> {
                 };
                 let float_in = !matches!(self.map.get(&layer.input), Some(Wire::Quant(..)));
                 let input = match options.channel_act.get(&layer.input) {
-                    Some(qs) if float_in => Input::Channels(qs),
+                    Some(qs) if float_in => {
+                        self.per_channel_inputs.insert(layer.name.clone());
+                        Input::Channels(qs)
+                    }
                     _ => Input::Tensor(qin),
                 };
-                let float_bias = &float_bias;
-                return self.depthwise8(layer, g, (input, qout), (&w, float_bias), float_out);
+                return self.depthwise8(layer, g, (input, qout), (&w, &float_bias), float_out);
             }
         }
+        let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
         if !options.tract_ops {
             if let Some(axes) = fused_axes(self.src, layer) {
                 let io = (qin, qout, wide);
@@ -369,11 +377,8 @@ impl Builder<'_> {
             .values
             .clone()
             .into_shape(&[c, g.kernel[0], g.kernel[1]])?;
-        let weight_scale = |o: usize| w.scales[o.min(w.scales.len() - 1)];
-        let scale: Vec<f32> = (0..c).map(|o| weight_scale(o) * qin.of(o).scale).collect();
-        let bias: Vec<i32> = (0..c)
-            .map(|o| quantize_bias(&float_bias[o..=o], qin.of(o).scale, &[weight_scale(o)])[0])
-            .collect();
+        let scale: Vec<f32> = (0..c).map(|o| w.scales[o] * qin.of(o).scale).collect();
+        let bias = quantize_bias_each(float_bias, |o| qin.of(o).scale, &w.scales);
         let quant = match qin {
             Input::Tensor(q) => (q.zero_point, q.scale).into(),
             Input::Channels(qs) => InputQuant::Channels {
@@ -529,13 +534,8 @@ pub fn per_channel_input(
         .collect();
     let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel_weights).ok()?;
     let k = layer.weights.len() / layer.channels().max(1);
-    let products = k as f64 * 127.0 * 255.0;
-    let fits = qs.len() == layer.channels()
-        && layer.bias.iter().zip(&qs).enumerate().all(|(c, (b, q))| {
-            let sw = w.scales[c.min(w.scales.len() - 1)];
-            let b = (*b as f64 / (q.scale as f64 * sw as f64)).abs();
-            b.is_finite() && b + products < i32::MAX as f64 / 2.0
-        });
+    let fits =
+        qs.len() == layer.channels() && accumulator_fits_each(&layer.bias, |c| qs[c].scale, &w, k);
     fits.then_some(qs)
 }
 
@@ -742,6 +742,7 @@ pub fn build(
         floats: HashMap::new(),
         quants: HashMap::new(),
         hardswish: hardswish.clone(),
+        per_channel_inputs: HashSet::new(),
     };
     // Isolated: the quantized side branch of each layer, by layer name.
     let mut side: HashMap<String, OutletId> = HashMap::new();
@@ -823,5 +824,6 @@ pub fn build(
         model: b.dst,
         exposed,
         quantized: active.len(),
+        per_channel_inputs: b.per_channel_inputs,
     })
 }

@@ -387,6 +387,8 @@ pub(super) struct Written {
     /// The largest relative difference between the graph built and the one reloaded.
     pub reload_diff: f64,
     pub float_ops: FloatOpsReport,
+    /// The layers of the graph written that quantize their input per channel.
+    pub per_channel_inputs: std::collections::HashSet<String>,
 }
 
 /// Stage 5: builds the int8 graph of `landed`'s plan, places Kestrel's float ops, writes it to
@@ -490,6 +492,7 @@ pub(super) fn write_verified(
         bytes,
         reload_diff,
         float_ops,
+        per_channel_inputs: int8.per_channel_inputs,
     })
 }
 
@@ -505,22 +508,12 @@ pub(super) fn report(
 ) -> Int8Report {
     let (layers, act, keep) = (&prepared.layers, &prepared.act, &landed.plan.float);
     let (plan, eval) = (&landed.plan, &landed.eval);
-    // A depthwise layer quantizes its input per channel where that input is float: no int8
-    // layer wrote it as i8 (`rewrite::Builder::layer`).
-    let mut rewrite = RewriteOptions::new(options.per_channel, keep.clone());
-    rewrite.wide = plan.wide.clone();
-    rewrite.requantize_all = options.requantize_all;
-    let requantized = super::rewrite::requantized(layers, &rewrite);
-    let written_i8: std::collections::HashSet<OutletId> = layers
-        .iter()
-        .filter(|l| requantized.contains(&l.name))
-        .map(|l| l.output)
-        .collect();
+    // The per-channel parameters of the layers the graph written quantizes per channel.
     let channel_input = |l: &Layer| {
         prepared
             .channel_act
             .get(&l.input)
-            .filter(|_| !written_i8.contains(&l.input))
+            .filter(|_| written.per_channel_inputs.contains(&l.name))
     };
     let layer_reports = layers
         .iter()
@@ -547,9 +540,7 @@ pub(super) fn report(
             bias_corrected: landed.shift.contains_key(&l.name) && !keep.contains(&l.name),
             cosine: *cos,
             input: act[&l.input],
-            input_channels: channel_input(l)
-                .filter(|_| !keep.contains(&l.name))
-                .cloned(),
+            input_channels: channel_input(l).cloned(),
             output: act[&l.output],
         })
         .collect();

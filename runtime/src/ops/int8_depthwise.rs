@@ -123,7 +123,9 @@ impl From<(i32, f32)> for InputQuant {
 
 impl PartialEq for InputQuant {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        };
         match (self, other) {
             (
                 InputQuant::Tensor { zero_point, scale },
@@ -141,7 +143,7 @@ impl PartialEq for InputQuant {
                     zero_points: z,
                     scales: s,
                 },
-            ) => zero_points == z && bits(scales) == bits(s),
+            ) => zero_points == z && same(scales, s),
             _ => false,
         }
     }

@@ -36,18 +36,6 @@ impl Source<'_> {
             Source::F32(s, ..) | Source::HardSwishF32(s, ..) => s.len(),
         }
     }
-
-    /// One value of `q − zp` for source element `i` (the definition every variant meets).
-    #[inline(always)]
-    fn value(&self, i: usize) -> i16 {
-        match *self {
-            Source::I8(s, zp) => i16::from(s[i]) - zp as i16,
-            Source::F32(s, inv, zp) => i16::from(quantize(s[i], inv, zp as f32)) - zp as i16,
-            Source::HardSwishF32(s, inv, zp) => {
-                i16::from(quantize(hardswish(s[i]), inv, zp as f32)) - zp as i16
-            }
-        }
-    }
 }
 
 /// Writes the `[h, w]` plane `src` into `buf` at `at` as `q − zp` (portable, or NEON on
@@ -69,9 +57,23 @@ pub fn fill_portable(buf: &mut [i16], src: Source<'_>, [h, w]: [usize; 2], at: &
     if w == 0 {
         return;
     }
+    // One loop per kind of source, so no value pays for a match.
+    match src {
+        Source::I8(s, zp) => rows(buf, at, [h, w], |i| i16::from(s[i]) - zp as i16),
+        Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| {
+            i16::from(quantize(s[i], inv, zp as f32)) - zp as i16
+        }),
+        Source::HardSwishF32(s, inv, zp) => rows(buf, at, [h, w], |i| {
+            i16::from(quantize(hardswish(s[i]), inv, zp as f32)) - zp as i16
+        }),
+    }
+}
+
+/// Every row of an `[h, w]` plane, `f(i)` for its element `i`.
+#[inline(always)]
+fn rows(buf: &mut [i16], at: &Placement, [h, w]: [usize; 2], f: impl Fn(usize) -> i16) {
     for y in 0..h {
-        let start = (y + at.top) * at.ld;
-        put(buf, at, start, w, |x| src.value(y * w + x));
+        put(buf, at, (y + at.top) * at.ld, w, |x| f(y * w + x));
     }
 }
 
