@@ -435,7 +435,7 @@ impl Int8Depthwise {
             }
         };
         let (f32_out, i8_out, requant) = match out {
-            Dst::F32(o) => (Some(Disjoint::new(o)), None, (0.0, 0.0)),
+            Dst::F32(o) => (Some(Disjoint::new(o)), None, (0.0, 0)),
             Dst::I8(o, inv, zp) => (None, Some(Disjoint::new(o)), (inv, zp)),
         };
         run_indexed(tasks, |t| {
@@ -487,7 +487,7 @@ enum Src<'a> {
 /// The output buffer of one evaluation.
 enum Dst<'a> {
     F32(&'a mut [f32]),
-    I8(&'a mut [i8], f32, f32),
+    I8(&'a mut [i8], f32, i32),
 }
 
 impl Op for Int8Depthwise {
@@ -537,7 +537,7 @@ impl EvalOp for Int8Depthwise {
                     // SAFETY: a QI8 tensor holds i8 values.
                     unsafe { out_view.as_slice_mut_unchecked::<i8>() },
                     1.0 / scale,
-                    zero_point as f32,
+                    zero_point,
                 ),
             };
             self.run(input.shape(), source, dst)?;

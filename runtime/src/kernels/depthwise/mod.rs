@@ -77,16 +77,29 @@ impl Activation {
         hardswish: false,
     };
 
+    /// The clamp alone: `min(max(x, low), high)`, as the vector units compute it.
+    #[inline(always)]
+    pub fn clamp(&self, x: f32) -> f32 {
+        min(max(x, self.low), self.high)
+    }
+
     /// The activation applied to one value (the kernels' arithmetic, operation by operation).
     #[inline(always)]
     pub fn apply(&self, acc: f32) -> f32 {
-        let x = min(max(acc, self.low), self.high);
+        let x = self.clamp(acc);
         if self.hardswish {
-            x * min(max(x * (1.0 / 6.0) + 0.5, 0.0), 1.0)
+            x * hardswish_gate(x)
         } else {
             x
         }
     }
+}
+
+/// HardSwish's factor, `min(max(x · ⅙ + ½, 0), 1)` (`hardswish(x) = x · gate`), operation by
+/// operation as the vector kernels compute it.
+#[inline(always)]
+pub fn hardswish_gate(x: f32) -> f32 {
+    min(max(x * (1.0 / 6.0) + 0.5, 0.0), 1.0)
 }
 
 /// `max` as the vector units compute it for non-NaN values.

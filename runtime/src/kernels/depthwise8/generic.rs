@@ -19,6 +19,10 @@ impl Depthwise8Kernel for Generic {
     fn run(&self, job: &PlaneJob<'_>, mut out: Out<'_>) {
         job.check(out.len());
         let mut acc = [0i32; CHUNK];
+        let rq = match out {
+            Out::I8 { inv_scale, zp, .. } => job.requant(inv_scale, zp),
+            Out::F32(_) => job.requant(1.0, 0),
+        };
         for r in 0..job.rows {
             let base = r * job.row_step;
             for c0 in (0..job.cols).step_by(CHUNK) {
@@ -41,9 +45,9 @@ impl Depthwise8Kernel for Generic {
                             *v = job.value(a);
                         }
                     }
-                    Out::I8 { out, inv_scale, zp } => {
+                    Out::I8 { out, .. } => {
                         for (v, &a) in out[at..][..n].iter_mut().zip(acc.iter()) {
-                            *v = crate::kernels::int8::quantize(job.value(a), *inv_scale, *zp);
+                            *v = job.code(&rq, a);
                         }
                     }
                 }

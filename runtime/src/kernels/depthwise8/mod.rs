@@ -11,19 +11,30 @@
 //!
 //! ```text
 //! acc = bias + Σ_t w[t] · input[taps[t] + r·row_step + c]      exact in i32
-//! y   = act(f32(acc) · scale)                                    one rounding, then IEEE ops
-//! out = y                                   (Out::F32)
-//!     = round_half_even(min(max(y · inv + zp, −128), 127))      (Out::I8)
+//! out = act(f32(acc) · scale)                                    (Out::F32)
 //! ```
 //!
 //! with `act` the float depthwise kernels' [`Activation`] (clamp, then optional HardSwish),
-//! applied operation by operation. The sum is exact (`|q − zp| ≤ 255`, `|w| ≤ 127`, at most 49
+//! applied operation by operation. An int8 output ([`Out::I8`], output scale `1 / inv` and zero
+//! point `zp`) requantizes with constants computed once per plane ([`Requant`]):
+//!
+//! ```text
+//! v   = f32(acc) · (scale · inv)                                 no HardSwish
+//!     = (x · inv) · gate(x),  x = clamp(f32(acc) · scale)        HardSwish (`hardswish_gate`)
+//! out = min(max(round_half_even(v) + zp, lo), hi)                in i32, rounding saturated
+//! ```
+//!
+//! where `[lo, hi]` is the activation's clamp in codes (`round(low · inv) + zp`, …) within
+//! `[−128, 127]`: a ReLU or ReLU6 costs no float operation, and the codes need no float
+//! zero-point add or clamp. The sum is exact (`|q − zp| ≤ 255`, `|w| ≤ 127`, at most 49
 //! taps: below 2^21), so the order of the taps does not matter, and every kernel does the
 //! float steps with the same IEEE operations in the same order: all kernels agree bit for bit
 //! with [`generic()`].
 //!
-//! As in the float kernels, vector kernels run whole vectors along a row; the last one reads
-//! up to [`SLACK`] values past the row and its extra lanes are never stored.
+//! As in the float kernels, vector kernels run whole vectors along a row and may read up to
+//! [`SLACK`] values past it. What they store stays inside the plane: the NEON kernel ends a
+//! row with a vector overlapping the one before it, and lets a row narrower than a vector
+//! spill into the rows stored after it.
 
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
@@ -36,8 +47,8 @@ mod tests;
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
-pub use super::depthwise::Activation;
 pub(crate) use super::depthwise::Square;
+pub use super::depthwise::{hardswish_gate, Activation};
 
 /// Values a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
 /// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
@@ -77,14 +88,14 @@ pub struct PlaneJob<'a> {
 pub enum Out<'a> {
     /// Floats.
     F32(&'a mut [f32]),
-    /// int8 codes: `round_half_even(min(max(y · inv_scale + zp, −128), 127))`.
+    /// int8 codes, requantized as [`Requant`] says (module docs).
     I8 {
         /// The plane.
         out: &'a mut [i8],
         /// 1 / output scale.
         inv_scale: f32,
-        /// Output zero point, as a float.
-        zp: f32,
+        /// Output zero point, in `[−128, 127]`.
+        zp: i32,
     },
 }
 
@@ -141,6 +152,60 @@ impl PlaneJob<'_> {
     pub fn value(&self, acc: i32) -> f32 {
         self.act.apply(acc as f32 * self.scale)
     }
+
+    /// The int8 output stage's constants for an output scale `1 / inv_scale` and zero point
+    /// `zp` (module docs).
+    pub fn requant(&self, inv_scale: f32, zp: i32) -> Requant {
+        // The clamp's ends in codes, exact in f64 (±∞ for no clamp saturate to the range).
+        let code = |v: f32| {
+            let c = (f64::from(v) * f64::from(inv_scale)).round_ties_even() + f64::from(zp);
+            c.clamp(-128.0, 127.0) as i32
+        };
+        let (lo, hi) = match self.act.hardswish {
+            true => (-128, 127),
+            false => (code(self.act.low), code(self.act.high)),
+        };
+        Requant {
+            mul: self.scale * inv_scale,
+            inv_scale,
+            zp,
+            lo,
+            hi,
+        }
+    }
+
+    /// The int8 code of an accumulator (bias included), by the constants of
+    /// [`PlaneJob::requant`].
+    #[inline(always)]
+    pub fn code(&self, rq: &Requant, acc: i32) -> i8 {
+        let v = match self.act.hardswish {
+            true => {
+                let x = self.act.clamp(acc as f32 * self.scale);
+                (x * rq.inv_scale) * hardswish_gate(x)
+            }
+            false => acc as f32 * rq.mul,
+        };
+        // `as` rounds toward zero and saturates, as `fcvtns` saturates: the value is already
+        // an integer.
+        let r = v.round_ties_even() as i32;
+        r.saturating_add(rq.zp).max(rq.lo).min(rq.hi) as i8
+    }
+}
+
+/// The constants of one plane's int8 output stage (module docs), from
+/// [`PlaneJob::requant`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Requant {
+    /// `scale · inv_scale`: one accumulator step in output codes (used without HardSwish).
+    pub mul: f32,
+    /// 1 / output scale.
+    pub inv_scale: f32,
+    /// Output zero point.
+    pub zp: i32,
+    /// Smallest code: the activation's lower clamp in codes (−128 with HardSwish).
+    pub lo: i32,
+    /// Largest code: the activation's upper clamp in codes (127 with HardSwish).
+    pub hi: i32,
 }
 
 /// An int8 depthwise-convolution kernel: one channel plane per call.
@@ -194,9 +259,9 @@ pub fn reference(job: &PlaneJob<'_>, out: Out<'_>) {
             }
         }
         Out::I8 { out, inv_scale, zp } => {
+            let rq = job.requant(inv_scale, zp);
             for (i, v) in out.iter_mut().enumerate() {
-                let y = job.value(acc(i / job.cols, i % job.cols));
-                *v = super::int8::quantize(y, inv_scale, zp);
+                *v = job.code(&rq, acc(i / job.cols, i % job.cols));
             }
         }
     }

@@ -1,11 +1,12 @@
 //! The aarch64 int8 depthwise kernel (`neon`, any ARMv8 core): each output row in vectors of
 //! 16 columns (8 on the last, narrow part of a row), the four i32x4 sums in registers across
 //! all taps: per tap one `ld1r` weight, two loads of 8 i16 values and four widening
-//! multiply-adds (`smlal`/`smlal2`). The output stage converts four lanes per instruction
-//! (`scvtf`, `fmul`, the activation) and either stores floats or requantizes (`fmul`, `fadd`,
-//! clamp, `fcvtns`, two narrowing moves) and stores 16 codes at once; a partial last vector
-//! goes through a stack buffer.
-//!
+//! multiply-adds (`smlal`/`smlal2`). The output stage ([`Store`], compiled once per output
+//! type and activation, its constants in registers) converts four lanes per instruction and
+//! either stores floats (`scvtf`, `fmul`, the activation) or requantizes 16 sums at once
+//! (`scvtf`, `fmul`, HardSwish's float steps if any, `fcvtns`, saturating narrows with the
+//! zero point added in i16, the clamp in codes); a partial last vector goes through a stack
+//! buffer.//!
 //! 3×3 and 5×5 jobs (a [`Square`]) run square tiles instead, as the float kernel does: 2
 //! output rows × 16 columns with the weights in registers (`smlal` by element) and each input
 //! row loaded once for both output rows (`square`).
@@ -32,119 +33,255 @@ impl Depthwise8Kernel for Neon {
 
     fn run(&self, job: &PlaneJob<'_>, out: Out<'_>) {
         job.check(out.len());
+        // Clamping to (−∞, +∞) changes no value (`f32(acc) · scale` is never NaN): skipped,
+        // as in the float kernel. An int8 output clamps in codes, so only HardSwish needs
+        // the float clamp there.
+        let act = job.act;
+        let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
         // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
         // vectors included) is inside `job.input`, and every store is inside the plane
         // (`rows × cols`, partial vectors through a stack buffer).
-        let dst = match out {
-            Out::F32(o) => Dst::F32(o.as_mut_ptr()),
-            Out::I8 { out, inv_scale, zp } => Dst::I8(out.as_mut_ptr(), inv_scale, zp),
-        };
-        // Clamping to (−∞, +∞) changes no value (`f32(acc) · scale` is never NaN): skipped,
-        // as in the float kernel.
-        let act = job.act;
-        let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
         unsafe {
-            match (clamp, act.hardswish) {
-                (_, false) => run_neon::<true, false>(job, dst),
-                (false, true) => run_neon::<false, true>(job, dst),
-                (true, true) => run_neon::<true, true>(job, dst),
+            match (out, clamp, act.hardswish) {
+                (Out::F32(o), true, false) => rows(job, &F32::<true, false>::new(job, o)),
+                (Out::F32(o), false, false) => rows(job, &F32::<false, false>::new(job, o)),
+                (Out::F32(o), true, true) => rows(job, &F32::<true, true>::new(job, o)),
+                (Out::F32(o), false, true) => rows(job, &F32::<false, true>::new(job, o)),
+                (Out::I8 { out, inv_scale, zp }, _, false) => {
+                    rows(job, &I8::<false, false>::new(job, out, inv_scale, zp))
+                }
+                (Out::I8 { out, inv_scale, zp }, true, true) => {
+                    rows(job, &I8::<true, true>::new(job, out, inv_scale, zp))
+                }
+                (Out::I8 { out, inv_scale, zp }, false, true) => {
+                    rows(job, &I8::<false, true>::new(job, out, inv_scale, zp))
+                }
             }
         }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Dst {
-    F32(*mut f32),
-    I8(*mut i8, f32, f32),
+/// An output stage: stores 8 or 16 sums (2 or 4 vectors of 4) of one output row at a plane
+/// index, whole, or only up to the plane's end (through a stack buffer). Lanes past the row's
+/// end land in the next rows, which are stored after it ([`Columns`]). Its constants live in
+/// registers across a plane: implementations are inlined into the tile loops.
+trait Store: Copy {
+    /// Stores `acc` (2 or 4 vectors) at plane index `at`.
+    ///
+    /// # Safety
+    /// `at` is inside the plane; NEON.
+    unsafe fn store(&self, acc: &[int32x4_t], at: usize);
 }
 
-/// The plane of `job` into `dst`. `CLAMP`: the activation clamps to `[low, high]`; `HS`:
-/// HardSwish after it (the output stage compiled once per kind of activation).
+/// The column vectors of an output row of `cols`, in order. A row of up to 16 is one vector
+/// (8 or 16 lanes) whose excess lanes the following rows overwrite: rows go in order when a
+/// row is one vector. A wider row is whole vectors of 16, then its end as one vector of 16
+/// or 8 that overlaps the vector before it, so that no store stops inside a row; the
+/// overlapping outputs are computed twice, the same values. Plain counts and positions, so
+/// that the tile loops keep their registers.
+#[derive(Clone, Copy)]
+struct Columns {
+    cols: usize,
+    /// Vectors of 16, the `i`-th at [`Columns::wide_at`].
+    wide: usize,
+    /// Where a vector of 8 after them starts, if there is one.
+    narrow: Option<usize>,
+}
+
+impl Columns {
+    #[inline(always)]
+    fn of(cols: usize) -> Columns {
+        let (whole, left) = (cols / 16, cols % 16);
+        let (wide, narrow) = match (cols, left) {
+            (..=8, _) => (0, Some(0)),
+            (..=16, _) => (1, None),
+            (_, 0) => (whole, None),
+            (_, 9..) => (whole + 1, None),
+            _ => (whole, Some(cols - 8)),
+        };
+        Columns { cols, wide, narrow }
+    }
+
+    #[inline(always)]
+    fn wide_at(&self, i: usize) -> usize {
+        (16 * i).min(self.cols.saturating_sub(16))
+    }
+}
+
+/// `act(f32(acc) · scale)` for four sums (`PlaneJob::value`, lane by lane).
+#[derive(Clone, Copy)]
+struct Value<const CLAMP: bool, const HS: bool> {
+    scale: float32x4_t,
+    low: float32x4_t,
+    high: float32x4_t,
+}
+
+impl<const CLAMP: bool, const HS: bool> Value<CLAMP, HS> {
+    #[inline(always)]
+    unsafe fn new(job: &PlaneJob<'_>) -> Self {
+        Value {
+            scale: vdupq_n_f32(job.scale),
+            low: vdupq_n_f32(job.act.low),
+            high: vdupq_n_f32(job.act.high),
+        }
+    }
+
+    /// The clamped value, before HardSwish.
+    #[inline(always)]
+    unsafe fn clamped(&self, acc: int32x4_t) -> float32x4_t {
+        let x = vmulq_f32(vcvtq_f32_s32(acc), self.scale);
+        match CLAMP {
+            true => vminq_f32(vmaxq_f32(x, self.low), self.high),
+            false => x,
+        }
+    }
+
+    /// HardSwish's factor of a clamped value (`hardswish_gate`).
+    #[inline(always)]
+    unsafe fn gate(x: float32x4_t) -> float32x4_t {
+        let t = vaddq_f32(vmulq_f32(x, vdupq_n_f32(1.0 / 6.0)), vdupq_n_f32(0.5));
+        vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0))
+    }
+}
+
+/// Float outputs.
+#[derive(Clone, Copy)]
+struct F32<const CLAMP: bool, const HS: bool> {
+    out: *mut f32,
+    len: usize,
+    value: Value<CLAMP, HS>,
+}
+
+impl<const CLAMP: bool, const HS: bool> F32<CLAMP, HS> {
+    #[inline(always)]
+    unsafe fn new(job: &PlaneJob<'_>, out: &mut [f32]) -> Self {
+        F32 {
+            out: out.as_mut_ptr(),
+            len: out.len(),
+            value: Value::new(job),
+        }
+    }
+}
+
+impl<const CLAMP: bool, const HS: bool> Store for F32<CLAMP, HS> {
+    #[inline(always)]
+    unsafe fn store(&self, acc: &[int32x4_t], at: usize) {
+        let lanes = acc.len() * 4;
+        let valid = self.len - at;
+        let mut buf = std::mem::MaybeUninit::<[f32; 16]>::uninit();
+        let full = valid >= lanes;
+        let p = match full {
+            true => self.out.add(at),
+            false => buf.as_mut_ptr().cast(),
+        };
+        for (i, &a) in acc.iter().enumerate() {
+            let x = self.value.clamped(a);
+            let y = match HS {
+                true => vmulq_f32(x, Value::<CLAMP, HS>::gate(x)),
+                false => x,
+            };
+            vst1q_f32(p.add(4 * i), y);
+        }
+        if !full {
+            std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), self.out.add(at), valid);
+        }
+    }
+}
+
+/// int8 outputs (`PlaneJob::code`, lane by lane): `fcvtns`, then saturating narrows with the
+/// zero point added in i16 (`sqxtn`, `sqadd`) and the clamp in codes (`smax`, `smin`) on 16
+/// lanes at once.
+#[derive(Clone, Copy)]
+struct I8<const CLAMP: bool, const HS: bool> {
+    out: *mut i8,
+    len: usize,
+    value: Value<CLAMP, HS>,
+    mul: float32x4_t,
+    inv: float32x4_t,
+    zp: int16x8_t,
+    lo: int8x16_t,
+    hi: int8x16_t,
+}
+
+impl<const CLAMP: bool, const HS: bool> I8<CLAMP, HS> {
+    #[inline(always)]
+    unsafe fn new(job: &PlaneJob<'_>, out: &mut [i8], inv_scale: f32, zp: i32) -> Self {
+        let rq = job.requant(inv_scale, zp);
+        I8 {
+            out: out.as_mut_ptr(),
+            len: out.len(),
+            value: Value::new(job),
+            mul: vdupq_n_f32(rq.mul),
+            inv: vdupq_n_f32(rq.inv_scale),
+            // In [−128, 127] (`Out::I8`); `lo`, `hi` too (`requant`).
+            zp: vdupq_n_s16(rq.zp as i16),
+            lo: vdupq_n_s8(rq.lo as i8),
+            hi: vdupq_n_s8(rq.hi as i8),
+        }
+    }
+
+    /// `round_half_even(v)` of four sums, saturated to i32.
+    #[inline(always)]
+    unsafe fn rounded(&self, acc: int32x4_t) -> int32x4_t {
+        let v = match HS {
+            true => {
+                let x = self.value.clamped(acc);
+                vmulq_f32(vmulq_f32(x, self.inv), Value::<CLAMP, HS>::gate(x))
+            }
+            false => vmulq_f32(vcvtq_f32_s32(acc), self.mul),
+        };
+        vcvtnq_s32_f32(v)
+    }
+
+    /// Eight sums to `round(v) + zp`, saturated to i16.
+    #[inline(always)]
+    unsafe fn eight(&self, a: int32x4_t, b: int32x4_t) -> int16x8_t {
+        let r = vqmovn_high_s32(vqmovn_s32(self.rounded(a)), self.rounded(b));
+        vqaddq_s16(r, self.zp)
+    }
+}
+
+impl<const CLAMP: bool, const HS: bool> Store for I8<CLAMP, HS> {
+    #[inline(always)]
+    unsafe fn store(&self, acc: &[int32x4_t], at: usize) {
+        let lanes = acc.len() * 4;
+        let valid = self.len - at;
+        let mut buf = std::mem::MaybeUninit::<[i8; 16]>::uninit();
+        let full = valid >= lanes;
+        let p = match full {
+            true => self.out.add(at),
+            false => buf.as_mut_ptr().cast(),
+        };
+        let lo = vqmovn_s16(self.eight(acc[0], acc[1]));
+        if lanes == 16 {
+            let codes = vqmovn_high_s16(lo, self.eight(acc[2], acc[3]));
+            vst1q_s8(p, vminq_s8(vmaxq_s8(codes, self.lo), self.hi));
+        } else {
+            let codes = vmin_s8(vmax_s8(lo, vget_low_s8(self.lo)), vget_low_s8(self.hi));
+            vst1_s8(p, codes);
+        }
+        if !full {
+            std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), self.out.add(at), valid);
+        }
+    }
+}
+
+/// The plane of `job` through `st`: square tiles for 3×3 and 5×5, otherwise each output row
+/// in vectors of 16 (8 on the last, narrow part) with every tap's weight broadcast.
 #[target_feature(enable = "neon")]
-unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: Dst) {
+unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
+    if let Some(sq) = job.square {
+        return square(job, sq, *st);
+    }
     let (cols, n) = (job.cols, job.taps.len());
     let (taps, weights) = (job.taps.as_ptr(), job.weights.as_ptr());
-    let act = job.act;
-    let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
-    let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
-    let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
-    let (bias, scale) = (vdupq_n_s32(job.bias), vdupq_n_f32(job.scale));
-    let (qmin, qmax) = (vdupq_n_f32(-128.0), vdupq_n_f32(127.0));
-    // Requantization constants (unused for a float output).
-    let (inv, zp) = match dst {
-        Dst::I8(_, inv, zp) => (vdupq_n_f32(inv), vdupq_n_f32(zp)),
-        Dst::F32(_) => (vdupq_n_f32(1.0), vdupq_n_f32(0.0)),
-    };
-    // The float value of four sums (`PlaneJob::value`, lane by lane).
-    let value = |acc: int32x4_t| {
-        let x = vmulq_f32(vcvtq_f32_s32(acc), scale);
-        let x = if CLAMP {
-            vminq_f32(vmaxq_f32(x, low), high)
-        } else {
-            x
-        };
-        if HS {
-            let t = vaddq_f32(vmulq_f32(x, sixth), half);
-            vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
-        } else {
-            x
-        }
-    };
-    // Stores `L` (8 or 16) outputs from `acc[..L/4]` at plane index `at`, `valid` of them.
-    let store = |acc: &[int32x4_t], at: usize, valid: usize| {
-        let lanes = acc.len() * 4;
-        match dst {
-            Dst::F32(o) => {
-                let mut buf = std::mem::MaybeUninit::<[f32; 16]>::uninit();
-                let full = valid >= lanes;
-                let p = if full {
-                    o.add(at)
-                } else {
-                    buf.as_mut_ptr().cast()
-                };
-                for (i, &a) in acc.iter().enumerate() {
-                    vst1q_f32(p.add(4 * i), value(a));
-                }
-                if !full {
-                    std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), o.add(at), valid);
-                }
-            }
-            Dst::I8(o, ..) => {
-                let code = |a: int32x4_t| {
-                    let v = vaddq_f32(vmulq_f32(value(a), inv), zp);
-                    vmovn_s32(vcvtnq_s32_f32(vminq_f32(vmaxq_f32(v, qmin), qmax)))
-                };
-                let lo = vmovn_s16(vcombine_s16(code(acc[0]), code(acc[1])));
-                let mut buf = std::mem::MaybeUninit::<[i8; 16]>::uninit();
-                let full = valid >= lanes;
-                let p = if full {
-                    o.add(at)
-                } else {
-                    buf.as_mut_ptr().cast()
-                };
-                if lanes == 16 {
-                    let hi = vmovn_s16(vcombine_s16(code(acc[2]), code(acc[3])));
-                    vst1q_s8(p, vcombine_s8(lo, hi));
-                } else {
-                    vst1_s8(p, lo);
-                }
-                if !full {
-                    std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), o.add(at), valid);
-                }
-            }
-        }
-    };
-    if let Some(sq) = job.square {
-        return square(job, sq, store);
-    }
+    let bias = vdupq_n_s32(job.bias);
+    let (st, cl) = (*st, Columns::of(cols));
     for r in 0..job.rows {
         let base = job.input.as_ptr().add(r * job.row_step);
-        let mut c = 0;
-        while c < cols {
-            let left = cols - c;
+        let run = |c: usize, wide: bool| {
             let at = r * cols + c;
-            if left > 8 {
+            if wide {
                 let mut acc = [bias; 4];
                 for t in 0..n {
                     let w = vld1q_dup_s16(weights.add(t));
@@ -156,8 +293,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: D
                     acc[3] = vmlal_high_s16(acc[3], x1, w);
                 }
                 let out = acc;
-                store(&out, at, left);
-                c += 16;
+                st.store(&out, at);
             } else {
                 let mut acc = [bias; 2];
                 for t in 0..n {
@@ -167,9 +303,14 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: D
                     acc[1] = vmlal_high_s16(acc[1], x0, w);
                 }
                 let out = acc;
-                store(&out, at, left);
-                c += 8;
+                st.store(&out, at);
             }
+        };
+        for i in 0..cl.wide {
+            run(cl.wide_at(i), true);
+        }
+        if let Some(c) = cl.narrow {
+            run(c, false);
         }
     }
 }
@@ -177,7 +318,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: D
 /// The square tiles of a 3×3 or 5×5 job: 2 output rows (1 for an odd last row) × 16 columns
 /// (8 where at most 8 are left), the K² weights in registers (8 per vector, `smlal` by
 /// element), each input row of the tile loaded once (one pointer per phase plane and input
-/// row, kernel columns as constant offsets) for every output row that reads it. `store` writes
+/// row, kernel columns as constant offsets) for every output row that reads it. `st` writes
 /// one output row's accumulators (`L/4` of them for `L` columns) at a plane index.
 ///
 /// # Safety
@@ -185,7 +326,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(job: &PlaneJob<'_>, dst: D
 // `kx % s` in the tiles' macros is `kx % 1` for stride 1.
 #[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
-unsafe fn square(job: &PlaneJob<'_>, sq: Square, store: impl Fn(&[int32x4_t], usize, usize)) {
+unsafe fn square<S: Store>(job: &PlaneJob<'_>, sq: Square, st: S) {
     let (rows, cols, step, ld, col) = (job.rows, job.cols, job.row_step, sq.ld, sq.column);
     let input = job.input.as_ptr();
     let bias = vdupq_n_s32(job.bias);
@@ -236,7 +377,7 @@ unsafe fn square(job: &PlaneJob<'_>, sq: Square, store: impl Fn(&[int32x4_t], us
                 // A copy: the tile's accumulators never have their address taken, so they
                 // stay in registers across the taps.
                 let acc: [int32x4_t; 2 * $v] = a[i];
-                store(&acc, (r + i) * cols + c, cols - c);
+                st.store(&acc, (r + i) * cols + c);
             }
         }};
     }
@@ -255,15 +396,12 @@ unsafe fn square(job: &PlaneJob<'_>, sq: Square, store: impl Fn(&[int32x4_t], us
     }
     macro_rules! blocks {
         ($($rest:tt)*) => {{
-            let mut c = 0;
-            while c < cols {
-                if cols - c > 8 {
-                    block!(c, 2, $($rest)*);
-                    c += 16;
-                } else {
-                    block!(c, 1, $($rest)*);
-                    c += 8;
-                }
+            let cl = Columns::of(cols);
+            for i in 0..cl.wide {
+                block!(cl.wide_at(i), 2, $($rest)*);
+            }
+            if let Some(c) = cl.narrow {
+                block!(c, 1, $($rest)*);
             }
         }};
     }

@@ -114,7 +114,7 @@ fn every_kernel_equals_the_definition_bit_for_bit() {
         reference(&job, Out::F32(&mut want));
         // An output scale that uses the whole code range (and clips some values).
         let top = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
-        let (inv, zp) = (100.0 / top, -3.0);
+        let (inv, zp) = (100.0 / top, -3);
         let mut want8 = vec![0i8; n];
         reference(
             &job,
