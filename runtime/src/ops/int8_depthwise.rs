@@ -405,7 +405,7 @@ impl Int8Depthwise {
         let [kh, kw] = self.kernel();
         let (ld, phase_len, taps) = layout([kh, kw], self.padding, self.stride, [h, w]);
         let taps = &taps[..kh * kw];
-        let square = dw8::Square::find(taps, self.stride[0] * ld);
+        let geometry = dw8::Geometry::new(taps, self.stride[0] * ld, [oh, ow]);
         let bias = self.bias.try_as_plain_ram()?;
         let bias = bias.as_slice::<i32>()?;
         let scale = self.scale.try_as_plain_ram()?;
@@ -447,15 +447,11 @@ impl Int8Depthwise {
                     let ch = p % channels;
                     let job = PlaneJob {
                         input: buf,
-                        taps,
+                        geometry,
                         weights: &self.weights16[ch * kh * kw..][..kh * kw],
                         bias: bias[ch],
                         scale: scale[ch],
-                        row_step: self.stride[0] * ld,
-                        rows: oh,
-                        cols: ow,
                         act,
-                        square,
                     };
                     // SAFETY: plane p belongs to this task alone.
                     let dst = unsafe {

@@ -23,13 +23,14 @@ impl Depthwise8Kernel for Generic {
             Out::I8 { inv_scale, zp, .. } => job.requant(inv_scale, zp),
             Out::F32(_) => job.requant(1.0, 0),
         };
-        for r in 0..job.rows {
-            let base = r * job.row_step;
-            for c0 in (0..job.cols).step_by(CHUNK) {
-                let n = CHUNK.min(job.cols - c0);
+        let g = job.geometry;
+        for r in 0..g.rows() {
+            let base = r * g.row_step();
+            for c0 in (0..g.cols()).step_by(CHUNK) {
+                let n = CHUNK.min(g.cols() - c0);
                 let acc = &mut acc[..n];
                 acc.fill(job.bias);
-                for (&t, &w) in job.taps.iter().zip(job.weights) {
+                for (&t, &w) in g.taps().iter().zip(job.weights) {
                     let src = &job.input[base + t + c0..][..n];
                     let w = i32::from(w);
                     // Exact (the sums stay far inside i32, module docs); wrapping ops only
@@ -38,7 +39,7 @@ impl Depthwise8Kernel for Generic {
                         *a = a.wrapping_add(w.wrapping_mul(i32::from(x)));
                     }
                 }
-                let at = r * job.cols + c0;
+                let at = r * g.cols() + c0;
                 match &mut out {
                     Out::F32(o) => {
                         for (v, &a) in o[at..][..n].iter_mut().zip(acc.iter()) {

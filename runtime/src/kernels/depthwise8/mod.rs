@@ -57,30 +57,102 @@ pub const SLACK: usize = 16;
 /// Largest `|input|` of a job: `|q − zp|` for i8 codes and a zero point in `[−128, 127]`.
 pub const MAX_INPUT: i16 = 255;
 
+/// What every plane of a layer shares: each tap's read offset for output row 0, column 0,
+/// the step between output rows' reads, the output size, and the taps' 3×3 or 5×5 structure
+/// for the NEON kernel's square tiles. Built once per layer ([`Geometry::new`] checks the taps
+/// and finds how far the reads go), so that a plane's check is a few comparisons.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry<'a> {
+    taps: &'a [usize],
+    row_step: usize,
+    rows: usize,
+    cols: usize,
+    /// Values a plane's input holds at least: past the last row's last tap read, `cols` and
+    /// [`SLACK`] (0 for an empty output).
+    reads: usize,
+    // Only the NEON kernel runs square tiles.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    square: Option<Square>,
+}
+
+impl<'a> Geometry<'a> {
+    /// The geometry of `rows × cols` outputs reading at `taps` (offsets for output row 0,
+    /// column 0), output rows `row_step` apart. Panics without taps, with more than 49, or
+    /// if the reads' extent overflows.
+    pub fn new(taps: &'a [usize], row_step: usize, [rows, cols]: [usize; 2]) -> Geometry<'a> {
+        assert!(!taps.is_empty(), "a depthwise job needs taps");
+        assert!(taps.len() <= 49, "at most 7x7 taps");
+        let last_tap = *taps.iter().max().expect("taps");
+        let reads = match rows > 0 && cols > 0 {
+            true => (rows - 1)
+                .checked_mul(row_step)
+                .and_then(|r| r.checked_add(last_tap + cols + SLACK))
+                .and_then(|r| rows.checked_mul(cols).map(|_| r))
+                .expect("a depthwise job's reads overflow"),
+            false => 0,
+        };
+        let square = Square::find(taps, row_step);
+        if let Some(sq) = square {
+            // The square tiles read only at offsets up to the last tap, a row_step apart.
+            assert!(
+                sq.k * sq.k == taps.len()
+                    && sq.stride * sq.ld == row_step
+                    && sq.last_tap() <= last_tap,
+                "a depthwise job's square does not fit its taps"
+            );
+        }
+        Geometry {
+            taps,
+            row_step,
+            rows,
+            cols,
+            reads,
+            square,
+        }
+    }
+
+    /// Offset of each tap's read for output row 0, column 0.
+    pub fn taps(&self) -> &'a [usize] {
+        self.taps
+    }
+
+    /// Distance in a plane's input between output row `r` and `r + 1`'s reads.
+    pub fn row_step(&self) -> usize {
+        self.row_step
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Output columns (the output plane is `rows × cols`, rows contiguous).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The taps' square structure, if they have one.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub(crate) fn square(&self) -> Option<Square> {
+        self.square
+    }
+}
+
 /// One channel of an int8 depthwise convolution (module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct PlaneJob<'a> {
     /// The channel's padded plane of `q − zp` (phase planes for stride 2), laid out by the op.
     pub input: &'a [i16],
-    /// Offset of each tap's read for output row 0, column 0.
-    pub taps: &'a [usize],
+    /// The layer's taps and output size.
+    pub geometry: Geometry<'a>,
     /// One weight per tap, in `[−127, 127]`.
     pub weights: &'a [i16],
     /// The channel's i32 bias (at the scale `scale`).
     pub bias: i32,
     /// The channel's dequantization scale (input scale × weight scale).
     pub scale: f32,
-    /// Distance in `input` between output row `r` and `r + 1`'s reads.
-    pub row_step: usize,
-    /// Output rows.
-    pub rows: usize,
-    /// Output columns (the output plane is `rows × cols`, rows contiguous).
-    pub cols: usize,
     /// The fused activation.
     pub act: Activation,
-    /// The taps' 3×3 or 5×5 structure (`Square::find` of `taps` and `row_step`, computed once
-    /// per layer), for the NEON kernel's square tiles; `None` runs per-tap tiles.
-    pub(crate) square: Option<Square>,
 }
 
 /// Where a job's output plane goes.
@@ -115,36 +187,22 @@ impl Out<'_> {
 }
 
 impl PlaneJob<'_> {
-    /// Checks the contract of [`Depthwise8Kernel::run`]: one weight per tap (each in
-    /// `[−127, 127]`), an output of `rows × cols`, and every read (with [`SLACK`] past each
-    /// row) inside `input`. The input's values are the op's to keep in `[−255, 255]`.
+    /// Checks the contract of [`Depthwise8Kernel::run`]: one weight per tap, an output of
+    /// `rows × cols`, and every read (with [`SLACK`] past each row) inside `input`. The
+    /// weights are the op's to keep in `[−127, 127]` (checked in debug builds) and the
+    /// input's values in `[−255, 255]`: then the sums are exact (module docs).
     pub fn check(&self, out_len: usize) {
-        assert!(!self.taps.is_empty(), "a depthwise job needs taps");
-        assert!(self.taps.len() <= 49, "at most 7x7 taps");
-        assert_eq!(self.taps.len(), self.weights.len(), "one weight per tap");
-        assert!(
+        let g = &self.geometry;
+        assert_eq!(g.taps.len(), self.weights.len(), "one weight per tap");
+        debug_assert!(
             self.weights.iter().all(|w| (-127..=127).contains(w)),
             "weights in [-127, 127]"
         );
-        assert_eq!(out_len, self.rows * self.cols, "out must hold rows × cols");
-        let last_tap = *self.taps.iter().max().expect("taps");
-        if let Some(sq) = self.square {
-            // The square tiles read only at offsets up to the last tap, a row_step apart.
-            assert!(
-                sq.k * sq.k == self.taps.len()
-                    && sq.stride * sq.ld == self.row_step
-                    && sq.last_tap() <= last_tap,
-                "a depthwise job's square does not fit its taps"
-            );
-            debug_assert_eq!(Some(sq), Square::find(self.taps, self.row_step));
-        }
-        if self.rows > 0 && self.cols > 0 {
-            let last = last_tap + (self.rows - 1) * self.row_step;
-            assert!(
-                last + self.cols + SLACK <= self.input.len(),
-                "depthwise job reads past its input"
-            );
-        }
+        assert_eq!(out_len, g.rows * g.cols, "out must hold rows × cols");
+        assert!(
+            g.reads <= self.input.len(),
+            "depthwise job reads past its input"
+        );
     }
 
     /// The float result of an accumulator (bias included): `act(f32(acc) · scale)`.
@@ -244,8 +302,9 @@ pub fn select() -> &'static dyn Depthwise8Kernel {
 pub fn reference(job: &PlaneJob<'_>, out: Out<'_>) {
     job.check(out.len());
     let acc = |r: usize, c: usize| {
-        let base = r * job.row_step + c;
-        job.taps
+        let base = r * job.geometry.row_step + c;
+        job.geometry
+            .taps
             .iter()
             .zip(job.weights)
             .fold(job.bias, |a, (&t, &w)| {
@@ -255,13 +314,13 @@ pub fn reference(job: &PlaneJob<'_>, out: Out<'_>) {
     match out {
         Out::F32(o) => {
             for (i, v) in o.iter_mut().enumerate() {
-                *v = job.value(acc(i / job.cols, i % job.cols));
+                *v = job.value(acc(i / job.geometry.cols, i % job.geometry.cols));
             }
         }
         Out::I8 { out, inv_scale, zp } => {
             let rq = job.requant(inv_scale, zp);
             for (i, v) in out.iter_mut().enumerate() {
-                *v = job.code(&rq, acc(i / job.cols, i % job.cols));
+                *v = job.code(&rq, acc(i / job.geometry.cols, i % job.geometry.cols));
             }
         }
     }

@@ -166,25 +166,16 @@ impl<const CLAMP: bool, const HS: bool> F32<CLAMP, HS> {
 impl<const CLAMP: bool, const HS: bool> Store for F32<CLAMP, HS> {
     #[inline(always)]
     unsafe fn store(&self, acc: &[int32x4_t], at: usize) {
-        let lanes = acc.len() * 4;
-        let valid = self.len - at;
-        let mut buf = std::mem::MaybeUninit::<[f32; 16]>::uninit();
-        let full = valid >= lanes;
-        let p = match full {
-            true => self.out.add(at),
-            false => buf.as_mut_ptr().cast(),
-        };
-        for (i, &a) in acc.iter().enumerate() {
-            let x = self.value.clamped(a);
-            let y = match HS {
-                true => vmulq_f32(x, Value::<CLAMP, HS>::gate(x)),
-                false => x,
-            };
-            vst1q_f32(p.add(4 * i), y);
-        }
-        if !full {
-            std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), self.out.add(at), valid);
-        }
+        inside(self.out, self.len, at, acc.len() * 4, |p| {
+            for (i, &a) in acc.iter().enumerate() {
+                let x = self.value.clamped(a);
+                let y = match HS {
+                    true => vmulq_f32(x, Value::<CLAMP, HS>::gate(x)),
+                    false => x,
+                };
+                vst1q_f32(p.add(4 * i), y);
+            }
+        })
     }
 }
 
@@ -244,41 +235,55 @@ impl<const CLAMP: bool, const HS: bool> I8<CLAMP, HS> {
 impl<const CLAMP: bool, const HS: bool> Store for I8<CLAMP, HS> {
     #[inline(always)]
     unsafe fn store(&self, acc: &[int32x4_t], at: usize) {
-        let lanes = acc.len() * 4;
-        let valid = self.len - at;
-        let mut buf = std::mem::MaybeUninit::<[i8; 16]>::uninit();
-        let full = valid >= lanes;
-        let p = match full {
-            true => self.out.add(at),
-            false => buf.as_mut_ptr().cast(),
-        };
-        let lo = vqmovn_s16(self.eight(acc[0], acc[1]));
-        if lanes == 16 {
-            let codes = vqmovn_high_s16(lo, self.eight(acc[2], acc[3]));
-            vst1q_s8(p, vminq_s8(vmaxq_s8(codes, self.lo), self.hi));
-        } else {
-            let codes = vmin_s8(vmax_s8(lo, vget_low_s8(self.lo)), vget_low_s8(self.hi));
-            vst1_s8(p, codes);
-        }
-        if !full {
-            std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), self.out.add(at), valid);
-        }
+        inside(self.out, self.len, at, acc.len() * 4, |p| {
+            let lo = vqmovn_s16(self.eight(acc[0], acc[1]));
+            if acc.len() == 4 {
+                let codes = vqmovn_high_s16(lo, self.eight(acc[2], acc[3]));
+                vst1q_s8(p, vminq_s8(vmaxq_s8(codes, self.lo), self.hi));
+            } else {
+                let codes = vmin_s8(vmax_s8(lo, vget_low_s8(self.lo)), vget_low_s8(self.hi));
+                vst1_s8(p, codes);
+            }
+        })
     }
+}
+
+/// Runs `write` (which writes `lanes` ≤ 16 values) on `out + at` when they fit before the
+/// plane's end `len`, else on a stack buffer, and copies the part inside the plane.
+///
+/// # Safety
+/// `out` is writable for `len` values and `at < len`.
+#[inline(always)]
+unsafe fn inside<T: Copy>(
+    out: *mut T,
+    len: usize,
+    at: usize,
+    lanes: usize,
+    write: impl FnOnce(*mut T),
+) {
+    let valid = len - at;
+    if valid >= lanes {
+        return write(out.add(at));
+    }
+    let mut buf = std::mem::MaybeUninit::<[T; 16]>::uninit();
+    write(buf.as_mut_ptr().cast());
+    std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), out.add(at), valid);
 }
 
 /// The plane of `job` through `st`: square tiles for 3×3 and 5×5, otherwise each output row
 /// in vectors of 16 (8 on the last, narrow part) with every tap's weight broadcast.
 #[target_feature(enable = "neon")]
 unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
-    if let Some(sq) = job.square {
+    let g = job.geometry;
+    if let Some(sq) = g.square() {
         return square(job, sq, *st);
     }
-    let (cols, n) = (job.cols, job.taps.len());
-    let (taps, weights) = (job.taps.as_ptr(), job.weights.as_ptr());
+    let (cols, n) = (g.cols(), g.taps().len());
+    let (taps, weights) = (g.taps().as_ptr(), job.weights.as_ptr());
     let bias = vdupq_n_s32(job.bias);
     let (st, cl) = (*st, Columns::of(cols));
-    for r in 0..job.rows {
-        let base = job.input.as_ptr().add(r * job.row_step);
+    for r in 0..g.rows() {
+        let base = job.input.as_ptr().add(r * g.row_step());
         let run = |c: usize, wide: bool| {
             let at = r * cols + c;
             if wide {
@@ -327,7 +332,8 @@ unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
 #[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
 unsafe fn square<S: Store>(job: &PlaneJob<'_>, sq: Square, st: S) {
-    let (rows, cols, step, ld, col) = (job.rows, job.cols, job.row_step, sq.ld, sq.column);
+    let g = job.geometry;
+    let (rows, cols, step, ld, col) = (g.rows(), g.cols(), g.row_step(), sq.ld, sq.column);
     let input = job.input.as_ptr();
     let bias = vdupq_n_s32(job.bias);
     // The weights, zero-padded to 4 vectors of 8.

@@ -5,7 +5,7 @@
 //! [`pad::fill`] against its definition.
 
 use super::pad::{fill, fill_portable, Placement, Source};
-use super::{available, reference, Activation, Out, PlaneJob, MAX_INPUT, SLACK};
+use super::{available, reference, Activation, Geometry, Out, PlaneJob, MAX_INPUT, SLACK};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -57,15 +57,11 @@ impl Case {
     fn job(&self, act: Activation) -> PlaneJob<'_> {
         PlaneJob {
             input: &self.input,
-            taps: &self.taps,
+            geometry: Geometry::new(&self.taps, self.row_step, [self.rows, self.cols]),
             weights: &self.weights,
             bias: self.bias,
             scale: self.scale,
-            row_step: self.row_step,
-            rows: self.rows,
-            cols: self.cols,
             act,
-            square: super::Square::find(&self.taps, self.row_step),
         }
     }
 }
