@@ -4,19 +4,35 @@
 //! (the op zeroes the buffer once per task; 0 is the padding, a real zero).
 //!
 //! The source is the previous layer's int8 codes (`q − zp` is one subtraction), or floats
-//! quantized on the way (`q = round_half_even(min(max(x · inv + zp, −128), 127))`, the int8
-//! product kernels' rule, [`crate::kernels::int8::quantize`]), optionally through tract's
-//! HardSwish first ([`crate::kernels::depthwise::pad::hardswish`], operation by operation):
-//! a HardSwish the layer alone reads is then never written out.
+//! quantized on the way, straight to `q − zp` ([`offset_code`]):
+//!
+//! ```text
+//! q − zp = min(max(round_half_even(x · inv), −128 − zp), 127 − zp)    rounding saturated, NaN → 0
+//! ```
+//!
+//! (the zero point never enters the float arithmetic), optionally through tract's HardSwish
+//! first ([`crate::kernels::depthwise::pad::hardswish`], operation by operation): a HardSwish
+//! the layer alone reads is then never written out.
 //!
 //! Every variant gives the same bits. The portable one goes a row at a time through safe
-//! slices; the NEON one converts 8 values per step (`fcvtns` after `fmaxnm`/`fminnm`, as the
-//! int8 packers quantize; `sxtl` for codes), splits stride-2 rows by `ld2`, and ends a row
-//! with an overlapping last vector instead of a scalar tail.
+//! slices; the NEON one converts 8 values per step (`fmul`, `fcvtns`, a saturating narrow and
+//! the clamp in i16; `sxtl` for codes), splits stride-2 rows by `ld2`, and ends a row with an
+//! overlapping last vector instead of a scalar tail. A row shorter than a vector (7×7 planes,
+//! stride-2 rows of 15 or fewer) is one vector too: it reads on into the next source row and
+//! zeroes the lanes past its end, which land in the row's padding (zero anyway); only rows
+//! near the plane's end, where that read would leave the plane, go value by value.
 
 use crate::kernels::depthwise::pad::hardswish;
 pub use crate::kernels::depthwise::pad::Placement;
-use crate::kernels::int8::quantize;
+
+/// `q − zp` of a float quantized with `1 / inv` and zero point `zp` (module docs): in
+/// `[−128 − zp, 127 − zp]`, 0 for NaN.
+#[inline(always)]
+pub fn offset_code(x: f32, inv: f32, zp: i32) -> i16 {
+    // `as` saturates and takes NaN to 0, as `fcvtns` does.
+    let r = (x * inv).round_ties_even() as i32;
+    r.max(-128 - zp).min(127 - zp) as i16
+}
 
 /// A plane to lay out.
 #[derive(Debug, Clone, Copy)]
@@ -60,12 +76,10 @@ pub fn fill_portable(buf: &mut [i16], src: Source<'_>, [h, w]: [usize; 2], at: &
     // One loop per kind of source, so no value pays for a match.
     match src {
         Source::I8(s, zp) => rows(buf, at, [h, w], |i| i16::from(s[i]) - zp as i16),
-        Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| {
-            i16::from(quantize(s[i], inv, zp as f32)) - zp as i16
-        }),
-        Source::HardSwishF32(s, inv, zp) => rows(buf, at, [h, w], |i| {
-            i16::from(quantize(hardswish(s[i]), inv, zp as f32)) - zp as i16
-        }),
+        Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| offset_code(s[i], inv, zp)),
+        Source::HardSwishF32(s, inv, zp) => {
+            rows(buf, at, [h, w], |i| offset_code(hardswish(s[i]), inv, zp))
+        }
     }
 }
 
@@ -114,7 +128,6 @@ mod neon {
     use std::arch::aarch64::*;
 
     use super::{Placement, Source};
-    use crate::kernels::int8::neon::quantize_s32;
 
     /// How 8 source values become 8 values of `q − zp`.
     trait Convert: Copy {
@@ -168,8 +181,9 @@ mod neon {
     #[derive(Clone, Copy)]
     struct Floats<const HS: bool> {
         inv: float32x4_t,
-        zpf: float32x4_t,
-        zp: int16x8_t,
+        /// `−128 − zp` and `127 − zp`.
+        lo: int16x8_t,
+        hi: int16x8_t,
         inv_scalar: f32,
         zp_scalar: i32,
     }
@@ -194,9 +208,10 @@ mod neon {
         unsafe fn codes(self, a: float32x4_t, b: float32x4_t) -> int16x8_t {
             // SAFETY: NEON.
             unsafe {
-                let qa = quantize_s32(self.map(a), self.inv, self.zpf);
-                let qb = quantize_s32(self.map(b), self.inv, self.zpf);
-                vsubq_s16(vcombine_s16(vmovn_s32(qa), vmovn_s32(qb)), self.zp)
+                let qa = vcvtnq_s32_f32(vmulq_f32(self.map(a), self.inv));
+                let qb = vcvtnq_s32_f32(vmulq_f32(self.map(b), self.inv));
+                let q = vqmovn_high_s32(vqmovn_s32(qa), qb);
+                vminq_s16(vmaxq_s16(q, self.lo), self.hi)
             }
         }
     }
@@ -209,8 +224,7 @@ mod neon {
             // SAFETY: the caller's element.
             let x = unsafe { *s.add(i) };
             let x = if HS { super::hardswish(x) } else { x };
-            let q = super::quantize(x, self.inv_scalar, self.zp_scalar as f32);
-            i16::from(q) - self.zp_scalar as i16
+            super::offset_code(x, self.inv_scalar, self.zp_scalar)
         }
 
         #[inline(always)]
@@ -255,10 +269,11 @@ mod neon {
     fn floats<const HS: bool>(inv: f32, zp: i32) -> Floats<HS> {
         // SAFETY: NEON is baseline on aarch64.
         unsafe {
+            // A zero point in [−128, 127]: both ends fit i16.
             Floats {
                 inv: vdupq_n_f32(inv),
-                zpf: vdupq_n_f32(zp as f32),
-                zp: vdupq_n_s16(zp as i16),
+                lo: vdupq_n_s16((-128 - zp) as i16),
+                hi: vdupq_n_s16((127 - zp) as i16),
                 inv_scalar: inv,
                 zp_scalar: zp,
             }
@@ -278,28 +293,55 @@ mod neon {
         c: C,
     ) {
         let dst = buf.as_mut_ptr();
+        // Whether a vector of 8 fits in a padded row from where its values start: a short
+        // row may then be written as one vector, zeros past its end.
+        let room = at.ld >= at.left.div_ceil(at.stride) + 8;
         // SAFETY: the placement check bounds every row's writes inside `buf` (rows `top..top
         // + h` of a phase, `left + w` values at stride 1 and `⌈(left + w)/2⌉` per phase at
-        // stride 2, all within `ld`), and reads `h·w` values of `src`.
+        // stride 2, all within `ld`; 8 from the row's start with `room`), and reads `h·w`
+        // values of `src` (row `y` reads at most the `(h − y)·w` from its start).
         unsafe {
             at.walk(
                 dst,
                 h,
-                move |y, d| row(d, src.add(y * w), w, c),
-                move |y, e, o| split(e, o, src.add(y * w), w, c),
+                move |y, d| {
+                    let ahead = if room { (h - y) * w } else { 0 };
+                    row(d, src.add(y * w), w, ahead, c)
+                },
+                move |y, e, o| {
+                    let ahead = if room { (h - y) * w } else { 0 };
+                    split(e, o, src.add(y * w), w, ahead, c)
+                },
             )
         }
     }
 
-    /// Converts `n` values from `s` to `d`; the last vector overlaps the one before it.
+    /// The first `n` lanes of `v`, the others 0.
+    #[inline(always)]
+    unsafe fn first(v: int16x8_t, n: usize) -> int16x8_t {
+        const LANES: [u16; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+        // SAFETY: NEON; 8 lanes from a constant.
+        unsafe {
+            let keep = vcltq_u16(vld1q_u16(LANES.as_ptr()), vdupq_n_u16(n as u16));
+            vandq_s16(v, vreinterpretq_s16_u16(keep))
+        }
+    }
+
+    /// Converts `n` values from `s` to `d`; the last vector overlaps the one before it. A row
+    /// shorter than 8 with `ahead ≥ 8` is one vector with its lanes past `n` zeroed.
     ///
     /// # Safety
-    /// `s` readable and `d` writable for `n` values.
+    /// `s` readable for `max(n, ahead)` values; `d` writable for `n`, and for 8 when
+    /// `ahead ≥ 8`.
     #[inline(always)]
-    unsafe fn row<C: Convert>(d: *mut i16, s: *const C::Elem, n: usize, c: C) {
-        // SAFETY (all): indices below `n` on both sides.
+    unsafe fn row<C: Convert>(d: *mut i16, s: *const C::Elem, n: usize, ahead: usize, c: C) {
+        // SAFETY (all): indices below `n` on both sides, or 8 with `ahead ≥ 8`.
         unsafe {
             if n < 8 {
+                if ahead >= 8 {
+                    vst1q_s16(d, first(c.eight(s), n));
+                    return;
+                }
                 for i in 0..n {
                     *d.add(i) = c.one(s, i);
                 }
@@ -317,15 +359,31 @@ mod neon {
     }
 
     /// Writes value `2i` of the `n` at `s` to `e[i]` and `2i + 1` to `o[i]` (`e` gets
-    /// `⌈n/2⌉`, `o` `⌊n/2⌋`); the last 8 pairs overlap the ones before them.
+    /// `⌈n/2⌉`, `o` `⌊n/2⌋`); the last 8 pairs overlap the ones before them. A row of fewer
+    /// than 16 with `ahead ≥ 16` is one pair of vectors with their lanes past the row zeroed.
     ///
     /// # Safety
-    /// `s` readable for `n` values, `e` writable for `⌈n/2⌉` and `o` for `⌊n/2⌋`.
+    /// `s` readable for `max(n, ahead)` values, `e` writable for `⌈n/2⌉` and `o` for
+    /// `⌊n/2⌋`, both for 8 when `ahead ≥ 16`.
     #[inline(always)]
-    unsafe fn split<C: Convert>(e: *mut i16, o: *mut i16, s: *const C::Elem, n: usize, c: C) {
+    unsafe fn split<C: Convert>(
+        e: *mut i16,
+        o: *mut i16,
+        s: *const C::Elem,
+        n: usize,
+        ahead: usize,
+        c: C,
+    ) {
         let pairs = n / 2;
-        // SAFETY (all): pair indices below `pairs`, element indices below `n`.
+        // SAFETY (all): pair indices below `pairs`, element indices below `n`, or 8 and 16
+        // with `ahead ≥ 16`.
         unsafe {
+            if n < 16 && ahead >= 16 {
+                let (ev, od) = c.pairs(s);
+                vst1q_s16(e, first(ev, n.div_ceil(2)));
+                vst1q_s16(o, first(od, pairs));
+                return;
+            }
             if pairs >= 8 {
                 let mut i = 0;
                 while i + 8 <= pairs {
