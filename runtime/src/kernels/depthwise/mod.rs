@@ -77,6 +77,12 @@ impl Activation {
         hardswish: false,
     };
 
+    /// Whether it clamps at all (a finite `low` or `high`).
+    #[inline(always)]
+    pub fn clamps(&self) -> bool {
+        self.low != f32::NEG_INFINITY || self.high != f32::INFINITY
+    }
+
     /// The clamp alone: `min(max(x, low), high)`, as the vector units compute it.
     #[inline(always)]
     pub fn clamp(&self, x: f32) -> f32 {
@@ -99,7 +105,13 @@ impl Activation {
 /// operation as the vector kernels compute it.
 #[inline(always)]
 pub fn hardswish_gate(x: f32) -> f32 {
-    min(max(x * (1.0 / 6.0) + 0.5, 0.0), 1.0)
+    unit(x * (1.0 / 6.0) + 0.5)
+}
+
+/// `min(max(t, 0), 1)`, as the vector units compute it for non-NaN values.
+#[inline(always)]
+pub fn unit(t: f32) -> f32 {
+    min(max(t, 0.0), 1.0)
 }
 
 /// `max` as the vector units compute it for non-NaN values.

@@ -19,14 +19,18 @@
 //! point `zp`) requantizes with constants computed once per plane ([`Requant`]):
 //!
 //! ```text
-//! v   = f32(acc) · (scale · inv)                                 no HardSwish
-//!     = (x · inv) · gate(x),  x = clamp(f32(acc) · scale)        HardSwish (`hardswish_gate`)
-//! out = min(max(round_half_even(v) + zp, lo), hi)                in i32, rounding saturated
+//! a   = f32(acc)
+//! v   = a · m                                          no HardSwish          m = scale · inv
+//!     = (a · m) · unit(a · s6 + ½)                     HardSwish             s6 = scale · ⅙
+//!     = (x · inv) · gate(x),  x = clamp(a · scale)     a clamp, then HardSwish
+//! out = min(max(round_half_even(v) + zp, lo), hi)      in i32, rounding saturated
 //! ```
 //!
-//! where `[lo, hi]` is the activation's clamp in codes (`round(low · inv) + zp`, …) within
-//! `[−128, 127]`: a ReLU or ReLU6 costs no float operation, and the codes need no float
-//! zero-point add or clamp. The sum is exact (`|q − zp| ≤ 255`, `|w| ≤ 127`, at most 49
+//! with `unit(t) = min(max(t, 0), 1)`, `gate` HardSwish's factor (`hardswish_gate`), `m` and
+//! `s6` f32 products computed once per plane, and `[lo, hi]` the activation's clamp in codes
+//! (`round(low · inv) + zp`, …) within `[−128, 127]` (the whole range with HardSwish): a ReLU
+//! or ReLU6 costs no float operation, HardSwish five, and the codes need no float zero-point
+//! add or clamp. The sum is exact (`|q − zp| ≤ 255`, `|w| ≤ 127`, at most 49
 //! taps: below 2^21), so the order of the taps does not matter, and every kernel does the
 //! float steps with the same IEEE operations in the same order: all kernels agree bit for bit
 //! with [`generic()`].
@@ -48,7 +52,7 @@ use std::fmt::Debug;
 use std::sync::OnceLock;
 
 pub(crate) use super::depthwise::Square;
-pub use super::depthwise::{hardswish_gate, Activation};
+pub use super::depthwise::{hardswish_gate, unit, Activation};
 
 /// Values a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
 /// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
@@ -225,6 +229,7 @@ impl PlaneJob<'_> {
         };
         Requant {
             mul: self.scale * inv_scale,
+            sixth: self.scale * (1.0 / 6.0),
             inv_scale,
             zp,
             lo,
@@ -236,12 +241,14 @@ impl PlaneJob<'_> {
     /// [`PlaneJob::requant`].
     #[inline(always)]
     pub fn code(&self, rq: &Requant, acc: i32) -> i8 {
-        let v = match self.act.hardswish {
-            true => {
-                let x = self.act.clamp(acc as f32 * self.scale);
+        let a = acc as f32;
+        let v = match (self.act.hardswish, self.act.clamps()) {
+            (false, _) => a * rq.mul,
+            (true, false) => (a * rq.mul) * unit(a * rq.sixth + 0.5),
+            (true, true) => {
+                let x = self.act.clamp(a * self.scale);
                 (x * rq.inv_scale) * hardswish_gate(x)
             }
-            false => acc as f32 * rq.mul,
         };
         // `as` rounds toward zero and saturates, as `fcvtns` saturates: the value is already
         // an integer.
@@ -254,8 +261,10 @@ impl PlaneJob<'_> {
 /// [`PlaneJob::requant`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Requant {
-    /// `scale · inv_scale`: one accumulator step in output codes (used without HardSwish).
+    /// `scale · inv_scale`: one accumulator step in output codes.
     pub mul: f32,
+    /// `scale · ⅙`: one accumulator step in HardSwish's gate (HardSwish without a clamp).
+    pub sixth: f32,
     /// 1 / output scale.
     pub inv_scale: f32,
     /// Output zero point.

@@ -37,7 +37,7 @@ impl Depthwise8Kernel for Neon {
         // as in the float kernel. An int8 output clamps in codes, so only HardSwish needs
         // the float clamp there.
         let act = job.act;
-        let clamp = act.low != f32::NEG_INFINITY || act.high != f32::INFINITY;
+        let clamp = act.clamps();
         // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
         // vectors included) is inside `job.input`, and every store is inside the plane
         // (`rows × cols`, partial vectors through a stack buffer).
@@ -188,6 +188,7 @@ struct I8<const CLAMP: bool, const HS: bool> {
     len: usize,
     value: Value<CLAMP, HS>,
     mul: float32x4_t,
+    sixth: float32x4_t,
     inv: float32x4_t,
     zp: int16x8_t,
     lo: int8x16_t,
@@ -203,6 +204,7 @@ impl<const CLAMP: bool, const HS: bool> I8<CLAMP, HS> {
             len: out.len(),
             value: Value::new(job),
             mul: vdupq_n_f32(rq.mul),
+            sixth: vdupq_n_f32(rq.sixth),
             inv: vdupq_n_f32(rq.inv_scale),
             // In [−128, 127] (`Out::I8`); `lo`, `hi` too (`requant`).
             zp: vdupq_n_s16(rq.zp as i16),
@@ -214,12 +216,18 @@ impl<const CLAMP: bool, const HS: bool> I8<CLAMP, HS> {
     /// `round_half_even(v)` of four sums, saturated to i32.
     #[inline(always)]
     unsafe fn rounded(&self, acc: int32x4_t) -> int32x4_t {
-        let v = match HS {
-            true => {
+        let v = match (HS, CLAMP) {
+            (false, _) => vmulq_f32(vcvtq_f32_s32(acc), self.mul),
+            (true, false) => {
+                let a = vcvtq_f32_s32(acc);
+                let t = vaddq_f32(vmulq_f32(a, self.sixth), vdupq_n_f32(0.5));
+                let t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0));
+                vmulq_f32(vmulq_f32(a, self.mul), t)
+            }
+            (true, true) => {
                 let x = self.value.clamped(acc);
                 vmulq_f32(vmulq_f32(x, self.inv), Value::<CLAMP, HS>::gate(x))
             }
-            false => vmulq_f32(vcvtq_f32_s32(acc), self.mul),
         };
         vcvtnq_s32_f32(v)
     }
@@ -236,12 +244,20 @@ impl<const CLAMP: bool, const HS: bool> Store for I8<CLAMP, HS> {
     #[inline(always)]
     unsafe fn store(&self, acc: &[int32x4_t], at: usize) {
         inside(self.out, self.len, at, acc.len() * 4, |p| {
+            // With HardSwish the clamp is the whole range: the narrows saturate to it.
             let lo = vqmovn_s16(self.eight(acc[0], acc[1]));
             if acc.len() == 4 {
                 let codes = vqmovn_high_s16(lo, self.eight(acc[2], acc[3]));
-                vst1q_s8(p, vminq_s8(vmaxq_s8(codes, self.lo), self.hi));
+                let codes = match HS {
+                    true => codes,
+                    false => vminq_s8(vmaxq_s8(codes, self.lo), self.hi),
+                };
+                vst1q_s8(p, codes);
             } else {
-                let codes = vmin_s8(vmax_s8(lo, vget_low_s8(self.lo)), vget_low_s8(self.hi));
+                let codes = match HS {
+                    true => lo,
+                    false => vmin_s8(vmax_s8(lo, vget_low_s8(self.lo)), vget_low_s8(self.hi)),
+                };
                 vst1_s8(p, codes);
             }
         })

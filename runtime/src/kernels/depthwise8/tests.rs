@@ -66,8 +66,13 @@ impl Case {
     }
 }
 
-const ACTIVATIONS: [Activation; 4] = [
+const ACTIVATIONS: [Activation; 5] = [
     Activation::NONE,
+    Activation {
+        low: f32::NEG_INFINITY,
+        high: 3.0,
+        hardswish: true,
+    },
     Activation {
         low: 0.0,
         high: f32::INFINITY,
@@ -120,6 +125,14 @@ fn every_kernel_equals_the_definition_bit_for_bit() {
                 zp,
             },
         );
+        // The requantization is the float output quantized, up to a rounding tie.
+        for (&q, &y) in want8.iter().zip(&want) {
+            let exact = crate::kernels::int8::quantize(y, inv, zp as f32);
+            assert!(
+                (i32::from(q) - i32::from(exact)).abs() <= 1,
+                "{act:?}: code {q} for {y}, quantized {exact}"
+            );
+        }
         for kernel in available() {
             let mut got = vec![f32::NAN; n];
             kernel.run(&job, Out::F32(&mut got));
