@@ -87,11 +87,16 @@ impl<'a> Geometry<'a> {
         assert!(!taps.is_empty(), "a depthwise job needs taps");
         assert!(taps.len() <= 49, "at most 7x7 taps");
         let last_tap = *taps.iter().max().expect("taps");
+        // `rows · cols` (the check's output size) must not overflow either.
         let reads = match rows > 0 && cols > 0 {
             true => (rows - 1)
                 .checked_mul(row_step)
-                .and_then(|r| r.checked_add(last_tap + cols + SLACK))
-                .and_then(|r| rows.checked_mul(cols).map(|_| r))
+                .and_then(|r| {
+                    r.checked_add(last_tap)?
+                        .checked_add(cols)?
+                        .checked_add(SLACK)
+                })
+                .filter(|_| rows.checked_mul(cols).is_some())
                 .expect("a depthwise job's reads overflow"),
             false => 0,
         };
@@ -216,8 +221,9 @@ impl PlaneJob<'_> {
     }
 
     /// The int8 output stage's constants for an output scale `1 / inv_scale` and zero point
-    /// `zp` (module docs).
+    /// `zp` (module docs). Panics unless `zp` is in `[−128, 127]`.
     pub fn requant(&self, inv_scale: f32, zp: i32) -> Requant {
+        assert!((-128..=127).contains(&zp), "output zero point {zp}");
         // The clamp's ends in codes, exact in f64 (±∞ for no clamp saturate to the range).
         let code = |v: f32| {
             let c = (f64::from(v) * f64::from(inv_scale)).round_ties_even() + f64::from(zp);
