@@ -14,8 +14,9 @@
 //!
 //! The input is the previous int8 layer's i8 codes (one zero point and scale for the tensor),
 //! or floats, quantized (`round(x / s)` clamped to the codes, `depthwise8::pad`) while each
-//! plane is copied into its padded layout: no separate quantizing op, no float tensor between two int8 layers. A
-//! float input may have its own zero point and scale per channel ([`InputQuant::Channels`]):
+//! plane is copied into its padded layout: no separate quantizing op, no float tensor between
+//! two int8 layers. A float input may have its own zero point and scale per channel
+//! ([`InputQuant::Channels`]):
 //! the layer before a depthwise convolution (an expansion 1×1 and its HardSwish) leaves
 //! channels whose ranges differ by 10–100×, and one step for all of them rounds the narrow
 //! ones to a few codes. Per channel it costs nothing: each plane is quantized on its own

@@ -139,7 +139,15 @@ impl<const CLAMP: bool, const HS: bool> Value<CLAMP, HS> {
     /// HardSwish's factor of a clamped value (`hardswish_gate`).
     #[inline(always)]
     unsafe fn gate(x: float32x4_t) -> float32x4_t {
-        let t = vaddq_f32(vmulq_f32(x, vdupq_n_f32(1.0 / 6.0)), vdupq_n_f32(0.5));
+        Self::unit(vaddq_f32(
+            vmulq_f32(x, vdupq_n_f32(1.0 / 6.0)),
+            vdupq_n_f32(0.5),
+        ))
+    }
+
+    /// `min(max(t, 0), 1)` lane by lane (`unit`).
+    #[inline(always)]
+    unsafe fn unit(t: float32x4_t) -> float32x4_t {
         vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0))
     }
 }
@@ -221,8 +229,7 @@ impl<const CLAMP: bool, const HS: bool> I8<CLAMP, HS> {
             (true, false) => {
                 let a = vcvtq_f32_s32(acc);
                 let t = vaddq_f32(vmulq_f32(a, self.sixth), vdupq_n_f32(0.5));
-                let t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0));
-                vmulq_f32(vmulq_f32(a, self.mul), t)
+                vmulq_f32(vmulq_f32(a, self.mul), Value::<CLAMP, HS>::unit(t))
             }
             (true, true) => {
                 let x = self.value.clamped(acc);
