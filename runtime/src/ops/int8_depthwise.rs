@@ -25,7 +25,10 @@
 //! a MobileNetV3 expansion layer is then applied while each plane is quantized, never written
 //! out. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
 //! smaller than the kernel) are `kestrel_depthwise`'s; the kernels are
-//! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU.
+//! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU. Each
+//! task lays its planes out in the form its kernel reads: i16 `q − zp` with the padding 0,
+//! written once, or (the `sdot` kernel) the i8 codes with the padding at the plane's zero
+//! point, written again whenever that changes.
 
 use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
@@ -39,7 +42,7 @@ use super::int8_linear::{int_arg, read_output, write_output, Int8Output};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
 use crate::kernels::depthwise8::pad::{self, Placement, Source};
-use crate::kernels::depthwise8::{self as dw8, Out, PlaneJob};
+use crate::kernels::depthwise8::{self as dw8, Input, InputFormat, Out, PlaneJob};
 
 /// NNEF name.
 pub const NAME: &str = "kestrel_int8_depthwise";
@@ -393,7 +396,8 @@ impl Int8Depthwise {
     }
 
     /// Runs the planes of `x` (`shape`) into `out`, split over the executor's threads; each
-    /// task zeroes its padded buffer once and lays out each plane's interior in it.
+    /// task writes its padded buffer's padding (once, or per zero point) and lays out each
+    /// plane's interior in it.
     fn run(&self, shape: &[usize], x: Src<'_>, out: Dst<'_>) -> TractResult<()> {
         let r = shape.len();
         let [h, w] = [shape[r - 2], shape[r - 1]];
@@ -439,36 +443,58 @@ impl Int8Depthwise {
             Dst::F32(o) => (Some(Disjoint::new(o)), None, (0.0, 0)),
             Dst::I8(o, inv, zp) => (None, Some(Disjoint::new(o)), (inv, zp)),
         };
+        // Plane p through the kernel, its input laid out in `input`.
+        let compute = |p: usize, input: Input<'_>| {
+            let ch = p % channels;
+            let job = PlaneJob {
+                input,
+                geometry,
+                weights: &self.weights16[ch * kh * kw..][..kh * kw],
+                bias: bias[ch],
+                scale: scale[ch],
+                act,
+            };
+            // SAFETY: plane p belongs to this task alone.
+            let dst = unsafe {
+                match (&f32_out, &i8_out) {
+                    (Some(o), _) => Out::F32(o.part(p * plane_out, plane_out)),
+                    (_, Some(o)) => Out::I8 {
+                        out: o.part(p * plane_out, plane_out),
+                        inv_scale: requant.0,
+                        zp: requant.1,
+                    },
+                    _ => unreachable!("one output"),
+                }
+            };
+            kernel.run(&job, dst);
+        };
+        let len = self.stride[1] * phase_len;
         run_indexed(tasks, |t| {
             let range = t * planes / tasks..(t + 1) * planes / tasks;
-            scratch::shorts(self.stride[1] * phase_len, |buf| {
-                buf.fill(0);
-                for p in range {
-                    pad::fill(buf, plane(p), [h, w], &at);
-                    let ch = p % channels;
-                    let job = PlaneJob {
-                        input: buf,
-                        geometry,
-                        weights: &self.weights16[ch * kh * kw..][..kh * kw],
-                        bias: bias[ch],
-                        scale: scale[ch],
-                        act,
-                    };
-                    // SAFETY: plane p belongs to this task alone.
-                    let dst = unsafe {
-                        match (&f32_out, &i8_out) {
-                            (Some(o), _) => Out::F32(o.part(p * plane_out, plane_out)),
-                            (_, Some(o)) => Out::I8 {
-                                out: o.part(p * plane_out, plane_out),
-                                inv_scale: requant.0,
-                                zp: requant.1,
-                            },
-                            _ => unreachable!("one output"),
+            match kernel.format() {
+                // The padding is 0 for every plane: written once.
+                InputFormat::Offsets => scratch::shorts(len, |buf| {
+                    buf.fill(0);
+                    for p in range {
+                        pad::fill(buf, plane(p), [h, w], &at);
+                        compute(p, Input::Offsets(buf));
+                    }
+                }),
+                // The padding is the plane's zero point: written again when it changes.
+                InputFormat::Codes => scratch::codes(len + dw8::CODES_SLACK, |buf| {
+                    let mut padding = None;
+                    for p in range {
+                        let src = plane(p);
+                        let zp = src.zero_point();
+                        if padding != Some(zp) {
+                            buf.fill(zp as i8);
+                            padding = Some(zp);
                         }
-                    };
-                    kernel.run(&job, dst);
-                }
-            })
+                        pad::fill_codes(buf, src, [h, w], &at);
+                        compute(p, Input::Codes(buf, zp));
+                    }
+                }),
+            }
         });
         Ok(())
     }

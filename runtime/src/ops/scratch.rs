@@ -24,6 +24,7 @@ thread_local! {
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SHORTS: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
+    static CODES: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with<T: Copy + Default, R>(
@@ -75,6 +76,12 @@ pub(crate) fn floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// `len` i16 values of scratch (the padded planes of an int8 depthwise convolution).
 pub(crate) fn shorts<R>(len: usize, f: impl FnOnce(&mut [i16]) -> R) -> R {
     with(&SHORTS, len, f)
+}
+
+/// `len` i8 codes of scratch (the padded planes of an int8 depthwise convolution, codes
+/// layout).
+pub(crate) fn codes<R>(len: usize, f: impl FnOnce(&mut [i8]) -> R) -> R {
+    with(&CODES, len, f)
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //! # What they compute
 //!
 //! The op lays out each channel's plane as the float depthwise op does (`super::depthwise`:
-//! every kernel tap is one offset, stride 2 through phase planes), but as i16 values
-//! `q − zp`: the input's int8 codes minus their zero point, so the padding is plain 0 and no
-//! zero-point correction is left. Weights are symmetric i8 codes (in `[−127, 127]`), held as
-//! i16. A kernel computes, for every output row `r < rows` and column `c < cols`,
+//! every kernel tap is one offset, stride 2 through phase planes), in the layout the kernel
+//! reads ([`InputFormat`]): i16 values `q − zp` (the input's int8 codes minus their zero
+//! point, so the padding is plain 0), or the i8 codes `q` themselves with the padding at `zp`
+//! (half the bytes, and what `sdot` multiplies). Weights are symmetric i8 codes (in
+//! `[−127, 127]`), held as i16. With `x = q − zp` either way, a kernel computes, for every
+//! output row `r < rows` and column `c < cols`,
 //!
 //! ```text
-//! acc = bias + Σ_t w[t] · input[taps[t] + r·row_step + c]      exact in i32
+//! acc = bias + Σ_t w[t] · x[taps[t] + r·row_step + c]          exact in i32
 //! out = act(f32(acc) · scale)                                    (Out::F32)
 //! ```
 //!
@@ -40,6 +42,8 @@
 //! row with a vector overlapping the one before it, and lets a row narrower than a vector
 //! spill into the rows stored after it.
 
+#[cfg(target_arch = "aarch64")]
+pub mod dot;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -60,6 +64,60 @@ pub const SLACK: usize = 16;
 
 /// Largest `|input|` of a job: `|q − zp|` for i8 codes and a zero point in `[−128, 127]`.
 pub const MAX_INPUT: i16 = 255;
+
+/// Values an [`Input::Codes`] plane holds past what [`SLACK`] asks: the `sdot` kernel loads
+/// 32 bytes per phase and input row for a tile of 16 columns.
+pub const CODES_SLACK: usize = 16;
+
+/// The padded-plane layout a kernel reads ([`Depthwise8Kernel::format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// i16 `q − zp`, padding 0 ([`Input::Offsets`]).
+    Offsets,
+    /// i8 codes `q`, padding `zp`, [`CODES_SLACK`] more values ([`Input::Codes`]).
+    Codes,
+}
+
+/// A channel's padded plane (phase planes for stride 2), laid out by the op.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// `q − zp` as i16 (in `[−255, 255]`); the padding is 0.
+    Offsets(&'a [i16]),
+    /// The codes `q` and their zero point (in `[−128, 127]`); the padding holds `zp`.
+    Codes(&'a [i8], i32),
+}
+
+impl Input<'_> {
+    /// Values the plane holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Offsets(v) => v.len(),
+            Input::Codes(v, _) => v.len(),
+        }
+    }
+
+    /// Whether the plane is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its layout.
+    pub fn format(&self) -> InputFormat {
+        match self {
+            Input::Offsets(_) => InputFormat::Offsets,
+            Input::Codes(..) => InputFormat::Codes,
+        }
+    }
+
+    /// `q − zp` at `i`.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i32 {
+        match *self {
+            Input::Offsets(v) => i32::from(v[i]),
+            Input::Codes(v, zp) => i32::from(v[i]) - zp,
+        }
+    }
+}
 
 /// What every plane of a layer shares: each tap's read offset for output row 0, column 0,
 /// the step between output rows' reads, the output size, and the taps' 3×3 or 5×5 structure
@@ -150,8 +208,8 @@ impl<'a> Geometry<'a> {
 /// One channel of an int8 depthwise convolution (module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct PlaneJob<'a> {
-    /// The channel's padded plane of `q − zp` (phase planes for stride 2), laid out by the op.
-    pub input: &'a [i16],
+    /// The channel's padded plane, laid out by the op.
+    pub input: Input<'a>,
     /// The layer's taps and output size.
     pub geometry: Geometry<'a>,
     /// One weight per tap, in `[−127, 127]`.
@@ -197,9 +255,10 @@ impl Out<'_> {
 
 impl PlaneJob<'_> {
     /// Checks the contract of [`Depthwise8Kernel::run`]: one weight per tap, an output of
-    /// `rows × cols`, and every read (with [`SLACK`] past each row) inside `input`. The
-    /// weights are the op's to keep in `[−127, 127]` (checked in debug builds) and the
-    /// input's values in `[−255, 255]`: then the sums are exact (module docs).
+    /// `rows × cols`, and every read (with [`SLACK`] past each row, and [`CODES_SLACK`] more
+    /// for codes) inside `input`, whose zero point is in `[−128, 127]`. The weights are the
+    /// op's to keep in `[−127, 127]` (checked in debug builds) and offsets in `[−255, 255]`:
+    /// then the sums are exact (module docs).
     pub fn check(&self, out_len: usize) {
         let g = &self.geometry;
         assert_eq!(g.taps.len(), self.weights.len(), "one weight per tap");
@@ -208,10 +267,24 @@ impl PlaneJob<'_> {
             "weights in [-127, 127]"
         );
         assert_eq!(out_len, g.rows * g.cols, "out must hold rows × cols");
+        let reads = match self.input {
+            Input::Offsets(_) => g.reads,
+            Input::Codes(_, zp) => {
+                assert!((-128..=127).contains(&zp), "input zero point {zp}");
+                g.reads + CODES_SLACK
+            }
+        };
         assert!(
-            g.reads <= self.input.len(),
+            reads <= self.input.len(),
             "depthwise job reads past its input"
         );
+    }
+
+    /// The bias that makes `Σ w · q` over codes the sum over offsets: `bias − zp · Σ w`
+    /// (wrapping: the full sum is exact in i32, module docs).
+    pub fn codes_bias(&self, zp: i32) -> i32 {
+        let sum: i32 = self.weights.iter().map(|&w| i32::from(w)).sum();
+        self.bias.wrapping_sub(zp.wrapping_mul(sum))
     }
 
     /// The float result of an accumulator (bias included): `act(f32(acc) · scale)`.
@@ -283,8 +356,14 @@ pub struct Requant {
 
 /// An int8 depthwise-convolution kernel: one channel plane per call.
 pub trait Depthwise8Kernel: Send + Sync + Debug {
-    /// Short name, for logs and benchmarks (`generic`, `neon`).
+    /// Short name, for logs and benchmarks (`generic`, `neon`, `neon-dotprod`).
     fn name(&self) -> &'static str;
+
+    /// The layout the op should lay planes out in for it. Every kernel takes both; the
+    /// other one may run slower.
+    fn format(&self) -> InputFormat {
+        InputFormat::Offsets
+    }
 
     /// Computes the job's output plane into `out` (module docs). Panics if the job fails
     /// [`PlaneJob::check`].
@@ -297,12 +376,13 @@ pub fn generic() -> &'static dyn Depthwise8Kernel {
 }
 
 /// Every kernel this CPU can run, portable first and fastest last: `generic`, then `neon` on
-/// aarch64. (On x86-64 the portable kernel is written for the compiler to vectorise.)
+/// aarch64 and `neon-dotprod` where the core has FEAT_DotProd. (On x86-64 the portable
+/// kernel is written for the compiler to vectorise.)
 pub fn available() -> Vec<&'static dyn Depthwise8Kernel> {
     #[allow(unused_mut)]
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "aarch64")]
-    kernels.push(neon::Neon::detect());
+    kernels.extend(std::iter::once(neon::Neon::detect()).chain(dot::NeonDot::detect()));
     kernels
 }
 
@@ -323,7 +403,7 @@ pub fn reference(job: &PlaneJob<'_>, out: Out<'_>) {
             .iter()
             .zip(job.weights)
             .fold(job.bias, |a, (&t, &w)| {
-                a + i32::from(w) * i32::from(job.input[base + t])
+                a + i32::from(w) * job.input.get(base + t)
             })
     };
     match out {

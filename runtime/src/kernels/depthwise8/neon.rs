@@ -6,14 +6,19 @@
 //! either stores floats (`scvtf`, `fmul`, the activation) or requantizes 16 sums at once
 //! (`scvtf`, `fmul`, HardSwish's float steps if any, `fcvtns`, saturating narrows with the
 //! zero point added in i16, the clamp in codes); a partial last vector goes through a stack
-//! buffer.//!
+//! buffer.
+//!
 //! 3×3 and 5×5 jobs (a [`Square`]) run square tiles instead, as the float kernel does: 2
 //! output rows × 16 columns with the weights in registers (`smlal` by element) and each input
 //! row loaded once for both output rows (`square`).
+//!
+//! The kernel reads the i16 layout ([`InputFormat::Offsets`](super::InputFormat)); given
+//! codes, it hands the plane to the portable kernel. The output stages and the per-tap rows
+//! ([`rows`], over any [`Values`]) serve the `sdot` kernel too (`super::dot`).
 
 use std::arch::aarch64::*;
 
-use super::{Depthwise8Kernel, Out, PlaneJob, Square};
+use super::{Depthwise8Kernel, Input, Out, PlaneJob, Square};
 
 /// The NEON kernel.
 #[derive(Debug)]
@@ -33,29 +38,68 @@ impl Depthwise8Kernel for Neon {
 
     fn run(&self, job: &PlaneJob<'_>, out: Out<'_>) {
         job.check(out.len());
-        // Clamping to (−∞, +∞) changes no value (`f32(acc) · scale` is never NaN): skipped,
-        // as in the float kernel. An int8 output clamps in codes, so only HardSwish needs
-        // the float clamp there.
-        let act = job.act;
-        let clamp = act.clamps();
+        let Input::Offsets(input) = job.input else {
+            return super::generic().run(job, out);
+        };
         // SAFETY: NEON is baseline on aarch64; the job passed its check, so every read (whole
-        // vectors included) is inside `job.input`, and every store is inside the plane
-        // (`rows × cols`, partial vectors through a stack buffer).
+        // vectors included) is inside `input`.
+        unsafe { with_store(job, out, &I16Plane(input.as_ptr())) }
+    }
+}
+
+/// What a kernel does with a checked plane once its output stage is chosen.
+pub(super) trait Body {
+    /// Computes the plane of `job` through `st`.
+    ///
+    /// # Safety
+    /// `job` passed its check, its input is what the body reads; NEON (and the body's own
+    /// features).
+    unsafe fn run<S: Store>(&self, job: &PlaneJob<'_>, st: &S);
+}
+
+/// Runs `body` with the output stage for `out` and the job's activation, compiled once per
+/// output type and activation.
+///
+/// # Safety
+/// As [`Body::run`]; `out` holds the job's `rows × cols` outputs (its check).
+#[inline(always)]
+pub(super) unsafe fn with_store<B: Body>(job: &PlaneJob<'_>, out: Out<'_>, body: &B) {
+    // Clamping to (−∞, +∞) changes no value (`f32(acc) · scale` is never NaN): skipped, as
+    // in the float kernel. An int8 output clamps in codes, so only HardSwish needs the float
+    // clamp there.
+    let act = job.act;
+    // SAFETY: the caller's contract; every store is inside the plane (`rows × cols`, partial
+    // vectors through a stack buffer).
+    unsafe {
+        match (out, act.clamps(), act.hardswish) {
+            (Out::F32(o), true, false) => body.run(job, &F32::<true, false>::new(job, o)),
+            (Out::F32(o), false, false) => body.run(job, &F32::<false, false>::new(job, o)),
+            (Out::F32(o), true, true) => body.run(job, &F32::<true, true>::new(job, o)),
+            (Out::F32(o), false, true) => body.run(job, &F32::<false, true>::new(job, o)),
+            (Out::I8 { out, inv_scale, zp }, _, false) => {
+                body.run(job, &I8::<false, false>::new(job, out, inv_scale, zp))
+            }
+            (Out::I8 { out, inv_scale, zp }, true, true) => {
+                body.run(job, &I8::<true, true>::new(job, out, inv_scale, zp))
+            }
+            (Out::I8 { out, inv_scale, zp }, false, true) => {
+                body.run(job, &I8::<false, true>::new(job, out, inv_scale, zp))
+            }
+        }
+    }
+}
+
+/// The `neon` kernel's body on an i16 plane: square tiles, else per-tap rows.
+struct I16Plane(*const i16);
+
+impl Body for I16Plane {
+    #[inline(always)]
+    unsafe fn run<S: Store>(&self, job: &PlaneJob<'_>, st: &S) {
+        // SAFETY: the caller's contract.
         unsafe {
-            match (out, clamp, act.hardswish) {
-                (Out::F32(o), true, false) => rows(job, &F32::<true, false>::new(job, o)),
-                (Out::F32(o), false, false) => rows(job, &F32::<false, false>::new(job, o)),
-                (Out::F32(o), true, true) => rows(job, &F32::<true, true>::new(job, o)),
-                (Out::F32(o), false, true) => rows(job, &F32::<false, true>::new(job, o)),
-                (Out::I8 { out, inv_scale, zp }, _, false) => {
-                    rows(job, &I8::<false, false>::new(job, out, inv_scale, zp))
-                }
-                (Out::I8 { out, inv_scale, zp }, true, true) => {
-                    rows(job, &I8::<true, true>::new(job, out, inv_scale, zp))
-                }
-                (Out::I8 { out, inv_scale, zp }, false, true) => {
-                    rows(job, &I8::<false, true>::new(job, out, inv_scale, zp))
-                }
+            match job.geometry.square() {
+                Some(sq) => square(job, self.0, sq, *st),
+                None => rows(job, I16Values(self.0), job.bias, st),
             }
         }
     }
@@ -65,7 +109,7 @@ impl Depthwise8Kernel for Neon {
 /// index, whole, or only up to the plane's end (through a stack buffer). Lanes past the row's
 /// end land in the next rows, which are stored after it ([`Columns`]). Its constants live in
 /// registers across a plane: implementations are inlined into the tile loops.
-trait Store: Copy {
+pub(super) trait Store: Copy {
     /// Stores `acc` (2 or 4 vectors) at plane index `at`.
     ///
     /// # Safety
@@ -80,17 +124,18 @@ trait Store: Copy {
 /// overlapping outputs are computed twice, the same values. Plain counts and positions, so
 /// that the tile loops keep their registers.
 #[derive(Clone, Copy)]
-struct Columns {
+pub(super) struct Columns {
     cols: usize,
     /// Vectors of 16, the `i`-th at [`Columns::wide_at`].
-    wide: usize,
+    pub(super) wide: usize,
     /// Where a vector of 8 after them starts, if there is one.
-    narrow: Option<usize>,
+    pub(super) narrow: Option<usize>,
 }
 
 impl Columns {
+    /// The vectors of a row of `cols`.
     #[inline(always)]
-    fn of(cols: usize) -> Columns {
+    pub(super) fn of(cols: usize) -> Columns {
         let (whole, left) = (cols / 16, cols % 16);
         let (wide, narrow) = match (cols, left) {
             (..=8, _) => (0, Some(0)),
@@ -102,8 +147,9 @@ impl Columns {
         Columns { cols, wide, narrow }
     }
 
+    /// Where the `i`-th vector of 16 starts.
     #[inline(always)]
-    fn wide_at(&self, i: usize) -> usize {
+    pub(super) fn wide_at(&self, i: usize) -> usize {
         (16 * i).min(self.cols.saturating_sub(16))
     }
 }
@@ -293,28 +339,52 @@ unsafe fn inside<T: Copy>(
     std::ptr::copy_nonoverlapping(buf.as_ptr().cast(), out.add(at), valid);
 }
 
-/// The plane of `job` through `st`: square tiles for 3×3 and 5×5, otherwise each output row
-/// in vectors of 16 (8 on the last, narrow part) with every tap's weight broadcast.
-#[target_feature(enable = "neon")]
-unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
-    let g = job.geometry;
-    if let Some(sq) = g.square() {
-        return square(job, sq, *st);
+/// Where the per-tap rows read a plane's values, as `q − zp` (or `q`, with the bias
+/// corrected) in i16 lanes.
+pub(super) trait Values: Copy {
+    /// 8 values from index `i`.
+    unsafe fn eight(self, i: usize) -> int16x8_t;
+    /// 16 values from index `i`, in two vectors.
+    unsafe fn sixteen(self, i: usize) -> (int16x8_t, int16x8_t);
+}
+
+/// An i16 plane of `q − zp`.
+#[derive(Clone, Copy)]
+struct I16Values(*const i16);
+
+impl Values for I16Values {
+    #[inline(always)]
+    unsafe fn eight(self, i: usize) -> int16x8_t {
+        vld1q_s16(self.0.add(i))
     }
+
+    #[inline(always)]
+    unsafe fn sixteen(self, i: usize) -> (int16x8_t, int16x8_t) {
+        (vld1q_s16(self.0.add(i)), vld1q_s16(self.0.add(i + 8)))
+    }
+}
+
+/// Each output row of `job` through `st`, in vectors of 16 (8 on the last, narrow part) with
+/// every tap's weight broadcast, the sums starting at `bias`, the input read through `x`.
+///
+/// # Safety
+/// The job passed its check and `x` reads its input; NEON.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn rows<S: Store, X: Values>(job: &PlaneJob<'_>, x: X, bias: i32, st: &S) {
+    let g = job.geometry;
     let (cols, n) = (g.cols(), g.taps().len());
     let (taps, weights) = (g.taps().as_ptr(), job.weights.as_ptr());
-    let bias = vdupq_n_s32(job.bias);
+    let bias = vdupq_n_s32(bias);
     let (st, cl) = (*st, Columns::of(cols));
     for r in 0..g.rows() {
-        let base = job.input.as_ptr().add(r * g.row_step());
+        let base = r * g.row_step();
         let run = |c: usize, wide: bool| {
             let at = r * cols + c;
             if wide {
                 let mut acc = [bias; 4];
                 for t in 0..n {
                     let w = vld1q_dup_s16(weights.add(t));
-                    let p = base.add(*taps.add(t) + c);
-                    let (x0, x1) = (vld1q_s16(p), vld1q_s16(p.add(8)));
+                    let (x0, x1) = x.sixteen(base + *taps.add(t) + c);
                     acc[0] = vmlal_s16(acc[0], vget_low_s16(x0), vget_low_s16(w));
                     acc[1] = vmlal_high_s16(acc[1], x0, w);
                     acc[2] = vmlal_s16(acc[2], vget_low_s16(x1), vget_low_s16(w));
@@ -326,7 +396,7 @@ unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
                 let mut acc = [bias; 2];
                 for t in 0..n {
                     let w = vld1q_dup_s16(weights.add(t));
-                    let x0 = vld1q_s16(base.add(*taps.add(t) + c));
+                    let x0 = x.eight(base + *taps.add(t) + c);
                     acc[0] = vmlal_s16(acc[0], vget_low_s16(x0), vget_low_s16(w));
                     acc[1] = vmlal_high_s16(acc[1], x0, w);
                 }
@@ -354,10 +424,9 @@ unsafe fn rows<S: Store>(job: &PlaneJob<'_>, st: &S) {
 // `kx % s` in the tiles' macros is `kx % 1` for stride 1.
 #[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
-unsafe fn square<S: Store>(job: &PlaneJob<'_>, sq: Square, st: S) {
+unsafe fn square<S: Store>(job: &PlaneJob<'_>, input: *const i16, sq: Square, st: S) {
     let g = job.geometry;
     let (rows, cols, step, ld, col) = (g.rows(), g.cols(), g.row_step(), sq.ld, sq.column);
-    let input = job.input.as_ptr();
     let bias = vdupq_n_s32(job.bias);
     // The weights, zero-padded to 4 vectors of 8.
     let mut w = [0i16; 32];

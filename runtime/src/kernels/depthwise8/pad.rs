@@ -1,7 +1,8 @@
-//! Writes one input plane into the padded i16 layout the int8 depthwise kernels read, as
-//! `q − zp` (the parent module): the same placement as the float layout
-//! ([`Placement`]: rows `ld` apart, stride 2 as two phase planes), only the interior written
-//! (the op zeroes the buffer once per task; 0 is the padding, a real zero).
+//! Writes one input plane into the padded layouts the int8 depthwise kernels read (the parent
+//! module): as i16 `q − zp` ([`fill`]) or as the i8 codes `q` ([`fill_codes`]), at the same
+//! placement as the float layout ([`Placement`]: rows `ld` apart, stride 2 as two phase
+//! planes). Only the interior is written: the op fills the buffer with the padding first
+//! (0 for offsets, once per task; `zp` for codes, whenever the zero point changes).
 //!
 //! The source is the previous layer's int8 codes (`q − zp` is one subtraction), or floats
 //! quantized on the way, straight to `q − zp` ([`offset_code`]):
@@ -14,13 +15,15 @@
 //! first ([`crate::kernels::depthwise::pad::hardswish`], operation by operation): a HardSwish
 //! the layer alone reads is then never written out.
 //!
-//! Every variant gives the same bits. The portable one goes a row at a time through safe
-//! slices; the NEON one converts 8 values per step (`fmul`, `fcvtns`, a saturating narrow and
-//! the clamp in i16; `sxtl` for codes), splits stride-2 rows by `ld2`, and ends a row with an
-//! overlapping last vector instead of a scalar tail. A row shorter than a vector (7×7 planes,
-//! stride-2 rows of 15 or fewer) is one vector too: it reads on into the next source row and
-//! zeroes the lanes past its end, which land in the row's padding (zero anyway); only rows
-//! near the plane's end, where that read would leave the plane, go value by value.
+//! A code is the offset plus `zp` (in `[−128, 127]` by the clamp). Every variant gives the
+//! same bits. The portable one goes a row at a time through safe slices; the NEON one
+//! converts 8 values per step (`fmul`, `fcvtns`, a saturating narrow and the clamp in i16;
+//! `sxtl` for codes; for a codes layout the zero point added back and one narrow), splits
+//! stride-2 rows by `ld2`, and ends a row with an overlapping last vector instead of a scalar
+//! tail. A row shorter than a vector (7×7 planes, stride-2 rows of 15 or fewer) is one vector
+//! too: it reads on into the next source row and writes the padding value in the lanes past
+//! its end, which land in the row's padding; only rows near the plane's end, where that read
+//! would leave the plane, go value by value.
 
 use crate::kernels::depthwise::pad::hardswish;
 pub use crate::kernels::depthwise::pad::Placement;
@@ -52,6 +55,13 @@ impl Source<'_> {
             Source::F32(s, ..) | Source::HardSwishF32(s, ..) => s.len(),
         }
     }
+
+    /// The zero point: the code the plane's padding holds in a codes layout.
+    pub fn zero_point(&self) -> i32 {
+        match *self {
+            Source::I8(_, zp) | Source::F32(_, _, zp) | Source::HardSwishF32(_, _, zp) => zp,
+        }
+    }
 }
 
 /// Writes the `[h, w]` plane `src` into `buf` at `at` as `q − zp` (portable, or NEON on
@@ -61,31 +71,75 @@ pub fn fill(buf: &mut [i16], src: Source<'_>, hw: [usize; 2], at: &Placement) {
     #[cfg(target_arch = "aarch64")]
     // SAFETY: the placement was just checked.
     unsafe {
-        neon::fill_unchecked(buf, src, hw, at)
+        neon::fill_unchecked(
+            buf.as_mut_ptr(),
+            neon::ToOffsets::new(src.zero_point()),
+            src,
+            hw,
+            at,
+        )
     }
     #[cfg(not(target_arch = "aarch64"))]
     fill_portable(buf, src, hw, at)
 }
 
+/// Writes the `[h, w]` plane `src` into `buf` at `at` as its codes `q` (portable, or NEON on
+/// aarch64). The padding, `src`'s zero point, is the caller's to write.
+pub fn fill_codes(buf: &mut [i8], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+    at.check(buf.len(), src.len(), hw);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the placement was just checked.
+    unsafe {
+        neon::fill_unchecked(
+            buf.as_mut_ptr(),
+            neon::ToCodes::new(src.zero_point()),
+            src,
+            hw,
+            at,
+        )
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    fill_codes_portable(buf, src, hw, at)
+}
+
 /// [`fill`] row by row with safe slices: the reference the NEON variant is tested against.
-pub fn fill_portable(buf: &mut [i16], src: Source<'_>, [h, w]: [usize; 2], at: &Placement) {
+pub fn fill_portable(buf: &mut [i16], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+    portable(buf, src, hw, at, |v| v)
+}
+
+/// [`fill_codes`] row by row with safe slices.
+pub fn fill_codes_portable(buf: &mut [i8], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+    let zp = src.zero_point() as i16;
+    // The offset is in `[−128 − zp, 127 − zp]`: the code fits.
+    portable(buf, src, hw, at, |v| (v + zp) as i8)
+}
+
+/// The portable fills: each value's offset through `to`.
+#[inline(always)]
+fn portable<T: Copy>(
+    buf: &mut [T],
+    src: Source<'_>,
+    [h, w]: [usize; 2],
+    at: &Placement,
+    to: impl Fn(i16) -> T,
+) {
     at.check(buf.len(), src.len(), [h, w]);
     if w == 0 {
         return;
     }
     // One loop per kind of source, so no value pays for a match.
     match src {
-        Source::I8(s, zp) => rows(buf, at, [h, w], |i| i16::from(s[i]) - zp as i16),
-        Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| offset_code(s[i], inv, zp)),
-        Source::HardSwishF32(s, inv, zp) => {
-            rows(buf, at, [h, w], |i| offset_code(hardswish(s[i]), inv, zp))
-        }
+        Source::I8(s, zp) => rows(buf, at, [h, w], |i| to(i16::from(s[i]) - zp as i16)),
+        Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| to(offset_code(s[i], inv, zp))),
+        Source::HardSwishF32(s, inv, zp) => rows(buf, at, [h, w], |i| {
+            to(offset_code(hardswish(s[i]), inv, zp))
+        }),
     }
 }
 
 /// Every row of an `[h, w]` plane, `f(i)` for its element `i`.
 #[inline(always)]
-fn rows(buf: &mut [i16], at: &Placement, [h, w]: [usize; 2], f: impl Fn(usize) -> i16) {
+fn rows<T: Copy>(buf: &mut [T], at: &Placement, [h, w]: [usize; 2], f: impl Fn(usize) -> T) {
     for y in 0..h {
         put(buf, at, (y + at.top) * at.ld, w, |x| f(y * w + x));
     }
@@ -94,7 +148,7 @@ fn rows(buf: &mut [i16], at: &Placement, [h, w]: [usize; 2], f: impl Fn(usize) -
 /// One row of `n` values (`f(i)` for column `i`) into its padded row starting at `start`
 /// (both phases at stride 2).
 #[inline(always)]
-fn put(buf: &mut [i16], at: &Placement, start: usize, n: usize, f: impl Fn(usize) -> i16) {
+fn put<T: Copy>(buf: &mut [T], at: &Placement, start: usize, n: usize, f: impl Fn(usize) -> T) {
     let pl = at.left;
     if at.stride == 1 {
         for (i, d) in buf[start + pl..][..n].iter_mut().enumerate() {
@@ -133,7 +187,11 @@ mod neon {
     trait Convert: Copy {
         type Elem: Copy;
 
-        /// Element `i` of the row at `s` ([`Source::value`]'s rule).
+        /// Whether [`Convert::eight`] and [`Convert::pairs`] give offsets in range (else
+        /// `round(x · inv)` saturated to i16, for the destination to clamp).
+        const CLAMPED: bool;
+
+        /// Element `i` of the row at `s`, its offset `q − zp`.
         unsafe fn one(self, s: *const Self::Elem, i: usize) -> i16;
 
         /// 8 contiguous values at `s`.
@@ -151,6 +209,7 @@ mod neon {
 
     impl Convert for Codes {
         type Elem = i8;
+        const CLAMPED: bool = true;
 
         #[inline(always)]
         unsafe fn one(self, s: *const i8, i: usize) -> i16 {
@@ -181,9 +240,6 @@ mod neon {
     #[derive(Clone, Copy)]
     struct Floats<const HS: bool> {
         inv: float32x4_t,
-        /// `−128 − zp` and `127 − zp`.
-        lo: int16x8_t,
-        hi: int16x8_t,
         inv_scalar: f32,
         zp_scalar: i32,
     }
@@ -203,21 +259,21 @@ mod neon {
             }
         }
 
-        /// 8 floats in two vectors to `q − zp`.
+        /// 8 floats in two vectors to `round(x · inv)`, saturated to i16.
         #[inline(always)]
-        unsafe fn codes(self, a: float32x4_t, b: float32x4_t) -> int16x8_t {
+        unsafe fn rounded(self, a: float32x4_t, b: float32x4_t) -> int16x8_t {
             // SAFETY: NEON.
             unsafe {
                 let qa = vcvtnq_s32_f32(vmulq_f32(self.map(a), self.inv));
                 let qb = vcvtnq_s32_f32(vmulq_f32(self.map(b), self.inv));
-                let q = vqmovn_high_s32(vqmovn_s32(qa), qb);
-                vminq_s16(vmaxq_s16(q, self.lo), self.hi)
+                vqmovn_high_s32(vqmovn_s32(qa), qb)
             }
         }
     }
 
     impl<const HS: bool> Convert for Floats<HS> {
         type Elem = f32;
+        const CLAMPED: bool = false;
 
         #[inline(always)]
         unsafe fn one(self, s: *const f32, i: usize) -> i16 {
@@ -230,7 +286,7 @@ mod neon {
         #[inline(always)]
         unsafe fn eight(self, s: *const f32) -> int16x8_t {
             // SAFETY: 8 floats at `s`; NEON.
-            unsafe { self.codes(vld1q_f32(s), vld1q_f32(s.add(4))) }
+            unsafe { self.rounded(vld1q_f32(s), vld1q_f32(s.add(4))) }
         }
 
         #[inline(always)]
@@ -238,16 +294,119 @@ mod neon {
             // SAFETY: 16 floats at `s`; NEON.
             unsafe {
                 let (v, w) = (vld2q_f32(s), vld2q_f32(s.add(8)));
-                (self.codes(v.0, w.0), self.codes(v.1, w.1))
+                (self.rounded(v.0, w.0), self.rounded(v.1, w.1))
             }
         }
     }
 
-    /// NEON [`super::fill`] without the placement check.
+    /// Where 8 converted values go, as offsets or as codes. Both clamp an unclamped
+    /// conversion's values in the same two instructions.
+    pub(super) trait Dest: Copy {
+        type Elem: Copy;
+
+        /// Writes 8 values at `d`: offsets in range (`clamped`, a constant of the
+        /// conversion), or `round(x · inv)` to clamp to the codes.
+        unsafe fn eight(self, d: *mut Self::Elem, v: int16x8_t, clamped: bool);
+
+        /// Writes one offset (in range) at `d`.
+        unsafe fn one(self, d: *mut Self::Elem, v: i16);
+    }
+
+    /// The i16 layout: offsets, clamped to `[−128 − zp, 127 − zp]` (`smax`, `smin`).
+    #[derive(Clone, Copy)]
+    pub(super) struct ToOffsets {
+        lo: int16x8_t,
+        hi: int16x8_t,
+    }
+
+    impl ToOffsets {
+        /// For a zero point in `[−128, 127]` (both ends then fit i16).
+        pub(super) fn new(zp: i32) -> ToOffsets {
+            // SAFETY: NEON is baseline on aarch64.
+            unsafe {
+                ToOffsets {
+                    lo: vdupq_n_s16((-128 - zp) as i16),
+                    hi: vdupq_n_s16((127 - zp) as i16),
+                }
+            }
+        }
+    }
+
+    impl Dest for ToOffsets {
+        type Elem = i16;
+
+        #[inline(always)]
+        unsafe fn eight(self, d: *mut i16, v: int16x8_t, clamped: bool) {
+            // SAFETY: the caller's 8 values at `d`; NEON.
+            unsafe {
+                let v = match clamped {
+                    true => v,
+                    false => vminq_s16(vmaxq_s16(v, self.lo), self.hi),
+                };
+                vst1q_s16(d, v)
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn one(self, d: *mut i16, v: i16) {
+            // SAFETY: the caller's value at `d`.
+            unsafe { *d = v }
+        }
+    }
+
+    /// The codes layout: the zero point added back and narrowed, saturating where the value
+    /// is not yet clamped (`sqadd`, `sqxtn`: the clamp to `[−128, 127]` for free), plainly
+    /// otherwise (`add`, `xtn`).
+    #[derive(Clone, Copy)]
+    pub(super) struct ToCodes {
+        zp: int16x8_t,
+        zp_scalar: i16,
+    }
+
+    impl ToCodes {
+        /// For a zero point in `[−128, 127]`.
+        pub(super) fn new(zp: i32) -> ToCodes {
+            ToCodes {
+                // SAFETY: NEON is baseline on aarch64.
+                zp: unsafe { vdupq_n_s16(zp as i16) },
+                zp_scalar: zp as i16,
+            }
+        }
+    }
+
+    impl Dest for ToCodes {
+        type Elem = i8;
+
+        #[inline(always)]
+        unsafe fn eight(self, d: *mut i8, v: int16x8_t, clamped: bool) {
+            // SAFETY: the caller's 8 values at `d`; NEON.
+            unsafe {
+                let codes = match clamped {
+                    true => vmovn_s16(vaddq_s16(v, self.zp)),
+                    false => vqmovn_s16(vqaddq_s16(v, self.zp)),
+                };
+                vst1_s8(d, codes)
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn one(self, d: *mut i8, v: i16) {
+            // SAFETY: the caller's value at `d`.
+            unsafe { *d = (v + self.zp_scalar) as i8 }
+        }
+    }
+
+    /// NEON [`super::fill`] (through `to`) without the placement check.
     ///
     /// # Safety
-    /// `at.check(buf.len(), src.len(), [h, w])` passes.
-    pub unsafe fn fill_unchecked(buf: &mut [i16], src: Source<'_>, hw: [usize; 2], at: &Placement) {
+    /// `at.check(len, src.len(), [h, w])` passes for a buffer of `len` values at `buf`.
+    pub(super) unsafe fn fill_unchecked<D: Dest>(
+        buf: *mut D::Elem,
+        to: D,
+        src: Source<'_>,
+        hw: [usize; 2],
+        at: &Placement,
+    ) {
         // SAFETY: NEON is baseline on aarch64; the caller checked the placement.
         unsafe {
             match src {
@@ -256,27 +415,24 @@ mod neon {
                         zp: vdupq_n_s16(zp as i16),
                         zp_scalar: zp as i16,
                     };
-                    plane(buf, s.as_ptr(), hw, at, c)
+                    plane(buf, to, s.as_ptr(), hw, at, c)
                 }
-                Source::F32(s, inv, zp) => plane(buf, s.as_ptr(), hw, at, floats::<false>(inv, zp)),
+                Source::F32(s, inv, zp) => {
+                    plane(buf, to, s.as_ptr(), hw, at, floats::<false>(inv, zp))
+                }
                 Source::HardSwishF32(s, inv, zp) => {
-                    plane(buf, s.as_ptr(), hw, at, floats::<true>(inv, zp))
+                    plane(buf, to, s.as_ptr(), hw, at, floats::<true>(inv, zp))
                 }
             }
         }
     }
 
     fn floats<const HS: bool>(inv: f32, zp: i32) -> Floats<HS> {
-        // SAFETY: NEON is baseline on aarch64.
-        unsafe {
-            // A zero point in [−128, 127]: both ends fit i16.
-            Floats {
-                inv: vdupq_n_f32(inv),
-                lo: vdupq_n_s16((-128 - zp) as i16),
-                hi: vdupq_n_s16((127 - zp) as i16),
-                inv_scalar: inv,
-                zp_scalar: zp,
-            }
+        Floats {
+            // SAFETY: NEON is baseline on aarch64.
+            inv: unsafe { vdupq_n_f32(inv) },
+            inv_scalar: inv,
+            zp_scalar: zp,
         }
     }
 
@@ -285,14 +441,14 @@ mod neon {
     /// # Safety
     /// The placement check passes for `buf`, the plane and `hw`; NEON.
     #[inline(always)]
-    unsafe fn plane<C: Convert>(
-        buf: &mut [i16],
+    unsafe fn plane<D: Dest, C: Convert>(
+        dst: *mut D::Elem,
+        to: D,
         src: *const C::Elem,
         [h, w]: [usize; 2],
         at: &Placement,
         c: C,
     ) {
-        let dst = buf.as_mut_ptr();
         // Whether a vector of 8 fits in a padded row from where its values start: a short
         // row may then be written as one vector, zeros past its end.
         let room = at.ld >= at.left.div_ceil(at.stride) + 8;
@@ -306,11 +462,11 @@ mod neon {
                 h,
                 move |y, d| {
                     let ahead = if room { (h - y) * w } else { 0 };
-                    row(d, src.add(y * w), w, ahead, c)
+                    row(d, to, src.add(y * w), w, ahead, c)
                 },
                 move |y, e, o| {
                     let ahead = if room { (h - y) * w } else { 0 };
-                    split(e, o, src.add(y * w), w, ahead, c)
+                    split(e, o, to, src.add(y * w), w, ahead, c)
                 },
             )
         }
@@ -328,32 +484,40 @@ mod neon {
     }
 
     /// Converts `n` values from `s` to `d`; the last vector overlaps the one before it. A row
-    /// shorter than 8 with `ahead ≥ 8` is one vector with its lanes past `n` zeroed.
+    /// shorter than 8 with `ahead ≥ 8` is one vector with its lanes past `n` the padding
+    /// (offset 0).
     ///
     /// # Safety
     /// `s` readable for `max(n, ahead)` values; `d` writable for `n`, and for 8 when
     /// `ahead ≥ 8`.
     #[inline(always)]
-    unsafe fn row<C: Convert>(d: *mut i16, s: *const C::Elem, n: usize, ahead: usize, c: C) {
+    unsafe fn row<D: Dest, C: Convert>(
+        d: *mut D::Elem,
+        to: D,
+        s: *const C::Elem,
+        n: usize,
+        ahead: usize,
+        c: C,
+    ) {
         // SAFETY (all): indices below `n` on both sides, or 8 with `ahead ≥ 8`.
         unsafe {
             if n < 8 {
                 if ahead >= 8 {
-                    vst1q_s16(d, first(c.eight(s), n));
+                    to.eight(d, first(c.eight(s), n), C::CLAMPED);
                     return;
                 }
                 for i in 0..n {
-                    *d.add(i) = c.one(s, i);
+                    to.one(d.add(i), c.one(s, i));
                 }
                 return;
             }
             let mut i = 0;
             while i + 8 <= n {
-                vst1q_s16(d.add(i), c.eight(s.add(i)));
+                to.eight(d.add(i), c.eight(s.add(i)), C::CLAMPED);
                 i += 8;
             }
             if i < n {
-                vst1q_s16(d.add(n - 8), c.eight(s.add(n - 8)));
+                to.eight(d.add(n - 8), c.eight(s.add(n - 8)), C::CLAMPED);
             }
         }
     }
@@ -366,9 +530,11 @@ mod neon {
     /// `s` readable for `max(n, ahead)` values, `e` writable for `⌈n/2⌉` and `o` for
     /// `⌊n/2⌋`, both for 8 when `ahead ≥ 16`.
     #[inline(always)]
-    unsafe fn split<C: Convert>(
-        e: *mut i16,
-        o: *mut i16,
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn split<D: Dest, C: Convert>(
+        e: *mut D::Elem,
+        o: *mut D::Elem,
+        to: D,
         s: *const C::Elem,
         n: usize,
         ahead: usize,
@@ -380,32 +546,32 @@ mod neon {
         unsafe {
             if n < 16 && ahead >= 16 {
                 let (ev, od) = c.pairs(s);
-                vst1q_s16(e, first(ev, n.div_ceil(2)));
-                vst1q_s16(o, first(od, pairs));
+                to.eight(e, first(ev, n.div_ceil(2)), C::CLAMPED);
+                to.eight(o, first(od, pairs), C::CLAMPED);
                 return;
             }
             if pairs >= 8 {
                 let mut i = 0;
                 while i + 8 <= pairs {
                     let (ev, od) = c.pairs(s.add(2 * i));
-                    vst1q_s16(e.add(i), ev);
-                    vst1q_s16(o.add(i), od);
+                    to.eight(e.add(i), ev, C::CLAMPED);
+                    to.eight(o.add(i), od, C::CLAMPED);
                     i += 8;
                 }
                 if i < pairs {
                     let back = pairs - 8;
                     let (ev, od) = c.pairs(s.add(2 * back));
-                    vst1q_s16(e.add(back), ev);
-                    vst1q_s16(o.add(back), od);
+                    to.eight(e.add(back), ev, C::CLAMPED);
+                    to.eight(o.add(back), od, C::CLAMPED);
                 }
             } else {
                 for i in 0..pairs {
-                    *e.add(i) = c.one(s, 2 * i);
-                    *o.add(i) = c.one(s, 2 * i + 1);
+                    to.one(e.add(i), c.one(s, 2 * i));
+                    to.one(o.add(i), c.one(s, 2 * i + 1));
                 }
             }
             if n % 2 == 1 {
-                *e.add(pairs) = c.one(s, n - 1);
+                to.one(e.add(pairs), c.one(s, n - 1));
             }
         }
     }

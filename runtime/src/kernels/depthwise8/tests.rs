@@ -1,16 +1,22 @@
 //! The int8 depthwise kernels: every kernel `available()` returns against [`reference`] bit for
-//! bit, float and int8 outputs, over kernel sizes 1–7, both strides' layouts, every activation
-//! and every tail (1 to 6 rows and 1 to 70 columns: whole and partial vectors of 8 and 16
-//! lanes), with inputs and weights at the ends of their ranges; and the padded layout of
-//! [`pad::fill`] against its definition.
+//! bit, float and int8 outputs, on both input layouts, over kernel sizes 1–7, both strides'
+//! layouts, every activation and every tail (1 to 6 rows and 1 to 70 columns: whole and
+//! partial vectors of 8 and 16 lanes), with inputs and weights at the ends of their ranges;
+//! and the padded layouts of [`pad::fill`] and [`pad::fill_codes`] against their definition.
 
-use super::pad::{fill, fill_portable, Placement, Source};
-use super::{available, reference, Activation, Geometry, Out, PlaneJob, MAX_INPUT, SLACK};
+use super::pad::{fill, fill_codes, fill_codes_portable, fill_portable, Placement, Source};
+use super::{
+    available, reference, Activation, Geometry, Input, InputFormat, Out, PlaneJob, CODES_SLACK,
+    MAX_INPUT, SLACK,
+};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 struct Case {
+    /// The plane as offsets `q − zp`, and as codes with `CODES_SLACK` more values.
     input: Vec<i16>,
+    codes: Vec<i8>,
+    zp: i32,
     taps: Vec<usize>,
     weights: Vec<i16>,
     bias: i32,
@@ -25,13 +31,28 @@ struct Case {
 fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize, extreme: bool) -> Case {
     let ld = cols + (k - 1) / s + SLACK;
     let phase_len = ((rows - 1) * s + k) * ld;
-    let input = (0..s * phase_len)
-        .map(|_| match extreme {
-            true if rng.random_bool(0.5) => MAX_INPUT,
-            true => -MAX_INPUT,
-            false => rng.random_range(-MAX_INPUT..=MAX_INPUT),
-        })
-        .collect();
+    // Extreme: every offset ±255 (one sign per plane, as one zero point allows).
+    let (zp, codes): (i32, Vec<i8>) = match extreme {
+        true => {
+            let (zp, q) = if rng.random_bool(0.5) {
+                (-128, 127)
+            } else {
+                (127, -128)
+            };
+            (zp, vec![q; s * phase_len + CODES_SLACK])
+        }
+        false => (
+            rng.random_range(-128..=127),
+            (0..s * phase_len + CODES_SLACK)
+                .map(|_| rng.random())
+                .collect(),
+        ),
+    };
+    let input = codes[..s * phase_len]
+        .iter()
+        .map(|&q| i16::from(q) - zp as i16)
+        .collect::<Vec<_>>();
+    debug_assert!(input.iter().all(|v| v.abs() <= MAX_INPUT));
     let taps = (0..k * k)
         .map(|t| (t % k % s) * phase_len + t / k * ld + t % k / s)
         .collect();
@@ -43,6 +64,8 @@ fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize, extrem
         .collect();
     Case {
         input,
+        codes,
+        zp,
         taps,
         weights,
         bias: rng.random_range(-5000..5000),
@@ -54,9 +77,12 @@ fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize, extrem
 }
 
 impl Case {
-    fn job(&self, act: Activation) -> PlaneJob<'_> {
+    fn job(&self, act: Activation, format: InputFormat) -> PlaneJob<'_> {
         PlaneJob {
-            input: &self.input,
+            input: match format {
+                InputFormat::Offsets => Input::Offsets(&self.input),
+                InputFormat::Codes => Input::Codes(&self.codes, self.zp),
+            },
             geometry: Geometry::new(&self.taps, self.row_step, [self.rows, self.cols]),
             weights: &self.weights,
             bias: self.bias,
@@ -109,10 +135,17 @@ fn each_case(mut f: impl FnMut(&Case, Activation)) {
 fn every_kernel_equals_the_definition_bit_for_bit() {
     let mut cases = 0;
     each_case(|c, act| {
-        let job = c.job(act);
+        let job = c.job(act, InputFormat::Offsets);
         let n = c.rows * c.cols;
         let mut want = vec![0f32; n];
         reference(&job, Out::F32(&mut want));
+        // The same sums over codes.
+        let mut over_codes = vec![0f32; n];
+        reference(&c.job(act, InputFormat::Codes), Out::F32(&mut over_codes));
+        assert!(want
+            .iter()
+            .zip(&over_codes)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
         // An output scale that uses the whole code range (and clips some values).
         let top = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
         let (inv, zp) = (100.0 / top, -3);
@@ -133,7 +166,11 @@ fn every_kernel_equals_the_definition_bit_for_bit() {
                 "{act:?}: code {q} for {y}, quantized {exact}"
             );
         }
-        for kernel in available() {
+        for (kernel, format) in available()
+            .into_iter()
+            .flat_map(|k| [(k, InputFormat::Offsets), (k, InputFormat::Codes)])
+        {
+            let job = c.job(act, format);
             let mut got = vec![f32::NAN; n];
             kernel.run(&job, Out::F32(&mut got));
             let same = got
@@ -142,7 +179,7 @@ fn every_kernel_equals_the_definition_bit_for_bit() {
                 .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(
                 same,
-                "{}: {} taps, {}x{}, {act:?}\n got {got:?}\nwant {want:?}",
+                "{} on {format:?}: {} taps, {}x{}, {act:?}\n got {got:?}\nwant {want:?}",
                 kernel.name(),
                 c.taps.len(),
                 c.rows,
@@ -160,7 +197,7 @@ fn every_kernel_equals_the_definition_bit_for_bit() {
             assert_eq!(
                 got8,
                 want8,
-                "{}: {} taps, {}x{}, {act:?}, int8 output",
+                "{} on {format:?}: {} taps, {}x{}, {act:?}, int8 output",
                 kernel.name(),
                 c.taps.len(),
                 c.rows,
@@ -177,15 +214,18 @@ fn a_job_that_reads_past_its_input_is_refused() {
     let mut rng = SmallRng::seed_from_u64(1);
     let mut c = case(&mut rng, 3, 1, 2, 8, false);
     c.input.truncate(c.input.len() - 1);
+    c.codes.truncate(c.codes.len() - 1);
     for kernel in available() {
-        let job = c.job(Activation::NONE);
-        let run = || kernel.run(&job, Out::F32(&mut [0.0; 16]));
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
-        assert!(
-            r.is_err(),
-            "{} ran a job reading past its input",
-            kernel.name()
-        );
+        for format in [InputFormat::Offsets, InputFormat::Codes] {
+            let job = c.job(Activation::NONE, format);
+            let run = || kernel.run(&job, Out::F32(&mut [0.0; 16]));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+            assert!(
+                r.is_err(),
+                "{} ran a job reading past its {format:?} input",
+                kernel.name()
+            );
+        }
     }
 }
 
@@ -249,6 +289,30 @@ fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
                         assert!(
                             v == p || (v == 0 && p == i16::MIN && padding),
                             "stride {stride} {h}x{w} {src:?}: {v} at {i}, portable {p}"
+                        );
+                    }
+                    // The codes layout: what the offsets layout holds plus the zero point,
+                    // at the same places, nothing else but (NEON) the zero point, the
+                    // padding, right of a row.
+                    let zpc = src.zero_point();
+                    let init: Vec<i8> = (0..buf.len()).map(|_| rng.random()).collect();
+                    let (mut portable, mut vector) = (init.clone(), init.clone());
+                    fill_codes_portable(&mut portable, src, [h, w], &at);
+                    fill_codes(&mut vector, src, [h, w], &at);
+                    for (i, &off) in buf.iter().enumerate() {
+                        let (phase, row, col) = (i / at.phase_len, i % at.phase_len / ld, i % ld);
+                        let end = (w + left - phase).div_ceil(stride);
+                        let padding = (top..top + h).contains(&row) && col >= end;
+                        let want = match off {
+                            i16::MIN => init[i],
+                            off => (off + zpc as i16) as i8,
+                        };
+                        assert_eq!(portable[i], want, "stride {stride} {h}x{w} {src:?} at {i}");
+                        assert!(
+                            vector[i] == want
+                                || (off == i16::MIN && padding && i32::from(vector[i]) == zpc),
+                            "stride {stride} {h}x{w} {src:?}: code {} at {i}, want {want}",
+                            vector[i]
                         );
                     }
                     let quantized = |x: f32| super::pad::offset_code(x, inv, fzp);

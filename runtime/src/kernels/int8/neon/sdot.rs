@@ -26,7 +26,7 @@ const STEP: usize = FORMAT.step();
 /// `acc + w · x.s[L]` by groups of 4 bytes (`sdot` by element; inline asm because the
 /// intrinsic is unstable in Rust 1.95).
 #[inline(always)]
-unsafe fn sdot<const L: i32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot<const L: i32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // SAFETY: register-only instruction of FEAT_DotProd, which the caller checked.
     unsafe {
