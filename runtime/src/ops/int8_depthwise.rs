@@ -21,14 +21,15 @@
 //! channels whose ranges differ by 10–100×, and one step for all of them rounds the narrow
 //! ones to a few codes. Per channel it costs nothing: each plane is quantized on its own
 //! anyway and the channel's scale is already in `scale[c]`. A float input may also go through
-//! tract's HardSwish first (`input_activation`, as in `kestrel_depthwise`): the HardSwish of
-//! a MobileNetV3 expansion layer is then applied while each plane is quantized, never written
-//! out. The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding
-//! smaller than the kernel) are `kestrel_depthwise`'s; the kernels are
-//! `crate::kernels::depthwise8`, exact in i32 and bit for bit the same on every CPU. Each
-//! task lays its planes out in the form its kernel reads: i16 `q − zp` with the padding 0,
-//! written once, or (the `sdot` kernel) the i8 codes with the padding at the plane's zero
-//! point, written again whenever that changes.
+//! a HardSwish first (`input_activation`, as in `kestrel_depthwise`; tract's steps, its final
+//! `· ⅙` folded into the quantization's multiply): the HardSwish of a MobileNetV3 expansion
+//! layer is then applied while each plane is quantized, never written out.
+//!
+//! The layout and the geometry (kernels up to 7×7, strides 1 or 2, zero padding smaller than
+//! the kernel) are `kestrel_depthwise`'s; the kernels are `crate::kernels::depthwise8`, exact
+//! in i32 and bit for bit the same on every CPU. Each task lays its planes out in the form its
+//! kernel reads: i16 `q − zp` with the padding 0, written once, or (the `sdot` kernel) the i8
+//! codes with the padding at the plane's zero point, written again whenever that changes.
 
 use tract_nnef::ast::Literal;
 use tract_nnef::internal::*;
@@ -910,9 +911,11 @@ mod tests {
         assert!(format!("{e}").contains("2 channels"), "{e}");
     }
 
-    /// With a HardSwish input activation the op gives, bit for bit, what it gives without one
-    /// on tract's HardSwish of the input; the activation survives an NNEF round trip and
-    /// refuses an i8 input.
+    /// With a HardSwish input activation the op gives what it gives without one on tract's
+    /// HardSwish of the input: the same codes here (HardSwish's `· ⅙` joins the quantization's
+    /// multiply, which moves only values within an ulp or two of a rounding tie; this input's
+    /// scaled HardSwish values are multiples of 1/15, none near a tie). The activation
+    /// survives an NNEF round trip and refuses an i8 input.
     #[test]
     fn an_input_hardswish_is_tracts_hardswish_first() {
         let (h, w) = (5, 6);

@@ -11,9 +11,11 @@
 //! q − zp = min(max(round_half_even(x · inv), −128 − zp), 127 − zp)    rounding saturated, NaN → 0
 //! ```
 //!
-//! (the zero point never enters the float arithmetic), optionally through tract's HardSwish
-//! first ([`crate::kernels::depthwise::pad::hardswish`], operation by operation): a HardSwish
-//! the layer alone reads is then never written out.
+//! (the zero point never enters the float arithmetic), optionally through a HardSwish first:
+//! tract's steps (`t = max(min(x + 3, 6), 0)`, then `t · x`, as
+//! [`crate::kernels::depthwise::pad::hardswish`]) with its final `· ⅙` folded into the
+//! quantization's multiply, `round(t · x · (inv · ⅙))` ([`hardswish_offset_code`]): one
+//! multiply fewer, and a HardSwish the layer alone reads is never written out.
 //!
 //! A code is the offset plus `zp` (in `[−128, 127]` by the clamp). Every variant gives the
 //! same bits. The portable one goes a row at a time through safe slices; the NEON one
@@ -25,7 +27,6 @@
 //! its end, which land in the row's padding; only rows near the plane's end, where that read
 //! would leave the plane, go value by value.
 
-use crate::kernels::depthwise::pad::hardswish;
 pub use crate::kernels::depthwise::pad::Placement;
 
 /// `q − zp` of a float quantized with `1 / inv` and zero point `zp` (module docs): in
@@ -35,6 +36,22 @@ pub fn offset_code(x: f32, inv: f32, zp: i32) -> i16 {
     // `as` saturates and takes NaN to 0, as `fcvtns` does.
     let r = (x * inv).round_ties_even() as i32;
     r.max(-128 - zp).min(127 - zp) as i16
+}
+
+/// `q − zp` of HardSwish(x) (module docs): tract's steps up to `t · x`, whose `· ⅙` joins the
+/// quantization's multiply, `inv6 = inv · ⅙` (computed once per plane).
+#[inline(always)]
+pub fn hardswish_offset_code(x: f32, inv6: f32, zp: i32) -> i16 {
+    let t = x + 3.0;
+    let t = if t < 6.0 { t } else { 6.0 };
+    let t = if t > 0.0 { t } else { 0.0 };
+    offset_code(t * x, inv6, zp)
+}
+
+/// `inv · ⅙`: the multiplier of [`hardswish_offset_code`].
+#[inline(always)]
+pub fn hardswish_inv(inv: f32) -> f32 {
+    inv * (1.0 / 6.0)
 }
 
 /// A plane to lay out.
@@ -131,9 +148,12 @@ fn portable<T: Copy>(
     match src {
         Source::I8(s, zp) => rows(buf, at, [h, w], |i| to(i16::from(s[i]) - zp as i16)),
         Source::F32(s, inv, zp) => rows(buf, at, [h, w], |i| to(offset_code(s[i], inv, zp))),
-        Source::HardSwishF32(s, inv, zp) => rows(buf, at, [h, w], |i| {
-            to(offset_code(hardswish(s[i]), inv, zp))
-        }),
+        Source::HardSwishF32(s, inv, zp) => {
+            let inv6 = hardswish_inv(inv);
+            rows(buf, at, [h, w], |i| {
+                to(hardswish_offset_code(s[i], inv6, zp))
+            })
+        }
     }
 }
 
@@ -236,7 +256,7 @@ mod neon {
         }
     }
 
-    /// Floats quantized (after tract's HardSwish with `HS`).
+    /// Floats quantized (after HardSwish with `HS`, `inv` then `inv · ⅙`).
     #[derive(Clone, Copy)]
     struct Floats<const HS: bool> {
         inv: float32x4_t,
@@ -245,7 +265,8 @@ mod neon {
     }
 
     impl<const HS: bool> Floats<HS> {
-        /// `v`, or its HardSwish with the operations of `super::hardswish`.
+        /// `v`, or `t · v` of its HardSwish (`super::hardswish_offset_code`; the `· ⅙` is in
+        /// `inv`).
         #[inline(always)]
         unsafe fn map(self, v: float32x4_t) -> float32x4_t {
             if !HS {
@@ -255,7 +276,7 @@ mod neon {
             unsafe {
                 let t = vaddq_f32(v, vdupq_n_f32(3.0));
                 let t = vmaxq_f32(vminq_f32(t, vdupq_n_f32(6.0)), vdupq_n_f32(0.0));
-                vmulq_f32(vmulq_f32(t, v), vdupq_n_f32(1.0 / 6.0))
+                vmulq_f32(t, v)
             }
         }
 
@@ -279,8 +300,10 @@ mod neon {
         unsafe fn one(self, s: *const f32, i: usize) -> i16 {
             // SAFETY: the caller's element.
             let x = unsafe { *s.add(i) };
-            let x = if HS { super::hardswish(x) } else { x };
-            super::offset_code(x, self.inv_scalar, self.zp_scalar)
+            match HS {
+                true => super::hardswish_offset_code(x, self.inv_scalar, self.zp_scalar),
+                false => super::offset_code(x, self.inv_scalar, self.zp_scalar),
+            }
         }
 
         #[inline(always)]
@@ -427,7 +450,10 @@ mod neon {
         }
     }
 
+    /// The conversion of floats quantized with `inv` (after HardSwish with `HS`, whose `· ⅙`
+    /// joins `inv`).
     fn floats<const HS: bool>(inv: f32, zp: i32) -> Floats<HS> {
+        let inv = if HS { super::hardswish_inv(inv) } else { inv };
         Floats {
             // SAFETY: NEON is baseline on aarch64.
             inv: unsafe { vdupq_n_f32(inv) },

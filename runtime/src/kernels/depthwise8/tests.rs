@@ -322,9 +322,11 @@ fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
                             let want = match src {
                                 Source::I8(..) => i16::from(codes[i]) - zp as i16,
                                 Source::F32(..) => quantized(floats[i]),
-                                Source::HardSwishF32(..) => {
-                                    quantized(crate::kernels::depthwise::pad::hardswish(floats[i]))
-                                }
+                                Source::HardSwishF32(..) => super::pad::hardswish_offset_code(
+                                    floats[i],
+                                    super::pad::hardswish_inv(inv),
+                                    fzp,
+                                ),
                             };
                             let px = x + left;
                             let i = (px % stride) * at.phase_len + (y + top) * ld + px / stride;
