@@ -48,6 +48,8 @@ pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 pub mod pad;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 #[cfg(test)]
 mod tests;
@@ -329,10 +331,38 @@ impl PlaneJob<'_> {
                 (x * rq.inv_scale) * hardswish_gate(x)
             }
         };
-        // `as` rounds toward zero and saturates, as `fcvtns` saturates: the value is already
-        // an integer.
-        let r = v.round_ties_even() as i32;
+        let r = round_i32(v);
         r.saturating_add(rq.zp).max(rq.lo).min(rq.hi) as i8
+    }
+}
+
+/// `round_half_even(v)` as i32, saturated, NaN to 0: what `fcvtns` gives. On x86-64 one
+/// `cvtss2si` (which rounds half to even under the default rounding mode), NaN masked to 0
+/// and `v` raised to −2^31 first, and `i32::MIN` from a positive overflow saturated: the
+/// baseline x86-64 has no rounding instruction, and `round_ties_even` there is a library
+/// call, the int8 depthwise copy's bottleneck.
+#[inline(always)]
+pub fn round_i32(v: f32) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is baseline on x86-64.
+        let r = unsafe {
+            let x = _mm_set_ss(v);
+            let x = _mm_and_ps(x, _mm_cmpord_ss(x, x));
+            _mm_cvtss_si32(_mm_max_ss(x, _mm_set_ss(-2_147_483_648.0)))
+        };
+        // `cvtss2si` gives i32::MIN for anything at or past 2^31.
+        if r == i32::MIN && v > 0.0 {
+            i32::MAX
+        } else {
+            r
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // `as` saturates and takes NaN to 0; the value is already an integer.
+        v.round_ties_even() as i32
     }
 }
 
@@ -376,13 +406,15 @@ pub fn generic() -> &'static dyn Depthwise8Kernel {
 }
 
 /// Every kernel this CPU can run, portable first and fastest last: `generic`, then `neon` on
-/// aarch64 and `neon-dotprod` where the core has FEAT_DotProd. (On x86-64 the portable
-/// kernel is written for the compiler to vectorise.)
+/// aarch64 and `neon-dotprod` where the core has FEAT_DotProd, `x86-avx2` on x86-64 with
+/// AVX2.
 pub fn available() -> Vec<&'static dyn Depthwise8Kernel> {
     #[allow(unused_mut)]
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "aarch64")]
     kernels.extend(std::iter::once(neon::Neon::detect()).chain(dot::NeonDot::detect()));
+    #[cfg(target_arch = "x86_64")]
+    kernels.extend(x86::Avx2::detect());
     kernels
 }
 

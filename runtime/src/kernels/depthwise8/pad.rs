@@ -33,8 +33,7 @@ pub use crate::kernels::depthwise::pad::Placement;
 /// `[−128 − zp, 127 − zp]`, 0 for NaN.
 #[inline(always)]
 pub fn offset_code(x: f32, inv: f32, zp: i32) -> i16 {
-    // `as` saturates and takes NaN to 0, as `fcvtns` does.
-    let r = (x * inv).round_ties_even() as i32;
+    let r = super::round_i32(x * inv);
     r.max(-128 - zp).min(127 - zp) as i16
 }
 

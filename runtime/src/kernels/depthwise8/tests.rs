@@ -343,3 +343,35 @@ fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
         }
     }
 }
+
+#[test]
+fn rounding_is_half_to_even_saturated_with_nan_at_zero() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let specials = [
+        0.5f32,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        -2.5,
+        0.49999997,
+        8388607.5,
+        -8388608.5,
+        2_147_483_520.0,
+        2_147_483_648.0,
+        -2_147_483_648.0,
+        -2_147_483_904.0,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -0.0,
+    ];
+    let mut values = specials.to_vec();
+    values.extend((0..10_000).map(|_| rng.random_range(-300.0f32..300.0)));
+    values.extend((0..10_000).map(|_| f32::from_bits(rng.random())));
+    for v in values {
+        assert_eq!(super::round_i32(v), v.round_ties_even() as i32, "{v:e}");
+    }
+}
