@@ -145,10 +145,17 @@ impl PlaneFill {
 /// tract's HardSwish of one value, operation by operation (module docs).
 #[inline(always)]
 pub fn hardswish(x: f32) -> f32 {
+    hardswish_product(x) * (1.0 / 6.0)
+}
+
+/// tract's HardSwish before its final `· ⅙`: `max(min(x + 3, 6), 0) · x`, operation by
+/// operation.
+#[inline(always)]
+pub fn hardswish_product(x: f32) -> f32 {
     let t = x + 3.0;
     let t = if t < 6.0 { t } else { 6.0 };
     let t = if t > 0.0 { t } else { 0.0 };
-    (t * x) * (1.0 / 6.0)
+    t * x
 }
 
 /// Writes the `[h, w]` plane `src` into `buf` at `at`, through tract's HardSwish if

@@ -103,14 +103,6 @@ impl Input<'_> {
         self.len() == 0
     }
 
-    /// Its layout.
-    pub fn format(&self) -> InputFormat {
-        match self {
-            Input::Offsets(_) => InputFormat::Offsets,
-            Input::Codes(..) => InputFormat::Codes,
-        }
-    }
-
     /// `q − zp` at `i`.
     #[inline(always)]
     pub fn get(&self, i: usize) -> i32 {

@@ -27,6 +27,7 @@
 //! its end, which land in the row's padding; only rows near the plane's end, where that read
 //! would leave the plane, go value by value.
 
+use crate::kernels::depthwise::pad::hardswish_product;
 pub use crate::kernels::depthwise::pad::Placement;
 
 /// `q − zp` of a float quantized with `1 / inv` and zero point `zp` (module docs): in
@@ -41,10 +42,7 @@ pub fn offset_code(x: f32, inv: f32, zp: i32) -> i16 {
 /// quantization's multiply, `inv6 = inv · ⅙` (computed once per plane).
 #[inline(always)]
 pub fn hardswish_offset_code(x: f32, inv6: f32, zp: i32) -> i16 {
-    let t = x + 3.0;
-    let t = if t < 6.0 { t } else { 6.0 };
-    let t = if t > 0.0 { t } else { 0.0 };
-    offset_code(t * x, inv6, zp)
+    offset_code(hardswish_product(x), inv6, zp)
 }
 
 /// `inv · ⅙`: the multiplier of [`hardswish_offset_code`].

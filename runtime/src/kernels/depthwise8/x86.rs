@@ -173,11 +173,9 @@ unsafe fn run_avx2(job: &PlaneJob<'_>, input: *const i16, out: Out<'_>) {
         while c < cols {
             // Columns 0–3 and 8–11 in `lo`, 4–7 and 12–15 in `hi`.
             let (mut lo, mut hi) = (bias, bias);
-            for p in 0..pairs {
-                let (a, b) = pair_t[p];
+            for (&(a, b), &w) in pair_t[..pairs].iter().zip(&pair_w[..pairs]) {
                 let x0 = _mm256_loadu_si256(base.add(a + c).cast());
                 let x1 = _mm256_loadu_si256(base.add(b + c).cast());
-                let w = pair_w[p];
                 lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w));
                 hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w));
             }
