@@ -104,13 +104,17 @@ pub fn fill_codes(buf: &mut [i8], src: Source<'_>, hw: [usize; 2], at: &Placemen
     #[cfg(target_arch = "aarch64")]
     // SAFETY: the placement was just checked.
     unsafe {
-        neon::fill_unchecked(
-            buf.as_mut_ptr(),
-            neon::ToCodes::new(src.zero_point()),
-            src,
-            hw,
-            at,
-        )
+        match src {
+            // Codes at the plane's own zero point: the bytes as they are.
+            Source::I8(s, _) => neon::copy_unchecked(buf.as_mut_ptr(), s.as_ptr(), hw, at),
+            _ => neon::fill_unchecked(
+                buf.as_mut_ptr(),
+                neon::ToCodes::new(src.zero_point()),
+                src,
+                hw,
+                at,
+            ),
+        }
     }
     #[cfg(not(target_arch = "aarch64"))]
     fill_codes_portable(buf, src, hw, at)
@@ -413,6 +417,93 @@ mod neon {
         unsafe fn one(self, d: *mut i8, v: i16) {
             // SAFETY: the caller's value at `d`.
             unsafe { *d = (v + self.zp_scalar) as i8 }
+        }
+    }
+
+    /// [`super::fill_codes`] of codes (the plane's zero point the layout's): the bytes of
+    /// each row copied 16 at a time (the last 16 overlapping), or split into the two phases
+    /// of a stride-2 layout by `ld2` 32 at a time; without the placement check.
+    ///
+    /// # Safety
+    /// `at.check(len, h · w, [h, w])` passes for a buffer of `len` codes at `buf`, and `s`
+    /// holds `h · w` codes.
+    pub(super) unsafe fn copy_unchecked(
+        buf: *mut i8,
+        s: *const i8,
+        [h, w]: [usize; 2],
+        at: &Placement,
+    ) {
+        // SAFETY: the walk writes rows `top..top + h` of each phase inside the buffer, `w`
+        // values (stride 1) or `⌈w/2⌉` and `⌊w/2⌋` (stride 2) per row, reading row `y`'s `w`.
+        unsafe {
+            at.walk(
+                buf,
+                h,
+                |y, d| copy_row(d, s.add(y * w), w),
+                |y, e, o| split_row(e, o, s.add(y * w), w),
+            )
+        }
+    }
+
+    /// Copies `n` bytes from `s` to `d`.
+    ///
+    /// # Safety
+    /// `s` readable and `d` writable for `n` bytes; NEON.
+    #[inline(always)]
+    unsafe fn copy_row(d: *mut i8, s: *const i8, n: usize) {
+        // SAFETY (all): every access below `n`.
+        unsafe {
+            if n >= 16 {
+                let mut i = 0;
+                while i + 16 <= n {
+                    vst1q_s8(d.add(i), vld1q_s8(s.add(i)));
+                    i += 16;
+                }
+                if i < n {
+                    vst1q_s8(d.add(n - 16), vld1q_s8(s.add(n - 16)));
+                }
+            } else if n >= 8 {
+                vst1_s8(d, vld1_s8(s));
+                vst1_s8(d.add(n - 8), vld1_s8(s.add(n - 8)));
+            } else {
+                for i in 0..n {
+                    *d.add(i) = *s.add(i);
+                }
+            }
+        }
+    }
+
+    /// Byte `2i` of the `n` at `s` to `e[i]`, `2i + 1` to `o[i]`.
+    ///
+    /// # Safety
+    /// `s` readable for `n` bytes, `e` writable for `⌈n/2⌉` and `o` for `⌊n/2⌋`; NEON.
+    #[inline(always)]
+    unsafe fn split_row(e: *mut i8, o: *mut i8, s: *const i8, n: usize) {
+        // SAFETY (all): pairs `p..p + 16` with `2p + 32 ≤ n`, and single bytes below `n`.
+        unsafe {
+            if n < 32 {
+                for i in 0..n {
+                    let dst = if i % 2 == 0 { e } else { o };
+                    *dst.add(i / 2) = *s.add(i);
+                }
+                return;
+            }
+            let mut p = 0;
+            while 2 * p + 32 <= n {
+                let v = vld2q_s8(s.add(2 * p));
+                vst1q_s8(e.add(p), v.0);
+                vst1q_s8(o.add(p), v.1);
+                p += 16;
+            }
+            if 2 * p < n {
+                let p = n / 2 - 16;
+                let v = vld2q_s8(s.add(2 * p));
+                vst1q_s8(e.add(p), v.0);
+                vst1q_s8(o.add(p), v.1);
+                if n % 2 == 1 {
+                    *e.add(n / 2) = *s.add(n - 1);
+                }
+            }
         }
     }
 

@@ -250,6 +250,9 @@ fn fill_writes_codes_minus_the_zero_point_where_the_placement_says() {
             (6, 13),
             (3, 16),
             (2, 37),
+            (2, 32),
+            (2, 64),
+            (2, 71),
         ] {
             // Rows with slack (room for a whole vector past short rows) and without.
             for (top, left, slack) in [(0, 0, SLACK), (1, 1, SLACK), (2, 3, SLACK), (1, 2, 0)] {
