@@ -129,6 +129,7 @@ pub fn convert(
     let decluttered = typed
         .clone()
         .into_decluttered()
+        .and_then(crate::hardswish::recognized)
         .map_err(|e| graph_err("declutter", e))?;
     let (graph, binary) = if options.binary {
         let (graph, report) =

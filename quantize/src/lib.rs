@@ -20,6 +20,7 @@ pub mod convert;
 pub mod depthwise;
 pub mod error;
 pub mod float_ops;
+pub mod hardswish;
 pub mod int8;
 pub mod linear;
 pub mod load;

@@ -74,7 +74,10 @@ impl Loaded {
 pub(super) fn load(source: &Path, options: &Int8Options) -> Result<Loaded, Int8Error> {
     let err = |stage| graph_err(source, stage);
     let typed = load_onnx(source, &options.input_shapes)?;
-    let float = typed.into_decluttered().map_err(err("declutter"))?;
+    let float = typed
+        .into_decluttered()
+        .and_then(crate::hardswish::recognized)
+        .map_err(err("declutter"))?;
     if float.inputs.len() != 1 {
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
