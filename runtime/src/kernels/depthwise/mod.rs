@@ -191,16 +191,18 @@ pub struct Layout<'a> {
 }
 
 /// A K×K kernel's structure in the op's layout: `taps[K·ky + kx] = column[kx] + ky·ld`,
-/// `row_step = stride·ld`, and `column[kx] = column[kx % stride] + kx / stride` (the phase
-/// planes). The NEON kernel's square tiles need it.
+/// `row_step = stride·ld`, and `column[kx] = column[kx % column_stride] + kx / column_stride`
+/// (the phase planes of a stride along the rows). The NEON kernel's square tiles need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Square {
     /// K: 3 or 5.
     pub k: usize,
     /// Distance between kernel rows.
     pub ld: usize,
-    /// 1 or 2.
+    /// The stride between output rows: 1 or 2.
     pub stride: usize,
+    /// The stride between output columns: 1 or 2 (its phase planes).
+    pub column_stride: usize,
     /// Each kernel column's offset (`[..k]`).
     pub column: [usize; 5],
 }
@@ -228,12 +230,13 @@ impl Square {
             .zip((0..K).map(|ky| ky * ld))
             .all(|(row, base)| row.iter().zip(&column).all(|(&tap, &c)| tap == c + base));
         let stride = row_step / ld;
-        let phased = (1..=2).contains(&stride)
-            && (0..K).all(|kx| column[kx] == column[kx % stride] + kx / stride);
-        (regular && phased && stride * ld == row_step).then(|| Square {
+        let phased = |s: usize| (0..K).all(|kx| column[kx] == column[kx % s] + kx / s);
+        let column_stride = [1, 2].into_iter().find(|&s| phased(s))?;
+        (regular && (1..=2).contains(&stride) && stride * ld == row_step).then(|| Square {
             k: K,
             ld,
             stride,
+            column_stride,
             column: std::array::from_fn(|kx| column.get(kx).copied().unwrap_or(0)),
         })
     }

@@ -1,6 +1,7 @@
 //! The aarch64 depthwise kernel (`neon`, any ARMv8 core).
 //!
-//! 3×3 and 5×5 jobs at stride 1 or 2 (every depthwise layer of MobileNet-class models) run
+//! 3×3 and 5×5 jobs at stride 1 or 2, or 2 along the rows and 1 along the columns (every
+//! depthwise layer of MobileNet-class models, and the text models' tall-to-wide ones) run
 //! square tiles: 2 output rows (1 for an odd last row) × 4, 2 or 1 vectors of 4 lanes, as the
 //! row's width allows, with the job's weights held in registers (four per vector, `fmla` by
 //! element) and each input row of the tile loaded once for every output row that reads it.
@@ -194,9 +195,9 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
     // Kernel column `kx` reads phase plane `kx % s` at column `kx / s` (`square`), so a step
     // addresses its row's phase start plus a constant: one pointer per phase and input row.
     macro_rules! sq_step {
-        ($a:ident, $p0:ident, $p1:ident, $k:literal, $s:literal, $v:literal,
+        ($a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal), $v:literal,
          [$($i:literal)*], $u:literal, $kx:literal) => {{
-            let p = if $kx % $s == 0 { $p0 } else { $p1 }.add($kx / $s);
+            let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
             let x: [float32x4_t; $v] = std::array::from_fn(|j| vld1q_f32(p.add(4 * j)));
             $({
                 const KY: usize = ($u as usize).wrapping_sub($s * $i);
@@ -211,17 +212,17 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
         }};
     }
     macro_rules! sq_row {
-        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $v:literal,
-         $is:tt, $u:literal, [$($kx:literal)*]) => {{
+        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
+         $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
             let pu = $base.add($u * $ld);
-            let (p0, p1) = (pu.add($col[0]), pu.add($col[$s - 1]));
-            $( sq_step!($a, p0, p1, $k, $s, $v, $is, $u, $kx); )*
+            let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
+            $( sq_step!($a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
         }};
     }
     // A square tile: output rows r..r+R (`$is` = [0 1] or [0]) × V vectors from column c,
     // input rows `$us`, kernel columns `$kxs`.
     macro_rules! sq_tile {
-        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $rows:literal,
+        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
          $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
             let (r, c) = ($r, $c);
             let mut a = [[vdupq_n_f32(bias); $v]; $rows];
@@ -232,7 +233,7 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
     }
     // Every row of one column block of a square job: pairs of rows, then an odd last row.
     macro_rules! sq_block {
-        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:literal, $u2:tt, $u1:tt,
+        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
          $kxs:tt) => {{
             let mut r = 0;
             while r + 2 <= rows {
@@ -265,18 +266,25 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
     macro_rules! block {
         ($c:expr) => {{
             let (c, v) = ($c, vecs($c));
+            // (row stride, column stride): input rows `$u2` feed a two-row tile.
             match square {
-                Some(Square { k: 3, ld, stride: 1, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, 1, [0 1 2 3], [0 1 2], [0 1 2])
+                Some(Square { k: 3, ld, stride: 1, column_stride: 1, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2])
                 }
-                Some(Square { k: 3, ld, column: col, .. }) => {
-                    sq_blocks!(v, c, ld, col, 3, 2, [0 1 2 3 4], [0 1 2], [0 1 2])
+                Some(Square { k: 3, ld, stride: 2, column_stride: 2, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2])
                 }
-                Some(Square { k: 5, ld, stride: 1, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, 1, [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
+                Some(Square { k: 3, ld, stride: 2, column_stride: 1, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2])
+                }
+                Some(Square { k: 5, ld, stride: 1, column_stride: 1, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
                 ),
-                Some(Square { ld, column: col, .. }) => sq_blocks!(
-                    v, c, ld, col, 5, 2, [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
+                Some(Square { k: 5, ld, stride: 2, column_stride: 2, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                Some(Square { k: 5, ld, stride: 2, column_stride: 1, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
                 ),
                 // Per-tap tiles, always at least four accumulators for the `fmla` latency.
                 _ => match v {

@@ -1,6 +1,6 @@
 //! The depthwise kernels: every vector kernel `available()` returns against
 //! [`reference_fma`] bit for bit, and the portable one within [`fma_bound`] of it, over kernel
-//! sizes 1–7, both strides' layouts, every activation and every tail (1 to 6 rows and 1 to 70
+//! sizes 1–7, the strides' layouts (1 or 2 along each axis), every activation and every tail (1 to 6 rows and 1 to 70
 //! columns: whole and partial row tiles, whole and partial vectors of 4, 8 and 16 lanes).
 
 use super::{available, fma_bound, generic, reference_fma, Activation, PlaneJob, SLACK};
@@ -19,9 +19,9 @@ struct Case {
     cols: usize,
 }
 
-fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize) -> Case {
+fn case(rng: &mut SmallRng, k: usize, [sy, s]: [usize; 2], rows: usize, cols: usize) -> Case {
     let ld = cols + (k - 1) / s + SLACK;
-    let phase_rows = (rows - 1) * s + k;
+    let phase_rows = (rows - 1) * sy + k;
     let phase_len = phase_rows * ld;
     let input = (0..s * phase_len)
         .map(|_| rng.random_range(-4.0f32..4.0))
@@ -38,7 +38,7 @@ fn case(rng: &mut SmallRng, k: usize, s: usize, rows: usize, cols: usize) -> Cas
         taps,
         weights,
         bias: rng.random_range(-2.0f32..2.0),
-        row_step: s * ld,
+        row_step: sy * ld,
         rows,
         cols,
     }
@@ -86,7 +86,8 @@ const ACTIVATIONS: [Activation; 5] = [
 fn each_case(mut f: impl FnMut(&Case, Activation)) {
     let mut rng = SmallRng::seed_from_u64(0xdead_0d17);
     for k in [1, 2, 3, 5, 7] {
-        for s in [1, 2] {
+        // Strides along rows and columns; (2, 1) is a text model's tall-to-wide layer.
+        for s in [[1, 1], [2, 2], [2, 1], [1, 2]] {
             for cols in (1..=40).chain([47, 48, 63, 64, 65, 70]) {
                 let rows = 1 + cols % 6;
                 let c = case(&mut rng, k, s, rows, cols);
@@ -170,7 +171,7 @@ fn the_portable_kernel_is_within_the_stated_bound_of_the_fma_reference() {
 #[test]
 fn a_job_that_reads_past_its_input_is_refused() {
     let mut rng = SmallRng::seed_from_u64(1);
-    let mut c = case(&mut rng, 3, 1, 2, 8);
+    let mut c = case(&mut rng, 3, [1, 1], 2, 8);
     c.input.truncate(c.input.len() - 1);
     for kernel in available() {
         let job = c.job(Activation::NONE);
