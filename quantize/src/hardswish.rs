@@ -18,6 +18,8 @@ use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::math::{Add, Div, Max, Min, Mul};
 use tract_onnx::tract_core::ops::nn::hard_swish;
 
+use crate::binary::patterns::{konst, uniform};
+
 /// Replaces every written-out HardSwish of `model` (a decluttered f32 graph) by tract's op;
 /// returns how many. The nodes replaced are left dead for the caller's compaction.
 pub fn recognize(model: &mut TypedModel) -> TractResult<usize> {
@@ -49,18 +51,10 @@ fn binary<B: BinMiniOp>(model: &TypedModel, id: usize) -> Option<[OutletId; 2]> 
     (op.0.is::<B>() && node.inputs.len() == 2).then(|| [node.inputs[0], node.inputs[1]])
 }
 
-/// Whether `outlet` is a constant holding one f32 equal to `value` (any rank: a broadcast
+/// Whether `outlet` is a constant holding one value equal to `value` (any rank: a broadcast
 /// scalar).
 fn is_scalar(model: &TypedModel, outlet: OutletId, value: f32) -> bool {
-    let Ok(fact) = model.outlet_fact(outlet) else {
-        return false;
-    };
-    let Some(k) = &fact.konst else {
-        return false;
-    };
-    k.len() == 1
-        && k.datum_type() == f32::datum_type()
-        && k.cast_to_scalar::<f32>().is_ok_and(|v| v == value)
+    konst(model, outlet).is_some_and(|k| k.len() == 1 && uniform(&k) == Some(value))
 }
 
 /// The non-constant input of a binary `B` node (commutative: `Add`, `Mul`, `Max`, `Min`)

@@ -421,8 +421,8 @@ mod neon {
     }
 
     /// [`super::fill_codes`] of codes (the plane's zero point the layout's): the bytes of
-    /// each row copied 16 at a time (the last 16 overlapping), or split into the two phases
-    /// of a stride-2 layout by `ld2` 32 at a time; without the placement check.
+    /// each row copied, or split into the two phases of a stride-2 layout by `ld2` 32 at a
+    /// time; without the placement check.
     ///
     /// # Safety
     /// `at.check(len, h · w, [h, w])` passes for a buffer of `len` codes at `buf`, and `s`
@@ -439,37 +439,9 @@ mod neon {
             at.walk(
                 buf,
                 h,
-                |y, d| copy_row(d, s.add(y * w), w),
+                |y, d| std::ptr::copy_nonoverlapping(s.add(y * w), d, w),
                 |y, e, o| split_row(e, o, s.add(y * w), w),
             )
-        }
-    }
-
-    /// Copies `n` bytes from `s` to `d`.
-    ///
-    /// # Safety
-    /// `s` readable and `d` writable for `n` bytes; NEON.
-    #[inline(always)]
-    unsafe fn copy_row(d: *mut i8, s: *const i8, n: usize) {
-        // SAFETY (all): every access below `n`.
-        unsafe {
-            if n >= 16 {
-                let mut i = 0;
-                while i + 16 <= n {
-                    vst1q_s8(d.add(i), vld1q_s8(s.add(i)));
-                    i += 16;
-                }
-                if i < n {
-                    vst1q_s8(d.add(n - 16), vld1q_s8(s.add(n - 16)));
-                }
-            } else if n >= 8 {
-                vst1_s8(d, vld1_s8(s));
-                vst1_s8(d.add(n - 8), vld1_s8(s.add(n - 8)));
-            } else {
-                for i in 0..n {
-                    *d.add(i) = *s.add(i);
-                }
-            }
         }
     }
 
