@@ -73,12 +73,13 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
         "{}",
         report.to_text()
     );
-    // The file holds real int8 ops, not fake-quantized float: tract's quantized conv for the
-    // 3×3 convs, Kestrel's fused op for the 1×1 convs and the dense layers.
+    // The file holds real int8 ops, not fake-quantized float: Kestrel's int8 convolution for
+    // the 3×3 convs, its fused product for the 1×1 convs and the dense layers.
     let graph = nnef_text(&out);
-    assert!(graph.contains("tract_core_qconv"), "{graph}");
+    assert!(graph.contains("kestrel_int8_conv("), "{graph}");
     assert!(graph.contains("kestrel_int8_linear("), "{graph}");
     assert!(!graph.contains("tract_core_einsum_q"), "{graph}");
+    assert!(!graph.contains("tract_core_qconv"), "{graph}");
 
     let (sqnr, agree, n) = sqnr_against_reference(&fx, &out);
     assert!(
@@ -86,6 +87,26 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
         "int8 vs onnxruntime float: {sqnr:.1} dB"
     );
     assert_eq!(agree, n, "top-1 differs from float");
+
+    // The stem too (`--int8-stem`): Kestrel's int8 convolution quantizing the image per
+    // channel, every layer int8.
+    let mut o = options(&fx, &fx.input, Method::MinMax);
+    o.int8_stem = true;
+    let stem_out = dir.path().join("tiny.stem.nnef.tar");
+    let stem_report = convert_int8(&fx.onnx, &stem_out, &o).unwrap();
+    assert!(
+        stem_report.layers.iter().all(|l| l.int8),
+        "{}",
+        stem_report.to_text()
+    );
+    let graph = nnef_text(&stem_out);
+    assert!(graph.contains("input_scales"), "{graph}");
+    let (stem_sqnr, stem_agree, _) = sqnr_against_reference(&fx, &stem_out);
+    assert!(
+        stem_sqnr >= TINY_FIRE_MIN_SQNR_DB,
+        "int8 stem: {stem_sqnr:.1} dB"
+    );
+    assert_eq!(stem_agree, n, "int8 stem: top-1 differs from float");
 
     // tract's own quantized ops instead (`--tract-int8-ops`): the same quantization, so the
     // same accuracy within rounding (weights rounded to nearest on both sides: the stem is
@@ -102,6 +123,7 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
     assert!(tract_report.layers.iter().all(|l| l.int8));
     let graph = nnef_text(&tract_out);
     assert!(graph.contains("tract_core_einsum_q") && !graph.contains("kestrel_int8_linear("));
+    assert!(graph.contains("tract_core_qconv") && !graph.contains("kestrel_int8_conv("));
     let (tract_sqnr, tract_agree, _) = sqnr_against_reference(&fx, &tract_out);
     assert_eq!(tract_agree, n);
     assert!(

@@ -79,12 +79,12 @@ pub struct Int8Args {
     #[arg(long)]
     pub int8_depthwise: bool,
     /// Quantize the stem convolution too (a k×k conv on ≤ 4 channels of a graph input, i.e.
-    /// on the image; default: float, its int8 form costs more in im2col and casts than it
-    /// saves).
+    /// on the image), as Kestrel's `kestrel_int8_conv` with the image quantized per channel
+    /// (default: float; quantize/README.md).
     #[arg(long)]
     pub int8_stem: bool,
-    /// Quantize the other k×k convolutions too (default: float; in int8 they run as tract's
-    /// im2col + int8 product between casts, which costs more than the float convolution).
+    /// Quantize the other k×k convolutions too, as Kestrel's `kestrel_int8_conv` (default:
+    /// float; quantize/README.md).
     #[arg(long)]
     pub int8_spatial: bool,
     /// Fraction of the samples (the last in order) held out for the report.

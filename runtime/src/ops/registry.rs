@@ -22,6 +22,7 @@ pub fn kestrel_registry() -> Registry {
     super::bmaxpool::register(&mut registry);
     super::conv::register(&mut registry);
     super::depthwise::register(&mut registry);
+    super::int8_conv::register(&mut registry);
     super::int8_depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);
     super::linear::register(&mut registry);

@@ -54,6 +54,21 @@ pub(crate) fn output_hw(
     ))
 }
 
+/// [`output_hw`] of a `kernel` (dilation 1) as `[height, width]`, or an error naming `op` and
+/// saying the kernel does not fit the plane.
+pub(crate) fn fitted_hw(
+    op: &str,
+    hw: [usize; 2],
+    padding: [usize; 4],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> TractResult<[usize; 2]> {
+    let (oh, ow) = output_hw(hw, padding, kernel, stride).with_context(|| {
+        format!("{op}: a {kernel:?} kernel with padding {padding:?} does not fit a {hw:?} plane")
+    })?;
+    Ok([oh, ow])
+}
+
 #[cfg(test)]
 mod tests {
     use super::output_hw;

@@ -1,5 +1,6 @@
 //! int8 matrix-product kernels of `kestrel_int8_linear` (a quantized 1×1 convolution or dense
-//! layer), behind one trait, chosen once at start-up like the binary kernels.
+//! layer) and `kestrel_int8_conv` (a k×k one, on its columns), behind one trait, chosen once
+//! at start-up like the binary kernels.
 //!
 //! # What they compute
 //!
@@ -56,6 +57,7 @@
 //! (e.g. `x86-avx2`) a given one where the CPU has it. CI runs the
 //! bit-exactness tests under qemu as a Cortex-A72 and as a Cortex-A76 (for `sdot`).
 
+pub mod codes;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;

@@ -159,7 +159,7 @@ unsafe fn quantize16_s32(v: float32x4_t, inv: float32x4_t, zp: float32x4_t) -> i
 /// Narrows 16 codes in `[−128, 127]` (in 32-bit lanes) to their bytes.
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn narrow16(q: [int32x4_t; 4]) -> int8x16_t {
+pub(crate) unsafe fn narrow16(q: [int32x4_t; 4]) -> int8x16_t {
     let lo = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
     let hi = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
     vcombine_s8(vmovn_s16(lo), vmovn_s16(hi))
