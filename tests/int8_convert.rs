@@ -108,9 +108,11 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
     );
     assert_eq!(stem_agree, n, "int8 stem: top-1 differs from float");
 
-    // tract's own quantized ops instead (`--tract-int8-ops`): the same quantization, so the
-    // same accuracy within rounding (weights rounded to nearest on both sides: the stem is
-    // int8 here, and beside GPTQ-rounded layers its error would dominate the comparison).
+    // tract's own quantized ops instead (`--tract-int8-ops`): the same quantization but for
+    // the 3×3 convolutions' inputs, one range per tensor where Kestrel's op quantizes them per
+    // channel, so Kestrel's graph is at least as accurate (weights rounded to nearest on both
+    // sides: the stem is int8 here, and beside GPTQ-rounded layers its error would dominate
+    // the comparison).
     let mut o = options(&fx, &fx.input, Method::MinMax);
     o.gptq = false;
     let nearest_out = dir.path().join("tiny.nearest.nnef.tar");
@@ -127,7 +129,7 @@ fn tiny_fire_int8_runs_in_the_runtime_close_to_float() {
     let (tract_sqnr, tract_agree, _) = sqnr_against_reference(&fx, &tract_out);
     assert_eq!(tract_agree, n);
     assert!(
-        (tract_sqnr - sqnr).abs() < 3.0,
+        tract_sqnr >= TINY_FIRE_MIN_SQNR_DB && sqnr > tract_sqnr - 1.0,
         "fused {sqnr:.1} dB vs tract ops {tract_sqnr:.1} dB\n{}",
         tract_report.to_text()
     );

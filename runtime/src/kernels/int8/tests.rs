@@ -596,6 +596,9 @@ fn every_packer_writes_the_portable_bytes() {
         (24, 200, 210),
         (32, 48, 50),
         (48, 16, 16),
+        // A dense layer's single column (channels last: a partial block), and partial groups.
+        (1280, 1, 1280),
+        (37, 3, 40),
     ] {
         let mut x: Vec<f32> = (0..k * ld)
             .map(|_| rng.random_range(-9.0..9.0f32))

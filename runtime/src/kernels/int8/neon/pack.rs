@@ -3,9 +3,10 @@
 //! [`pack_i8`](super::super::pack_i8) 16 codes at a time, by the same block walks), the same
 //! quantization (`fmul`, `fadd`, `fmaxnm` (a NaN gives the lowest code), `fminnm`, `fcvtns`
 //! rounding half to even), narrowed to bytes (and flipped to offset binary by one `eor` where
-//! the format asks). Channels-last blocks with a partial column range or a partial group of
-//! k go through the portable packer; a partial channels-first block selects the code of zero
-//! into its missing columns.
+//! the format asks). A channels-last block with a partial column range or a partial group of
+//! k (a dense layer's single column) is set to the padding, then each column's k written 16
+//! at a time; a partial channels-first block selects the code of zero into its missing
+//! columns. Other layouts go through the portable packer.
 //!
 //! * 8-bit codes ([`Codes`]): clamped to `[−128, 127]`, narrowed by two `xtn` steps.
 //! * The two digit planes of 16-bit codes ([`Digits`]): clamped to `[−32768, 32767]`,
@@ -253,7 +254,10 @@ fn pack<const P: usize, E: Encode<P>>(
         // need whole groups and whole blocks.
         let first = ld.c == 1;
         let last = !first && ld.k == 1 && whole_k && whole;
-        if !(first || last) {
+        // Channels last otherwise: a partial block (a dense layer's one column) or a partial
+        // group of k.
+        let partial = !first && ld.k == 1 && !last;
+        if !(first || last || partial) {
             let one = Pack {
                 blocks: b..b + 1,
                 ..p.clone()
@@ -274,11 +278,13 @@ fn pack<const P: usize, E: Encode<P>>(
         // (Pack::check), and the block is whole (16 columns and whole groups of k) when
         // channels last; each plane's `dst` holds it.
         unsafe {
-            match (last, format.group) {
-                (true, 4) => channels_last::<4, P, E>(&at, enc, dst),
-                (true, _) => channels_last::<16, P, E>(&at, enc, dst),
-                (false, 4) => channels_first::<4, P, E>(&at, enc, dst, pad),
-                (false, _) => channels_first::<16, P, E>(&at, enc, dst, pad),
+            match (first, last, format.group) {
+                (false, false, 4) => channels_last_partial::<4, P, E>(&at, enc, dst, pad),
+                (false, false, _) => channels_last_partial::<16, P, E>(&at, enc, dst, pad),
+                (_, true, 4) => channels_last::<4, P, E>(&at, enc, dst),
+                (_, true, _) => channels_last::<16, P, E>(&at, enc, dst),
+                (_, _, 4) => channels_first::<4, P, E>(&at, enc, dst, pad),
+                (_, _, _) => channels_first::<16, P, E>(&at, enc, dst, pad),
             }
         }
     }
@@ -293,6 +299,65 @@ struct Block<T> {
     c0: usize,
     cols: usize,
     ld: Strides,
+}
+
+/// Channels last, a block the whole-block path does not take (fewer than 16 valid columns, or
+/// K not a whole number of groups: a dense layer's single column): every byte of the block is
+/// set to the padding, then each valid column's k go to their places 16 at a time (4 bytes
+/// per group of 4, 16 per group of 16); the last, shorter run is read from a copy and its
+/// lanes past K set to the padding, as the portable packer writes them.
+#[target_feature(enable = "neon")]
+unsafe fn channels_last_partial<const G: usize, const P: usize, E: Encode<P>>(
+    b: &Block<E::Elem>,
+    enc: E,
+    dst: [*mut u8; P],
+    pad: u8,
+) {
+    let step = COLS * G;
+    let groups = b.k.div_ceil(G);
+    const LANES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    // SAFETY (all): each plane's `dst` holds the block's `groups · step` bytes; column
+    // c0 + j < n has its k contiguous values inside x (ld.k = 1, Pack::check); the copy
+    // holds 16 values.
+    unsafe {
+        for d in dst {
+            std::ptr::write_bytes(d, pad, groups * step);
+        }
+        let padv = vdupq_n_u8(pad);
+        for j in 0..b.cols {
+            let column = b.x.add((b.c0 + j) * b.ld.c);
+            for kk in (0..b.k).step_by(16) {
+                let n = (b.k - kk).min(16);
+                let bytes = if n == 16 {
+                    enc.row(column.add(kk))
+                } else {
+                    let mut copy = [E::Elem::default(); 16];
+                    std::ptr::copy_nonoverlapping(column.add(kk), copy.as_mut_ptr(), n);
+                    let valid = vcltq_u8(vld1q_u8(LANES.as_ptr()), vdupq_n_u8(n as u8));
+                    enc.row(copy.as_ptr()).map(|v| vbslq_u8(valid, v, padv))
+                };
+                for (plane, d) in dst.iter().enumerate() {
+                    if G == 16 {
+                        vst1q_u8(d.add(kk / 16 * step + 16 * j), bytes[plane]);
+                        continue;
+                    }
+                    // Four groups of 4 k: word i of the vector is group kk/4 + i's.
+                    let words = vreinterpretq_u32_u8(bytes[plane]);
+                    let at = |i: usize| d.add((kk / 4 + i) * step + 4 * j) as *mut u32;
+                    vst1q_lane_u32::<0>(at(0), words);
+                    if kk / 4 + 1 < groups {
+                        vst1q_lane_u32::<1>(at(1), words);
+                    }
+                    if kk / 4 + 2 < groups {
+                        vst1q_lane_u32::<2>(at(2), words);
+                    }
+                    if kk / 4 + 3 < groups {
+                        vst1q_lane_u32::<3>(at(3), words);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Channels last: chunk `i` of a group's `16·G` bytes is 16 consecutive bytes of the packed
