@@ -405,7 +405,7 @@ fn prepare(
             let qs = if l.is_depthwise() {
                 rewrite::per_channel_input(l, ranges, act[&l.input], options.per_channel)
             } else {
-                rewrite::stem_input(l, ranges, act[&l.input], options.per_channel)
+                rewrite::conv_input(l, ranges, act[&l.input], options.per_channel)
             };
             if qs.is_none() {
                 log::info!(

@@ -625,12 +625,12 @@ fn channel_params(ranges: &[(f32, f32)], tensor: ActQ) -> Vec<ActQ> {
         .collect()
 }
 
-/// Per-input-channel parameters of a stem convolution's input (an image) from its channels'
-/// ranges, floored as [`per_channel_input`]'s. `kestrel_int8_conv` folds each channel's scale
-/// into that channel's weights before they are quantized per output channel: a picture
-/// normalized per channel then quantizes exactly (`kestrel_runtime::ops::int8_conv`). `None`
-/// when the folded bias does not fit the i32 sums.
-pub fn stem_input(
+/// Per-input-channel parameters of a k×k convolution's input (an image for a stem, a neck's
+/// features) from its channels' ranges, floored as [`per_channel_input`]'s.
+/// `kestrel_int8_conv` folds each channel's scale into that channel's weights before they are
+/// quantized per output channel: a picture normalized per channel then quantizes exactly
+/// (`kestrel_runtime::ops::int8_conv`). `None` when the folded bias does not fit the i32 sums.
+pub fn conv_input(
     layer: &Layer,
     ranges: &[(f32, f32)],
     tensor: ActQ,

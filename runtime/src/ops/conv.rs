@@ -323,20 +323,9 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let input = invocation.named_arg_as(builder, "input")?;
     let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
     let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
-    let stride: TVec<usize> = invocation.named_arg_as(builder, "stride")?;
-    let padding: TVec<usize> = invocation.named_arg_as(builder, "padding")?;
-    ensure!(
-        stride.len() == 2 && padding.len() == 4,
-        "{NAME}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
-    );
+    let (stride, padding) = super::window::read_window(builder, invocation, NAME)?;
     let fused = read_fused(builder, invocation, NAME)?;
-    let op = Conv::new(
-        weights,
-        bias,
-        [stride[0], stride[1]],
-        [padding[0], padding[1], padding[2], padding[3]],
-        fused,
-    )?;
+    let op = Conv::new(weights, bias, stride, padding, fused)?;
     builder.wire(op, &[input])
 }
 

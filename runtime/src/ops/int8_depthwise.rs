@@ -692,19 +692,14 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let weights: Arc<Tensor> = invocation.named_arg_as(builder, "weights")?;
     let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
     let scale: Arc<Tensor> = invocation.named_arg_as(builder, "scale")?;
-    let stride: TVec<usize> = invocation.named_arg_as(builder, "stride")?;
-    let padding: TVec<usize> = invocation.named_arg_as(builder, "padding")?;
-    ensure!(
-        stride.len() == 2 && padding.len() == 4,
-        "{NAME}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
-    );
+    let (stride, padding) = super::window::read_window(builder, invocation, NAME)?;
     let fused = read_fused(builder, invocation, NAME)?;
     let output = read_output(builder, invocation, NAME)?;
     let quant = read_input_quant(builder, invocation, NAME)?;
     let op = Int8Depthwise::new(
         (weights, bias, scale),
-        [stride[0], stride[1]],
-        [padding[0], padding[1], padding[2], padding[3]],
+        stride,
+        padding,
         fused,
         quant,
         output,

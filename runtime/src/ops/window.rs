@@ -54,6 +54,25 @@ pub(crate) fn output_hw(
     ))
 }
 
+/// The `stride` (2 values) and `padding` (4: top, left, bottom, right) attributes of a
+/// windowed op's NNEF invocation; errors name `op`.
+pub(crate) fn read_window(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+    op: &str,
+) -> TractResult<([usize; 2], [usize; 4])> {
+    let stride: TVec<usize> = invocation.named_arg_as(builder, "stride")?;
+    let padding: TVec<usize> = invocation.named_arg_as(builder, "padding")?;
+    ensure!(
+        stride.len() == 2 && padding.len() == 4,
+        "{op}: stride takes 2 values and padding 4, got {stride:?} {padding:?}"
+    );
+    Ok((
+        [stride[0], stride[1]],
+        [padding[0], padding[1], padding[2], padding[3]],
+    ))
+}
+
 /// [`output_hw`] of a `kernel` (dilation 1) as `[height, width]`, or an error naming `op` and
 /// saying the kernel does not fit the plane.
 pub(crate) fn fitted_hw(
