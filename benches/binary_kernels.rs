@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kestrel_runtime::kernels::binary::store::{LaneStore, StoreKind, CLASSES};
+use kestrel_runtime::kernels::binary::store::{packed_bounds, LaneStore, StoreKind, CLASSES};
 use kestrel_runtime::kernels::binary::{self as kernels, BinaryKernel};
 
 #[path = "common/peak.rs"]
@@ -228,6 +228,7 @@ fn binary_kernels(c: &mut Criterion) {
         let corr = vec![0i32; channels * CLASSES];
         let k_bits = (k * k * words * 64) as i32;
         let threshold: Vec<i32> = (0..channels as i32).map(|c| c % 7 - 3).collect();
+        let bounds = packed_bounds(k_bits, &corr, CLASSES, &threshold);
         let flip: Vec<u32> = (0..channels as u32).map(|c| c % 2).collect();
         let ld = channels.div_ceil(64);
         for kernel in kernels::available() {
@@ -253,6 +254,7 @@ fn binary_kernels(c: &mut Criterion) {
                                 StoreKind::Packed {
                                     threshold: &threshold,
                                     flip: &flip,
+                                    bounds: &bounds,
                                 },
                                 k_bits,
                                 &classes,

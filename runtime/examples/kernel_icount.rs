@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use kestrel_runtime::kernels::binary::store::{LaneStore, StoreKind, CLASSES};
+use kestrel_runtime::kernels::binary::store::{packed_bounds, LaneStore, StoreKind, CLASSES};
 use kestrel_runtime::kernels::binary::{self as kernels, LaneJob, LANE_SLACK};
 
 fn main() -> ExitCode {
@@ -94,6 +94,7 @@ fn main() -> ExitCode {
                     .map(|_| (next() % (2 * dot_max as u64 + 1)) as i32 - dot_max)
                     .collect();
                 let flip: Vec<u32> = (0..c).map(|_| (next() & 1) as u32).collect();
+                let bounds = packed_bounds(dot_max, &corr[..c * CLASSES], CLASSES, &threshold);
                 let (kind, ld) = if mode == "float" {
                     (
                         StoreKind::Float {
@@ -105,7 +106,15 @@ fn main() -> ExitCode {
                 } else {
                     let threshold = &threshold;
                     let flip = &flip;
-                    (StoreKind::Packed { threshold, flip }, c.div_ceil(64))
+                    let bounds = &bounds;
+                    (
+                        StoreKind::Packed {
+                            threshold,
+                            flip,
+                            bounds,
+                        },
+                        c.div_ceil(64),
+                    )
                 };
                 let mut out = vec![0u64; c.max(lanes) * lanes.max(ld)];
                 for _ in 0..iters {

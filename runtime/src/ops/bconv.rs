@@ -56,7 +56,7 @@ use super::packing::{padding_is_clear, words_for};
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
 use crate::kernels::binary::mst::MstSchedule;
-use crate::kernels::binary::store::CLASSES;
+use crate::kernels::binary::store::{packed_bounds, CLASSES};
 use crate::kernels::binary::{self as kernels, LaneJob, LaneStore, StoreKind};
 use std::sync::Mutex;
 
@@ -173,6 +173,9 @@ struct BorderTables {
     threshold: Vec<i32>,
     /// See `threshold`.
     flip: Vec<u32>,
+    /// Packed output: `threshold` and `corr` as count bounds per channel and class
+    /// ([`packed_bounds`]).
+    bounds: Vec<u16>,
 }
 
 /// The tables of the last input size the op ran on (a model runs one size; recomputed when
@@ -358,7 +361,13 @@ impl BinaryConv2d {
                 }
             }
         }
-        let (threshold, flip) = self.output.thresholds.iter().map(|t| t.less_than()).unzip();
+        let (threshold, flip): (Vec<i32>, Vec<u32>) =
+            self.output.thresholds.iter().map(|t| t.less_than()).unzip();
+        let bounds = if threshold.is_empty() {
+            Vec::new()
+        } else {
+            packed_bounds(i32::try_from(g.taps_bits())?, &corr, stride, &threshold)
+        };
         Ok(BorderTables {
             key: (h, w),
             classes,
@@ -366,6 +375,7 @@ impl BinaryConv2d {
             stride,
             threshold,
             flip,
+            bounds,
         })
     }
 
@@ -510,6 +520,7 @@ impl BinaryConv2d {
             OutputKind::Packed => StoreKind::Packed {
                 threshold: &tables.threshold,
                 flip: &tables.flip,
+                bounds: &tables.bounds,
             },
         };
         let k = i32::try_from(g.taps_bits())?;

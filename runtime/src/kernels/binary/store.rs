@@ -7,6 +7,7 @@
 //! dot = k − 2·n − corr[c·stride + classes[p]]
 //! float:  out[c·ld + p] = (mul[c] · (dot as f32)) + bias[c]      (two roundings, no FMA)
 //! packed: bit c of pixel p (word c / 64 of out[p·ld ..]) = (dot < threshold[c]) XOR flip[c]
+//!         ⟺ (n ≥ bounds[c·stride + classes[p]]) XOR flip[c]
 //! ```
 //!
 //! `k − 2·n` is the one-padding dot product; `corr` is the zero-padding correction of the
@@ -15,6 +16,11 @@
 //! (`stride`; 3×3 kernels need 9) a kernel applies it with one table lookup per vector (`vpermd` on x86, `tbl` on NEON) and
 //! skips it for vectors of interior lanes. Packed bits are ORed into an output whose bits
 //! start clear (kernels may also write whole bytes of 8 channels whose block they own).
+//!
+//! The packed form's `bounds` ([`packed_bounds`]) move the threshold and the correction onto
+//! the count: `dot < t` ⟺ `k − corr − 2n < t` ⟺ `n ≥ ⌊(k − corr − t)/2⌋ + 1`, saturated to u16
+//! (counts of the kernels' u16 tiles stay below 65 535). A kernel compares a tile's u16 counts
+//! with one table lookup of bounds per channel, border lanes or not.
 //!
 //! [`LaneStore::put`] is the portable definition every kernel's fused store must equal bit for
 //! bit (tests in `super::tests`).
@@ -38,6 +44,9 @@ pub enum StoreKind<'a> {
         threshold: &'a [i32],
         /// Per-channel inversion (0 or 1).
         flip: &'a [u32],
+        /// Per channel and border class, the smallest count whose `dot` is below the
+        /// threshold: [`packed_bounds`] of this store's `k`, correction tables and thresholds.
+        bounds: &'a [u16],
     },
 }
 
@@ -87,13 +96,26 @@ impl<'a> LaneStore<'a> {
                 assert!(mul.len() >= channels && bias.len() >= channels);
                 assert!(channels <= 1 || ld >= lanes, "float channels overlap");
             }
-            StoreKind::Packed { threshold, flip } => {
+            StoreKind::Packed {
+                threshold,
+                flip,
+                bounds,
+            } => {
                 assert!(threshold.len() >= channels && flip.len() >= channels);
                 assert!(
                     flip[..channels].iter().all(|&f| f <= 1),
                     "a flip is one bit"
                 );
                 assert!(ld * 64 >= channels, "packed pixels hold every channel");
+                assert!(
+                    bounds.len() >= channels * stride,
+                    "bounds per channel and class"
+                );
+                debug_assert!(
+                    bounds[..channels * stride]
+                        == packed_bounds(k, &corr[..channels * stride], stride, threshold)[..],
+                    "bounds are packed_bounds of the store's tables"
+                );
             }
         }
         assert!(classes.len() >= lanes, "a class per lane");
@@ -176,7 +198,9 @@ impl<'a> LaneStore<'a> {
                 // SAFETY: c < channels, p < lanes: writable by the constructor's contract.
                 unsafe { *self.out.cast::<f32>().add(c * self.ld + p) = y + bias[c] };
             }
-            StoreKind::Packed { threshold, flip } => {
+            StoreKind::Packed {
+                threshold, flip, ..
+            } => {
                 let bit = u64::from(u32::from(dot < threshold[c]) ^ flip[c]);
                 // SAFETY: as above, word c / 64 of pixel p.
                 unsafe { *self.out.cast::<u64>().add(p * self.ld + c / 64) |= bit << (c % 64) };
@@ -212,7 +236,9 @@ impl<'a> LaneStore<'a> {
                     *y = scaled + b;
                 }
             }
-            StoreKind::Packed { threshold, flip } => {
+            StoreKind::Packed {
+                threshold, flip, ..
+            } => {
                 let (t, f) = (threshold[c], flip[c]);
                 let (word, shift) = (c / 64, c % 64);
                 for (i, dot) in dots.enumerate() {
@@ -225,6 +251,27 @@ impl<'a> LaneStore<'a> {
             }
         }
     }
+}
+
+/// The packed output's count bounds (see the module docs): for channel `c` (of
+/// `corr.len() / stride`) and class `cl`, `bounds[c·stride + cl]` is the smallest count `n`
+/// with `k − 2n − corr[c·stride + cl] < threshold[c]`, clamped to `0..=65 535` (0: every
+/// count; 65 535: none a u16 tile holds).
+pub fn packed_bounds(k: i32, corr: &[i32], stride: usize, threshold: &[i32]) -> Vec<u16> {
+    assert!(stride > 0 && corr.len().is_multiple_of(stride));
+    assert!(
+        threshold.len() >= corr.len() / stride,
+        "a threshold per channel"
+    );
+    corr.chunks_exact(stride)
+        .zip(threshold)
+        .flat_map(|(table, &t)| {
+            table.iter().map(move |&cr| {
+                let x = i64::from(k) - i64::from(cr) - i64::from(t);
+                ((x >> 1) + 1).clamp(0, i64::from(u16::MAX)) as u16
+            })
+        })
+        .collect()
 }
 
 /// The portable fused lane kernel: per block of up to 256 lanes and per channel, the

@@ -3,7 +3,7 @@
 //! shapes, the benchmark layer shapes, and rows long and dense enough to overflow narrow
 //! accumulators that are widened too late.
 
-use super::store::{lanes_store_portable, CLASSES};
+use super::store::{lanes_store_portable, packed_bounds, CLASSES};
 use super::{available, generic, LaneJob, LaneStore, StoreKind, LANE_SLACK};
 use crate::kernels::{known_kernel_name, pick_by_name};
 use rand::rngs::SmallRng;
@@ -232,6 +232,7 @@ fn check_store(rng: &mut SmallRng, job: &LaneJob<'_>, want: &[u32], channels: us
         })
         .collect();
     let flip: Vec<u32> = (0..channels).map(|_| rng.random_range(0..2)).collect();
+    let bounds = packed_bounds(k, &corr, CLASSES, &threshold);
     let ld = lanes + 3;
     let words = channels.div_ceil(64);
     let run = |f: &dyn Fn(&LaneStore<'_>), kind: StoreKind<'_>| -> (Vec<f32>, Vec<u64>) {
@@ -256,6 +257,7 @@ fn check_store(rng: &mut SmallRng, job: &LaneJob<'_>, want: &[u32], channels: us
         StoreKind::Packed {
             threshold: &threshold,
             flip: &flip,
+            bounds: &bounds,
         },
     ] {
         let portable = run(&|s| lanes_store_portable(job, s), kind);

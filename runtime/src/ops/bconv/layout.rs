@@ -100,6 +100,24 @@ impl LaneLayout {
                         continue;
                     };
                     let row = block + r * ow;
+                    if sw == 1 {
+                        // Consecutive output columns read consecutive input pixels: each word
+                        // plane's run is one strided gather (a copy for one word per pixel).
+                        let n = end - first;
+                        let x0 = first + kx * dw - pl;
+                        let src = &image[(y * w + x0) * cw..][..n * cw];
+                        for word in 0..cw {
+                            let dst = &mut buf[row + word * plane + first..][..n];
+                            if cw == 1 {
+                                dst.copy_from_slice(src);
+                            } else {
+                                for (d, &v) in dst.iter_mut().zip(src[word..].iter().step_by(cw)) {
+                                    *d = v;
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     for ox in first..end {
                         let x = ox * sw + kx * dw - pl;
                         let src = &image[(y * w + x) * cw..][..cw];

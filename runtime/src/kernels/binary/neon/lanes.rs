@@ -33,18 +33,23 @@
 //! The tile's counts go straight into the op's output without bounds checks in the loop.
 //! Float: `dot = k − 2n` (`ushll`/`ushll2` by 1, `sub`), `scvtf`, `fmul` by the channel's
 //! multiplier, `fadd` of its bias (two roundings, as [`LaneStore::put`]), one store per 4
-//! lanes. Packed: interior lanes compare their u16 counts with a per-channel bound (`cmhs`, 8
-//! lanes per instruction; see [`store_packed`]), border lanes their corrected dot with the
-//! threshold; `eor` with the flip mask, `and`/`orr` into each lane's byte, and one byte store
-//! per lane (`st1` lanes), or a read-modify-write for the block that ends the byte. A tile
-//! whose 8 lanes are all interior (one load of their class bytes) skips the border tables;
-//! otherwise the class tables apply with `tbl` as in the other lane paths. MST layers'
-//! stored counts go through the same stage ([`store_counts`]).
+//! lanes; a tile whose 8 lanes are all interior skips the correction tables, otherwise they
+//! apply with `tbl`.
+//!
+//! Packed: a bit is `n ≥ bound` for the lane's border class (the store's count bounds, see
+//! [`super::super::store`]), so every lane, border or interior, costs one `tbl` of the
+//! channel's 16 u16 bounds (one 32-byte load) and one `cmhs` for 8 lanes. A packed store
+//! runs the channels in groups of 8 (two interleaved blocks of 4, [`channel_bytes`]): per
+//! 8 lanes, both blocks' tiles, then `sli` gathers the 8 channels' comparisons into each
+//! lane's byte, one `eor` applies the flips and one byte store per lane writes it whole. The
+//! channels past the last group of 8 take the 4-channel path ([`store_packed`]: `and`/`orr`
+//! into the byte, a read-modify-write for the block that ends it). MST layers' stored counts
+//! go through the same stage ([`store_counts`]).
 
 use std::arch::aarch64::*;
 use std::mem::MaybeUninit;
 
-use super::super::store::{LaneStore, StoreKind};
+use super::super::store::{LaneStore, StoreKind, CLASSES};
 use super::super::{LaneJob, Sink};
 use super::groups;
 
@@ -75,17 +80,44 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
     let offsets = &offsets[..row];
     let channels = job.weights.len() / row;
     let (input, lanes) = (job.input.as_ptr(), job.lanes);
-    let mut interleaved = MaybeUninit::<[u64; 4 * MAX_TAP_WORDS]>::uninit();
-    let mut c = 0;
-    while c + 4 <= channels {
+    // Two blocks of 4 channels, each `[tap word][channel]`.
+    let mut interleaved = MaybeUninit::<[u64; 8 * MAX_TAP_WORDS]>::uninit();
+    let w = interleaved.as_mut_ptr().cast::<u64>();
+    // Channels c..c + 4 interleaved at w + 4·row·block: two tap words of the four rows a turn
+    // (`st4` of four q registers), then the last odd one.
+    let interleave = |c: usize, block: usize| {
         let rows = &job.weights[c * row..][..4 * row];
-        let w = interleaved.as_mut_ptr().cast::<u64>();
-        for i in 0..row {
-            for r in 0..4 {
-                // SAFETY: 4·i + r < 4·row ≤ the buffer's length.
-                unsafe { w.add(4 * i + r).write(rows[r * row + i]) };
+        let rows = [0, 1, 2, 3].map(|r| &rows[r * row..][..row]);
+        // SAFETY: 4·row·block + 4·row ≤ 8·row ≤ the buffer's length; loads inside `rows`.
+        unsafe {
+            let dst = w.add(4 * row * block);
+            let mut i = 0;
+            while i + 2 <= row {
+                let v = rows.map(|r| vld1q_u64(r.as_ptr().add(i)));
+                vst4q_u64(dst.add(4 * i), uint64x2x4_t(v[0], v[1], v[2], v[3]));
+                i += 2;
+            }
+            if i < row {
+                for (r, rw) in rows.iter().enumerate() {
+                    dst.add(4 * i + r).write(rw[i]);
+                }
             }
         }
+    };
+    let mut c = 0;
+    if let Some(bytes) = Bytes::of(sink) {
+        while c + 8 <= channels {
+            interleave(c, 0);
+            interleave(c + 4, 1);
+            // SAFETY: both blocks were written just above; the tiles read lanes < lanes +
+            // LANE_SLACK of every tap word (the job's check) and write byte c / 8 of lanes
+            // < lanes of the store.
+            unsafe { channel_bytes(input, offsets, w, w.add(4 * row), lanes, &bytes, c) };
+            c += 8;
+        }
+    }
+    while c + 4 <= channels {
+        interleave(c, 0);
         // SAFETY: the first 4·row words were written just above; the tiles read lanes
         // < lanes + LANE_SLACK of every tap word (the job's check) and write channels
         // c..c + 4, lanes < lanes of the sink.
@@ -214,6 +246,154 @@ unsafe fn channel_block<const NR: usize>(
     }
 }
 
+/// Every lane of channels `c0..c0 + 8` (a multiple of 8) into whole bytes of a packed
+/// output: per group of 8 lanes, the tiles of both blocks of 4 channels (`w0`, `w1`), then
+/// one byte per lane ([`Bytes::emit`]).
+///
+/// # Safety
+/// As [`run`], for these channels; `w0` and `w1` hold channels `c0..c0 + 4` and
+/// `c0 + 4..c0 + 8` as [`tile`] reads them; `b` is the sink's packed store.
+#[inline(always)]
+unsafe fn channel_bytes(
+    input: *const u64,
+    offsets: &[usize],
+    w0: *const u64,
+    w1: *const u64,
+    lanes: usize,
+    b: &Bytes,
+    c0: usize,
+) {
+    // SAFETY (all blocks): the caller's contract, as in `channel_block`.
+    let flip = (0..8).fold(0u8, |f, j| f | (unsafe { *b.flip.add(c0 + j) } as u8) << j);
+    let mut p = 0;
+    unsafe {
+        while p + 8 <= lanes {
+            let lo = tile::<4, 4>(input.add(p), offsets, w0);
+            let hi = tile::<4, 4>(input.add(p), offsets, w1);
+            b.emit::<true>(&lo, &hi, 8, c0, p, flip);
+            p += 8;
+        }
+        if p + 4 <= lanes {
+            let lo = tile::<2, 4>(input.add(p), offsets, w0);
+            let hi = tile::<2, 4>(input.add(p), offsets, w1);
+            b.emit::<false>(&lo, &hi, 4, c0, p, flip);
+            p += 4;
+        }
+        while p < lanes {
+            let lo = tile::<1, 4>(input.add(p), offsets, w0);
+            let hi = tile::<1, 4>(input.add(p), offsets, w1);
+            b.emit::<false>(&lo, &hi, (lanes - p).min(2), c0, p, flip);
+            p += 2;
+        }
+    }
+}
+
+/// A packed store's whole-byte output (see the module docs), its parameters read once per
+/// job.
+struct Bytes {
+    /// The store's lane classes.
+    classes: *const u8,
+    /// Its count bounds, `CLASSES` per channel.
+    bounds: *const u16,
+    /// Its flips.
+    flip: *const u32,
+    /// Byte 0 of lane 0's first word.
+    out: *mut u8,
+    /// Bytes from one lane's words to the next's.
+    stride: usize,
+}
+
+impl Bytes {
+    /// The whole-byte output of `sink`, if it is a packed store.
+    fn of(sink: Sink<'_>) -> Option<Bytes> {
+        const { assert!(CLASSES == 16, "a lane's bound is a u16 of a 32-byte table") };
+        let Sink::Store(s) = sink else { return None };
+        let StoreKind::Packed { flip, bounds, .. } = s.kind() else {
+            return None;
+        };
+        let (out, ld) = s.out();
+        Some(Bytes {
+            classes: s.classes().as_ptr(),
+            bounds: bounds.as_ptr(),
+            flip: flip.as_ptr(),
+            out,
+            stride: 8 * ld,
+        })
+    }
+
+    /// Bits of channels `c0..c0 + 8` (`lo`: the first 4, `hi`: the next 4) for lanes `p..p +
+    /// valid` (`FULL`: 8): per channel one `tbl` of its bounds by the lanes' classes, `cmhs`,
+    /// and `sli` into the lanes' byte; the flips with one `eor`; one byte store per lane.
+    ///
+    /// # Safety
+    /// Lanes `p..p + valid` and channels `c0..c0 + 8` (`c0` a multiple of 8) are the store's.
+    #[inline(always)]
+    unsafe fn emit<const FULL: bool>(
+        &self,
+        lo: &[uint16x8_t; 4],
+        hi: &[uint16x8_t; 4],
+        valid: usize,
+        c0: usize,
+        p: usize,
+        flip: u8,
+    ) {
+        // SAFETY (all blocks): the caller's contract; NEON is baseline on aarch64.
+        unsafe {
+            let idx = class_indices::<FULL>(self.classes, valid, p);
+            let bounds = self.bounds.add(c0 * CLASSES);
+            let set = |c: usize, n: uint16x8_t| vcgeq_u16(n, bound_of(bounds, c, idx));
+            let mut bits = set(0, lo[0]);
+            bits = vsliq_n_u16::<1>(bits, set(1, lo[1]));
+            bits = vsliq_n_u16::<2>(bits, set(2, lo[2]));
+            bits = vsliq_n_u16::<3>(bits, set(3, lo[3]));
+            bits = vsliq_n_u16::<4>(bits, set(4, hi[0]));
+            bits = vsliq_n_u16::<5>(bits, set(5, hi[1]));
+            bits = vsliq_n_u16::<6>(bits, set(6, hi[2]));
+            bits = vsliq_n_u16::<7>(bits, set(7, hi[3]));
+            let bytes = veor_u8(vmovn_u16(bits), vdup_n_u8(flip));
+            let dst = self.out.add(p * self.stride + c0 / 8);
+            put_bytes::<FULL>(dst, self.stride, bytes, valid);
+        }
+    }
+}
+
+/// The `tbl` byte indices of lanes `p..p + valid`'s classes into a table of u16 (`2·class`,
+/// `2·class + 1`; lanes past `valid` class 0).
+///
+/// # Safety
+/// `classes + p + [0, valid)` readable (`FULL`: `valid` = 8).
+#[inline(always)]
+unsafe fn class_indices<const FULL: bool>(
+    classes: *const u8,
+    valid: usize,
+    p: usize,
+) -> uint8x16_t {
+    // SAFETY: the caller's contract; NEON is baseline on aarch64.
+    unsafe {
+        let cls = if FULL {
+            vld1_u8(classes.add(p))
+        } else {
+            let mut c = [0u8; 8];
+            std::ptr::copy_nonoverlapping(classes.add(p), c.as_mut_ptr(), valid.min(8));
+            vld1_u8(c.as_ptr())
+        };
+        vreinterpretq_u8_u16(vmlaq_n_u16(vdupq_n_u16(0x0100), vmovl_u8(cls), 0x0202))
+    }
+}
+
+/// Channel `c`'s bounds (its 16 u16 at `bounds + c·CLASSES`) looked up for 8 lanes.
+///
+/// # Safety
+/// `bounds + c·CLASSES + [0, CLASSES)` readable.
+#[inline(always)]
+unsafe fn bound_of(bounds: *const u16, c: usize, idx: uint8x16_t) -> uint16x8_t {
+    // SAFETY: the caller's contract; NEON is baseline on aarch64.
+    unsafe {
+        let table = vld1q_u8_x2(bounds.add(c * CLASSES).cast());
+        vreinterpretq_u16_u8(vqtbl2q_u8(table, idx))
+    }
+}
+
 /// Counts of `MR` vectors of 2 lanes × `NR` channels: lane `j < 2·MR` of `[c]` is lane `j`'s
 /// count of channel `c`. `w` is, for `NR` = 4, the interleaved rows (`w[4i + c]` = channel
 /// `c`'s tap word `i`), for `NR` = 1 the channel's row.
@@ -328,8 +508,8 @@ unsafe fn emit<const NR: usize, const FULL: bool>(
             StoreKind::Float { mul, bias } => unsafe {
                 store_float::<NR, FULL>(s, mul, bias, t, valid, c0, p)
             },
-            StoreKind::Packed { threshold, flip } => unsafe {
-                store_packed::<NR, FULL>(s, threshold, flip, t, valid, c0, p)
+            StoreKind::Packed { flip, bounds, .. } => unsafe {
+                store_packed::<NR, FULL>(s, flip, bounds, t, valid, c0, p)
             },
         },
     }
@@ -443,18 +623,16 @@ fn scale(dot: int32x4_t, m: f32, b: float32x4_t) -> float32x4_t {
 /// byte writes it whole (the job owns every channel of its pixels, and the bits of channels
 /// past the last are 0); the block that ends it ORs into it.
 ///
-/// Interior lanes compare the counts in u16, 8 lanes per instruction: `dot < t` ⟺
-/// `k − 2n < t` ⟺ `n ≥ ⌊(k − t)/2⌋ + 1`, that bound saturated to u16 (`sqxtun`: never below 0,
-/// and 65 535 is beyond every count of a job of ≤ 1 023 tap words). Border lanes compare the
-/// corrected dot in i32.
+/// Each channel compares its 8 lanes' u16 counts with its bounds looked up by the lanes'
+/// classes (`tbl`, [`bound_of`]): `dot < t` ⟺ `n ≥ bound`, border lanes or not.
 ///
 /// # Safety
-/// As [`emit`]; `threshold` and `flip` hold the store's channels.
+/// As [`emit`]; `flip` and `bounds` hold the store's channels.
 #[inline(always)]
 unsafe fn store_packed<const NR: usize, const FULL: bool>(
     s: &LaneStore<'_>,
-    threshold: &[i32],
     flip: &[u32],
+    bounds: &[u16],
     t: &[uint16x8_t; NR],
     valid: usize,
     c0: usize,
@@ -474,95 +652,93 @@ unsafe fn store_packed<const NR: usize, const FULL: bool>(
         }
         return;
     }
-    // The NR channels' thresholds and flips, in lanes 0..NR.
-    let mut th = [0i32; 4];
-    let mut fl = [0u32; 4];
-    th[..NR].copy_from_slice(&threshold[c0..c0 + NR]);
-    fl[..NR].copy_from_slice(&flip[c0..c0 + NR]);
-    let border = border_of::<FULL>(s, valid, p);
-    // SAFETY: NEON is baseline on aarch64; the tables hold CLASSES = 16 i32 (64 bytes).
+    assert!(bounds.len() >= (c0 + NR) * CLASSES && flip.len() >= c0 + NR);
+    // SAFETY: NEON is baseline on aarch64; lanes p..p + valid are the store's (the caller's
+    // contract); the bounds of channels c0..c0 + NR were checked just above.
     let bits = unsafe {
-        let k = vdupq_n_s32(s.k());
-        let thv = vld1q_s32(th.as_ptr());
-        let flips = vneg_s16(vreinterpret_s16_u16(vmovn_u32(vld1q_u32(fl.as_ptr()))));
-        let flips = vreinterpret_u16_s16(flips);
+        let idx = class_indices::<FULL>(s.classes().as_ptr(), valid, p);
         let mut bits = vdupq_n_u16(0);
-        match border {
-            None => {
-                let bound = vqmovun_s32(vaddq_s32(
-                    vshrq_n_s32::<1>(vqsubq_s32(k, thv)),
-                    vdupq_n_s32(1),
-                ));
-                for (c, &n) in t.iter().enumerate() {
-                    let (b, f) = (lane_u16(bound, c), lane_u16(flips, c));
-                    let set = veorq_u16(vcgeq_u16(n, vdupq_n_u16(b)), vdupq_n_u16(f));
-                    bits = vorrq_u16(bits, vandq_u16(set, vdupq_n_u16(1 << (bit0 % 8 + c))));
-                }
-            }
-            Some(border) => {
-                for (c, &n) in t.iter().enumerate() {
-                    let table = vld1q_u8_x4(s.table(c0 + c).as_ptr().cast());
-                    let d = dots(k, n, Some(border), Some(table));
-                    let tc = vdupq_n_s32(th[c]);
-                    let below = vcombine_u16(
-                        vmovn_u32(vcltq_s32(d[0], tc)),
-                        vmovn_u32(vcltq_s32(d[1], tc)),
-                    );
-                    let set = veorq_u16(below, vdupq_n_u16(lane_u16(flips, c)));
-                    bits = vorrq_u16(bits, vandq_u16(set, vdupq_n_u16(1 << (bit0 % 8 + c))));
-                }
-            }
+        for (c, &n) in t.iter().enumerate() {
+            let set = vcgeq_u16(n, bound_of(bounds.as_ptr(), c0 + c, idx));
+            let set = veorq_u16(set, vdupq_n_u16(0u16.wrapping_sub(flip[c0 + c] as u16)));
+            bits = vorrq_u16(bits, vandq_u16(set, vdupq_n_u16(1 << (bit0 % 8 + c))));
         }
         vmovn_u16(bits)
     };
-    let stride = ld * 8;
     // SAFETY: byte bit0 / 8 of word `word` of pixels p..p + valid: the store's (the caller's
     // contract), this job's alone.
     unsafe {
-        let mut dst = out.add((p * ld + word) * 8 + bit0 / 8);
+        let (dst, stride) = (out.add((p * ld + word) * 8 + bit0 / 8), ld * 8);
+        // The block that ends the byte ORs into what the block that starts it wrote.
+        let bits = if bit0 % 8 == 0 {
+            bits
+        } else {
+            vorr_u8(get_bytes::<FULL>(dst, stride, valid), bits)
+        };
+        put_bytes::<FULL>(dst, stride, bits, valid);
+    }
+}
+
+/// The bytes at `src + j·stride` for lanes `j < valid` (`FULL`: 8), 0 past `valid`.
+///
+/// # Safety
+/// Those bytes readable.
+#[inline(always)]
+unsafe fn get_bytes<const FULL: bool>(
+    mut src: *const u8,
+    stride: usize,
+    valid: usize,
+) -> uint8x8_t {
+    // SAFETY: the caller's contract; NEON is baseline on aarch64.
+    unsafe {
         if FULL {
-            // The block that ends the byte ORs into what the block that starts it wrote.
-            let bits = if bit0 % 8 == 0 {
-                bits
-            } else {
-                let (mut old, mut src) = (vdup_n_u8(0), dst.cast_const());
-                macro_rules! get {
-                    ($($j:literal)*) => {$(
-                        old = vld1_lane_u8::<$j>(src, old);
-                        src = src.add(stride);
-                    )*};
-                }
-                get!(0 1 2 3 4 5 6 7);
-                vorr_u8(old, bits)
-            };
+            let mut old = vdup_n_u8(0);
+            macro_rules! get {
+                ($($j:literal)*) => {$(
+                    old = vld1_lane_u8::<$j>(src, old);
+                    src = src.add(stride);
+                )*};
+            }
+            get!(0 1 2 3 4 5 6 7);
+            return old;
+        }
+        let mut b = [0u8; 8];
+        for b in &mut b[..valid] {
+            *b = *src;
+            src = src.add(stride);
+        }
+        vld1_u8(b.as_ptr())
+    }
+}
+
+/// Writes byte `j` of `bytes` at `dst + j·stride` for lanes `j < valid` (`FULL`: 8).
+///
+/// # Safety
+/// Those bytes writable.
+#[inline(always)]
+unsafe fn put_bytes<const FULL: bool>(
+    mut dst: *mut u8,
+    stride: usize,
+    bytes: uint8x8_t,
+    valid: usize,
+) {
+    // SAFETY: the caller's contract; NEON is baseline on aarch64.
+    unsafe {
+        if FULL {
             macro_rules! put {
                 ($($j:literal)*) => {$(
-                    vst1_lane_u8::<$j>(dst, bits);
+                    vst1_lane_u8::<$j>(dst, bytes);
                     dst = dst.add(stride);
                 )*};
             }
             put!(0 1 2 3 4 5 6 7);
             return;
         }
-        let mut bytes = [0u8; 8];
-        vst1_u8(bytes.as_mut_ptr(), bits);
-        for &b in &bytes[..valid] {
-            *dst = if bit0 % 8 == 0 { b } else { *dst | b };
+        let mut b = [0u8; 8];
+        vst1_u8(b.as_mut_ptr(), bytes);
+        for &b in &b[..valid] {
+            *dst = b;
             dst = dst.add(stride);
-        }
-    }
-}
-
-/// Lane `c` (< 4) of `v`.
-#[inline(always)]
-fn lane_u16(v: uint16x4_t, c: usize) -> u16 {
-    // SAFETY: NEON is baseline on aarch64.
-    unsafe {
-        match c {
-            0 => vget_lane_u16::<0>(v),
-            1 => vget_lane_u16::<1>(v),
-            2 => vget_lane_u16::<2>(v),
-            _ => vget_lane_u16::<3>(v),
         }
     }
 }

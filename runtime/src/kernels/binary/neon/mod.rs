@@ -411,7 +411,10 @@ unsafe fn neon_store_packed<const NR: usize, const G: usize>(
     c0: usize,
     p: usize,
 ) {
-    let StoreKind::Packed { threshold, flip } = s.kind() else {
+    let StoreKind::Packed {
+        threshold, flip, ..
+    } = s.kind()
+    else {
         return; // float output: neon_store
     };
     let (n, idx, border) = groups::<G>(s, valid, p);

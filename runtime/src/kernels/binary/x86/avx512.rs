@@ -292,7 +292,9 @@ unsafe fn avx512_store16<const NR: usize>(
                 }
             }
         }
-        StoreKind::Packed { threshold, flip } if NR == 8 && c0.is_multiple_of(8) => {
+        StoreKind::Packed {
+            threshold, flip, ..
+        } if NR == 8 && c0.is_multiple_of(8) => {
             // Byte c of `lo` / `hi`: channel c0 + c's bits over lanes 0..8 / 8..16.
             let (mut lo, mut hi) = (0u64, 0u64);
             for c in 0..NR {

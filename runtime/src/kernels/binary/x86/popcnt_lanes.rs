@@ -114,7 +114,10 @@ impl<'a> PackedBlock<'a> {
     /// The block's constants when `sink` is a packed store and `c0..c0 + N` a byte's channels.
     fn new<const N: usize>(sink: Sink<'a>, c0: usize) -> Option<PackedBlock<'a>> {
         let Sink::Store(s) = sink else { return None };
-        let StoreKind::Packed { threshold, flip } = s.kind() else {
+        let StoreKind::Packed {
+            threshold, flip, ..
+        } = s.kind()
+        else {
             return None;
         };
         if N != NR || !c0.is_multiple_of(8) {
