@@ -77,7 +77,37 @@ impl EvalOp for BinaryMaxPool {
         let (oh, ow) = self.output_size(h, w)?;
         let view = input.try_as_plain_ram()?;
         let x = view.as_slice::<u64>()?;
-        let mut out = vec![u64::MAX; n * oh * ow * cw];
+        // SAFETY: u64 has no invalid bit patterns, and `pool` writes every element.
+        let mut out = unsafe { Tensor::uninitialized::<u64>(&[n, oh, ow, cw])? };
+        {
+            let mut view = out.try_as_plain_ram_mut()?;
+            self.pool(x, [n, h, w, cw], [oh, ow], view.as_slice_mut::<u64>()?);
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl BinaryMaxPool {
+    /// Pools `x` (`[n, h, w, cw]` words) into `out` (`[n, oh, ow, cw]`, every word written).
+    fn pool(&self, x: &[u64], [n, h, w, cw]: [usize; 4], [oh, ow]: [usize; 2], out: &mut [u64]) {
+        assert!(x.len() == n * h * w * cw && out.len() == n * oh * ow * cw);
+        if self.kernel == [2, 2] && self.stride == [2, 2] && self.padding == [0; 4] {
+            // The common case: each output row ANDs two whole input rows, pixel pairs.
+            for (b, dst) in out.chunks_exact_mut(oh * ow * cw).enumerate() {
+                for (oy, dst) in dst.chunks_exact_mut(ow * cw).enumerate() {
+                    let row = |y: usize| &x[((b * h + y) * w) * cw..][..2 * ow * cw];
+                    let (r0, r1) = (row(2 * oy), row(2 * oy + 1));
+                    let pairs = r0.chunks_exact(2 * cw).zip(r1.chunks_exact(2 * cw));
+                    for (d, (a, c)) in dst.chunks_exact_mut(cw).zip(pairs) {
+                        for (i, d) in d.iter_mut().enumerate() {
+                            *d = a[i] & a[cw + i] & c[i] & c[cw + i];
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        out.fill(u64::MAX);
         for b in 0..n {
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -101,9 +131,6 @@ impl EvalOp for BinaryMaxPool {
                 }
             }
         }
-        Ok(tvec!(
-            Tensor::from_shape(&[n, oh, ow, cw], &out)?.into_tvalue()
-        ))
     }
 }
 
@@ -173,4 +200,76 @@ fn dump(
             ("padding", ints(&op.padding)),
         ],
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
+
+    /// Max of ±1 values per channel (bit set = −1), padding ignored, from the bits one by one.
+    fn reference(op: &BinaryMaxPool, x: &[u64], [n, h, w, cw]: [usize; 4]) -> Vec<u64> {
+        let (oh, ow) = op.output_size(h, w).unwrap();
+        let mut out = vec![0u64; n * oh * ow * cw];
+        for b in 0..n {
+            for (oy, ox, c) in (0..oh)
+                .flat_map(|y| (0..ow).flat_map(move |x| (0..cw * 64).map(move |c| (y, x, c))))
+            {
+                let mut max = -1;
+                for ky in 0..op.kernel[0] {
+                    for kx in 0..op.kernel[1] {
+                        let iy = (oy * op.stride[0] + ky).checked_sub(op.padding[0]);
+                        let ix = (ox * op.stride[1] + kx).checked_sub(op.padding[1]);
+                        if let (Some(iy), Some(ix)) = (iy.filter(|&y| y < h), ix.filter(|&x| x < w))
+                        {
+                            let bit = x[((b * h + iy) * w + ix) * cw + c / 64] >> (c % 64) & 1;
+                            max = max.max(if bit == 1 { -1 } else { 1 });
+                        }
+                    }
+                }
+                if max == -1 {
+                    out[((b * oh + oy) * ow + ox) * cw + c / 64] |= 1 << (c % 64);
+                }
+            }
+        }
+        out
+    }
+
+    /// The 2×2 stride-2 path and the general one equal the per-bit reference, odd sizes,
+    /// several words per pixel and padding included; the op's eval gives the same words.
+    #[test]
+    fn pools_equal_the_per_bit_reference() {
+        let mut rng = SmallRng::seed_from_u64(0x6b65_7374_7265_6c0b);
+        let cases = [
+            ([2, 2], [2, 2], [0; 4], [1, 8, 8, 1]),
+            ([2, 2], [2, 2], [0; 4], [2, 7, 9, 3]),
+            ([2, 2], [2, 2], [0, 0, 1, 1], [1, 5, 5, 2]),
+            ([3, 3], [2, 2], [1; 4], [1, 9, 6, 2]),
+            ([3, 2], [1, 2], [1, 0, 1, 0], [1, 4, 7, 1]),
+        ];
+        for (kernel, stride, padding, shape) in cases {
+            let op = BinaryMaxPool::new(kernel, stride, padding).unwrap();
+            let [n, h, w, cw] = shape;
+            // Sparse and dense bits: ANDs of four words would be all-zero on uniform bits.
+            let x: Vec<u64> = (0..n * h * w * cw)
+                .map(|_| rng.random::<u64>() | rng.random::<u64>())
+                .collect();
+            let want = reference(&op, &x, shape);
+            let input = Tensor::from_shape(&[n, h, w, cw], &x).unwrap();
+            let got = op
+                .eval_out_of_plan(tvec!(input.into_tvalue()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                got[0]
+                    .try_as_plain_ram()
+                    .unwrap()
+                    .as_slice::<u64>()
+                    .unwrap(),
+                &want[..],
+                "{op:?} {shape:?}"
+            );
+        }
+    }
 }
