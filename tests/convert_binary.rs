@@ -79,6 +79,9 @@ fn sign_network_becomes_binary_and_matches_onnxruntime() {
     );
     assert_eq!(binary.binary_max_pools, 1);
     assert_eq!(binary.bitpacks, 1, "one entry into the binary domain");
+    // conv1 is that entry's only float input: it writes the packed bits itself.
+    assert_eq!(report.conv.as_ref().map(|c| c.packed_outputs), Some(1));
+    assert_eq!(ops(&report).get("KestrelBitpack"), None);
     assert!(binary.weight_bytes_after * 10 < binary.weight_bytes_before);
     assert_eq!(ops(&report).get("KestrelBinaryConv2d"), Some(&2));
     assert_eq!(ops(&report).get("KestrelBinaryDense"), Some(&1));

@@ -9,14 +9,19 @@
 //! stays tract's; the reason is logged and reported. Depthwise convolutions are the
 //! depthwise pass's; 1×1 convolutions tract has already turned into products are the linear
 //! pass's.
+//!
+//! Then [`fuse_bitpacks`]: a convolution whose only reader is `kestrel_bitpack` (a binary
+//! network's float stem, its batch-norm folded) writes the packed sign bits itself.
 
 use tract_onnx::prelude::*;
 
 use crate::depthwise::window_geometry;
 use crate::float_ops::{all_f32, PlacementReport};
 use crate::int8::layers::{find_layers, Layer, LayerOp};
+use kestrel_runtime::ops::bitpack::Bitpack;
 use kestrel_runtime::ops::conv::Conv as KestrelConv;
 use kestrel_runtime::ops::depthwise::Fused;
+use kestrel_runtime::ops::output_stage::OutputKind;
 
 /// Replaces every float one-group convolution of `model` (decluttered) the op can take.
 pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
@@ -49,6 +54,46 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
         report.replaced += 1;
     }
     Ok((model, report))
+}
+
+/// Makes every `kestrel_conv` of `model` whose only reader is a `kestrel_bitpack` (and whose
+/// float output is not a graph output) write the packed bits itself, `output = "packed"`:
+/// the same bits, without the float feature map between the two ops. Returns the model and
+/// how many convolutions now pack.
+pub fn fuse_bitpacks(model: TypedModel) -> TractResult<(TypedModel, usize)> {
+    let mut model = model;
+    let mut fused = 0;
+    loop {
+        let outputs = model.output_outlets()?.to_vec();
+        let pair = model.nodes.iter().find_map(|n| {
+            let conv = n.op_as::<KestrelConv>()?;
+            let out = OutletId::new(n.id, 0);
+            let readers = &n.outputs[0].successors;
+            let fits = conv.output == OutputKind::Float
+                && readers.len() == 1
+                && !outputs.contains(&out)
+                && model.outlet_fact(n.inputs[0]).is_ok_and(|f| f.rank() == 4);
+            let next = model.node(readers.first()?.node);
+            (fits && next.op_is::<Bitpack>()).then(|| (n.id, next.id, conv.clone()))
+        });
+        let Some((conv_id, pack_id, conv)) = pair else {
+            break;
+        };
+        let (name, input) = (
+            model.node(conv_id).name.clone(),
+            model.node(conv_id).inputs[0],
+        );
+        let mut patch = TypedModelPatch::new(format!("packed output for {name}"));
+        let x = patch.tap_model(&model, input)?;
+        let op = conv.with_packed_output();
+        let y = patch.wire_node(format!("{name}.packed"), op, &[x])?[0];
+        patch.shunt_outside(&model, OutletId::new(pack_id, 0), y)?;
+        patch.apply(&mut model)?;
+        model = model.into_compact()?;
+        fused += 1;
+        log::info!("convolution '{name}' writes packed bits for the binary layer after it");
+    }
+    Ok((model, fused))
 }
 
 /// The op replacing `layer`, or why it cannot.
@@ -91,6 +136,16 @@ mod tests {
     /// `x [1, 3, 15, 14]` → 3×3 convolution 3 → 10 (stride 2, padding 1, `group`, `format`)
     /// with a bias → batch-norm `Mul`, `Add` → ReLU6 clip, as tract declutters it.
     fn graph(format: DataFormat, group: usize, dilation: usize) -> (TypedModel, [usize; 4]) {
+        graph_with(format, group, dilation, true)
+    }
+
+    /// [`graph`], the ReLU6 clip only with `clip`.
+    fn graph_with(
+        format: DataFormat,
+        group: usize,
+        dilation: usize,
+        clip: bool,
+    ) -> (TypedModel, [usize; 4]) {
         let (c, o) = (if group > 1 { 4 } else { 3 }, 10);
         let shape = if format == DataFormat::NCHW {
             [1, c, 15, 14]
@@ -129,7 +184,8 @@ mod tests {
             let k = m.add_const(format!("{name}.k"), k).unwrap();
             y = m.wire_node(name, op, &[y, k]).unwrap()[0];
         }
-        for (name, op, v) in [("relu", math::max(), 0f32), ("six", math::min(), 6.0)] {
+        let clips = [("relu", math::max(), 0f32), ("six", math::min(), 6.0)];
+        for (name, op, v) in clips.into_iter().filter(|_| clip) {
             let k = m
                 .add_const(name, tensor0(v).broadcast_into_rank(4).unwrap())
                 .unwrap();
@@ -162,6 +218,33 @@ mod tests {
         run(&source, shape)
             .close_enough(&run(&placed, shape), Approximation::Approximate)
             .unwrap();
+    }
+
+    /// A convolution read only by `kestrel_bitpack` becomes one op writing the same bits; one
+    /// whose float output is also a graph output keeps the float op and the bit-pack.
+    #[test]
+    fn a_convolution_read_only_by_a_bitpack_writes_the_bits() {
+        let (source, shape) = graph_with(DataFormat::NCHW, 1, 1, false);
+        let (mut placed, _) = place(source).unwrap();
+        let y = placed.output_outlets().unwrap()[0];
+        let bits = placed.wire_node("pack", Bitpack, &[y]).unwrap()[0];
+        placed.select_output_outlets(&[bits]).unwrap();
+        let want = run(&placed, shape);
+        let words = want
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<u64>()
+            .unwrap()
+            .to_vec();
+        assert!(words.iter().any(|&w| w != 0) && words.iter().any(|&w| w != 0x3ff));
+        let (fused, n) = fuse_bitpacks(placed.clone()).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(ops(&fused), ["Source", "KestrelConv"]);
+        assert_eq!(run(&fused, shape), want);
+        placed.select_output_outlets(&[y, bits]).unwrap();
+        let (kept, n) = fuse_bitpacks(placed).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(ops(&kept), ["Source", "KestrelConv", "KestrelBitpack"]);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct PlacementReport {
     /// Activations before a replaced layer moved into its op (the depthwise op's input
     /// HardSwish).
     pub fused_inputs: usize,
+    /// Replaced layers that write their binarised output as packed bits (a convolution whose
+    /// only reader was `kestrel_bitpack`).
+    pub packed_outputs: usize,
 }
 
 impl PlacementReport {
@@ -59,6 +62,13 @@ impl PlacementReport {
                     s,
                     ", {} with the HardSwish before it fused",
                     self.fused_inputs
+                );
+            }
+            if self.packed_outputs > 0 {
+                let _ = write!(
+                    s,
+                    ", {} writing packed bits for the binary layer after it",
+                    self.packed_outputs
                 );
             }
             s.push('\n');
@@ -131,7 +141,9 @@ pub fn place(graph: TypedModel, choices: Choices) -> TractResult<(TypedModel, Fl
         let (g, r) = linear::place(graph).context("linear rewrite")?;
         graph = g;
         report.linear = Some(r);
-        let (g, r) = conv::place(graph).context("convolution rewrite")?;
+        let (g, mut r) = conv::place(graph).context("convolution rewrite")?;
+        let (g, packed) = conv::fuse_bitpacks(g).context("packed convolution output")?;
+        r.packed_outputs = packed;
         graph = g;
         report.conv = Some(r);
     }

@@ -20,14 +20,24 @@
 //! kernel, dilation 1, one group. The converter leaves any other convolution to tract.
 //! Work is split over the runtime's threads by output-channel blocks; each task builds the
 //! columns it multiplies.
+//!
+//! With `output = "packed"` (a layer whose only reader binarises it: a binary network's
+//! stem) the op writes `[N, Ho, Wo, ⌈O/64⌉]` u64 sign bits instead, as `kestrel_bitpack` of
+//! its float output would (bit = 1 for y < 0 and NaN): each chunk of output rows is computed
+//! for every channel into per-thread scratch and packed from there by the bit-pack kernels,
+//! so the float feature map is never written out. Tasks then split the output rows (a
+//! pixel's word holds 64 channels, so every channel of a pixel is one task's).
 
 use tract_nnef::internal::*;
-use tract_nnef::ser::{array, invocation, numeric};
+use tract_nnef::ser::{array, invocation, numeric, string};
 
 use super::depthwise::{read_fused, write_fused, Fused};
 use super::im2col::{im2col, Window};
+use super::output_stage::OutputKind;
+use super::packing::words_for;
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
+use crate::kernels::bitpack;
 use crate::kernels::linear::{self as kl, Clamp, Job, PackedWeights, ROWS};
 
 /// NNEF name.
@@ -60,6 +70,8 @@ pub struct Conv {
     pub padding: [usize; 4],
     /// The fused activation: none, ReLU or clip.
     pub fused: Fused,
+    /// Float `[N, O, Ho, Wo]`, or packed sign bits `[N, Ho, Wo, ⌈O/64⌉]` (module docs).
+    pub output: OutputKind,
     clamp: Clamp,
     packed: Arc<PackedWeights>,
 }
@@ -71,6 +83,7 @@ impl std::hash::Hash for Conv {
         self.stride.hash(state);
         self.padding.hash(state);
         self.fused.hash(state);
+        self.output.hash(state);
     }
 }
 
@@ -81,6 +94,7 @@ impl PartialEq for Conv {
             && self.stride == other.stride
             && self.padding == other.padding
             && self.fused == other.fused
+            && self.output == other.output
     }
 }
 
@@ -124,9 +138,18 @@ impl Conv {
             stride,
             padding,
             fused,
+            output: OutputKind::Float,
             clamp,
             packed: Arc::new(packed),
         })
+    }
+
+    /// The same convolution writing packed sign bits (module docs).
+    pub fn with_packed_output(self) -> Conv {
+        Conv {
+            output: OutputKind::Packed,
+            ..self
+        }
     }
 
     /// Output channels (O).
@@ -211,6 +234,60 @@ impl Conv {
             });
         });
     }
+
+    /// Runs `images` images of `x` through `g` into packed sign bits `y` (`[images, Ho, Wo,
+    /// ⌈O/64⌉]`): per chunk of output rows, every channel into scratch, then the bit-pack
+    /// kernel; tasks take whole chunks.
+    fn run_packed(&self, images: usize, g: &Window, out_h: usize, x: &[f32], y: &mut [u64]) {
+        let (o, k, wo) = (self.outputs(), g.k(), g.out_w);
+        let [c, h, w] = g.input;
+        let words = words_for(o);
+        if images == 0 || out_h * wo == 0 {
+            return;
+        }
+        let (kernel, packer) = (kl::select(), bitpack::select());
+        let blocks = self.packed.blocks();
+        let chunk_rows = (CHUNK_FLOATS / (k * wo))
+            .max(MIN_CHUNK_COLUMNS.div_ceil(wo))
+            .clamp(1, out_h);
+        let chunks = out_h.div_ceil(chunk_rows);
+        let tasks = threads().min(images * chunks);
+        let ld = chunk_rows * wo;
+        let y = Disjoint::new(y);
+        run_indexed(tasks, |t| {
+            let range = t * images * chunks / tasks..(t + 1) * images * chunks / tasks;
+            if range.is_empty() {
+                return;
+            }
+            // The columns, then the chunk's float outputs (`O × cols`), in one buffer.
+            scratch::floats(k * ld + o * ld, |buf| {
+                let (cols_buf, out_buf) = buf.split_at_mut(k * ld);
+                // The padding columns of every chunk stay zero (`im2col`).
+                cols_buf.fill(0.0);
+                for i in range {
+                    let (n, r0) = (i / chunks, i % chunks * chunk_rows);
+                    let r1 = (r0 + chunk_rows).min(out_h);
+                    let cols = (r1 - r0) * wo;
+                    let image = &x[n * c * h * w..][..c * h * w];
+                    im2col(image, g, r0..r1, cols_buf, ld, |_| 0.0);
+                    let job = Job {
+                        w: &self.packed,
+                        blocks: 0..blocks,
+                        x: cols_buf,
+                        x_stride: ld,
+                        cols,
+                        y_stride: cols,
+                        clamp: self.clamp,
+                    };
+                    let floats = &mut out_buf[..o * cols];
+                    kernel.run(&job, floats);
+                    // SAFETY: the words of rows r0..r1 of image n belong to this chunk alone.
+                    let part = unsafe { y.part(((n * out_h + r0) * wo) * words, cols * words) };
+                    packer.pack_planes(floats, o, part);
+                }
+            });
+        });
+    }
 }
 
 impl Op for Conv {
@@ -247,6 +324,19 @@ impl EvalOp for Conv {
         let (images, g, oh) = self.window(input.shape())?;
         let ow = g.out_w;
         let r = input.rank();
+        if self.output == OutputKind::Packed {
+            ensure!(r == 4, "{NAME}: packed output needs an [N, C, H, W] input");
+            let shape = [images, oh, ow, words_for(self.outputs())];
+            // SAFETY: `run_packed` writes every word (each chunk of rows by one task).
+            let mut out = unsafe { Tensor::uninitialized::<u64>(&shape)? };
+            {
+                let view = input.try_as_plain_ram()?;
+                let mut out_view = out.try_as_plain_ram_mut()?;
+                let (x, y) = (view.as_slice::<f32>()?, out_view.as_slice_mut::<u64>()?);
+                self.run_packed(images, &g, oh, x, y);
+            }
+            return Ok(tvec!(out.into_tvalue()));
+        }
         let mut shape: TVec<usize> = input.shape().into();
         shape[r - 3] = self.outputs();
         shape[r - 2] = oh;
@@ -284,6 +374,15 @@ impl TypedOp for Conv {
             bail!("{NAME}: the plane size must be known, got {f:?}");
         };
         let [oh, ow] = self.out_hw([h, w])?;
+        if self.output == OutputKind::Packed {
+            ensure!(
+                r == 4,
+                "{NAME}: packed output needs an [N, C, H, W] input, got {f:?}"
+            );
+            let words = words_for(self.outputs());
+            let shape = tvec![f.shape[0].clone(), oh.into(), ow.into(), words.into()];
+            return Ok(tvec!(u64::fact(shape)));
+        }
         let mut shape = f.shape.to_tvec();
         shape[r - 3] = self.outputs().into();
         shape[r - 2] = oh.into();
@@ -294,7 +393,11 @@ impl TypedOp for Conv {
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let out = self.output_facts(inputs)?.remove(0);
         let [kh, kw] = self.kernel();
-        let macs = out.shape.iter().product::<TDim>() * (self.inputs() * kh * kw);
+        let pixels = out.shape.iter().take(out.rank() - 1).product::<TDim>();
+        let macs = match self.output {
+            OutputKind::Float => out.shape.iter().product::<TDim>(),
+            OutputKind::Packed => pixels * self.outputs(),
+        } * (self.inputs() * kh * kw);
         Ok(tvec!((Cost::FMA(f32::datum_type()), macs)))
     }
 
@@ -312,6 +415,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Integer.array().named("padding"),
             TypeName::String.named("activation").default("none"),
             TypeName::Scalar.named("clip").default(0.0),
+            TypeName::String.named("output").default("float"),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -325,7 +429,12 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
     let (stride, padding) = super::window::read_window(builder, invocation, NAME)?;
     let fused = read_fused(builder, invocation, NAME)?;
+    let output: String = invocation.named_arg_as(builder, "output")?;
     let op = Conv::new(weights, bias, stride, padding, fused)?;
+    let op = match OutputKind::parse(&output).with_context(|| format!("{NAME}: output"))? {
+        OutputKind::Float => op,
+        OutputKind::Packed => op.with_packed_output(),
+    };
     builder.wire(op, &[input])
 }
 
@@ -336,12 +445,16 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Conv) -> TractResult<Option<Ar
     let ints = |v: &[usize]| array(v.iter().map(numeric).collect::<Vec<_>>());
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
     write_fused(op.fused, &mut attributes);
+    if op.output == OutputKind::Packed {
+        attributes.push(("output", string(op.output.as_str())));
+    }
     Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
     /// The definition in f64: `act(bias + Σ w·x)` over the taps inside the input.
     #[allow(clippy::too_many_arguments)]
@@ -400,13 +513,17 @@ mod tests {
             .into_tensor())
     }
 
-    #[test]
-    fn matches_the_definition_on_every_geometry() {
-        let mut seed = 1u32;
-        let mut rand = move || {
+    /// Values uniform in [−1, 1) from a linear congruential generator seeded with `seed`.
+    fn uniform(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-        };
+        }
+    }
+
+    #[test]
+    fn matches_the_definition_on_every_geometry() {
+        let mut rand = uniform(1);
         for (shape, [o, kh, kw], stride, padding, clip) in [
             ([1, 3, 17, 19], [16, 3, 3], [2, 2], [1, 1, 1, 1], None),
             ([2, 5, 9, 8], [11, 3, 3], [1, 1], [1, 1, 1, 1], Some(6.0)),
@@ -463,6 +580,56 @@ mod tests {
                 assert!(
                     (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
                     "{shape:?} {o}x{kh}x{kw} s{stride:?} p{padding:?}: [{i}] {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    /// Packed output equals `kestrel_bitpack` of the float output bit for bit (a partial last
+    /// word, two images, several chunks of rows, 1 and 3 threads). Its NNEF form is written
+    /// and reloaded by the converter's end-to-end tests (`tests/convert_binary.rs`).
+    #[test]
+    fn packed_output_is_the_bitpack_of_the_float_output() {
+        let mut rand = uniform(7);
+        for (shape, [o, kh, kw], stride, fused) in [
+            ([1, 3, 32, 32], [64, 3, 3], [1, 1], Fused::None),
+            ([2, 3, 17, 19], [70, 3, 3], [2, 2], Fused::None),
+            ([1, 16, 39, 40], [130, 3, 3], [1, 1], Fused::Relu),
+            ([3, 2, 5, 300], [9, 1, 3], [1, 2], Fused::Clip(0.5)),
+        ] {
+            let [n, c, h, w] = shape;
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| rand()).collect();
+            let wt: Vec<f32> = (0..o * c * kh * kw).map(|_| rand()).collect();
+            let bias: Vec<f32> = (0..o).map(|_| rand() * 0.5).collect();
+            let op = Conv::new(
+                Arc::new(Tensor::from_shape(&[o, c, kh, kw], &wt).unwrap()),
+                Arc::new(Tensor::from_shape(&[o], &bias).unwrap()),
+                stride,
+                [kh / 2, kw / 2, kh / 2, kw / 2],
+                fused,
+            )
+            .unwrap();
+            let input = Tensor::from_shape(&shape, &x).unwrap();
+            let float = eval(&op, input.clone()).unwrap();
+            let want = super::super::bitpack::Bitpack
+                .eval_out_of_plan(tvec!(float.into_tvalue()))
+                .unwrap()
+                .unwrap()
+                .remove(0);
+            let packed = op.clone().with_packed_output();
+            for threads in [1, 3] {
+                let executor = if threads == 1 {
+                    Executor::SingleThread
+                } else {
+                    Executor::multithread(threads)
+                };
+                let got =
+                    multithread_tract_scope(executor, || eval(&packed, input.clone())).unwrap();
+                assert_eq!(got.shape(), want.shape(), "{shape:?} {o}");
+                assert_eq!(
+                    got.try_as_plain_ram().unwrap().as_slice::<u64>().unwrap(),
+                    want.try_as_plain_ram().unwrap().as_slice::<u64>().unwrap(),
+                    "{shape:?} {o} channels, {threads} threads"
                 );
             }
         }
