@@ -190,6 +190,41 @@ pub(super) unsafe fn store_counts(counts: &[u32], slots: Option<&[u32]>, store: 
     }
     let channels = store.channels();
     let mut c0 = 0;
+    if let Some(bytes) = Bytes::of(Sink::Store(store)) {
+        // Packed: groups of 8 channels into whole bytes, as the register tiles do; a block
+        // whose counts exceed u16 takes the 4-channel stage below.
+        while c0 + 8 <= channels {
+            let rows = [0, 1, 2, 3, 4, 5, 6, 7].map(|c| row(c0 + c));
+            // SAFETY: channels c0..c0 + 8 are the store's (the caller's contract).
+            let flip = unsafe { bytes.flips(c0) };
+            let mut p = 0;
+            while p < lanes {
+                let valid = (lanes - p).min(8);
+                let v = rows.map(|r| load(r, p, valid));
+                let top = v
+                    .iter()
+                    .fold(vdupq_n_u32(0), |t, g| vmaxq_u32(t, vmaxq_u32(g[0], g[1])));
+                // SAFETY: channels c0..c0 + 8 and lanes p..p + valid are the store's.
+                unsafe {
+                    if vmaxvq_u32(top) > u32::from(u16::MAX) {
+                        let (lo, hi) = ([v[0], v[1], v[2], v[3]], [v[4], v[5], v[6], v[7]]);
+                        block::<4>(store, &lo, valid, c0, p);
+                        block::<4>(store, &hi, valid, c0 + 4, p);
+                    } else {
+                        let t = v.map(|g| vcombine_u16(vmovn_u32(g[0]), vmovn_u32(g[1])));
+                        let (lo, hi) = ([t[0], t[1], t[2], t[3]], [t[4], t[5], t[6], t[7]]);
+                        if valid == 8 {
+                            bytes.emit::<true>(&lo, &hi, 8, c0, p, flip);
+                        } else {
+                            bytes.emit::<false>(&lo, &hi, valid, c0, p, flip);
+                        }
+                    }
+                }
+                p += 8;
+            }
+            c0 += 8;
+        }
+    }
     while c0 < channels {
         let wide = c0 + 4 <= channels;
         let rows = [0, 1, 2, 3].map(|c| row(if wide { c0 + c } else { c0 }));
@@ -264,7 +299,7 @@ unsafe fn channel_bytes(
     c0: usize,
 ) {
     // SAFETY (all blocks): the caller's contract, as in `channel_block`.
-    let flip = (0..8).fold(0u8, |f, j| f | (unsafe { *b.flip.add(c0 + j) } as u8) << j);
+    let flip = unsafe { b.flips(c0) };
     let mut p = 0;
     unsafe {
         while p + 8 <= lanes {
@@ -318,6 +353,18 @@ impl Bytes {
             flip: flip.as_ptr(),
             out,
             stride: 8 * ld,
+        })
+    }
+
+    /// The flips of channels `c0..c0 + 8` as one byte (bit `j`: channel `c0 + j`).
+    ///
+    /// # Safety
+    /// Those channels are the store's.
+    #[inline(always)]
+    unsafe fn flips(&self, c0: usize) -> u8 {
+        // SAFETY: the caller's contract.
+        (0..8).fold(0u8, |f, j| {
+            f | (unsafe { *self.flip.add(c0 + j) } as u8) << j
         })
     }
 
