@@ -192,11 +192,7 @@ impl Conv {
         let blocks = self.packed.blocks();
         let tasks = threads().min(blocks);
         let clamp = self.clamp;
-        // Output rows per chunk: as many as CHUNK_FLOATS of columns hold, at least
-        // MIN_CHUNK_COLUMNS positions (and one row).
-        let chunk_rows = (CHUNK_FLOATS / (k * wo))
-            .max(MIN_CHUNK_COLUMNS.div_ceil(wo))
-            .clamp(1, out_h);
+        let chunk_rows = chunk_rows(k, wo, out_h);
         let y = Disjoint::new(y);
         run_indexed(tasks, |t| {
             let range = t * blocks / tasks..(t + 1) * blocks / tasks;
@@ -247,9 +243,7 @@ impl Conv {
         }
         let (kernel, packer) = (kl::select(), bitpack::select());
         let blocks = self.packed.blocks();
-        let chunk_rows = (CHUNK_FLOATS / (k * wo))
-            .max(MIN_CHUNK_COLUMNS.div_ceil(wo))
-            .clamp(1, out_h);
+        let chunk_rows = chunk_rows(k, wo, out_h);
         let chunks = out_h.div_ceil(chunk_rows);
         let tasks = threads().min(images * chunks);
         let ld = chunk_rows * wo;
@@ -288,6 +282,14 @@ impl Conv {
             });
         });
     }
+}
+
+/// Output rows per chunk of columns (`k` values each, `wo` per row, `out_h` rows): as many as
+/// [`CHUNK_FLOATS`] hold, at least [`MIN_CHUNK_COLUMNS`] positions, and one row.
+fn chunk_rows(k: usize, wo: usize, out_h: usize) -> usize {
+    (CHUNK_FLOATS / (k * wo))
+        .max(MIN_CHUNK_COLUMNS.div_ceil(wo))
+        .clamp(1, out_h)
 }
 
 impl Op for Conv {
@@ -393,11 +395,12 @@ impl TypedOp for Conv {
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let out = self.output_facts(inputs)?.remove(0);
         let [kh, kw] = self.kernel();
-        let pixels = out.shape.iter().take(out.rank() - 1).product::<TDim>();
-        let macs = match self.output {
+        // Output values: every element of a float output, every channel of a packed pixel.
+        let values = match self.output {
             OutputKind::Float => out.shape.iter().product::<TDim>(),
-            OutputKind::Packed => pixels * self.outputs(),
-        } * (self.inputs() * kh * kw);
+            OutputKind::Packed => out.shape.iter().take(3).product::<TDim>() * self.outputs(),
+        };
+        let macs = values * (self.inputs() * kh * kw);
         Ok(tvec!((Cost::FMA(f32::datum_type()), macs)))
     }
 
