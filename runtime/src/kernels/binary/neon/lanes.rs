@@ -4,29 +4,28 @@
 //! # Loop
 //!
 //! The job's tap words are flattened once per call into a table of input offsets on the stack
-//! (`offsets[t·W + w] = taps[t] + w·plane`), and each block of 4 output channels has its
-//! weight rows interleaved once into a stack copy (`[tap word][4 channels]`), so that one
-//! `ld4r` broadcasts the four channels' words of a tap word into four registers. A tile then
-//! walks two slices; per tap word it executes
+//! (`offsets[t·W + w] = taps[t] + w·plane`) and the byte distances between consecutive ones
+//! (`deltas`), and each block of 4 output channels has its weight rows interleaved once into
+//! a stack copy (`[tap word][4 channels]`), so that one `ld4r` broadcasts the four channels'
+//! words of a tap word into four registers. The bulk tile, 4 vectors of 2 lanes (8 pixels) ×
+//! 4 channels, is assembly ([`tile44`]); per tap word it executes
 //!
 //! ```text
-//! ldr   x, [offsets, i]          the word plane's offset
-//! add   src, base, x, lsl #3
-//! ldp   q0, q1, [src]             MR = 4 vectors of 2 lanes (8 pixels)
-//! ldp   q2, q3, [src, #32]
-//! ld4r  {y0.2d-y3.2d}, [w], #32   NR = 4 channels' weight words, each to both lanes
-//! eor, cnt, uadalp                × MR·NR = 16
-//! add, cmp, b.ne
+//! ld1   {x0.16b-x3.16b}, [src], delta   8 pixels' words, then on to the next tap word's
+//! ld4r  {y0.2d-y3.2d}, [w], #32          4 channels' weight words, each to both lanes
+//! eor, cnt, uadalp                       × 16
 //! ```
 //!
-//! 55 instructions per 16 XOR-popcounts of 128 bits: 3 ASIMD per 128 bits, the floor of this
-//! instruction set (no instruction combines the `eor`, the `cnt` and the accumulation), and
-//! about 0.4 for loads and the loop. The u16 accumulators cannot wrap: a tap word adds at
-//! most 64 to a pixel's four u16 lanes together, and a job has at most [`MAX_TAP_WORDS`] of
-//! them (64 · 1 023 ≤ 65 535), so the tile folds once, at its end, in u16: two `addp` of two
-//! vectors each and one `addp` of those give one vector of the 8 pixels' counts per channel.
-//! Tiles: 4 vectors × 4 channels over the bulk, then 2 vectors, then single vectors (the last
-//! one partial); single channels (`ld1r`) after the last block of 4.
+//! plus, per four tap words, two `ldp` of their deltas and the loop's `subs`, `b.ne`: 51
+//! instructions per 16 XOR-popcounts of 128 bits, 3 ASIMD per 128 bits being the floor of
+//! this instruction set (no instruction combines the `eor`, the `cnt` and the
+//! accumulation). The u16 accumulators cannot wrap: a tap word adds at most 64 to a pixel's
+//! four u16 lanes together, and a job has at most [`MAX_TAP_WORDS`] of them (64 · 1 023 ≤
+//! 65 535), so the tile folds once, at its end, in u16: two `addp` of two vectors each and
+//! one `addp` of those give one vector of the 8 pixels' counts per channel. The other tiles
+//! are intrinsics over the offsets (one `ldr` and `add` a tap word, 55 instructions per 16):
+//! 2 vectors × 4 channels, then single vectors (the last one partial), and single channels
+//! (`ld1r`) after the last block of 4.
 //!
 //! # Output stage
 //!
@@ -52,6 +51,7 @@ use std::mem::MaybeUninit;
 use super::super::store::{LaneStore, StoreKind, CLASSES};
 use super::super::{LaneJob, Sink};
 use super::groups;
+use super::tile44;
 
 /// Tap words (taps × words per tap) a job may have for this path (its u16 counts hold
 /// 64 · 1 023 bits); longer jobs take the blocked lane tile of the parent module.
@@ -78,6 +78,16 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
         }
     }
     let offsets = &offsets[..row];
+    // The assembly tile's walk (`tile44::tile`): bytes from each tap word's lanes to the
+    // next one's (wrapping: offsets need not grow), the last entry unused.
+    let mut deltas = [0usize; MAX_TAP_WORDS];
+    for (d, o) in deltas.iter_mut().zip(offsets.windows(2)) {
+        *d = o[1].wrapping_sub(o[0]).wrapping_mul(8);
+    }
+    let walk = Walk {
+        offsets,
+        deltas: &deltas[..row],
+    };
     let channels = job.weights.len() / row;
     let (input, lanes) = (job.input.as_ptr(), job.lanes);
     // Two blocks of 4 channels, each `[tap word][channel]`.
@@ -112,7 +122,7 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
             // SAFETY: both blocks were written just above; the tiles read lanes < lanes +
             // LANE_SLACK of every tap word (the job's check) and write byte c / 8 of lanes
             // < lanes of the store.
-            unsafe { channel_bytes(input, offsets, w, w.add(4 * row), lanes, &bytes, c) };
+            unsafe { channel_bytes(input, &walk, w, w.add(4 * row), lanes, &bytes, c) };
             c += 8;
         }
     }
@@ -121,14 +131,14 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
         // SAFETY: the first 4·row words were written just above; the tiles read lanes
         // < lanes + LANE_SLACK of every tap word (the job's check) and write channels
         // c..c + 4, lanes < lanes of the sink.
-        unsafe { channel_block::<4>(input, offsets, w, lanes, sink, c) };
+        unsafe { channel_block::<4>(input, &walk, w, lanes, sink, c) };
         c += 4;
     }
     while c < channels {
         // SAFETY: channel c's row; the rest as above.
         unsafe {
             let w = job.weights.as_ptr().add(c * row);
-            channel_block::<1>(input, offsets, w, lanes, sink, c);
+            channel_block::<1>(input, &walk, w, lanes, sink, c);
         }
         c += 1;
     }
@@ -246,6 +256,14 @@ pub(super) unsafe fn store_counts(counts: &[u32], slots: Option<&[u32]>, store: 
     }
 }
 
+/// A job's tap words as the tiles walk them: `offsets[i]`, tap word `i`'s first input word
+/// (the intrinsic tiles), and `deltas[i]`, the bytes from tap word `i`'s inputs to tap word
+/// `i + 1`'s (the assembly tile, [`tile44::tile`]; the last entry unused).
+struct Walk<'a> {
+    offsets: &'a [usize],
+    deltas: &'a [usize],
+}
+
 /// Every lane of channels `c0..c0 + NR`: tiles of 8 lanes, then 4, then 2 (the last partial).
 ///
 /// # Safety
@@ -253,7 +271,7 @@ pub(super) unsafe fn store_counts(counts: &[u32], slots: Option<&[u32]>, store: 
 #[inline(always)]
 unsafe fn channel_block<const NR: usize>(
     input: *const u64,
-    offsets: &[usize],
+    walk: &Walk<'_>,
     w: *const u64,
     lanes: usize,
     sink: Sink<'_>,
@@ -264,17 +282,23 @@ unsafe fn channel_block<const NR: usize>(
     // tap word and emits its lanes that exist.
     unsafe {
         while p + 8 <= lanes {
-            let t = tile::<4, NR>(input.add(p), offsets, w);
+            let t = if NR == 4 {
+                let t = tile44::tile::<false>(input.add(p + walk.offsets[0]), walk.deltas, w);
+                // With NR = 4 the types are the same.
+                std::mem::transmute_copy(&t)
+            } else {
+                tile::<4, NR>(input.add(p), walk.offsets, w)
+            };
             emit::<NR, true>(sink, &t, 8, c0, p);
             p += 8;
         }
         if p + 4 <= lanes {
-            let t = tile::<2, NR>(input.add(p), offsets, w);
+            let t = tile::<2, NR>(input.add(p), walk.offsets, w);
             emit::<NR, false>(sink, &t, 4, c0, p);
             p += 4;
         }
         while p < lanes {
-            let t = tile::<1, NR>(input.add(p), offsets, w);
+            let t = tile::<1, NR>(input.add(p), walk.offsets, w);
             emit::<NR, false>(sink, &t, (lanes - p).min(2), c0, p);
             p += 2;
         }
@@ -291,7 +315,7 @@ unsafe fn channel_block<const NR: usize>(
 #[inline(always)]
 unsafe fn channel_bytes(
     input: *const u64,
-    offsets: &[usize],
+    walk: &Walk<'_>,
     w0: *const u64,
     w1: *const u64,
     lanes: usize,
@@ -303,20 +327,21 @@ unsafe fn channel_bytes(
     let mut p = 0;
     unsafe {
         while p + 8 <= lanes {
-            let lo = tile::<4, 4>(input.add(p), offsets, w0);
-            let hi = tile::<4, 4>(input.add(p), offsets, w1);
+            let start = input.add(p + walk.offsets[0]);
+            let lo = tile44::tile::<false>(start, walk.deltas, w0);
+            let hi = tile44::tile::<true>(start, walk.deltas, w1);
             b.emit::<true>(&lo, &hi, 8, c0, p, flip);
             p += 8;
         }
         if p + 4 <= lanes {
-            let lo = tile::<2, 4>(input.add(p), offsets, w0);
-            let hi = tile::<2, 4>(input.add(p), offsets, w1);
+            let lo = tile::<2, 4>(input.add(p), walk.offsets, w0);
+            let hi = tile::<2, 4>(input.add(p), walk.offsets, w1);
             b.emit::<false>(&lo, &hi, 4, c0, p, flip);
             p += 4;
         }
         while p < lanes {
-            let lo = tile::<1, 4>(input.add(p), offsets, w0);
-            let hi = tile::<1, 4>(input.add(p), offsets, w1);
+            let lo = tile::<1, 4>(input.add(p), walk.offsets, w0);
+            let hi = tile::<1, 4>(input.add(p), walk.offsets, w1);
             b.emit::<false>(&lo, &hi, (lanes - p).min(2), c0, p, flip);
             p += 2;
         }
@@ -456,6 +481,35 @@ unsafe fn tile<const MR: usize, const NR: usize>(
     w: *const u64,
 ) -> [uint16x8_t; NR] {
     const { assert!(NR == 1 || NR == 4, "tiles of 1 or 4 channels") };
+    // SAFETY: the caller's contract.
+    let acc = unsafe { accumulate::<MR, NR>(src, offsets, w) };
+    let zero = vdupq_n_u16(0);
+    let mut out = [zero; NR];
+    for c in 0..NR {
+        // Pairwise: (lane halves of vectors 0, 1), (2, 3), then whole lanes.
+        let a = vpaddq_u16(acc[0][c], if MR > 1 { acc[1][c] } else { zero });
+        let b = if MR > 2 {
+            vpaddq_u16(acc[2][c], acc[3][c])
+        } else {
+            zero
+        };
+        out[c] = vpaddq_u16(a, b);
+    }
+    out
+}
+
+/// The tile's accumulators before their fold, in intrinsics (the shapes other than 4 × 4):
+/// `acc[r][c]` holds the per-byte-pair popcounts of vector `r` against channel `c`.
+///
+/// # Safety
+/// As [`tile`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn accumulate<const MR: usize, const NR: usize>(
+    src: *const u64,
+    offsets: &[usize],
+    w: *const u64,
+) -> [[uint16x8_t; NR]; MR] {
     let (&first, rest) = offsets.split_first().expect("a job has tap words");
     // The first tap word starts the accumulators (`uaddlp`, no zeroing).
     // SAFETY: the caller's contract (tap word 0).
@@ -481,19 +535,7 @@ unsafe fn tile<const MR: usize, const NR: usize>(
     for &off in rest {
         step(off);
     }
-    let zero = vdupq_n_u16(0);
-    let mut out = [zero; NR];
-    for c in 0..NR {
-        // Pairwise: (lane halves of vectors 0, 1), (2, 3), then whole lanes.
-        let a = vpaddq_u16(acc[0][c], if MR > 1 { acc[1][c] } else { zero });
-        let b = if MR > 2 {
-            vpaddq_u16(acc[2][c], acc[3][c])
-        } else {
-            zero
-        };
-        out[c] = vpaddq_u16(a, b);
-    }
-    out
+    acc
 }
 
 /// One tap word's `MR` input vectors (at `src + off`) and `NR` weight vectors (at `w`, see
@@ -772,13 +814,22 @@ unsafe fn put_bytes<const FULL: bool>(
     // SAFETY: the caller's contract; NEON is baseline on aarch64.
     unsafe {
         if FULL {
-            macro_rules! put {
-                ($($j:literal)*) => {$(
-                    vst1_lane_u8::<$j>(dst, bytes);
-                    dst = dst.add(stride);
-                )*};
-            }
-            put!(0 1 2 3 4 5 6 7);
+            // One `st1` per byte, post-indexed by the stride (the intrinsic lowers to a lane
+            // move, an address computation and a store each).
+            std::arch::asm!(
+                "st1 {{{b:v}.b}}[0], [{p}], {s}",
+                "st1 {{{b:v}.b}}[1], [{p}], {s}",
+                "st1 {{{b:v}.b}}[2], [{p}], {s}",
+                "st1 {{{b:v}.b}}[3], [{p}], {s}",
+                "st1 {{{b:v}.b}}[4], [{p}], {s}",
+                "st1 {{{b:v}.b}}[5], [{p}], {s}",
+                "st1 {{{b:v}.b}}[6], [{p}], {s}",
+                "st1 {{{b:v}.b}}[7], [{p}], {s}",
+                b = in(vreg) bytes,
+                p = inout(reg) dst => _,
+                s = in(reg) stride,
+                options(nostack, preserves_flags),
+            );
             return;
         }
         let mut b = [0u8; 8];

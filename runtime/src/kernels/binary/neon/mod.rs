@@ -40,9 +40,9 @@
 //!
 //! A q register holds two lanes (two output pixels' words). Jobs of at most 1 023 tap words
 //! (every binary conv layer Kestrel meets) run through the register tiles of `lanes.rs`: 4
-//! vectors (8 lanes) × 4 channels, the tap words' input offsets flattened on the stack, the
-//! 4 channels' weights interleaved so that one `ld4r` broadcasts them, 55 instructions per 16
-//! XOR-popcounts of 128 bits, one u16 fold per tile, and the output stage in the tile's
+//! vectors (8 lanes) × 4 channels in assembly (`tile44.rs`), the tap words' input offsets
+//! flattened on the stack, the 4 channels' weights interleaved so that one `ld4r` broadcasts
+//! them, 51 instructions per 16 XOR-popcounts of 128 bits, one u16 fold per tile, and the output stage in the tile's
 //! epilogue (float or packed, four or eight lanes per instruction). Longer jobs take
 //! `lane_tile`: the same 4 × 4 tile over index arithmetic, its u16 accumulators folded to
 //! u32 per block of whole taps (≤ 2048 steps).
@@ -71,6 +71,7 @@ use std::arch::aarch64::*;
 
 mod children;
 mod lanes;
+mod tile44;
 
 use super::mst::{Child, ChildJob};
 use super::store::{LaneStore, StoreKind, CLASSES};
