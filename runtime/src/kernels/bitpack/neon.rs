@@ -2,12 +2,11 @@
 //!
 //! Planes: blocks of 8 vectors of 4 pixels (two `ld1` of four registers per channel: 128
 //! bytes of a channel row per visit), then single vectors, the last pixels by the portable
-//! code. A half-word of 32 channels is unrolled: per channel and vector one `fcmge #0` and
-//! one `sli #c` into the accumulator (bit `c` and above take the channel's mask; later
-//! channels overwrite all but bit `c`), one `mvn` at the end. A half-word of fewer channels
-//! shifts each channel in with `sli #1` from the last one down (`acc = 2·acc + [x ≥ 0]`, the
-//! complement of the bits), inverted and cut to its channels once, at the end. Rows: per 4
-//! values one `fcmge #0`, one `bic` against the bit weights 1, 2, 4, 8 and one `addv`.
+//! code. A half-word's channels are unrolled: per channel and vector one `fcmge #0` and one
+//! `sli #c` into the accumulator (bit `c` and above take the channel's mask; later channels
+//! overwrite all but bit `c`), one `bic` at the end that inverts the masks and cuts them to
+//! the half-word's channels. Rows: per 4 values one `fcmge #0`, one `bic` against the bit
+//! weights 1, 2, 4, 8 and one `addv`.
 
 use std::arch::aarch64::*;
 
@@ -47,37 +46,40 @@ impl BitpackKernel for Neon {
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn half<const U: usize>(first: *const f32, plane: usize, n: usize) -> [uint32x4_t; U] {
-    let mut acc = [vdupq_n_u32(0); U];
     if n == 32 {
-        // Channel `c`'s `fcmge` mask shifted in at bit `c` by `sli #c`, in channel order:
-        // bits c..32 take its value, and the later channels overwrite all but bit c. The
-        // shift is an immediate, so the 32 channels are unrolled. The masks are the
-        // complement of the bits (a bit is set for x < 0 and for NaN), inverted at the end.
-        macro_rules! channels {
-            ($($c:literal)*) => {$(
-                channel::<U, $c>(&mut acc, first.add($c * plane));
-            )*};
-        }
-        channels!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
-        return acc.map(|a| vmvnq_u32(a));
+        half_of::<U, true>(first, plane, n)
+    } else {
+        half_of::<U, false>(first, plane, n)
     }
-    // Fewer channels: `acc = 2·acc + [x ≥ 0]` from the last channel down (`sli #1`), so the
-    // accumulators hold the *complement* of the bits, inverted and cut to `n` at the end.
-    for c in (0..n).rev() {
-        let row = first.add(c * plane);
-        for (v, a) in acc.iter_mut().enumerate() {
-            *a = vsliq_n_u32::<1>(vcgezq_f32(vld1q_f32(row.add(4 * v))), *a);
-        }
-    }
-    let valid = vdupq_n_u32((1u32 << n) - 1);
-    for a in acc.iter_mut() {
-        *a = vbicq_u32(valid, *a);
-    }
-    acc
 }
 
-/// Channel `C`'s `x ≥ 0` masks into bit `C` of `acc` and above (see [`half`]): `U` vectors
-/// of 4 pixels at `row`.
+/// [`half`]: channel `c`'s `fcmge` mask shifted in at bit `c` by `sli #c`, in channel order,
+/// so bits c..32 take its value and the later channels overwrite all but bit c. The shift is
+/// an immediate, so the 32 channels are unrolled, each run when `c < n` (`ALL`: n = 32, no
+/// test). The masks are the complement of the bits (a bit is set for x < 0 and for NaN):
+/// one `bic` against the `n` valid bits inverts them and drops the bits from `n` on.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn half_of<const U: usize, const ALL: bool>(
+    first: *const f32,
+    plane: usize,
+    n: usize,
+) -> [uint32x4_t; U] {
+    let mut acc = [vdupq_n_u32(0); U];
+    macro_rules! channels {
+        ($($c:literal)*) => {$(
+            if ALL || $c < n {
+                channel::<U, $c>(&mut acc, first.add($c * plane));
+            }
+        )*};
+    }
+    channels!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    let valid = vdupq_n_u32(if n >= 32 { u32::MAX } else { (1u32 << n) - 1 });
+    acc.map(|a| vbicq_u32(valid, a))
+}
+
+/// Channel `C`'s `x ≥ 0` masks into bit `C` of `acc` and above (see [`half_of`]): `U`
+/// vectors of 4 pixels at `row`.
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn channel<const U: usize, const C: i32>(acc: &mut [uint32x4_t; U], row: *const f32) {

@@ -71,22 +71,30 @@ pub(super) unsafe fn run(job: &LaneJob<'_>, sink: Sink<'_>) {
         row <= MAX_TAP_WORDS,
         "a register-tile job has at most MAX_TAP_WORDS tap words"
     );
-    let mut offsets = [0usize; MAX_TAP_WORDS];
-    for (t, &tap) in job.taps.iter().enumerate() {
-        for (w, o) in offsets[t * words..][..words].iter_mut().enumerate() {
-            *o = tap + w * plane;
+    // Only the job's `row` entries of the two tables are written (no 8 KiB zeroing per call).
+    let mut offsets = [const { MaybeUninit::<usize>::uninit() }; MAX_TAP_WORDS];
+    let mut i = 0;
+    for &tap in job.taps {
+        for w in 0..words {
+            offsets[i].write(tap + w * plane);
+            i += 1;
         }
     }
-    let offsets = &offsets[..row];
+    // SAFETY: entries 0..row (= taps · words) were written just above.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets.as_ptr().cast::<usize>(), row) };
     // The assembly tile's walk (`tile44::tile`): bytes from each tap word's lanes to the
-    // next one's (wrapping: offsets need not grow), the last entry unused.
-    let mut deltas = [0usize; MAX_TAP_WORDS];
-    for (d, o) in deltas.iter_mut().zip(offsets.windows(2)) {
-        *d = o[1].wrapping_sub(o[0]).wrapping_mul(8);
+    // next one's (wrapping: offsets need not grow), the last entry unused (0).
+    let mut deltas = [const { MaybeUninit::<usize>::uninit() }; MAX_TAP_WORDS];
+    for (i, d) in deltas[..row].iter_mut().enumerate() {
+        let next = offsets
+            .get(i + 1)
+            .map_or(0, |&n| n.wrapping_sub(offsets[i]).wrapping_mul(8));
+        d.write(next);
     }
     let walk = Walk {
         offsets,
-        deltas: &deltas[..row],
+        // SAFETY: entries 0..row were written just above.
+        deltas: unsafe { std::slice::from_raw_parts(deltas.as_ptr().cast::<usize>(), row) },
     };
     let channels = job.weights.len() / row;
     let (input, lanes) = (job.input.as_ptr(), job.lanes);
