@@ -6,13 +6,15 @@
 //! 5×5, strides 1 and 2, from the 112×112 stage to the 7×7 one, channels first as the
 //! converter writes them. After the criterion runs a summary line per shape prints the medians
 //! of interleaved rounds (tract run, then Kestrel run, per round; the ratio is the median of
-//! per-round ratios), Kestrel's MAC rate and the ratio.
+//! per-round ratios), Kestrel's MAC rate and the ratio. On a core with FEAT_FP16 (Pi 5, Orin)
+//! the op at `precision = "f16"` (`neon-fp16`) runs too, paired with the f32 op.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kestrel_runtime::kernels::depthwise;
-use kestrel_runtime::ops::depthwise::{Depthwise, Fused};
+use kestrel_runtime::kernels::depthwise::fp16;
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, Precision};
 use kestrel_runtime::pool_alloc::PoolAlloc;
 use kestrel_runtime::random::random_tensor;
 use kestrel_runtime::tract_core::internal::*;
@@ -91,8 +93,14 @@ fn tract(c: usize, size: usize, k: usize, s: usize) -> (Model, TVec<TValue>) {
     )
 }
 
-/// Kestrel's op of the same shape and weights, ReLU fused.
-fn kestrel(c: usize, size: usize, k: usize, s: usize) -> (Model, TVec<TValue>) {
+/// Kestrel's op of the same shape and weights, ReLU fused, at `precision`.
+fn kestrel(
+    c: usize,
+    size: usize,
+    k: usize,
+    s: usize,
+    precision: Precision,
+) -> (Model, TVec<TValue>) {
     let mut m = TypedModel::default();
     let x = m.add_source("x", f32::fact([1, c, size, size])).unwrap();
     let w = random_tensor(DatumType::F32, &[c, 1, k, k], 3)
@@ -101,7 +109,9 @@ fn kestrel(c: usize, size: usize, k: usize, s: usize) -> (Model, TVec<TValue>) {
         .unwrap();
     let b = random_tensor(DatumType::F32, &[c], 5).unwrap();
     let pad = k / 2;
-    let op = Depthwise::new(Arc::new(w), Arc::new(b), [s, s], [pad; 4], Fused::Relu).unwrap();
+    let op = Depthwise::new(Arc::new(w), Arc::new(b), [s, s], [pad; 4], Fused::Relu)
+        .and_then(|op| op.with_precision(precision))
+        .unwrap();
     let y = m.wire_node("dw", op, &[x]).unwrap();
     m.select_output_outlets(&y).unwrap();
     let input = random_tensor(DatumType::F32, &[1, c, size, size], 4).unwrap();
@@ -116,7 +126,7 @@ fn layers(c: &mut Criterion) {
     let mut summary = vec![];
     for &(name, ch, size, k, s) in SHAPES {
         let t = tract(ch, size, k, s);
-        let q = kestrel(ch, size, k, s);
+        let q = kestrel(ch, size, k, s, Precision::F32);
         let a = t.0.session().unwrap().run(t.1.clone()).unwrap();
         let b = q.0.session().unwrap().run(q.1.clone()).unwrap();
         let diff = a[0]
@@ -138,6 +148,20 @@ fn layers(c: &mut Criterion) {
             tk.as_secs_f64() * 1e6,
             macs / tk.as_secs_f64() / 1e9,
         ));
+        if let Some(kernel) = fp16::select() {
+            let h = kestrel(ch, size, k, s, Precision::F16);
+            let mut session = h.0.session().unwrap();
+            group.bench_function(format!("{name}/kestrel-f16"), |bench| {
+                bench.iter(|| session.run(h.1.clone()).unwrap())
+            });
+            let (tf, th, ratio) = paired(&q, &h, 61);
+            summary.push(format!(
+                "{name:<14}: kestrel f32 {:8.1} µs, f16 ({}) {:8.1} µs, f16/f32 {ratio:.2}",
+                tf.as_secs_f64() * 1e6,
+                kernel.name(),
+                th.as_secs_f64() * 1e6,
+            ));
+        }
     }
     group.finish();
     eprintln!(

@@ -6,7 +6,7 @@
 //! The kernel is the one `kernels::depthwise::select()` picks (every vector kernel is compared
 //! bit for bit with the FMA reference in the kernels' own tests, under qemu for NEON).
 
-use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation};
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, Precision};
 use kestrel_runtime::tract_core::internal::*;
 use kestrel_runtime::{LoadOptions, Model};
 use rand::rngs::SmallRng;
@@ -284,6 +284,87 @@ fn the_input_hardswish_is_tracts_and_round_trips() {
     let msg = kestrel_runtime::error::Chain(&err).to_string();
     assert!(
         msg.contains("kestrel_depthwise") && msg.contains("gelu"),
+        "{msg}"
+    );
+}
+
+fn floats(t: &Tensor) -> Vec<f32> {
+    t.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// At `precision = "f16"` the op is within binary16's bound of the f32 op (equal where the
+/// core has no FEAT_FP16: the f32 kernels run), on one and two threads, with an input
+/// HardSwish too; the attribute survives the NNEF round trip; an unknown precision is a load
+/// error naming the op.
+#[test]
+fn the_f16_precision_is_within_its_bound_and_round_trips() {
+    let mut rng = SmallRng::seed_from_u64(10);
+    let half = kestrel_runtime::kernels::depthwise::fp16::select().is_some();
+    for (k, s, input) in [
+        ([3, 3], [1, 1], InputActivation::HardSwish),
+        ([5, 5], [2, 2], InputActivation::None),
+        ([3, 3], [2, 2], InputActivation::HardSwish),
+        ([7, 7], [1, 1], InputActivation::None),
+    ] {
+        let c = case(&mut rng, [2, 4, 15, 29], k, s, Fused::Clip(6.0));
+        let f32_op = c.op.clone().with_input(input);
+        let f16_op = f32_op.clone().with_precision(Precision::F16).unwrap();
+        let want = eval(&f32_op, &c.x);
+        let got = eval(&f16_op, &c.x);
+        let (want, got) = (floats(&want), floats(&got));
+        // Inputs in [-1, 1], weights in [-1, 1], bias in [-1, 1] (`case`): |sum| ≤ 1 + K²,
+        // and each output within (T + 3)·2⁻¹¹ of that, HardSwish steps included.
+        let taps = (k[0] * k[1]) as f32;
+        let bound = (taps + 6.0) * 2f32.powi(-11) * (1.0 + taps);
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= bound, "{k:?} {s:?}: {worst} > {bound}");
+        if !half {
+            assert_eq!(worst, 0.0, "no FEAT_FP16: the f32 kernels run");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dw.nnef.tgz");
+        write_nnef_tgz(&graph(&f16_op, c.x.shape()), &path);
+        for threads in [1, 2] {
+            let loaded = Model::load(
+                &path,
+                &LoadOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let out = loaded.run(tvec!(c.x.clone().into_tvalue())).unwrap();
+            assert_eq!(floats(&out[0]), got, "round trip, {threads} threads");
+        }
+    }
+
+    let c = case(&mut rng, [1, 2, 8, 8], [3, 3], [1, 1], Fused::None);
+    let op = c.op.with_precision(Precision::F16).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dw.nnef");
+    kestrel_runtime::ops::registry::nnef()
+        .write_to_dir(&graph(&op, &[1, 2, 8, 8]), &dir)
+        .unwrap();
+    let text = dir.join("graph.nnef");
+    let graph_text = std::fs::read_to_string(&text).unwrap();
+    assert!(graph_text.contains("precision = \"f16\""), "{graph_text}");
+    std::fs::write(
+        &text,
+        graph_text.replace("precision = \"f16\"", "precision = \"bf16\""),
+    )
+    .unwrap();
+    let err = Model::load(&dir, &LoadOptions::default()).expect_err("a load error");
+    let msg = kestrel_runtime::error::Chain(&err).to_string();
+    assert!(
+        msg.contains("kestrel_depthwise") && msg.contains("bf16"),
         "{msg}"
     );
 }

@@ -21,6 +21,7 @@ use tract_nnef::ser::{array, invocation, numeric, string};
 
 use super::parallel::{run_indexed, threads, Disjoint};
 use super::scratch;
+use crate::kernels::depthwise::fp16::{self, HalfKernel, HalfPlane};
 use crate::kernels::depthwise::{self as dw, Activation, Layout, Plane, SLACK};
 use crate::kernels::linear::Clamp;
 
@@ -99,6 +100,17 @@ pub enum InputActivation {
     HardSwish,
 }
 
+/// The arithmetic the op may use (`precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// binary16 planes, weights and sums where the core has FEAT_FP16 arithmetic
+    /// (`crate::kernels::depthwise::fp16`: its error bound and why), f32 elsewhere.
+    F16,
+}
+
 /// The depthwise convolution operator.
 #[derive(Debug, Clone)]
 pub struct Depthwise {
@@ -114,6 +126,10 @@ pub struct Depthwise {
     pub fused: Fused,
     /// The activation applied to the input first.
     pub input: InputActivation,
+    /// The arithmetic it may use.
+    pub precision: Precision,
+    /// The weights rounded to binary16 (for [`Precision::F16`]; empty otherwise).
+    halves: Arc<Vec<u16>>,
 }
 
 impl std::hash::Hash for Depthwise {
@@ -124,6 +140,7 @@ impl std::hash::Hash for Depthwise {
         self.padding.hash(state);
         self.fused.hash(state);
         self.input.hash(state);
+        self.precision.hash(state);
     }
 }
 
@@ -135,6 +152,7 @@ impl PartialEq for Depthwise {
             && self.padding == other.padding
             && self.fused == other.fused
             && self.input == other.input
+            && self.precision == other.precision
     }
 }
 
@@ -175,12 +193,31 @@ impl Depthwise {
             padding,
             fused,
             input: InputActivation::None,
+            precision: Precision::F32,
+            halves: Arc::default(),
         })
     }
 
     /// The op applying `input` to its input first.
     pub fn with_input(self, input: InputActivation) -> Depthwise {
         Depthwise { input, ..self }
+    }
+
+    /// The op computing at `precision` (its binary16 weights rounded here, once).
+    pub fn with_precision(self, precision: Precision) -> TractResult<Depthwise> {
+        let halves = match precision {
+            Precision::F32 => Arc::default(),
+            Precision::F16 => {
+                let w = self.weights.try_as_plain_ram()?;
+                let w = w.as_slice::<f32>()?;
+                Arc::new(w.iter().map(|&x| fp16::to_half(x)).collect())
+            }
+        };
+        Ok(Depthwise {
+            precision,
+            halves,
+            ..self
+        })
     }
 
     /// Channels.
@@ -234,13 +271,13 @@ impl Op for Depthwise {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let [kh, kw] = self.kernel();
+        let kernel = match (self.precision, fp16::select()) {
+            (Precision::F16, Some(k)) => k.name(),
+            _ => dw::select().name(),
+        };
         Ok(vec![format!(
-            "{kh}x{kw} stride {:?} padding {:?} input {:?} {:?}, kernel {}",
-            self.stride,
-            self.padding,
-            self.input,
-            self.fused,
-            dw::select().name()
+            "{kh}x{kw} stride {:?} padding {:?} input {:?} {:?} {:?}, kernel {kernel}",
+            self.stride, self.padding, self.input, self.fused, self.precision,
         )])
     }
 
@@ -324,6 +361,9 @@ impl Depthwise {
         if plan.planes == 0 || plane_out == 0 {
             return Ok(());
         }
+        if let (Precision::F16, Some(kernel)) = (self.precision, fp16::select()) {
+            return self.run_half(plan, x, out, kernel);
+        }
         let weights = self.weights.try_as_plain_ram()?;
         let weights = weights.as_slice::<f32>()?;
         let bias = self.bias.try_as_plain_ram()?;
@@ -358,6 +398,63 @@ impl Depthwise {
                     // SAFETY: plane p belongs to this task alone.
                     let dst = unsafe { out.part(p * plane_out, plane_out) };
                     let plane = Plane {
+                        input: buf,
+                        weights: &weights[ch * taps..][..taps],
+                        bias: bias[ch],
+                    };
+                    kernel.run_plane(&layout, plane, dst);
+                    ch = if ch + 1 == plan.channels { 0 } else { ch + 1 };
+                }
+            })
+        });
+        Ok(())
+    }
+}
+
+impl Depthwise {
+    /// [`Depthwise::run`] in binary16 with `kernel`: the same tasks and layout, planes
+    /// rounded to binary16 while they are copied.
+    fn run_half(
+        &self,
+        plan: &Plan,
+        x: &[f32],
+        out: &mut [f32],
+        kernel: &dyn HalfKernel,
+    ) -> TractResult<()> {
+        let [h, w] = plan.hw;
+        let plane_out = plan.out_hw[0] * plan.out_hw[1];
+        let weights = &self.halves;
+        let bias = self.bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let [kh, kw] = self.kernel();
+        let [pt, pl, _, _] = self.padding;
+        let (sy, sx) = (self.stride[0], self.stride[1]);
+        let (ld, phase_len) = (plan.ld, plan.phase_len);
+        let taps = &plan.taps[..kh * kw];
+        let placement = dw::pad::Placement {
+            ld,
+            phase_len,
+            top: pt,
+            left: pl,
+            stride: sx,
+        };
+        let hardswish = self.input == InputActivation::HardSwish;
+        let filler = fp16::pad::HalfFill::new(placement, [h, w], sx * phase_len, hardswish);
+        let act = self.fused.activation();
+        let layout = Layout::new(taps, sy * ld, plan.out_hw[0], plan.out_hw[1], act);
+        let tasks = threads().min(plan.planes);
+        let out = Disjoint::new(out);
+        run_indexed(tasks, |t| {
+            let range = t * plan.planes / tasks..(t + 1) * plan.planes / tasks;
+            scratch::halves(sx * phase_len, |buf| {
+                buf.fill(0);
+                let (plane_in, taps) = (h * w, kh * kw);
+                let mut ch = range.start % plan.channels;
+                for p in range {
+                    kernel.fill(&filler, buf, &x[p * plane_in..][..plane_in]);
+                    // SAFETY: plane p belongs to this task alone.
+                    let dst = unsafe { out.part(p * plane_out, plane_out) };
+                    let plane = HalfPlane {
                         input: buf,
                         weights: &weights[ch * taps..][..taps],
                         bias: bias[ch],
@@ -411,6 +508,7 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::String.named("activation").default("none"),
             TypeName::Scalar.named("clip").default(0.0),
             TypeName::String.named("input_activation").default("none"),
+            TypeName::String.named("precision").default("f32"),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -424,8 +522,17 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let bias: Arc<Tensor> = invocation.named_arg_as(builder, "bias")?;
     let (stride, padding) = super::window::read_window(builder, invocation, NAME)?;
     let fused = read_fused(builder, invocation, NAME)?;
+    let precision = match invocation
+        .named_arg_as::<String>(builder, "precision")?
+        .as_str()
+    {
+        "f32" => Precision::F32,
+        "f16" => Precision::F16,
+        other => bail!("{NAME}: unknown precision '{other}' (expected f32 or f16)"),
+    };
     let op = Depthwise::new(weights, bias, stride, padding, fused)?
-        .with_input(read_input_activation(builder, invocation, NAME)?);
+        .with_input(read_input_activation(builder, invocation, NAME)?)
+        .with_precision(precision)?;
     builder.wire(op, &[input])
 }
 
@@ -467,6 +574,9 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
     let mut attributes = vec![("stride", ints(&op.stride)), ("padding", ints(&op.padding))];
     write_fused(op.fused, &mut attributes);
     write_input_activation(op.input, &mut attributes);
+    if op.precision == Precision::F16 {
+        attributes.push(("precision", string("f16")));
+    }
     Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }
 

@@ -24,6 +24,7 @@ thread_local! {
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SHORTS: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
+    static HALVES: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     static CODES: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -71,6 +72,11 @@ pub(crate) fn ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
 /// `len` floats of scratch (the padded planes of a depthwise convolution).
 pub(crate) fn floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     with(&FLOATS, len, f)
+}
+
+/// `len` binary16 values of scratch (the padded planes of an f16 depthwise convolution).
+pub(crate) fn halves<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
+    with(&HALVES, len, f)
 }
 
 /// `len` i16 values of scratch (the padded planes of an int8 depthwise convolution).

@@ -41,6 +41,7 @@
 //! and adds its own few roundings.
 //! NaN inputs propagate in no specified way.
 
+pub mod fp16;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -49,7 +50,7 @@ pub mod pad;
 pub mod x86;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt::Debug;
 use std::sync::OnceLock;

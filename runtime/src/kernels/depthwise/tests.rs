@@ -9,14 +9,14 @@ use rand::{RngExt, SeedableRng};
 
 /// A channel laid out as the op lays it out: `k×k` taps at stride `s` over phase planes of
 /// row length `ld`, with random contents (padding included: the kernels never look at values).
-struct Case {
-    input: Vec<f32>,
-    taps: Vec<usize>,
-    weights: Vec<f32>,
-    bias: f32,
-    row_step: usize,
-    rows: usize,
-    cols: usize,
+pub(super) struct Case {
+    pub(super) input: Vec<f32>,
+    pub(super) taps: Vec<usize>,
+    pub(super) weights: Vec<f32>,
+    pub(super) bias: f32,
+    pub(super) row_step: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
 }
 
 fn case(rng: &mut SmallRng, k: usize, [sy, s]: [usize; 2], rows: usize, cols: usize) -> Case {
@@ -45,7 +45,7 @@ fn case(rng: &mut SmallRng, k: usize, [sy, s]: [usize; 2], rows: usize, cols: us
 }
 
 impl Case {
-    fn job(&self, act: Activation) -> PlaneJob<'_> {
+    pub(super) fn job(&self, act: Activation) -> PlaneJob<'_> {
         PlaneJob {
             input: &self.input,
             taps: &self.taps,
@@ -59,7 +59,7 @@ impl Case {
     }
 }
 
-const ACTIVATIONS: [Activation; 5] = [
+pub(super) const ACTIVATIONS: [Activation; 5] = [
     Activation::NONE,
     Activation {
         low: 0.0,
@@ -83,7 +83,7 @@ const ACTIVATIONS: [Activation; 5] = [
     },
 ];
 
-fn each_case(mut f: impl FnMut(&Case, Activation)) {
+pub(super) fn each_case(mut f: impl FnMut(&Case, Activation)) {
     let mut rng = SmallRng::seed_from_u64(0xdead_0d17);
     for k in [1, 2, 3, 5, 7] {
         // Strides along rows and columns; (2, 1) is a text model's tall-to-wide layer.

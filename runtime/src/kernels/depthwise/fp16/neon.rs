@@ -1,0 +1,537 @@
+//! The FEAT_FP16 depthwise kernel (`neon-fp16`: Cortex-A76, A78AE and later).
+//!
+//! The f32 NEON kernel's tiles ([`crate::kernels::depthwise::neon`]) on vectors of eight
+//! binary16 lanes: 3×3 and 5×5 jobs run square tiles of 2 output rows × 4, 2 or 1 vectors (32,
+//! 16 or 8 columns) with the 9 or 25 weights in four registers of `v0`–`v15` (`fmla .8h` by
+//! element takes its element from those), each input row loaded once for both output rows;
+//! other jobs run per-tap tiles (2 rows × 4 vectors, or 4 rows × 2 or 1). A tile's sums widen
+//! to f32 (`fcvtl`, `fcvtl2`) for the bias, the f32 kernels' activation and the store. Rust has no stable
+//! binary16 intrinsics, so each binary16 instruction is a one-instruction `asm!` the compiler
+//! schedules and allocates like an intrinsic (`pure`, `nomem`).
+//!
+//! Taps are added in tap order, one rounding per `fmla`: the bits of the portable kernel
+//! ([`super::generic`]).
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use super::pad::{HalfFill, SIX, SIXTH, THREE};
+use super::{check, HalfKernel, HalfPlane};
+use crate::kernels::depthwise::{Layout, Square};
+
+/// The FEAT_FP16 kernel.
+#[derive(Debug)]
+pub struct NeonFp16(());
+
+impl NeonFp16 {
+    /// The kernel, if this core has FEAT_FP16 arithmetic.
+    pub fn detect() -> Option<&'static dyn HalfKernel> {
+        std::arch::is_aarch64_feature_detected!("fp16").then_some(&NeonFp16(()) as _)
+    }
+}
+
+impl HalfKernel for NeonFp16 {
+    fn name(&self) -> &'static str {
+        "neon-fp16"
+    }
+
+    fn run_plane(&self, layout: &Layout<'_>, plane: HalfPlane<'_>, out: &mut [f32]) {
+        check(layout, &plane, out);
+        let act = layout.act;
+        let clamp = act.clamps();
+        let raw = Raw {
+            input: plane.input.as_ptr(),
+            weights: plane.weights.as_ptr(),
+            bias: plane.bias,
+            out: out.as_mut_ptr(),
+        };
+        // SAFETY: the kernel exists only where the core has FEAT_FP16 (`detect`); the plane
+        // passed its check, so every read (whole vectors included) is inside its input and
+        // every store inside `out`.
+        unsafe {
+            match (clamp, act.hardswish) {
+                (_, false) => run::<true, false>(layout, raw),
+                (false, true) => run::<false, true>(layout, raw),
+                (true, true) => run::<true, true>(layout, raw),
+            }
+        }
+    }
+
+    fn fill(&self, fill: &HalfFill, buf: &mut [u16], src: &[f32]) {
+        fill.check(buf, src);
+        // SAFETY: FEAT_FP16 (`detect`); the placement fits the buffer and the plane (`new`,
+        // `check`).
+        unsafe {
+            if fill.hardswish {
+                fill_unchecked::<true>(fill, buf, src)
+            } else {
+                fill_unchecked::<false>(fill, buf, src)
+            }
+        }
+    }
+}
+
+/// One plane's data and output as pointers, checked against its layout.
+#[derive(Clone, Copy)]
+struct Raw {
+    input: *const u16,
+    weights: *const u16,
+    bias: f32,
+    out: *mut f32,
+}
+
+/// `a + x·w[L]` on eight binary16 lanes, one rounding (`w` in `v0`–`v15`, as the by-element
+/// form requires).
+#[inline(always)]
+unsafe fn fmla_lane<const L: i32>(a: uint16x8_t, x: uint16x8_t, w: uint16x8_t) -> uint16x8_t {
+    let mut a = a;
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        asm!("fmla {a:v}.8h, {x:v}.8h, {w:v}.h[{l}]", a = inout(vreg) a, x = in(vreg) x,
+             w = in(vreg_low16) w, l = const L, options(pure, nomem, nostack, preserves_flags));
+    }
+    a
+}
+
+/// `a + x·w` on eight binary16 lanes, one rounding.
+#[inline(always)]
+unsafe fn fmla(a: uint16x8_t, x: uint16x8_t, w: uint16x8_t) -> uint16x8_t {
+    let mut a = a;
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        asm!("fmla {a:v}.8h, {x:v}.8h, {w:v}.8h", a = inout(vreg) a, x = in(vreg) x,
+             w = in(vreg) w, options(pure, nomem, nostack, preserves_flags));
+    }
+    a
+}
+
+/// The low four binary16 lanes of `v` as f32 (exact).
+#[inline(always)]
+unsafe fn widen_lo(v: uint16x8_t) -> float32x4_t {
+    let o;
+    // SAFETY: register arithmetic (base ARMv8).
+    unsafe {
+        asm!("fcvtl {o:v}.4s, {v:v}.4h", o = lateout(vreg) o, v = in(vreg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    o
+}
+
+/// The high four binary16 lanes of `v` as f32 (exact).
+#[inline(always)]
+unsafe fn widen_hi(v: uint16x8_t) -> float32x4_t {
+    let o;
+    // SAFETY: register arithmetic (base ARMv8).
+    unsafe {
+        asm!("fcvtl2 {o:v}.4s, {v:v}.8h", o = lateout(vreg) o, v = in(vreg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    o
+}
+
+/// `a` then `b` rounded to binary16 (to nearest), in one vector.
+#[inline(always)]
+unsafe fn narrow(a: float32x4_t, b: float32x4_t) -> uint16x8_t {
+    let o;
+    // SAFETY: register arithmetic (base ARMv8); `out` keeps `o` off `b`, read after `o` is
+    // first written.
+    unsafe {
+        asm!("fcvtn {o:v}.4h, {a:v}.4s", "fcvtn2 {o:v}.8h, {b:v}.4s", o = out(vreg) o,
+             a = in(vreg) a, b = in(vreg) b, options(pure, nomem, nostack, preserves_flags));
+    }
+    o
+}
+
+/// tract's HardSwish steps on eight binary16 lanes ([`super::pad::hardswish`]).
+#[inline(always)]
+unsafe fn hardswish(x: uint16x8_t, k: &HsConst) -> uint16x8_t {
+    let t;
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        asm!(
+            "fadd {t:v}.8h, {x:v}.8h, {three:v}.8h",
+            "fmin {t:v}.8h, {t:v}.8h, {six:v}.8h",
+            "fmax {t:v}.8h, {t:v}.8h, {zero:v}.8h",
+            "fmul {t:v}.8h, {t:v}.8h, {x:v}.8h",
+            "fmul {t:v}.8h, {t:v}.8h, {sixth:v}.8h",
+            t = out(vreg) t, x = in(vreg) x, three = in(vreg) k.three, six = in(vreg) k.six,
+            zero = in(vreg) k.zero, sixth = in(vreg) k.sixth,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    t
+}
+
+/// The HardSwish constants, in registers for a whole fill.
+#[derive(Clone, Copy)]
+struct HsConst {
+    three: uint16x8_t,
+    six: uint16x8_t,
+    zero: uint16x8_t,
+    sixth: uint16x8_t,
+}
+
+/// Stores the first `valid` (1–3) lanes of `v` at `dst`, lane by lane.
+///
+/// # Safety
+/// `dst` is valid for `valid` floats.
+#[inline(always)]
+unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if valid >= 2 {
+            vst1_f32(dst, vget_low_f32(v));
+            if valid == 3 {
+                vst1q_lane_f32::<2>(dst.add(2), v);
+            }
+        } else {
+            vst1q_lane_f32::<0>(dst, v);
+        }
+    }
+}
+
+/// Vectors per tile row of a column block with `left` columns left: 4 where 25+ are left, 2
+/// for 9–24, else 1 (reads stay within 7 values past the row: inside the layout's slack).
+#[inline(always)]
+fn vectors(left: usize) -> usize {
+    match left {
+        25.. => 4,
+        9..=24 => 2,
+        _ => 1,
+    }
+}
+
+/// Computes `plane` laid out as `layout` (the module's tiles). Closures here would not inline
+/// (a closure takes this function's FEAT_FP16, and a std generic calling it does not have
+/// it): loops and macros only. `CLAMP`: the activation clamps
+/// to `[low, high]`; `HS`: HardSwish after it.
+///
+/// # Safety
+/// The core has FEAT_FP16; the plane passed [`check`].
+#[allow(clippy::modulo_one)]
+#[target_feature(enable = "neon,fp16")]
+unsafe fn run<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw) {
+    let (cols, rows, n) = (layout.cols, layout.rows, layout.taps.len());
+    let (taps, weights, out) = (layout.taps.as_ptr(), plane.weights, plane.out);
+    let bias = vdupq_n_f32(plane.bias);
+    let zero16 = vdupq_n_u16(0);
+    let act = layout.act;
+    let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
+    let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
+    let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
+    // The bias, then the activation, of four widened sums (a macro: a closure here is a call
+    // per vector).
+    macro_rules! apply {
+        ($acc:expr) => {{
+            let acc = vaddq_f32($acc, bias);
+            let x = if CLAMP {
+                vminq_f32(vmaxq_f32(acc, low), high)
+            } else {
+                acc
+            };
+            if HS {
+                let t = vaddq_f32(vmulq_f32(x, sixth), half);
+                vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
+            } else {
+                x
+            }
+        }};
+    }
+    let (input, step) = (plane.input, layout.row_step);
+    // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 8j..) widened
+    // through the activation into `out`: whole tiles without a bounds check, else half-vector
+    // by half-vector, the partial one lane by lane.
+    macro_rules! store_tile {
+        ($a:ident, $r:expr, $c:expr) => {{
+            let (r, c) = ($r, $c);
+            for (i, row) in $a.iter().enumerate() {
+                let dst = out.add((r + i) * cols + c);
+                if c + 8 * row.len() <= cols {
+                    for (j, v) in row.iter().enumerate() {
+                        vst1q_f32(dst.add(8 * j), apply!(widen_lo(*v)));
+                        vst1q_f32(dst.add(8 * j + 4), apply!(widen_hi(*v)));
+                    }
+                } else {
+                    for (j, v) in row.iter().enumerate() {
+                        for (h, col) in [(0, c + 8 * j), (1, c + 8 * j + 4)] {
+                            let d = dst.add(col - c);
+                            let x = if h == 0 { widen_lo(*v) } else { widen_hi(*v) };
+                            if col + 4 <= cols {
+                                vst1q_f32(d, apply!(x));
+                            } else if col < cols {
+                                store_part(d, apply!(x), cols - col);
+                            }
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    // Per-tap tile: rows r..r+R × V vectors from column c.
+    macro_rules! tile {
+        ($r:expr, $c:expr, $rows:literal, $vecs:literal) => {{
+            let (r, c) = ($r, $c);
+            let mut acc = [[zero16; $vecs]; $rows];
+            for t in 0..n {
+                let w = vld1q_dup_u16(weights.add(t));
+                let p = input.add(r * step + *taps.add(t) + c);
+                for (i, row) in acc.iter_mut().enumerate() {
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a = fmla(*a, vld1q_u16(p.add(i * step + 8 * j)), w);
+                    }
+                }
+            }
+            store_tile!(acc, r, c);
+        }};
+    }
+    macro_rules! tile_rows {
+        ($c:expr, $rows:literal, $vecs:literal) => {{
+            let mut r = 0;
+            while r + $rows <= rows {
+                tile!(r, $c, $rows, $vecs);
+                r += $rows;
+            }
+            while r < rows {
+                tile!(r, $c, 1, $vecs);
+                r += 1;
+            }
+        }};
+    }
+
+    // Square jobs: the K² weights in four registers, eight per vector, zero-padded.
+    let square = layout.square;
+    let mut wv = [zero16; 4];
+    if let Some(Square { k, .. }) = square {
+        for (i, v) in wv.iter_mut().enumerate() {
+            let mut lanes = [0u16; 8];
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                if 8 * i + l < k * k {
+                    *lane = *weights.add(8 * i + l);
+                }
+            }
+            *v = vld1q_u16(lanes.as_ptr());
+        }
+    }
+    // One step of a square tile (the f32 kernel's `sq_step`): input row `u`, kernel column
+    // `kx`, its `V` vectors loaded once, added to each output row `i` that reads it as kernel
+    // row `u − s·i`.
+    macro_rules! sq_step {
+        ($a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal), $v:literal,
+         [$($i:literal)*], $u:literal, $kx:literal) => {{
+            let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
+            let mut x = [zero16; $v];
+            for (j, x) in x.iter_mut().enumerate() {
+                *x = vld1q_u16(p.add(8 * j));
+            }
+            $({
+                const KY: usize = ($u as usize).wrapping_sub($s * $i);
+                const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
+                if KY < $k {
+                    for j in 0..$v {
+                        $a[$i][j] = fmla_lane::<{ (T % 8) as i32 }>($a[$i][j], x[j], wv[T / 8]);
+                    }
+                }
+            })*
+        }};
+    }
+    macro_rules! sq_row {
+        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
+         $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
+            let pu = $base.add($u * $ld);
+            let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
+            $( sq_step!($a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
+        }};
+    }
+    macro_rules! sq_tile {
+        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
+         $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
+            let (r, c) = ($r, $c);
+            let mut a = [[zero16; $v]; $rows];
+            let base = input.add(r * step + c);
+            $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
+            store_tile!(a, r, c);
+        }};
+    }
+    macro_rules! sq_block {
+        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
+         $kxs:tt) => {{
+            let mut r = 0;
+            while r + 2 <= rows {
+                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $u2, $kxs);
+                r += 2;
+            }
+            if r < rows {
+                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $u1, $kxs);
+            }
+        }};
+    }
+    macro_rules! sq_blocks {
+        ($v:expr, $($rest:tt)*) => {
+            match $v {
+                4 => sq_block!(4, $($rest)*),
+                2 => sq_block!(2, $($rest)*),
+                _ => sq_block!(1, $($rest)*),
+            }
+        };
+    }
+    macro_rules! block {
+        ($c:expr) => {{
+            let (c, v) = ($c, vectors(cols - $c));
+            match square {
+                Some(Square { k: 3, ld, stride: 1, column_stride: 1, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2])
+                }
+                Some(Square { k: 3, ld, stride: 2, column_stride: 2, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2])
+                }
+                Some(Square { k: 3, ld, stride: 2, column_stride: 1, column: col }) => {
+                    sq_blocks!(v, c, ld, col, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2])
+                }
+                Some(Square { k: 5, ld, stride: 1, column_stride: 1, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                Some(Square { k: 5, ld, stride: 2, column_stride: 2, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                Some(Square { k: 5, ld, stride: 2, column_stride: 1, column: col }) => sq_blocks!(
+                    v, c, ld, col, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
+                ),
+                _ => match v {
+                    4 => tile_rows!(c, 2, 4),
+                    2 => tile_rows!(c, 4, 2),
+                    _ => tile_rows!(c, 4, 1),
+                },
+            }
+        }};
+    }
+    let mut c = 0;
+    while c < cols {
+        block!(c);
+        c += 8 * vectors(cols - c);
+    }
+}
+
+/// [`HalfKernel::fill`] without the checks.
+///
+/// # Safety
+/// FEAT_FP16; `fill`'s placement fits `buf` and `src` (its `new` and `check` passed).
+#[inline(never)]
+#[target_feature(enable = "neon,fp16")]
+unsafe fn fill_unchecked<const HS: bool>(fill: &HalfFill, buf: &mut [u16], src: &[f32]) {
+    let k = HsConst {
+        three: vdupq_n_u16(THREE),
+        six: vdupq_n_u16(SIX),
+        zero: vdupq_n_u16(0),
+        sixth: vdupq_n_u16(SIXTH),
+    };
+    let [h, w] = fill.hw;
+    let (dst, src) = (buf.as_mut_ptr(), src.as_ptr());
+    // SAFETY: the placement check bounds every row's writes inside `buf` and the reads to
+    // `h·w` values of `src`.
+    unsafe {
+        fill.at.walk(
+            dst,
+            h,
+            |y, d| copy::<HS>(d, src.add(y * w), w, &k),
+            |y, e, o| split::<HS>(e, o, src.add(y * w), w, &k),
+        )
+    }
+}
+
+/// Eight values rounded to binary16, through the HardSwish if `HS`.
+#[inline(always)]
+unsafe fn map<const HS: bool>(a: float32x4_t, b: float32x4_t, k: &HsConst) -> uint16x8_t {
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        let v = narrow(a, b);
+        if HS {
+            hardswish(v, k)
+        } else {
+            v
+        }
+    }
+}
+
+/// Copies `n` values; a row of 8 or more ends with a vector overlapping the one before it,
+/// a shorter one goes by 4 lanes (overlapping) or one by one.
+///
+/// # Safety
+/// `s` readable for `n` floats, `d` writable for `n` values; FEAT_FP16.
+#[inline(always)]
+unsafe fn copy<const HS: bool>(d: *mut u16, s: *const f32, n: usize, k: &HsConst) {
+    // SAFETY (all): pointers within the `n` values of each side.
+    unsafe {
+        if n >= 8 {
+            let (mut d, mut s, mut left) = (d, s, n);
+            while left >= 8 {
+                vst1q_u16(d, map::<HS>(vld1q_f32(s), vld1q_f32(s.add(4)), k));
+                (s, d, left) = (s.add(8), d.add(8), left - 8);
+            }
+            if left > 0 {
+                let (d, s) = (d.add(left).sub(8), s.add(left).sub(8));
+                vst1q_u16(d, map::<HS>(vld1q_f32(s), vld1q_f32(s.add(4)), k));
+            }
+        } else if n >= 4 {
+            let a = vld1q_f32(s);
+            vst1_u16(d, vget_low_u16(map::<HS>(a, a, k)));
+            let b = vld1q_f32(s.add(n - 4));
+            vst1_u16(d.add(n - 4), vget_low_u16(map::<HS>(b, b, k)));
+        } else {
+            for i in 0..n {
+                let v = vdupq_n_f32(*s.add(i));
+                vst1q_lane_u16::<0>(d.add(i), map::<HS>(v, v, k));
+            }
+        }
+    }
+}
+
+/// Writes `s[2i]` to `e[i]` and `s[2i + 1]` to `o[i]` for the `n` floats of `s`, rounded (`e`
+/// gets `⌈n/2⌉`, `o` `⌊n/2⌋`).
+///
+/// # Safety
+/// `s` readable for `n` floats, `e` writable for `⌈n/2⌉` values and `o` for `⌊n/2⌋`; FEAT_FP16.
+#[inline(always)]
+unsafe fn split<const HS: bool>(e: *mut u16, o: *mut u16, s: *const f32, n: usize, k: &HsConst) {
+    let pairs = n / 2;
+    // SAFETY (all): pair indices below `pairs`, element indices below `n`.
+    unsafe {
+        // Eight pairs from `s`: evens to `e`, odds to `o`.
+        let eight = |e: *mut u16, o: *mut u16, s: *const f32| {
+            let (v, w) = (vld2q_f32(s), vld2q_f32(s.add(8)));
+            vst1q_u16(e, map::<HS>(v.0, w.0, k));
+            vst1q_u16(o, map::<HS>(v.1, w.1, k));
+        };
+        // Four pairs.
+        let four = |e: *mut u16, o: *mut u16, s: *const f32| {
+            let v = vld2q_f32(s);
+            vst1_u16(e, vget_low_u16(map::<HS>(v.0, v.0, k)));
+            vst1_u16(o, vget_low_u16(map::<HS>(v.1, v.1, k)));
+        };
+        if pairs >= 8 {
+            let (mut e, mut o, mut s, mut left) = (e, o, s, pairs);
+            while left >= 8 {
+                eight(e, o, s);
+                (s, e, o, left) = (s.add(16), e.add(8), o.add(8), left - 8);
+            }
+            if left > 0 {
+                let back = 8 - left;
+                eight(e.sub(back), o.sub(back), s.sub(2 * back));
+            }
+        } else if pairs >= 4 {
+            four(e, o, s);
+            let back = pairs - 4;
+            four(e.add(back), o.add(back), s.add(2 * back));
+        } else {
+            for i in 0..pairs {
+                let v = vdupq_n_f32(*s.add(2 * i));
+                vst1q_lane_u16::<0>(e.add(i), map::<HS>(v, v, k));
+                let v = vdupq_n_f32(*s.add(2 * i + 1));
+                vst1q_lane_u16::<0>(o.add(i), map::<HS>(v, v, k));
+            }
+        }
+        if n % 2 == 1 {
+            let v = vdupq_n_f32(*s.add(n - 1));
+            vst1q_lane_u16::<0>(e.add(pairs), map::<HS>(v, v, k));
+        }
+    }
+}
