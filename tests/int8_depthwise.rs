@@ -128,3 +128,34 @@ fn a_float_depthwise_input_is_quantized_per_channel() {
         report.to_text()
     );
 }
+
+/// With float depthwise layers (the default), an int8 graph lets them run in binary16 on
+/// FEAT_FP16 cores (`precision = "f16"`: their calibrated ranges are small); the report says
+/// so, and `depthwise_f16 = false` (`--depthwise-f32`) keeps them f32.
+#[test]
+fn float_depthwise_layers_of_an_int8_graph_may_run_in_binary16() {
+    for half in [true, false] {
+        let (report, text) = convert("int8-equalize.onnx", 20.0, |o| {
+            o.int8_depthwise = false;
+            o.depthwise_f16 = half;
+        });
+        let calls: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("kestrel_depthwise("))
+            .collect();
+        assert_eq!(calls.len(), 2, "{text}");
+        let f16 = calls
+            .iter()
+            .filter(|l| l.contains("precision = \"f16\""))
+            .count();
+        assert_eq!(f16, if half { 2 } else { 0 }, "{calls:#?}");
+        assert_eq!(
+            report
+                .to_text()
+                .contains("2 in binary16 on FEAT_FP16 cores"),
+            half,
+            "{}",
+            report.to_text()
+        );
+    }
+}

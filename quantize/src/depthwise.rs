@@ -18,7 +18,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use crate::float_ops::PlacementReport;
 use crate::int8::layers::{find_layers, Layer, LayerOp};
-use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, MAX_KERNEL};
+use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, Precision, MAX_KERNEL};
 use kestrel_runtime::ops::int8_depthwise::Int8Depthwise;
 
 /// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
@@ -57,6 +57,45 @@ pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
     }
     report.fused_inputs = fuse_input_hardswish(&mut model)?;
     Ok((model.into_compact()?, report))
+}
+
+/// A key of a depthwise layer's f32 weights (their bits, in order): how an int8 graph's
+/// `kestrel_depthwise` ops are matched with the float layers they came from.
+pub(crate) fn weights_key(weights: impl Iterator<Item = f32>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    weights.for_each(|w| w.to_bits().hash(&mut h));
+    h.finish()
+}
+
+/// Sets `precision = "f16"` on each `kestrel_depthwise` of `model` whose weights have a key
+/// of `keys` (an int8 graph's depthwise layers whose calibrated ranges binary16 holds with
+/// room to spare, see `int8::half_safe`). Returns how many.
+pub(crate) fn set_half_precision(
+    model: &mut TypedModel,
+    keys: &std::collections::HashSet<u64>,
+) -> TractResult<usize> {
+    let mut set = 0;
+    for node in model.nodes.iter_mut() {
+        let Some(op) = node.op_as::<Depthwise>() else {
+            continue;
+        };
+        let key = {
+            let w = op.weights.try_as_plain_ram()?;
+            weights_key(w.as_slice::<f32>()?.iter().copied())
+        };
+        if !keys.contains(&key) {
+            log::info!(
+                "depthwise {}: stays f32 (its range does not fit binary16)",
+                node.name
+            );
+            continue;
+        }
+        let op = op.clone().with_precision(Precision::F16)?;
+        node.op = Box::new(op);
+        set += 1;
+    }
+    Ok(set)
 }
 
 /// Moves each HardSwish read by a `kestrel_depthwise` or `kestrel_int8_depthwise` alone into

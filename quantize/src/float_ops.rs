@@ -46,6 +46,9 @@ pub struct PlacementReport {
     /// Replaced layers that write their binarised output as packed bits (a convolution whose
     /// only reader was `kestrel_bitpack`).
     pub packed_outputs: usize,
+    /// Replaced layers allowed binary16 arithmetic (`precision = "f16"`: int8 graphs'
+    /// depthwise layers, run in binary16 on cores with FEAT_FP16).
+    pub half_precision: usize,
 }
 
 impl PlacementReport {
@@ -62,6 +65,13 @@ impl PlacementReport {
                     s,
                     ", {} with the HardSwish before it fused",
                     self.fused_inputs
+                );
+            }
+            if self.half_precision > 0 {
+                let _ = write!(
+                    s,
+                    ", {} in binary16 on FEAT_FP16 cores (A76, A78)",
+                    self.half_precision
                 );
             }
             if self.packed_outputs > 0 {

@@ -83,6 +83,10 @@ pub struct Int8Args {
     /// (default: float; quantize/README.md).
     #[arg(long)]
     pub int8_stem: bool,
+    /// Keep the float depthwise layers in f32 on every core (default: binary16 on cores
+    /// with FEAT_FP16 where their calibrated ranges allow, docs/depthwise.md).
+    #[arg(long)]
+    pub depthwise_f32: bool,
     /// Quantize the other k×k convolutions too, as Kestrel's `kestrel_int8_conv` (default:
     /// float; quantize/README.md).
     #[arg(long)]
@@ -191,6 +195,7 @@ impl Int8Args {
         options.progress = true;
         options.int8_depthwise = self.int8_depthwise;
         options.int8_stem = self.int8_stem;
+        options.depthwise_f16 = !self.depthwise_f32;
         options.int8_spatial = self.int8_spatial;
         options.holdout = self.holdout;
         options.bias_correction = !self.no_bias_correction;

