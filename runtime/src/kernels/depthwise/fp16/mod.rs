@@ -112,7 +112,7 @@ pub fn available() -> Vec<&'static dyn HalfKernel> {
 
 /// The kernel `precision = "f16"` layers use, or `None` to run them with the f32 kernels:
 /// `neon-fp16` where the core has FEAT_FP16; the emulation only where `KESTREL_KERNELS`
-/// names it (`generic-f16`), or names `neon-fp16` on a core without it. Decided once per
+/// names it (`generic-f16`: a host computing what a FEAT_FP16 board does). Decided once per
 /// process, logged.
 pub fn select() -> Option<&'static dyn HalfKernel> {
     static CHOICE: OnceLock<Option<&'static dyn HalfKernel>> = OnceLock::new();
