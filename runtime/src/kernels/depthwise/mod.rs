@@ -293,16 +293,15 @@ impl<'a> Layout<'a> {
     /// Checks one plane against the layout: one weight per tap, an output of `rows × cols`,
     /// and every read (with [`SLACK`] past each row) inside `input`. Three comparisons.
     pub fn check(&self, plane: &Plane<'_>, out: &[f32]) {
-        assert_eq!(self.taps.len(), plane.weights.len(), "one weight per tap");
-        assert_eq!(
-            out.len(),
-            self.rows * self.cols,
-            "out must hold rows × cols"
-        );
-        assert!(
-            self.reach <= plane.input.len(),
-            "depthwise job reads past its input"
-        );
+        self.check_lengths(plane.weights.len(), plane.input.len(), out.len());
+    }
+
+    /// [`Layout::check`] on lengths alone (weights, input values, output floats): the
+    /// binary16 kernels' planes too.
+    pub(crate) fn check_lengths(&self, weights: usize, input: usize, out: usize) {
+        assert_eq!(self.taps.len(), weights, "one weight per tap");
+        assert_eq!(out, self.rows * self.cols, "out must hold rows × cols");
+        assert!(self.reach <= input, "depthwise job reads past its input");
     }
 }
 

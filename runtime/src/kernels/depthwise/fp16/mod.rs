@@ -82,16 +82,7 @@ pub trait HalfKernel: Send + Sync + Debug {
 /// Checks one plane against `layout` (as [`Layout::check`]: one weight per tap, an output of
 /// `rows × cols`, every read with [`super::SLACK`] past each row inside the input).
 pub fn check(layout: &Layout<'_>, plane: &HalfPlane<'_>, out: &[f32]) {
-    assert_eq!(layout.taps.len(), plane.weights.len(), "one weight per tap");
-    assert_eq!(
-        out.len(),
-        layout.rows * layout.cols,
-        "out must hold rows × cols"
-    );
-    assert!(
-        layout.reach <= plane.input.len(),
-        "depthwise job reads past its input"
-    );
+    layout.check_lengths(plane.weights.len(), plane.input.len(), out.len());
 }
 
 /// The portable kernel (exact emulation: slow, for tests and for measuring on a host what a
