@@ -7,7 +7,8 @@
 //! converter writes them. After the criterion runs a summary line per shape prints the medians
 //! of interleaved rounds (tract run, then Kestrel run, per round; the ratio is the median of
 //! per-round ratios), Kestrel's MAC rate and the ratio. On a core with FEAT_FP16 (Pi 5, Orin)
-//! the op at `precision = "f16"` (`neon-fp16`) runs too, paired with the f32 op.
+//! the op at `precision = "f16"` (`neon-fp16`) runs too, paired with the f32 op, and the f16
+//! op writing int8 codes (`output = "int8"`, the binary16 codes stage) paired with it.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use kestrel_runtime::kernels::depthwise;
 use kestrel_runtime::kernels::depthwise::fp16;
 use kestrel_runtime::ops::depthwise::{Depthwise, Fused, Precision};
+use kestrel_runtime::ops::int8_linear::Int8Output;
 use kestrel_runtime::pool_alloc::PoolAlloc;
 use kestrel_runtime::random::random_tensor;
 use kestrel_runtime::tract_core::internal::*;
@@ -93,13 +95,14 @@ fn tract(c: usize, size: usize, k: usize, s: usize) -> (Model, TVec<TValue>) {
     )
 }
 
-/// Kestrel's op of the same shape and weights, ReLU fused, at `precision`.
+/// Kestrel's op of the same shape and weights, ReLU fused, at `precision`, writing `output`.
 fn kestrel(
     c: usize,
     size: usize,
     k: usize,
     s: usize,
     precision: Precision,
+    output: Int8Output,
 ) -> (Model, TVec<TValue>) {
     let mut m = TypedModel::default();
     let x = m.add_source("x", f32::fact([1, c, size, size])).unwrap();
@@ -111,6 +114,7 @@ fn kestrel(
     let pad = k / 2;
     let op = Depthwise::new(Arc::new(w), Arc::new(b), [s, s], [pad; 4], Fused::Relu)
         .and_then(|op| op.with_precision(precision))
+        .and_then(|op| op.with_output(output))
         .unwrap();
     let y = m.wire_node("dw", op, &[x]).unwrap();
     m.select_output_outlets(&y).unwrap();
@@ -126,7 +130,7 @@ fn layers(c: &mut Criterion) {
     let mut summary = vec![];
     for &(name, ch, size, k, s) in SHAPES {
         let t = tract(ch, size, k, s);
-        let q = kestrel(ch, size, k, s, Precision::F32);
+        let q = kestrel(ch, size, k, s, Precision::F32, Int8Output::Float);
         let a = t.0.session().unwrap().run(t.1.clone()).unwrap();
         let b = q.0.session().unwrap().run(q.1.clone()).unwrap();
         let diff = a[0]
@@ -149,7 +153,7 @@ fn layers(c: &mut Criterion) {
             macs / tk.as_secs_f64() / 1e9,
         ));
         if let Some(kernel) = fp16::select() {
-            let h = kestrel(ch, size, k, s, Precision::F16);
+            let h = kestrel(ch, size, k, s, Precision::F16, Int8Output::Float);
             let mut session = h.0.session().unwrap();
             group.bench_function(format!("{name}/kestrel-f16"), |bench| {
                 bench.iter(|| session.run(h.1.clone()).unwrap())
@@ -160,6 +164,21 @@ fn layers(c: &mut Criterion) {
                 tf.as_secs_f64() * 1e6,
                 kernel.name(),
                 th.as_secs_f64() * 1e6,
+            ));
+            let codes = Int8Output::Int8 {
+                zero_point: -100,
+                scale: 0.05,
+            };
+            let hc = kestrel(ch, size, k, s, Precision::F16, codes);
+            let mut session = hc.0.session().unwrap();
+            group.bench_function(format!("{name}/kestrel-f16-codes"), |bench| {
+                bench.iter(|| session.run(hc.1.clone()).unwrap())
+            });
+            let (tf, tc, ratio) = paired(&h, &hc, 61);
+            summary.push(format!(
+                "{name:<14}: kestrel f16 f32 out {:8.1} µs, int8 codes out {:8.1} µs, codes/f32 {ratio:.2}",
+                tf.as_secs_f64() * 1e6,
+                tc.as_secs_f64() * 1e6,
             ));
         }
     }

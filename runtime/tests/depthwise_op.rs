@@ -330,41 +330,126 @@ fn the_f16_precision_is_within_its_bound_and_round_trips() {
             assert_eq!(worst, 0.0, "no FEAT_FP16: the f32 kernels run");
         }
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dw.nnef.tgz");
-        write_nnef_tgz(&graph(&f16_op, c.x.shape()), &path);
-        for threads in [1, 2] {
-            let loaded = Model::load(
-                &path,
-                &LoadOptions {
-                    threads: Some(threads),
-                },
-            )
-            .unwrap();
-            let out = loaded.run(tvec!(c.x.clone().into_tvalue())).unwrap();
-            assert_eq!(floats(&out[0]), got, "round trip, {threads} threads");
+        for (threads, out) in reloaded(&f16_op, &c.x) {
+            assert_eq!(floats(&out), got, "round trip, {threads} threads");
         }
     }
 
     let c = case(&mut rng, [1, 2, 8, 8], [3, 3], [1, 1], Fused::None);
     let op = c.op.with_precision(Precision::F16).unwrap();
+    let msg = load_error_after(&op, "precision = \"f16\"", "precision = \"bf16\"");
+    assert!(
+        msg.contains("kestrel_depthwise") && msg.contains("bf16"),
+        "{msg}"
+    );
+}
+
+/// The op's one-op graph written as `.nnef.tgz` and reloaded on one and on two threads: its
+/// output on `x`, by thread count.
+fn reloaded(op: &Depthwise, x: &Tensor) -> Vec<(usize, Tensor)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dw.nnef.tgz");
+    write_nnef_tgz(&graph(op, x.shape()), &path);
+    [1, 2]
+        .into_iter()
+        .map(|threads| {
+            let options = LoadOptions {
+                threads: Some(threads),
+            };
+            let loaded = Model::load(&path, &options).unwrap();
+            let out = loaded.run(tvec!(x.clone().into_tvalue())).unwrap();
+            (threads, out[0].clone().into_tensor())
+        })
+        .collect()
+}
+
+/// The load error of the op's one-op graph (on an `[1, 2, 8, 8]` input) written as a NNEF
+/// directory with `from` replaced by `to` in its text (which must hold `from`).
+fn load_error_after(op: &Depthwise, from: &str, to: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("dw.nnef");
     kestrel_runtime::ops::registry::nnef()
-        .write_to_dir(&graph(&op, &[1, 2, 8, 8]), &dir)
+        .write_to_dir(&graph(op, &[1, 2, 8, 8]), &dir)
         .unwrap();
     let text = dir.join("graph.nnef");
     let graph_text = std::fs::read_to_string(&text).unwrap();
-    assert!(graph_text.contains("precision = \"f16\""), "{graph_text}");
-    std::fs::write(
-        &text,
-        graph_text.replace("precision = \"f16\"", "precision = \"bf16\""),
-    )
-    .unwrap();
+    assert!(graph_text.contains(from), "{graph_text}");
+    std::fs::write(&text, graph_text.replace(from, to)).unwrap();
     let err = Model::load(&dir, &LoadOptions::default()).expect_err("a load error");
-    let msg = kestrel_runtime::error::Chain(&err).to_string();
+    kestrel_runtime::error::Chain(&err).to_string()
+}
+
+/// The i8 codes of a QI8 tensor.
+fn codes(t: &Tensor) -> Vec<i8> {
+    // SAFETY: a QI8 tensor holds i8 values.
+    unsafe { t.as_slice_unchecked::<i8>() }.to_vec()
+}
+
+/// With `output = "int8"` the op writes the codes the next int8 layer would make of its f32
+/// output (`kernels::int8::quantize`): bit for bit at f32 precision, within a code (plus
+/// binary16's bound) at f16 where the core has FEAT_FP16; typed `QI8`, on one and two
+/// threads, through the NNEF round trip; a bad zero point is a load error naming the op.
+#[test]
+fn int8_codes_out_are_the_next_layers_quantization() {
+    use kestrel_runtime::kernels::int8::quantize;
+    use kestrel_runtime::ops::int8_linear::Int8Output;
+    let mut rng = SmallRng::seed_from_u64(11);
+    let half = kestrel_runtime::kernels::depthwise::fp16::select().is_some();
+    let (zero_point, scale) = (-7, 0.02f32);
+    let output = Int8Output::Int8 { zero_point, scale };
+    for (k, s, fused, input) in [
+        ([3, 3], [1, 1], Fused::HardSwish, InputActivation::HardSwish),
+        ([5, 5], [2, 2], Fused::Relu, InputActivation::None),
+        ([3, 3], [2, 2], Fused::Clip(6.0), InputActivation::HardSwish),
+        ([7, 7], [1, 1], Fused::None, InputActivation::None),
+    ] {
+        let c = case(&mut rng, [2, 4, 15, 29], k, s, fused);
+        for precision in [Precision::F32, Precision::F16] {
+            let float =
+                c.op.clone()
+                    .with_input(input)
+                    .with_precision(precision)
+                    .unwrap();
+            let op = float.clone().with_output(output).unwrap();
+            let want: Vec<i8> = floats(&eval(&float, &c.x))
+                .iter()
+                .map(|&v| quantize(v, 1.0 / scale, zero_point as f32))
+                .collect();
+            let got = eval(&op, &c.x);
+            assert_eq!(
+                got.datum_type(),
+                DatumType::QI8(QParams::ZpScale { zero_point, scale })
+            );
+            let got = codes(&got);
+            let worst = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+                .max()
+                .unwrap();
+            if precision == Precision::F16 && half {
+                // The f16 op's own bound (the test above) in codes, plus the stage's rounding.
+                let taps = (k[0] * k[1]) as f32;
+                let bound = 1.0 + (taps + 12.0) * 2f32.powi(-11) * (1.0 + taps) / scale;
+                assert!(worst as f32 <= bound, "{k:?} {fused:?}: {worst} > {bound}");
+            } else {
+                assert_eq!(
+                    worst, 0,
+                    "{k:?} {fused:?} {precision:?}: the f32 output quantized"
+                );
+            }
+
+            for (threads, out) in reloaded(&op, &c.x) {
+                assert_eq!(codes(&out), got, "round trip, {threads} threads");
+            }
+        }
+    }
+
+    let c = case(&mut rng, [1, 2, 8, 8], [3, 3], [1, 1], Fused::None);
+    let op = c.op.with_output(output).unwrap();
+    let msg = load_error_after(&op, "output_zero_point = -7", "output_zero_point = 300");
     assert!(
-        msg.contains("kestrel_depthwise") && msg.contains("bf16"),
+        msg.contains("kestrel_depthwise") && msg.contains("300"),
         "{msg}"
     );
 }

@@ -12,6 +12,13 @@
 //! op then gives the bits tract's `HardSwish` followed by the op would, with one pass over the
 //! plane instead of two.
 //!
+//! The output is f32, or (`output = "int8"`, `output_zero_point`, `output_scale`, typed `QI8`)
+//! the int8 codes the next int8 layer reads: quantized as that layer would quantize the f32
+//! output (`crate::kernels::int8::quantize`), plane by plane while it is in cache, so no f32
+//! tensor is written between the two;
+//! a `precision = "f16"` layer on a FEAT_FP16 core computes the codes in its binary16 output
+//! stage instead (`crate::kernels::depthwise::fp16`).
+//!
 //! Shapes the op takes: kernels up to 7×7, strides 1 or 2 on each axis, zero padding smaller
 //! than the kernel, dilation 1, one output channel per input channel. The converter leaves
 //! any other depthwise convolution to tract.
@@ -19,10 +26,12 @@
 use tract_nnef::internal::*;
 use tract_nnef::ser::{array, invocation, numeric, string};
 
+use super::int8_linear::{read_output, write_output, Int8Output};
 use super::parallel::{run_indexed, threads, Disjoint};
-use super::scratch;
-use crate::kernels::depthwise::fp16::{self, HalfKernel, HalfPlane};
+use super::scratch::{self, Padded};
+use crate::kernels::depthwise::fp16::{self, HalfCodes, HalfPlane};
 use crate::kernels::depthwise::{self as dw, Activation, Layout, Plane, SLACK};
+use crate::kernels::int8::{codes::quantize_codes, Quantizer};
 use crate::kernels::linear::Clamp;
 
 /// NNEF name.
@@ -128,6 +137,8 @@ pub struct Depthwise {
     pub input: InputActivation,
     /// The arithmetic it may use.
     pub precision: Precision,
+    /// What it writes: f32, or int8 codes for an int8 layer.
+    pub output: Int8Output,
     /// The weights rounded to binary16 (for [`Precision::F16`]; empty otherwise).
     halves: Arc<Vec<u16>>,
 }
@@ -141,6 +152,7 @@ impl std::hash::Hash for Depthwise {
         self.fused.hash(state);
         self.input.hash(state);
         self.precision.hash(state);
+        self.output.hash(state);
     }
 }
 
@@ -153,6 +165,7 @@ impl PartialEq for Depthwise {
             && self.fused == other.fused
             && self.input == other.input
             && self.precision == other.precision
+            && self.output == other.output
     }
 }
 
@@ -194,8 +207,16 @@ impl Depthwise {
             fused,
             input: InputActivation::None,
             precision: Precision::F32,
+            output: Int8Output::Float,
             halves: Arc::default(),
         })
+    }
+
+    /// The op writing `output` (f32, or int8 codes with a zero point in `[−128, 127]` and a
+    /// finite positive scale).
+    pub fn with_output(self, output: Int8Output) -> TractResult<Depthwise> {
+        output.check(NAME)?;
+        Ok(Depthwise { output, ..self })
     }
 
     /// The op applying `input` to its input first.
@@ -276,8 +297,8 @@ impl Op for Depthwise {
             _ => dw::select().name(),
         };
         Ok(vec![format!(
-            "{kh}x{kw} stride {:?} padding {:?} input {:?} {:?} {:?}, kernel {kernel}",
-            self.stride, self.padding, self.input, self.fused, self.precision,
+            "{kh}x{kw} stride {:?} padding {:?} input {:?} {:?} {:?} out {:?}, kernel {kernel}",
+            self.stride, self.padding, self.input, self.fused, self.precision, self.output,
         )])
     }
 
@@ -295,18 +316,51 @@ impl EvalOp for Depthwise {
             input.datum_type()
         );
         let plan = self.plan(input.shape())?;
+        let dt = self.output.datum_type();
         // SAFETY: `run` writes every element (each plane by one kernel call).
-        let mut out = unsafe { Tensor::uninitialized::<f32>(&plan.output_shape)? };
+        let mut out = unsafe { Tensor::uninitialized_dt(dt, &plan.output_shape)? };
         {
             let view = input.try_as_plain_ram()?;
             let mut out_view = out.try_as_plain_ram_mut()?;
-            self.run(
-                &plan,
-                view.as_slice::<f32>()?,
-                out_view.as_slice_mut::<f32>()?,
-            )?;
+            let dst = match self.output {
+                Int8Output::Float => Dst::F32(Disjoint::new(out_view.as_slice_mut::<f32>()?)),
+                Int8Output::Int8 { zero_point, scale } => Dst::Codes(
+                    // SAFETY: a QI8 tensor holds i8 values.
+                    Disjoint::new(unsafe { out_view.as_slice_mut_unchecked::<i8>() }),
+                    Quantizer {
+                        inv_scale: 1.0 / scale,
+                        zp: zero_point,
+                    },
+                ),
+            };
+            self.run(&plan, view.as_slice::<f32>()?, dst)?;
         }
         Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// Where the planes go: f32, or int8 codes quantized with the next layer's quantizer.
+enum Dst<'a> {
+    F32(Disjoint<'a, f32>),
+    Codes(Disjoint<'a, i8>, Quantizer),
+}
+
+impl Dst<'_> {
+    /// Writes plane `p` (`len` values) from its f32 computation `f`: in place, or into
+    /// scratch and then quantized.
+    ///
+    /// # Safety
+    /// Plane `p` belongs to the calling task alone.
+    unsafe fn write(&self, p: usize, len: usize, f: impl FnOnce(&mut [f32])) {
+        match self {
+            // SAFETY: the caller's.
+            Dst::F32(out) => f(unsafe { out.part(p * len, len) }),
+            Dst::Codes(out, q) => scratch::plane_out(len, |tmp| {
+                f(tmp);
+                // SAFETY: the caller's.
+                quantize_codes(tmp, *q, unsafe { out.part(p * len, len) });
+            }),
+        }
     }
 }
 
@@ -352,119 +406,124 @@ impl Depthwise {
         })
     }
 
-    /// Runs `plan` from `x` into `out`, the planes split over the executor's threads; each
+    /// Runs `plan` from `x` into `dst`, the planes split over the executor's threads; each
     /// task zeroes its padded buffer once (the padding is the same for every plane) and copies
-    /// each plane's interior into it.
-    fn run(&self, plan: &Plan, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+    /// each plane's interior into it. A `precision = "f16"` layer runs in binary16 where a
+    /// half-precision kernel is selected.
+    fn run(&self, plan: &Plan, x: &[f32], dst: Dst<'_>) -> TractResult<()> {
         let [h, w] = plan.hw;
         let plane_out = plan.out_hw[0] * plan.out_hw[1];
         if plan.planes == 0 || plane_out == 0 {
             return Ok(());
         }
+        let bias = self.bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let [kh, kw] = self.kernel();
+        let taps_n = kh * kw;
+        let [pt, pl, _, _] = self.padding;
+        let (sy, sx) = (self.stride[0], self.stride[1]);
+        let placement = dw::pad::Placement {
+            ld: plan.ld,
+            phase_len: plan.phase_len,
+            top: pt,
+            left: pl,
+            stride: sx,
+        };
+        let hardswish = self.input == InputActivation::HardSwish;
+        let act = self.fused.activation();
+        let taps = &plan.taps[..taps_n];
+        let layout = Layout::new(taps, sy * plan.ld, plan.out_hw[0], plan.out_hw[1], act);
+        let buf_len = sx * plan.phase_len;
         if let (Precision::F16, Some(kernel)) = (self.precision, fp16::select()) {
-            return self.run_half(plan, x, out, kernel);
+            let filler = fp16::pad::HalfFill::new(placement, [h, w], buf_len, hardswish);
+            let weights = &self.halves;
+            // Codes from the binary16 stage where its constants fit binary16.
+            let codes = match &dst {
+                Dst::Codes(_, q) if bias.iter().all(|b| b.abs() <= fp16::MAX_CODES_BIAS) => {
+                    HalfCodes::new(act, q.inv_scale, q.zp)
+                }
+                _ => None,
+            };
+            self.each_plane::<u16>(
+                plan,
+                x,
+                |buf, src| kernel.fill(&filler, buf, src),
+                |buf, ch, p| {
+                    let plane = HalfPlane {
+                        input: buf,
+                        weights: &weights[ch * taps_n..][..taps_n],
+                        bias: bias[ch],
+                    };
+                    match (&dst, &codes) {
+                        (Dst::Codes(out, _), Some(q)) => {
+                            // SAFETY: plane p belongs to this task alone.
+                            let out = unsafe { out.part(p * plane_out, plane_out) };
+                            kernel.run_plane_codes(&layout, plane, q, out)
+                        }
+                        // SAFETY: as above.
+                        _ => unsafe {
+                            dst.write(p, plane_out, |o| kernel.run_plane(&layout, plane, o))
+                        },
+                    }
+                },
+            );
+            return Ok(());
         }
         let weights = self.weights.try_as_plain_ram()?;
         let weights = weights.as_slice::<f32>()?;
-        let bias = self.bias.try_as_plain_ram()?;
-        let bias = bias.as_slice::<f32>()?;
-        let [kh, kw] = self.kernel();
-        let [pt, pl, _, _] = self.padding;
-        let (sy, sx) = (self.stride[0], self.stride[1]);
-        let (ld, phase_len) = (plan.ld, plan.phase_len);
-        let taps = &plan.taps[..kh * kw];
-        let act = self.fused.activation();
-        let placement = dw::pad::Placement {
-            ld,
-            phase_len,
-            top: pt,
-            left: pl,
-            stride: sx,
-        };
-        let hardswish = self.input == InputActivation::HardSwish;
-        let filler = dw::pad::PlaneFill::new(placement, [h, w], sx * phase_len, hardswish);
+        let filler = dw::pad::PlaneFill::new(placement, [h, w], buf_len, hardswish);
         let kernel = dw::select();
-        let layout = Layout::new(taps, sy * ld, plan.out_hw[0], plan.out_hw[1], act);
-        let tasks = threads().min(plan.planes);
-        let out = Disjoint::new(out);
-        run_indexed(tasks, |t| {
-            let range = t * plan.planes / tasks..(t + 1) * plan.planes / tasks;
-            scratch::floats(sx * phase_len, |buf| {
-                buf.fill(0.0);
-                let (plane_in, taps) = (h * w, kh * kw);
-                let mut ch = range.start % plan.channels;
-                for p in range {
-                    filler.fill(buf, &x[p * plane_in..][..plane_in]);
+        self.each_plane::<f32>(
+            plan,
+            x,
+            |buf, src| filler.fill(buf, src),
+            |buf, ch, p| {
+                let plane = Plane {
+                    input: buf,
+                    weights: &weights[ch * taps_n..][..taps_n],
+                    bias: bias[ch],
+                };
+                match &dst {
                     // SAFETY: plane p belongs to this task alone.
-                    let dst = unsafe { out.part(p * plane_out, plane_out) };
-                    let plane = Plane {
-                        input: buf,
-                        weights: &weights[ch * taps..][..taps],
-                        bias: bias[ch],
-                    };
-                    kernel.run_plane(&layout, plane, dst);
-                    ch = if ch + 1 == plan.channels { 0 } else { ch + 1 };
+                    Dst::F32(out) => kernel.run_plane(&layout, plane, unsafe {
+                        out.part(p * plane_out, plane_out)
+                    }),
+                    Dst::Codes(out, q) => scratch::plane_out(plane_out, |tmp| {
+                        // SAFETY: as above.
+                        let out = unsafe { out.part(p * plane_out, plane_out) };
+                        kernel.run_plane_codes(&layout, plane, *q, out, tmp)
+                    }),
                 }
-            })
-        });
+            },
+        );
         Ok(())
     }
-}
 
-impl Depthwise {
-    /// [`Depthwise::run`] in binary16 with `kernel`: the same tasks and layout, planes
-    /// rounded to binary16 while they are copied.
-    fn run_half(
+    /// The task loop of [`Depthwise::run`] for padded planes of `B`: each task borrows its
+    /// buffer, zeroes it, and for each of its planes `fill`s it from the input plane, then
+    /// calls `plane(buffer, channel, plane index)`.
+    fn each_plane<B: Padded>(
         &self,
         plan: &Plan,
         x: &[f32],
-        out: &mut [f32],
-        kernel: &dyn HalfKernel,
-    ) -> TractResult<()> {
-        let [h, w] = plan.hw;
-        let plane_out = plan.out_hw[0] * plan.out_hw[1];
-        let weights = &self.halves;
-        let bias = self.bias.try_as_plain_ram()?;
-        let bias = bias.as_slice::<f32>()?;
-        let [kh, kw] = self.kernel();
-        let [pt, pl, _, _] = self.padding;
-        let (sy, sx) = (self.stride[0], self.stride[1]);
-        let (ld, phase_len) = (plan.ld, plan.phase_len);
-        let taps = &plan.taps[..kh * kw];
-        let placement = dw::pad::Placement {
-            ld,
-            phase_len,
-            top: pt,
-            left: pl,
-            stride: sx,
-        };
-        let hardswish = self.input == InputActivation::HardSwish;
-        let filler = fp16::pad::HalfFill::new(placement, [h, w], sx * phase_len, hardswish);
-        let act = self.fused.activation();
-        let layout = Layout::new(taps, sy * ld, plan.out_hw[0], plan.out_hw[1], act);
+        fill: impl Fn(&mut [B], &[f32]) + Sync,
+        plane: impl Fn(&[B], usize, usize) + Sync,
+    ) {
+        let plane_in = plan.hw[0] * plan.hw[1];
+        let buf_len = self.stride[1] * plan.phase_len;
         let tasks = threads().min(plan.planes);
-        let out = Disjoint::new(out);
         run_indexed(tasks, |t| {
             let range = t * plan.planes / tasks..(t + 1) * plan.planes / tasks;
-            scratch::halves(sx * phase_len, |buf| {
-                buf.fill(0);
-                let (plane_in, taps) = (h * w, kh * kw);
+            B::scratch(buf_len, |buf| {
+                buf.fill(B::default());
                 let mut ch = range.start % plan.channels;
                 for p in range {
-                    kernel.fill(&filler, buf, &x[p * plane_in..][..plane_in]);
-                    // SAFETY: plane p belongs to this task alone.
-                    let dst = unsafe { out.part(p * plane_out, plane_out) };
-                    let plane = HalfPlane {
-                        input: buf,
-                        weights: &weights[ch * taps..][..taps],
-                        bias: bias[ch],
-                    };
-                    kernel.run_plane(&layout, plane, dst);
+                    fill(buf, &x[p * plane_in..][..plane_in]);
+                    plane(buf, ch, p);
                     ch = if ch + 1 == plan.channels { 0 } else { ch + 1 };
                 }
             })
         });
-        Ok(())
     }
 }
 
@@ -483,7 +542,7 @@ impl TypedOp for Depthwise {
         let mut shape = f.shape.to_tvec();
         shape[r - 2] = oh.into();
         shape[r - 1] = ow.into();
-        Ok(tvec!(f32::fact(shape)))
+        Ok(tvec!(self.output.datum_type().fact(shape)))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
@@ -509,6 +568,9 @@ pub(crate) fn register(registry: &mut Registry) {
             TypeName::Scalar.named("clip").default(0.0),
             TypeName::String.named("input_activation").default("none"),
             TypeName::String.named("precision").default("f32"),
+            TypeName::String.named("output").default("float"),
+            TypeName::Integer.named("output_zero_point").default(0),
+            TypeName::Scalar.named("output_scale").default(1.0),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -532,7 +594,8 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     };
     let op = Depthwise::new(weights, bias, stride, padding, fused)?
         .with_input(read_input_activation(builder, invocation, NAME)?)
-        .with_precision(precision)?;
+        .with_precision(precision)?
+        .with_output(read_output(builder, invocation, NAME)?)?;
     builder.wire(op, &[input])
 }
 
@@ -576,6 +639,9 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Depthwise) -> TractResult<Opti
     write_input_activation(op.input, &mut attributes);
     if op.precision == Precision::F16 {
         attributes.push(("precision", string("f16")));
+    }
+    if op.output != Int8Output::Float {
+        write_output(op.output, &mut attributes);
     }
     Ok(Some(invocation(NAME, &[input, weights, bias], &attributes)))
 }

@@ -226,12 +226,7 @@ impl Int8Conv {
     }
 
     fn output_dt(&self) -> DatumType {
-        match self.output {
-            Int8Output::Float => f32::datum_type(),
-            Int8Output::Int8 { zero_point, scale } => {
-                DatumType::QI8(QParams::ZpScale { zero_point, scale })
-            }
-        }
+        self.output.datum_type()
     }
 
     /// Checks an i8 input's quantization (`dt`) is the op's.

@@ -296,12 +296,7 @@ impl Int8Depthwise {
             );
         }
         input.check(NAME, c)?;
-        if let Int8Output::Int8 { zero_point, scale } = output {
-            ensure!(
-                (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
-                "{NAME}: output zero point {zero_point} / scale {scale} out of range"
-            );
-        }
+        output.check(NAME)?;
         let weights16 = w8.iter().map(|&w| i16::from(w)).collect();
         Ok(Int8Depthwise {
             weights,
@@ -342,12 +337,7 @@ impl Int8Depthwise {
     }
 
     fn output_dt(&self) -> DatumType {
-        match self.output {
-            Int8Output::Float => f32::datum_type(),
-            Int8Output::Int8 { zero_point, scale } => {
-                DatumType::QI8(QParams::ZpScale { zero_point, scale })
-            }
-        }
+        self.output.datum_type()
     }
 
     /// Checks an input type: f32, or i8 codes whose quantization (if typed) is the op's.

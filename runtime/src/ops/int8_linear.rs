@@ -72,6 +72,39 @@ pub enum Int8Output {
     },
 }
 
+impl Int8Output {
+    /// The output's type: f32, or `QI8` with the zero point and scale.
+    pub fn datum_type(&self) -> DatumType {
+        match *self {
+            Int8Output::Float => f32::datum_type(),
+            Int8Output::Int8 { zero_point, scale } => {
+                DatumType::QI8(QParams::ZpScale { zero_point, scale })
+            }
+        }
+    }
+
+    /// Checks an i8 output's zero point (in `[−128, 127]`) and scale (finite, positive),
+    /// naming `op`.
+    pub fn check(&self, op: &str) -> TractResult<()> {
+        if let Int8Output::Int8 { zero_point, scale } = *self {
+            ensure!(
+                (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
+                "{op}: output zero point {zero_point} must be in [-128, 127] and scale {scale} finite and positive"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::hash::Hash for Int8Output {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Int8Output::Int8 { zero_point, scale } = *self {
+            zero_point.hash(state);
+            scale.to_bits().hash(state);
+        }
+    }
+}
+
 /// The int8 linear operator.
 #[derive(Debug, Clone)]
 pub struct Int8Linear {
@@ -231,12 +264,7 @@ impl Int8Linear {
             !low.is_nan() && !high.is_nan() && low <= high,
             "{NAME}: clamp [{low}, {high}] is empty"
         );
-        if let Int8Output::Int8 { zero_point, scale } = output {
-            ensure!(
-                (-128..=127).contains(&zero_point) && scale.is_finite() && scale > 0.0,
-                "{NAME}: output zero point {zero_point} / scale {scale} invalid"
-            );
-        }
+        output.check(NAME)?;
         let bias_v = bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec();
         let mut corr = Vec::with_capacity(o);
         let mut corr_u = Vec::with_capacity(o);
@@ -384,12 +412,7 @@ impl Int8Linear {
     }
 
     fn output_dt(&self) -> DatumType {
-        match self.output {
-            Int8Output::Float => f32::datum_type(),
-            Int8Output::Int8 { zero_point, scale } => {
-                DatumType::QI8(QParams::ZpScale { zero_point, scale })
-            }
-        }
+        self.output.datum_type()
     }
 }
 

@@ -23,6 +23,7 @@ thread_local! {
     static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PLANE_OUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SHORTS: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
     static HALVES: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     static CODES: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
@@ -72,6 +73,31 @@ pub(crate) fn ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
 /// `len` floats of scratch (the padded planes of a depthwise convolution).
 pub(crate) fn floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     with(&FLOATS, len, f)
+}
+
+/// `len` floats of scratch beside [`floats`] (a depthwise plane's f32 output before it is
+/// quantized).
+pub(crate) fn plane_out<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with(&PLANE_OUT, len, f)
+}
+
+/// Element types of padded planes, each with its scratch slot: a task loop generic over the
+/// precision borrows its buffer through this.
+pub(crate) trait Padded: Copy + Default + 'static {
+    /// `len` values of this type's scratch slot.
+    fn scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+impl Padded for f32 {
+    fn scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        floats(len, f)
+    }
+}
+
+impl Padded for u16 {
+    fn scratch<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
+        halves(len, f)
+    }
 }
 
 /// `len` binary16 values of scratch (the padded planes of an f16 depthwise convolution).

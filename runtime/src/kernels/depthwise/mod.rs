@@ -55,6 +55,9 @@ pub(crate) mod tests;
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
+use crate::kernels::int8::codes::quantize_codes;
+use crate::kernels::int8::Quantizer;
+
 /// Floats a [`PlaneJob`]'s input must hold past the start of its last output row's last tap
 /// read, beyond `cols`, so that vector kernels may run whole vectors of up to 16 lanes.
 pub const SLACK: usize = 16;
@@ -324,6 +327,23 @@ pub trait DepthwiseKernel: Send + Sync + Debug {
     /// Computes the output of `plane`, laid out as `layout` says, into `out` (module docs).
     /// Panics if the plane fails [`Layout::check`].
     fn run_plane(&self, layout: &Layout<'_>, plane: Plane<'_>, out: &mut [f32]);
+
+    /// Computes the int8 codes of `plane` into `out`: each output quantized with `q` as
+    /// [`crate::kernels::int8::quantize`] does it (the next int8 layer's quantization; NaN
+    /// unspecified). By default the f32 output goes to `tmp` (`out`'s length) and is quantized
+    /// from there ([`crate::kernels::int8::codes::quantize_codes`]) while it is in cache.
+    /// Panics as [`Self::run_plane`], or if the lengths differ.
+    fn run_plane_codes(
+        &self,
+        layout: &Layout<'_>,
+        plane: Plane<'_>,
+        q: Quantizer,
+        out: &mut [i8],
+        tmp: &mut [f32],
+    ) {
+        self.run_plane(layout, plane, tmp);
+        quantize_codes(tmp, q, out);
+    }
 
     /// Computes the job's output plane into `out` (module docs). Panics if the job fails
     /// [`PlaneJob::check`].

@@ -1,9 +1,10 @@
 //! The depthwise kernels: every vector kernel `available()` returns against
-//! [`reference_fma`] bit for bit, and the portable one within [`fma_bound`] of it, over kernel
+//! [`reference_fma`] bit for bit (their int8 codes too), and the portable one within
+//! [`fma_bound`] of it, over kernel
 //! sizes 1–7, the strides' layouts (1 or 2 along each axis), every activation and every tail (1 to 6 rows and 1 to 70
 //! columns: whole and partial row tiles, whole and partial vectors of 4, 8 and 16 lanes).
 
-use super::{available, fma_bound, generic, reference_fma, Activation, PlaneJob, SLACK};
+use super::{available, fma_bound, generic, reference_fma, Activation, Layout, PlaneJob, SLACK};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -129,6 +130,49 @@ fn every_vector_kernel_equals_the_fma_reference_bit_for_bit() {
         cases += 1;
     });
     assert!(cases > 400);
+}
+
+/// Every vector kernel's codes are the next int8 layer's quantization of the FMA reference,
+/// bit for bit (codes over about ±150, so some saturate; zero points on both sides).
+#[test]
+fn every_vector_kernel_writes_the_quantized_fma_reference() {
+    use crate::kernels::int8::{codes::quantize_portable, Quantizer};
+    let kernels: Vec<_> = available()
+        .into_iter()
+        .filter(|k| k.name() != "generic")
+        .collect();
+    let mut saturated = 0;
+    each_case(|c, act| {
+        let job = c.job(act);
+        let mut ref_out = vec![0f32; c.rows * c.cols];
+        reference_fma(&job, &mut ref_out);
+        let top = ref_out.iter().fold(0.05f32, |m, v| m.max(v.abs()));
+        let q = Quantizer {
+            inv_scale: 150.0 / top,
+            zp: if c.cols % 2 == 0 { 5 } else { -9 },
+        };
+        let mut want = vec![0i8; ref_out.len()];
+        quantize_portable(&ref_out, q, &mut want);
+        saturated += want.iter().filter(|&&v| v == 127 || v == -128).count();
+        for kernel in &kernels {
+            let mut got = vec![0x55i8; want.len()];
+            let mut tmp = vec![0f32; want.len()];
+            kernel.run_plane_codes(&Layout::of(&job), job.plane(), q, &mut got, &mut tmp);
+            assert_eq!(
+                got,
+                want,
+                "{}: {} taps, {}x{}, {act:?}",
+                kernel.name(),
+                c.taps.len(),
+                c.rows,
+                c.cols
+            );
+        }
+    });
+    assert!(
+        saturated > 0,
+        "no code saturated: the test misses the clamp"
+    );
 }
 
 #[test]

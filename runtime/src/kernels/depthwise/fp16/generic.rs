@@ -10,7 +10,9 @@
 //! through f32 on some hosts, a second rounding. [`add`] and [`mul`] of two binary16 values go through f32, which holds a product
 //! exactly and a sum closely enough that the second rounding cannot land on a midpoint.
 
-use super::{check, to_f32, to_half, HalfKernel, HalfPlane};
+use super::{
+    check, check_codes, codes, split_bias, to_f32, to_half, HalfCodes, HalfKernel, HalfPlane,
+};
 use crate::kernels::depthwise::Layout;
 
 /// The portable kernel.
@@ -23,20 +25,39 @@ impl HalfKernel for Generic {
     }
 
     fn run_plane(&self, layout: &Layout<'_>, plane: HalfPlane<'_>, out: &mut [f32]) {
-        check(layout, &plane, out);
-        let cols = layout.cols;
-        if cols == 0 {
-            return;
-        }
-        for (r, row) in out.chunks_exact_mut(cols).enumerate() {
-            let base = r * layout.row_step;
-            for (c, o) in row.iter_mut().enumerate() {
-                let mut acc = 0;
-                for (&t, &w) in layout.taps.iter().zip(plane.weights) {
-                    acc = fma(w, plane.input[base + t + c], acc);
-                }
-                *o = layout.act.apply(to_f32(acc) + plane.bias);
+        check(layout, &plane, out.len());
+        each(layout, &plane, out, |acc| {
+            layout.act.apply(to_f32(acc) + plane.bias)
+        });
+    }
+
+    fn run_plane_codes(
+        &self,
+        layout: &Layout<'_>,
+        plane: HalfPlane<'_>,
+        q: &HalfCodes,
+        out: &mut [i8],
+    ) {
+        check_codes(layout, &plane, out.len());
+        let bias = split_bias(plane.bias);
+        each(layout, &plane, out, |acc| codes(acc, bias, q, layout.act));
+    }
+}
+
+/// `out[r·cols + c] = stage(sum of the taps at (r, c))`, each sum in binary16, taps in order.
+fn each<T>(layout: &Layout<'_>, plane: &HalfPlane<'_>, out: &mut [T], stage: impl Fn(u16) -> T) {
+    let cols = layout.cols;
+    if cols == 0 {
+        return;
+    }
+    for (r, row) in out.chunks_exact_mut(cols).enumerate() {
+        let base = r * layout.row_step;
+        for (c, o) in row.iter_mut().enumerate() {
+            let mut acc = 0;
+            for (&t, &w) in layout.taps.iter().zip(plane.weights) {
+                acc = fma(w, plane.input[base + t + c], acc);
             }
+            *o = stage(acc);
         }
     }
 }

@@ -23,6 +23,31 @@
 //! and the portable kernel's exact emulation ([`generic`]) are tested against each other under
 //! qemu as a Cortex-A76.
 //!
+//! # Int8 codes out
+//!
+//! Where the layer's output goes to an int8 layer (`kestrel_depthwise` with `output = "int8"`),
+//! the output stage stays in binary16 and writes the codes ([`HalfKernel::run_plane_codes`],
+//! [`codes`]): the bias added as two binary16 parts (`hi = h(bias)`, `lo = h(bias − hi)`: the
+//! pair carries the bias to 2⁻²² of itself, so a bias that cancels the taps' sum leaves an
+//! exact small result), the clamp at binary16 bounds, tract's HardSwish steps with the final
+//! `· ⅙` and the quantizing multiply folded into one binary16 constant `k`, then rounding to
+//! the nearest integer (ties to even), the zero point added, saturated to `[−128, 127]`:
+//!
+//! ```text
+//! s = (acc + hi) + lo
+//! s = min(max(s, h(low)), h(high))                       if the activation clamps
+//! y = (min(max(s + 3, 0), 6) · s) · h(1 / (6·scale))     HardSwish
+//! y = s · h(1 / scale)                                   otherwise
+//! code = clamp(round(y) + zero point, −128, 127)
+//! ```
+//!
+//! every operation rounded to binary16 (on eight lanes per instruction: 10 instructions and an
+//! 8-byte store per 8 outputs, where the f32 stage widens, adds, activates and stores 32 bytes
+//! in 16 and the next layer then quantizes them again). Besides the taps' sum's bound, the
+//! code differs from the f32 stage's by the roundings of these few operations: each at most
+//! half a binary16 step, 1/32 of a code near the top of the code range. The tests hold the
+//! codes within one of the f32 stage's plus that bound, and equal for most outputs.
+//!
 //! # Why, and its error
 //!
 //! An int8 graph's depthwise layers read the output of an int8 layer and are read by one: the
@@ -48,7 +73,7 @@ mod tests;
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
-use super::{Layout, PlaneJob};
+use super::{Activation, Layout, PlaneJob};
 
 /// One plane's own data in binary16 (raw bits): its laid-out input, its weights (one per
 /// tap) and its bias.
@@ -62,6 +87,70 @@ pub struct HalfPlane<'a> {
     pub bias: f32,
 }
 
+/// The constants of the binary16 stage that writes int8 codes (module docs), for one layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HalfCodes {
+    /// The activation's clamp bounds in binary16 (used where it clamps).
+    pub low: u16,
+    /// Upper bound.
+    pub high: u16,
+    /// The quantizing multiplier `h(1 / scale)`, or `h(1 / (6·scale))` after a HardSwish.
+    pub k: u16,
+    /// The output zero point, in `[−128, 127]`.
+    pub zp: i16,
+}
+
+impl HalfCodes {
+    /// The stage writing codes of scale `1 / inv_scale` and zero point `zp` after `act`, or
+    /// `None` where binary16 cannot hold its multiplier as a normal number (the op then
+    /// quantizes the f32 stage's output instead).
+    pub fn new(act: Activation, inv_scale: f32, zp: i32) -> Option<HalfCodes> {
+        let k = if act.hardswish {
+            inv_scale / 6.0
+        } else {
+            inv_scale
+        };
+        let kh = to_half(k);
+        let normal = (0x0400..0x7c00).contains(&(kh & 0x7fff)) && kh & 0x8000 == 0;
+        (normal && (-128..=127).contains(&zp)).then(|| HalfCodes {
+            low: to_half(act.low),
+            high: to_half(act.high),
+            k: kh,
+            zp: zp as i16,
+        })
+    }
+}
+
+/// The largest bias (in magnitude) the binary16 codes stage takes: its high part stays far
+/// from binary16's largest finite value.
+pub const MAX_CODES_BIAS: f32 = 16384.0;
+
+/// The two binary16 parts of a bias (module docs): `h(bias)` and `h(bias − h(bias))`.
+#[inline]
+pub fn split_bias(bias: f32) -> (u16, u16) {
+    let hi = to_half(bias);
+    (hi, to_half(bias - to_f32(hi)))
+}
+
+/// The codes stage of one output (module docs): `acc` the binary16 sum of its taps, `bias`
+/// split by [`split_bias`], `act` the layer's activation (which parts apply).
+#[inline]
+pub fn codes(acc: u16, (hi, lo): (u16, u16), q: &HalfCodes, act: Activation) -> i8 {
+    use generic::{add, max, min, mul};
+    let mut s = add(add(acc, hi), lo);
+    if act.clamps() {
+        s = min(max(s, q.low), q.high);
+    }
+    let y = if act.hardswish {
+        pad::hardswish_by(s, q.k)
+    } else {
+        mul(s, q.k)
+    };
+    // `fcvtns` to i16 (saturating), `sqadd` the zero point, `sqxtn` to i8.
+    let r = to_f32(y).round_ties_even().clamp(-32768.0, 32767.0) as i32;
+    (r + i32::from(q.zp)).clamp(-128, 127) as i8
+}
+
 /// A half-precision depthwise kernel: one channel plane per call.
 pub trait HalfKernel: Send + Sync + Debug {
     /// Short name, for logs and benchmarks (`generic-f16`, `neon-fp16`).
@@ -70,6 +159,16 @@ pub trait HalfKernel: Send + Sync + Debug {
     /// Computes the output of `plane`, laid out as `layout` says, into `out` (module docs).
     /// Panics if the plane fails [`check`].
     fn run_plane(&self, layout: &Layout<'_>, plane: HalfPlane<'_>, out: &mut [f32]);
+
+    /// Computes the int8 codes of `plane` with the binary16 codes stage `q` (module docs) into
+    /// `out`. Panics if the plane fails [`check`] or its bias exceeds [`MAX_CODES_BIAS`].
+    fn run_plane_codes(
+        &self,
+        layout: &Layout<'_>,
+        plane: HalfPlane<'_>,
+        q: &HalfCodes,
+        out: &mut [i8],
+    );
 
     /// Writes the f32 plane `src` into `buf`, the padded binary16 layout this kernel reads
     /// ([`pad`]; every kernel's fill gives the bits of [`pad::fill_portable`]). Panics unless
@@ -81,8 +180,18 @@ pub trait HalfKernel: Send + Sync + Debug {
 
 /// Checks one plane against `layout` (as [`Layout::check`]: one weight per tap, an output of
 /// `rows × cols`, every read with [`super::SLACK`] past each row inside the input).
-pub fn check(layout: &Layout<'_>, plane: &HalfPlane<'_>, out: &[f32]) {
-    layout.check_lengths(plane.weights.len(), plane.input.len(), out.len());
+pub fn check(layout: &Layout<'_>, plane: &HalfPlane<'_>, out_len: usize) {
+    layout.check_lengths(plane.weights.len(), plane.input.len(), out_len);
+}
+
+/// [`check`], and the bias within [`MAX_CODES_BIAS`] (for the codes stage).
+pub fn check_codes(layout: &Layout<'_>, plane: &HalfPlane<'_>, out_len: usize) {
+    check(layout, plane, out_len);
+    assert!(
+        plane.bias.abs() <= MAX_CODES_BIAS,
+        "depthwise f16: a bias of {} for the codes stage",
+        plane.bias
+    );
 }
 
 /// The portable kernel (exact emulation: slow, for tests and for measuring on a host what a

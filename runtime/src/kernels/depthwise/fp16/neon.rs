@@ -16,7 +16,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::pad::{HalfFill, SIX, SIXTH, THREE};
-use super::{check, HalfKernel, HalfPlane};
+use super::{check, check_codes, split_bias, HalfCodes, HalfKernel, HalfPlane};
 use crate::kernels::depthwise::{Layout, Square};
 
 /// The FEAT_FP16 kernel.
@@ -36,25 +36,41 @@ impl HalfKernel for NeonFp16 {
     }
 
     fn run_plane(&self, layout: &Layout<'_>, plane: HalfPlane<'_>, out: &mut [f32]) {
-        check(layout, &plane, out);
-        let act = layout.act;
-        let clamp = act.clamps();
+        check(layout, &plane, out.len());
         let raw = Raw {
             input: plane.input.as_ptr(),
             weights: plane.weights.as_ptr(),
             bias: plane.bias,
             out: out.as_mut_ptr(),
+            codes: std::ptr::null_mut(),
+            q: None,
+            halves: (0, 0),
         };
         // SAFETY: the kernel exists only where the core has FEAT_FP16 (`detect`); the plane
         // passed its check, so every read (whole vectors included) is inside its input and
         // every store inside `out`.
-        unsafe {
-            match (clamp, act.hardswish) {
-                (_, false) => run::<true, false>(layout, raw),
-                (false, true) => run::<false, true>(layout, raw),
-                (true, true) => run::<true, true>(layout, raw),
-            }
-        }
+        unsafe { dispatch::<false>(layout, raw) }
+    }
+
+    fn run_plane_codes(
+        &self,
+        layout: &Layout<'_>,
+        plane: HalfPlane<'_>,
+        q: &HalfCodes,
+        out: &mut [i8],
+    ) {
+        check_codes(layout, &plane, out.len());
+        let raw = Raw {
+            input: plane.input.as_ptr(),
+            weights: plane.weights.as_ptr(),
+            bias: plane.bias,
+            out: std::ptr::null_mut(),
+            codes: out.as_mut_ptr(),
+            q: Some(*q),
+            halves: split_bias(plane.bias),
+        };
+        // SAFETY: as `run_plane`, the stores inside `out` (codes).
+        unsafe { dispatch::<true>(layout, raw) }
     }
 
     fn fill(&self, fill: &HalfFill, buf: &mut [u16], src: &[f32]) {
@@ -71,13 +87,34 @@ impl HalfKernel for NeonFp16 {
     }
 }
 
-/// One plane's data and output as pointers, checked against its layout.
+/// One plane's data and output as pointers, checked against its layout: f32 out, or int8
+/// codes (`codes`, with the stage's constants `q`).
 #[derive(Clone, Copy)]
 struct Raw {
     input: *const u16,
     weights: *const u16,
     bias: f32,
     out: *mut f32,
+    codes: *mut i8,
+    q: Option<HalfCodes>,
+    /// The bias's two binary16 parts ([`split_bias`]; for the codes stage).
+    halves: (u16, u16),
+}
+
+/// [`run`] for the layer's activation.
+///
+/// # Safety
+/// As [`run`].
+unsafe fn dispatch<const CODES: bool>(layout: &Layout<'_>, raw: Raw) {
+    let act = layout.act;
+    // SAFETY: the caller's.
+    unsafe {
+        match (act.clamps(), act.hardswish) {
+            (_, false) => run::<true, false, CODES>(layout, raw),
+            (false, true) => run::<false, true, CODES>(layout, raw),
+            (true, true) => run::<true, true, CODES>(layout, raw),
+        }
+    }
 }
 
 /// `a + x·w[L]` on eight binary16 lanes, one rounding (`w` in `v0`–`v15`, as the by-element
@@ -103,6 +140,42 @@ unsafe fn fmla(a: uint16x8_t, x: uint16x8_t, w: uint16x8_t) -> uint16x8_t {
              w = in(vreg) w, options(pure, nomem, nostack, preserves_flags));
     }
     a
+}
+
+/// Two-operand binary16 instructions on eight lanes, one rounding each (FEAT_FP16 is the
+/// caller's).
+macro_rules! half_op {
+    ($($name:ident $ins:literal;)*) => {$(
+        #[inline(always)]
+        unsafe fn $name(a: uint16x8_t, b: uint16x8_t) -> uint16x8_t {
+            let o;
+            // SAFETY: register arithmetic.
+            unsafe {
+                asm!(concat!($ins, " {o:v}.8h, {a:v}.8h, {b:v}.8h"), o = lateout(vreg) o,
+                     a = in(vreg) a, b = in(vreg) b,
+                     options(pure, nomem, nostack, preserves_flags));
+            }
+            o
+        }
+    )*};
+}
+half_op! {
+    hadd "fadd";
+    hmul "fmul";
+    hmin "fmin";
+    hmax "fmax";
+}
+
+/// Eight binary16 lanes to i16, rounded to nearest (ties to even), saturating.
+#[inline(always)]
+unsafe fn to_i16(v: uint16x8_t) -> int16x8_t {
+    let o;
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        asm!("fcvtns {o:v}.8h, {v:v}.8h", o = lateout(vreg) o, v = in(vreg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    o
 }
 
 /// The low four binary16 lanes of `v` as f32 (exact).
@@ -190,6 +263,25 @@ unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
     }
 }
 
+/// Stores the first `n` (below 8) codes of `b` at `dst` through a buffer, byte by byte: no
+/// call (a `memcpy` would spill every register the tile holds around it) and little code
+/// (a tile's store loop must stay small enough to unroll, or its accumulators live in
+/// memory).
+///
+/// # Safety
+/// `dst` is valid for `n` bytes.
+#[inline(always)]
+unsafe fn store_codes_part(dst: *mut i8, b: int8x8_t, n: usize) {
+    let mut tmp = [0i8; 8];
+    // SAFETY: `tmp` holds 8 bytes; bytes below `n` of `dst` only.
+    unsafe {
+        vst1_s8(tmp.as_mut_ptr(), b);
+        for (k, &v) in tmp.iter().enumerate().take(n) {
+            std::ptr::write_volatile(dst.add(k), v);
+        }
+    }
+}
+
 /// Vectors per tile row of a column block with `left` columns left: 4 where 25+ are left, 2
 /// for 9–24, else 1 (reads stay within 7 values past the row: inside the layout's slack).
 #[inline(always)]
@@ -210,9 +302,12 @@ fn vectors(left: usize) -> usize {
 /// The core has FEAT_FP16; the plane passed [`check`].
 #[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon,fp16")]
-unsafe fn run<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw) {
+unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
+    layout: &Layout<'_>,
+    plane: Raw,
+) {
     let (cols, rows, n) = (layout.cols, layout.rows, layout.taps.len());
-    let (taps, weights, out) = (layout.taps.as_ptr(), plane.weights, plane.out);
+    let (taps, weights, out, codes) = (layout.taps.as_ptr(), plane.weights, plane.out, plane.codes);
     let bias = vdupq_n_f32(plane.bias);
     let zero16 = vdupq_n_u16(0);
     let act = layout.act;
@@ -237,11 +332,68 @@ unsafe fn run<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw
             }
         }};
     }
+    // The codes stage's constants (module docs of `super`).
+    let q = plane.q.unwrap_or(HalfCodes {
+        low: 0,
+        high: 0,
+        k: 0,
+        zp: 0,
+    });
+    let (bias_hi, bias_lo) = (vdupq_n_u16(plane.halves.0), vdupq_n_u16(plane.halves.1));
+    let (low16, high16, k16) = (vdupq_n_u16(q.low), vdupq_n_u16(q.high), vdupq_n_u16(q.k));
+    let zp = vdupq_n_s16(q.zp);
+    // HardSwish's steps with `k` for its `· ⅙`.
+    let hs_k = HsConst {
+        three: vdupq_n_u16(THREE),
+        six: vdupq_n_u16(SIX),
+        zero: zero16,
+        sixth: k16,
+    };
+    // Eight sums through the codes stage: eight codes.
+    macro_rules! codes {
+        ($acc:expr) => {{
+            let mut x = hadd(hadd($acc, bias_hi), bias_lo);
+            if CLAMP {
+                x = hmin(hmax(x, low16), high16);
+            }
+            let y = if HS {
+                hardswish(x, &hs_k)
+            } else {
+                hmul(x, k16)
+            };
+            vqmovn_s16(vqaddq_s16(to_i16(y), zp))
+        }};
+    }
     let (input, step) = (plane.input, layout.row_step);
+    // The tile's rows as codes, eight per store: whole tiles without a bounds check, else
+    // vector by vector, the partial one byte by byte (the store loops stay small enough to
+    // unroll, so the tile keeps its registers).
+    macro_rules! store_codes {
+        ($a:ident, $r:expr, $c:expr) => {{
+            let (r, c) = ($r, $c);
+            for (i, row) in $a.iter().enumerate() {
+                let dst = codes.add((r + i) * cols + c);
+                if c + 8 * row.len() <= cols {
+                    for (j, v) in row.iter().enumerate() {
+                        vst1_s8(dst.add(8 * j), codes!(*v));
+                    }
+                } else {
+                    for (j, v) in row.iter().enumerate() {
+                        let col = c + 8 * j;
+                        if col + 8 <= cols {
+                            vst1_s8(dst.add(8 * j), codes!(*v));
+                        } else if col < cols {
+                            store_codes_part(dst.add(8 * j), codes!(*v), cols - col);
+                        }
+                    }
+                }
+            }
+        }};
+    }
     // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 8j..) widened
     // through the activation into `out`: whole tiles without a bounds check, else half-vector
     // by half-vector, the partial one lane by lane.
-    macro_rules! store_tile {
+    macro_rules! store_floats {
         ($a:ident, $r:expr, $c:expr) => {{
             let (r, c) = ($r, $c);
             for (i, row) in $a.iter().enumerate() {
@@ -264,6 +416,16 @@ unsafe fn run<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw
                         }
                     }
                 }
+            }
+        }};
+    }
+    // The tile's rows as codes or as floats.
+    macro_rules! store_tile {
+        ($a:ident, $r:expr, $c:expr) => {{
+            if CODES {
+                store_codes!($a, $r, $c);
+            } else {
+                store_floats!($a, $r, $c);
             }
         }};
     }

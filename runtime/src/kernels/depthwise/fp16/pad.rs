@@ -22,8 +22,15 @@ pub const SIXTH: u16 = 0x3155;
 /// tract's HardSwish of one binary16 value, each step rounded to binary16 (module docs).
 #[inline]
 pub fn hardswish(x: u16) -> u16 {
+    hardswish_by(x, SIXTH)
+}
+
+/// tract's HardSwish steps with `k` for the final `· ⅙`: `(min(max(x + 3, 0), 6) · x) · k`,
+/// each step rounded to binary16.
+#[inline]
+pub fn hardswish_by(x: u16, k: u16) -> u16 {
     let t = max(min(add(x, THREE), SIX), 0);
-    mul(mul(t, x), SIXTH)
+    mul(mul(t, x), k)
 }
 
 /// The fill of every plane of a layer: the placement checked once against the buffer's and

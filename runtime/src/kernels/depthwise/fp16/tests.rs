@@ -1,10 +1,12 @@
 //! The half-precision kernels: every kernel `available()` returns against the portable one
 //! bit for bit (the NEON kernel runs under qemu as a Cortex-A76), the portable one within
 //! [`f16_bound`] of the f32 [`reference_fma`], and every fill against the portable fill, over
-//! the f32 kernels' cases (kernel sizes 1–7, every stride layout, activation and tail).
+//! the f32 kernels' cases (kernel sizes 1–7, every stride layout, activation and tail); the
+//! same for the int8 codes stage, the portable one within one code plus the bound of the f32
+//! stage's codes.
 
 use super::pad::{fill_portable, HalfFill};
-use super::{available, f16_bound, generic, to_f32, to_half, HalfPlane};
+use super::{available, f16_bound, generic, to_f32, to_half, HalfCodes, HalfPlane};
 use crate::kernels::depthwise::pad::Placement;
 use crate::kernels::depthwise::tests::{each_case, Case};
 use crate::kernels::depthwise::{reference_fma, Activation, Layout};
@@ -161,4 +163,107 @@ fn a_plane_that_reads_past_its_input_is_refused() {
         assert!(r.is_err(), "{} read past its input", kernel.name());
         assert_eq!(to_f32(weights[0]), 0.5);
     }
+}
+
+/// A quantizer for the case's outputs: codes over about ±150 (some saturate), zero point 3.
+fn quantizer(c: &Case, act: Activation) -> (f32, i32) {
+    let mut want = vec![0f32; c.rows * c.cols];
+    reference_fma(&c.job(act), &mut want);
+    let top = want.iter().fold(0.05f32, |m, v| m.max(v.abs()));
+    (150.0 / top, 3)
+}
+
+#[test]
+fn every_kernel_writes_the_portable_codes_bit_for_bit() {
+    let kernels: Vec<_> = available()
+        .into_iter()
+        .filter(|k| k.name() != "generic-f16")
+        .collect();
+    let mut cases = 0;
+    each_case(|c, act| {
+        let (input, weights, bias) = halves(c);
+        let layout = Layout::of(&c.job(act));
+        let plane = HalfPlane {
+            input: &input,
+            weights: &weights,
+            bias,
+        };
+        let (inv_scale, zp) = quantizer(c, act);
+        let q = HalfCodes::new(act, inv_scale, zp).expect("a binary16 multiplier");
+        let mut want = vec![0i8; c.rows * c.cols];
+        generic().run_plane_codes(&layout, plane, &q, &mut want);
+        for kernel in &kernels {
+            let mut got = vec![0x55i8; c.rows * c.cols];
+            kernel.run_plane_codes(&layout, plane, &q, &mut got);
+            assert_eq!(
+                got,
+                want,
+                "{}: {} taps, {}x{}, {act:?}",
+                kernel.name(),
+                c.taps.len(),
+                c.rows,
+                c.cols
+            );
+        }
+        cases += 1;
+    });
+    assert!(cases > 400);
+}
+
+#[test]
+fn the_portable_codes_are_within_a_code_of_the_f32_stages() {
+    let (mut equal, mut total, mut saturated) = (0, 0, 0);
+    each_case(|c, act| {
+        let job = c.job(act);
+        let (input, weights, bias) = halves(c);
+        let plane = HalfPlane {
+            input: &input,
+            weights: &weights,
+            bias,
+        };
+        let (inv_scale, zp) = quantizer(c, act);
+        let q = HalfCodes::new(act, inv_scale, zp).unwrap();
+        let mut got = vec![0i8; c.rows * c.cols];
+        generic().run_plane_codes(&Layout::of(&job), plane, &q, &mut got);
+        let mut pre = vec![0f32; c.rows * c.cols];
+        reference_fma(&c.job(Activation::NONE), &mut pre);
+        for r in 0..c.rows {
+            for col in 0..c.cols {
+                let i = r * c.cols + col;
+                let want = crate::kernels::int8::quantize(act.apply(pre[i]), inv_scale, zp as f32);
+                // The sum's error through the activation (slope ≤ 1.5), the stage's own
+                // roundings (a few 2⁻¹¹ of the output), in codes, plus the rounding to a code.
+                let out = act.apply(pre[i]).abs();
+                let err = 1.5 * f16_bound(&job, r, col) + 6.0 * 2f32.powi(-11) * out;
+                let bound = 1.0 + err * inv_scale;
+                let diff = (i32::from(got[i]) - i32::from(want)).abs() as f32;
+                assert!(
+                    diff <= bound,
+                    "{} taps ({r}, {col}) {act:?}: code {} vs {want} (bound {bound})",
+                    c.taps.len(),
+                    got[i]
+                );
+                equal += usize::from(diff == 0.0);
+                saturated += usize::from(want == 127 || want == -128);
+                total += 1;
+            }
+        }
+    });
+    assert!(
+        saturated > 0,
+        "no code saturated: the test misses the clamp"
+    );
+    assert!(
+        equal * 10 > total * 9,
+        "{equal} of {total} codes equal: the stage is not the f32 one's"
+    );
+}
+
+#[test]
+fn a_multiplier_binary16_cannot_hold_is_refused() {
+    assert!(HalfCodes::new(Activation::NONE, 1e-6, 0).is_none());
+    assert!(HalfCodes::new(Activation::NONE, 1e6, 0).is_none());
+    assert!(HalfCodes::new(Activation::NONE, 20.0, 200).is_none());
+    let q = HalfCodes::new(Activation::NONE, 20.0, -5).unwrap();
+    assert_eq!((to_f32(q.k), q.zp), (20.0, -5));
 }
