@@ -131,7 +131,9 @@ fn a_float_depthwise_input_is_quantized_per_channel() {
 
 /// With float depthwise layers (the default), an int8 graph lets them run in binary16 on
 /// FEAT_FP16 cores (`precision = "f16"`: their calibrated ranges are small); the report says
-/// so, and `depthwise_f16 = false` (`--depthwise-f32`) keeps them f32.
+/// so, and `depthwise_f16 = false` (`--depthwise-f32`) keeps them f32. Either way dw2 writes
+/// the int8 codes of pw3, the 1×1 int8 layer reading it (`output = "int8"`); dw1 does not: a
+/// per-channel clip of the equalization stands between it and pw2.
 #[test]
 fn float_depthwise_layers_of_an_int8_graph_may_run_in_binary16() {
     for half in [true, false] {
@@ -149,6 +151,18 @@ fn float_depthwise_layers_of_an_int8_graph_may_run_in_binary16() {
             .filter(|l| l.contains("precision = \"f16\""))
             .count();
         assert_eq!(f16, if half { 2 } else { 0 }, "{calls:#?}");
+        let codes: Vec<_> = calls
+            .iter()
+            .filter(|l| l.contains("output = \"int8\""))
+            .collect();
+        assert!(codes.len() == 1 && codes[0].contains("dw2 ="), "{calls:#?}");
+        assert!(
+            report
+                .to_text()
+                .contains("1 writing int8 codes for the int8 layer after it"),
+            "{}",
+            report.to_text()
+        );
         assert_eq!(
             report
                 .to_text()

@@ -20,6 +20,7 @@ use crate::float_ops::PlacementReport;
 use crate::int8::layers::{find_layers, Layer, LayerOp};
 use kestrel_runtime::ops::depthwise::{Depthwise, Fused, InputActivation, Precision, MAX_KERNEL};
 use kestrel_runtime::ops::int8_depthwise::Int8Depthwise;
+use kestrel_runtime::ops::int8_linear::{Int8Linear, Int8Output};
 
 /// Replaces every depthwise convolution of `model` (a decluttered graph) the op can take.
 pub fn place(model: TypedModel) -> TractResult<(TypedModel, PlacementReport)> {
@@ -96,6 +97,47 @@ pub(crate) fn set_half_precision(
         set += 1;
     }
     Ok(set)
+}
+
+/// Makes each `kestrel_depthwise` of `model` whose readers are all `kestrel_int8_linear`s
+/// quantizing it to 8-bit codes with one zero point and scale write those codes itself
+/// (`output = "int8"`): the same codes (the op quantizes as the linear would, see
+/// `kestrel_runtime::ops::depthwise`), no f32 tensor between the two, and on FEAT_FP16 cores
+/// the binary16 stage makes them. Not where the graph exposes the output. Returns how many.
+pub(crate) fn write_codes(model: &mut TypedModel) -> TractResult<usize> {
+    let mut n = 0;
+    for id in 0..model.nodes.len() {
+        let Some(op) = model.node(id).op_as::<Depthwise>() else {
+            continue;
+        };
+        let outlet = OutletId::new(id, 0);
+        let succ = &model.node(id).outputs[0].successors;
+        if op.output != Int8Output::Float || succ.is_empty() || model.outputs.contains(&outlet) {
+            continue;
+        }
+        let mut quant: Option<(i32, f32)> = None;
+        let all = succ
+            .iter()
+            .all(|s| match model.node(s.node).op_as::<Int8Linear>() {
+                Some(l) if l.input_bits == 8 && s.slot == 0 => {
+                    let q = (l.input_zero_point, l.input_scale);
+                    *quant.get_or_insert(q) == q
+                }
+                _ => false,
+            });
+        let Some((zero_point, scale)) = quant.filter(|_| all) else {
+            continue;
+        };
+        let op = op
+            .clone()
+            .with_output(Int8Output::Int8 { zero_point, scale })?;
+        let input = model.outlet_fact(model.node(id).inputs[0])?.clone();
+        let fact = op.output_facts(&[&input])?.remove(0);
+        model.node_mut(id).op = Box::new(op);
+        model.set_outlet_fact(outlet, fact)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Moves each HardSwish read by a `kestrel_depthwise` or `kestrel_int8_depthwise` alone into

@@ -49,6 +49,9 @@ pub struct PlacementReport {
     /// Replaced layers allowed binary16 arithmetic (`precision = "f16"`: int8 graphs'
     /// depthwise layers, run in binary16 on cores with FEAT_FP16).
     pub half_precision: usize,
+    /// Replaced layers writing the int8 codes of the int8 layers reading them (no f32 tensor
+    /// in between).
+    pub codes_out: usize,
 }
 
 impl PlacementReport {
@@ -72,6 +75,13 @@ impl PlacementReport {
                     s,
                     ", {} in binary16 on FEAT_FP16 cores (A76, A78)",
                     self.half_precision
+                );
+            }
+            if self.codes_out > 0 {
+                let _ = write!(
+                    s,
+                    ", {} writing int8 codes for the int8 layer after it",
+                    self.codes_out
                 );
             }
             if self.packed_outputs > 0 {

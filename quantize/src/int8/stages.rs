@@ -434,6 +434,10 @@ pub(super) fn write_verified(
             r.half_precision = n;
         }
     }
+    let codes_out = crate::depthwise::write_codes(&mut model).map_err(err("float ops rewrite"))?;
+    if let Some(r) = float_ops.depthwise.as_mut() {
+        r.codes_out = codes_out;
+    }
     int8.model = model;
     let mut file = AtomicFile::create(output).map_err(crate::ConvertError::from)?;
     write_graph(&int8.model, file.file_mut(), gzip).map_err(|e| Int8Error::Graph {
