@@ -10,6 +10,10 @@
 //! per shape prints the medians of interleaved rounds (f32 run, then int8 run, per round:
 //! the ratio is the median of per-round ratios, so load changes on this shared machine hit
 //! both), the int8 MAC/s, and the ratio.
+//!
+//! `int8_pack` times the input packing alone, per shape and layout: the selected kernel's
+//! `pack_f32` (quantize and pack a float input), its `pack_i8` (pack codes a depthwise layer
+//! wrote) and the portable `pack_i8`, interleaved per round; the summary prints their medians.
 
 use std::time::{Duration, Instant};
 
@@ -184,5 +188,94 @@ fn layers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, layers);
+/// Medians of `rounds` runs of each of `f`, interleaved (one run of each per round).
+fn interleaved<const N: usize>(f: &mut [&mut dyn FnMut(); N], rounds: usize) -> [Duration; N] {
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| vec![]);
+    for _ in 0..rounds {
+        for (f, t) in f.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            f();
+            t.push(start.elapsed());
+        }
+    }
+    times.map(|mut t| {
+        t.sort();
+        t[rounds / 2]
+    })
+}
+
+fn packing(c: &mut Criterion) {
+    use int8::{Pack, Quantizer, Strides, COLS};
+    let mut group = c.benchmark_group("int8_pack");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300));
+    let kernel = int8::select();
+    let q = Quantizer {
+        inv_scale: 50.0,
+        zp: -3,
+    };
+    let mut summary = vec![];
+    for &(name, k, _, size) in SHAPES {
+        let n = size * size;
+        let x: Vec<f32> = (0..k * n)
+            .map(|i| (i * 7919 % 1000) as f32 * 1e-3)
+            .collect();
+        let codes: Vec<i8> = x.iter().map(|&v| int8::quantize(v, 50.0, -3.0)).collect();
+        let blocks = 0..n.div_ceil(COLS);
+        let len = kernel.format().packed_len(k, n);
+        let (mut out_f, mut out_i, mut out_p) = (vec![0u8; len], vec![0u8; len], vec![0u8; len]);
+        for (layout, ld) in [
+            ("nchw", Strides { k: n, c: 1 }),
+            ("nhwc", Strides { k: 1, c: k }),
+        ] {
+            let blocks = blocks.clone();
+            let pf = Pack {
+                x: &x[..],
+                k,
+                n,
+                ld,
+                blocks: blocks.clone(),
+            };
+            let pi = Pack {
+                x: &codes[..],
+                k,
+                n,
+                ld,
+                blocks,
+            };
+            group.bench_function(format!("{name}_{layout}/pack_f32"), |bench| {
+                bench.iter(|| kernel.pack_f32(&pf, q, &mut out_f))
+            });
+            group.bench_function(format!("{name}_{layout}/pack_i8"), |bench| {
+                bench.iter(|| kernel.pack_i8(&pi, &mut out_i))
+            });
+            let [tf, ti, tp] = interleaved(
+                &mut [
+                    &mut || kernel.pack_f32(&pf, q, &mut out_f),
+                    &mut || kernel.pack_i8(&pi, &mut out_i),
+                    &mut || int8::pack_i8(&pi, kernel.format(), &mut out_p),
+                ],
+                101,
+            );
+            let us = |t: Duration| t.as_secs_f64() * 1e6;
+            summary.push(format!(
+                "{name:<14} {layout}: pack_f32 {:7.1} µs, pack_i8 {:7.1} µs, portable pack_i8 {:7.1} µs",
+                us(tf),
+                us(ti),
+                us(tp)
+            ));
+        }
+    }
+    group.finish();
+    eprintln!(
+        "\nint8 input packing (kernel {}), one thread, medians of interleaved rounds:",
+        kernel.name()
+    );
+    for line in summary {
+        eprintln!("  {line}");
+    }
+}
+
+criterion_group!(benches, layers, packing);
 criterion_main!(benches);

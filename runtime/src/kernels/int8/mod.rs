@@ -49,7 +49,8 @@
 //! Implementations: [`generic`](mod@generic) (portable i32 arithmetic, reads every format),
 //! `x86/vnni512` (`x86-avx512-vnni`, [`Format::DOT4_U8`]: 8 rows × 32 columns per register
 //! tile, one `vpdpbusd` = 64 MACs; packing 16 columns × 4 k per step), `x86/avx2` (`x86-avx2`,
-//! [`Format::DOT4_I8`]: widened to i16, `vpmaddwd`; for x86 without VNNI), `neon` (`neon`,
+//! [`Format::DOT4_I8`]: widened to i16, `vpmaddwd`; for x86 without VNNI; both pack i8
+//! codes through `x86/pack`, SSE2 byte interleaves), `neon` (`neon`,
 //! [`Format::K16_I8`]: `smull`/`smlal2`/`sadalp`, any aarch64 core; `neon-dotprod`,
 //! [`Format::DOT4_I8`]: `sdot`, 16 MACs per instruction, Cortex-A76/A78). [`select`] picks the
 //! best one the CPU supports, once per process; the op packs its weights in that kernel's

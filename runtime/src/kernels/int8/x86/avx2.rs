@@ -76,6 +76,10 @@ impl Int8Kernel for Avx2 {
             unsafe { pack_block(p, b * COLS, q, dst) }
         }
     }
+
+    fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
+        super::pack::pack_i8(p, FORMAT, out)
+    }
 }
 
 /// Packs one whole block of channels-first input (columns `c0..c0 + 16`).

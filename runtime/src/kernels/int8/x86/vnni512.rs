@@ -71,6 +71,10 @@ impl Int8Kernel for Vnni512 {
         }
     }
 
+    fn pack_i8(&self, p: &Pack<'_, i8>, out: &mut [u8]) {
+        super::pack::pack_i8(p, FORMAT, out)
+    }
+
     fn pack_f32_digits(&self, p: &Pack<'_, f32>, q: Quantizer, hi: &mut [u8], lo: &mut [u8]) {
         p.check(FORMAT, hi);
         p.check(FORMAT, lo);
