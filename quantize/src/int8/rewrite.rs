@@ -690,9 +690,10 @@ pub(crate) struct FusedAxes {
 
 /// How a `kestrel_int8_linear` computes this layer, if it can: an `EinSum` (a 1×1
 /// convolution or a dense layer after declutter, e.g. `NIHW,OI->NOHW`) whose output is its
-/// input with the contracted axis replaced by the output channels, in place (size-1 axes
-/// dropped or added around it), or moved elsewhere (no axes dropped or added; the op then
-/// reads channels first and writes channels last or the reverse, see `Int8Linear::layout`).
+/// input with the contracted axis replaced by the output channels, in place, or moved elsewhere
+/// (the op then reads channels first and writes channels last or the reverse, see
+/// `Int8Linear::layout`: `NHWI,OI->OHW` after tract's channels-last depthwise, `IHW,OI->NHWO`
+/// in a detector head); size-1 axes the product drops or adds are removed or inserted after it.
 pub(crate) fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<FusedAxes> {
     let LayerOp::EinSum(axes) = &layer.op else {
         return None;
@@ -738,22 +739,31 @@ pub(crate) fn fused_axes(src: &TypedModel, layer: &Layer) -> Option<FusedAxes> {
             added,
         });
     }
-    // Moved: every axis before the contracted one has size 1 (channels first on the input
-    // side), and the output channels come last or after size-1 axes only.
-    let y_rank = kept.len() + 1;
-    let y_shape: Vec<usize> = {
-        let mut v = vec![1usize; y_rank];
-        for (x, y) in &kept {
-            v[*y] = shape[*x];
-        }
-        v
+    // Moved: the op writes the input's axes without `k`, the output channels at `p`, right
+    // after the kept axes that precede them in the product's output; the size-1 axes the
+    // product drops are removed after the op (at their places in its output) and the ones it
+    // adds inserted. Each side must be channels first or last (`Int8Linear::layout`).
+    let before = kept.iter().filter(|(_, y)| *y < o).count();
+    let rest: Vec<usize> = (0..shape.len()).filter(|&a| a != k).collect();
+    let p = if before == 0 {
+        0
+    } else {
+        let last = kept.iter().map(|(x, _)| *x).nth(before - 1)?;
+        rest.iter().position(|&a| a == last)? + 1
     };
-    let input_first = shape[..k].iter().all(|d| *d == 1);
-    let output_ok = o + 1 == y_rank || y_shape[..o].iter().all(|d| *d == 1);
-    (dropped.is_empty() && added.is_empty() && input_first && output_ok).then_some(FusedAxes {
+    let size = |axes: &[usize]| -> usize { axes.iter().map(|&a| shape[a]).product() };
+    let first_or_last = |outer: usize, inner: usize| outer == 1 || inner == 1;
+    let input_ok = first_or_last(shape[..k].iter().product(), shape[k + 1..].iter().product());
+    let output_ok = first_or_last(size(&rest[..p]), size(&rest[p..]));
+    let mut at_out = vec![];
+    for d in dropped {
+        let at = rest.iter().position(|&a| a == d)?;
+        at_out.push(at + usize::from(at >= p));
+    }
+    (input_ok && output_ok).then_some(FusedAxes {
         axis: k,
-        output_axis: o,
-        dropped,
+        output_axis: p,
+        dropped: at_out,
         added,
     })
 }
@@ -956,4 +966,80 @@ pub fn build(
         quantized: active.len(),
         per_channel_inputs: b.per_channel_inputs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layers::find_layers;
+
+    /// One `EinSum` `expr` over an input of `shape` with `[o, k]` weights, all small integers
+    /// (so an int8 product with unit scales gives the float one exactly).
+    fn product(expr: &str, shape: &[usize], o: usize, k: usize) -> TractResult<TypedModel> {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact(shape))?;
+        let w: Vec<f32> = (0..o * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w = m.add_const("w", tensor1(&w).into_shape(&[o, k])?)?;
+        let y = m.wire_node("y", EinSum::new(expr.parse()?, f32::datum_type()), &[x, w])?;
+        m.select_output_outlets(&y)?;
+        Ok(m)
+    }
+
+    #[test]
+    fn products_that_move_the_channel_axis_run_fused_and_exactly() -> TractResult<()> {
+        let (o, k) = (3, 4);
+        let fused = |axis, output_axis, dropped: &[usize], added: &[usize]| FusedAxes {
+            axis,
+            output_axis,
+            dropped: dropped.to_vec(),
+            added: added.to_vec(),
+        };
+        for (expr, shape, want) in [
+            // tract's channels-last depthwise feeding a channels-first layer, batch dropped.
+            ("NHWI,OI->OHW", vec![1, 3, 5, k], fused(3, 0, &[1], &[])),
+            // a detector head: channels first in, channels last out, batch added.
+            ("IHW,OI->NHWO", vec![k, 3, 5], fused(0, 2, &[], &[0])),
+            ("NIHW,OI->NHWO", vec![1, k, 3, 5], fused(1, 3, &[], &[])),
+            ("NIHW,OI->NOHW", vec![1, k, 3, 5], fused(1, 1, &[], &[])),
+        ] {
+            let model = product(expr, &shape, o, k)?;
+            let layers = find_layers(&model)?;
+            let got = fused_axes(&model, &layers[0]).expect(expr);
+            assert_eq!(got, want, "{expr}");
+            // The op with those axes, then the size-1 axes, computes the product.
+            let w: Vec<i8> = (0..o * k).map(|i| (i % 7) as i8 - 3).collect();
+            let op = Int8Linear::new(
+                Arc::new(tensor1(&w).into_shape(&[o, k])?),
+                Arc::new(tensor1(&vec![0i32; o])),
+                Arc::new(tensor1(&vec![1f32; o])),
+                got.axis,
+                0,
+                1.0,
+                (-NO_CLAMP, NO_CLAMP),
+                Int8Output::Float,
+            )?
+            .with_axes(got.axis, got.output_axis);
+            let mut m = TypedModel::default();
+            let x = m.add_source("x", f32::fact(&shape))?;
+            let mut y = m.wire_node("int8", op, &[x])?[0];
+            for &d in got.dropped.iter().rev() {
+                y = m.wire_node(format!("rm{d}"), AxisOp::Rm(d), &[y])?[0];
+            }
+            for &a in &got.added {
+                y = m.wire_node(format!("add{a}"), AxisOp::Add(a), &[y])?[0];
+            }
+            m.select_output_outlets(&[y])?;
+            let n: usize = shape.iter().product();
+            let input: Vec<f32> = (0..n).map(|i| (i % 11) as f32 - 5.0).collect();
+            let input = tensor1(&input).into_shape(&shape)?;
+            let run = |m: TypedModel| -> TractResult<Tensor> {
+                let out = m.into_runnable()?.run(tvec!(input.clone().into_tvalue()))?;
+                Ok(out[0].clone().into_tensor())
+            };
+            let (float, int8) = (run(model)?, run(m)?);
+            assert_eq!(int8.shape(), float.shape(), "{expr}");
+            assert_eq!(int8, float, "{expr}");
+        }
+        Ok(())
+    }
 }
