@@ -7,8 +7,9 @@
 //! NEON: 16 values per step with the packers' steps (`fmul`, `fadd`, `fmaxnm`, `fminnm`,
 //! `fcvtns`, two narrows). x86-64: 16 per step on SSE2, baseline there (`mulps`, `addps`,
 //! `maxps` with the bound as its second operand so a NaN gives −128, `minps`, `cvtps2dq`
-//! rounding half to even under the default MXCSR, two saturating packs). The rest of a
-//! slice, and other targets, go value by value.
+//! rounding half to even under the default MXCSR, two saturating packs). The rest of a slice
+//! of 16 or more is one more step over its last 16 values; shorter slices, and other targets,
+//! go value by value.
 
 use super::{quantize, Quantizer};
 
@@ -16,7 +17,14 @@ use super::{quantize, Quantizer};
 pub fn quantize_codes(x: &[f32], q: Quantizer, out: &mut [i8]) {
     assert_eq!(x.len(), out.len(), "quantize_codes: lengths differ");
     let done = simd(x, q, out);
-    quantize_portable(&x[done..], q, &mut out[done..]);
+    if done > 0 && done < x.len() {
+        // The tail as one more step over the last 16 values: the ones it overlaps get the
+        // same codes again (a plane of 19² would otherwise end with 9 scalar values).
+        let at = x.len() - 16;
+        simd(&x[at..], q, &mut out[at..]);
+    } else {
+        quantize_portable(&x[done..], q, &mut out[done..]);
+    }
 }
 
 /// [`quantize_codes`] one value at a time: the reference.
