@@ -114,15 +114,9 @@ unsafe fn pack_block(p: &Pack<'_, f32>, c0: usize, q: Quantizer, dst: &mut [u8])
     let d = dst.as_mut_ptr() as *mut __m128i;
     for g in 0..FORMAT.groups(p.k) {
         let r = [row(4 * g), row(4 * g + 1), row(4 * g + 2), row(4 * g + 3)];
-        let (r01l, r01h) = (_mm_unpacklo_epi8(r[0], r[1]), _mm_unpackhi_epi8(r[0], r[1]));
-        let (r23l, r23h) = (_mm_unpacklo_epi8(r[2], r[3]), _mm_unpackhi_epi8(r[2], r[3]));
-        // SAFETY: the group's 64 bytes lie in dst (the caller's contract).
-        unsafe {
-            let out = d.add(4 * g);
-            _mm_storeu_si128(out, _mm_unpacklo_epi16(r01l, r23l));
-            _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(r01l, r23l));
-            _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(r01h, r23h));
-            _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(r01h, r23h));
+        for (i, v) in super::pack::interleave4(r).into_iter().enumerate() {
+            // SAFETY: the group's 64 bytes lie in dst (the caller's contract).
+            unsafe { _mm_storeu_si128(d.add(4 * g + i), v) };
         }
     }
 }

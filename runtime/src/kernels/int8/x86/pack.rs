@@ -75,17 +75,28 @@ fn channels_first(p: &Pack<'_, i8>, c0: usize, flip: __m128i, dst: &mut [u8]) {
     };
     for (g, out) in dst.chunks_exact_mut(4 * COLS).enumerate() {
         let r = [row(4 * g), row(4 * g + 1), row(4 * g + 2), row(4 * g + 3)];
-        // SAFETY: SSE2 is part of x86-64; `out` holds the group's 64 bytes.
-        unsafe {
-            let (r01l, r01h) = (_mm_unpacklo_epi8(r[0], r[1]), _mm_unpackhi_epi8(r[0], r[1]));
-            let (r23l, r23h) = (_mm_unpacklo_epi8(r[2], r[3]), _mm_unpackhi_epi8(r[2], r[3]));
-            let o = out.as_mut_ptr() as *mut __m128i;
-            let store = |i: usize, v: __m128i| _mm_storeu_si128(o.add(i), _mm_xor_si128(v, flip));
-            store(0, _mm_unpacklo_epi16(r01l, r23l));
-            store(1, _mm_unpackhi_epi16(r01l, r23l));
-            store(2, _mm_unpacklo_epi16(r01h, r23h));
-            store(3, _mm_unpackhi_epi16(r01h, r23h));
+        let o = out.as_mut_ptr() as *mut __m128i;
+        for (i, v) in interleave4(r).into_iter().enumerate() {
+            // SAFETY: SSE2 is part of x86-64; `out` holds the group's 64 bytes.
+            unsafe { _mm_storeu_si128(o.add(i), _mm_xor_si128(v, flip)) };
         }
+    }
+}
+
+/// Interleaves 4 k rows of 16 one-byte codes (`r[t]`: k `t`, columns in order) into the packed
+/// group `[column][4 k]`: 64 bytes, 4 columns per vector (`punpck{l,h}bw`, `punpck{l,h}wd`).
+#[inline(always)]
+pub(super) fn interleave4(r: [__m128i; 4]) -> [__m128i; 4] {
+    // SAFETY: SSE2 is part of x86-64.
+    unsafe {
+        let (r01l, r01h) = (_mm_unpacklo_epi8(r[0], r[1]), _mm_unpackhi_epi8(r[0], r[1]));
+        let (r23l, r23h) = (_mm_unpacklo_epi8(r[2], r[3]), _mm_unpackhi_epi8(r[2], r[3]));
+        [
+            _mm_unpacklo_epi16(r01l, r23l),
+            _mm_unpackhi_epi16(r01l, r23l),
+            _mm_unpacklo_epi16(r01h, r23h),
+            _mm_unpackhi_epi16(r01h, r23h),
+        ]
     }
 }
 
