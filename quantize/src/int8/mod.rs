@@ -386,7 +386,7 @@ struct Prepared {
     /// Per-channel parameters of int8 depthwise layers' inputs
     /// ([`RewriteOptions::channel_act`]).
     channel_act: Arc<HashMap<OutletId, Vec<ActQ>>>,
-    /// Layers whose input range is too narrow for an i32 bias.
+    /// Layers whose bias does not fit their i32 sums.
     unquantizable: HashSet<String>,
     /// `float` is an equalized copy of the source graph (whose outputs are the reference).
     equalized: bool,
@@ -486,7 +486,8 @@ fn prepare(
         let k = l.weights.len() / l.channels().max(1);
         if !qparams::accumulator_fits(&l.bias, act[&l.input].scale, &q, k) {
             log::warn!(
-                "layer '{}' stays float: its input range is too narrow for an i32 bias",
+                "layer '{}' stays float: its bias does not fit the i32 sums at its input and \
+                 weight steps",
                 l.name
             );
             unquantizable.insert(l.name.clone());

@@ -91,7 +91,18 @@ pub struct QWeights {
     pub scales: Vec<f32>,
 }
 
-/// Quantizes `weights` symmetrically to [−127, 127] along `axis` (output channels).
+/// The smallest step of a channel's weights, as a fraction of the step of the layer's largest
+/// channel (per-channel weights). A channel whose weights are all far below the others' (a
+/// channel training switched off: SSDLite-MobileNetV2's `expanded_conv_1/expand` has one at
+/// 7·10⁻⁸ of its largest) would otherwise get a step so fine that its bias code `b / (s_in ·
+/// s_w)` overflows the i32 sums and the whole layer stays float. At this floor such a channel's
+/// weights move by at most 1/(2·4096) of the largest channel's step, and what they add to its
+/// output varies by less than 1/4096 of what the largest channel's do: below one step of
+/// an 8-bit output that spans the layer's channels.
+pub const WEIGHT_STEP_FLOOR: f32 = 1.0 / 4096.0;
+
+/// Quantizes `weights` symmetrically to [−127, 127] along `axis` (output channels); per
+/// channel, no channel's step below [`WEIGHT_STEP_FLOOR`] of the largest one's.
 pub fn quantize_weights(weights: &Tensor, axis: usize, per_channel: bool) -> TractResult<QWeights> {
     let view = weights.to_plain_array_view::<f32>()?;
     let channels = view.shape()[axis];
@@ -102,10 +113,18 @@ pub fn quantize_weights(weights: &Tensor, axis: usize, per_channel: bool) -> Tra
                 .fold(0f32, |m, w| m.max(w.abs()))
         })
         .collect();
-    if !per_channel {
-        let all = max_abs.iter().copied().fold(0f32, f32::max);
-        max_abs.iter_mut().for_each(|m| *m = all);
-    }
+    let all = max_abs.iter().copied().fold(0f32, f32::max);
+    // Per tensor every channel takes the largest range; per channel a zero channel keeps
+    // step 1 (any step is exact for it, and a large one keeps its bias code small).
+    let floor = if per_channel {
+        all * WEIGHT_STEP_FLOOR
+    } else {
+        all
+    };
+    max_abs
+        .iter_mut()
+        .filter(|m| !per_channel || **m > 0.0)
+        .for_each(|m| *m = m.max(floor));
     let scales: Vec<f32> = max_abs
         .iter()
         .map(|m| if *m > 0.0 { m / 127.0 } else { 1.0 })
@@ -258,6 +277,26 @@ mod tests {
         let t = quantize_weights(&w, 0, false).unwrap();
         assert_eq!(t.scales[0], t.scales[1]);
         assert_eq!(t.values, tensor2(&[[64i8, -127], [1, 3]]));
+    }
+
+    #[test]
+    fn a_switched_off_channel_gets_the_floor_step_and_its_bias_fits() {
+        // Channel 1's weights are 10⁻⁸ of channel 0's: at its own step its bias code would be
+        // ~10¹² (input step 0.01).
+        let w = tensor2(&[[1.0f32, -0.5], [1e-8, -2e-8]]);
+        let q = quantize_weights(&w, 0, true).unwrap();
+        assert_eq!(q.scales[0], 1.0 / 127.0);
+        assert_eq!(q.scales[1], WEIGHT_STEP_FLOOR / 127.0);
+        assert_eq!(q.values, tensor2(&[[127i8, -64], [0, 0]]));
+        assert!(accumulator_fits(&[0.0, -1.1], 0.01, &q, 2));
+        // A zero channel keeps step 1; a channel above the floor keeps its own step.
+        let w = tensor2(&[[1.0f32], [0.0]]);
+        assert_eq!(quantize_weights(&w, 0, true).unwrap().scales[1], 1.0);
+        let w = tensor2(&[[1.0f32], [0.001]]);
+        assert_eq!(
+            quantize_weights(&w, 0, true).unwrap().scales[1],
+            0.001 / 127.0
+        );
     }
 
     #[test]
