@@ -130,6 +130,7 @@ fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::run_first as run;
     use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
     use tract_onnx::tract_core::ops::math;
 
@@ -184,16 +185,6 @@ mod tests {
         }
         m.select_output_outlets(&outputs).unwrap();
         m
-    }
-
-    fn run(m: &TypedModel, x: &Tensor) -> Tensor {
-        m.clone()
-            .into_runnable()
-            .unwrap()
-            .run(tvec!(x.clone().into_tvalue()))
-            .unwrap()
-            .remove(0)
-            .into_tensor()
     }
 
     fn hardswishes(m: &TypedModel) -> usize {

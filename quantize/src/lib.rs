@@ -10,11 +10,13 @@
 //!
 //! Map: [`load`] reads ONNX and fixes input shapes, [`convert`] runs the whole flow,
 //! [`verify`] compares the written graph with the source, [`summary`] counts ops and
-//! parameter bytes. Binary-layer recognition, MST reordering and int8 calibration plug in
+//! parameter bytes, [`channels_first`] turns a channels-last input's first convolutions
+//! channels first. Binary-layer recognition, MST reordering and int8 calibration plug in
 //! between declutter and write (their own modules, per their issues).
 
 pub mod batch_norm;
 pub mod binary;
+pub mod channels_first;
 pub mod conv;
 pub mod convert;
 pub mod depthwise;
@@ -27,6 +29,8 @@ pub mod load;
 pub mod maxpool;
 pub mod mst;
 pub mod summary;
+#[cfg(test)]
+mod testing;
 pub mod verify;
 
 pub use convert::{convert, ConvertOptions, ConvertReport};

@@ -106,6 +106,7 @@ fn check(model: &TypedModel, node: &TypedNode) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::run_first as run;
     use kestrel_runtime::random::random_tensor;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
@@ -124,14 +125,6 @@ mod tests {
         let y = m.wire_node("pool", MaxPool::new(spec, None), &[x]).unwrap();
         m.select_output_outlets(&y).unwrap();
         m.into_decluttered().unwrap()
-    }
-
-    fn run(m: &TypedModel, x: &Tensor) -> Tensor {
-        let plan = m.clone().into_runnable().unwrap();
-        plan.run(tvec!(x.clone().into_tvalue()))
-            .unwrap()
-            .remove(0)
-            .into_tensor()
     }
 
     #[test]
