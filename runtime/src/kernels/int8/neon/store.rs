@@ -10,6 +10,9 @@
 //!   ([`Tiles::rows_f32`], [`RowStage`]), whose vectors hold 4 columns of one row, one `st1`
 //!   each and no transpose. Otherwise (a 16-bit input's stages, `smull`'s last 1–3 columns of
 //!   a block) 4 columns are transposed (`trn1`/`trn2`) into 4 rows, one `st1` each.
+//! * Channels-first i8 (an NCHW graph's int8 layer writing the next int8 layer's codes): 4
+//!   columns quantized, narrowed into one register and transposed by one `tbl`, one 4-byte
+//!   store per row.
 //! * The combining stage of a 16-bit input ([`Wide`](super::super::Wide), high sums stored
 //!   channels last): per column, the 4 rows' high sums are loaded by one `ld1`, widened and
 //!   shifted (`sshll`), the low sums added (`saddw`) and the i64 correction, converted by
@@ -17,7 +20,7 @@
 //!   `i64 as f32`), then the float stage and the stores above.
 //! * The one-product stage of a 16-bit input (a [`Wide`](super::super::Wide) stage without
 //!   high sums): the sums widened and added to the i64 correction (`saddw`), then as above.
-//! * Anything else (the last, partial row block; i8 channels first; other strides): the
+//! * Anything else (the last, partial row block; other strides): the
 //!   portable stage, element by element.
 
 use std::arch::aarch64::*;
@@ -139,6 +142,18 @@ unsafe fn float<T: Tiles, Y: Apply>(job: &Job<'_>, rows: Range<usize>, y: impl F
             } if ld.k == 1 => T::blocks(job, rows, |o0| ColumnsI8 {
                 ptr: ptr.add(o0),
                 ldc: ld.c,
+                y: y(o0),
+                inv: vdupq_n_f32(inv_scale),
+                zp: vdupq_n_f32(zp),
+            }),
+            Output::I8 {
+                ptr,
+                ld,
+                inv_scale,
+                zp,
+            } if ld.c == 1 => T::blocks(job, rows, |o0| RowsI8 {
+                ptr: ptr.add(o0 * ld.k),
+                ldk: ld.k,
                 y: y(o0),
                 inv: vdupq_n_f32(inv_scale),
                 zp: vdupq_n_f32(zp),
@@ -373,6 +388,55 @@ impl<Y: Apply> Sink for ColumnsI8<Y> {
                 let b = vmovn_s16(vcombine_s16(q, q));
                 let word = vget_lane_u32::<0>(vreinterpret_u32_s8(b));
                 std::ptr::write_unaligned(self.ptr.add((c + j) * self.ldc) as *mut u32, word);
+            }
+        }
+    }
+}
+
+/// The byte order that turns 4 columns of 4 rows' codes (byte `4·column + row`) into 4 rows of
+/// 4 columns (byte `4·row + column`).
+const TRANSPOSE_4X4_BYTES: [u8; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+
+/// i8, channels first: row `r` at `ptr + r · ldk`, its columns contiguous (the codes an NCHW
+/// graph's int8 layer writes for the int8 layer after it). 4 columns' codes are narrowed into
+/// one register, transposed by one table lookup and stored as one 4-byte word per row; fewer
+/// go byte by byte.
+struct RowsI8<Y> {
+    ptr: *mut i8,
+    ldk: usize,
+    y: Y,
+    inv: float32x4_t,
+    zp: float32x4_t,
+}
+
+impl<Y: Apply> Sink for RowsI8<Y> {
+    #[inline(always)]
+    unsafe fn put<const NC: usize>(&self, c: usize, sums: [int32x4_t; NC]) {
+        // SAFETY: as in ColumnsF32; 4 rows × NC columns from c lie in the output.
+        unsafe {
+            let q: [int32x4_t; NC] = std::array::from_fn(|j| {
+                quantize_s32(self.y.apply(c + j, sums[j]), self.inv, self.zp)
+            });
+            if NC == 4 {
+                // Codes are in [−128, 127]: the narrowing moves keep them exactly.
+                let lo = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
+                let hi = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
+                let bytes = vreinterpretq_u8_s8(vcombine_s8(vmovn_s16(lo), vmovn_s16(hi)));
+                let order = vld1q_u8(TRANSPOSE_4X4_BYTES.as_ptr());
+                let rows = vreinterpretq_u32_u8(vqtbl1q_u8(bytes, order));
+                let at = |r: usize| self.ptr.add(r * self.ldk + c) as *mut u32;
+                std::ptr::write_unaligned(at(0), vgetq_lane_u32::<0>(rows));
+                std::ptr::write_unaligned(at(1), vgetq_lane_u32::<1>(rows));
+                std::ptr::write_unaligned(at(2), vgetq_lane_u32::<2>(rows));
+                std::ptr::write_unaligned(at(3), vgetq_lane_u32::<3>(rows));
+            } else {
+                for (j, q) in q.into_iter().enumerate() {
+                    let mut a = [0i32; 4];
+                    vst1q_s32(a.as_mut_ptr(), q);
+                    for (r, v) in a.into_iter().enumerate() {
+                        *self.ptr.add(r * self.ldk + c + j) = v as i8;
+                    }
+                }
             }
         }
     }
