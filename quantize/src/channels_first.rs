@@ -8,8 +8,10 @@
 //! tract's: on SSDLite-MobileNetV2 the stem, its ReLU6, the first depthwise layer and its
 //! ReLU6, a quarter of the f32 graph's x86 time for 6% of its multiply-adds. This pass puts
 //! one transpose after the input (`AxisOp::Move(3, 1)`: the image, the smallest tensor of the
-//! chain) and has tract's own axis-change propagation turn every layer after it to channels
-//! first, up to the layers that absorb the change. The graph computes the same values in the
+//! chain; Kestrel's `kestrel_channels_first` for an f32 input, as is any such transpose an
+//! exporter left after an input) and has tract's own axis-change
+//! propagation turn every layer after it to channels first, up to the layers that absorb the
+//! change. The graph computes the same values in the
 //! same order per output; the converter's verification compares it with the source like any
 //! other rewrite.
 //!
@@ -24,6 +26,8 @@ use tract_onnx::tract_core::ops::change_axes::{AxisChange, AxisOp};
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::optim::change_axes::change_axes;
+
+use kestrel_runtime::ops::channels_first::ChannelsFirst;
 
 /// The channels-last convolutions of `model`.
 fn channels_last_convs(model: &TypedModel) -> usize {
@@ -42,29 +46,56 @@ fn channels_last_convs(model: &TypedModel) -> usize {
 /// that read it (module docs); `model` unchanged otherwise. Logs what it did.
 pub fn moved(model: TypedModel) -> TractResult<TypedModel> {
     let before = channels_last_convs(&model);
-    if before == 0 {
-        return Ok(model);
-    }
     let mut model = model;
-    for (ix, input) in model.input_outlets()?.to_vec().into_iter().enumerate() {
-        if model.outlet_fact(input)?.rank() != 4 {
+    if before > 0 {
+        for (ix, input) in model.input_outlets()?.to_vec().into_iter().enumerate() {
+            if model.outlet_fact(input)?.rank() != 4 {
+                continue;
+            }
+            match moved_input(&model, ix, input)? {
+                Some(m) => model = m,
+                None => log::info!(
+                    "input {ix}: its channels-last layers stay so (the change of axes is blocked)"
+                ),
+            }
+        }
+        let after = channels_last_convs(&model);
+        if after < before {
+            log::info!(
+                "{} channels-last convolution(s) after the input now channels first ({after} left)",
+                before - after
+            );
+        }
+    }
+    kestrel_transposes(model)
+}
+
+/// `model` with every f32 `[N, H, W, C]` → `[N, C, H, W]` transpose (the one this pass puts
+/// after an input, or one the exporter and tract left there) as `kestrel_channels_first`:
+/// Kestrel's copy (NEON `ld3`/`ld4`), not tract's element walk.
+fn kestrel_transposes(mut model: TypedModel) -> TractResult<TypedModel> {
+    let mut found = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let is_move = node
+            .op_as::<AxisOp>()
+            .is_some_and(|op| *op == AxisOp::Move(3, 1));
+        let fact = model.outlet_fact(node.inputs.first().copied().unwrap_or(id.into()))?;
+        if !is_move || fact.rank() != 4 || fact.datum_type != f32::datum_type() {
             continue;
         }
-        match moved_input(&model, ix, input)? {
-            Some(m) => model = m,
-            None => log::info!(
-                "input {ix}: its channels-last layers stay so (the change of axes is blocked)"
-            ),
-        }
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(&model, node.inputs[0])?;
+        let y = patch.wire_node(&node.name, ChannelsFirst, &[x])?[0];
+        patch.shunt_outside(&model, id.into(), y)?;
+        patch.apply(&mut model)?;
+        found += 1;
     }
-    let after = channels_last_convs(&model);
-    if after < before {
-        log::info!(
-            "{} channels-last convolution(s) after the input now channels first ({after} left)",
-            before - after
-        );
+    if found == 0 {
+        return Ok(model);
     }
-    Ok(model)
+    log::info!("{found} channels-last to channels-first transpose(s) as kestrel_channels_first");
+    model.into_compact()
 }
 
 /// `model` with input `input` (model input `ix`) followed by a transpose to channels first
@@ -188,8 +219,17 @@ mod tests {
         assert_eq!(channels_last_convs(&source), 2, "{source}");
         let moved = moved(source.clone()).unwrap();
         assert_eq!(channels_last_convs(&moved), 0, "{moved}");
-        let transposes = moved.nodes.iter().filter(|n| n.op_is::<AxisOp>()).count();
-        assert!(transposes >= 1, "{moved}");
+        let ops: Vec<_> = moved
+            .nodes
+            .iter()
+            .map(|n| n.op.name().to_string())
+            .collect();
+        assert_eq!(
+            ops.iter().filter(|n| *n == "KestrelChannelsFirst").count(),
+            1,
+            "{ops:?}"
+        );
+        assert!(!moved.nodes.iter().any(|n| n.op_is::<AxisOp>()), "{ops:?}");
         assert_eq!(
             moved.outlet_fact(moved.outputs[0]).unwrap(),
             source.outlet_fact(source.outputs[0]).unwrap()
@@ -198,6 +238,24 @@ mod tests {
         let (a, b) = (run(&source, &x), run(&moved, &x));
         // The same products in the same order per output: equal.
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_input_transpose_left_by_the_exporter_becomes_kestrels() {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([1, 4, 5, 3])).unwrap();
+        let y = m.wire_node("t", AxisOp::Move(3, 1), &[x]).unwrap();
+        let y = m.wire_node("neg", math::neg(), &y).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let moved = moved(m.clone()).unwrap();
+        let ops: Vec<_> = moved
+            .nodes
+            .iter()
+            .map(|n| n.op.name().to_string())
+            .collect();
+        assert_eq!(ops, ["Source", "KestrelChannelsFirst", "Neg"]);
+        let x = random_tensor(DatumType::F32, &[1, 4, 5, 3], 3).unwrap();
+        assert_eq!(run(&m, &x), run(&moved, &x));
     }
 
     #[test]

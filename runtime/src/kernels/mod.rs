@@ -9,7 +9,9 @@
 //! * [`depthwise8`]: the int8 depthwise convolution;
 //! * [`linear`]: the float 1×1 convolution / dense product;
 //! * [`bitpack`]: packing signs into bits;
-//! * [`pool`]: the 2×2 max-pool.
+//! * [`pool`]: the 2×2 max-pool;
+//! * [`layout`]: channels-last to channels-first copies (data movement, the same bits on
+//!   every kernel: no choice to force).
 
 pub mod binary;
 pub mod bitpack;
@@ -17,6 +19,7 @@ mod choice;
 pub mod depthwise;
 pub mod depthwise8;
 pub mod int8;
+pub mod layout;
 pub mod linear;
 pub mod pool;
 

@@ -6,9 +6,9 @@
 //! of that shape stood; any other pooling stays tract's.
 
 use tract_nnef::internal::*;
-use tract_nnef::ser::invocation;
 
 use super::parallel::{run_indexed, threads, Disjoint};
+use super::registry::PlainOp;
 use crate::kernels::pool;
 
 /// NNEF name.
@@ -102,24 +102,8 @@ impl TypedOp for MaxPool2x2 {
     as_op!();
 }
 
-pub(crate) fn register(registry: &mut Registry) {
-    registry.register_primitive(
-        NAME,
-        &[TypeName::Scalar.tensor().named("input")],
-        &[("output", TypeName::Scalar.tensor())],
-        load,
-    );
-    registry.register_dumper(dump);
-}
-
-fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
-    let input = invocation.named_arg_as(builder, "input")?;
-    builder.wire(MaxPool2x2, &[input])
-}
-
-fn dump(ast: &mut IntoAst, node: &TypedNode, _op: &MaxPool2x2) -> TractResult<Option<Arc<RValue>>> {
-    let input = ast.mapping[&node.inputs[0]].clone();
-    Ok(Some(invocation(NAME, &[input], &[])))
+impl PlainOp for MaxPool2x2 {
+    const NNEF: &'static str = NAME;
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod bconv;
 pub mod bdense;
 pub mod bitpack;
 pub mod bmaxpool;
+pub mod channels_first;
 pub mod conv;
 pub mod depthwise;
 pub(crate) mod im2col;

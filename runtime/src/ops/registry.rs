@@ -20,13 +20,14 @@ pub fn kestrel_registry() -> Registry {
     super::bconv::register(&mut registry);
     super::bdense::register(&mut registry);
     super::bmaxpool::register(&mut registry);
+    register_plain::<super::channels_first::ChannelsFirst>(&mut registry);
     super::conv::register(&mut registry);
     super::depthwise::register(&mut registry);
     super::int8_conv::register(&mut registry);
     super::int8_depthwise::register(&mut registry);
     super::int8_linear::register(&mut registry);
     super::linear::register(&mut registry);
-    super::maxpool::register(&mut registry);
+    register_plain::<super::maxpool::MaxPool2x2>(&mut registry);
     registry
 }
 
@@ -72,6 +73,41 @@ fn checked_transpose(
         );
     }
     tract_nnef::ops::nnef::deser::transpose(builder, invocation)
+}
+
+/// An op of one f32 tensor input and one f32 output and no attribute: its NNEF form is
+/// `NAME(input)`.
+pub(crate) trait PlainOp: TypedOp + Default {
+    /// The NNEF name.
+    const NNEF: &'static str;
+}
+
+/// Registers the loader and the dumper of a [`PlainOp`].
+pub(crate) fn register_plain<O: PlainOp>(registry: &mut Registry) {
+    registry.register_primitive(
+        O::NNEF,
+        &[TypeName::Scalar.tensor().named("input")],
+        &[("output", TypeName::Scalar.tensor())],
+        load_plain::<O>,
+    );
+    registry.register_dumper(dump_plain::<O>);
+}
+
+fn load_plain<O: PlainOp>(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let input = invocation.named_arg_as(builder, "input")?;
+    builder.wire(O::default(), &[input])
+}
+
+fn dump_plain<O: PlainOp>(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    _op: &O,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    Ok(Some(tract_nnef::ser::invocation(O::NNEF, &[input], &[])))
 }
 
 /// One [`nnef`] for the whole process, built on first use. Building the framework parses
