@@ -77,11 +77,11 @@ fn kestrel_transposes(mut model: TypedModel) -> TractResult<TypedModel> {
     let mut found = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
-        let is_move = node
-            .op_as::<AxisOp>()
-            .is_some_and(|op| *op == AxisOp::Move(3, 1));
-        let fact = model.outlet_fact(node.inputs.first().copied().unwrap_or(id.into()))?;
-        if !is_move || fact.rank() != 4 || fact.datum_type != f32::datum_type() {
+        if node.op_as::<AxisOp>() != Some(&AxisOp::Move(3, 1)) {
+            continue;
+        }
+        let fact = model.outlet_fact(node.inputs[0])?;
+        if fact.rank() != 4 || fact.datum_type != f32::datum_type() {
             continue;
         }
         let mut patch = TypedModelPatch::default();
