@@ -15,6 +15,8 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::konst::Const;
 
+use kestrel_runtime::ops::channels_first::ChannelsFirst;
+
 /// The linear op at the head of a layer.
 #[derive(Debug, Clone)]
 pub enum LayerOp {
@@ -97,8 +99,9 @@ fn reads_graph_input(model: &TypedModel, mut outlet: OutletId) -> bool {
             return true;
         }
         let node = model.node(outlet.node);
-        let is_layout =
-            node.op_is::<AxisOp>() || node.op_is::<tract_onnx::tract_core::ops::cast::Cast>();
+        let is_layout = node.op_is::<AxisOp>()
+            || node.op_is::<ChannelsFirst>()
+            || node.op_is::<tract_onnx::tract_core::ops::cast::Cast>();
         if is_layout && node.inputs.len() == 1 {
             outlet = node.inputs[0];
         } else if let Some((_, _, other)) = bin_with_const(model, outlet.node) {
@@ -339,6 +342,46 @@ fn scale_out_channels(weights: &mut Tensor, axis: usize, scales: &[f32]) -> Trac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stem_behind_an_input_transpose_is_a_stem() {
+        use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+        use tract_onnx::tract_core::ops::nn::DataFormat;
+        for kestrel in [false, true] {
+            let mut m = TypedModel::default();
+            let x = m.add_source("x", f32::fact([1, 8, 8, 3])).unwrap();
+            let x = if kestrel {
+                m.wire_node("t", ChannelsFirst, &[x]).unwrap()[0]
+            } else {
+                m.wire_node("t", AxisOp::Move(3, 1), &[x]).unwrap()[0]
+            };
+            let w = m
+                .add_const("w", Tensor::zero::<f32>(&[4, 3, 3, 3]).unwrap())
+                .unwrap();
+            let b = m
+                .add_const("b", Tensor::zero::<f32>(&[4]).unwrap())
+                .unwrap();
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format: DataFormat::NCHW,
+                    kernel_shape: tvec![3, 3],
+                    padding: PaddingSpec::Valid,
+                    dilations: None,
+                    strides: None,
+                    input_channels: 3,
+                    output_channels: 4,
+                },
+                kernel_fmt: KernelFormat::OIHW,
+                group: 1,
+                q_params: None,
+            };
+            let y = m.wire_node("stem", conv, &[x, w, b]).unwrap();
+            m.select_output_outlets(&y).unwrap();
+            let layers = find_layers(&m).unwrap();
+            assert_eq!(layers.len(), 1);
+            assert!(layers[0].is_stem(&m), "kestrel transpose: {kestrel}");
+        }
+    }
 
     #[test]
     fn per_channel_constants_broadcast_from_the_right() {
