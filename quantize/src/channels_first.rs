@@ -8,12 +8,12 @@
 //! tract's: on SSDLite-MobileNetV2 the stem, its ReLU6, the first depthwise layer and its
 //! ReLU6, a quarter of the f32 graph's x86 time for 6% of its multiply-adds. This pass puts
 //! one transpose after the input (`AxisOp::Move(3, 1)`: the image, the smallest tensor of the
-//! chain; Kestrel's `kestrel_channels_first` for an f32 input, as is any such transpose an
-//! exporter left after an input) and has tract's own axis-change
-//! propagation turn every layer after it to channels first, up to the layers that absorb the
-//! change. The graph computes the same values in the
+//! chain) and has tract's own axis-change propagation turn every layer after it to channels
+//! first, up to the layers that absorb the change. The graph computes the same values in the
 //! same order per output; the converter's verification compares it with the source like any
-//! other rewrite.
+//! other rewrite. Every f32 transpose of that kind, this one or one an exporter left, then
+//! runs as Kestrel's `kestrel_channels_first` (NEON `ld3`/`ld4`) instead of tract's
+//! element-by-element copy.
 //!
 //! It runs after declutter and is not undone by it later: the ops the converter then puts in
 //! place (`kestrel_conv`, `kestrel_depthwise`, their int8 twins) take no axis change, so
