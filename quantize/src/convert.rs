@@ -127,17 +127,7 @@ pub fn convert(
         source: e.into(),
     };
     let kestrel_ops = options.depthwise == OpChoice::Kestrel || options.linear == OpChoice::Kestrel;
-    let decluttered = typed
-        .clone()
-        .into_decluttered()
-        .and_then(crate::hardswish::recognized)
-        .and_then(|g| {
-            if kestrel_ops {
-                crate::channels_first::moved(g)
-            } else {
-                Ok(g)
-            }
-        })
+    let decluttered = crate::load::decluttered(typed.clone(), kestrel_ops)
         .map_err(|e| graph_err("declutter", e))?;
     let (graph, binary) = if options.binary {
         let (graph, report) =

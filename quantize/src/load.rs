@@ -3,6 +3,7 @@
 //! The runtime needs concrete input facts. Each input takes its shape from `--input-shape
 //! NAME=D0,D1,…` when given, else from the model; a symbolic or unknown leading (batch)
 //! dimension becomes 1; any other unknown dimension is an error that asks for the flag.
+//! [`decluttered`] then gives the float graph both conversions (f32 and int8) start from.
 
 use std::path::Path;
 
@@ -135,6 +136,18 @@ pub fn load_onnx(path: &Path, shapes: &[InputShape]) -> Result<TypedModel, Conve
             stage: "type analysis",
             source: e.into(),
         })
+}
+
+/// The float graph every conversion starts from: `typed` decluttered, written-out HardSwishes
+/// as tract's op ([`crate::hardswish`]) and, when Kestrel's ops are to be placed
+/// (`kestrel_ops`), a channels-last input moved to channels first ([`crate::channels_first`]).
+pub fn decluttered(typed: TypedModel, kestrel_ops: bool) -> TractResult<TypedModel> {
+    let graph = crate::hardswish::recognized(typed.into_decluttered()?)?;
+    if kestrel_ops {
+        crate::channels_first::moved(graph)
+    } else {
+        Ok(graph)
+    }
 }
 
 #[cfg(test)]

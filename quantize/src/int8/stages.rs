@@ -77,17 +77,7 @@ pub(super) fn load(source: &Path, options: &Int8Options) -> Result<Loaded, Int8E
     let kestrel_ops = !options.tract_ops
         && (options.depthwise == crate::float_ops::OpChoice::Kestrel
             || options.linear == crate::float_ops::OpChoice::Kestrel);
-    let float = typed
-        .into_decluttered()
-        .and_then(crate::hardswish::recognized)
-        .and_then(|g| {
-            if kestrel_ops {
-                crate::channels_first::moved(g)
-            } else {
-                Ok(g)
-            }
-        })
-        .map_err(err("declutter"))?;
+    let float = crate::load::decluttered(typed, kestrel_ops).map_err(err("declutter"))?;
     if float.inputs.len() != 1 {
         return Err(Int8Error::Graph {
             path: source.to_path_buf(),
