@@ -6,7 +6,7 @@
 //! (`data_format: NHWC`) up to the first layer that can absorb the transpose (a 1×1 layer's
 //! `EinSum`). Kestrel's convolution and depthwise ops are channels first, so those layers stay
 //! tract's: on SSDLite-MobileNetV2 the stem, its ReLU6, the first depthwise layer and its
-//! ReLU6, a quarter of the f32 graph's x86 time for 6% of its multiply-adds. This pass puts
+//! ReLU6, the slowest layers of the graph per multiply-add. This pass puts
 //! one transpose after the input (`AxisOp::Move(3, 1)`: the image, the smallest tensor of the
 //! chain) and has tract's own axis-change propagation turn every layer after it to channels
 //! first, up to the layers that absorb the change. The graph computes the same values in the

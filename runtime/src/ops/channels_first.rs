@@ -1,9 +1,8 @@
 //! `kestrel_channels_first`: an f32 image `[N, H, W, C]` transposed to `[N, C, H, W]`, the
 //! converter's one transpose after a channels-last model input (`quantize/src/channels_first.rs`)
 //! so the convolutions after it run channels first. tract's `AxisOp` copy of the same
-//! transpose walks the tensor element by element (3.5 M aarch64 instructions for a 300×300
-//! RGB image); this op de-interleaves 4 pixels per `ld3`/`ld4` on NEON
-//! ([`crate::kernels::layout`]).
+//! transpose walks the tensor element by element; this op de-interleaves 4 pixels per
+//! `ld3`/`ld4` on NEON ([`crate::kernels::layout`]).
 
 use tract_nnef::internal::*;
 
