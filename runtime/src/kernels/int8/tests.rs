@@ -239,7 +239,23 @@ fn every_kernel_equals_the_definition_on_every_tail() {
 fn every_kernel_equals_the_definition_on_layer_shapes_and_extremes() {
     let mut rng = SmallRng::seed_from_u64(9);
     // MobileNetV3-style pointwise layers (reduced N), an SE dense layer, a classifier.
-    for (m, k, n) in [(72, 24, 196), (40, 120, 100), (144, 576, 1), (4, 1280, 1)] {
+    // Narrow last blocks (1–8 columns, 4 or 2 row blocks at a time and the rest): 7×7 and
+    // 14×14 planes, 3×3 ones, 5 to 8 columns past a block, whole and partial row blocks.
+    for (m, k, n) in [
+        (72, 24, 196),
+        (40, 120, 100),
+        (144, 576, 1),
+        (4, 1280, 1),
+        (36, 40, 49),
+        (20, 24, 9),
+        (23, 17, 3),
+        (22, 64, 20),
+        (48, 33, 36),
+        (20, 24, 21),
+        (23, 17, 7),
+        (22, 64, 24),
+        (12, 48, 38),
+    ] {
         check(&mut rng, m, k, n, false);
     }
     // ±127 weights on saturated inputs: the largest sums a layer can make.

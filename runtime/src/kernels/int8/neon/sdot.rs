@@ -9,14 +9,20 @@
 //!   multiplies an input register by one row's 4 k (a lane of the weight register), so each
 //!   accumulator holds 4 columns of one row. The accumulators start at the rows' corrections
 //!   (no `add` per vector; i32 sums wrap, so the order changes no bit), then [`RowStage`] and
-//!   one store per vector: no transpose, and no clamp where it changes nothing.
+//!   one store per vector: no transpose, and no clamp where it changes nothing;
+//! * *narrow tiles* (a last block of at most 8 valid columns: a dense layer's one column, a
+//!   7×7 plane's 49th): 4 or 8 columns against 4 or 2 row blocks at a time, `sdot` only for
+//!   the valid columns, into the column sinks (the transposing one for channels-first f32).
+//!
+//! Each tile is indexed by constants only, so its 16 accumulators stay in registers from the
+//! loop to the stores.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 use std::ops::Range;
 
 use super::super::{Format, Job, COLS, ROWS};
-use super::store::{put_block, store_part, RowStage, Sink, Tiles};
+use super::store::{put_block, rows_sink, store_part, RowStage, Sink, Tiles};
 
 /// The packing this kernel reads: groups of 4 k, signed input.
 pub const FORMAT: Format = Format::DOT4_I8;
@@ -60,9 +66,10 @@ impl Tiles for Sdot {
     unsafe fn blocks<S: Sink>(job: &Job<'_>, rows: Range<usize>, sink: impl Fn(usize) -> S) {
         let groups = job.w.groups();
         let (w, x) = (job.w.data().as_ptr(), job.x.as_ptr() as *const i8);
-        for rb in rows {
+        let wide = wide_blocks(job);
+        for rb in rows.clone() {
             let s = sink(rb * ROWS);
-            for b in 0..job.blocks {
+            for b in 0..wide {
                 let c0 = (job.first_block + b) * COLS;
                 let cols = job.cols(b);
                 // SAFETY (loop): the groups of row block rb and block b lie in the packed
@@ -77,6 +84,10 @@ impl Tiles for Sdot {
                     put_block(&s, c0, cols, &acc);
                 }
             }
+        }
+        if wide < job.blocks {
+            // SAFETY: the caller's contract.
+            unsafe { narrow_block(job, rows, wide, sink) }
         }
     }
 
@@ -109,7 +120,8 @@ unsafe fn row_tiles<const CLAMP: bool>(
     let stage = &job.stage;
     let groups = job.w.groups();
     let (w, x) = (job.w.data().as_ptr(), job.x.as_ptr() as *const i8);
-    for rb in rows {
+    let wide = wide_blocks(job);
+    for rb in rows.clone() {
         let o0 = rb * ROWS;
         // SAFETY (all): row block rb is whole and in the stage vectors (job.check, the
         // caller); its groups and block b's lie in the packed buffers; rows o0..o0 + 4 ×
@@ -118,7 +130,7 @@ unsafe fn row_tiles<const CLAMP: bool>(
             let corr = vld1q_s32(stage.corr.as_ptr().add(o0));
             let y = RowStage::<CLAMP>::load(stage, o0);
             let dst = ptr.add(o0 * ldk);
-            for b in 0..job.blocks {
+            for b in 0..wide {
                 let c0 = (job.first_block + b) * COLS;
                 let acc = row_tile(
                     w.add(rb * groups * ROWS * 4),
@@ -136,16 +148,28 @@ unsafe fn row_tiles<const CLAMP: bool>(
                         vst1q_f32(at(3, q), y.row::<3>(acc[12 + q]));
                     }
                 } else {
-                    for q in 0..cols.div_ceil(4) {
-                        let n = (cols - 4 * q).min(4);
-                        store_part(at(0, q), y.row::<0>(acc[q]), n);
-                        store_part(at(1, q), y.row::<1>(acc[4 + q]), n);
-                        store_part(at(2, q), y.row::<2>(acc[8 + q]), n);
-                        store_part(at(3, q), y.row::<3>(acc[12 + q]), n);
-                    }
+                    // The tile indexed by constants only, so it stays in registers.
+                    let quad = |q: usize, v: [int32x4_t; 4]| {
+                        if 4 * q < cols {
+                            let n = (cols - 4 * q).min(4);
+                            store_part(at(0, q), y.row::<0>(v[0]), n);
+                            store_part(at(1, q), y.row::<1>(v[1]), n);
+                            store_part(at(2, q), y.row::<2>(v[2]), n);
+                            store_part(at(3, q), y.row::<3>(v[3]), n);
+                        }
+                    };
+                    quad(0, [acc[0], acc[4], acc[8], acc[12]]);
+                    quad(1, [acc[1], acc[5], acc[9], acc[13]]);
+                    quad(2, [acc[2], acc[6], acc[10], acc[14]]);
+                    quad(3, [acc[3], acc[7], acc[11], acc[15]]);
                 }
             }
         }
+    }
+    if wide < job.blocks {
+        // SAFETY: the caller's contract; the transposing sink writes the same rows and
+        // columns.
+        unsafe { narrow_block(job, rows, wide, |o0| rows_sink(stage, o0, ptr, ldk)) }
     }
 }
 
@@ -408,4 +432,144 @@ unsafe fn main_loop(
 ) {
     // SAFETY: the caller's bounds and features.
     unsafe { dot_turns!(sdot_group, acc, w, x, turns) }
+}
+
+/// Columns a block may have at most to take narrow tiles ([`narrow_block`]).
+const NARROW: usize = 8;
+
+/// The job's blocks that take the 16-column tiles: all but a last block of at most
+/// [`NARROW`] valid columns (a 7×7 plane's 49th column, a dense layer's one column).
+#[inline(always)]
+fn wide_blocks(job: &Job<'_>) -> usize {
+    match job.blocks {
+        0 => 0,
+        b if job.cols(b - 1) <= NARROW => b - 1,
+        b => b,
+    }
+}
+
+/// Block `b` (at most [`NARROW`] valid columns) × row blocks `rows`, by narrow tiles: the
+/// block's first 4 or 8 columns (the first 16 or 32 bytes of each packed group) against 4
+/// or 2 row blocks at a time (16 accumulators at most), `sdot` by element only for the
+/// valid columns. A 16-column tile would compute 16 columns for one: a dense layer's `sdot`
+/// count drops 16×, a 7×7 plane's (49 columns) by a quarter.
+///
+/// # Safety
+/// As [`Tiles::blocks`]; `b < job.blocks`, `job.cols(b) ≤ NARROW`; FEAT_DotProd.
+#[inline(always)]
+unsafe fn narrow_block<S: Sink>(
+    job: &Job<'_>,
+    rows: Range<usize>,
+    b: usize,
+    sink: impl Fn(usize) -> S,
+) {
+    // SAFETY (all): the caller's contract; NC is the block's valid columns.
+    unsafe {
+        match job.cols(b) {
+            1 => narrow_cols::<1, 4, S>(job, rows, b, sink),
+            2 => narrow_cols::<2, 4, S>(job, rows, b, sink),
+            3 => narrow_cols::<3, 4, S>(job, rows, b, sink),
+            4 => narrow_cols::<4, 4, S>(job, rows, b, sink),
+            5 => narrow_cols::<5, 2, S>(job, rows, b, sink),
+            6 => narrow_cols::<6, 2, S>(job, rows, b, sink),
+            7 => narrow_cols::<7, 2, S>(job, rows, b, sink),
+            _ => narrow_cols::<8, 2, S>(job, rows, b, sink),
+        }
+    }
+}
+
+/// [`narrow_block`] for `NC` valid columns, `RB` row blocks per tile.
+///
+/// # Safety
+/// As [`narrow_block`], `NC = job.cols(b)`.
+#[inline(always)]
+unsafe fn narrow_cols<const NC: usize, const RB: usize, S: Sink>(
+    job: &Job<'_>,
+    rows: Range<usize>,
+    b: usize,
+    sink: impl Fn(usize) -> S,
+) {
+    let groups = job.w.groups();
+    let stride = groups * ROWS * 4;
+    let c0 = (job.first_block + b) * COLS;
+    // Columns to the sink by at most 4 (its contract).
+    let put = |s: S, acc: [int32x4_t; NC]| {
+        // SAFETY: columns c0..c0 + NC lie in the output (the sinks' contract).
+        unsafe {
+            if NC <= 4 {
+                s.put(c0, acc)
+            } else {
+                s.put(c0, [acc[0], acc[1], acc[2], acc[3]]);
+                match NC {
+                    5 => s.put(c0 + 4, [acc[4]]),
+                    6 => s.put(c0 + 4, [acc[4], acc[5]]),
+                    7 => s.put(c0 + 4, [acc[4], acc[5], acc[6]]),
+                    _ => s.put(c0 + 4, [acc[4], acc[5], acc[6], acc[7]]),
+                }
+            }
+        }
+    };
+    // SAFETY (all): row blocks in `rows` and block b lie in the packed buffers (job.check).
+    unsafe {
+        let (w, x) = (
+            job.w.data().as_ptr(),
+            (job.x.as_ptr() as *const i8).add(b * groups * STEP),
+        );
+        let mut rb = rows.start;
+        while rb + RB <= rows.end {
+            let acc = narrow_tile::<RB, NC>(w.add(rb * stride), stride, x, groups);
+            for (r, acc) in acc.into_iter().enumerate() {
+                put(sink((rb + r) * ROWS), acc);
+            }
+            rb += RB;
+        }
+        for rb in rb..rows.end {
+            let [acc] = narrow_tile::<1, NC>(w.add(rb * stride), stride, x, groups);
+            put(sink(rb * ROWS), acc);
+        }
+    }
+}
+
+/// The sums of `RB` row blocks (row block `r`'s groups at `w + r · stride`) × the first
+/// `NC ≤ 8` columns of a packed block `x`: `acc[r][c]`, lanes = the row block's 4 rows. Per
+/// group one or two 16-byte input loads (4 columns × 4 k each) serve every row block.
+///
+/// # Safety
+/// Each row block's `groups · 16` bytes readable, and `x`'s `groups · 64`; FEAT_DotProd.
+#[inline(always)]
+unsafe fn narrow_tile<const RB: usize, const NC: usize>(
+    w: *const i8,
+    stride: usize,
+    x: *const i8,
+    groups: usize,
+) -> [[int32x4_t; NC]; RB] {
+    // SAFETY: NEON is always present on aarch64.
+    let mut acc = [[unsafe { vdupq_n_s32(0) }; NC]; RB];
+    for g in 0..groups {
+        // SAFETY: the caller's bounds; `sdot` by a lane below 4 of register c / 4 < 2.
+        unsafe {
+            let xg = x.add(g * STEP);
+            let xv = [
+                vld1q_s8(xg),
+                if NC > 4 {
+                    vld1q_s8(xg.add(16))
+                } else {
+                    vdupq_n_s8(0)
+                },
+            ];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = vld1q_s8(w.add(r * stride + g * ROWS * 4));
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let xv = xv[c / 4];
+                    *a = match c % 4 {
+                        0 => sdot::<0>(*a, wv, xv),
+                        1 => sdot::<1>(*a, wv, xv),
+                        2 => sdot::<2>(*a, wv, xv),
+                        _ => sdot::<3>(*a, wv, xv),
+                    };
+                }
+            }
+        }
+    }
+    acc
 }

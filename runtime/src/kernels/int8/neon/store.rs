@@ -173,24 +173,51 @@ pub trait Sink {
 }
 
 /// Hands the `cols` valid columns of a block's tile (one vector per column, from column `c0`)
-/// to the sink, 4 at a time.
+/// to the sink, 4 at a time. The tile is indexed by constants only: indexed by a run-time
+/// column it would live on the stack (16 stores per tile) instead of in its registers.
 ///
 /// # Safety
 /// The sink's: columns `c0..c0 + cols` lie in the output.
 #[inline(always)]
 pub unsafe fn put_block<S: Sink>(s: &S, c0: usize, cols: usize, acc: &[int32x4_t; COLS]) {
-    let mut c = 0;
-    // SAFETY (whole body): the caller's contract.
+    // SAFETY: the caller's contract: columns below `cols` lie in the output.
     unsafe {
-        while c + 4 <= cols {
-            s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2], acc[c + 3]]);
-            c += 4;
-        }
-        match cols - c {
-            1 => s.put(c0 + c, [acc[c]]),
-            2 => s.put(c0 + c, [acc[c], acc[c + 1]]),
-            3 => s.put(c0 + c, [acc[c], acc[c + 1], acc[c + 2]]),
-            _ => {}
+        put_quad(s, c0, cols, [acc[0], acc[1], acc[2], acc[3]]);
+        put_quad(
+            s,
+            c0 + 4,
+            cols.saturating_sub(4),
+            [acc[4], acc[5], acc[6], acc[7]],
+        );
+        put_quad(
+            s,
+            c0 + 8,
+            cols.saturating_sub(8),
+            [acc[8], acc[9], acc[10], acc[11]],
+        );
+        put_quad(
+            s,
+            c0 + 12,
+            cols.saturating_sub(12),
+            [acc[12], acc[13], acc[14], acc[15]],
+        );
+    }
+}
+
+/// The first `min(n, 4)` columns of `v` to the sink at column `c`.
+///
+/// # Safety
+/// The sink's: those columns lie in the output.
+#[inline(always)]
+unsafe fn put_quad<S: Sink>(s: &S, c: usize, n: usize, v: [int32x4_t; 4]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match n {
+            0 => {}
+            1 => s.put(c, [v[0]]),
+            2 => s.put(c, [v[0], v[1]]),
+            3 => s.put(c, [v[0], v[1], v[2]]),
+            _ => s.put(c, v),
         }
     }
 }
