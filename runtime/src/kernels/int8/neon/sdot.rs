@@ -492,22 +492,13 @@ unsafe fn narrow_cols<const NC: usize, const RB: usize, S: Sink>(
     let groups = job.w.groups();
     let stride = groups * ROWS * 4;
     let c0 = (job.first_block + b) * COLS;
-    // Columns to the sink by at most 4 (its contract).
+    // The NC columns as the first of a block's 16 (constant indices: still registers).
     let put = |s: S, acc: [int32x4_t; NC]| {
+        // SAFETY: NEON is always present on aarch64.
+        let mut tile = [unsafe { vdupq_n_s32(0) }; COLS];
+        tile[..NC].copy_from_slice(&acc);
         // SAFETY: columns c0..c0 + NC lie in the output (the sinks' contract).
-        unsafe {
-            if NC <= 4 {
-                s.put(c0, acc)
-            } else {
-                s.put(c0, [acc[0], acc[1], acc[2], acc[3]]);
-                match NC {
-                    5 => s.put(c0 + 4, [acc[4]]),
-                    6 => s.put(c0 + 4, [acc[4], acc[5]]),
-                    7 => s.put(c0 + 4, [acc[4], acc[5], acc[6]]),
-                    _ => s.put(c0 + 4, [acc[4], acc[5], acc[6], acc[7]]),
-                }
-            }
-        }
+        unsafe { put_block(&s, c0, NC, &tile) }
     };
     // SAFETY (all): row blocks in `rows` and block b lie in the packed buffers (job.check).
     unsafe {
