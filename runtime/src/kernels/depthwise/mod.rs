@@ -410,3 +410,19 @@ pub fn fma_bound(job: &PlaneJob<'_>, r: usize, c: usize) -> f32 {
     let n = job.taps.len() as f64 + 1.0;
     (2.0 * n * f64::from(f32::EPSILON) * 0.5 * magnitude * 1.0001) as f32
 }
+
+/// `p`, which the compiler cannot see through: a tile's row pointers are then offsets from
+/// its own base rather than per-plane pointers hoisted out of the tile loops (dozens for a
+/// 5×5 tile, spilled to the stack and reloaded in every tile).
+// The asm reads and writes no memory: it only hides where the pointer came from.
+#[allow(clippy::pointers_in_nomem_asm_block)]
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) fn opaque<T>(p: *const T) -> *const T {
+    let mut p = p;
+    // SAFETY: an empty instruction sequence; `p` is unchanged.
+    unsafe {
+        std::arch::asm!("/* {p} */", p = inout(reg) p, options(pure, nomem, nostack, preserves_flags))
+    };
+    p
+}

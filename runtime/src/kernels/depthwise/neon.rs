@@ -17,7 +17,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{DepthwiseKernel, Layout, Plane, Square};
+use super::{opaque, DepthwiseKernel, Layout, Plane, Square};
 
 /// The NEON kernel.
 #[derive(Debug)]
@@ -116,34 +116,41 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
         }
     };
     let (input, step) = (plane.input, layout.row_step);
-    // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 4j..) through
-    // the activation into `out`: whole tiles without a bounds check, else vector by vector,
-    // the partial one lane by lane.
+    // One vector (output row `r`, columns `col..col + 4`) through the activation into `out`;
+    // `$part`: the vector may reach past the row's end (stores only its columns there), else
+    // it is known to lie inside the row.
+    macro_rules! put {
+        ($v:expr, $r:expr, $col:expr, $part:tt) => {{
+            let (v, r, col) = ($v, $r, $col);
+            let dst = out.add(r * cols + col);
+            if !$part || col + 4 <= cols {
+                vst1q_f32(dst, apply(v));
+            } else if col < cols {
+                store_part(dst, apply(v), cols - col);
+            }
+        }};
+    }
+    macro_rules! put_row {
+        ($a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
+            $( put!($a[$i][$j], $r + $i, $c + 4 * $j, $part); )*
+        }};
+    }
+    // The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 4j..),
+    // every index a constant (a tile indexed at run time lives in memory, a store after
+    // every `fmla`): whole tiles without a bounds check, else vector by vector.
     macro_rules! store_tile {
-        ($a:ident, $r:expr, $c:expr) => {{
+        ($a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
             let (r, c) = ($r, $c);
-            for (i, row) in $a.iter().enumerate() {
-                let dst = out.add((r + i) * cols + c);
-                if c + 4 * row.len() <= cols {
-                    for (j, v) in row.iter().enumerate() {
-                        vst1q_f32(dst.add(4 * j), apply(*v));
-                    }
-                } else {
-                    for (j, v) in row.iter().enumerate() {
-                        let col = c + 4 * j;
-                        if col + 4 <= cols {
-                            vst1q_f32(dst.add(4 * j), apply(*v));
-                        } else if col < cols {
-                            store_part(dst.add(4 * j), apply(*v), cols - col);
-                        }
-                    }
-                }
+            if c + 4 * $v <= cols {
+                $( put_row!($a, r, c, $i, $js, false); )*
+            } else {
+                $( put_row!($a, r, c, $i, $js, true); )*
             }
         }};
     }
     // Per-tap tile: rows r..r+R × V vectors from column c.
     macro_rules! tile {
-        ($r:expr, $c:expr, $rows:literal, $vecs:literal) => {{
+        ($r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
             let (r, c) = ($r, $c);
             let mut acc = [[vdupq_n_f32(bias); $vecs]; $rows];
             for t in 0..n {
@@ -155,19 +162,19 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
                     }
                 }
             }
-            store_tile!(acc, r, c);
+            store_tile!(acc, r, c, $is, $js, $vecs);
         }};
     }
     // Every row of the column block at c in per-tap tiles of R rows, then single rows.
     macro_rules! tile_rows {
-        ($c:expr, $rows:literal, $vecs:literal) => {{
+        ($c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
             let mut r = 0;
             while r + $rows <= rows {
-                tile!(r, $c, $rows, $vecs);
+                tile!(r, $c, $rows, $vecs, $is, $js);
                 r += $rows;
             }
             while r < rows {
-                tile!(r, $c, 1, $vecs);
+                tile!(r, $c, 1, $vecs, [0], $js);
                 r += 1;
             }
         }};
@@ -223,34 +230,34 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
     // input rows `$us`, kernel columns `$kxs`.
     macro_rules! sq_tile {
         ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
-         $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
+         $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
             let (r, c) = ($r, $c);
             let mut a = [[vdupq_n_f32(bias); $v]; $rows];
-            let base = input.add(r * step + c);
+            let base = opaque(input.add(r * step + c));
             $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
-            store_tile!(a, r, c);
+            store_tile!(a, r, c, $is, $js, $v);
         }};
     }
     // Every row of one column block of a square job: pairs of rows, then an odd last row.
     macro_rules! sq_block {
-        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
+        ($v:literal, $js:tt, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
          $kxs:tt) => {{
             let mut r = 0;
             while r + 2 <= rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $u2, $kxs);
+                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
                 r += 2;
             }
             if r < rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $u1, $kxs);
+                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
             }
         }};
     }
     macro_rules! sq_blocks {
         ($v:expr, $($rest:tt)*) => {
             match $v {
-                4 => sq_block!(4, $($rest)*),
-                2 => sq_block!(2, $($rest)*),
-                _ => sq_block!(1, $($rest)*),
+                4 => sq_block!(4, [0 1 2 3], $($rest)*),
+                2 => sq_block!(2, [0 1], $($rest)*),
+                _ => sq_block!(1, [0], $($rest)*),
             }
         };
     }
@@ -288,9 +295,9 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
                 ),
                 // Per-tap tiles, always at least four accumulators for the `fmla` latency.
                 _ => match v {
-                    4 => tile_rows!(c, 2, 4),
-                    2 => tile_rows!(c, 4, 2),
-                    _ => tile_rows!(c, 4, 1),
+                    4 => tile_rows!(c, 2, 4, [0 1], [0 1 2 3]),
+                    2 => tile_rows!(c, 4, 2, [0 1 2 3], [0 1]),
+                    _ => tile_rows!(c, 4, 1, [0 1 2 3], [0]),
                 },
             }
         }};

@@ -17,7 +17,7 @@ use std::arch::asm;
 
 use super::pad::{HalfFill, SIX, SIXTH, THREE};
 use super::{check, check_codes, split_bias, HalfCodes, HalfKernel, HalfPlane};
-use crate::kernels::depthwise::{Layout, Square};
+use crate::kernels::depthwise::{opaque, Layout, Square};
 
 /// The FEAT_FP16 kernel.
 #[derive(Debug)]
@@ -263,21 +263,28 @@ unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
     }
 }
 
-/// Stores the first `n` (below 8) codes of `b` at `dst` through a buffer, byte by byte: no
-/// call (a `memcpy` would spill every register the tile holds around it) and little code
-/// (a tile's store loop must stay small enough to unroll, or its accumulators live in
-/// memory).
+/// Stores the first `n` (below 8) codes of `b` at `dst`: the eight codes moved to a general
+/// register, then 4, 2 and 1 of them as `n`'s bits say (no call: a `memcpy` would spill every
+/// register the tile holds around it).
 ///
 /// # Safety
 /// `dst` is valid for `n` bytes.
 #[inline(always)]
 unsafe fn store_codes_part(dst: *mut i8, b: int8x8_t, n: usize) {
-    let mut tmp = [0i8; 8];
-    // SAFETY: `tmp` holds 8 bytes; bytes below `n` of `dst` only.
+    let mut x = vget_lane_u64::<0>(vreinterpret_u64_s8(b));
+    let mut d = dst.cast::<u8>();
+    // SAFETY: the bytes written are `dst[..n]`, in order.
     unsafe {
-        vst1_s8(tmp.as_mut_ptr(), b);
-        for (k, &v) in tmp.iter().enumerate().take(n) {
-            std::ptr::write_volatile(dst.add(k), v);
+        if n & 4 != 0 {
+            d.cast::<u32>().write_unaligned(x as u32);
+            (x, d) = (x >> 32, d.add(4));
+        }
+        if n & 2 != 0 {
+            d.cast::<u16>().write_unaligned(x as u16);
+            (x, d) = (x >> 16, d.add(2));
+        }
+        if n & 1 != 0 {
+            d.write(x as u8);
         }
     }
 }
@@ -365,73 +372,59 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
         }};
     }
     let (input, step) = (plane.input, layout.row_step);
-    // The tile's rows as codes, eight per store: whole tiles without a bounds check, else
-    // vector by vector, the partial one byte by byte (the store loops stay small enough to
-    // unroll, so the tile keeps its registers).
-    macro_rules! store_codes {
-        ($a:ident, $r:expr, $c:expr) => {{
-            let (r, c) = ($r, $c);
-            for (i, row) in $a.iter().enumerate() {
-                let dst = codes.add((r + i) * cols + c);
-                if c + 8 * row.len() <= cols {
-                    for (j, v) in row.iter().enumerate() {
-                        vst1_s8(dst.add(8 * j), codes!(*v));
-                    }
-                } else {
-                    for (j, v) in row.iter().enumerate() {
-                        let col = c + 8 * j;
-                        if col + 8 <= cols {
-                            vst1_s8(dst.add(8 * j), codes!(*v));
-                        } else if col < cols {
-                            store_codes_part(dst.add(8 * j), codes!(*v), cols - col);
-                        }
-                    }
-                }
-            }
-        }};
-    }
-    // The tile's rows (accumulators `$a[i][j]`: output row r + i, columns c + 8j..) widened
-    // through the activation into `out`: whole tiles without a bounds check, else half-vector
-    // by half-vector, the partial one lane by lane.
-    macro_rules! store_floats {
-        ($a:ident, $r:expr, $c:expr) => {{
-            let (r, c) = ($r, $c);
-            for (i, row) in $a.iter().enumerate() {
-                let dst = out.add((r + i) * cols + c);
-                if c + 8 * row.len() <= cols {
-                    for (j, v) in row.iter().enumerate() {
-                        vst1q_f32(dst.add(8 * j), apply!(widen_lo(*v)));
-                        vst1q_f32(dst.add(8 * j + 4), apply!(widen_hi(*v)));
-                    }
-                } else {
-                    for (j, v) in row.iter().enumerate() {
-                        for (h, col) in [(0, c + 8 * j), (1, c + 8 * j + 4)] {
-                            let d = dst.add(col - c);
-                            let x = if h == 0 { widen_lo(*v) } else { widen_hi(*v) };
-                            if col + 4 <= cols {
-                                vst1q_f32(d, apply!(x));
-                            } else if col < cols {
-                                store_part(d, apply!(x), cols - col);
-                            }
-                        }
-                    }
-                }
-            }
-        }};
-    }
-    // The tile's rows as codes or as floats.
-    macro_rules! store_tile {
-        ($a:ident, $r:expr, $c:expr) => {{
+    // One vector of sums (output row `r`, columns `col..col + 8`) stored as codes or as
+    // floats; `$part`: the vector may reach past the row's end (stores only its columns
+    // there), else it is known to lie inside the row.
+    macro_rules! put {
+        ($v:expr, $r:expr, $col:expr, $part:tt) => {{
+            let (v, r, col) = ($v, $r, $col);
             if CODES {
-                store_codes!($a, $r, $c);
+                let dst = codes.add(r * cols + col);
+                if !$part || col + 8 <= cols {
+                    vst1_s8(dst, codes!(v));
+                } else if col < cols {
+                    store_codes_part(dst, codes!(v), cols - col);
+                }
             } else {
-                store_floats!($a, $r, $c);
+                let dst = out.add(r * cols + col);
+                if !$part || col + 8 <= cols {
+                    vst1q_f32(dst, apply!(widen_lo(v)));
+                    vst1q_f32(dst.add(4), apply!(widen_hi(v)));
+                } else {
+                    for (h, col) in [(0, col), (1, col + 4)] {
+                        let d = dst.add(4 * h);
+                        let x = if h == 0 { widen_lo(v) } else { widen_hi(v) };
+                        if col + 4 <= cols {
+                            vst1q_f32(d, apply!(x));
+                        } else if col < cols {
+                            store_part(d, apply!(x), cols - col);
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    macro_rules! put_row {
+        ($a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
+            $( put!($a[$i][$j], $r + $i, $c + 8 * $j, $part); )*
+        }};
+    }
+    // The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 8j..),
+    // every index a constant (a tile indexed at run time lives in memory, a store after
+    // every `fmla`): whole tiles without a bounds check, else vector by vector.
+    macro_rules! store_tile {
+        ($a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
+            let (r, c) = ($r, $c);
+            if c + 8 * $v <= cols {
+                $( put_row!($a, r, c, $i, $js, false); )*
+            } else {
+                $( put_row!($a, r, c, $i, $js, true); )*
             }
         }};
     }
     // Per-tap tile: rows r..r+R × V vectors from column c.
     macro_rules! tile {
-        ($r:expr, $c:expr, $rows:literal, $vecs:literal) => {{
+        ($r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
             let (r, c) = ($r, $c);
             let mut acc = [[zero16; $vecs]; $rows];
             for t in 0..n {
@@ -443,18 +436,18 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
                     }
                 }
             }
-            store_tile!(acc, r, c);
+            store_tile!(acc, r, c, $is, $js, $vecs);
         }};
     }
     macro_rules! tile_rows {
-        ($c:expr, $rows:literal, $vecs:literal) => {{
+        ($c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
             let mut r = 0;
             while r + $rows <= rows {
-                tile!(r, $c, $rows, $vecs);
+                tile!(r, $c, $rows, $vecs, $is, $js);
                 r += $rows;
             }
             while r < rows {
-                tile!(r, $c, 1, $vecs);
+                tile!(r, $c, 1, $vecs, [0], $js);
                 r += 1;
             }
         }};
@@ -506,33 +499,33 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
     }
     macro_rules! sq_tile {
         ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
-         $is:tt, $v:literal, [$($u:literal)*], $kxs:tt) => {{
+         $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
             let (r, c) = ($r, $c);
             let mut a = [[zero16; $v]; $rows];
-            let base = input.add(r * step + c);
+            let base = opaque(input.add(r * step + c));
             $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
-            store_tile!(a, r, c);
+            store_tile!(a, r, c, $is, $js, $v);
         }};
     }
     macro_rules! sq_block {
-        ($v:literal, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
+        ($v:literal, $js:tt, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
          $kxs:tt) => {{
             let mut r = 0;
             while r + 2 <= rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $u2, $kxs);
+                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
                 r += 2;
             }
             if r < rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $u1, $kxs);
+                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
             }
         }};
     }
     macro_rules! sq_blocks {
         ($v:expr, $($rest:tt)*) => {
             match $v {
-                4 => sq_block!(4, $($rest)*),
-                2 => sq_block!(2, $($rest)*),
-                _ => sq_block!(1, $($rest)*),
+                4 => sq_block!(4, [0 1 2 3], $($rest)*),
+                2 => sq_block!(2, [0 1], $($rest)*),
+                _ => sq_block!(1, [0], $($rest)*),
             }
         };
     }
@@ -559,9 +552,9 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
                     v, c, ld, col, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
                 ),
                 _ => match v {
-                    4 => tile_rows!(c, 2, 4),
-                    2 => tile_rows!(c, 4, 2),
-                    _ => tile_rows!(c, 4, 1),
+                    4 => tile_rows!(c, 2, 4, [0 1], [0 1 2 3]),
+                    2 => tile_rows!(c, 4, 2, [0 1 2 3], [0 1]),
+                    _ => tile_rows!(c, 4, 1, [0 1 2 3], [0]),
                 },
             }
         }};
