@@ -65,7 +65,7 @@ pub fn use_zig(board: &Board, linker: Linker) -> Result<bool> {
 
 /// The workspace's target folder (honours `CARGO_TARGET_DIR` and `.cargo/config.toml`).
 pub fn workspace_target_dir(repo: &Path) -> Result<PathBuf> {
-    let out = Command::new(cargo())
+    let out = cargo_command()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(repo)
         .output()
@@ -89,6 +89,37 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Whether `name` is one of the variables `cargo run` sets for the program it starts (this
+/// tool runs as `cargo boards`, an alias of `cargo run -p kestrel-boards`).
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
+/// A `cargo` command without the variables `cargo run` set for this tool. Build scripts
+/// (ring's, through cc) ask to rerun when `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME` or `OUT_DIR`
+/// change, and cargo compares the values in its own environment: with this tool's values
+/// inherited, a bundle would rebuild ring and everything above it that a plain `cargo build`
+/// or `cargo test` of the same target folder had built, and the next plain build would
+/// rebuild them again.
+pub fn cargo_command() -> Command {
+    let mut cmd = Command::new(cargo());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Cross-builds `kestrel` for `board` with cargo `profile`.
 pub fn build(repo: &Path, board: &Board, profile: &str, linker: Linker) -> Result<Built> {
     let zig = use_zig(board, linker)?;
@@ -98,7 +129,7 @@ pub fn build(repo: &Path, board: &Board, profile: &str, linker: Linker) -> Resul
     } else {
         board.target.clone()
     };
-    let mut cmd = Command::new(cargo());
+    let mut cmd = cargo_command();
     cmd.current_dir(repo)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", board.rustflags())
@@ -150,5 +181,46 @@ pub fn profile_dir(profile: &str) -> &str {
         "dev" | "test" => "debug",
         "bench" => "release",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_run_variables_are_not_passed_on() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO",
+            "RUSTFLAGS",
+            "CC",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
+        // Run by `cargo test`, this process has CARGO_MANIFEST_DIR and CARGO_PKG_NAME set.
+        let cmd = cargo_command();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|n| n == "CARGO_PKG_NAME"), "{removed:?}");
     }
 }

@@ -21,13 +21,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use kestrel_runtime::config::Config;
 use kestrel_runtime::pipeline::sidecar::{sidecar_path, Sidecar};
 
-use crate::cross::{cargo, profile_dir, Built};
+use crate::cross::{cargo_command, profile_dir, Built};
 use crate::profile::{Board, MODELS_DIR};
 
 /// The packages made for one board.
@@ -139,7 +138,7 @@ pub fn deb(job: &Job) -> Result<PathBuf> {
     } = *job;
     let final_path = out.join(format!("{}.deb", stem(board, usb)));
     let partial = out.join(format!(".{}.deb.partial", stem(board, usb)));
-    let status = Command::new(cargo())
+    let status = cargo_command()
         .current_dir(repo)
         .env("CARGO_TARGET_DIR", &built.target_dir)
         .args([
