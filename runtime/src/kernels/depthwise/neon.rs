@@ -87,99 +87,231 @@ unsafe fn store_part(dst: *mut f32, v: float32x4_t, valid: usize) {
     }
 }
 
+/// What a plane's tiles read: its pointers and sizes, and the output stage's constants in
+/// registers. The tiles live in small functions (one per job shape and tile width, inlined
+/// into [`run_neon`]) that take it by reference: one function holding every shape's
+/// constant-index tiles takes rustc's borrow checker minutes, its time growing faster than
+/// the function's size.
+#[derive(Clone, Copy)]
+struct Ctx {
+    cols: usize,
+    rows: usize,
+    /// Taps of a per-tap tile.
+    n: usize,
+    taps: *const usize,
+    weights: *const f32,
+    input: *const f32,
+    /// Input floats between output rows.
+    step: usize,
+    out: *mut f32,
+    bias: f32,
+    low: float32x4_t,
+    high: float32x4_t,
+    sixth: float32x4_t,
+    half: float32x4_t,
+    zero: float32x4_t,
+    one: float32x4_t,
+    /// A square job's weights.
+    wv: [float32x4_t; SQUARE_WEIGHT_VECTORS],
+}
+
+/// The activation on four sums: the clamp if `CLAMP`, then HardSwish if `HS`.
+#[inline(always)]
+unsafe fn apply<const CLAMP: bool, const HS: bool>(x: &Ctx, acc: float32x4_t) -> float32x4_t {
+    let v = if CLAMP {
+        vminq_f32(vmaxq_f32(acc, x.low), x.high)
+    } else {
+        acc
+    };
+    if HS {
+        let t = vaddq_f32(vmulq_f32(v, x.sixth), x.half);
+        vmulq_f32(v, vminq_f32(vmaxq_f32(t, x.zero), x.one))
+    } else {
+        v
+    }
+}
+
+// One vector (output row `r`, columns `col..col + 4`) through the activation into `out`;
+// `$part`: the vector may reach past the row's end (stores only its columns there), else it
+// is known to lie inside the row.
+macro_rules! put {
+    ($x:ident, $v:expr, $r:expr, $col:expr, $part:tt) => {{
+        let (v, r, col) = ($v, $r, $col);
+        let dst = $x.out.add(r * $x.cols + col);
+        if !$part || col + 4 <= $x.cols {
+            vst1q_f32(dst, apply::<CLAMP, HS>($x, v));
+        } else if col < $x.cols {
+            store_part(dst, apply::<CLAMP, HS>($x, v), $x.cols - col);
+        }
+    }};
+}
+macro_rules! put_row {
+    ($x:ident, $a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
+        $( put!($x, $a[$i][$j], $r + $i, $c + 4 * $j, $part); )*
+    }};
+}
+// The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 4j..), every
+// index a constant (a tile indexed at run time lives in memory, a store after every `fmla`):
+// whole tiles without a bounds check, else vector by vector.
+macro_rules! store_tile {
+    ($x:ident, $a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
+        let (r, c) = ($r, $c);
+        if c + 4 * $v <= $x.cols {
+            $( put_row!($x, $a, r, c, $i, $js, false); )*
+        } else {
+            $( put_row!($x, $a, r, c, $i, $js, true); )*
+        }
+    }};
+}
+// Per-tap tile: rows r..r+R × V vectors from column c.
+macro_rules! tile {
+    ($x:ident, $r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
+        let (r, c) = ($r, $c);
+        let mut acc = [[vdupq_n_f32($x.bias); $vecs]; $rows];
+        for t in 0..$x.n {
+            let w = vld1q_dup_f32($x.weights.add(t));
+            let p = $x.input.add(r * $x.step + *$x.taps.add(t) + c);
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = vfmaq_f32(*a, w, vld1q_f32(p.add(i * $x.step + 4 * j)));
+                }
+            }
+        }
+        store_tile!($x, acc, r, c, $is, $js, $vecs);
+    }};
+}
+
+/// Every row of the column block at `c` in per-tap tiles of `R` rows × `V` vectors, then
+/// single rows (a function per tile: macros inside).
+macro_rules! tap_rows_fn {
+    ($name:ident, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {
+        #[inline(always)]
+        unsafe fn $name<const CLAMP: bool, const HS: bool>(x: &Ctx, c: usize) {
+            let mut r = 0;
+            while r + $rows <= x.rows {
+                tile!(x, r, c, $rows, $vecs, $is, $js);
+                r += $rows;
+            }
+            while r < x.rows {
+                tile!(x, r, c, 1, $vecs, [0], $js);
+                r += 1;
+            }
+        }
+    };
+}
+// Always at least four accumulators for the `fmla` latency.
+tap_rows_fn!(tap_rows4, 2, 4, [0 1], [0 1 2 3]);
+tap_rows_fn!(tap_rows2, 4, 2, [0 1 2 3], [0 1]);
+tap_rows_fn!(tap_rows1, 4, 1, [0 1 2 3], [0]);
+
+// One step of a square tile: input row `u` (counted from the tile's first output row's first
+// input row), kernel column `kx`, its `V` vectors loaded once; output row `i` of the tile
+// reads that row as kernel row `ky = u − s·i` and adds tap `K·ky + kx` when `0 ≤ ky < K`
+// (known when compiling: the tap is a lane of a weight register). Kernel column `kx` reads
+// phase plane `kx % s` at column `kx / s` (`square`), so a step addresses its row's phase
+// start plus a constant: one pointer per phase and input row.
+macro_rules! sq_step {
+    ($x:ident, $a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal),
+     $v:literal, [$($i:literal)*], $u:literal, $kx:literal) => {{
+        let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
+        let xs: [float32x4_t; $v] = std::array::from_fn(|j| vld1q_f32(p.add(4 * j)));
+        $({
+            const KY: usize = ($u as usize).wrapping_sub($s * $i);
+            const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
+            if KY < $k {
+                for j in 0..$v {
+                    $a[$i][j] =
+                        vfmaq_laneq_f32::<{ (T % 4) as i32 }>($a[$i][j], xs[j], $x.wv[T / 4]);
+                }
+            }
+        })*
+    }};
+}
+macro_rules! sq_row {
+    ($x:ident, $a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
+     $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
+        let pu = $base.add($u * $ld);
+        let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
+        $( sq_step!($x, $a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
+    }};
+}
+// A square tile: output rows r..r+R (`$is` = [0 1] or [0]) × V vectors from column c, input
+// rows `$us`, kernel columns `$kxs`.
+macro_rules! sq_tile {
+    ($x:ident, $r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
+     $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
+        let (r, c) = ($r, $c);
+        let mut a = [[vdupq_n_f32($x.bias); $v]; $rows];
+        let base = opaque($x.input.add(r * $x.step + c));
+        $( sq_row!($x, a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
+        store_tile!($x, a, r, c, $is, $js, $v);
+    }};
+}
+
+/// Every row of one column block of a square job, pairs of rows then an odd last row: one
+/// function per tile width `V` (`v4`, `v2`, `v1`) in a module per job shape (K, row stride,
+/// column stride), `run` choosing the width. `$u2`, `$u1`: the input rows of a two- and a
+/// one-row tile; `$kxs`: the kernel columns.
+macro_rules! square_job {
+    ($name:ident, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+        mod $name {
+            use super::*;
+
+            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v2, 2, [0 1], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v1, 1, [0], $k, $s, $u2, $u1, $kxs);
+
+            /// The column block at `c`, `v` vectors wide.
+            #[inline(always)]
+            pub(super) unsafe fn run<const CLAMP: bool, const HS: bool>(
+                x: &Ctx,
+                c: usize,
+                v: usize,
+                sq: &Square,
+            ) {
+                match v {
+                    4 => v4::<CLAMP, HS>(x, c, sq),
+                    2 => v2::<CLAMP, HS>(x, c, sq),
+                    _ => v1::<CLAMP, HS>(x, c, sq),
+                }
+            }
+        }
+    };
+    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+        // `kx % s` is `kx % 1` for stride 1.
+        #[allow(clippy::modulo_one)]
+        #[inline(always)]
+        unsafe fn $name<const CLAMP: bool, const HS: bool>(x: &Ctx, c: usize, sq: &Square) {
+            let (ld, col) = (sq.ld, sq.column);
+            let mut r = 0;
+            while r + 2 <= x.rows {
+                sq_tile!(x, r, c, ld, col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
+                r += 2;
+            }
+            if r < x.rows {
+                sq_tile!(x, r, c, ld, col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
+            }
+        }
+    };
+}
+// (row stride, column stride): input rows `$u2` feed a two-row tile.
+square_job!(k3s1, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2]);
+square_job!(k3s2, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2]);
+square_job!(k3s2x1, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2]);
+square_job!(k5s1, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]);
+square_job!(k5s2, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
+square_job!(k5s2x1, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
+
 /// Computes `plane` laid out as `layout` (the module's tiles). `CLAMP`: the activation clamps
 /// to `[low, high]`; `HS`: HardSwish after it.
 ///
 /// # Safety
 /// The plane passed [`Layout::check`].
-// `kx % s` in the square tiles' macros is `kx % 1` for stride 1.
-#[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon")]
 unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane: Raw) {
-    let (cols, rows, n) = (layout.cols, layout.rows, layout.taps.len());
-    let (taps, weights, out, bias) = (layout.taps.as_ptr(), plane.weights, plane.out, plane.bias);
     let act = layout.act;
-    let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
-    let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
-    let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
-    let apply = |acc: float32x4_t| {
-        let x = if CLAMP {
-            vminq_f32(vmaxq_f32(acc, low), high)
-        } else {
-            acc
-        };
-        if HS {
-            let t = vaddq_f32(vmulq_f32(x, sixth), half);
-            vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
-        } else {
-            x
-        }
-    };
-    let (input, step) = (plane.input, layout.row_step);
-    // One vector (output row `r`, columns `col..col + 4`) through the activation into `out`;
-    // `$part`: the vector may reach past the row's end (stores only its columns there), else
-    // it is known to lie inside the row.
-    macro_rules! put {
-        ($v:expr, $r:expr, $col:expr, $part:tt) => {{
-            let (v, r, col) = ($v, $r, $col);
-            let dst = out.add(r * cols + col);
-            if !$part || col + 4 <= cols {
-                vst1q_f32(dst, apply(v));
-            } else if col < cols {
-                store_part(dst, apply(v), cols - col);
-            }
-        }};
-    }
-    macro_rules! put_row {
-        ($a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
-            $( put!($a[$i][$j], $r + $i, $c + 4 * $j, $part); )*
-        }};
-    }
-    // The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 4j..),
-    // every index a constant (a tile indexed at run time lives in memory, a store after
-    // every `fmla`): whole tiles without a bounds check, else vector by vector.
-    macro_rules! store_tile {
-        ($a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
-            let (r, c) = ($r, $c);
-            if c + 4 * $v <= cols {
-                $( put_row!($a, r, c, $i, $js, false); )*
-            } else {
-                $( put_row!($a, r, c, $i, $js, true); )*
-            }
-        }};
-    }
-    // Per-tap tile: rows r..r+R × V vectors from column c.
-    macro_rules! tile {
-        ($r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
-            let (r, c) = ($r, $c);
-            let mut acc = [[vdupq_n_f32(bias); $vecs]; $rows];
-            for t in 0..n {
-                let w = vld1q_dup_f32(weights.add(t));
-                let p = input.add(r * step + *taps.add(t) + c);
-                for (i, row) in acc.iter_mut().enumerate() {
-                    for (j, a) in row.iter_mut().enumerate() {
-                        *a = vfmaq_f32(*a, w, vld1q_f32(p.add(i * step + 4 * j)));
-                    }
-                }
-            }
-            store_tile!(acc, r, c, $is, $js, $vecs);
-        }};
-    }
-    // Every row of the column block at c in per-tap tiles of R rows, then single rows.
-    macro_rules! tile_rows {
-        ($c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
-            let mut r = 0;
-            while r + $rows <= rows {
-                tile!(r, $c, $rows, $vecs, $is, $js);
-                r += $rows;
-            }
-            while r < rows {
-                tile!(r, $c, 1, $vecs, [0], $js);
-                r += 1;
-            }
-        }};
-    }
-
+    let zero = vdupq_n_f32(0.0);
+    let weights = plane.weights;
     // Square jobs: the weights in registers, K² of them (the last vector's first lane alone
     // is read).
     let square = layout.square;
@@ -195,116 +327,89 @@ unsafe fn run_neon<const CLAMP: bool, const HS: bool>(layout: &Layout<'_>, plane
         }),
         None => [zero; SQUARE_WEIGHT_VECTORS],
     };
-    // One step of a square tile: input row `u` (counted from the tile's first output row's
-    // first input row), kernel column `kx`, its `V` vectors loaded once; output row `i` of
-    // the tile reads that row as kernel row `ky = u − s·i` and adds tap `K·ky + kx` when
-    // `0 ≤ ky < K` (known when compiling: the tap is a lane of a weight register).
-    // Kernel column `kx` reads phase plane `kx % s` at column `kx / s` (`square`), so a step
-    // addresses its row's phase start plus a constant: one pointer per phase and input row.
-    macro_rules! sq_step {
-        ($a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal), $v:literal,
-         [$($i:literal)*], $u:literal, $kx:literal) => {{
-            let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
-            let x: [float32x4_t; $v] = std::array::from_fn(|j| vld1q_f32(p.add(4 * j)));
-            $({
-                const KY: usize = ($u as usize).wrapping_sub($s * $i);
-                const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
-                if KY < $k {
-                    for j in 0..$v {
-                        $a[$i][j] =
-                            vfmaq_laneq_f32::<{ (T % 4) as i32 }>($a[$i][j], x[j], wv[T / 4]);
-                    }
-                }
-            })*
-        }};
-    }
-    macro_rules! sq_row {
-        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
-         $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
-            let pu = $base.add($u * $ld);
-            let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
-            $( sq_step!($a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
-        }};
-    }
-    // A square tile: output rows r..r+R (`$is` = [0 1] or [0]) × V vectors from column c,
-    // input rows `$us`, kernel columns `$kxs`.
-    macro_rules! sq_tile {
-        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
-         $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
-            let (r, c) = ($r, $c);
-            let mut a = [[vdupq_n_f32(bias); $v]; $rows];
-            let base = opaque(input.add(r * step + c));
-            $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
-            store_tile!(a, r, c, $is, $js, $v);
-        }};
-    }
-    // Every row of one column block of a square job: pairs of rows, then an odd last row.
-    macro_rules! sq_block {
-        ($v:literal, $js:tt, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
-         $kxs:tt) => {{
-            let mut r = 0;
-            while r + 2 <= rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
-                r += 2;
-            }
-            if r < rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
-            }
-        }};
-    }
-    macro_rules! sq_blocks {
-        ($v:expr, $($rest:tt)*) => {
-            match $v {
-                4 => sq_block!(4, [0 1 2 3], $($rest)*),
-                2 => sq_block!(2, [0 1], $($rest)*),
-                _ => sq_block!(1, [0], $($rest)*),
-            }
-        };
-    }
-
+    let x = Ctx {
+        cols: layout.cols,
+        rows: layout.rows,
+        n: layout.taps.len(),
+        taps: layout.taps.as_ptr(),
+        weights,
+        input: plane.input,
+        step: layout.row_step,
+        out: plane.out,
+        bias: plane.bias,
+        low: vdupq_n_f32(act.low),
+        high: vdupq_n_f32(act.high),
+        sixth: vdupq_n_f32(1.0 / 6.0),
+        half: vdupq_n_f32(0.5),
+        zero,
+        one: vdupq_n_f32(1.0),
+        wv,
+    };
     // Vectors per tile row of the column block at c: 4 where 13+ columns are left, 2 for
     // 5–12, else 1.
-    let vecs = |c: usize| match cols - c {
+    let vecs = |c: usize| match x.cols - c {
         13.. => 4,
         5..=12 => 2,
         _ => 1,
     };
-    // Every row of the column block at c.
-    macro_rules! block {
-        ($c:expr) => {{
-            let (c, v) = ($c, vecs($c));
-            // (row stride, column stride): input rows `$u2` feed a two-row tile.
-            match square {
-                Some(Square { k: 3, ld, stride: 1, column_stride: 1, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 3, ld, stride: 2, column_stride: 2, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 3, ld, stride: 2, column_stride: 1, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 5, ld, stride: 1, column_stride: 1, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
-                ),
-                Some(Square { k: 5, ld, stride: 2, column_stride: 2, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
-                ),
-                Some(Square { k: 5, ld, stride: 2, column_stride: 1, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
-                ),
-                // Per-tap tiles, always at least four accumulators for the `fmla` latency.
-                _ => match v {
-                    4 => tile_rows!(c, 2, 4, [0 1], [0 1 2 3]),
-                    2 => tile_rows!(c, 4, 2, [0 1 2 3], [0 1]),
-                    _ => tile_rows!(c, 4, 1, [0 1 2 3], [0]),
-                },
-            }
-        }};
-    }
     let mut c = 0;
-    while c < cols {
-        block!(c);
-        c += 4 * vecs(c);
+    while c < x.cols {
+        let v = vecs(c);
+        match &square {
+            Some(
+                sq @ Square {
+                    k: 3,
+                    stride: 1,
+                    column_stride: 1,
+                    ..
+                },
+            ) => k3s1::run::<CLAMP, HS>(&x, c, v, sq),
+            Some(
+                sq @ Square {
+                    k: 3,
+                    stride: 2,
+                    column_stride: 2,
+                    ..
+                },
+            ) => k3s2::run::<CLAMP, HS>(&x, c, v, sq),
+            Some(
+                sq @ Square {
+                    k: 3,
+                    stride: 2,
+                    column_stride: 1,
+                    ..
+                },
+            ) => k3s2x1::run::<CLAMP, HS>(&x, c, v, sq),
+            Some(
+                sq @ Square {
+                    k: 5,
+                    stride: 1,
+                    column_stride: 1,
+                    ..
+                },
+            ) => k5s1::run::<CLAMP, HS>(&x, c, v, sq),
+            Some(
+                sq @ Square {
+                    k: 5,
+                    stride: 2,
+                    column_stride: 2,
+                    ..
+                },
+            ) => k5s2::run::<CLAMP, HS>(&x, c, v, sq),
+            Some(
+                sq @ Square {
+                    k: 5,
+                    stride: 2,
+                    column_stride: 1,
+                    ..
+                },
+            ) => k5s2x1::run::<CLAMP, HS>(&x, c, v, sq),
+            _ => match v {
+                4 => tap_rows4::<CLAMP, HS>(&x, c),
+                2 => tap_rows2::<CLAMP, HS>(&x, c),
+                _ => tap_rows1::<CLAMP, HS>(&x, c),
+            },
+        }
+        c += 4 * v;
     }
 }

@@ -300,45 +300,289 @@ fn vectors(left: usize) -> usize {
     }
 }
 
+/// What a plane's tiles read: its pointers and sizes, and the output stages' constants in
+/// registers. The tiles live in small functions (one per job shape and tile width, inlined
+/// into [`run`]) that take it by reference: one function holding every shape's
+/// constant-index tiles takes rustc's borrow checker minutes, its time growing faster than
+/// the function's size.
+#[derive(Clone, Copy)]
+struct Ctx {
+    cols: usize,
+    rows: usize,
+    /// Taps of a per-tap tile.
+    n: usize,
+    taps: *const usize,
+    weights: *const u16,
+    input: *const u16,
+    /// Input values between output rows.
+    step: usize,
+    out: *mut f32,
+    codes: *mut i8,
+    zero16: uint16x8_t,
+    // The f32 stage: bias, clamp, HardSwish.
+    bias: float32x4_t,
+    low: float32x4_t,
+    high: float32x4_t,
+    sixth: float32x4_t,
+    half: float32x4_t,
+    zero: float32x4_t,
+    one: float32x4_t,
+    // The codes stage (module docs of `super`).
+    bias_hi: uint16x8_t,
+    bias_lo: uint16x8_t,
+    low16: uint16x8_t,
+    high16: uint16x8_t,
+    k16: uint16x8_t,
+    zp: int16x8_t,
+    hs_k: HsConst,
+    /// A square job's weights, eight per vector, zero-padded.
+    wv: [uint16x8_t; 4],
+}
+
+/// The bias, then the activation, of four widened sums.
+#[inline(always)]
+unsafe fn apply<const CLAMP: bool, const HS: bool>(x: &Ctx, acc: float32x4_t) -> float32x4_t {
+    let acc = vaddq_f32(acc, x.bias);
+    let v = if CLAMP {
+        vminq_f32(vmaxq_f32(acc, x.low), x.high)
+    } else {
+        acc
+    };
+    if HS {
+        let t = vaddq_f32(vmulq_f32(v, x.sixth), x.half);
+        vmulq_f32(v, vminq_f32(vmaxq_f32(t, x.zero), x.one))
+    } else {
+        v
+    }
+}
+
+/// Eight sums through the codes stage: eight codes.
+#[inline(always)]
+unsafe fn codes<const CLAMP: bool, const HS: bool>(x: &Ctx, acc: uint16x8_t) -> int8x8_t {
+    // SAFETY: register arithmetic; FEAT_FP16 is the caller's.
+    unsafe {
+        let mut v = hadd(hadd(acc, x.bias_hi), x.bias_lo);
+        if CLAMP {
+            v = hmin(hmax(v, x.low16), x.high16);
+        }
+        let y = if HS {
+            hardswish(v, &x.hs_k)
+        } else {
+            hmul(v, x.k16)
+        };
+        vqmovn_s16(vqaddq_s16(to_i16(y), x.zp))
+    }
+}
+
+// One vector of sums (output row `r`, columns `col..col + 8`) stored as codes or as floats;
+// `$part`: the vector may reach past the row's end (stores only its columns there), else it
+// is known to lie inside the row.
+macro_rules! put {
+    ($x:ident, $v:expr, $r:expr, $col:expr, $part:tt) => {{
+        let (v, r, col) = ($v, $r, $col);
+        let cols = $x.cols;
+        if CODES {
+            let dst = $x.codes.add(r * cols + col);
+            if !$part || col + 8 <= cols {
+                vst1_s8(dst, codes::<CLAMP, HS>($x, v));
+            } else if col < cols {
+                store_codes_part(dst, codes::<CLAMP, HS>($x, v), cols - col);
+            }
+        } else {
+            let dst = $x.out.add(r * cols + col);
+            if !$part || col + 8 <= cols {
+                vst1q_f32(dst, apply::<CLAMP, HS>($x, widen_lo(v)));
+                vst1q_f32(dst.add(4), apply::<CLAMP, HS>($x, widen_hi(v)));
+            } else {
+                for (h, col) in [(0, col), (1, col + 4)] {
+                    let d = dst.add(4 * h);
+                    let w = if h == 0 { widen_lo(v) } else { widen_hi(v) };
+                    if col + 4 <= cols {
+                        vst1q_f32(d, apply::<CLAMP, HS>($x, w));
+                    } else if col < cols {
+                        store_part(d, apply::<CLAMP, HS>($x, w), cols - col);
+                    }
+                }
+            }
+        }
+    }};
+}
+macro_rules! put_row {
+    ($x:ident, $a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
+        $( put!($x, $a[$i][$j], $r + $i, $c + 8 * $j, $part); )*
+    }};
+}
+// The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 8j..), every
+// index a constant (a tile indexed at run time lives in memory, a store after every `fmla`):
+// whole tiles without a bounds check, else vector by vector.
+macro_rules! store_tile {
+    ($x:ident, $a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
+        let (r, c) = ($r, $c);
+        if c + 8 * $v <= $x.cols {
+            $( put_row!($x, $a, r, c, $i, $js, false); )*
+        } else {
+            $( put_row!($x, $a, r, c, $i, $js, true); )*
+        }
+    }};
+}
+
+/// Every row of the column block at `c` in per-tap tiles of `R` rows × `V` vectors (rows
+/// r..r+R from column c), then single rows.
+macro_rules! tap_rows_fn {
+    ($name:ident, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {
+        #[inline(always)]
+        unsafe fn $name<const CLAMP: bool, const HS: bool, const CODES: bool>(x: &Ctx, c: usize) {
+            // SAFETY: the caller's ([`run`]).
+            unsafe {
+                let mut r = 0;
+                while r + $rows <= x.rows {
+                    tap_rows_fn!(@tile x, r, c, $rows, $vecs, $is, $js);
+                    r += $rows;
+                }
+                while r < x.rows {
+                    tap_rows_fn!(@tile x, r, c, 1, $vecs, [0], $js);
+                    r += 1;
+                }
+            }
+        }
+    };
+    (@tile $x:ident, $r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
+        let (r, c) = ($r, $c);
+        let mut acc = [[$x.zero16; $vecs]; $rows];
+        for t in 0..$x.n {
+            let w = vld1q_dup_u16($x.weights.add(t));
+            let p = $x.input.add(r * $x.step + *$x.taps.add(t) + c);
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = fmla(*a, vld1q_u16(p.add(i * $x.step + 8 * j)), w);
+                }
+            }
+        }
+        store_tile!($x, acc, r, c, $is, $js, $vecs);
+    }};
+}
+tap_rows_fn!(tap_rows4, 2, 4, [0 1], [0 1 2 3]);
+tap_rows_fn!(tap_rows2, 4, 2, [0 1 2 3], [0 1]);
+tap_rows_fn!(tap_rows1, 4, 1, [0 1 2 3], [0]);
+
+// One step of a square tile (the f32 kernel's `sq_step`): input row `u`, kernel column `kx`,
+// its `V` vectors loaded once, added to each output row `i` that reads it as kernel row
+// `u − s·i`.
+macro_rules! sq_step {
+    ($x:ident, $a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal),
+     $v:literal, [$($i:literal)*], $u:literal, $kx:literal) => {{
+        let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
+        let mut xs = [$x.zero16; $v];
+        for (j, v) in xs.iter_mut().enumerate() {
+            *v = vld1q_u16(p.add(8 * j));
+        }
+        $({
+            const KY: usize = ($u as usize).wrapping_sub($s * $i);
+            const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
+            if KY < $k {
+                for j in 0..$v {
+                    $a[$i][j] = fmla_lane::<{ (T % 8) as i32 }>($a[$i][j], xs[j], $x.wv[T / 8]);
+                }
+            }
+        })*
+    }};
+}
+macro_rules! sq_row {
+    ($x:ident, $a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
+     $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
+        let pu = $base.add($u * $ld);
+        let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
+        $( sq_step!($x, $a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
+    }};
+}
+macro_rules! sq_tile {
+    ($x:ident, $r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
+     $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
+        let (r, c) = ($r, $c);
+        let mut a = [[$x.zero16; $v]; $rows];
+        let base = opaque($x.input.add(r * $x.step + c));
+        $( sq_row!($x, a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
+        store_tile!($x, a, r, c, $is, $js, $v);
+    }};
+}
+
+/// Every row of one column block of a square job, pairs of rows then an odd last row: one
+/// function per tile width (`v4`, `v2`, `v1`) in a module per job shape (K, row stride,
+/// column stride), `run` choosing the width (the f32 kernel's `square_job`).
+macro_rules! square_job {
+    ($name:ident, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+        mod $name {
+            use super::*;
+
+            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v2, 2, [0 1], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v1, 1, [0], $k, $s, $u2, $u1, $kxs);
+
+            /// The column block at `c`, `v` vectors wide.
+            #[inline(always)]
+            pub(super) unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
+                x: &Ctx,
+                c: usize,
+                v: usize,
+                sq: &Square,
+            ) {
+                // SAFETY: the caller's ([`super::run`]).
+                unsafe {
+                    match v {
+                        4 => v4::<CLAMP, HS, CODES>(x, c, sq),
+                        2 => v2::<CLAMP, HS, CODES>(x, c, sq),
+                        _ => v1::<CLAMP, HS, CODES>(x, c, sq),
+                    }
+                }
+            }
+        }
+    };
+    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+        // `kx % s` is `kx % 1` for stride 1.
+        #[allow(clippy::modulo_one)]
+        #[inline(always)]
+        unsafe fn $name<const CLAMP: bool, const HS: bool, const CODES: bool>(
+            x: &Ctx,
+            c: usize,
+            sq: &Square,
+        ) {
+            let (ld, col) = (sq.ld, sq.column);
+            // SAFETY: the caller's ([`super::run`]).
+            unsafe {
+                let mut r = 0;
+                while r + 2 <= x.rows {
+                    sq_tile!(x, r, c, ld, col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
+                    r += 2;
+                }
+                if r < x.rows {
+                    sq_tile!(x, r, c, ld, col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
+                }
+            }
+        }
+    };
+}
+square_job!(k3s1, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2]);
+square_job!(k3s2, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2]);
+square_job!(k3s2x1, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2]);
+square_job!(k5s1, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]);
+square_job!(k5s2, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
+square_job!(k5s2x1, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
+
 /// Computes `plane` laid out as `layout` (the module's tiles). Closures here would not inline
 /// (a closure takes this function's FEAT_FP16, and a std generic calling it does not have
-/// it): loops and macros only. `CLAMP`: the activation clamps
+/// it): loops, macros and `#[inline(always)]` functions only. `CLAMP`: the activation clamps
 /// to `[low, high]`; `HS`: HardSwish after it.
 ///
 /// # Safety
 /// The core has FEAT_FP16; the plane passed [`check`].
-#[allow(clippy::modulo_one)]
 #[target_feature(enable = "neon,fp16")]
 unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
     layout: &Layout<'_>,
     plane: Raw,
 ) {
-    let (cols, rows, n) = (layout.cols, layout.rows, layout.taps.len());
-    let (taps, weights, out, codes) = (layout.taps.as_ptr(), plane.weights, plane.out, plane.codes);
-    let bias = vdupq_n_f32(plane.bias);
-    let zero16 = vdupq_n_u16(0);
     let act = layout.act;
-    let (low, high) = (vdupq_n_f32(act.low), vdupq_n_f32(act.high));
-    let (sixth, half) = (vdupq_n_f32(1.0 / 6.0), vdupq_n_f32(0.5));
-    let (zero, one) = (vdupq_n_f32(0.0), vdupq_n_f32(1.0));
-    // The bias, then the activation, of four widened sums (a macro: a closure here is a call
-    // per vector).
-    macro_rules! apply {
-        ($acc:expr) => {{
-            let acc = vaddq_f32($acc, bias);
-            let x = if CLAMP {
-                vminq_f32(vmaxq_f32(acc, low), high)
-            } else {
-                acc
-            };
-            if HS {
-                let t = vaddq_f32(vmulq_f32(x, sixth), half);
-                vmulq_f32(x, vminq_f32(vmaxq_f32(t, zero), one))
-            } else {
-                x
-            }
-        }};
-    }
+    let zero16 = vdupq_n_u16(0);
+    let weights = plane.weights;
     // The codes stage's constants (module docs of `super`).
     let q = plane.q.unwrap_or(HalfCodes {
         low: 0,
@@ -346,113 +590,7 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
         k: 0,
         zp: 0,
     });
-    let (bias_hi, bias_lo) = (vdupq_n_u16(plane.halves.0), vdupq_n_u16(plane.halves.1));
-    let (low16, high16, k16) = (vdupq_n_u16(q.low), vdupq_n_u16(q.high), vdupq_n_u16(q.k));
-    let zp = vdupq_n_s16(q.zp);
-    // HardSwish's steps with `k` for its `· ⅙`.
-    let hs_k = HsConst {
-        three: vdupq_n_u16(THREE),
-        six: vdupq_n_u16(SIX),
-        zero: zero16,
-        sixth: k16,
-    };
-    // Eight sums through the codes stage: eight codes.
-    macro_rules! codes {
-        ($acc:expr) => {{
-            let mut x = hadd(hadd($acc, bias_hi), bias_lo);
-            if CLAMP {
-                x = hmin(hmax(x, low16), high16);
-            }
-            let y = if HS {
-                hardswish(x, &hs_k)
-            } else {
-                hmul(x, k16)
-            };
-            vqmovn_s16(vqaddq_s16(to_i16(y), zp))
-        }};
-    }
-    let (input, step) = (plane.input, layout.row_step);
-    // One vector of sums (output row `r`, columns `col..col + 8`) stored as codes or as
-    // floats; `$part`: the vector may reach past the row's end (stores only its columns
-    // there), else it is known to lie inside the row.
-    macro_rules! put {
-        ($v:expr, $r:expr, $col:expr, $part:tt) => {{
-            let (v, r, col) = ($v, $r, $col);
-            if CODES {
-                let dst = codes.add(r * cols + col);
-                if !$part || col + 8 <= cols {
-                    vst1_s8(dst, codes!(v));
-                } else if col < cols {
-                    store_codes_part(dst, codes!(v), cols - col);
-                }
-            } else {
-                let dst = out.add(r * cols + col);
-                if !$part || col + 8 <= cols {
-                    vst1q_f32(dst, apply!(widen_lo(v)));
-                    vst1q_f32(dst.add(4), apply!(widen_hi(v)));
-                } else {
-                    for (h, col) in [(0, col), (1, col + 4)] {
-                        let d = dst.add(4 * h);
-                        let x = if h == 0 { widen_lo(v) } else { widen_hi(v) };
-                        if col + 4 <= cols {
-                            vst1q_f32(d, apply!(x));
-                        } else if col < cols {
-                            store_part(d, apply!(x), cols - col);
-                        }
-                    }
-                }
-            }
-        }};
-    }
-    macro_rules! put_row {
-        ($a:ident, $r:expr, $c:expr, $i:tt, [$($j:tt)*], $part:tt) => {{
-            $( put!($a[$i][$j], $r + $i, $c + 8 * $j, $part); )*
-        }};
-    }
-    // The tile's rows `$is` (accumulators `$a[i][j]`: output row r + i, columns c + 8j..),
-    // every index a constant (a tile indexed at run time lives in memory, a store after
-    // every `fmla`): whole tiles without a bounds check, else vector by vector.
-    macro_rules! store_tile {
-        ($a:ident, $r:expr, $c:expr, [$($i:tt)*], $js:tt, $v:expr) => {{
-            let (r, c) = ($r, $c);
-            if c + 8 * $v <= cols {
-                $( put_row!($a, r, c, $i, $js, false); )*
-            } else {
-                $( put_row!($a, r, c, $i, $js, true); )*
-            }
-        }};
-    }
-    // Per-tap tile: rows r..r+R × V vectors from column c.
-    macro_rules! tile {
-        ($r:expr, $c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
-            let (r, c) = ($r, $c);
-            let mut acc = [[zero16; $vecs]; $rows];
-            for t in 0..n {
-                let w = vld1q_dup_u16(weights.add(t));
-                let p = input.add(r * step + *taps.add(t) + c);
-                for (i, row) in acc.iter_mut().enumerate() {
-                    for (j, a) in row.iter_mut().enumerate() {
-                        *a = fmla(*a, vld1q_u16(p.add(i * step + 8 * j)), w);
-                    }
-                }
-            }
-            store_tile!(acc, r, c, $is, $js, $vecs);
-        }};
-    }
-    macro_rules! tile_rows {
-        ($c:expr, $rows:literal, $vecs:literal, $is:tt, $js:tt) => {{
-            let mut r = 0;
-            while r + $rows <= rows {
-                tile!(r, $c, $rows, $vecs, $is, $js);
-                r += $rows;
-            }
-            while r < rows {
-                tile!(r, $c, 1, $vecs, [0], $js);
-                r += 1;
-            }
-        }};
-    }
-
+    let k16 = vdupq_n_u16(q.k);
     // Square jobs: the K² weights in four registers, eight per vector, zero-padded.
     let square = layout.square;
     let mut wv = [zero16; 4];
@@ -461,108 +599,108 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
             let mut lanes = [0u16; 8];
             for (l, lane) in lanes.iter_mut().enumerate() {
                 if 8 * i + l < k * k {
-                    *lane = *weights.add(8 * i + l);
+                    // SAFETY: a square job's K² weights.
+                    *lane = unsafe { *weights.add(8 * i + l) };
                 }
             }
             *v = vld1q_u16(lanes.as_ptr());
         }
     }
-    // One step of a square tile (the f32 kernel's `sq_step`): input row `u`, kernel column
-    // `kx`, its `V` vectors loaded once, added to each output row `i` that reads it as kernel
-    // row `u − s·i`.
-    macro_rules! sq_step {
-        ($a:ident, $p0:ident, $p1:ident, $k:literal, ($s:literal, $sx:literal), $v:literal,
-         [$($i:literal)*], $u:literal, $kx:literal) => {{
-            let p = if $kx % $sx == 0 { $p0 } else { $p1 }.add($kx / $sx);
-            let mut x = [zero16; $v];
-            for (j, x) in x.iter_mut().enumerate() {
-                *x = vld1q_u16(p.add(8 * j));
-            }
-            $({
-                const KY: usize = ($u as usize).wrapping_sub($s * $i);
-                const T: usize = if KY < $k { $k * KY + $kx } else { 0 };
-                if KY < $k {
-                    for j in 0..$v {
-                        $a[$i][j] = fmla_lane::<{ (T % 8) as i32 }>($a[$i][j], x[j], wv[T / 8]);
-                    }
-                }
-            })*
-        }};
-    }
-    macro_rules! sq_row {
-        ($a:ident, $base:expr, $ld:expr, $col:expr, $k:literal, ($s:literal, $sx:literal),
-         $v:literal, $is:tt, $u:literal, [$($kx:literal)*]) => {{
-            let pu = $base.add($u * $ld);
-            let (p0, p1) = (pu.add($col[0]), pu.add($col[$sx - 1]));
-            $( sq_step!($a, p0, p1, $k, ($s, $sx), $v, $is, $u, $kx); )*
-        }};
-    }
-    macro_rules! sq_tile {
-        ($r:expr, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $rows:literal,
-         $is:tt, $v:literal, $js:tt, [$($u:literal)*], $kxs:tt) => {{
-            let (r, c) = ($r, $c);
-            let mut a = [[zero16; $v]; $rows];
-            let base = opaque(input.add(r * step + c));
-            $( sq_row!(a, base, $ld, $col, $k, $s, $v, $is, $u, $kxs); )*
-            store_tile!(a, r, c, $is, $js, $v);
-        }};
-    }
-    macro_rules! sq_block {
-        ($v:literal, $js:tt, $c:expr, $ld:expr, $col:expr, $k:literal, $s:tt, $u2:tt, $u1:tt,
-         $kxs:tt) => {{
-            let mut r = 0;
-            while r + 2 <= rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
-                r += 2;
-            }
-            if r < rows {
-                sq_tile!(r, $c, $ld, $col, $k, $s, 1, [0], $v, $js, $u1, $kxs);
-            }
-        }};
-    }
-    macro_rules! sq_blocks {
-        ($v:expr, $($rest:tt)*) => {
-            match $v {
-                4 => sq_block!(4, [0 1 2 3], $($rest)*),
-                2 => sq_block!(2, [0 1], $($rest)*),
-                _ => sq_block!(1, [0], $($rest)*),
-            }
-        };
-    }
-    macro_rules! block {
-        ($c:expr) => {{
-            let (c, v) = ($c, vectors(cols - $c));
-            match square {
-                Some(Square { k: 3, ld, stride: 1, column_stride: 1, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 3, ld, stride: 2, column_stride: 2, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 3, ld, stride: 2, column_stride: 1, column: col }) => {
-                    sq_blocks!(v, c, ld, col, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2])
-                }
-                Some(Square { k: 5, ld, stride: 1, column_stride: 1, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]
-                ),
-                Some(Square { k: 5, ld, stride: 2, column_stride: 2, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
-                ),
-                Some(Square { k: 5, ld, stride: 2, column_stride: 1, column: col }) => sq_blocks!(
-                    v, c, ld, col, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]
-                ),
+    let x = Ctx {
+        cols: layout.cols,
+        rows: layout.rows,
+        n: layout.taps.len(),
+        taps: layout.taps.as_ptr(),
+        weights,
+        input: plane.input,
+        step: layout.row_step,
+        out: plane.out,
+        codes: plane.codes,
+        zero16,
+        bias: vdupq_n_f32(plane.bias),
+        low: vdupq_n_f32(act.low),
+        high: vdupq_n_f32(act.high),
+        sixth: vdupq_n_f32(1.0 / 6.0),
+        half: vdupq_n_f32(0.5),
+        zero: vdupq_n_f32(0.0),
+        one: vdupq_n_f32(1.0),
+        bias_hi: vdupq_n_u16(plane.halves.0),
+        bias_lo: vdupq_n_u16(plane.halves.1),
+        low16: vdupq_n_u16(q.low),
+        high16: vdupq_n_u16(q.high),
+        k16,
+        zp: vdupq_n_s16(q.zp),
+        // HardSwish's steps with `k` for its `· ⅙`.
+        hs_k: HsConst {
+            three: vdupq_n_u16(THREE),
+            six: vdupq_n_u16(SIX),
+            zero: zero16,
+            sixth: k16,
+        },
+        wv,
+    };
+    let mut c = 0;
+    while c < x.cols {
+        let v = vectors(x.cols - c);
+        // SAFETY: the caller's.
+        unsafe {
+            match &square {
+                Some(
+                    sq @ Square {
+                        k: 3,
+                        stride: 1,
+                        column_stride: 1,
+                        ..
+                    },
+                ) => k3s1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
+                Some(
+                    sq @ Square {
+                        k: 3,
+                        stride: 2,
+                        column_stride: 2,
+                        ..
+                    },
+                ) => k3s2::run::<CLAMP, HS, CODES>(&x, c, v, sq),
+                Some(
+                    sq @ Square {
+                        k: 3,
+                        stride: 2,
+                        column_stride: 1,
+                        ..
+                    },
+                ) => k3s2x1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
+                Some(
+                    sq @ Square {
+                        k: 5,
+                        stride: 1,
+                        column_stride: 1,
+                        ..
+                    },
+                ) => k5s1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
+                Some(
+                    sq @ Square {
+                        k: 5,
+                        stride: 2,
+                        column_stride: 2,
+                        ..
+                    },
+                ) => k5s2::run::<CLAMP, HS, CODES>(&x, c, v, sq),
+                Some(
+                    sq @ Square {
+                        k: 5,
+                        stride: 2,
+                        column_stride: 1,
+                        ..
+                    },
+                ) => k5s2x1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
                 _ => match v {
-                    4 => tile_rows!(c, 2, 4, [0 1], [0 1 2 3]),
-                    2 => tile_rows!(c, 4, 2, [0 1 2 3], [0 1]),
-                    _ => tile_rows!(c, 4, 1, [0 1 2 3], [0]),
+                    4 => tap_rows4::<CLAMP, HS, CODES>(&x, c),
+                    2 => tap_rows2::<CLAMP, HS, CODES>(&x, c),
+                    _ => tap_rows1::<CLAMP, HS, CODES>(&x, c),
                 },
             }
-        }};
-    }
-    let mut c = 0;
-    while c < cols {
-        block!(c);
-        c += 8 * vectors(cols - c);
+        }
+        c += 8 * v;
     }
 }
 
