@@ -251,7 +251,9 @@ macro_rules! sq_tile {
 /// Every row of one column block of a square job, pairs of rows then an odd last row: one
 /// function per tile width `V` (`v4`, `v2`, `v1`) in a module per job shape (K, row stride,
 /// column stride), `run` choosing the width. `$u2`, `$u1`: the input rows of a two- and a
-/// one-row tile; `$kxs`: the kernel columns.
+/// one-row tile; `$kxs`: the kernel columns. Small functions keep the build quick: rustc
+/// checks each function body whole before inlining, and one body holding every shape's
+/// unrolled tiles took minutes to borrow-check.
 macro_rules! square_job {
     ($name:ident, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
         mod $name {
