@@ -561,12 +561,36 @@ macro_rules! square_job {
         }
     };
 }
-square_job!(k3s1, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2]);
-square_job!(k3s2, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2]);
-square_job!(k3s2x1, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2]);
-square_job!(k5s1, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4]);
-square_job!(k5s2, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
-square_job!(k5s2x1, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4]);
+/// Every square job shape's module (`square_job!`) and [`square_block`], which runs a column
+/// block of the shape `sq` has.
+macro_rules! square_jobs {
+    ($($name:ident, $k:literal, ($s:literal, $sx:literal), $u2:tt, $u1:tt, $kxs:tt;)*) => {
+        $( square_job!($name, $k, ($s, $sx), $u2, $u1, $kxs); )*
+
+        /// The column block at `c`, `v` vectors wide, of a square job; false (nothing run)
+        /// for a shape without square tiles.
+        ///
+        /// # Safety
+        /// [`run`]'s.
+        #[inline(always)]
+        unsafe fn square_block<const CLAMP: bool, const HS: bool, const CODES: bool>(
+            x: &Ctx,
+            c: usize,
+            v: usize,
+            sq: &Square,
+        ) -> bool {
+            // SAFETY: the caller's ([`run`]).
+            unsafe {
+                match (sq.k, sq.stride, sq.column_stride) {
+                    $( ($k, $s, $sx) => $name::run::<CLAMP, HS, CODES>(x, c, v, sq), )*
+                    _ => return false,
+                }
+            }
+            true
+        }
+    };
+}
+crate::kernels::depthwise::square_shapes!(square_jobs);
 
 /// Computes `plane` laid out as `layout` (the module's tiles). Closures here would not inline
 /// (a closure takes this function's FEAT_FP16, and a std generic calling it does not have
@@ -644,60 +668,16 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
         let v = vectors(x.cols - c);
         // SAFETY: the caller's.
         unsafe {
-            match &square {
-                Some(
-                    sq @ Square {
-                        k: 3,
-                        stride: 1,
-                        column_stride: 1,
-                        ..
-                    },
-                ) => k3s1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                Some(
-                    sq @ Square {
-                        k: 3,
-                        stride: 2,
-                        column_stride: 2,
-                        ..
-                    },
-                ) => k3s2::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                Some(
-                    sq @ Square {
-                        k: 3,
-                        stride: 2,
-                        column_stride: 1,
-                        ..
-                    },
-                ) => k3s2x1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                Some(
-                    sq @ Square {
-                        k: 5,
-                        stride: 1,
-                        column_stride: 1,
-                        ..
-                    },
-                ) => k5s1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                Some(
-                    sq @ Square {
-                        k: 5,
-                        stride: 2,
-                        column_stride: 2,
-                        ..
-                    },
-                ) => k5s2::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                Some(
-                    sq @ Square {
-                        k: 5,
-                        stride: 2,
-                        column_stride: 1,
-                        ..
-                    },
-                ) => k5s2x1::run::<CLAMP, HS, CODES>(&x, c, v, sq),
-                _ => match v {
+            let squared = match &square {
+                Some(sq) => square_block::<CLAMP, HS, CODES>(&x, c, v, sq),
+                None => false,
+            };
+            if !squared {
+                match v {
                     4 => tap_rows4::<CLAMP, HS, CODES>(&x, c),
                     2 => tap_rows2::<CLAMP, HS, CODES>(&x, c),
                     _ => tap_rows1::<CLAMP, HS, CODES>(&x, c),
-                },
+                }
             }
         }
         c += 8 * v;
