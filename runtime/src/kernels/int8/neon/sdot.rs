@@ -141,12 +141,14 @@ unsafe fn row_tiles<const CLAMP: bool>(
                 let cols = job.cols(b);
                 let at = |r: usize, q: usize| dst.add(r * ldk + c0 + 4 * q);
                 if cols == COLS {
-                    for q in 0..4 {
-                        vst1q_f32(at(0, q), y.row::<0>(acc[q]));
-                        vst1q_f32(at(1, q), y.row::<1>(acc[4 + q]));
-                        vst1q_f32(at(2, q), y.row::<2>(acc[8 + q]));
-                        vst1q_f32(at(3, q), y.row::<3>(acc[12 + q]));
-                    }
+                    // One `st1` of four registers per row.
+                    let row = |r: usize, v: [float32x4_t; 4]| {
+                        vst1q_f32_x4(at(r, 0), float32x4x4_t(v[0], v[1], v[2], v[3]))
+                    };
+                    row(0, std::array::from_fn(|q| y.row::<0>(acc[q])));
+                    row(1, std::array::from_fn(|q| y.row::<1>(acc[4 + q])));
+                    row(2, std::array::from_fn(|q| y.row::<2>(acc[8 + q])));
+                    row(3, std::array::from_fn(|q| y.row::<3>(acc[12 + q])));
                 } else {
                     // The tile indexed by constants only, so it stays in registers.
                     let quad = |q: usize, v: [int32x4_t; 4]| {
@@ -180,22 +182,10 @@ unsafe fn row_tiles<const CLAMP: bool>(
 /// `w` must hold `groups · 16` bytes and `x` `groups · 64`; FEAT_DotProd.
 #[inline(always)]
 unsafe fn row_tile(w: *const i8, x: *const i8, groups: usize, corr: int32x4_t) -> [int32x4_t; 16] {
-    // SAFETY: NEON is always present on aarch64.
-    let [a, b, c, d] = unsafe {
-        [
-            vdupq_laneq_s32::<0>(corr),
-            vdupq_laneq_s32::<1>(corr),
-            vdupq_laneq_s32::<2>(corr),
-            vdupq_laneq_s32::<3>(corr),
-        ]
-    };
-    let mut acc = [a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d];
     let (mut w, mut x) = (w, x);
     let turns = groups / 4;
-    if turns > 0 {
-        // SAFETY: the caller's bounds: 4·turns ≤ groups.
-        unsafe { row_loop(&mut acc, &mut w, &mut x, turns) };
-    }
+    // SAFETY: the caller's bounds: 4·turns ≤ groups.
+    let mut acc = unsafe { row_loop(corr, &mut w, &mut x, turns) };
     for _ in 0..groups % 4 {
         // SAFETY: the caller's bounds.
         unsafe {
@@ -240,12 +230,17 @@ macro_rules! sdot_rows {
     };
 }
 
-/// The loop of [`main_loop`] and [`row_loop`]: `$turns` turns of four groups, each group's 16
-/// `sdot` written by `$group` (its weight register, then its four input registers), into the
-/// 16 accumulators `$acc` held in v0–v15; v16–v27 are declared clobbered.
+/// The loop of [`main_loop`] and [`row_loop`]: the instructions `$init` (none, or the ones
+/// that set the accumulators), then `$turns` turns of four groups, each group's 16 `sdot`
+/// written by `$group` (its weight register, then its four input registers), into the 16
+/// accumulators `$acc` held in v0–v15 (operands `$dir`: `inout`, or `out` where `$init` sets
+/// them); v16–v27 are declared clobbered, `$more` are further operands. Label `3` follows the
+/// loop, for an `$init` that skips it.
 macro_rules! dot_turns {
-    ($group:ident, $acc:ident, $w:ident, $x:ident, $turns:ident) => {
+    ($group:ident, [$($init:expr),*], $dir:ident $acc:ident, $w:ident, $x:ident, $turns:ident,
+     $($more:tt)*) => {
         asm!(
+            $($init,)*
             "2:",
             "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{w}], #64",
             "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{x}], #64",
@@ -258,41 +253,95 @@ macro_rules! dot_turns {
             $group!("19", "24", "25", "26", "27"),
             "subs {n}, {n}, #1",
             "b.ne 2b",
+            "3:",
             w = inout(reg) *$w,
             x = inout(reg) *$x,
             n = inout(reg) $turns => _,
-            inout("v0") $acc[0],
-            inout("v1") $acc[1],
-            inout("v2") $acc[2],
-            inout("v3") $acc[3],
-            inout("v4") $acc[4],
-            inout("v5") $acc[5],
-            inout("v6") $acc[6],
-            inout("v7") $acc[7],
-            inout("v8") $acc[8],
-            inout("v9") $acc[9],
-            inout("v10") $acc[10],
-            inout("v11") $acc[11],
-            inout("v12") $acc[12],
-            inout("v13") $acc[13],
-            inout("v14") $acc[14],
-            inout("v15") $acc[15],
+            $dir("v0") $acc[0],
+            $dir("v1") $acc[1],
+            $dir("v2") $acc[2],
+            $dir("v3") $acc[3],
+            $dir("v4") $acc[4],
+            $dir("v5") $acc[5],
+            $dir("v6") $acc[6],
+            $dir("v7") $acc[7],
+            $dir("v8") $acc[8],
+            $dir("v9") $acc[9],
+            $dir("v10") $acc[10],
+            $dir("v11") $acc[11],
+            $dir("v12") $acc[12],
+            $dir("v13") $acc[13],
+            $dir("v14") $acc[14],
+            $dir("v15") $acc[15],
             out("v16") _, out("v17") _, out("v18") _, out("v19") _,
             out("v20") _, out("v21") _, out("v22") _, out("v23") _,
             out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            $($more)*
             options(nostack, readonly),
         )
     };
 }
 
-/// [`main_loop`] for row tiles: the same loads and loop, the `sdot` operands swapped.
+/// Accumulators `v$a0..v$a3` set to lane `$l` of the `corr` operand `{c}`.
+macro_rules! dup_row {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal, $l:literal) => {
+        concat!(
+            "dup v",
+            $a0,
+            ".4s, {c:v}.s[",
+            $l,
+            "]\n",
+            "dup v",
+            $a1,
+            ".4s, {c:v}.s[",
+            $l,
+            "]\n",
+            "dup v",
+            $a2,
+            ".4s, {c:v}.s[",
+            $l,
+            "]\n",
+            "dup v",
+            $a3,
+            ".4s, {c:v}.s[",
+            $l,
+            "]\n",
+        )
+    };
+}
+
+/// [`main_loop`] for row tiles: the same loads and loop, the `sdot` operands swapped, the
+/// accumulators set inside the asm to the lanes of `corr` (row `r`'s four to lane `r`: 16
+/// `dup`, where setting them outside left the compiler copying each into its register twice).
 ///
 /// # Safety
-/// As [`main_loop`]'s.
+/// As [`main_loop`]'s, but `turns` may be 0 (the accumulators are then `corr`'s lanes).
 #[inline(always)]
-unsafe fn row_loop(acc: &mut [int32x4_t; 16], w: &mut *const i8, x: &mut *const i8, turns: usize) {
-    // SAFETY: the caller's bounds and features.
-    unsafe { dot_turns!(sdot_rows, acc, w, x, turns) }
+unsafe fn row_loop(
+    corr: int32x4_t,
+    w: &mut *const i8,
+    x: &mut *const i8,
+    turns: usize,
+) -> [int32x4_t; 16] {
+    // SAFETY: NEON is always present on aarch64.
+    let mut acc = [unsafe { vdupq_n_s32(0) }; 16];
+    // SAFETY: the caller's bounds and features; `corr` is read before any accumulator is
+    // written (operands `out`, not `lateout`, so it has a register of its own).
+    unsafe {
+        dot_turns!(
+            sdot_rows,
+            [
+                dup_row!("0", "1", "2", "3", "0"),
+                dup_row!("4", "5", "6", "7", "1"),
+                dup_row!("8", "9", "10", "11", "2"),
+                dup_row!("12", "13", "14", "15", "3"),
+                "cbz {n}, 3f"
+            ],
+            out acc, w, x, turns,
+            c = in(vreg) corr,
+        )
+    };
+    acc
 }
 
 /// The sums of 4 rows × 16 columns over `groups` groups of 4 k: `acc[column]`, lanes = rows.
@@ -431,7 +480,7 @@ unsafe fn main_loop(
     turns: usize,
 ) {
     // SAFETY: the caller's bounds and features.
-    unsafe { dot_turns!(sdot_group, acc, w, x, turns) }
+    unsafe { dot_turns!(sdot_group, [], inout acc, w, x, turns,) }
 }
 
 /// Columns a block may have at most to take narrow tiles ([`narrow_block`]).
