@@ -428,19 +428,22 @@ pub(crate) fn opaque<T>(p: *const T) -> *const T {
 }
 
 /// Calls `$m!` with the square job shapes the NEON kernels (f32 and binary16) tile, one per
-/// line: module name, K, (row stride, column stride), the input rows of a two-row tile, of a
-/// one-row tile, and the kernel columns. [`Square::find`] yields K 3 or 5 and strides 1 or 2;
+/// line: module name, K, (row stride, column stride), the input rows of a four-row tile (none:
+/// the shape has no four-row tiles), of a two-row tile, of a one-row tile, and the kernel
+/// columns. Stride-1 shapes take four-row tiles: each input row loaded once serves four output
+/// rows (K + 3 row loads per 4 rows instead of K + 1 per 2); stride-2 ones stop at two, where
+/// a taller tile's loads save less and its code would double again. [`Square::find`] yields K 3 or 5 and strides 1 or 2;
 /// a shape not listed runs per-tap tiles.
 #[cfg(target_arch = "aarch64")]
 macro_rules! square_shapes {
     ($m:ident) => {
         $m! {
-            k3s1, 3, (1, 1), [0 1 2 3], [0 1 2], [0 1 2];
-            k3s2, 3, (2, 2), [0 1 2 3 4], [0 1 2], [0 1 2];
-            k3s2x1, 3, (2, 1), [0 1 2 3 4], [0 1 2], [0 1 2];
-            k5s1, 5, (1, 1), [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4];
-            k5s2, 5, (2, 2), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4];
-            k5s2x1, 5, (2, 1), [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4];
+            k3s1, 3, (1, 1), [0 1 2 3 4 5], [0 1 2 3], [0 1 2], [0 1 2];
+            k3s2, 3, (2, 2), [], [0 1 2 3 4], [0 1 2], [0 1 2];
+            k3s2x1, 3, (2, 1), [], [0 1 2 3 4], [0 1 2], [0 1 2];
+            k5s1, 5, (1, 1), [0 1 2 3 4 5 6 7], [0 1 2 3 4 5], [0 1 2 3 4], [0 1 2 3 4];
+            k5s2, 5, (2, 2), [], [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4];
+            k5s2x1, 5, (2, 1), [], [0 1 2 3 4 5 6], [0 1 2 3 4], [0 1 2 3 4];
         }
     };
 }

@@ -2,9 +2,10 @@
 //!
 //! 3×3 and 5×5 jobs at stride 1 or 2, or 2 along the rows and 1 along the columns (every
 //! depthwise layer of MobileNet-class models, and the text models' tall-to-wide ones) run
-//! square tiles: 2 output rows (1 for an odd last row) × 4, 2 or 1 vectors of 4 lanes, as the
-//! row's width allows, with the job's weights held in registers (four per vector, `fmla` by
-//! element) and each input row of the tile loaded once for every output row that reads it.
+//! square tiles: 4 output rows at stride 1, 2 at stride 2, then 2 or 1 for the last rows, × 4,
+//! 2 or 1 vectors of 4 lanes, as the row's width allows, with the job's weights held in
+//! registers (four per vector, `fmla` by element) and each input row of the tile loaded once
+//! for every output row that reads it.
 //! Other jobs run per-tap tiles: 2 rows × 4 vectors, or 4 rows × 2 or 1 vectors on narrow
 //! planes, the tile's accumulators in registers across all taps, per tap one `ld1r` weight,
 //! then one load and one `fmla` per accumulator.
@@ -255,13 +256,13 @@ macro_rules! sq_tile {
 /// checks each function body whole before inlining, and one body holding every shape's
 /// unrolled tiles took minutes to borrow-check.
 macro_rules! square_job {
-    ($name:ident, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+    ($name:ident, $k:literal, $s:tt, $u4:tt, $u2:tt, $u1:tt, $kxs:tt) => {
         mod $name {
             use super::*;
 
-            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u2, $u1, $kxs);
-            square_job!(@width v2, 2, [0 1], $k, $s, $u2, $u1, $kxs);
-            square_job!(@width v1, 1, [0], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u4, $u2, $u1, $kxs);
+            square_job!(@width v2, 2, [0 1], $k, $s, $u4, $u2, $u1, $kxs);
+            square_job!(@width v1, 1, [0], $k, $s, $u4, $u2, $u1, $kxs);
 
             /// The column block at `c`, `v` vectors wide.
             #[inline(always)]
@@ -279,13 +280,27 @@ macro_rules! square_job {
             }
         }
     };
-    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+    // Four-row tiles from row `r` while four rows remain, for a shape that has them.
+    (@quad $x:ident, $r:ident, $c:ident, $ld:ident, $col:ident, $k:literal, $s:tt, $v:literal,
+     $js:tt, [], $kxs:tt) => {};
+    (@quad $x:ident, $r:ident, $c:ident, $ld:ident, $col:ident, $k:literal, $s:tt, $v:literal,
+     $js:tt, $u4:tt, $kxs:tt) => {
+        while $r + 4 <= $x.rows {
+            sq_tile!($x, $r, $c, $ld, $col, $k, $s, 4, [0 1 2 3], $v, $js, $u4, $kxs);
+            $r += 4;
+        }
+    };
+    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u4:tt, $u2:tt, $u1:tt, $kxs:tt) => {
         // `kx % s` is `kx % 1` for stride 1.
         #[allow(clippy::modulo_one)]
-        #[inline(always)]
+        // One function per shape and width, not inlined: LLVM optimises each alone (a body
+        // holding them all grows its time faster than its size) and spreads them over
+        // codegen units; a call per column block of a plane.
+        #[inline(never)]
         unsafe fn $name<const CLAMP: bool, const HS: bool>(x: &Ctx, c: usize, sq: &Square) {
             let (ld, col) = (sq.ld, sq.column);
             let mut r = 0;
+            square_job!(@quad x, r, c, ld, col, $k, $s, $v, $js, $u4, $kxs);
             while r + 2 <= x.rows {
                 sq_tile!(x, r, c, ld, col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
                 r += 2;
@@ -299,8 +314,8 @@ macro_rules! square_job {
 /// Every square job shape's module (`square_job!`) and [`square_block`], which runs a column
 /// block of the shape `sq` has.
 macro_rules! square_jobs {
-    ($($name:ident, $k:literal, ($s:literal, $sx:literal), $u2:tt, $u1:tt, $kxs:tt;)*) => {
-        $( square_job!($name, $k, ($s, $sx), $u2, $u1, $kxs); )*
+    ($($name:ident, $k:literal, ($s:literal, $sx:literal), $u4:tt, $u2:tt, $u1:tt, $kxs:tt;)*) => {
+        $( square_job!($name, $k, ($s, $sx), $u4, $u2, $u1, $kxs); )*
 
         /// The column block at `c`, `v` vectors wide, of a square job; false (nothing run)
         /// for a shape without square tiles.

@@ -1,9 +1,10 @@
 //! The FEAT_FP16 depthwise kernel (`neon-fp16`: Cortex-A76, A78AE and later).
 //!
 //! The f32 NEON kernel's tiles ([`crate::kernels::depthwise::neon`]) on vectors of eight
-//! binary16 lanes: 3×3 and 5×5 jobs run square tiles of 2 output rows × 4, 2 or 1 vectors (32,
-//! 16 or 8 columns) with the 9 or 25 weights in four registers of `v0`–`v15` (`fmla .8h` by
-//! element takes its element from those), each input row loaded once for both output rows;
+//! binary16 lanes: 3×3 and 5×5 jobs run square tiles of 4 output rows at stride 1, 2 at
+//! stride 2 (then 2 or 1 for the last rows) × 4, 2 or 1 vectors (32, 16 or 8 columns) with the
+//! 9 or 25 weights in four registers of `v0`–`v15` (`fmla .8h` by element takes its element
+//! from those), each input row loaded once for every output row that reads it;
 //! other jobs run per-tap tiles (2 rows × 4 vectors, or 4 rows × 2 or 1). A tile's sums widen
 //! to f32 (`fcvtl`, `fcvtl2`) for the bias, the f32 kernels' activation and the store. Rust has no stable
 //! binary16 intrinsics, so each binary16 instruction is a one-instruction `asm!` the compiler
@@ -510,13 +511,13 @@ macro_rules! sq_tile {
 /// function per tile width (`v4`, `v2`, `v1`) in a module per job shape (K, row stride,
 /// column stride), `run` choosing the width (the f32 kernel's `square_job`).
 macro_rules! square_job {
-    ($name:ident, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+    ($name:ident, $k:literal, $s:tt, $u4:tt, $u2:tt, $u1:tt, $kxs:tt) => {
         mod $name {
             use super::*;
 
-            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u2, $u1, $kxs);
-            square_job!(@width v2, 2, [0 1], $k, $s, $u2, $u1, $kxs);
-            square_job!(@width v1, 1, [0], $k, $s, $u2, $u1, $kxs);
+            square_job!(@width v4, 4, [0 1 2 3], $k, $s, $u4, $u2, $u1, $kxs);
+            square_job!(@width v2, 2, [0 1], $k, $s, $u4, $u2, $u1, $kxs);
+            square_job!(@width v1, 1, [0], $k, $s, $u4, $u2, $u1, $kxs);
 
             /// The column block at `c`, `v` vectors wide.
             #[inline(always)]
@@ -537,10 +538,24 @@ macro_rules! square_job {
             }
         }
     };
-    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u2:tt, $u1:tt, $kxs:tt) => {
+    // Four-row tiles from row `r` while four rows remain, for a shape that has them.
+    (@quad $x:ident, $r:ident, $c:ident, $ld:ident, $col:ident, $k:literal, $s:tt, $v:literal,
+     $js:tt, [], $kxs:tt) => {};
+    (@quad $x:ident, $r:ident, $c:ident, $ld:ident, $col:ident, $k:literal, $s:tt, $v:literal,
+     $js:tt, $u4:tt, $kxs:tt) => {
+        while $r + 4 <= $x.rows {
+            sq_tile!($x, $r, $c, $ld, $col, $k, $s, 4, [0 1 2 3], $v, $js, $u4, $kxs);
+            $r += 4;
+        }
+    };
+    (@width $name:ident, $v:literal, $js:tt, $k:literal, $s:tt, $u4:tt, $u2:tt, $u1:tt, $kxs:tt) => {
         // `kx % s` is `kx % 1` for stride 1.
         #[allow(clippy::modulo_one)]
-        #[inline(always)]
+        // One function per shape and width, not inlined: LLVM optimises each alone (a body
+        // holding them all grows its time faster than its size) and spreads them over
+        // codegen units; a call per column block of a plane.
+        #[inline(never)]
+        #[target_feature(enable = "neon,fp16")]
         unsafe fn $name<const CLAMP: bool, const HS: bool, const CODES: bool>(
             x: &Ctx,
             c: usize,
@@ -550,6 +565,7 @@ macro_rules! square_job {
             // SAFETY: the caller's ([`super::run`]).
             unsafe {
                 let mut r = 0;
+                square_job!(@quad x, r, c, ld, col, $k, $s, $v, $js, $u4, $kxs);
                 while r + 2 <= x.rows {
                     sq_tile!(x, r, c, ld, col, $k, $s, 2, [0 1], $v, $js, $u2, $kxs);
                     r += 2;
@@ -564,8 +580,8 @@ macro_rules! square_job {
 /// Every square job shape's module (`square_job!`) and [`square_block`], which runs a column
 /// block of the shape `sq` has.
 macro_rules! square_jobs {
-    ($($name:ident, $k:literal, ($s:literal, $sx:literal), $u2:tt, $u1:tt, $kxs:tt;)*) => {
-        $( square_job!($name, $k, ($s, $sx), $u2, $u1, $kxs); )*
+    ($($name:ident, $k:literal, ($s:literal, $sx:literal), $u4:tt, $u2:tt, $u1:tt, $kxs:tt;)*) => {
+        $( square_job!($name, $k, ($s, $sx), $u4, $u2, $u1, $kxs); )*
 
         /// The column block at `c`, `v` vectors wide, of a square job; false (nothing run)
         /// for a shape without square tiles.
