@@ -631,19 +631,20 @@ unsafe fn run<const CLAMP: bool, const HS: bool, const CODES: bool>(
         zp: 0,
     });
     let k16 = vdupq_n_u16(q.k);
-    // Square jobs: the K² weights in four registers, eight per vector, zero-padded.
+    // Square jobs: the K² weights in four registers, eight per vector (K² is 9 or 25, so the
+    // last vector's first lane alone is read).
     let square = layout.square;
     let mut wv = [zero16; 4];
     if let Some(Square { k, .. }) = square {
         for (i, v) in wv.iter_mut().enumerate() {
-            let mut lanes = [0u16; 8];
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                if 8 * i + l < k * k {
-                    // SAFETY: a square job's K² weights.
-                    *lane = unsafe { *weights.add(8 * i + l) };
+            // SAFETY: inside a square job's K² weights.
+            unsafe {
+                if 8 * i + 8 <= k * k {
+                    *v = vld1q_u16(weights.add(8 * i));
+                } else if 8 * i < k * k {
+                    *v = vld1q_dup_u16(weights.add(8 * i));
                 }
             }
-            *v = vld1q_u16(lanes.as_ptr());
         }
     }
     let x = Ctx {
@@ -752,7 +753,16 @@ unsafe fn copy<const HS: bool>(d: *mut u16, s: *const f32, n: usize, k: &HsConst
     unsafe {
         if n >= 8 {
             let (mut d, mut s, mut left) = (d, s, n);
-            while left >= 8 {
+            // Two vectors per turn: the loop's four instructions per 16 values, not per 8.
+            while left >= 16 {
+                vst1q_u16(d, map::<HS>(vld1q_f32(s), vld1q_f32(s.add(4)), k));
+                vst1q_u16(
+                    d.add(8),
+                    map::<HS>(vld1q_f32(s.add(8)), vld1q_f32(s.add(12)), k),
+                );
+                (s, d, left) = (s.add(16), d.add(16), left - 16);
+            }
+            if left >= 8 {
                 vst1q_u16(d, map::<HS>(vld1q_f32(s), vld1q_f32(s.add(4)), k));
                 (s, d, left) = (s.add(8), d.add(8), left - 8);
             }

@@ -113,7 +113,9 @@ fn every_fill_equals_the_portable_one() {
                 (2, 9),
                 (5, 15),
                 (3, 16),
+                (2, 24),
                 (2, 33),
+                (1, 45),
             ] {
                 for left in 0..3 {
                     for hardswish in [false, true] {
