@@ -28,7 +28,8 @@
 //! 72 instructions per 4 k, 64 of them `fmla`; 4- and 1-column tiles for the rest of a row),
 //! `x86`
 //! (`x86-avx2`: AVX2 + FMA, tiles of 4 rows × 16 columns, per k two loads, four broadcasts
-//! and eight FMAs). [`select`] picks the best one the CPU has, once per process;
+//! and eight FMAs; `x86-avx512`: tiles of 8 rows × 32 columns, per k two loads, eight
+//! broadcasts and 16 FMAs). [`select`] picks the best one the CPU has, once per process;
 //! `KESTREL_KERNELS=NAME` forces one.
 
 pub mod generic;
@@ -257,7 +258,7 @@ pub(crate) unsafe fn run_checked(job: &Job<'_>, y: &mut [f32], clamped: Body, un
 
 /// A float matrix-product kernel.
 pub trait LinearKernel: Send + Sync + Debug {
-    /// Short name, for logs and benchmarks (`generic`, `x86-avx2`, `neon`).
+    /// Short name, for logs and benchmarks (`generic`, `x86-avx2`, `x86-avx512`, `neon`).
     fn name(&self) -> &'static str;
 
     /// Computes the job's output rows into `y` (module docs). Panics if the job fails
@@ -271,11 +272,13 @@ pub fn generic() -> &'static dyn LinearKernel {
 }
 
 /// Every kernel this CPU can run, portable first and fastest last: `generic`, then `x86-avx2`
-/// (with FMA) on x86-64 or `neon` on aarch64.
+/// (with FMA) and `x86-avx512` on x86-64, or `neon` on aarch64.
 pub fn available() -> Vec<&'static dyn LinearKernel> {
     let mut kernels = vec![generic()];
     #[cfg(target_arch = "x86_64")]
     kernels.extend(x86::Avx2::detect());
+    #[cfg(target_arch = "x86_64")]
+    kernels.extend(x86::Avx512::detect());
     #[cfg(target_arch = "aarch64")]
     kernels.push(neon::Neon::detect());
     kernels

@@ -69,7 +69,9 @@ fn every_kernel_gives_the_portable_kernels_bits() {
     let kernels = available();
     for rows in [1, 5, 8, 13, 24] {
         for k in [1, 3, 16, 67] {
-            for cols in [0, 1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 31, 32, 45] {
+            for cols in [
+                0, 1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 31, 32, 45, 49, 64,
+            ] {
                 let pad = rng.random_range(0..3);
                 let case = case(&mut rng, rows, k, cols, pad);
                 let blocks = case.w.blocks();
