@@ -11,8 +11,8 @@
 //! `x86-avx512` runs a whole 8-row weight block at once: per k two 16-column loads, eight
 //! broadcasts and 16 FMAs into 16 of the 32 registers (four times the AVX2 tile's work per k
 //! for 26 instructions against its 14). The last columns of a row run in an 8 × 16 tile, its
-//! loads and stores masked to the columns left, so a 7 × 7 plane's 49 columns take a 32-, a
-//! 16- and a one-column masked tile instead of 49 single columns past the last 8.
+//! loads and stores masked to the columns left, or, for 4 or fewer, one column at a time (the
+//! AVX2 kernel's single-column tile: 3 instructions per k where a masked tile costs 17).
 //!
 //! Every kernel adds the k products to the bias in k order, one rounding per FMA: the bits of
 //! the portable kernel.
@@ -246,8 +246,14 @@ unsafe fn run_job512<const CLAMP: bool>(job: &Job<'_>, y: *mut f32) {
     for chunk in job.chunks() {
         let mut c = 0;
         while c < job.cols {
+            // 32 columns, 16, the columns left under a mask, or (for 4 or fewer) one at a
+            // time: a masked tile costs a whole 16-column tile's instructions.
             let left = job.cols - c;
-            let width = if left >= 32 { 32 } else { left.min(16) };
+            let width = match left {
+                32.. => 32,
+                5.. => left.min(16),
+                _ => 1,
+            };
             // Lanes of the 16-column tile: all, or the columns left.
             let mask: __mmask16 = if width >= 16 {
                 0xffff
@@ -268,6 +274,14 @@ unsafe fn run_job512<const CLAMP: bool>(job: &Job<'_>, y: *mut f32) {
                             let out = yb.add(r * ys);
                             _mm512_storeu_ps(out, act(a[0]));
                             _mm512_storeu_ps(out.add(16), act(a[1]));
+                        }
+                    } else if width == 1 {
+                        // The 8 rows in one register (`tile1`), the stage on 16 lanes.
+                        let acc = _mm512_castps256_ps512(tile1(wp, bp, x.add(c), xs, k));
+                        let mut v = [0f32; 16];
+                        _mm512_storeu_ps(v.as_mut_ptr(), act(acc));
+                        for (r, &v) in v.iter().enumerate().take(rows) {
+                            *yb.add(r * ys) = v;
                         }
                     } else {
                         let acc = tile16x8(wp, bp, x.add(c), xs, k, mask);
